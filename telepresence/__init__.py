@@ -1,0 +1,1 @@
+"""Talk to a person: the control plane (signalling, matchmaking, auth, metrics)."""

@@ -1,0 +1,3 @@
+from telepresence.cli import main
+
+raise SystemExit(main())

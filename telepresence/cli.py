@@ -1,0 +1,108 @@
+"""``telepresence serve`` and ``telepresence token``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from telepresence.auth import Claims, parse_ttl
+from telepresence.config import Settings
+
+
+def _split(text: str | None) -> tuple[str, ...]:
+    return tuple(part.strip().lower() for part in (text or "").split(",") if part.strip())
+
+
+def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
+    return Settings.load(Path(args.config) if args.config else None, **overrides)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from telepresence.app import authority_for, create_app
+
+    settings = _settings(args, host=args.host, port=args.port, log_level=args.log_level)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    token = authority_for(settings).mint(
+        Claims(name=args.agent_name, role="agent", expires_at=time.time() + 8 * 3600)
+    )
+    shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    base = f"http://{shown_host}:{settings.port}"
+    print(
+        "\n  Telepresence is starting.\n"
+        f"  Customer page:  {base}/\n"
+        f"  Agent console ({args.agent_name}, general queue, valid 8 h):\n"
+        f"      {base}/agent#token={token}\n",
+        flush=True,
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        # Bigger frames are refused by the protocol layer (close 1009) before they are buffered.
+        ws_max_size=settings.max_message_bytes + 1024,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
+    )
+    return 0
+
+
+def token(args: argparse.Namespace) -> int:
+    from telepresence.app import authority_for
+
+    settings = _settings(args)
+    try:
+        ttl = parse_ttl(args.ttl)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    claims = Claims(
+        name=args.name,
+        role=args.role,
+        skills=_split(args.skills),
+        languages=_split(args.languages),
+        expires_at=time.time() + ttl,
+    )
+    print(f"# {args.role} token for {args.name}, valid {args.ttl}", file=sys.stderr)
+    print(authority_for(settings).mint(claims))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="telepresence", description="Talk to a person: the telepresence server.")
+    parser.add_argument("--config", help="a TOML settings file (TELEPRESENCE_* env vars override it)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve_parser = commands.add_parser("serve", help="run the server")
+    serve_parser.add_argument("--host", help="interface to bind (default 127.0.0.1)")
+    serve_parser.add_argument("--port", type=int, help="port (default 8080)")
+    serve_parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve_parser.add_argument("--agent-name", default="agent", help="name in the printed agent link")
+    serve_parser.set_defaults(handler=serve)
+
+    token_parser = commands.add_parser("token", help="print a signed token for an agent or operator")
+    token_parser.add_argument("name")
+    token_parser.add_argument("--skills", help="comma-separated, e.g. billing,returns")
+    token_parser.add_argument("--languages", help="comma-separated, e.g. en,fr")
+    token_parser.add_argument("--role", choices=["agent", "operator"], default="agent")
+    token_parser.add_argument("--ttl", default="8h", help="lifetime: 8h, 30m, 2d ... (default 8h)")
+    token_parser.set_defaults(handler=token)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ValueError as exc:  # bad settings: say so plainly
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

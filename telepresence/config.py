@@ -1,0 +1,76 @@
+"""Settings: defaults, overridden by a TOML config file, overridden by TELEPRESENCE_* env vars."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+WEB_ROOT = Path(__file__).resolve().parent.parent / "web_client"
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "info"
+    # Where the generated token secret lives when TELEPRESENCE_SECRET is not set.
+    state_dir: Path = field(default_factory=lambda: Path.home() / ".telepresence")
+    secret: str | None = None
+    store: str = "memory"
+    web_root: Path = WEB_ROOT
+    # Routing.
+    offer_timeout_s: float = 20.0
+    affinity_window_s: float = 300.0
+    decline_cooloff_s: float = 60.0
+    max_missed_offers: int = 3
+    service_target_s: float = 20.0
+    default_handle_time_s: float = 180.0
+    wrap_up_s: float = 15.0
+    # A dropped customer tab keeps its place (or call) this long.
+    rejoin_grace_s: float = 60.0
+    # Per-socket flood control: a token bucket, then close 1008.
+    rate_per_s: float = 20.0
+    rate_burst: int = 40
+    max_message_bytes: int = 64 * 1024
+    # A socket whose outbox backs up this far is too slow to keep (close 1013).
+    outbox_limit: int = 256
+    shutdown_timeout_s: float = 5.0
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Defaults < config file < ``TELEPRESENCE_<FIELD>`` env vars < explicit overrides."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        if config_file is not None:
+            with open(config_file, "rb") as file:
+                values.update(tomllib.load(file))
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for name in fields:
+            raw = env.get(f"TELEPRESENCE_{name.upper()}")
+            if raw is not None:
+                values[name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - set(fields)
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        settings = cls()
+        for name, value in values.items():
+            setattr(settings, name, _coerce(name, fields[name].type, value))
+        return settings
+
+
+def _coerce(name: str, kind: object, value: object) -> object:
+    kind = str(kind)
+    try:
+        if kind.startswith("float"):
+            return float(value)  # type: ignore[arg-type]
+        if kind.startswith("int"):
+            return int(value)  # type: ignore[arg-type]
+        if kind.startswith("Path"):
+            return Path(str(value)).expanduser()
+    except (TypeError, ValueError):
+        raise ValueError(f"setting {name}: {value!r} is not a valid {kind}") from None
+    return value

@@ -1,0 +1,49 @@
+"""Prometheus metrics, one registry per app (so tests can run several apps side by side).
+
+Named like the contact-centre tools people already run: queue depth and longest
+wait per queue, agents by state, offers by outcome, time to answer, abandonment,
+calls by outcome.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+TIME_TO_ANSWER_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.waiting = Gauge("telepresence_queue_waiting", "Customers waiting", ["queue"], registry=r)
+        self.longest_wait = Gauge(
+            "telepresence_queue_longest_wait_seconds", "Longest current wait", ["queue"], registry=r
+        )
+        self.service_level = Gauge(
+            "telepresence_queue_service_level",
+            "Share of answered customers answered within the target time",
+            ["queue"],
+            registry=r,
+        )
+        self.agents = Gauge("telepresence_agents", "Logged-in agents by state", ["state"], registry=r)
+        self.offers = Counter(
+            "telepresence_offers", "Offers made to agents, by outcome", ["outcome"], registry=r
+        )
+        self.time_to_answer = Histogram(
+            "telepresence_time_to_answer_seconds",
+            "From joining the queue to an agent accepting",
+            buckets=TIME_TO_ANSWER_BUCKETS,
+            registry=r,
+        )
+        self.abandoned = Counter(
+            "telepresence_abandoned", "Customers who left before being answered", ["queue"], registry=r
+        )
+        self.calls = Counter("telepresence_calls", "Finished calls by outcome", ["outcome"], registry=r)
+        self.connections = Gauge("telepresence_websockets", "Open signalling sockets", registry=r)
+        self.protocol_errors = Counter(
+            "telepresence_protocol_errors", "Client messages refused, by code", ["code"], registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,656 @@
+"""The Matchmaker: who is offered to whom, and when. Pure logic.
+
+No I/O, no asyncio, no clock of its own: every call takes ``now`` (seconds, any
+monotonic origin) and returns the events it caused. The async shell
+(:mod:`telepresence.switchboard`) turns events into messages and calls
+:meth:`Matchmaker.tick` at :meth:`Matchmaker.next_deadline`.
+
+Policy, in this order:
+
+1. A returning customer is offered first to the agent they last talked to. If
+   that agent is free, at once; if that agent is busy, the customer is asked to
+   choose (wait for that agent, or the next available) and keeps their place while
+   choosing; if they wait, that agent gets them as soon as a seat frees within the
+   affinity window, after which they fall back to any eligible agent.
+2. Otherwise the longest-idle eligible agent with a free seat gets the customer.
+3. An agent with a free seat takes the waiting customer with the earliest place
+   among the queues they serve (FIFO per queue). A customer's place is fixed when
+   they first join: a customer whose offer was declined or timed out, whose agent
+   dropped, or whose tab rejoined keeps it, so they go back ahead of everyone who
+   joined after them.
+
+A pending offer expires after ``offer_timeout_s``; a declined or expired offer
+goes to the next eligible agent, and the agent who let it go is not offered that
+customer again for ``decline_cooloff_s``. An agent who misses ``max_misses`` offers
+in a row is set away.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from telepresence.routing.estimate import HandleTimes, expected_wait
+from telepresence.routing.events import (
+    AgentSetAway,
+    CallEnded,
+    ChoiceOffered,
+    Event,
+    OfferMade,
+    OfferWithdrawn,
+    Paired,
+)
+
+GENERAL = ""  # the skill (or language) of a customer who picked none
+
+
+class RoutingError(Exception):
+    """A request the matchmaker cannot carry out (unknown id, wrong state)."""
+
+
+@dataclass(frozen=True, order=True)
+class QueueKey:
+    """A queue: customers who asked for one skill (``""``: general) in one language (``""``: any)."""
+
+    skill: str = GENERAL
+    language: str = GENERAL
+
+    def __str__(self) -> str:
+        return f"{self.skill or 'general'}/{self.language or 'any'}"
+
+
+class CustomerState(enum.Enum):
+    WAITING = "waiting"  # in the queue, offered as soon as an agent frees up
+    CHOOSING = "choosing"  # returning customer deciding: wait for their agent, or any
+    WAITING_FOR_AGENT = "waiting_for_agent"  # held for their last agent until prefer_until
+    SUSPENDED = "suspended"  # tab dropped: keeps its place, not offered until it rejoins
+    OFFERED = "offered"  # an offer to one agent is pending
+    IN_CALL = "in_call"
+
+
+HELD = (CustomerState.CHOOSING, CustomerState.WAITING_FOR_AGENT)
+
+
+class AgentState(enum.Enum):
+    AVAILABLE = "available"
+    AWAY = "away"
+
+
+@dataclass
+class _Customer:
+    id: str
+    key: QueueKey
+    place: int
+    joined_at: float
+    state: CustomerState = CustomerState.WAITING
+    last_agent: str | None = None
+    prefer_until: float | None = None
+    offer_id: str | None = None
+    agent_id: str | None = None
+    call_started_at: float | None = None
+    declined_by: dict[str, float] = field(default_factory=dict)  # agent id -> until
+
+
+@dataclass
+class _Agent:
+    id: str
+    skills: frozenset[str]
+    languages: frozenset[str]
+    capacity: int
+    state: AgentState
+    idle_since: float
+    customers: set[str] = field(default_factory=set)  # offered or in a call
+    misses: int = 0
+
+    def serves(self, key: QueueKey) -> bool:
+        skill_ok = key.skill == GENERAL or key.skill in self.skills
+        language_ok = key.language == GENERAL or not self.languages or key.language in self.languages
+        return skill_ok and language_ok
+
+    @property
+    def free_seats(self) -> int:
+        if self.state is not AgentState.AVAILABLE:
+            return 0
+        return max(0, self.capacity - len(self.customers))
+
+
+@dataclass
+class _Offer:
+    id: str
+    customer_id: str
+    agent_id: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class CustomerStatus:
+    """What a customer is told about their wait."""
+
+    customer_id: str
+    state: CustomerState
+    position: int | None  # 1 = next; None once offered or in a call
+    expected_wait_s: float | None  # None: no agent online to estimate from
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    key: QueueKey
+    waiting: int
+    longest_wait_s: float
+    answered: int
+    answered_in_target: int
+    abandoned: int
+
+    @property
+    def service_level(self) -> float | None:
+        """Share of answered customers answered within the target time."""
+        return self.answered_in_target / self.answered if self.answered else None
+
+
+@dataclass
+class _Counters:
+    answered: int = 0
+    answered_in_target: int = 0
+    abandoned: int = 0
+
+
+class Matchmaker:
+    """Queues, agents and offers. See the module docstring for the policy."""
+
+    def __init__(
+        self,
+        *,
+        offer_timeout_s: float = 20.0,
+        affinity_window_s: float = 300.0,
+        decline_cooloff_s: float = 60.0,
+        max_misses: int = 3,
+        service_target_s: float = 20.0,
+        handle_times: HandleTimes | None = None,
+    ) -> None:
+        self.offer_timeout_s = offer_timeout_s
+        self.affinity_window_s = affinity_window_s
+        self.decline_cooloff_s = decline_cooloff_s
+        self.max_misses = max_misses
+        self.service_target_s = service_target_s
+        self.handle_times = handle_times or HandleTimes()
+        self._customers: dict[str, _Customer] = {}
+        self._agents: dict[str, _Agent] = {}
+        self._offers: dict[str, _Offer] = {}
+        # WAITING customers only, per queue, as sorted (place, customer id) pairs.
+        self._queues: dict[QueueKey, list[tuple[int, str]]] = {}
+        # Returning customers held for (or choosing) their last agent, per agent, sorted.
+        self._preferring: dict[str, list[tuple[int, str]]] = {}
+        # Customers with something for tick() to expire besides offers.
+        self._timed: set[str] = set()
+        self._counters: dict[QueueKey, _Counters] = {}
+        self._next_place = 0
+        self._next_offer = 0
+
+    # ----------------------------------------------------------------- agents
+
+    def add_agent(
+        self,
+        agent_id: str,
+        now: float,
+        *,
+        skills: Iterable[str] = (),
+        languages: Iterable[str] = (),
+        capacity: int = 1,
+        available: bool = False,
+    ) -> list[Event]:
+        """Log an agent in (away unless ``available``)."""
+        if agent_id in self._agents:
+            raise RoutingError(f"agent {agent_id!r} is already logged in")
+        if capacity < 1:
+            raise RoutingError("capacity must be at least 1")
+        state = AgentState.AVAILABLE if available else AgentState.AWAY
+        self._agents[agent_id] = _Agent(
+            agent_id, frozenset(skills), frozenset(languages), capacity, state, idle_since=now
+        )
+        return self._fill_agent(agent_id, now) if available else []
+
+    def set_available(self, agent_id: str, available: bool, now: float) -> list[Event]:
+        """Mark an agent available (they get offers) or away (they get none)."""
+        agent = self._agent(agent_id)
+        new_state = AgentState.AVAILABLE if available else AgentState.AWAY
+        if agent.state is new_state:
+            return []
+        agent.state = new_state
+        agent.idle_since = now
+        if available:
+            agent.misses = 0
+            return self._fill_agent(agent_id, now)
+        # Going away withdraws pending offers; calls in progress carry on.
+        events: list[Event] = []
+        for offer in [o for o in self._offers.values() if o.agent_id == agent_id]:
+            events += self._withdraw(offer, now, reason="agent_away", count_miss=False)
+        return events
+
+    def remove_agent(self, agent_id: str, now: float) -> list[Event]:
+        """Log an agent out or drop them: their customers go back to their place in the queue."""
+        agent = self._agent(agent_id)
+        agent.state = AgentState.AWAY
+        events: list[Event] = []
+        for customer_id in sorted(agent.customers):
+            customer = self._customers[customer_id]
+            if customer.state is CustomerState.OFFERED:
+                offer = self._offers[customer.offer_id]  # type: ignore[index]
+                events += self._withdraw(offer, now, reason="agent_left", count_miss=False)
+            else:
+                customer.state = CustomerState.WAITING
+                customer.agent_id = None
+                customer.call_started_at = None
+                agent.customers.discard(customer_id)
+                events.append(CallEnded(customer_id, agent_id, reason="agent_left", requeued=True))
+                self._insert(customer)
+                events += self._offer_customer(customer, now)
+        del self._agents[agent_id]
+        # Customers waiting for this agent fall back to anyone, keeping their place.
+        for _, customer_id in list(self._preferring.get(agent_id, [])):
+            events += self._release_preference(self._customers[customer_id], now)
+        self._preferring.pop(agent_id, None)
+        for customer_id in self._timed:
+            self._customers[customer_id].declined_by.pop(agent_id, None)
+        return events
+
+    # -------------------------------------------------------------- customers
+
+    def enqueue(
+        self,
+        customer_id: str,
+        key: QueueKey,
+        now: float,
+        *,
+        last_agent: str | None = None,
+    ) -> list[Event]:
+        """A customer joins a queue. ``last_agent``: who they talked to last time, if anyone."""
+        if customer_id in self._customers:
+            raise RoutingError(f"customer {customer_id!r} is already queued")
+        customer = _Customer(customer_id, key, self._next_place, joined_at=now, last_agent=last_agent)
+        self._next_place += 1
+        self._customers[customer_id] = customer
+        self._counters.setdefault(key, _Counters())
+        agent = self._agents.get(last_agent) if last_agent else None
+        if agent is not None and agent.state is AgentState.AVAILABLE and agent.serves(key):
+            if agent.free_seats:
+                return self._make_offer(customer, agent, now)
+            customer.prefer_until = now + self.affinity_window_s
+            self._hold(customer, CustomerState.CHOOSING)
+            return [
+                ChoiceOffered(
+                    customer_id,
+                    agent.id,
+                    agent_wait_s=self._agent_wait(agent, customer),
+                    any_wait_s=self._queue_wait(customer),
+                )
+            ]
+        self._insert(customer)
+        return self._offer_customer(customer, now)
+
+    def choose(self, customer_id: str, wait_for_agent: bool, now: float) -> list[Event]:
+        """A returning customer's answer: wait for their last agent, or take the next available."""
+        customer = self._customer(customer_id)
+        if customer.state is not CustomerState.CHOOSING:
+            raise RoutingError("there is no choice to make now")
+        if wait_for_agent:
+            customer.state = CustomerState.WAITING_FOR_AGENT
+            return []
+        return self._release_preference(customer, now)
+
+    def leave(self, customer_id: str, now: float) -> list[Event]:
+        """A customer leaves (or their grace period ran out). Counted abandoned unless in a call."""
+        customer = self._customer(customer_id)
+        events: list[Event] = []
+        if customer.state is CustomerState.IN_CALL:
+            return self.end_call(customer_id, now, reason="customer_left")
+        if customer.state is CustomerState.OFFERED:
+            offer = self._offers.pop(customer.offer_id)  # type: ignore[arg-type]
+            self._agents[offer.agent_id].customers.discard(customer_id)
+            events.append(OfferWithdrawn(offer.id, customer_id, offer.agent_id, "customer_left"))
+            events += self._fill_agent(offer.agent_id, now)
+        elif customer.state is CustomerState.WAITING:
+            self._remove(customer)
+        elif customer.state in HELD:
+            self._unhold(customer)
+        self._counters[customer.key].abandoned += 1
+        self._timed.discard(customer_id)
+        del self._customers[customer_id]
+        return events
+
+    def suspend(self, customer_id: str, now: float) -> list[Event]:
+        """A waiting customer's tab dropped: keep their place, offer them to nobody."""
+        customer = self._customer(customer_id)
+        events: list[Event] = []
+        if customer.state is CustomerState.OFFERED:
+            offer = self._offers[customer.offer_id]  # type: ignore[index]
+            events += self._withdraw(offer, now, reason="customer_left", count_miss=False)
+        elif customer.state is CustomerState.WAITING:
+            self._remove(customer)
+        elif customer.state in HELD:
+            self._unhold(customer)
+        elif customer.state is not CustomerState.SUSPENDED:
+            return events  # in a call: the call decides what a drop means
+        customer.state = CustomerState.SUSPENDED
+        return events
+
+    def resume(self, customer_id: str, now: float) -> list[Event]:
+        """A suspended customer is back: at their old place."""
+        customer = self._customer(customer_id)
+        if customer.state is not CustomerState.SUSPENDED:
+            return []
+        if customer.prefer_until is not None and now < customer.prefer_until:
+            self._hold(customer, CustomerState.WAITING_FOR_AGENT)
+            agent = self._agents.get(customer.last_agent or "")
+            return self._fill_agent(agent.id, now) if agent else []
+        return self._release_preference(customer, now)
+
+    # ----------------------------------------------------------------- offers
+
+    def accept(self, offer_id: str, agent_id: str, now: float) -> list[Event]:
+        """The agent takes the customer: the call starts."""
+        offer = self._offers.get(offer_id)
+        if offer is None or offer.agent_id != agent_id:
+            raise RoutingError("no such offer for this agent (it may have expired)")
+        del self._offers[offer_id]
+        agent = self._agents[agent_id]
+        agent.misses = 0
+        agent.idle_since = now
+        customer = self._customers[offer.customer_id]
+        customer.state = CustomerState.IN_CALL
+        customer.offer_id = None
+        customer.agent_id = agent_id
+        customer.call_started_at = now
+        counters = self._counters[customer.key]
+        waited = now - customer.joined_at
+        counters.answered += 1
+        counters.answered_in_target += waited <= self.service_target_s
+        return [Paired(customer.id, agent_id, offer_id, waited_s=waited)]
+
+    def decline(self, offer_id: str, agent_id: str, now: float) -> list[Event]:
+        """The agent passes: the customer goes to the next eligible agent, keeping their place."""
+        offer = self._offers.get(offer_id)
+        if offer is None or offer.agent_id != agent_id:
+            raise RoutingError("no such offer for this agent (it may have expired)")
+        return self._withdraw(offer, now, reason="declined", count_miss=True)
+
+    def end_call(self, customer_id: str, now: float, *, reason: str = "completed") -> list[Event]:
+        """A call is over: measure its handle time and free the agent's seat."""
+        customer = self._customer(customer_id)
+        if customer.state is not CustomerState.IN_CALL:
+            raise RoutingError("this customer is not in a call")
+        agent_id = customer.agent_id
+        assert agent_id is not None and customer.call_started_at is not None
+        handle = now - customer.call_started_at
+        self.handle_times.record(customer.key, handle)
+        del self._customers[customer_id]
+        self._timed.discard(customer_id)
+        events: list[Event] = [CallEnded(customer_id, agent_id, reason=reason, requeued=False)]
+        agent = self._agents.get(agent_id)
+        if agent is not None:
+            agent.customers.discard(customer_id)
+            agent.idle_since = now
+            events += self._fill_agent(agent_id, now)
+        return events
+
+    # ------------------------------------------------------------------- time
+
+    def next_deadline(self) -> float | None:
+        """The earliest time at which :meth:`tick` has something to do."""
+        times = [o.expires_at for o in self._offers.values()]
+        for customer in map(self._customers.__getitem__, self._timed):
+            if customer.state in HELD:
+                times.append(customer.prefer_until)  # type: ignore[arg-type]
+            if customer.declined_by and customer.state is CustomerState.WAITING:
+                times.append(min(customer.declined_by.values()))
+        return min(times, default=None)
+
+    def tick(self, now: float) -> list[Event]:
+        """Expire offers, affinity windows and decline cool-offs due by ``now``."""
+        events: list[Event] = []
+        for offer in sorted(self._offers.values(), key=lambda o: o.expires_at):
+            if offer.expires_at <= now and offer.id in self._offers:
+                events += self._withdraw(offer, now, reason="timeout", count_miss=True)
+        for customer_id in sorted(self._timed, key=lambda c: self._customers[c].place):
+            customer = self._customers.get(customer_id)
+            if customer is None:
+                continue
+            if (
+                customer.state in HELD
+                and customer.prefer_until is not None
+                and customer.prefer_until <= now
+            ):
+                events += self._release_preference(customer, now)
+            elif customer.declined_by and customer.state is CustomerState.WAITING:
+                expired = [a for a, until in customer.declined_by.items() if until <= now]
+                for agent_id in expired:
+                    del customer.declined_by[agent_id]
+                if not customer.declined_by:
+                    self._timed.discard(customer.id)
+                if expired:
+                    events += self._offer_customer(customer, now)
+        return events
+
+    # ---------------------------------------------------------------- reading
+
+    def status(self, customer_id: str, now: float) -> CustomerStatus:
+        """Where one customer stands: position in their queue and expected wait."""
+        customer = self._customer(customer_id)
+        if customer.state in (CustomerState.OFFERED, CustomerState.IN_CALL):
+            return CustomerStatus(customer_id, customer.state, None, 0.0)
+        queue = self._queues.get(customer.key, [])
+        ahead = bisect.bisect_left(queue, (customer.place, customer.id))
+        if customer.state is CustomerState.WAITING_FOR_AGENT:
+            agent = self._agents.get(customer.last_agent or "")
+            wait = self._agent_wait(agent, customer) if agent else None
+            return CustomerStatus(customer_id, customer.state, ahead + 1, wait)
+        return CustomerStatus(customer_id, customer.state, ahead + 1, self._queue_wait(customer, ahead))
+
+    def statuses(self, now: float) -> dict[str, CustomerStatus]:
+        """Every queued customer's status (for pushing updates), in one pass per queue."""
+        result: dict[str, CustomerStatus] = {}
+        for key, queue in self._queues.items():
+            free, total = self._slots(key)
+            mean = self.handle_times.mean(key)
+            for ahead, (_, customer_id) in enumerate(queue):
+                wait = expected_wait(ahead, free, total, mean)
+                result[customer_id] = CustomerStatus(customer_id, CustomerState.WAITING, ahead + 1, wait)
+        for customer_id, customer in self._customers.items():
+            if customer_id not in result:
+                result[customer_id] = self.status(customer_id, now)
+        return result
+
+    def queue_stats(self, now: float) -> list[QueueStats]:
+        """Per queue: waiting count, longest wait, answered, in target, abandoned."""
+        waiting: dict[QueueKey, list[_Customer]] = {key: [] for key in self._counters}
+        for customer in self._customers.values():
+            if customer.state not in (CustomerState.OFFERED, CustomerState.IN_CALL):
+                waiting.setdefault(customer.key, []).append(customer)
+        stats = []
+        for key in sorted(waiting):
+            counters = self._counters.setdefault(key, _Counters())
+            people = waiting[key]
+            longest = max((now - c.joined_at for c in people), default=0.0)
+            stats.append(
+                QueueStats(key, len(people), longest, counters.answered, counters.answered_in_target, counters.abandoned)
+            )
+        return stats
+
+    def agent_states(self) -> dict[str, str]:
+        """Each agent's state: ``available``, ``busy`` (no free seat) or ``away``."""
+        result = {}
+        for agent in self._agents.values():
+            if agent.state is AgentState.AWAY:
+                result[agent.id] = "away"
+            else:
+                result[agent.id] = "available" if agent.free_seats else "busy"
+        return result
+
+    def agent_customers(self, agent_id: str) -> frozenset[str]:
+        return frozenset(self._agent(agent_id).customers)
+
+    def customer_state(self, customer_id: str) -> CustomerState | None:
+        customer = self._customers.get(customer_id)
+        return customer.state if customer else None
+
+    def customer_agent(self, customer_id: str) -> str | None:
+        customer = self._customers.get(customer_id)
+        return customer.agent_id if customer else None
+
+    def has_agent(self, agent_id: str) -> bool:
+        return agent_id in self._agents
+
+    def offer(self, offer_id: str) -> tuple[str, str] | None:
+        """(customer id, agent id) of a pending offer."""
+        offer = self._offers.get(offer_id)
+        return (offer.customer_id, offer.agent_id) if offer else None
+
+    # --------------------------------------------------------------- internals
+
+    def _customer(self, customer_id: str) -> _Customer:
+        try:
+            return self._customers[customer_id]
+        except KeyError:
+            raise RoutingError(f"unknown customer {customer_id!r}") from None
+
+    def _agent(self, agent_id: str) -> _Agent:
+        try:
+            return self._agents[agent_id]
+        except KeyError:
+            raise RoutingError(f"unknown agent {agent_id!r}") from None
+
+    def _insert(self, customer: _Customer) -> None:
+        customer.state = CustomerState.WAITING
+        bisect.insort(self._queues.setdefault(customer.key, []), (customer.place, customer.id))
+
+    def _remove(self, customer: _Customer) -> None:
+        queue = self._queues[customer.key]
+        index = bisect.bisect_left(queue, (customer.place, customer.id))
+        assert queue[index][1] == customer.id
+        del queue[index]
+
+    def _hold(self, customer: _Customer, state: CustomerState) -> None:
+        customer.state = state
+        self._timed.add(customer.id)
+        held = self._preferring.setdefault(customer.last_agent or "", [])
+        bisect.insort(held, (customer.place, customer.id))
+
+    def _unhold(self, customer: _Customer) -> None:
+        held = self._preferring[customer.last_agent or ""]
+        held.remove((customer.place, customer.id))
+        if not customer.declined_by:
+            self._timed.discard(customer.id)
+
+    def _release_preference(self, customer: _Customer, now: float) -> list[Event]:
+        if customer.state in HELD:
+            self._unhold(customer)
+        customer.prefer_until = None
+        self._insert(customer)
+        return self._offer_customer(customer, now)
+
+    def _offer_customer(self, customer: _Customer, now: float) -> list[Event]:
+        """Offer a WAITING customer to the longest-idle eligible agent with a free seat."""
+        best: _Agent | None = None
+        for agent in self._agents.values():
+            if not agent.free_seats or not agent.serves(customer.key):
+                continue
+            if customer.declined_by.get(agent.id, -1.0) > now:
+                continue
+            if best is None or agent.idle_since < best.idle_since:
+                best = agent
+        if best is None:
+            return []
+        # An earlier customer the same agent could serve goes first (FIFO across queues).
+        return self._fill_agent(best.id, now)
+
+    def _fill_agent(self, agent_id: str, now: float) -> list[Event]:
+        """Give an agent's free seats to the customers who should have them."""
+        agent = self._agents.get(agent_id)
+        events: list[Event] = []
+        while agent is not None and agent.free_seats:
+            customer = self._next_for(agent, now)
+            if customer is None:
+                break
+            if customer.state is CustomerState.WAITING:
+                self._remove(customer)
+            elif customer.state in HELD:
+                self._unhold(customer)
+            events += self._make_offer(customer, agent, now)
+        return events
+
+    def _next_for(self, agent: _Agent, now: float) -> _Customer | None:
+        # 1. Returning customers who asked for this agent (or are still choosing).
+        preferred = self._preferring.get(agent.id)
+        if preferred:
+            return self._customers[preferred[0][1]]
+        # 2. The earliest place at the head of the queues this agent serves.
+        best: _Customer | None = None
+        for key, queue in self._queues.items():
+            if not queue or not agent.serves(key):
+                continue
+            for place, customer_id in queue:
+                if best is not None and place >= best.place:
+                    break
+                customer = self._customers[customer_id]
+                if customer.declined_by.get(agent.id, -1.0) > now:
+                    continue  # this agent passed on them recently: look further down
+                best = customer
+                break
+        return best
+
+    def _make_offer(self, customer: _Customer, agent: _Agent, now: float) -> list[Event]:
+        self._next_offer += 1
+        offer = _Offer(f"offer-{self._next_offer}", customer.id, agent.id, now + self.offer_timeout_s)
+        self._offers[offer.id] = offer
+        customer.state = CustomerState.OFFERED
+        customer.offer_id = offer.id
+        customer.prefer_until = None
+        agent.customers.add(customer.id)
+        returning = customer.last_agent is not None
+        return [OfferMade(offer.id, customer.id, agent.id, offer.expires_at, returning=returning)]
+
+    def _withdraw(self, offer: _Offer, now: float, *, reason: str, count_miss: bool) -> list[Event]:
+        """Take back a pending offer; the customer returns to their place and is offered on."""
+        del self._offers[offer.id]
+        customer = self._customers[offer.customer_id]
+        agent = self._agents[offer.agent_id]
+        agent.customers.discard(customer.id)
+        customer.offer_id = None
+        events: list[Event] = [OfferWithdrawn(offer.id, customer.id, agent.id, reason)]
+        if count_miss:
+            customer.declined_by[agent.id] = now + self.decline_cooloff_s
+            self._timed.add(customer.id)
+            agent.misses += 1
+            if agent.misses >= self.max_misses and agent.state is AgentState.AVAILABLE:
+                agent.state = AgentState.AWAY
+                agent.misses = 0
+                events.append(AgentSetAway(agent.id, reason="missed_offers"))
+                for other in [o for o in self._offers.values() if o.agent_id == agent.id]:
+                    events += self._withdraw(other, now, reason="agent_away", count_miss=False)
+        if reason != "customer_left":
+            self._insert(customer)
+            events += self._offer_customer(customer, now)
+        return events
+
+    def _slots(self, key: QueueKey) -> tuple[int, int]:
+        """(free seats, all seats) of available agents serving ``key``."""
+        free = total = 0
+        for agent in self._agents.values():
+            if agent.state is AgentState.AVAILABLE and agent.serves(key):
+                total += agent.capacity
+                free += agent.free_seats
+        return free, total
+
+    def _queue_wait(self, customer: _Customer, ahead: int | None = None) -> float | None:
+        if ahead is None:
+            queue = self._queues.get(customer.key, [])
+            ahead = bisect.bisect_left(queue, (customer.place, customer.id))
+        free, total = self._slots(customer.key)
+        return expected_wait(ahead, free, total, self.handle_times.mean(customer.key))
+
+    def _agent_wait(self, agent: _Agent, customer: _Customer) -> float | None:
+        if agent.state is not AgentState.AVAILABLE:
+            return None
+        ahead = bisect.bisect_left(self._preferring.get(agent.id, []), (customer.place, customer.id))
+        return expected_wait(ahead, agent.free_seats, agent.capacity, self.handle_times.mean(customer.key))

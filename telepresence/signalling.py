@@ -1,0 +1,158 @@
+"""The ``/ws`` endpoint: one socket per browser tab, JSON messages in and out.
+
+Per socket: a size limit (close 1009), a token-bucket rate limit (an error per
+dropped message, close 1008 when the flood goes on), an outbox drained by its own
+writer task so that a slow reader never stalls the switchboard (close 1013 when
+it backs up), and validation of every message before the switchboard sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from telepresence.config import Settings
+from telepresence.metrics import Metrics
+from telepresence.protocol import ProtocolError, parse_client_message
+from telepresence.switchboard import Switchboard
+
+logger = logging.getLogger(__name__)
+
+_ids = itertools.count(1)
+_CLOSE = object()
+# After this many messages dropped in a row for flooding, the socket is closed.
+FLOOD_STRIKES = 20
+
+
+class TokenBucket:
+    """``rate`` tokens a second up to ``burst``; pure, time passed in."""
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.stamp = now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class SocketConnection:
+    """A :class:`~telepresence.switchboard.Connection` over a Starlette WebSocket."""
+
+    def __init__(self, websocket: WebSocket, outbox_limit: int) -> None:
+        self.id = f"ws-{next(_ids)}"
+        self._websocket = websocket
+        self._outbox: asyncio.Queue[Any] = asyncio.Queue(maxsize=outbox_limit)
+        self._closing = False
+        self.close_code: int | None = None
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self._closing:
+            return
+        try:
+            self._outbox.put_nowait(json.dumps(message))
+        except asyncio.QueueFull:
+            logger.warning("%s: outbox full, closing a socket that does not read", self.id)
+            self._closing = True
+            self.close_code = 1013
+            self._drain_and_close(1013, "too slow: messages backed up")
+
+    def close(self, code: int, reason: str) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self.close_code = code
+        if self._outbox.full():
+            self._drain_and_close(code, reason)
+        else:
+            self._outbox.put_nowait((_CLOSE, code, reason))
+
+    def _drain_and_close(self, code: int, reason: str) -> None:
+        while not self._outbox.empty():
+            self._outbox.get_nowait()
+        self._outbox.put_nowait((_CLOSE, code, reason))
+
+    async def run_writer(self) -> None:
+        """Send queued messages in order; close the socket when asked."""
+        while True:
+            item = await self._outbox.get()
+            if isinstance(item, tuple) and item[0] is _CLOSE:
+                with contextlib.suppress(Exception):
+                    await self._websocket.close(code=item[1], reason=item[2])
+                return
+            await self._websocket.send_text(item)
+
+
+async def serve_socket(websocket: WebSocket, switchboard: Switchboard, settings: Settings, metrics: Metrics) -> None:
+    """Run one signalling socket until it closes."""
+    await websocket.accept()
+    conn = SocketConnection(websocket, settings.outbox_limit)
+    writer = asyncio.create_task(conn.run_writer(), name=f"{conn.id}-writer")
+    metrics.connections.inc()
+    loop = asyncio.get_running_loop()
+    bucket = TokenBucket(settings.rate_per_s, settings.rate_burst, loop.time())
+    strikes = 0
+    try:
+        while not writer.done():
+            receive = asyncio.ensure_future(websocket.receive())
+            done, _ = await asyncio.wait({receive, writer}, return_when=asyncio.FIRST_COMPLETED)
+            if receive not in done:
+                receive.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await receive
+                break
+            event = receive.result()
+            if event["type"] == "websocket.disconnect":
+                break
+            raw = event.get("text") if event.get("text") is not None else event.get("bytes") or b""
+            size = len(raw.encode()) if isinstance(raw, str) else len(raw)
+            if size > settings.max_message_bytes:
+                metrics.protocol_errors.labels("too_large").inc()
+                conn.close(1009, f"message over {settings.max_message_bytes} bytes")
+                continue
+            if not bucket.take(loop.time()):
+                strikes += 1
+                metrics.protocol_errors.labels("rate_limited").inc()
+                if strikes >= FLOOD_STRIKES:
+                    conn.close(1008, "too many messages")
+                else:
+                    conn.send({"type": "error", "code": "rate_limited", "message": "slow down: message dropped"})
+                continue
+            strikes = 0
+            try:
+                await switchboard.handle(conn, parse_client_message(raw))
+            except ProtocolError as exc:
+                metrics.protocol_errors.labels(exc.code).inc()
+                conn.send(exc.to_message())
+            except Exception:
+                # A bug must cost this one message, never the server or other sockets.
+                logger.exception("%s: error handling a message", conn.id)
+                conn.send({"type": "error", "code": "internal", "message": "the server could not handle that message"})
+    except WebSocketDisconnect:
+        pass
+    finally:
+        metrics.connections.dec()
+        await switchboard.disconnected(conn)
+        if not writer.done():
+            conn.close(1000, "bye")
+            try:
+                await asyncio.wait_for(writer, timeout=1.0)
+            except (TimeoutError, Exception):
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await writer
+        if websocket.application_state != WebSocketState.DISCONNECTED:
+            with contextlib.suppress(Exception):
+                await websocket.close()

@@ -1,0 +1,659 @@
+"""The switchboard: the async shell around the Matchmaker.
+
+It owns the sessions of connected customers and agents, applies client messages
+to the pure :class:`~telepresence.routing.Matchmaker`, turns its events into
+messages, pushes queue positions when they change, and runs the one timer task
+that expires offers, affinity windows, rejoin grace periods and wrap-up.
+
+Connections are reached only through the :class:`Connection` protocol, whose
+``send`` never blocks: one slow socket can never stall another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from telepresence import protocol as p
+from telepresence.auth import AuthError, Claims, TokenAuthority, new_id, new_ticket
+from telepresence.calls import Call
+from telepresence.config import Settings
+from telepresence.metrics import Metrics
+from telepresence.protocol import ProtocolError
+from telepresence.routing import (
+    AgentSetAway,
+    CallEnded,
+    ChoiceOffered,
+    CustomerState,
+    Event,
+    HandleTimes,
+    Matchmaker,
+    OfferMade,
+    OfferWithdrawn,
+    Paired,
+    QueueKey,
+    RoutingError,
+)
+from telepresence.store import Store
+
+logger = logging.getLogger(__name__)
+
+Message = dict[str, Any]
+
+
+class Connection(Protocol):
+    """One client socket as the switchboard sees it."""
+
+    id: str
+
+    def send(self, message: Message) -> None:
+        """Queue a message; never blocks."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the socket after what is already queued."""
+
+
+@dataclass
+class CustomerSession:
+    customer_id: str
+    ticket: str
+    name: str
+    topic: str
+    key: QueueKey
+    conn: Connection | None
+    call_id: str | None = None
+    dropped_until: float | None = None
+    last_status: Message | None = None
+
+    def public(self) -> Message:
+        """What an agent may see of this customer."""
+        return {
+            "name": self.name,
+            "topic": self.topic,
+            "skill": self.key.skill,
+            "language": self.key.language,
+        }
+
+
+@dataclass
+class AgentSession:
+    claims: Claims
+    conn: Connection
+    auto_answer: bool = False
+    wants_available: bool = False
+    wrap_up: dict[str, float] = field(default_factory=dict)  # call id -> until
+    offers: set[str] = field(default_factory=set)
+
+    @property
+    def agent_id(self) -> str:
+        return self.claims.name
+
+
+class Switchboard:
+    """Pairs customers with agents over the signalling sockets."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        authority: TokenAuthority,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.authority = authority
+        self.metrics = metrics
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.matchmaker = Matchmaker(
+            offer_timeout_s=settings.offer_timeout_s,
+            affinity_window_s=settings.affinity_window_s,
+            decline_cooloff_s=settings.decline_cooloff_s,
+            max_misses=settings.max_missed_offers,
+            service_target_s=settings.service_target_s,
+            handle_times=HandleTimes(prior_s=settings.default_handle_time_s),
+        )
+        self.customers: dict[str, CustomerSession] = {}
+        self.agents: dict[str, AgentSession] = {}
+        self.calls: dict[str, Call] = {}
+        self._by_conn: dict[str, CustomerSession | AgentSession] = {}
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._timer: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # --------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        self._timer = asyncio.create_task(self._run_timers(), name="switchboard-timers")
+
+    async def stop(self) -> None:
+        """Refuse new work, tell every socket, stop the timer task. Safe to call twice."""
+        self._closing = True
+        for session in list(self._by_conn.values()):
+            session.conn.close(1001, "server shutting down")  # type: ignore[union-attr]
+        if self._timer is not None:
+            self._timer.cancel()
+            try:
+                await self._timer
+            except asyncio.CancelledError:
+                pass
+            self._timer = None
+
+    # ------------------------------------------------------------------ input
+
+    async def handle(self, conn: Connection, message: p.ClientMessage) -> None:
+        """Apply one validated client message. Raises ProtocolError for the client to see."""
+        async with self._lock:
+            if self._closing:
+                raise ProtocolError("shutting_down", "the server is shutting down")
+            session = self._by_conn.get(conn.id)
+            if isinstance(message, p.Ping):
+                conn.send({"type": "pong"})
+                return
+            if session is None:
+                await self._handle_anonymous(conn, message)
+            elif isinstance(session, CustomerSession):
+                await self._handle_customer(session, message)
+            else:
+                await self._handle_agent(session, message)
+            self._publish()
+            self._wake.set()
+
+    async def disconnected(self, conn: Connection) -> None:
+        """A socket closed. Agents drop at once; customers keep their place for a grace period."""
+        async with self._lock:
+            session = self._by_conn.pop(conn.id, None)
+            now = self.clock()
+            if isinstance(session, AgentSession):
+                if self.agents.get(session.agent_id) is session:
+                    del self.agents[session.agent_id]
+                    logger.info("agent %s disconnected", session.agent_id)
+                    await self._apply(self.matchmaker.remove_agent(session.agent_id, now))
+            elif isinstance(session, CustomerSession) and session.conn is conn:
+                session.conn = None
+                session.dropped_until = now + self.settings.rejoin_grace_s
+                logger.info("customer %s dropped; keeping place for %.0fs", session.customer_id, self.settings.rejoin_grace_s)
+                if session.call_id:
+                    self._send_agent_of(session, {"type": "peer_status", "status": "reconnecting"})
+                else:
+                    await self._apply(self.matchmaker.suspend(session.customer_id, now))
+            self._publish()
+            self._wake.set()
+
+    # ------------------------------------------------------------- anonymous
+
+    async def _handle_anonymous(self, conn: Connection, message: p.ClientMessage) -> None:
+        if isinstance(message, p.Join):
+            await self._join(conn, message)
+        elif isinstance(message, p.Rejoin):
+            await self._rejoin(conn, message.ticket)
+        elif isinstance(message, p.Login):
+            await self._login(conn, message)
+        else:
+            raise ProtocolError("not_joined", f"join the queue or log in before sending {message.type!r}")
+
+    async def _join(self, conn: Connection, message: p.Join) -> None:
+        customer_id = None
+        if message.customer_key:
+            try:
+                customer_id = self.authority.customer_id_from_key(message.customer_key)
+            except AuthError:
+                customer_id = None  # a stale or foreign key: treat as a new customer
+        if customer_id and customer_id in self.customers:
+            existing = self.customers[customer_id]
+            if existing.conn is None:
+                await self._rejoin(conn, existing.ticket)  # a crashed tab joining again keeps its place
+                return
+            raise ProtocolError("already_queued", "you are already in the queue in another tab")
+        customer_id = customer_id or new_id("cust")
+        now = self.clock()
+        key = QueueKey(message.skill.lower(), message.language.lower())
+        session = CustomerSession(customer_id, new_ticket(), message.name, message.topic, key, conn)
+        history = await self.store.get_history(customer_id)
+        last_agent = history[-1]["agent"] if history else None
+        self.customers[customer_id] = session
+        self._by_conn[conn.id] = session
+        await self._save_ticket(session)
+        conn.send(
+            {
+                "type": "welcome",
+                "ticket": session.ticket,
+                "customer_key": self.authority.customer_key(customer_id),
+                "queue": str(key),
+                "returning": bool(history),
+            }
+        )
+        logger.info("customer %s joined %s", customer_id, key)
+        await self._apply(self.matchmaker.enqueue(customer_id, key, now, last_agent=last_agent))
+
+    async def _rejoin(self, conn: Connection, ticket: str) -> None:
+        record = await self.store.get_ticket(ticket)
+        session = self.customers.get(record["customer_id"]) if record else None
+        if session is None or session.ticket != ticket:
+            raise ProtocolError("unknown_ticket", "that ticket has expired; please join the queue again")
+        if session.conn is not None:
+            self._by_conn.pop(session.conn.id, None)
+            session.conn.close(4001, "this conversation was opened in another tab")
+        session.conn = conn
+        session.dropped_until = None
+        session.last_status = None
+        self._by_conn[conn.id] = session
+        now = self.clock()
+        conn.send(
+            {
+                "type": "welcome",
+                "ticket": session.ticket,
+                "customer_key": self.authority.customer_key(session.customer_id),
+                "queue": str(session.key),
+                "rejoined": True,
+            }
+        )
+        conn.send({"type": "transcript", "messages": await self.store.get_chat(session.ticket)})
+        if session.call_id:
+            call = self.calls[session.call_id]
+            agent = self.agents.get(call.agent_id)
+            conn.send({"type": "call_started", "call_id": call.id, "agent": {"name": call.agent_id}, "rejoined": True})
+            if agent:
+                agent.conn.send({"type": "peer_status", "call_id": call.id, "status": "connected"})
+        else:
+            await self._apply(self.matchmaker.resume(session.customer_id, now))
+        logger.info("customer %s rejoined", session.customer_id)
+
+    async def _login(self, conn: Connection, message: p.Login) -> None:
+        try:
+            claims = self.authority.verify(message.token, self.wall_clock())
+        except AuthError as exc:
+            raise ProtocolError("auth_failed", str(exc)) from None
+        previous = self.agents.get(claims.name)
+        if previous is not None:
+            # The newest tab wins; the old one's calls carry over to it.
+            self._by_conn.pop(previous.conn.id, None)
+            previous.conn.close(4001, "logged in from another tab")
+            previous.conn = conn
+            session = previous
+        else:
+            session = AgentSession(claims, conn)
+            self.agents[claims.name] = session
+            if claims.role == "agent":
+                now = self.clock()
+                await self._apply(
+                    self.matchmaker.add_agent(
+                        claims.name, now, skills=claims.skills, languages=claims.languages
+                    )
+                )
+        self._by_conn[conn.id] = session
+        conn.send(
+            {
+                "type": "logged_in",
+                "name": claims.name,
+                "role": claims.role,
+                "skills": list(claims.skills),
+                "languages": list(claims.languages),
+                "status": self._agent_status(session),
+                "calls": [self._call_for_agent(self.calls[c]) for c in self._calls_of(session)],
+            }
+        )
+        logger.info("agent %s logged in (%s)", claims.name, claims.role)
+
+    # -------------------------------------------------------------- customers
+
+    async def _handle_customer(self, session: CustomerSession, message: p.ClientMessage) -> None:
+        now = self.clock()
+        if isinstance(message, p.Chat):
+            entry = {"from": "customer", "name": session.name, "text": message.text, "at": self.wall_clock()}
+            await self.store.append_chat(session.ticket, entry)
+            out = {"type": "chat", **entry}
+            session.conn.send(out)  # type: ignore[union-attr]
+            self._send_agent_of(session, {**out, "call_id": session.call_id})
+        elif isinstance(message, p.Choose):
+            try:
+                events = self.matchmaker.choose(session.customer_id, message.wait_for == "agent", now)
+            except RoutingError as exc:
+                raise ProtocolError("out_of_order", str(exc)) from None
+            await self._apply(events)
+        elif isinstance(message, p.Leave):
+            await self._apply(self.matchmaker.leave(session.customer_id, now))
+            if session.customer_id in self.customers:
+                await self._forget_customer(session, "left")
+        elif isinstance(message, p.EndCall):
+            if not session.call_id:
+                raise ProtocolError("out_of_order", "there is no call to end")
+            await self._apply(self.matchmaker.end_call(session.customer_id, now, reason="customer_hung_up"))
+        elif isinstance(message, p.WebRtcOffer | p.WebRtcAnswer):
+            self._webrtc(session.call_id, message)
+        elif isinstance(message, p.Join | p.Rejoin):
+            raise ProtocolError("out_of_order", "this socket has already joined")
+        else:
+            raise ProtocolError("forbidden", f"customers cannot send {message.type!r}")
+
+    # ----------------------------------------------------------------- agents
+
+    async def _handle_agent(self, session: AgentSession, message: p.ClientMessage) -> None:
+        now = self.clock()
+        is_agent = session.claims.role == "agent"
+        if isinstance(message, p.SetStatus) and is_agent:
+            session.wants_available = message.status == "available"
+            if not session.wrap_up:
+                await self._apply(self.matchmaker.set_available(session.agent_id, session.wants_available, now))
+            session.conn.send({"type": "agent_status", "status": self._agent_status(session)})
+        elif isinstance(message, p.SetAutoAnswer) and is_agent:
+            session.auto_answer = message.enabled
+            session.conn.send({"type": "auto_answer", "enabled": message.enabled})
+            for offer_id in list(session.offers) if message.enabled else ():
+                await self._apply(self.matchmaker.accept(offer_id, session.agent_id, now))
+        elif isinstance(message, p.Accept | p.Decline) and is_agent:
+            action = self.matchmaker.accept if isinstance(message, p.Accept) else self.matchmaker.decline
+            try:
+                events = action(message.offer_id, session.agent_id, now)
+            except RoutingError as exc:
+                raise ProtocolError("no_such_offer", str(exc)) from None
+            await self._apply(events)
+        elif isinstance(message, p.Chat | p.EndCall | p.WebRtcOffer | p.WebRtcAnswer) and is_agent:
+            call = self._current_call(session)
+            if isinstance(message, p.Chat):
+                customer = self.customers[call.customer_id]
+                entry = {"from": "agent", "name": session.agent_id, "text": message.text, "at": self.wall_clock()}
+                await self.store.append_chat(customer.ticket, entry)
+                out = {"type": "chat", **entry}
+                if customer.conn:
+                    customer.conn.send(out)
+                session.conn.send({**out, "call_id": call.id})
+            elif isinstance(message, p.EndCall):
+                await self._apply(self.matchmaker.end_call(call.customer_id, now, reason="agent_hung_up"))
+            else:
+                self._webrtc(call.id, message)
+        elif isinstance(message, p.WrapUp) and is_agent:
+            if message.call_id not in session.wrap_up:
+                raise ProtocolError("out_of_order", "that call is not in wrap-up")
+            await self._finish_wrap_up(session, message.call_id, message.notes)
+        elif isinstance(message, p.Join | p.Rejoin | p.Login):
+            raise ProtocolError("out_of_order", "this socket is already logged in")
+        else:
+            raise ProtocolError("forbidden", f"a {session.claims.role} cannot send {message.type!r}")
+
+    def _current_call(self, session: AgentSession) -> Call:
+        calls = self._calls_of(session)
+        if not calls:
+            raise ProtocolError("out_of_order", "you are not in a call")
+        return self.calls[calls[-1]]
+
+    def _webrtc(self, call_id: str | None, message: p.WebRtcOffer | p.WebRtcAnswer) -> None:
+        if call_id is None:
+            raise ProtocolError("out_of_order", "media can be negotiated only in a call")
+        if isinstance(message, p.WebRtcAnswer):
+            raise ProtocolError("out_of_order", "there is no offer from the server to answer")
+        raise ProtocolError("media_unavailable", "this server has no media plane configured")
+
+    async def _finish_wrap_up(self, session: AgentSession, call_id: str, notes: str) -> None:
+        del session.wrap_up[call_id]
+        if notes:
+            call = self.calls.get(call_id)
+            if call is not None:
+                await self.store.add_history(call.customer_id, {"agent": session.agent_id, "notes": notes, "call_id": call_id})
+        self.calls.pop(call_id, None)
+        if not session.wrap_up and session.wants_available and self.matchmaker.has_agent(session.agent_id):
+            await self._apply(self.matchmaker.set_available(session.agent_id, True, self.clock()))
+        session.conn.send({"type": "agent_status", "status": self._agent_status(session)})
+
+    # ----------------------------------------------------------------- events
+
+    async def _apply(self, events: list[Event]) -> None:
+        """Turn matchmaker events into messages (and more events, for auto-answer)."""
+        pending = list(events)
+        while pending:
+            event = pending.pop(0)
+            now = self.clock()
+            if isinstance(event, OfferMade):
+                pending += await self._offer_made(event, now)
+            elif isinstance(event, OfferWithdrawn):
+                self.metrics.offers.labels(event.reason).inc()
+                agent = self.agents.get(event.agent_id)
+                if agent is not None:
+                    agent.offers.discard(event.offer_id)
+                    agent.conn.send({"type": "offer_withdrawn", "offer_id": event.offer_id, "reason": event.reason})
+            elif isinstance(event, Paired):
+                await self._paired(event, now)
+            elif isinstance(event, ChoiceOffered):
+                customer = self.customers[event.customer_id]
+                if customer.conn:
+                    customer.conn.send(
+                        {
+                            "type": "choice",
+                            "agent_name": event.agent_id,
+                            "agent_wait_s": _round(event.agent_wait_s),
+                            "any_wait_s": _round(event.any_wait_s),
+                        }
+                    )
+            elif isinstance(event, AgentSetAway):
+                agent = self.agents.get(event.agent_id)
+                if agent is not None:
+                    agent.wants_available = False
+                    agent.conn.send({"type": "agent_status", "status": "away", "reason": event.reason})
+            elif isinstance(event, CallEnded):
+                pending += await self._call_ended(event, now)
+
+    async def _offer_made(self, event: OfferMade, now: float) -> list[Event]:
+        agent = self.agents[event.agent_id]
+        customer = self.customers[event.customer_id]
+        agent.offers.add(event.offer_id)
+        if agent.auto_answer:
+            return self.matchmaker.accept(event.offer_id, agent.agent_id, now)
+        history = await self.store.get_history(customer.customer_id)
+        agent.conn.send(
+            {
+                "type": "offer",
+                "offer_id": event.offer_id,
+                "expires_in_s": round(event.expires_at - now, 1),
+                "customer": customer.public(),
+                "transcript": await self.store.get_chat(customer.ticket),
+                "history": _history_summary(history),
+            }
+        )
+        return []
+
+    async def _paired(self, event: Paired, now: float) -> None:
+        self.metrics.offers.labels("accepted").inc()
+        self.metrics.time_to_answer.observe(event.waited_s)
+        agent = self.agents[event.agent_id]
+        agent.offers.discard(event.offer_id)
+        customer = self.customers[event.customer_id]
+        call = Call(new_id("call"), customer.customer_id, agent.agent_id, started_at=now)
+        self.calls[call.id] = call
+        customer.call_id = call.id
+        await self._save_ticket(customer)
+        if customer.conn:
+            customer.conn.send({"type": "call_started", "call_id": call.id, "agent": {"name": agent.agent_id}})
+        agent.conn.send(
+            {
+                "type": "call_started",
+                **self._call_for_agent(call),
+                "transcript": await self.store.get_chat(customer.ticket),
+            }
+        )
+        logger.info("call %s: customer %s with agent %s", call.id, customer.customer_id, agent.agent_id)
+
+    async def _call_ended(self, event: CallEnded, now: float) -> list[Event]:
+        customer = self.customers.get(event.customer_id)
+        call = self.calls.get(customer.call_id) if customer and customer.call_id else None
+        if call is None or not call.end(event.reason):
+            return []
+        self.metrics.calls.labels(event.reason).inc()
+        assert customer is not None
+        customer.call_id = None
+        message = {"type": "call_ended", "call_id": call.id, "reason": event.reason, "requeued": event.requeued}
+        if customer.conn:
+            customer.conn.send(message)
+        agent = self.agents.get(event.agent_id)
+        events: list[Event] = []
+        if event.requeued:
+            self.calls.pop(call.id, None)
+            await self._save_ticket(customer)
+        else:
+            await self.store.add_history(
+                customer.customer_id,
+                {"agent": event.agent_id, "topic": customer.topic, "ended_at": self.wall_clock(), "duration_s": round(now - call.started_at, 1)},
+            )
+            await self._forget_customer(customer, event.reason)
+            if agent is not None and self.settings.wrap_up_s > 0:
+                agent.wrap_up[call.id] = now + self.settings.wrap_up_s
+                if self.matchmaker.has_agent(agent.agent_id):
+                    events += self.matchmaker.set_available(agent.agent_id, False, now)
+            else:
+                self.calls.pop(call.id, None)
+        if agent is not None:
+            agent.conn.send({**message, "wrap_up_s": self.settings.wrap_up_s if not event.requeued else 0})
+            agent.conn.send({"type": "agent_status", "status": self._agent_status(agent)})
+        return events
+
+    async def _forget_customer(self, session: CustomerSession, reason: str) -> None:
+        self.customers.pop(session.customer_id, None)
+        if session.conn is not None:
+            self._by_conn.pop(session.conn.id, None)
+            if reason == "left":
+                session.conn.send({"type": "left"})
+        await self.store.delete_ticket(session.ticket)
+        await self.store.delete_chat(session.ticket)
+
+    # ----------------------------------------------------------------- timers
+
+    async def _run_timers(self) -> None:
+        """The one task that expires offers, affinity windows, grace periods and wrap-up."""
+        while True:
+            deadline = self._next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self.clock())
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+            try:
+                async with self._lock:
+                    await self._expire(self.clock())
+                    self._publish()
+            except Exception:
+                # A bug in one expiry must not stop every later one.
+                logger.exception("timer step failed")
+
+    def _next_deadline(self) -> float | None:
+        times = [self.matchmaker.next_deadline()]
+        times += [c.dropped_until for c in self.customers.values()]
+        times += [until for a in self.agents.values() for until in a.wrap_up.values()]
+        return min((t for t in times if t is not None), default=None)
+
+    async def _expire(self, now: float) -> None:
+        await self._apply(self.matchmaker.tick(now))
+        for session in list(self.customers.values()):
+            if session.dropped_until is not None and session.dropped_until <= now:
+                logger.info("customer %s did not come back", session.customer_id)
+                session.dropped_until = None
+                await self._apply(self.matchmaker.leave(session.customer_id, now))
+                if session.customer_id in self.customers:
+                    await self._forget_customer(session, "dropped")
+        for agent in list(self.agents.values()):
+            for call_id, until in list(agent.wrap_up.items()):
+                if until <= now:
+                    await self._finish_wrap_up(agent, call_id, "")
+
+    # --------------------------------------------------------------- outbound
+
+    def _publish(self) -> None:
+        """Push each customer's position and wait if it changed; refresh the queue gauges."""
+        now = self.clock()
+        for customer_id, status in self.matchmaker.statuses(now).items():
+            session = self.customers.get(customer_id)
+            if session is None or session.conn is None or status.state is CustomerState.IN_CALL:
+                continue
+            message = {
+                "type": "queue_status",
+                "state": status.state.value,
+                "position": status.position,
+                "expected_wait_s": _round(status.expected_wait_s),
+            }
+            if message != session.last_status:
+                session.last_status = message
+                session.conn.send(message)
+        self.refresh_gauges()
+
+    def refresh_gauges(self) -> None:
+        now = self.clock()
+        for stats in self.matchmaker.queue_stats(now):
+            label = str(stats.key)
+            self.metrics.waiting.labels(label).set(stats.waiting)
+            self.metrics.longest_wait.labels(label).set(stats.longest_wait_s)
+            if stats.service_level is not None:
+                self.metrics.service_level.labels(label).set(stats.service_level)
+        counts = dict.fromkeys(("available", "busy", "away", "wrap_up"), 0)
+        for agent in self.agents.values():
+            if agent.claims.role == "agent":
+                counts[self._agent_status(agent)] += 1
+        for state, count in counts.items():
+            self.metrics.agents.labels(state).set(count)
+
+    def status_report(self) -> Message:
+        """Aggregates for /api/status: no customer's name or chat."""
+        now = self.clock()
+        queues = [
+            {
+                "queue": str(s.key),
+                "waiting": s.waiting,
+                "longest_wait_s": round(s.longest_wait_s, 1),
+                "answered": s.answered,
+                "abandoned": s.abandoned,
+                "service_level": s.service_level,
+            }
+            for s in self.matchmaker.queue_stats(now)
+        ]
+        agents = dict.fromkeys(("available", "busy", "away", "wrap_up"), 0)
+        for agent in self.agents.values():
+            if agent.claims.role == "agent":
+                agents[self._agent_status(agent)] += 1
+        live = sum(1 for c in self.calls.values() if c.state.value != "ended")
+        return {"queues": queues, "agents": agents, "calls": {"active": live}}
+
+    def _agent_status(self, session: AgentSession) -> str:
+        if session.wrap_up:
+            return "wrap_up"
+        if not self.matchmaker.has_agent(session.agent_id):
+            return "away"
+        return self.matchmaker.agent_states()[session.agent_id]
+
+    def _calls_of(self, session: AgentSession) -> list[str]:
+        return [c.id for c in self.calls.values() if c.agent_id == session.agent_id and c.state.value != "ended"]
+
+    def _call_for_agent(self, call: Call) -> Message:
+        customer = self.customers.get(call.customer_id)
+        return {"call_id": call.id, "customer": customer.public() if customer else None}
+
+    def _send_agent_of(self, session: CustomerSession, message: Message) -> None:
+        call = self.calls.get(session.call_id or "")
+        agent = self.agents.get(call.agent_id) if call else None
+        if agent is not None:
+            agent.conn.send(message)
+
+    async def _save_ticket(self, session: CustomerSession) -> None:
+        record = {"customer_id": session.customer_id, "call_id": session.call_id}
+        await self.store.put_ticket(session.ticket, record, ttl_s=self.settings.rejoin_grace_s + 86400)
+
+
+def _round(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds)
+
+
+def _history_summary(history: list[Message]) -> Message:
+    calls = [h for h in history if "ended_at" in h]
+    notes = [h["notes"] for h in history if h.get("notes")]
+    return {
+        "returning": bool(calls),
+        "calls": len(calls),
+        "last_agent": calls[-1]["agent"] if calls else None,
+        "last_topic": calls[-1].get("topic") if calls else None,
+        "notes": notes[-3:],
+    }
