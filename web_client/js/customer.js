@@ -1,0 +1,401 @@
+// The customer page: join a queue, wait with live position and chat, talk, hang up.
+// Speaks only the protocol in docs/protocol.md.
+
+import { CLOSE, ProtocolClient, formatWait } from "./protocol.js";
+import {
+  $,
+  announce,
+  appendChat,
+  clearNotice,
+  notice,
+  renderChat,
+  setCallState,
+  showView,
+  wireChatForm,
+} from "./ui.js";
+
+// The key that makes this browser a returning customer lives as long as the browser keeps it;
+// the ticket that rejoins a place (or a call) lives only as long as this tab.
+const KEY_STORE = "telepresence.customer_key";
+const TICKET_STORE = "telepresence.ticket";
+const PROFILE_STORE = "telepresence.profile";
+
+const page = {
+  client: null,
+  mode: "idle", // idle | joining | waiting | call | ended
+  queueState: null, // the state of the last queue_status
+  lastStatus: null, // the last queue_status itself (the server sends one only when it changes)
+  chosenAgent: null, // the agent a returning customer chose to wait for
+  position: null,
+  agentName: null,
+  connection: "closed",
+};
+
+const form = document.getElementById("start-form");
+const chatSection = document.getElementById("chat");
+const chatLog = $("chat-log");
+const chatInput = $("chat-input");
+
+// ------------------------------------------------------------------ storage
+
+function storage(kind) {
+  try {
+    return kind === "local" ? window.localStorage : window.sessionStorage;
+  } catch {
+    return null; // storage disabled: the page still works, without rejoin
+  }
+}
+
+function load(kind, name) {
+  return storage(kind)?.getItem(name) ?? null;
+}
+
+function save(kind, name, value) {
+  const store = storage(kind);
+  if (!store) return;
+  if (value === null || value === undefined) store.removeItem(name);
+  else store.setItem(name, value);
+}
+
+function profileFromForm() {
+  const params = new URLSearchParams(location.search);
+  return {
+    name: $("name-input").value.trim(),
+    topic: $("topic-input").value.trim(),
+    language: $("language-select").value,
+    skill: (params.get("skill") || params.get("queue") || "").trim(),
+  };
+}
+
+function fillForm(profile) {
+  const params = new URLSearchParams(location.search);
+  $("name-input").value = profile?.name ?? "";
+  $("topic-input").value = profile?.topic ?? params.get("topic") ?? "";
+  const language = profile?.language ?? params.get("language") ?? "";
+  const select = $("language-select");
+  if ([...select.options].some((option) => option.value === language)) select.value = language;
+}
+
+function savedProfile() {
+  try {
+    return JSON.parse(load("session", PROFILE_STORE) || "null");
+  } catch {
+    return null;
+  }
+}
+
+// ------------------------------------------------------------------ state
+
+function renderState() {
+  if (page.connection === "reconnecting" && page.mode !== "idle" && page.mode !== "ended") {
+    setCallState("reconnecting", "Reconnecting…");
+    return;
+  }
+  switch (page.mode) {
+    case "joining":
+      setCallState("joining", "Joining the queue…");
+      break;
+    case "waiting":
+      if (page.queueState === "offered") setCallState("offered", "An agent is about to join…");
+      else if (page.queueState === "choosing") setCallState("choosing", "Waiting for your choice");
+      else if (page.queueState === "waiting_for_agent") setCallState("waiting_for_agent", `Waiting for ${page.chosenAgent || "your agent"}`);
+      else setCallState("waiting", "Waiting in the queue");
+      break;
+    case "call":
+      setCallState("in_call", page.agentName ? `Talking with ${page.agentName}` : "In a call");
+      break;
+    case "ended":
+      setCallState("ended", "Call ended");
+      break;
+    default:
+      setCallState("idle", "Not connected");
+  }
+}
+
+function setMode(mode, view = mode) {
+  page.mode = mode;
+  if (view === "idle") view = "start";
+  if (view === "joining") view = "waiting";
+  showView(view);
+  chatSection.hidden = !(mode === "waiting" || mode === "call" || mode === "joining");
+  renderState();
+}
+
+function setConnection(state, code) {
+  // A reloaded tab's first connection is a reconnection, as far as its user can tell.
+  if (state === "connecting" && load("session", TICKET_STORE)) state = "reconnecting";
+  page.connection = state;
+  const banner = $("connection-banner");
+  const reconnecting = state === "reconnecting" && page.mode !== "idle" && page.mode !== "ended";
+  banner.hidden = !reconnecting;
+  $("chat-send").disabled = state !== "open";
+  if (reconnecting) {
+    $("connection-text").textContent = "Connection lost. Reconnecting… your place is kept.";
+  }
+  if (state === "closed" && code === CLOSE.REPLACED) {
+    page.client = null;
+    setMode("idle");
+    notice("This conversation continued in another tab.", "info");
+  } else if (state === "closed" && (code === CLOSE.POLICY || code === CLOSE.TOO_BIG)) {
+    page.client = null;
+    setMode("idle");
+    notice("The server closed the connection. Please try again.", "error");
+  }
+  renderState();
+}
+
+// ------------------------------------------------------------------ connection
+
+function hello(client) {
+  const ticket = load("session", TICKET_STORE);
+  if (ticket) {
+    client.send("rejoin", { ticket });
+    return;
+  }
+  const profile = savedProfile() || profileFromForm();
+  const message = { name: profile.name, topic: profile.topic, language: profile.language };
+  if (profile.skill) message.skill = profile.skill;
+  const key = load("local", KEY_STORE);
+  if (key) message.customer_key = key;
+  client.send("join", message);
+}
+
+function start() {
+  stop();
+  const client = new ProtocolClient({ hello });
+  page.client = client;
+  client.onState(setConnection);
+  client.on("welcome", onWelcome);
+  client.on("transcript", (m) => renderChat(chatLog, m.messages || [], "customer"));
+  client.on("queue_status", onQueueStatus);
+  client.on("choice", onChoice);
+  client.on("call_started", onCallStarted);
+  client.on("chat", (m) => appendChat(chatLog, m, "customer"));
+  client.on("call_ended", onCallEnded);
+  client.on("left", onLeft);
+  client.on("error", onError);
+  client.connect();
+}
+
+function stop() {
+  if (page.client) {
+    page.client.close();
+    page.client = null;
+  }
+}
+
+/** Forget this tab's place: the server has forgotten it too. */
+function forgetTicket() {
+  save("session", TICKET_STORE, null);
+}
+
+// ------------------------------------------------------------------ server messages
+
+function onWelcome(message) {
+  save("session", TICKET_STORE, message.ticket);
+  if (message.customer_key) save("local", KEY_STORE, message.customer_key);
+  if (message.rejoined) {
+    clearNotice();
+    // call_started or queue_status follows and says where we are.
+    if (page.mode !== "call") setMode("waiting");
+    announce("Reconnected.");
+    return;
+  }
+  chatLog.replaceChildren();
+  page.position = null;
+  page.queueState = null;
+  page.lastStatus = null;
+  page.chosenAgent = null;
+  setMode("waiting");
+  announce("You are in the queue.");
+}
+
+function onQueueStatus(message) {
+  if (page.mode !== "waiting") setMode("waiting", "waiting");
+  page.lastStatus = message;
+  page.queueState = message.state;
+  const position = $("queue-position");
+  const wait = $("expected-wait");
+  const detail = $("queue-detail");
+  if (message.state === "offered") {
+    position.textContent = "Next";
+    wait.textContent = "any moment now";
+    detail.textContent = "An agent is about to join you…";
+  } else {
+    position.textContent = message.position ?? "–";
+    wait.textContent = formatWait(message.expected_wait_s);
+    if (message.state === "waiting_for_agent") {
+      detail.textContent = `You are waiting for ${page.chosenAgent || "your agent"}, who will take you as soon as they are free.`;
+    } else if (message.expected_wait_s === null) {
+      detail.textContent = "Nobody who can help is available right now; you keep your place until someone is.";
+    } else {
+      detail.textContent = "Keep this tab open: your place is kept if the connection drops.";
+    }
+  }
+  if (message.state !== "choosing") $("choice").hidden = true;
+  if (message.position !== page.position && message.position) {
+    announce(`You are number ${message.position} in the queue. Expected wait ${formatWait(message.expected_wait_s)}.`);
+  } else if (message.state === "offered") {
+    announce("An agent is about to join you.");
+  }
+  page.position = message.position;
+  renderState();
+}
+
+function onChoice(message) {
+  const name = message.agent_name;
+  page.chosenAgent = name;
+  $("choice-text").textContent =
+    `Last time you talked with ${name}, who is busy right now. ` +
+    `Would you like to wait for ${name}, or talk to the next available person?`;
+  $("choose-agent").textContent = `Wait for ${name} (${formatWait(message.agent_wait_s)})`;
+  $("choose-any").textContent = `Next available (${formatWait(message.any_wait_s)})`;
+  $("choice").hidden = false;
+  announce(`Would you like to wait for ${name}, or talk to the next available person?`);
+}
+
+function onCallStarted(message) {
+  page.agentName = message.agent?.name || "an agent";
+  $("connected-with").textContent = `Connected with ${page.agentName}`;
+  $("choice").hidden = true;
+  clearNotice();
+  setMode("call");
+  announce(`${page.agentName} has joined. You are connected.`);
+}
+
+const END_REASONS = {
+  agent_hung_up: "The agent ended the call.",
+  customer_hung_up: "You ended the call.",
+  customer_left: "The call ended because this page was away too long.",
+};
+
+function onCallEnded(message) {
+  if (message.requeued) {
+    // The agent dropped: back to the head of the queue, keeping the place and the chat.
+    notice(`${page.agentName || "Your agent"} was disconnected. You are back at the front of the queue.`, "info");
+    page.agentName = null;
+    setMode("waiting");
+    // The server pushes queue_status only when it differs from the last one it sent, so
+    // the last one received before the call stands until a new one arrives.
+    if (page.lastStatus) onQueueStatus(page.lastStatus);
+    announce("Your agent was disconnected. You are back at the front of the queue.");
+    return;
+  }
+  forgetTicket();
+  stop();
+  $("ended-reason").textContent = END_REASONS[message.reason] || "Thank you for talking to us.";
+  setMode("ended");
+  announce("The call has ended.");
+}
+
+function onLeft() {
+  forgetTicket();
+  stop();
+  setMode("idle", "start");
+  notice("You left the queue.", "info");
+  announce("You left the queue.");
+}
+
+function onError(message) {
+  switch (message.code) {
+    case "unknown_ticket":
+      forgetTicket();
+      stop();
+      setMode("idle", "start");
+      notice("Your place in the queue has expired. Please join again.", "error");
+      return;
+    case "already_queued":
+      stop();
+      setMode("idle", "start");
+      notice("You are already in the queue in another tab.", "error");
+      return;
+    case "invalid":
+    case "not_joined":
+      if (page.mode === "joining") {
+        stop();
+        setMode("idle", "start");
+        showStartError(`Please check the form: ${message.message}`);
+        return;
+      }
+      break;
+    case "rate_limited":
+      notice("Slow down a little: a message was not sent.", "error");
+      return;
+    case "shutting_down":
+      notice("The server is restarting. We will reconnect you.", "info");
+      return;
+    default:
+      break;
+  }
+  notice(message.message || "Something went wrong.", "error");
+}
+
+function showStartError(text) {
+  const error = document.getElementById("start-error");
+  error.textContent = text;
+  error.hidden = !text;
+}
+
+// ------------------------------------------------------------------ controls
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const profile = profileFromForm();
+  if (!profile.name) {
+    showStartError("Please tell us your name.");
+    $("name-input").focus();
+    return;
+  }
+  showStartError("");
+  clearNotice();
+  save("session", PROFILE_STORE, JSON.stringify(profile));
+  forgetTicket();
+  chatLog.replaceChildren();
+  page.position = null;
+  setMode("joining");
+  start();
+});
+
+$("leave-queue").addEventListener("click", () => {
+  if (!page.client?.send("leave")) onLeft();
+});
+
+$("hang-up").addEventListener("click", () => {
+  if (!page.client?.send("end_call")) notice("Not connected: we are trying to reconnect.", "error");
+});
+
+$("choose-agent").addEventListener("click", () => {
+  page.client?.send("choose", { wait_for: "agent" });
+  $("choice").hidden = true;
+});
+
+$("choose-any").addEventListener("click", () => {
+  page.client?.send("choose", { wait_for: "any" });
+  $("choice").hidden = true;
+});
+
+$("new-call").addEventListener("click", () => {
+  clearNotice();
+  setMode("idle", "start");
+  $("name-input").focus();
+});
+
+wireChatForm(document.getElementById("chat-form"), chatInput, (text) => {
+  if (page.client?.send("chat", { text })) return true;
+  notice("Not connected: your message was not sent.", "error");
+  return false;
+});
+
+// ------------------------------------------------------------------ boot
+
+fillForm(savedProfile());
+if (load("session", TICKET_STORE)) {
+  // A reloaded tab: rejoin the same place (or call) with this tab's ticket.
+  page.connection = "reconnecting";
+  setMode("joining");
+  $("connection-banner").hidden = false;
+  $("connection-text").textContent = "Reconnecting to your place in the queue…";
+  start();
+} else {
+  setMode("idle", "start");
+}
