@@ -19,6 +19,9 @@ AVATAR = "avatar"
 CUSTOMER = "customer"
 
 LAYOUTS = ("agent", "screen", "side_by_side", "avatar", "avatar_screen")
+"""agent: the agent's camera full frame. screen: the screen full frame, the agent picture-in-picture
+bottom-right (and the avatar stacked above it when present). side_by_side: agent left, screen right.
+avatar: the avatar full frame. avatar_screen: the screen with the avatar picture-in-picture."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +102,13 @@ def fit(source: Size, cell: Rect) -> Rect:
     return Rect(x, y, width, height)
 
 
-def _pip(canvas: Size) -> Rect:
-    """The bottom-right picture-in-picture cell, with the canvas's aspect ratio."""
+def _pip(canvas: Size, stack: int = 0) -> Rect:
+    """A bottom-right picture-in-picture cell with the canvas's aspect ratio; ``stack`` counts upwards."""
     width = max(2, _even(canvas.width * PIP_FRACTION))
     height = max(2, _even(width * canvas.height / canvas.width))
     margin = _even(canvas.width * PIP_MARGIN_FRACTION)
-    return Rect(canvas.width - width - margin, canvas.height - height - margin, width, height)
+    y = max(0, canvas.height - (height + margin) * (stack + 1))
+    return Rect(canvas.width - width - margin, y, width, height)
 
 
 def _full(canvas: Size) -> Rect:
@@ -135,7 +139,11 @@ def _cells(canvas: Size, name: str, present: Collection[str]) -> list[tuple[str,
     if name == "side_by_side":
         left, right = _halves(canvas)
         return [(AGENT, left), (SCREEN, right)]
-    return [(main, _full(canvas)), (pip, _pip(canvas))]
+    cells = [(main, _full(canvas)), (pip, _pip(canvas))]
+    if name == "screen" and AVATAR in present:
+        # A handover with a screen up: the avatar stacks above the agent's picture.
+        cells.append((AVATAR, _pip(canvas, 1)))
+    return cells
 
 
 def compute_layout(

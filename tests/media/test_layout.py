@@ -32,13 +32,19 @@ def test_agent_layout_fills_the_canvas():
 
 
 def test_screen_layout_puts_agent_picture_in_picture_bottom_right_on_top():
-    tiles = compute_layout(HD, "screen", ALL)
+    tiles = compute_layout(HD, "screen", {SCREEN, AGENT})
     assert [t.name for t in tiles] == [SCREEN, AGENT]  # agent painted last, on top
     screen, agent = tiles
     assert screen.cell == Rect(0, 0, 1280, 720)
     assert agent.cell.width == 320 and agent.cell.height == 180
     assert agent.cell.right < 1280 and agent.cell.bottom < 720
     assert agent.cell.x > 640 and agent.cell.y > 360
+
+
+def test_screen_layout_stacks_the_avatar_above_the_agent():
+    screen, agent, avatar = compute_layout(HD, "screen", ALL)
+    assert (screen.name, agent.name, avatar.name) == (SCREEN, AGENT, AVATAR)
+    assert avatar.cell.x == agent.cell.x and avatar.cell.bottom < agent.cell.y
 
 
 def test_side_by_side_splits_the_width():

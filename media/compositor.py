@@ -1,0 +1,374 @@
+"""CompositorTrack: input slots + a named layout -> one outgoing video track.
+
+The frame path, in the order it runs (see DESIGN "Frame path and latency budget"):
+
+- ``recv`` waits for the PRIMARY input (the agent's camera, or the avatar) to
+  bring a new frame and composes at once, so no clock wait is added. Only when
+  the primary stalls does the compositor's own clock (``fps``) take over, so the
+  output keeps flowing with frozen tiles.
+- Composing is done in yuv420p planes on a persistent canvas. A tile is repainted
+  only when its input has a new frame, its geometry changed, or a tile beneath it
+  was repainted; a resized picture is cached per input frame; a frame in another
+  pixel format is converted once.
+- Every output is a FRESH ``av.VideoFrame`` (one copy of the canvas) with no
+  picture type: aiortc's VP8 encoder never resets ``pict_type``, so a reused or
+  I-tagged frame would force a keyframe each time.
+- ``set_layout`` changes geometry in place (no renegotiation) and cross-fades
+  from the last output picture, so a switch never shows a black frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import sys
+import time
+from collections.abc import Callable
+
+import av
+import cv2
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from media.layout import AGENT, AVATAR, LAYOUTS, SCREEN, Rect, Size, Tile, compute_layout, parse_size
+from media.placeholder import render_placeholder
+from media.receipt import LatencyReceipt
+from media.stamp import read_luma, strip_height, write_luma
+from media.tracks import FrameSlot
+
+logger = logging.getLogger(__name__)
+
+VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
+BACKGROUND_YUV = (28, 136, 124)  # a dark slate, not black: letterbox bars and empty areas
+STALL_INTERVALS = 2.0  # the primary is stalled after this many frame intervals without a frame
+PLACEHOLDER_VERSION = -1
+POOL_SIZE = 8  # output buffers kept for reuse; frames in flight beyond that get fresh ones
+
+Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def frame_planes(frame: av.VideoFrame) -> Planes:
+    """Views (no copy) of a yuv420p frame's Y, U and V planes, without row padding."""
+    w, h = frame.width, frame.height
+    out = []
+    for plane, (pw, ph) in zip(frame.planes, ((w, h), (w // 2, h // 2), (w // 2, h // 2)), strict=True):
+        out.append(np.frombuffer(plane, np.uint8).reshape(ph, plane.line_size)[:, :pw])
+    return out[0], out[1], out[2]
+
+
+def scale_plane(plane: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize one plane, anti-aliased: halvings first, then one small step.
+
+    A bilinear resize to exactly half size averages 2x2 pixels, so a cascade of
+    halvings is a box filter (a mipmap) at a fraction of INTER_AREA's cost: a 720p
+    luma plane to 320x180 takes ~0.03 ms this way against ~0.2 ms with INTER_AREA.
+    """
+    h, w = plane.shape
+    while w >= 2 * width and h >= 2 * height:
+        w, h = w // 2, h // 2
+        plane = cv2.resize(plane, (w, h), interpolation=cv2.INTER_LINEAR)
+    if (w, h) != (width, height):
+        shrink = width < w or height < h
+        plane = cv2.resize(plane, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return plane
+
+
+def _overlaps(a: Rect, b: Rect) -> bool:
+    return a.x < b.right and b.x < a.right and a.y < b.bottom and b.y < a.bottom
+
+
+class CompositorTrack(MediaStreamTrack):
+    """A video track composed from input slots by a named layout.
+
+    Args:
+        size: output size, a name (``"360p"`` ... ``"1080p"``) or a :class:`~media.layout.Size`.
+        layout: initial layout, one of :data:`media.layout.LAYOUTS`.
+        fps: the fallback clock's rate when the primary input stalls.
+        agent_name: shown with initials on a placeholder tile while the agent's
+            camera has no picture; ``None`` hides the agent's tile instead.
+        fade_ms: duration of the cross-fade on a layout change (0: cut).
+        carry_stamp: copy a :mod:`media.stamp` found in the primary input's frame
+            into the output, so latency can be read through the compositor.
+        receipt: where compose timings go (``"compose"``, ``"slot_wait"``, ``"clock_frames"``).
+        clock: monotonic seconds, injectable for tests.
+    """
+
+    kind = "video"
+
+    def __init__(
+        self,
+        *,
+        size: str | Size = "720p",
+        layout: str = "agent",
+        fps: float = 30.0,
+        agent_name: str | None = "",
+        fade_ms: float = 250.0,
+        carry_stamp: bool = True,
+        receipt: LatencyReceipt | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}: use one of {LAYOUTS}")
+        self.size = parse_size(size)
+        self.fps = fps
+        self._agent_name = agent_name
+        self.fade_s = fade_ms / 1000
+        self.carry_stamp = carry_stamp
+        self.receipt = receipt if receipt is not None else LatencyReceipt()
+        self._clock = clock
+        self._layout = layout
+        self.slots: dict[str, FrameSlot] = {}
+        w, h = self.size.width, self.size.height
+        # One contiguous yuv420p buffer, the layout av.VideoFrame.from_numpy_buffer expects.
+        self._canvas = np.empty((h * 3 // 2, w), np.uint8)
+        self._planes = self._split(self._canvas)
+        self._key: tuple | None = None
+        self._painted: dict[str, tuple[int, Rect]] = {}
+        self._cache: dict[str, tuple[int, int, int, Planes]] = {}  # name -> (version, w, h, planes)
+        self._converted: dict[str, tuple[int, av.VideoFrame]] = {}
+        self._placeholders: dict[tuple[str, int, int], Planes] = {}
+        self._pool: list[np.ndarray] = []
+        self._last_output: np.ndarray | None = None
+        self._fade_from: np.ndarray | None = None
+        self._fade_start = 0.0
+        self._primary_seen = 0
+        self._stalled = False
+        self._last_emit: float | None = None
+        self._start: float | None = None
+        self._last_pts = -1
+        self.frames = 0
+        self.clock_frames = 0
+
+    # -- inputs and layout -------------------------------------------------
+
+    def slot(self, name: str) -> FrameSlot:
+        """The slot for input ``name``, created on first use (a screen hides when it ends, others freeze)."""
+        slot = self.slots.get(name)
+        if slot is None:
+            slot = self.slots[name] = FrameSlot(name, hide_when_ended=name == SCREEN)
+        return slot
+
+    @property
+    def agent_name(self) -> str | None:
+        """The name on the agent's placeholder tile; ``None``: no placeholder, the tile is hidden."""
+        return self._agent_name
+
+    @agent_name.setter
+    def agent_name(self, name: str | None) -> None:
+        self._agent_name = name
+        self._key = None  # repaint everything with the new placeholder
+
+    @property
+    def layout(self) -> str:
+        """The current layout's name."""
+        return self._layout
+
+    @property
+    def primary(self) -> str:
+        """The input whose new frames trigger a composite: the avatar in avatar layouts, else the agent."""
+        return AVATAR if self._layout.startswith("avatar") else AGENT
+
+    def set_layout(self, name: str) -> None:
+        """Switch layout from the next frame on, cross-fading from the last output picture."""
+        if name not in LAYOUTS:
+            raise ValueError(f"unknown layout {name!r}: use one of {LAYOUTS}")
+        if name == self._layout:
+            return
+        logger.info("layout %s -> %s", self._layout, name)
+        self._layout = name
+        self._primary_seen = 0  # a different primary: its current frame is new to us
+        if self.fade_s > 0 and self._last_output is not None:
+            self._fade_from = self._last_output
+            self._fade_start = self._clock()
+
+    # -- the track ---------------------------------------------------------
+
+    async def recv(self) -> av.VideoFrame:
+        """The next composite: as soon as the primary has a new frame, else on the fallback clock."""
+        if self.readyState != "live":
+            raise MediaStreamError
+        interval = 1 / self.fps
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._last_emit is not None:
+            # Never faster than twice the nominal rate, whatever an input sends.
+            early = self._last_emit + interval / 2 - now
+            if early > 0:
+                await asyncio.sleep(early)
+        wait = interval if self._stalled else interval * STALL_INTERVALS
+        deadline = (self._last_emit if self._last_emit is not None else loop.time()) + wait
+        primary = self.slots.get(self.primary)
+        if primary is not None:
+            fresh = await primary.wait_newer(self._primary_seen, max(0.0, deadline - loop.time()))
+        else:
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            fresh = False
+        if self.readyState != "live":
+            raise MediaStreamError
+        if fresh == self._stalled:
+            logger.info("primary input %s %s", self.primary, "is back" if fresh else "stalled: clock takes over")
+        self._stalled = not fresh
+        frame = self.compose()
+        self._last_emit = loop.time()
+        return frame
+
+    # -- composing ---------------------------------------------------------
+
+    def compose(self) -> av.VideoFrame:
+        """Compose one output frame from the slots' current pictures (synchronous, no waiting)."""
+        started = time.perf_counter()
+        now = self._clock()
+        sources: dict[str, Size] = {}
+        for name, slot in self.slots.items():
+            latest = slot.latest
+            if slot.present and latest is not None:
+                sources[name] = Size(latest.frame.width, latest.frame.height)
+        present = set(sources)
+        if AGENT not in present and self.agent_name is not None:
+            present.add(AGENT)  # the placeholder stands in
+        tiles = compute_layout(self.size, self._layout, present, sources)
+        if not tiles and self.agent_name is not None:
+            # An avatar layout with no avatar yet: show the agent (or placeholder), never an empty frame.
+            tiles = compute_layout(self.size, "agent", present, sources)
+        self._paint(tiles)
+
+        output = self._free_buffer()
+        if self._fade_from is not None:
+            alpha = (now - self._fade_start) / self.fade_s
+            if alpha >= 1:
+                self._fade_from = None
+                np.copyto(output, self._canvas)
+            else:
+                # The first frames after a switch are mostly the old picture: no black flash.
+                cv2.addWeighted(self._canvas, max(alpha, 0.05), self._fade_from, 1 - max(alpha, 0.05), 0, dst=output)
+        else:
+            np.copyto(output, self._canvas)
+        self._last_output = output
+
+        primary = self.slots.get(self.primary)
+        latest = primary.latest if primary is not None else None
+        if latest is not None and latest.version > self._primary_seen:
+            self._primary_seen = latest.version
+            self.receipt.record("slot_wait", (now - latest.arrived) * 1000)
+            if self.carry_stamp and latest.frame.format.name == "yuv420p":
+                self._carry_stamp(latest.frame, output)
+
+        frame = av.VideoFrame.from_numpy_buffer(output, format="yuv420p")
+        frame.pts = self._next_pts(now)
+        frame.time_base = VIDEO_TIME_BASE
+        self.frames += 1
+        if self._stalled:
+            self.clock_frames += 1
+        self.receipt.record("compose", (time.perf_counter() - started) * 1000)
+        return frame
+
+    def _free_buffer(self) -> np.ndarray:
+        """An output buffer no live frame uses: recycled, because a fresh 1.4 MB allocation per
+        frame costs page faults (mmap'd by malloc) that show up in the p95."""
+        for buffer in self._pool:
+            # References: the pool list, the loop variable and getrefcount's argument. Any more
+            # means a VideoFrame (in the encoder, in a test) or the fade still holds it.
+            if sys.getrefcount(buffer) <= 3:
+                return buffer
+        buffer = np.empty_like(self._canvas)
+        if len(self._pool) < POOL_SIZE:
+            self._pool.append(buffer)
+        return buffer
+
+    def _next_pts(self, now: float) -> int:
+        if self._start is None:
+            self._start = now
+        pts = max(self._last_pts + 1, round((now - self._start) * 90000))
+        self._last_pts = pts
+        return pts
+
+    def _split(self, buffer: np.ndarray) -> Planes:
+        w, h = self.size.width, self.size.height
+        flat = buffer.reshape(-1)
+        y = flat[: w * h].reshape(h, w)
+        u = flat[w * h : w * h * 5 // 4].reshape(h // 2, w // 2)
+        v = flat[w * h * 5 // 4 :].reshape(h // 2, w // 2)
+        return y, u, v
+
+    def _carry_stamp(self, source: av.VideoFrame, output: np.ndarray) -> None:
+        stamp = read_luma(frame_planes(source)[0])
+        if stamp is None:
+            return
+        y, u, v = self._split(output)
+        write_luma(y, stamp)
+        rows = strip_height(self.size.width) // 2
+        u[:rows] = 128
+        v[:rows] = 128
+
+    def _paint(self, tiles: list[Tile]) -> None:
+        key = (self._layout, tuple(tiles))
+        if key != self._key:
+            self._key = key
+            self._painted.clear()
+            for plane, value in zip(self._planes, BACKGROUND_YUV, strict=True):
+                plane.fill(value)
+        dirty: list[Rect] = []
+        for tile in tiles:
+            version = self._version(tile.name)
+            painted = self._painted.get(tile.name)
+            if painted == (version, tile.content) and not any(_overlaps(tile.cell, d) for d in dirty):
+                continue
+            self._paint_tile(tile, version)
+            self._painted[tile.name] = (version, tile.content)
+            dirty.append(tile.cell)
+
+    def _version(self, name: str) -> int:
+        slot = self.slots.get(name)
+        if slot is None or not slot.present or slot.latest is None:
+            return PLACEHOLDER_VERSION
+        return slot.latest.version
+
+    def _paint_tile(self, tile: Tile, version: int) -> None:
+        cell, content = tile.cell, tile.content
+        if content != cell:
+            self._fill(cell)
+        planes = self._source_planes(tile.name, version, content.width, content.height)
+        x, y, w, h = content.x, content.y, content.width, content.height
+        cy, cu, cv = self._planes
+        cy[y : y + h, x : x + w] = planes[0]
+        cu[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = planes[1]
+        cv[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = planes[2]
+        slot = self.slots.get(tile.name)
+        if slot is not None and version != PLACEHOLDER_VERSION:
+            slot.mark_read(version)
+
+    def _fill(self, rect: Rect) -> None:
+        y, u, v = self._planes
+        y[rect.y : rect.bottom, rect.x : rect.right] = BACKGROUND_YUV[0]
+        u[rect.y // 2 : rect.bottom // 2, rect.x // 2 : rect.right // 2] = BACKGROUND_YUV[1]
+        v[rect.y // 2 : rect.bottom // 2, rect.x // 2 : rect.right // 2] = BACKGROUND_YUV[2]
+
+    def _source_planes(self, name: str, version: int, width: int, height: int) -> Planes:
+        """The input's picture at ``width`` x ``height``, resized at most once per input frame."""
+        if version == PLACEHOLDER_VERSION:
+            key = (self.agent_name or "", width, height)
+            if key not in self._placeholders:
+                self._placeholders[key] = render_placeholder(self.agent_name or "", width, height)
+            return self._placeholders[key]
+        cached = self._cache.get(name)
+        if cached is not None and cached[:3] == (version, width, height):
+            return cached[3]
+        frame = self.slots[name].latest.frame  # type: ignore[union-attr]
+        if frame.format.name != "yuv420p":
+            converted = self._converted.get(name)
+            if converted is None or converted[0] != version:
+                # The one colour conversion this input frame gets.
+                converted = (version, frame.reformat(format="yuv420p", threads=1))
+                self._converted[name] = converted
+            frame = converted[1]
+        planes = frame_planes(frame)
+        if (frame.width, frame.height) != (width, height):
+            planes = (
+                scale_plane(planes[0], width, height),
+                scale_plane(planes[1], width // 2, height // 2),
+                scale_plane(planes[2], width // 2, height // 2),
+            )
+        self._cache[name] = (version, width, height, planes)
+        return planes
