@@ -236,7 +236,7 @@ class CompositorTrack(MediaStreamTrack):
 
         output = self._free_buffer()
         if self._fade_from is not None:
-            alpha = (now - self._fade_start) / self.fade_s
+            alpha = (now - self._fade_start) / self.fade_s if self.fade_s > 0 else 1.0
             if alpha >= 1:
                 self._fade_from = None
                 np.copyto(output, self._canvas)

@@ -1,0 +1,216 @@
+"""CompositorTrack: pixels where the layout puts them, work done once, fresh frames, pacing by the primary."""
+
+import asyncio
+
+import av
+import numpy as np
+import pytest
+from aiortc.mediastreams import MediaStreamError
+
+import media.compositor as compositor_module
+from media.compositor import BACKGROUND_YUV, CompositorTrack, frame_planes
+from media.layout import AGENT, AVATAR, SCREEN, SIZES, compute_layout
+from media.stamp import Stamp, read_stamp, write_stamp
+
+AGENT_YUV = (81, 90, 240)  # red
+SCREEN_YUV = (210, 16, 146)  # yellow
+AVATAR_YUV = (41, 240, 110)  # blue
+
+
+def flat(yuv, width=1280, height=720) -> av.VideoFrame:
+    frame = av.VideoFrame(width, height, "yuv420p")
+    for plane, value in zip(frame_planes(frame), yuv, strict=True):
+        plane[:] = value
+    return frame
+
+
+def yuv_at(frame: av.VideoFrame, x: int, y: int) -> tuple[int, int, int]:
+    py, pu, pv = frame_planes(frame)
+    return int(py[y, x]), int(pu[y // 2, x // 2]), int(pv[y // 2, x // 2])
+
+
+def centre(rect):
+    return rect.x + rect.width // 2, rect.y + rect.height // 2
+
+
+def close(a, b, tol=3):
+    return all(abs(p - q) <= tol for p, q in zip(a, b, strict=True))
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_screen_layout_puts_each_input_where_the_layout_says():
+    comp = CompositorTrack(size="720p", layout="screen")
+    comp.slot(AGENT).put(flat(AGENT_YUV))
+    comp.slot(SCREEN).put(flat(SCREEN_YUV, 1920, 1080))
+    comp.slot(AVATAR).put(flat(AVATAR_YUV, 640, 360))
+    out = comp.compose()
+    assert (out.width, out.height, out.format.name) == (1280, 720, "yuv420p")
+    tiles = {t.name: t.content for t in compute_layout(SIZES["720p"], "screen", {AGENT, SCREEN, AVATAR})}
+    assert close(yuv_at(out, *centre(tiles[AGENT])), AGENT_YUV)
+    assert close(yuv_at(out, *centre(tiles[AVATAR])), AVATAR_YUV)
+    assert close(yuv_at(out, 100, 400), SCREEN_YUV)
+
+
+def test_letterbox_bars_use_the_background():
+    comp = CompositorTrack(size="720p", layout="agent")
+    comp.slot(AGENT).put(flat(AGENT_YUV, 640, 480))  # 4:3 in 16:9: pillarboxed
+    out = comp.compose()
+    assert close(yuv_at(out, 640, 360), AGENT_YUV)
+    assert yuv_at(out, 20, 360) == BACKGROUND_YUV
+    assert yuv_at(out, 1260, 360) == BACKGROUND_YUV
+
+
+def test_placeholder_when_the_agent_camera_is_absent_and_never_an_empty_frame():
+    comp = CompositorTrack(size="360p", layout="agent", agent_name="Ada Lovelace")
+    out = comp.compose()
+    y = frame_planes(out)[0]
+    assert y.std() > 5  # a disc and initials, not a flat colour
+    assert not close(yuv_at(out, 320, 180), (16, 128, 128), tol=10)
+    # An avatar layout with no avatar yet shows the agent (placeholder) too.
+    comp.set_layout("avatar")
+    comp.fade_s = 0
+    assert frame_planes(comp.compose())[0].std() > 5
+    # With the camera on, the camera replaces the placeholder.
+    comp.set_layout("agent")
+    comp.slot(AGENT).put(flat(AGENT_YUV, 640, 360))
+    comp._fade_from = None
+    assert close(yuv_at(comp.compose(), 320, 180), AGENT_YUV)
+
+
+def test_resize_runs_once_per_input_frame(monkeypatch):
+    calls = []
+    real = compositor_module.scale_plane
+
+    def spy(plane, width, height):
+        calls.append((width, height))
+        return real(plane, width, height)
+
+    monkeypatch.setattr(compositor_module, "scale_plane", spy)
+    comp = CompositorTrack(size="720p", layout="screen")
+    comp.slot(SCREEN).put(flat(SCREEN_YUV))
+    comp.slot(AGENT).put(flat(AGENT_YUV))
+    comp.compose()
+    assert len(calls) == 3  # agent's three planes; the screen fits as is
+    comp.compose()
+    comp.compose()
+    assert len(calls) == 3  # nothing changed, nothing resized
+    comp.slot(SCREEN).put(flat((100, 128, 128)))  # the screen under the PiP changed
+    out = comp.compose()
+    assert len(calls) == 3  # the agent's tile is repainted from its cached resize
+    tile = compute_layout(SIZES["720p"], "screen", {AGENT, SCREEN})[1]
+    assert close(yuv_at(out, *centre(tile.content)), AGENT_YUV)
+    comp.slot(AGENT).put(flat(AGENT_YUV))
+    comp.compose()
+    assert len(calls) == 6
+
+
+def test_outputs_are_fresh_frames_never_rewritten_and_never_tagged_keyframes():
+    comp = CompositorTrack(size="360p", layout="agent")
+    keyframe = flat(AGENT_YUV, 640, 360)
+    keyframe.pict_type = av.video.frame.PictureType.I
+    comp.slot(AGENT).put(keyframe)
+    first = comp.compose()
+    assert first.pict_type == av.video.frame.PictureType.NONE
+    before = first.to_ndarray().copy()
+    seen = {id(first)}
+    for value in (30, 60, 90, 120, 150, 180, 210, 240, 50, 70):
+        comp.slot(AGENT).put(flat((value, 128, 128), 640, 360))
+        frame = comp.compose()
+        assert id(frame) not in seen
+        assert frame.pict_type == av.video.frame.PictureType.NONE
+        assert yuv_at(frame, 320, 180)[0] == value
+    # A frame still held (by an encoder, say) is never reused as a later canvas.
+    assert np.array_equal(first.to_ndarray(), before)
+    assert [frame.pts for frame in (first,)] == [0]
+
+
+def test_pts_increase_strictly():
+    clock = FakeClock()
+    comp = CompositorTrack(size="360p", clock=clock)
+    pts = []
+    for step in (0, 0.033, 0.033, 0.0, 0.1):
+        clock.now += step
+        pts.append(comp.compose().pts)
+    assert pts == sorted(set(pts))
+    assert pts[1] == round(0.033 * 90000)
+
+
+def test_non_yuv420p_input_is_converted_once(monkeypatch):
+    comp = CompositorTrack(size="360p", layout="agent")
+    rgb = av.VideoFrame.from_ndarray(np.full((360, 640, 3), (255, 0, 0), np.uint8), format="rgb24")
+    comp.slot(AGENT).put(rgb)
+    y, u, v = yuv_at(comp.compose(), 320, 180)
+    assert v > 200 and y < 100  # red
+    converted = comp._converted[AGENT][1]
+    comp.compose()
+    assert comp._converted[AGENT][1] is converted
+
+
+def test_layout_switch_cross_fades_and_never_shows_black():
+    clock = FakeClock()
+    comp = CompositorTrack(size="720p", layout="agent", fade_ms=200, clock=clock)
+    comp.slot(AGENT).put(flat(AGENT_YUV))
+    comp.slot(SCREEN).put(flat(SCREEN_YUV))
+    before = comp.compose()
+    assert close(yuv_at(before, 100, 100), AGENT_YUV)
+    comp.set_layout("screen")
+    lumas = []
+    for _ in range(6):
+        frame = comp.compose()
+        lumas.append(yuv_at(frame, 100, 100)[0])
+        clock.now += 0.05
+    # From the agent's red (81) towards the screen's yellow (210), monotonically, no dip to black.
+    assert lumas[0] < 100 and lumas[-1] == SCREEN_YUV[0]
+    assert lumas == sorted(lumas) and min(lumas) >= AGENT_YUV[0] - 2
+    with pytest.raises(ValueError):
+        comp.set_layout("mosaic")
+
+
+def test_ended_screen_hides_and_ended_camera_freezes():
+    comp = CompositorTrack(size="720p", layout="screen", fade_ms=0)
+    comp.slot(AGENT).put(flat(AGENT_YUV))
+    comp.slot(SCREEN).put(flat(SCREEN_YUV))
+    assert close(yuv_at(comp.compose(), 100, 100), SCREEN_YUV)
+    comp.slot(SCREEN).end()
+    assert close(yuv_at(comp.compose(), 100, 100), AGENT_YUV)  # agent reflows to full frame
+    comp.slot(AGENT).end()
+    assert close(yuv_at(comp.compose(), 100, 100), AGENT_YUV)  # frozen, still shown
+
+
+def test_primary_stamp_is_carried_into_the_output():
+    comp = CompositorTrack(size="720p", layout="screen")
+    camera = flat(AGENT_YUV)
+    write_stamp(camera, Stamp(123456, 789))
+    comp.slot(AGENT).put(camera)  # shown shrunk to a PiP, where its own stamp would be unreadable
+    comp.slot(SCREEN).put(flat(SCREEN_YUV))
+    assert read_stamp(comp.compose()) == Stamp(123456, 789)
+    assert "slot_wait" in comp.receipt.summary() and "compose" in comp.receipt.summary()
+
+
+async def test_recv_emits_on_the_primary_frame_and_falls_back_to_the_clock_when_it_stalls():
+    comp = CompositorTrack(size="360p", layout="agent", fps=10)
+    agent = comp.slot(AGENT)
+    agent.put(flat(AGENT_YUV, 640, 360))
+    await comp.recv()  # the first frame goes out at once
+    pending = asyncio.ensure_future(comp.recv())
+    await asyncio.sleep(0.08)  # less than the 200 ms stall limit: still waiting for the camera
+    assert not pending.done()
+    agent.put(flat((120, 128, 128), 640, 360))
+    frame = await asyncio.wait_for(pending, 1)
+    assert yuv_at(frame, 320, 180)[0] == 120
+    assert comp.clock_frames == 0
+    # Camera stalls: the clock takes over and frames keep coming, frozen on the last picture.
+    for _ in range(3):
+        frame = await asyncio.wait_for(comp.recv(), 1)
+        assert yuv_at(frame, 320, 180)[0] == 120
+    assert comp.clock_frames == 3
+    comp.stop()
+    with pytest.raises(MediaStreamError):
+        await comp.recv()
