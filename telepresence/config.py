@@ -31,6 +31,8 @@ class Settings:
     wrap_up_s: float = 15.0
     # A dropped customer tab keeps its place (or call) this long.
     rejoin_grace_s: float = 60.0
+    # A dropped agent tab keeps its calls this long (a reload); its customers are told.
+    agent_grace_s: float = 15.0
     # Per-socket flood control: a token bucket, then close 1008.
     rate_per_s: float = 20.0
     rate_burst: int = 40

@@ -87,6 +87,7 @@ class AgentSession:
     wants_available: bool = False
     wrap_up: dict[str, float] = field(default_factory=dict)  # call id -> until
     offers: set[str] = field(default_factory=set)
+    dropped_until: float | None = None  # socket gone: calls kept until then for a reload
 
     @property
     def agent_id(self) -> str:
@@ -122,6 +123,7 @@ class Switchboard:
         )
         self.customers: dict[str, CustomerSession] = {}
         self.agents: dict[str, AgentSession] = {}
+        self.operators: dict[str, AgentSession] = {}  # avatar operators: never offered customers
         self.calls: dict[str, Call] = {}
         self._by_conn: dict[str, CustomerSession | AgentSession] = {}
         self._lock = asyncio.Lock()
@@ -172,21 +174,46 @@ class Switchboard:
         async with self._lock:
             session = self._by_conn.pop(conn.id, None)
             now = self.clock()
-            if isinstance(session, AgentSession):
-                if self.agents.get(session.agent_id) is session:
-                    del self.agents[session.agent_id]
-                    logger.info("agent %s disconnected", session.agent_id)
-                    await self._apply(self.matchmaker.remove_agent(session.agent_id, now))
+            if isinstance(session, AgentSession) and self._staff(session.claims).get(session.agent_id) is session:
+                await self._agent_dropped(session, now)
             elif isinstance(session, CustomerSession) and session.conn is conn:
                 session.conn = None
                 session.dropped_until = now + self.settings.rejoin_grace_s
                 logger.info("customer %s dropped; keeping place for %.0fs", session.customer_id, self.settings.rejoin_grace_s)
                 if session.call_id:
-                    self._send_agent_of(session, {"type": "peer_status", "status": "reconnecting"})
+                    self._send_agent_of(
+                        session, {"type": "peer_status", "call_id": session.call_id, "status": "reconnecting"}
+                    )
                 else:
                     await self._apply(self.matchmaker.suspend(session.customer_id, now))
             self._publish()
             self._wake.set()
+
+    async def _agent_dropped(self, session: AgentSession, now: float) -> None:
+        """An agent's socket closed: calls wait a grace period for a reload, offers go elsewhere."""
+        if session.claims.role != "agent" or not self.matchmaker.has_agent(session.agent_id):
+            self._staff(session.claims).pop(session.agent_id, None)
+            return
+        if self._calls_of(session) and self.settings.agent_grace_s > 0:
+            logger.info("agent %s dropped; keeping calls for %.0fs", session.agent_id, self.settings.agent_grace_s)
+            session.dropped_until = now + self.settings.agent_grace_s
+            await self._apply(self.matchmaker.set_available(session.agent_id, False, now))
+            for call_id in self._calls_of(session):
+                customer = self.customers.get(self.calls[call_id].customer_id)
+                if customer is not None and customer.conn is not None:
+                    customer.conn.send({"type": "peer_status", "call_id": call_id, "status": "reconnecting"})
+            return
+        await self._remove_agent(session, now)
+
+    async def _remove_agent(self, session: AgentSession, now: float) -> None:
+        logger.info("agent %s gone", session.agent_id)
+        del self.agents[session.agent_id]
+        for call_id in session.wrap_up:
+            self.calls.pop(call_id, None)
+        await self._apply(self.matchmaker.remove_agent(session.agent_id, now))
+
+    def _staff(self, claims: Claims) -> dict[str, AgentSession]:
+        return self.agents if claims.role == "agent" else self.operators
 
     # ------------------------------------------------------------- anonymous
 
@@ -272,16 +299,26 @@ class Switchboard:
             claims = self.authority.verify(message.token, self.wall_clock())
         except AuthError as exc:
             raise ProtocolError("auth_failed", str(exc)) from None
-        previous = self.agents.get(claims.name)
+        staff = self._staff(claims)
+        previous = staff.get(claims.name)
         if previous is not None:
-            # The newest tab wins; the old one's calls carry over to it.
-            self._by_conn.pop(previous.conn.id, None)
-            previous.conn.close(4001, "logged in from another tab")
+            # The newest tab (or a reload within the grace period) wins; calls carry over.
+            if previous.dropped_until is None:
+                self._by_conn.pop(previous.conn.id, None)
+                previous.conn.close(4001, "logged in from another tab")
             previous.conn = conn
             session = previous
+            if session.dropped_until is not None:
+                session.dropped_until = None
+                if session.wants_available and not session.wrap_up:
+                    await self._apply(self.matchmaker.set_available(session.agent_id, True, self.clock()))
+                for call_id in self._calls_of(session):
+                    customer = self.customers.get(self.calls[call_id].customer_id)
+                    if customer is not None and customer.conn is not None:
+                        customer.conn.send({"type": "peer_status", "call_id": call_id, "status": "connected"})
         else:
             session = AgentSession(claims, conn)
-            self.agents[claims.name] = session
+            staff[claims.name] = session
             if claims.role == "agent":
                 now = self.clock()
                 await self._apply(
@@ -298,9 +335,14 @@ class Switchboard:
                 "skills": list(claims.skills),
                 "languages": list(claims.languages),
                 "status": self._agent_status(session),
-                "calls": [self._call_for_agent(self.calls[c]) for c in self._calls_of(session)],
+                "calls": [
+                    {**self._call_for_agent(self.calls[c]), "transcript": await self._transcript_of(self.calls[c])}
+                    for c in self._calls_of(session)
+                ],
             }
         )
+        for offer_id in sorted(session.offers):  # offers pending when the old tab went
+            await self._send_offer(session, offer_id)
         logger.info("agent %s logged in (%s)", claims.name, claims.role)
 
     # -------------------------------------------------------------- customers
@@ -320,9 +362,12 @@ class Switchboard:
                 raise ProtocolError("out_of_order", str(exc)) from None
             await self._apply(events)
         elif isinstance(message, p.Leave):
+            if session.call_id is None:
+                self.metrics.abandoned.labels(str(session.key)).inc()
             await self._apply(self.matchmaker.leave(session.customer_id, now))
             if session.customer_id in self.customers:
                 await self._forget_customer(session, "left")
+            session.conn.send({"type": "left"})  # type: ignore[union-attr]
         elif isinstance(message, p.EndCall):
             if not session.call_id:
                 raise ProtocolError("out_of_order", "there is no call to end")
@@ -377,7 +422,7 @@ class Switchboard:
         elif isinstance(message, p.Join | p.Rejoin | p.Login):
             raise ProtocolError("out_of_order", "this socket is already logged in")
         else:
-            raise ProtocolError("forbidden", f"a {session.claims.role} cannot send {message.type!r}")
+            raise ProtocolError("forbidden", f"{session.claims.role}s cannot send {message.type!r}")
 
     def _current_call(self, session: AgentSession) -> Call:
         calls = self._calls_of(session)
@@ -444,20 +489,27 @@ class Switchboard:
         agent = self.agents[event.agent_id]
         customer = self.customers[event.customer_id]
         agent.offers.add(event.offer_id)
-        if agent.auto_answer:
+        if agent.auto_answer and agent.dropped_until is None:
             return self.matchmaker.accept(event.offer_id, agent.agent_id, now)
+        await self._send_offer(agent, event.offer_id)
+        return []
+
+    async def _send_offer(self, agent: AgentSession, offer_id: str) -> None:
+        pending = self.matchmaker.offer(offer_id)
+        if pending is None:
+            return
+        customer = self.customers[pending[0]]
         history = await self.store.get_history(customer.customer_id)
         agent.conn.send(
             {
                 "type": "offer",
-                "offer_id": event.offer_id,
-                "expires_in_s": round(event.expires_at - now, 1),
+                "offer_id": offer_id,
+                "expires_in_s": round(max(0.0, pending[2] - self.clock()), 1),
                 "customer": customer.public(),
                 "transcript": await self.store.get_chat(customer.ticket),
                 "history": _history_summary(history),
             }
         )
-        return []
 
     async def _paired(self, event: Paired, now: float) -> None:
         self.metrics.offers.labels("accepted").inc()
@@ -468,6 +520,7 @@ class Switchboard:
         call = Call(new_id("call"), customer.customer_id, agent.agent_id, started_at=now)
         self.calls[call.id] = call
         customer.call_id = call.id
+        customer.last_status = None  # so a later re-queue always pushes a fresh status
         await self._save_ticket(customer)
         if customer.conn:
             customer.conn.send({"type": "call_started", "call_id": call.id, "agent": {"name": agent.agent_id}})
@@ -475,9 +528,11 @@ class Switchboard:
             {
                 "type": "call_started",
                 **self._call_for_agent(call),
+                "offer_id": event.offer_id,
                 "transcript": await self.store.get_chat(customer.ticket),
             }
         )
+        agent.conn.send({"type": "agent_status", "status": self._agent_status(agent)})
         logger.info("call %s: customer %s with agent %s", call.id, customer.customer_id, agent.agent_id)
 
     async def _call_ended(self, event: CallEnded, now: float) -> list[Event]:
@@ -517,8 +572,6 @@ class Switchboard:
         self.customers.pop(session.customer_id, None)
         if session.conn is not None:
             self._by_conn.pop(session.conn.id, None)
-            if reason == "left":
-                session.conn.send({"type": "left"})
         await self.store.delete_ticket(session.ticket)
         await self.store.delete_chat(session.ticket)
 
@@ -546,6 +599,7 @@ class Switchboard:
         times = [self.matchmaker.next_deadline()]
         times += [c.dropped_until for c in self.customers.values()]
         times += [until for a in self.agents.values() for until in a.wrap_up.values()]
+        times += [a.dropped_until for a in self.agents.values()]
         return min((t for t in times if t is not None), default=None)
 
     async def _expire(self, now: float) -> None:
@@ -554,10 +608,15 @@ class Switchboard:
             if session.dropped_until is not None and session.dropped_until <= now:
                 logger.info("customer %s did not come back", session.customer_id)
                 session.dropped_until = None
+                if session.call_id is None:
+                    self.metrics.abandoned.labels(str(session.key)).inc()
                 await self._apply(self.matchmaker.leave(session.customer_id, now))
                 if session.customer_id in self.customers:
                     await self._forget_customer(session, "dropped")
         for agent in list(self.agents.values()):
+            if agent.dropped_until is not None and agent.dropped_until <= now:
+                await self._remove_agent(agent, now)
+                continue
             for call_id, until in list(agent.wrap_up.items()):
                 if until <= now:
                     await self._finish_wrap_up(agent, call_id, "")
@@ -627,6 +686,10 @@ class Switchboard:
 
     def _calls_of(self, session: AgentSession) -> list[str]:
         return [c.id for c in self.calls.values() if c.agent_id == session.agent_id and c.state.value != "ended"]
+
+    async def _transcript_of(self, call: Call) -> list[Message]:
+        customer = self.customers.get(call.customer_id)
+        return await self.store.get_chat(customer.ticket) if customer else []
 
     def _call_for_agent(self, call: Call) -> Message:
         customer = self.customers.get(call.customer_id)

@@ -85,7 +85,7 @@ async def run_server(tmp_path: Path, **overrides: Any) -> AsyncIterator[LiveServ
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[LiveServer]:
-    async with run_server(tmp_path, offer_timeout_s=30, wrap_up_s=0, rejoin_grace_s=5) as live:
+    async with run_server(tmp_path, offer_timeout_s=30, wrap_up_s=0, rejoin_grace_s=5, agent_grace_s=0.3) as live:
         yield live
 
 

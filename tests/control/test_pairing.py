@@ -135,7 +135,8 @@ async def test_customer_goes_back_to_the_head_when_their_agent_drops(server, con
     bob = await join(connect, "Bob")
     await bob.expect("queue_status", position=1)
     await sam.close()
-    ended = await ann.expect("call_ended")
+    await ann.expect("peer_status", status="reconnecting")
+    ended = await ann.expect("call_ended")  # after the agent's 0.3 s grace period
     assert ended["requeued"] is True and ended["reason"] == "agent_left"
     assert (await ann.expect("queue_status", state="waiting"))["position"] == 1
     assert (await bob.expect("queue_status", position=2))["position"] == 2
@@ -283,3 +284,33 @@ async def test_health_status_and_metrics_endpoints(server, connect):
         assert 'telepresence_agents{state="busy"} 1.0' in text
         assert 'telepresence_offers_total{outcome="accepted"} 1.0' in text
         assert "telepresence_time_to_answer_seconds_count 1.0" in text
+
+
+async def test_agent_reload_within_the_grace_period_keeps_the_call(server, connect):
+    sam = await login(connect, server, "sam")
+    ann = await join(connect, "Ann")
+    await sam.send("accept", offer_id=(await sam.expect("offer"))["offer_id"])
+    started = await ann.expect("call_started")
+    await sam.close()
+    await ann.expect("peer_status", status="reconnecting")
+    sam2 = await connect("sam reloaded")
+    await sam2.send("login", token=server.token("sam"))
+    logged_in = await sam2.expect("logged_in")
+    assert [c["call_id"] for c in logged_in["calls"]] == [started["call_id"]]
+    await ann.expect("peer_status", status="connected")
+    await asyncio.sleep(0.5)  # past the grace period: nothing ends
+    await sam2.send("chat", text="sorry, my page reloaded")
+    assert (await ann.expect("chat"))["text"] == "sorry, my page reloaded"
+    assert await ann.latest("call_ended") is None
+
+
+async def test_operator_shares_no_session_with_an_agent_of_the_same_name(server, connect):
+    sam = await login(connect, server, "sam")
+    operator = await connect("operator sam")
+    await operator.send("login", token=server.token("sam", role="operator"))
+    assert (await operator.expect("logged_in"))["role"] == "operator"
+    await operator.send("set_status", status="available")
+    assert (await operator.expect("error"))["code"] == "forbidden"
+    await operator.close()
+    await join(connect, "Ann")
+    assert (await sam.expect("offer"))["customer"]["name"] == "Ann"
