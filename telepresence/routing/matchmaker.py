@@ -224,7 +224,7 @@ class Matchmaker:
             return self._fill_agent(agent_id, now)
         # Going away withdraws pending offers; calls in progress carry on.
         events: list[Event] = []
-        for offer in [o for o in self._offers.values() if o.agent_id == agent_id]:
+        for offer in self._offers_of(agent):
             events += self._withdraw(offer, now, reason="agent_away", count_miss=False)
         return events
 
@@ -233,7 +233,8 @@ class Matchmaker:
         agent = self._agent(agent_id)
         agent.state = AgentState.AWAY
         events: list[Event] = []
-        for customer_id in sorted(agent.customers):
+        # In place order, so that the earliest of them is the first to be offered on.
+        for customer_id in sorted(agent.customers, key=lambda c: self._customers[c].place):
             customer = self._customers[customer_id]
             if customer.state is CustomerState.OFFERED:
                 offer = self._offers[customer.offer_id]  # type: ignore[index]
@@ -340,10 +341,11 @@ class Matchmaker:
         customer = self._customer(customer_id)
         if customer.state is not CustomerState.SUSPENDED:
             return []
-        if customer.prefer_until is not None and now < customer.prefer_until:
+        agent = self._agents.get(customer.last_agent or "")
+        if agent is not None and customer.prefer_until is not None and now < customer.prefer_until:
             self._hold(customer, CustomerState.WAITING_FOR_AGENT)
-            agent = self._agents.get(customer.last_agent or "")
-            return self._fill_agent(agent.id, now) if agent else []
+            return self._fill_agent(agent.id, now)
+        # The window is over, or their agent logged out meanwhile: back to the queue.
         return self._release_preference(customer, now)
 
     # ----------------------------------------------------------------- offers
@@ -501,10 +503,10 @@ class Matchmaker:
     def has_agent(self, agent_id: str) -> bool:
         return agent_id in self._agents
 
-    def offer(self, offer_id: str) -> tuple[str, str] | None:
-        """(customer id, agent id) of a pending offer."""
+    def offer(self, offer_id: str) -> tuple[str, str, float] | None:
+        """(customer id, agent id, expires at) of a pending offer."""
         offer = self._offers.get(offer_id)
-        return (offer.customer_id, offer.agent_id) if offer else None
+        return (offer.customer_id, offer.agent_id, offer.expires_at) if offer else None
 
     # --------------------------------------------------------------- internals
 
@@ -611,13 +613,18 @@ class Matchmaker:
         return [OfferMade(offer.id, customer.id, agent.id, offer.expires_at, returning=returning)]
 
     def _withdraw(self, offer: _Offer, now: float, *, reason: str, count_miss: bool) -> list[Event]:
-        """Take back a pending offer; the customer returns to their place and is offered on."""
+        """Take back a pending offer: the customer returns to their place and is offered on,
+        and the seat it frees goes to whoever that agent should take next."""
         del self._offers[offer.id]
         customer = self._customers[offer.customer_id]
         agent = self._agents[offer.agent_id]
         agent.customers.discard(customer.id)
         customer.offer_id = None
         events: list[Event] = [OfferWithdrawn(offer.id, customer.id, agent.id, reason)]
+        requeue = reason != "customer_left"
+        if requeue:
+            # Back at their place before anyone else is offered, so nobody later jumps them.
+            self._insert(customer)
         if count_miss:
             customer.declined_by[agent.id] = now + self.decline_cooloff_s
             self._timed.add(customer.id)
@@ -626,12 +633,22 @@ class Matchmaker:
                 agent.state = AgentState.AWAY
                 agent.misses = 0
                 events.append(AgentSetAway(agent.id, reason="missed_offers"))
-                for other in [o for o in self._offers.values() if o.agent_id == agent.id]:
+                for other in self._offers_of(agent):
                     events += self._withdraw(other, now, reason="agent_away", count_miss=False)
-        if reason != "customer_left":
-            self._insert(customer)
+        if requeue and customer.state is CustomerState.WAITING:
             events += self._offer_customer(customer, now)
+        # The agent is still available (a decline, a timeout, a customer gone): refill the seat.
+        events += self._fill_agent(agent.id, now)
         return events
+
+    def _offers_of(self, agent: _Agent) -> list[_Offer]:
+        """An agent's pending offers, earliest customer place first."""
+        offered = [self._customers[c] for c in agent.customers]
+        return [
+            self._offers[c.offer_id]  # type: ignore[index]
+            for c in sorted(offered, key=lambda c: c.place)
+            if c.state is CustomerState.OFFERED
+        ]
 
     def _slots(self, key: QueueKey) -> tuple[int, int]:
         """(free seats, all seats) of available agents serving ``key``."""
