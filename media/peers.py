@@ -1,0 +1,254 @@
+"""aiortc helpers: codec preferences, encoder settings, and marker-bit frame completion.
+
+Three fixes for costs measured in aiortc 1.16 (DESIGN, "Frame path and latency budget"):
+
+- **Receive delay.** ``aiortc.jitterbuffer.JitterBuffer`` hands a video frame to the
+  decoder only when the first packet of the NEXT frame arrives, although every sender
+  (aiortc's own and browsers') sets the RTP marker bit on a frame's last packet. That
+  costs one frame interval per receiving hop (33 ms at 30 fps, 200 ms for a 5 fps
+  screen share) and holds the last frame before a pause forever.
+  :class:`MarkerJitterBuffer` also completes a frame when the packets from the frame's
+  first to its marker packet are all there; :func:`enable_low_latency_receive` puts it
+  into a receiver (opt-in, per receiver or per peer connection).
+- **H.264 preset.** aiortc's ``H264Encoder`` sets no x264 preset, so x264 runs
+  "medium" (~16 ms a 720p frame). :class:`FastH264Encoder` uses ultrafast + zerolatency.
+- **VP8 picture type.** aiortc's ``Vp8Encoder`` never resets ``pict_type``, so a frame
+  tagged I (a decoded keyframe being relayed) forces a keyframe. :class:`SafeVp8Encoder`
+  resets it. Both encoders take a :class:`Bitrate` range instead of aiortc's fixed
+  0.5-3 Mbps clamp.
+
+:func:`tune_video_sender` installs these encoders into one ``RTCRtpSender``.
+"""
+
+from __future__ import annotations
+
+import fractions
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import av
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.codecs.h264 import MAX_FRAME_RATE, H264Encoder
+from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+logger = logging.getLogger(__name__)
+
+CODECS = ("VP8", "H264")
+
+
+# -- receive: complete frames on the marker bit ------------------------------
+
+
+class MarkerJitterBuffer(JitterBuffer):
+    """A video jitter buffer that releases a frame as soon as its marker packet completes it.
+
+    The stock scan (release frame N when frame N+1's first packet arrives) stays as the
+    fallback, for a sender that never sets the marker bit or a marker packet that was lost.
+    """
+
+    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        frame = self._complete_on_marker()
+        if frame is not None:
+            return frame
+        return super()._remove_frame(sequence_number)
+
+    def _complete_on_marker(self) -> JitterFrame | None:
+        if self._origin is None:
+            return None
+        packets = []
+        timestamp = None
+        for count in range(self.capacity):
+            packet = self._packets[(self._origin + count) % self.capacity]
+            if packet is None:
+                return None  # a gap: wait for the missing packet (or a NACKed retransmission)
+            if timestamp is None:
+                timestamp = packet.timestamp
+            elif packet.timestamp != timestamp:
+                return None  # a new frame began without a marker: leave it to the stock scan
+            packets.append(packet)
+            if packet.marker:
+                self.remove(count + 1)
+                return JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)  # type: ignore[attr-defined]
+        return None
+
+
+def _receivers(target: RTCRtpReceiver | RTCPeerConnection) -> Iterator[RTCRtpReceiver]:
+    if isinstance(target, RTCRtpReceiver):
+        yield target
+    else:
+        for transceiver in target.getTransceivers():
+            yield transceiver.receiver
+
+
+def enable_low_latency_receive(target: RTCRtpReceiver | RTCPeerConnection) -> None:
+    """Complete received video frames on the RTP marker bit (saves one frame interval a hop).
+
+    Pass a receiver, or a peer connection: then every video receiver it has now and every
+    one it gets later (on its ``track`` event) is switched. Call before media flows; a
+    receiver that already buffered packets keeps the stock buffer (swapping would drop them).
+    """
+    if isinstance(target, RTCPeerConnection) and not getattr(target, "_media_low_latency", False):
+        target._media_low_latency = True  # type: ignore[attr-defined]
+
+        @target.on("track")
+        def _on_track(track) -> None:
+            for transceiver in target.getTransceivers():
+                if transceiver.receiver.track is track:
+                    _swap_jitter_buffer(transceiver.receiver)
+
+    for receiver in _receivers(target):
+        _swap_jitter_buffer(receiver)
+
+
+def _swap_jitter_buffer(receiver: RTCRtpReceiver) -> None:
+    # aiortc keeps the buffer in a name-mangled private attribute, created in __init__.
+    current = getattr(receiver, "_RTCRtpReceiver__jitter_buffer", None)
+    if not isinstance(current, JitterBuffer) or isinstance(current, MarkerJitterBuffer):
+        return
+    if not current._is_video:
+        return  # audio keeps its prefetch
+    if current._origin is not None:
+        logger.warning("receiver already has packets buffered; keeping the stock jitter buffer")
+        return
+    receiver._RTCRtpReceiver__jitter_buffer = MarkerJitterBuffer(  # type: ignore[attr-defined]
+        capacity=current.capacity, prefetch=current._prefetch, is_video=True
+    )
+
+
+# -- send: encoders ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Bitrate:
+    """A video bitrate range in bits per second: where to start, and REMB's floor and ceiling."""
+
+    start: int = 1_500_000
+    min: int = 300_000
+    max: int = 3_000_000
+
+    def clamp(self, value: int) -> int:
+        return max(self.min, min(value, self.max))
+
+
+class SafeVp8Encoder(Vp8Encoder):
+    """aiortc's VP8 encoder, with the picture type reset and a configurable bitrate range."""
+
+    def __init__(self, bitrate: Bitrate | None = None) -> None:
+        super().__init__()
+        self.bitrate = bitrate or Bitrate()
+        self.target_bitrate = self.bitrate.start
+
+    @property  # type: ignore[override]
+    def target_bitrate(self) -> int:
+        return self._Vp8Encoder__target_bitrate  # type: ignore[attr-defined]
+
+    @target_bitrate.setter
+    def target_bitrate(self, value: int) -> None:
+        # The base class reads the name-mangled attribute for the rate-control buffer size.
+        self._Vp8Encoder__target_bitrate = getattr(self, "bitrate", Bitrate()).clamp(value)
+
+    def encode(self, frame: av.Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        if not force_keyframe and isinstance(frame, av.VideoFrame):
+            # A relayed keyframe arrives tagged I: without this, every such frame is re-encoded
+            # as a keyframe (2-4x the bits).
+            frame.pict_type = av.video.frame.PictureType.NONE
+        return super().encode(frame, force_keyframe)
+
+
+class FastH264Encoder(H264Encoder):
+    """aiortc's H.264 encoder with x264 ultrafast + zerolatency (~2-3.5 ms a 720p frame, not ~16)."""
+
+    def __init__(self, bitrate: Bitrate | None = None, preset: str = "ultrafast") -> None:
+        super().__init__()
+        self.bitrate = bitrate or Bitrate()
+        self.preset = preset
+        self.target_bitrate = self.bitrate.start
+
+    @property  # type: ignore[override]
+    def target_bitrate(self) -> int:
+        return self._H264Encoder__target_bitrate  # type: ignore[attr-defined]
+
+    @target_bitrate.setter
+    def target_bitrate(self, value: int) -> None:
+        self._H264Encoder__target_bitrate = getattr(self, "bitrate", Bitrate()).clamp(value)
+
+    def _encode_frame(self, frame: av.VideoFrame, force_keyframe: bool) -> Iterator[bytes]:
+        # The stock method builds its codec inline, so the codec set-up is repeated here with
+        # a preset; the rest (bitstream splitting, packetisation) is inherited.
+        if self.codec and (
+            frame.width != self.codec.width
+            or frame.height != self.codec.height
+            or abs(self.target_bitrate - self.codec.bit_rate) / self.codec.bit_rate > 0.1
+        ):
+            self.buffer_data = b""
+            self.buffer_pts = None
+            self.codec = None
+        if frame.format.name != "yuv420p":
+            frame = frame.reformat(format="yuv420p", threads=1)
+        frame.pict_type = av.video.frame.PictureType.I if force_keyframe else av.video.frame.PictureType.NONE
+        if self.codec is None:
+            self.codec = av.CodecContext.create("libx264", "w")
+            self.codec.width = frame.width
+            self.codec.height = frame.height
+            self.codec.bit_rate = self.target_bitrate
+            self.codec.pix_fmt = "yuv420p"
+            self.codec.framerate = fractions.Fraction(MAX_FRAME_RATE, 1)
+            self.codec.time_base = fractions.Fraction(1, MAX_FRAME_RATE)
+            self.codec.options = {"level": "31", "preset": self.preset, "tune": "zerolatency"}
+            self.codec.profile = "Baseline"
+        data = b"".join(bytes(packet) for packet in self.codec.encode(frame))
+        if data:
+            yield from self._split_bitstream(data)
+
+
+def make_video_encoder(codec: RTCRtpCodecParameters, bitrate: Bitrate | None = None) -> Vp8Encoder | H264Encoder:
+    """The tuned encoder for a negotiated video codec."""
+    name = codec.mimeType.lower()
+    if name == "video/vp8":
+        return SafeVp8Encoder(bitrate)
+    if name == "video/h264":
+        return FastH264Encoder(bitrate)
+    raise ValueError(f"no tuned encoder for {codec.mimeType}")
+
+
+def tune_video_sender(sender: RTCRtpSender, bitrate: Bitrate | None = None) -> None:
+    """Make ``sender`` encode with :class:`SafeVp8Encoder` / :class:`FastH264Encoder`.
+
+    The encoder is chosen when the first frame is sent, for whichever codec was
+    negotiated, so this can be called any time before media flows (after ``addTrack``).
+    """
+    if getattr(sender, "_media_tuned", False):
+        return
+    original = sender._next_encoded_frame
+
+    async def next_encoded_frame(codec: RTCRtpCodecParameters):
+        # aiortc creates its encoder lazily in this method (and drops it when RTP stops);
+        # ours is put in place just before, under the name-mangled attribute it checks.
+        if sender._RTCRtpSender__encoder is None and codec.mimeType.lower() in ("video/vp8", "video/h264"):  # type: ignore[attr-defined]
+            sender._RTCRtpSender__encoder = make_video_encoder(codec, bitrate)  # type: ignore[attr-defined]
+        return await original(codec)
+
+    sender._next_encoded_frame = next_encoded_frame  # type: ignore[method-assign]
+    sender._media_tuned = True  # type: ignore[attr-defined]
+
+
+# -- negotiation --------------------------------------------------------------
+
+
+def prefer_codec(transceiver: RTCRtpTransceiver, name: str) -> None:
+    """Offer (or answer with) video codec ``name`` ("VP8" or "H264") first, the others after it."""
+    if name.upper() not in CODECS:
+        raise ValueError(f"unknown video codec {name!r}: use one of {CODECS}")
+    codecs = RTCRtpSender.getCapabilities("video").codecs
+    first = [c for c in codecs if c.mimeType.upper() == f"VIDEO/{name.upper()}"]
+    rest = [c for c in codecs if c not in first]
+    transceiver.setCodecPreferences(first + rest)
+
+
+def negotiated_codec(transceiver: RTCRtpTransceiver) -> str | None:
+    """The video codec a negotiated transceiver sends ("VP8", "H264"), if any."""
+    codecs = [c for c in transceiver._codecs if c.mimeType.lower() != "video/rtx"]
+    return codecs[0].mimeType.split("/")[1].upper() if codecs else None
