@@ -33,6 +33,8 @@ class LoopbackCall:
         tuned: send with the tuned encoders (x264 preset, VP8 pict_type, ``bitrate`` range);
             ``False`` is stock aiortc.
         bitrate: the tuned encoders' bitrate range.
+        into: slots to drain the received video tracks into, in order (a compositor's
+            input slots, say); tracks beyond these get fresh slots.
         label: a tag for log lines.
 
     Use as ``async with LoopbackCall([track]) as call:`` then read ``call.slots[i]``; or call
@@ -49,6 +51,7 @@ class LoopbackCall:
         low_latency: bool = True,
         tuned: bool = True,
         bitrate: Bitrate | None = None,
+        into: Sequence[FrameSlot] = (),
         label: str = "loopback",
     ) -> None:
         self.tracks = list(tracks)
@@ -57,6 +60,7 @@ class LoopbackCall:
         self.tuned = tuned
         self.bitrate = bitrate
         self.label = label
+        self._into = list(into)
         self.sender = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.receiver = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.received: list[MediaStreamTrack] = []
@@ -77,7 +81,8 @@ class LoopbackCall:
         def on_track(track: MediaStreamTrack) -> None:
             self.received.append(track)
             if track.kind == "video":
-                slot = FrameSlot(f"{self.label}-{len(self.slots)}")
+                index = len(self.slots)
+                slot = self._into[index] if index < len(self._into) else FrameSlot(f"{self.label}-{index}")
                 self.slots.append(slot)
                 self.drains.append(TrackDrain(track, slot, label=f"{self.label} {slot.name}"))
 
