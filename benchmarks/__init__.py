@@ -9,4 +9,5 @@ scripts and CI can read it with ``tail -n 1``.
 SUITES = {
     "matchmaker": "benchmarks.matchmaker",
     "compose": "benchmarks.compose",
+    "latency": "benchmarks.latency",
 }

@@ -35,6 +35,8 @@ class LoopbackCall:
         bitrate: the tuned encoders' bitrate range.
         into: slots to drain the received video tracks into, in order (a compositor's
             input slots, say); tracks beyond these get fresh slots.
+        drain: ``False`` leaves received tracks undrained, for a caller that reads (or
+            forwards) them itself; something must read them, or aiortc queues grow.
         label: a tag for log lines.
 
     Use as ``async with LoopbackCall([track]) as call:`` then read ``call.slots[i]``; or call
@@ -52,6 +54,7 @@ class LoopbackCall:
         tuned: bool = True,
         bitrate: Bitrate | None = None,
         into: Sequence[FrameSlot] = (),
+        drain: bool = True,
         label: str = "loopback",
     ) -> None:
         self.tracks = list(tracks)
@@ -61,6 +64,7 @@ class LoopbackCall:
         self.bitrate = bitrate
         self.label = label
         self._into = list(into)
+        self._drain = drain
         self.sender = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.receiver = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.received: list[MediaStreamTrack] = []
@@ -80,7 +84,7 @@ class LoopbackCall:
         @self.receiver.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             self.received.append(track)
-            if track.kind == "video":
+            if track.kind == "video" and self._drain:
                 index = len(self.slots)
                 slot = self._into[index] if index < len(self._into) else FrameSlot(f"{self.label}-{index}")
                 self.slots.append(slot)
