@@ -126,6 +126,8 @@ class Switchboard:
         self.operators: dict[str, AgentSession] = {}  # avatar operators: never offered customers
         self.calls: dict[str, Call] = {}
         self._by_conn: dict[str, CustomerSession | AgentSession] = {}
+        # Customers to tell their status at the next publish even if their queue did not change.
+        self._status_owed: set[str] = set()
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
@@ -272,6 +274,7 @@ class Switchboard:
         session.conn = conn
         session.dropped_until = None
         session.last_status = None
+        self._status_owed.add(session.customer_id)
         self._by_conn[conn.id] = session
         now = self.clock()
         conn.send(
@@ -624,9 +627,22 @@ class Switchboard:
     # --------------------------------------------------------------- outbound
 
     def _publish(self) -> None:
-        """Push each customer's position and wait if it changed; refresh the queue gauges."""
+        """Push each customer's position and wait if it changed.
+
+        Only the queues the matchmaker reports changed are read, and the customers owed a
+        fresh status (a tab that rejoined), so a message that moves nobody costs next to
+        nothing however long the queues are. (Gauges are refreshed when /metrics is read.)
+        """
+        changed = self.matchmaker.take_changed_queues()
+        owed, self._status_owed = self._status_owed, set()
+        if not changed and not owed:
+            return
         now = self.clock()
-        for customer_id, status in self.matchmaker.statuses(now).items():
+        statuses = self.matchmaker.statuses(now, changed)
+        for customer_id in owed - statuses.keys():
+            if self.matchmaker.customer_state(customer_id) is not None:
+                statuses[customer_id] = self.matchmaker.status(customer_id, now)
+        for customer_id, status in statuses.items():
             session = self.customers.get(customer_id)
             if session is None or session.conn is None or status.state is CustomerState.IN_CALL:
                 continue
@@ -639,7 +655,6 @@ class Switchboard:
             if message != session.last_status:
                 session.last_status = message
                 session.conn.send(message)
-        self.refresh_gauges()
 
     def refresh_gauges(self) -> None:
         now = self.clock()

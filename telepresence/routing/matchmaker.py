@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import bisect
 import enum
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from telepresence.routing.estimate import HandleTimes, expected_wait
@@ -184,7 +184,9 @@ class Matchmaker:
         self._preferring: dict[str, list[tuple[int, str]]] = {}
         # Customers with something for tick() to expire besides offers.
         self._timed: set[str] = set()
-        self._counters: dict[QueueKey, _Counters] = {}
+        self._counters: dict[QueueKey, _Counters] = {}  # every queue anyone has joined
+        # Queues whose customers' statuses may have changed since take_changed_queues().
+        self._changed: set[QueueKey] = set()
         self._next_place = 0
         self._next_offer = 0
 
@@ -206,9 +208,9 @@ class Matchmaker:
         if capacity < 1:
             raise RoutingError("capacity must be at least 1")
         state = AgentState.AVAILABLE if available else AgentState.AWAY
-        self._agents[agent_id] = _Agent(
-            agent_id, frozenset(skills), frozenset(languages), capacity, state, idle_since=now
-        )
+        agent = _Agent(agent_id, frozenset(skills), frozenset(languages), capacity, state, idle_since=now)
+        self._agents[agent_id] = agent
+        self._touch_agent(agent)
         return self._fill_agent(agent_id, now) if available else []
 
     def set_available(self, agent_id: str, available: bool, now: float) -> list[Event]:
@@ -219,6 +221,7 @@ class Matchmaker:
             return []
         agent.state = new_state
         agent.idle_since = now
+        self._touch_agent(agent)
         if available:
             agent.misses = 0
             return self._fill_agent(agent_id, now)
@@ -232,6 +235,7 @@ class Matchmaker:
         """Log an agent out or drop them: their customers go back to their place in the queue."""
         agent = self._agent(agent_id)
         agent.state = AgentState.AWAY
+        self._touch_agent(agent)
         events: list[Event] = []
         # In place order, so that the earliest of them is the first to be offered on.
         for customer_id in sorted(agent.customers, key=lambda c: self._customers[c].place):
@@ -273,6 +277,7 @@ class Matchmaker:
         self._next_place += 1
         self._customers[customer_id] = customer
         self._counters.setdefault(key, _Counters())
+        self._changed.add(key)
         agent = self._agents.get(last_agent) if last_agent else None
         if agent is not None and agent.state is AgentState.AVAILABLE and agent.serves(key):
             if agent.free_seats:
@@ -297,6 +302,7 @@ class Matchmaker:
             raise RoutingError("there is no choice to make now")
         if wait_for_agent:
             customer.state = CustomerState.WAITING_FOR_AGENT
+            self._changed.add(customer.key)
             return []
         return self._release_preference(customer, now)
 
@@ -309,6 +315,7 @@ class Matchmaker:
         if customer.state is CustomerState.OFFERED:
             offer = self._offers.pop(customer.offer_id)  # type: ignore[arg-type]
             self._agents[offer.agent_id].customers.discard(customer_id)
+            self._touch_agent(self._agents[offer.agent_id])
             events.append(OfferWithdrawn(offer.id, customer_id, offer.agent_id, "customer_left"))
             events += self._fill_agent(offer.agent_id, now)
         elif customer.state is CustomerState.WAITING:
@@ -316,6 +323,7 @@ class Matchmaker:
         elif customer.state in HELD:
             self._unhold(customer)
         self._counters[customer.key].abandoned += 1
+        self._changed.add(customer.key)
         self._timed.discard(customer_id)
         del self._customers[customer_id]
         return events
@@ -334,6 +342,7 @@ class Matchmaker:
         elif customer.state is not CustomerState.SUSPENDED:
             return events  # in a call: the call decides what a drop means
         customer.state = CustomerState.SUSPENDED
+        self._changed.add(customer.key)
         return events
 
     def resume(self, customer_id: str, now: float) -> list[Event]:
@@ -361,6 +370,7 @@ class Matchmaker:
         agent.idle_since = now
         customer = self._customers[offer.customer_id]
         customer.state = CustomerState.IN_CALL
+        self._changed.add(customer.key)
         customer.offer_id = None
         customer.agent_id = agent_id
         customer.call_started_at = now
@@ -386,6 +396,7 @@ class Matchmaker:
         assert agent_id is not None and customer.call_started_at is not None
         handle = now - customer.call_started_at
         self.handle_times.record(customer.key, handle)
+        self._changed.add(customer.key)
         del self._customers[customer_id]
         self._timed.discard(customer_id)
         events: list[Event] = [CallEnded(customer_id, agent_id, reason=reason, requeued=False)]
@@ -393,6 +404,7 @@ class Matchmaker:
         if agent is not None:
             agent.customers.discard(customer_id)
             agent.idle_since = now
+            self._touch_agent(agent)
             events += self._fill_agent(agent_id, now)
         return events
 
@@ -449,19 +461,34 @@ class Matchmaker:
             return CustomerStatus(customer_id, customer.state, ahead + 1, wait)
         return CustomerStatus(customer_id, customer.state, ahead + 1, self._queue_wait(customer, ahead))
 
-    def statuses(self, now: float) -> dict[str, CustomerStatus]:
-        """Every queued customer's status (for pushing updates), in one pass per queue."""
+    def statuses(self, now: float, keys: Collection[QueueKey] | None = None) -> dict[str, CustomerStatus]:
+        """Every customer's status (for pushing updates), in one pass per queue.
+
+        ``keys``: only the customers of these queues (say, :meth:`take_changed_queues`).
+        """
         result: dict[str, CustomerStatus] = {}
         for key, queue in self._queues.items():
+            if keys is not None and key not in keys:
+                continue
             free, total = self._slots(key)
             mean = self.handle_times.mean(key)
             for ahead, (_, customer_id) in enumerate(queue):
                 wait = expected_wait(ahead, free, total, mean)
                 result[customer_id] = CustomerStatus(customer_id, CustomerState.WAITING, ahead + 1, wait)
         for customer_id, customer in self._customers.items():
-            if customer_id not in result:
+            if customer.state is not CustomerState.WAITING and (keys is None or customer.key in keys):
                 result[customer_id] = self.status(customer_id, now)
         return result
+
+    def take_changed_queues(self) -> set[QueueKey]:
+        """The queues whose customers' statuses may have changed since the last call; clears them.
+
+        A queue changes when a customer joins, leaves or changes state in it, when its
+        handle-time average moves, and when an agent who serves it changes availability
+        or seats (which moves the expected waits).
+        """
+        changed, self._changed = self._changed, set()
+        return changed
 
     def queue_stats(self, now: float) -> list[QueueStats]:
         """Per queue: waiting count, longest wait, answered, in target, abandoned."""
@@ -522,8 +549,13 @@ class Matchmaker:
         except KeyError:
             raise RoutingError(f"unknown agent {agent_id!r}") from None
 
+    def _touch_agent(self, agent: _Agent) -> None:
+        """An agent's seats or availability changed: so did the waits in every queue they serve."""
+        self._changed.update(key for key in self._counters if agent.serves(key))
+
     def _insert(self, customer: _Customer) -> None:
         customer.state = CustomerState.WAITING
+        self._changed.add(customer.key)
         bisect.insort(self._queues.setdefault(customer.key, []), (customer.place, customer.id))
 
     def _remove(self, customer: _Customer) -> None:
@@ -531,18 +563,28 @@ class Matchmaker:
         index = bisect.bisect_left(queue, (customer.place, customer.id))
         assert queue[index][1] == customer.id
         del queue[index]
+        self._changed.add(customer.key)
 
     def _hold(self, customer: _Customer, state: CustomerState) -> None:
         customer.state = state
         self._timed.add(customer.id)
         held = self._preferring.setdefault(customer.last_agent or "", [])
         bisect.insort(held, (customer.place, customer.id))
+        self._touch_held(customer)
 
     def _unhold(self, customer: _Customer) -> None:
         held = self._preferring[customer.last_agent or ""]
         held.remove((customer.place, customer.id))
+        self._touch_held(customer)
         if not customer.declined_by:
             self._timed.discard(customer.id)
+
+    def _touch_held(self, customer: _Customer) -> None:
+        """The line of customers held for one agent changed: their waits may have moved."""
+        self._changed.add(customer.key)
+        agent = self._agents.get(customer.last_agent or "")
+        if agent is not None:
+            self._touch_agent(agent)
 
     def _release_preference(self, customer: _Customer, now: float) -> list[Event]:
         if customer.state in HELD:
@@ -553,18 +595,22 @@ class Matchmaker:
 
     def _offer_customer(self, customer: _Customer, now: float) -> list[Event]:
         """Offer a WAITING customer to the longest-idle eligible agent with a free seat."""
-        best: _Agent | None = None
-        for agent in self._agents.values():
-            if not agent.free_seats or not agent.serves(customer.key):
-                continue
-            if customer.declined_by.get(agent.id, -1.0) > now:
-                continue
-            if best is None or agent.idle_since < best.idle_since:
-                best = agent
-        if best is None:
-            return []
-        # An earlier customer the same agent could serve goes first (FIFO across queues).
-        return self._fill_agent(best.id, now)
+        events: list[Event] = []
+        while customer.state is CustomerState.WAITING:
+            best: _Agent | None = None
+            for agent in self._agents.values():
+                if not agent.free_seats or not agent.serves(customer.key):
+                    continue
+                if customer.declined_by.get(agent.id, -1.0) > now:
+                    continue
+                if best is None or agent.idle_since < best.idle_since:
+                    best = agent
+            if best is None:
+                break
+            # An earlier customer the same agent could serve goes first (FIFO across queues);
+            # then this customer tries the next agent. Each round fills a seat, so it ends.
+            events += self._fill_agent(best.id, now)
+        return events
 
     def _fill_agent(self, agent_id: str, now: float) -> list[Event]:
         """Give an agent's free seats to the customers who should have them."""
@@ -609,6 +655,8 @@ class Matchmaker:
         customer.offer_id = offer.id
         customer.prefer_until = None
         agent.customers.add(customer.id)
+        self._changed.add(customer.key)
+        self._touch_agent(agent)
         returning = customer.last_agent is not None
         return [OfferMade(offer.id, customer.id, agent.id, offer.expires_at, returning=returning)]
 
@@ -620,6 +668,8 @@ class Matchmaker:
         agent = self._agents[offer.agent_id]
         agent.customers.discard(customer.id)
         customer.offer_id = None
+        self._changed.add(customer.key)
+        self._touch_agent(agent)
         events: list[Event] = [OfferWithdrawn(offer.id, customer.id, agent.id, reason)]
         requeue = reason != "customer_left"
         if requeue:
@@ -632,6 +682,7 @@ class Matchmaker:
             if agent.misses >= self.max_misses and agent.state is AgentState.AVAILABLE:
                 agent.state = AgentState.AWAY
                 agent.misses = 0
+                self._touch_agent(agent)
                 events.append(AgentSetAway(agent.id, reason="missed_offers"))
                 for other in self._offers_of(agent):
                     events += self._withdraw(other, now, reason="agent_away", count_miss=False)

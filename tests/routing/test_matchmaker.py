@@ -353,6 +353,18 @@ def test_agent_set_away_with_several_offers_requeues_them_in_place_order():
     assert (position(mm, "amy", 11), position(mm, "kim", 11)) == (1, 2)
 
 
+def test_customers_requeued_together_all_reach_free_agents():
+    mm = make(max_misses=1)
+    mm.add_agent("sam", 0, capacity=2, available=True)
+    first = only_offer(mm.enqueue("ann", GENERAL, 1))
+    mm.enqueue("bob", GENERAL, 2)  # Sam's second seat
+    mm.add_agent("lea", 3, available=True)
+    mm.add_agent("max", 4, available=True)
+    events = mm.decline(first.offer_id, "sam", 5)  # Sam goes away: Bob's offer comes back too
+    # Regression: Lea, Bob's best agent, took Ann (earlier) and Bob was not tried with Max.
+    assert offers(events) == [("ann", "lea"), ("bob", "max")]
+
+
 def test_going_away_withdraws_pending_offers_but_keeps_calls():
     mm = make()
     mm.add_agent("sam", 0, capacity=2, available=True)
@@ -566,6 +578,25 @@ def test_expected_wait_counts_every_available_eligible_seat():
     assert mm.status("d", 5).expected_wait_s == pytest.approx(60)
     assert mm.status("e", 5).expected_wait_s == pytest.approx(120)
     assert mm.status("a", 5).position is None and mm.status("a", 5).state is CustomerState.OFFERED
+
+
+def test_changed_queues_name_the_queues_whose_statuses_may_have_moved():
+    mm = make()
+    mm.add_agent("sam", 0, skills=["billing"])  # away
+    mm.enqueue("ann", GENERAL, 1)
+    mm.enqueue("bob", TECH, 2)
+    mm.enqueue("cat", BILLING, 3)
+    assert mm.take_changed_queues() == {GENERAL, TECH, BILLING}
+    assert mm.take_changed_queues() == set()
+    mm.leave("bob", 4)
+    assert mm.take_changed_queues() == {TECH}
+    # Sam's seats count in every queue he serves: general and billing, not tech.
+    assert offers(mm.set_available("sam", True, 5)) == [("ann", "sam")]
+    assert mm.take_changed_queues() == {GENERAL, BILLING}
+    assert set(mm.statuses(5, {BILLING})) == {"cat"}
+    assert set(mm.statuses(5, {GENERAL})) == {"ann"}  # offered: position None
+    assert mm.statuses(5, set()) == {}
+    assert mm.statuses(5) == {"ann": mm.status("ann", 5), "cat": mm.status("cat", 5)}
 
 
 def test_queue_stats_and_service_level():

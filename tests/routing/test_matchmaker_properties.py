@@ -111,6 +111,7 @@ class MatchmakerMachine(RuleBasedStateMachine):
         self.now = 0.0
         self.next_customer = 0
         self.step_offers: list[OfferMade] = []
+        self.told: dict[str, tuple[QueueKey, object]] = {}  # customer -> (queue, last status)
 
     # ------------------------------------------------------------ bookkeeping
 
@@ -214,8 +215,10 @@ class MatchmakerMachine(RuleBasedStateMachine):
         agent_id = data.draw(st.sampled_from(sorted(self.model.agents)))
         self.apply(self.mm.set_available(agent_id, available, self.now))
 
-    @rule(key=st.sampled_from(KEYS), last_agent=st.none() | st.sampled_from(AGENT_IDS))
-    def enqueue(self, key: QueueKey, last_agent: str | None) -> None:
+    @rule(data=st.data(), key=st.just(QueueKey()) | st.sampled_from(KEYS), returning=st.booleans())
+    def enqueue(self, data, key: QueueKey, returning: bool) -> None:
+        # A returning customer's last agent: mostly someone logged in, so affinity gets exercised.
+        last_agent = data.draw(st.sampled_from([*sorted(self.model.agents), "gone"])) if returning else None
         # Ids that do not sort in joining order: order must come from places, never from ids.
         customer_id = f"c{self.next_customer * 37 % 101:03d}-{self.next_customer}"
         self.model.customers[customer_id] = CustomerModel(key, self.next_customer, last_agent)
@@ -343,6 +346,7 @@ class MatchmakerMachine(RuleBasedStateMachine):
         self.check_fifo()
         self.check_work_conserving()
         self.check_positions()
+        self.check_changed_queues()
         self.step_offers = []
 
     def check_fifo(self) -> None:
@@ -383,6 +387,21 @@ class MatchmakerMachine(RuleBasedStateMachine):
             agent_id = model.customers[customer_id].last_agent
             assert agent_id in model.agents, f"{customer_id} held for {agent_id}, who logged out"
             assert states.get(agent_id) != "available", f"{customer_id} held for free agent {agent_id}"
+
+    def check_changed_queues(self) -> None:
+        """Every status that changed is in a queue take_changed_queues() reports (the shell
+        pushes only those), and statuses() of those queues agrees with the full statuses."""
+        changed = self.mm.take_changed_queues()
+        statuses = self.mm.statuses(self.now)
+        now_told = {c: (self.model.customers[c].key, status) for c, status in statuses.items()}
+        for customer_id in set(now_told) | set(self.told):
+            before, after = self.told.get(customer_id), now_told.get(customer_id)
+            if before != after:
+                key = (after or before)[0]  # type: ignore[index]
+                assert key in changed, f"{customer_id}: {before} -> {after}, but {key} not reported changed"
+        partial = self.mm.statuses(self.now, changed)
+        assert partial == {c: s for c, s in statuses.items() if now_told[c][0] in changed}
+        self.told = now_told
 
     def check_positions(self) -> None:
         model, now = self.model, self.now
