@@ -1,0 +1,205 @@
+"""Browser-like aiortc peers for tests and benchmarks: what the web client's peer connection does.
+
+:class:`BrowserPeer` lays out its media sections exactly as the web client does
+(docs/protocol.md, "WebRTC"), offers after gathering, and drains everything it
+receives into sinks a test can look at: the newest decoded video frame per
+video section, and the loudness of the audio it hears.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import av
+import numpy as np
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from media.compositor import frame_planes
+from media.peers import enable_low_latency_receive, negotiated_codec
+
+AnswerFn = Callable[[str, str], Awaitable[str]]
+
+
+class ToneTrack(MediaStreamTrack):
+    """A microphone that hums: a sine tone, 20 ms frames of 48 kHz mono, paced in real time."""
+
+    kind = "audio"
+
+    def __init__(self, frequency: float = 440.0, amplitude: int = 8000) -> None:
+        super().__init__()
+        self.frequency = frequency
+        self.amplitude = amplitude
+        self._samples = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        delay = self._start + self._samples / 48000 - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        t = (np.arange(960) + self._samples) / 48000
+        pcm = (self.amplitude * np.sin(2 * math.pi * self.frequency * t)).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = 48000
+        frame.pts = self._samples
+        frame.time_base = fractions.Fraction(1, 48000)
+        self._samples += 960
+        return frame
+
+
+class VideoSink:
+    """What one received video section shows: the newest frame, a count, the darkest frame seen."""
+
+    def __init__(self) -> None:
+        self.latest: av.VideoFrame | None = None
+        self.count = 0
+        self.darkest_mean = 255.0
+        self._arrived = asyncio.Event()
+
+    def put(self, frame: av.VideoFrame) -> None:
+        frame = frame.reformat(format="yuv420p") if frame.format.name != "yuv420p" else frame
+        self.latest = frame
+        self.count += 1
+        self.darkest_mean = min(self.darkest_mean, float(frame_planes(frame)[0].mean()))
+        self._arrived.set()
+
+    async def wait(self, timeout: float = 10.0) -> av.VideoFrame:
+        """The first frame (waiting for it)."""
+        await asyncio.wait_for(self._arrived.wait(), timeout)
+        assert self.latest is not None
+        return self.latest
+
+
+class AudioSink:
+    """What the peer hears: RMS of the last 200 ms."""
+
+    def __init__(self) -> None:
+        self._levels: deque[float] = deque(maxlen=10)
+        self.frames = 0
+
+    def put(self, frame: av.AudioFrame) -> None:
+        pcm = frame.to_ndarray().astype(np.float64)
+        self._levels.append(float(np.sqrt(np.mean(pcm**2))) if pcm.size else 0.0)
+        self.frames += 1
+
+    def loudness(self) -> float:
+        return max(self._levels, default=0.0)
+
+
+class BrowserPeer:
+    """An aiortc peer laid out like the web client's. Build with :meth:`agent` or :meth:`customer`."""
+
+    def __init__(self, role: str, sections: list[tuple[str, MediaStreamTrack | None, str]]) -> None:
+        self.role = role
+        # MAX_BUNDLE, as browsers do: with aiortc's default (BALANCED) an offer with two video
+        # sections keeps the second on a transport the BUNDLE answer then stops, so it never sends.
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        enable_low_latency_receive(self.pc)
+        self.audio = AudioSink()
+        self._video_sinks: list[VideoSink] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        for kind, track, direction in sections:
+            transceiver = self.pc.addTransceiver(track or kind, direction=direction)
+            if kind == "video":
+                self._video_sinks.append(VideoSink())
+            del transceiver
+
+        @self.pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
+            if track.kind == "audio":
+                sink: AudioSink | VideoSink = self.audio
+            else:
+                videos = [t for t in self.pc.getTransceivers() if t.kind == "video"]
+                sink = self._video_sinks[videos.index(transceiver)]
+            task = asyncio.get_running_loop().create_task(self._drain(track, sink), name=f"{role} sink")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @classmethod
+    def agent(
+        cls,
+        *,
+        camera: MediaStreamTrack | None = None,
+        screen: MediaStreamTrack | None = None,
+        mic: MediaStreamTrack | None = None,
+    ) -> BrowserPeer:
+        """Sections: audio (mic), video (camera / preview), video (screen), video x2 (customer's camera, screen)."""
+        return cls(
+            "agent",
+            [
+                ("audio", mic, "sendrecv"),
+                ("video", camera, "sendrecv"),
+                ("video", screen, "sendonly"),
+                ("video", None, "recvonly"),
+                ("video", None, "recvonly"),
+            ],
+        )
+
+    @classmethod
+    def customer(
+        cls,
+        *,
+        camera: MediaStreamTrack | None = None,
+        screen: MediaStreamTrack | None = None,
+        mic: MediaStreamTrack | None = None,
+        video: bool = True,
+    ) -> BrowserPeer:
+        """Sections: audio (mic / agent's voice), video (camera / composite), video (screen)."""
+        sections = [("audio", mic, "sendrecv")]
+        if video:
+            sections += [("video", camera, "sendrecv"), ("video", screen, "sendonly")]
+        return cls("customer", sections)
+
+    def video(self, index: int) -> VideoSink:
+        """The sink of the ``index``-th video section."""
+        return self._video_sinks[index]
+
+    def transceiver_count(self) -> int:
+        return len(self.pc.getTransceivers())
+
+    def codec(self, index: int) -> str | None:
+        videos = [t for t in self.pc.getTransceivers() if t.kind == "video"]
+        return negotiated_codec(videos[index])
+
+    async def offer(self) -> str:
+        """Create the offer and gather ICE (aiortc gathers in setLocalDescription)."""
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return self.pc.localDescription.sdp
+
+    async def negotiate(self, answer: AnswerFn) -> None:
+        """Offer, have ``answer(role, sdp)`` answer it (the server, or a signalling client), apply it."""
+        sdp = await answer(self.role, await self.offer())
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+
+    async def _drain(self, track: MediaStreamTrack, sink: AudioSink | VideoSink) -> None:
+        try:
+            while True:
+                sink.put(await track.recv())  # type: ignore[arg-type]
+        except MediaStreamError:
+            pass
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.sender.track is not None:
+                transceiver.sender.track.stop()
+        await self.pc.close()
+
+    async def __aenter__(self) -> BrowserPeer:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

@@ -1,0 +1,243 @@
+"""A call's media on the server: the agent's and the customer's peer connections and one compositor.
+
+The browsers offer (after gathering ICE: aiortc has no trickle ICE) and the room
+answers. Each side's media sections come in a fixed order, documented in
+docs/protocol.md ("WebRTC"), so the room knows which transceiver carries what:
+
+- agent:    audio (mic; gets the customer's mic), video (camera; gets a preview of
+  the composite), video (screen, from the start: sharing starts and stops with
+  ``replaceTrack``), video (gets the customer's camera), video (gets the customer's screen);
+- customer: audio (mic; gets the agent's mic), video (gets the composite; sends the
+  customer's camera when on), video (the customer's screen).
+
+Sections beyond the first audio and video are optional. Every received track is
+drained (into a compositor slot, a forwarding slot or an audio pipe), every
+outgoing track is set up at answer time, so nothing renegotiates when a camera
+or a screen comes and goes: the compositor changes layout instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamTrack
+
+from media.compositor import CompositorTrack
+from media.forward import AudioPipe, SlotTrack
+from media.layout import AGENT, SCREEN
+from media.peers import CODECS, Bitrate, enable_low_latency_receive, tune_video_sender
+from media.tracks import FrameSlot, TrackDrain
+
+logger = logging.getLogger(__name__)
+
+Role = Literal["agent", "customer"]
+ROLES: tuple[Role, ...] = ("agent", "customer")
+
+
+class MediaError(Exception):
+    """An offer the room cannot answer. ``code`` is stable; ``message`` is for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Room:
+    """The server side of one call's media.
+
+    Args:
+        label: a tag for log lines (the call id).
+        agent_name: shown on the placeholder tile while the agent's camera is off.
+        size, fps: the composite's size and fallback frame rate.
+        codec: the video codec the server prefers when answering ("VP8" or "H264").
+        bitrate: the video encoders' bitrate range.
+        ice_servers: STUN/TURN servers for the server's peers (none on loopback).
+        on_peer_state: called with (role, connection state) on every change.
+    """
+
+    def __init__(
+        self,
+        *,
+        label: str = "room",
+        agent_name: str = "",
+        size: str = "720p",
+        fps: float = 30.0,
+        codec: str = "VP8",
+        bitrate: Bitrate | None = None,
+        ice_servers: Sequence[RTCIceServer] = (),
+        on_peer_state: Callable[[Role, str], None] | None = None,
+    ) -> None:
+        self.label = label
+        self.codec = codec
+        self.bitrate = bitrate
+        self.ice_servers = list(ice_servers)
+        self.on_peer_state = on_peer_state
+        self.compositor = CompositorTrack(size=size, layout="agent", agent_name=agent_name, fps=fps)
+        self.customer_camera = FrameSlot("customer_camera", hide_when_ended=True)
+        self.customer_screen = FrameSlot("customer_screen", hide_when_ended=True)
+        self.to_customer_audio = AudioPipe(f"{label} agent->customer")
+        self.to_agent_audio = AudioPipe(f"{label} customer->agent")
+        self.peers: dict[Role, RTCPeerConnection] = {}
+        self._relay = MediaRelay()
+        self._outgoing: dict[Role, list[MediaStreamTrack]] = {role: [] for role in ROLES}
+        self._drains: dict[Role, list[TrackDrain]] = {role: [] for role in ROLES}
+        self._closed: asyncio.Future[None] | None = None
+
+    # ---------------------------------------------------------------- control
+
+    @property
+    def layout(self) -> str:
+        return self.compositor.layout
+
+    def set_layout(self, name: str) -> None:
+        """Switch the composite's layout (no renegotiation; a short cross-fade)."""
+        self.compositor.set_layout(name)
+
+    async def screen_shared(self, active: bool) -> None:
+        """The agent started or stopped sharing: show the screen, or forget its last picture."""
+        if active:
+            self.set_layout("screen")
+        else:
+            self.compositor.slot(SCREEN).clear()
+            if self.layout in ("screen", "side_by_side"):
+                self.set_layout("agent")
+
+    # ------------------------------------------------------------ negotiation
+
+    async def answer(self, role: Role, sdp: str) -> str:
+        """Answer a browser's offer for ``role``; a new offer replaces that side's peer (a reload)."""
+        if self._closed is not None:
+            raise MediaError("call_ended", "this call's media is closed")
+        if not sdp.lstrip().startswith("v=0"):
+            raise MediaError("bad_sdp", "the offer is not a session description (it must start with v=0)")
+        await self._close_peer(role)
+        # MAX_BUNDLE: under aiortc's default (BALANCED) the second and later video sections stay
+        # on a transport that BUNDLE negotiation stops, and never send.
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        self.peers[role] = pc
+        enable_low_latency_receive(pc)
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            logger.info("%s: %s peer %s", self.label, role, pc.connectionState)
+            if self.on_peer_state is not None and self.peers.get(role) is pc:
+                self.on_peer_state(role, pc.connectionState)
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        except Exception as exc:  # aiortc raises ValueError, OperationError, ... on bad SDP
+            await self._close_peer(role)
+            if "send parameters" in str(exc):
+                raise MediaError("unsupported_codec", f"no codec in common: {exc}") from None
+            raise MediaError("bad_sdp", f"the offer could not be used: {exc}") from None
+        audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
+        video = [t for t in pc.getTransceivers() if t.kind == "video"]
+        if not video:
+            await self._close_peer(role)
+            raise MediaError("no_video", "the offer has no video section; see docs/protocol.md, WebRTC")
+        try:
+            if role == "agent":
+                await self._wire_agent(audio, video)
+            else:
+                await self._wire_customer(audio, video)
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:
+            await self._close_peer(role)
+            raise MediaError("bad_sdp", f"the offer could not be answered: {exc}") from None
+        return pc.localDescription.sdp
+
+    async def _wire_agent(self, audio: list[RTCRtpTransceiver], video: list[RTCRtpTransceiver]) -> None:
+        if audio:
+            await self._receive_audio(audio[0], self.to_customer_audio)
+            self._send(audio[0], self.to_agent_audio, "agent")
+        camera = video[0]
+        if camera.receiver.track is not None:
+            await self.compositor.attach(AGENT, camera.receiver.track, label=self.label)
+        self._send(camera, self._relay.subscribe(self.compositor, buffered=False), "agent")
+        if len(video) > 1 and video[1].receiver.track is not None:
+            await self.compositor.attach(SCREEN, video[1].receiver.track, label=self.label)
+        for transceiver, slot in zip(video[2:4], (self.customer_camera, self.customer_screen), strict=False):
+            self._send(transceiver, SlotTrack(slot), "agent")
+
+    async def _wire_customer(self, audio: list[RTCRtpTransceiver], video: list[RTCRtpTransceiver]) -> None:
+        if audio:
+            await self._receive_audio(audio[0], self.to_agent_audio)
+            self._send(audio[0], self.to_customer_audio, "customer")
+        self._send(video[0], self._relay.subscribe(self.compositor, buffered=False), "customer")
+        for transceiver, slot in zip(video[:2], (self.customer_camera, self.customer_screen), strict=False):
+            track = transceiver.receiver.track
+            if track is not None:
+                self._drains["customer"].append(TrackDrain(track, slot, label=f"{self.label} {slot.name}"))
+
+    async def _receive_audio(self, transceiver: RTCRtpTransceiver, pipe: AudioPipe) -> None:
+        if transceiver.receiver.track is not None:
+            await pipe.attach(transceiver.receiver.track)
+
+    def _send(self, transceiver: RTCRtpTransceiver, track: MediaStreamTrack, role: Role) -> None:
+        transceiver.sender.replaceTrack(track)
+        transceiver.direction = "sendrecv"  # the answer narrows it to what the offer allows
+        if track.kind == "video":
+            _answer_with_codec_first(transceiver, self.codec)
+            tune_video_sender(transceiver.sender, self.bitrate)
+        if track is not self.to_agent_audio and track is not self.to_customer_audio:
+            self._outgoing[role].append(track)
+
+    # ---------------------------------------------------------------- closing
+
+    async def _close_peer(self, role: Role) -> None:
+        pc = self.peers.pop(role, None)
+        for drain in self._drains[role]:
+            await drain.stop()
+        self._drains[role].clear()
+        for track in self._outgoing[role]:
+            track.stop()
+        self._outgoing[role].clear()
+        if pc is not None:
+            await pc.close()
+
+    async def close(self) -> None:
+        """Close both peers, every drain and pump, and the compositor. A second call awaits the first."""
+        if self._closed is not None:
+            await asyncio.shield(self._closed)
+            return
+        self._closed = asyncio.get_running_loop().create_future()
+        try:
+            for role in ROLES:
+                await self._close_peer(role)
+            await self.to_agent_audio.close()
+            await self.to_customer_audio.close()
+            await self.compositor.close()
+        finally:
+            self._closed.set_result(None)
+
+
+def _answer_with_codec_first(transceiver: RTCRtpTransceiver, name: str) -> None:
+    """Put codec ``name`` first among those the offer and aiortc have in common.
+
+    ``setCodecPreferences`` cannot do this for an answer: aiortc creates the answering
+    transceiver inside ``setRemoteDescription`` and settles its codecs there, from the
+    offer's order. The answer lists ``transceiver._codecs`` in order, and both ends then
+    send with the first, so reordering that list is what choosing the codec means.
+    """
+    if name.upper() not in CODECS:
+        raise ValueError(f"unknown video codec {name!r}: use one of {CODECS}")
+    codecs = transceiver._codecs  # type: ignore[attr-defined]
+    wanted = [c for c in codecs if c.mimeType.upper() == f"VIDEO/{name.upper()}"]
+    if not wanted:
+        return  # the browser did not offer it: keep its order
+    keep = {c.payloadType for c in wanted}
+    rtx = [c for c in codecs if c.mimeType.lower() == "video/rtx" and c.parameters.get("apt") in keep]
+    transceiver._codecs = wanted + rtx + [c for c in codecs if c not in wanted and c not in rtx]  # type: ignore[attr-defined]
