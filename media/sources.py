@@ -92,6 +92,8 @@ class SyntheticVideoTrack(MediaStreamTrack):
             elif delay < -2 / self.fps:
                 # Far behind (a stalled loop): resynchronise rather than burst frames out.
                 self._start = loop.time() - self.frames / self.fps
+        else:
+            await asyncio.sleep(0)  # unpaced still yields, so a reader loop cannot starve the event loop
         index = self.frames
         self.frames += 1
         frame = av.VideoFrame(self.width, self.height, "yuv420p")

@@ -88,9 +88,9 @@ def test_resize_runs_once_per_input_frame(monkeypatch):
     calls = []
     real = compositor_module.scale_plane
 
-    def spy(plane, width, height):
+    def spy(plane, width, height, scratch=None):
         calls.append((width, height))
-        return real(plane, width, height)
+        return real(plane, width, height, scratch)
 
     monkeypatch.setattr(compositor_module, "scale_plane", spy)
     comp = CompositorTrack(size="720p", layout="screen")
@@ -212,5 +212,28 @@ async def test_recv_emits_on_the_primary_frame_and_falls_back_to_the_clock_when_
         assert yuv_at(frame, 320, 180)[0] == 120
     assert comp.clock_frames == 3
     comp.stop()
+    with pytest.raises(MediaStreamError):
+        await comp.recv()
+
+
+async def test_attach_detach_and_close_own_the_drains():
+    from media.sources import TestCardTrack
+
+    comp = CompositorTrack(size="360p", layout="agent", agent_name="Ada")
+    first, second = TestCardTrack(640, 360, paced=False), TestCardTrack(640, 360, paced=False)
+    drain = await comp.attach(AGENT, first, label="call-1")
+    while comp.slot(AGENT).received < 2:
+        await asyncio.sleep(0.001)
+    await comp.attach(AGENT, second, label="call-1")  # a replaced camera: the old drain stops
+    assert not drain.running and comp.drains[AGENT].running
+    assert comp.slot(AGENT).present  # no gap while the new track starts
+    await comp.detach(AGENT)
+    assert not comp.slot(AGENT).present and AGENT not in comp.drains
+    await comp.attach(SCREEN, TestCardTrack(640, 360, paced=False))
+    screen_drain = comp.drains[SCREEN]
+    await comp.close()
+    await comp.close()
+    assert not screen_drain.running and comp.readyState == "ended"
+    assert not [t for t in asyncio.all_tasks() if "drain" in t.get_name() and not t.done()]
     with pytest.raises(MediaStreamError):
         await comp.recv()
