@@ -31,7 +31,9 @@ async def _inputs(count: int) -> list[tuple[av.VideoFrame, av.VideoFrame, av.Vid
     screen = ScreenTrack(1280, 720, paced=False)
     frames = []
     for i in range(count):
-        frames.append((await camera.recv(), await avatar.recv(), await screen.recv() if i % SCREEN_EVERY == 0 else None))
+        frames.append(
+            (await camera.recv(), await avatar.recv(), await screen.recv() if i % SCREEN_EVERY == 0 else None)
+        )
     return frames
 
 

@@ -81,10 +81,12 @@ async def _relay(seconds: float, warmup: float) -> list[float]:
     async with into_relay:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
-        while not into_relay.received and loop.time() < deadline:
+        while not into_relay.received and loop.time() < deadline:  # noqa: ASYNC110 - set by a callback
             await asyncio.sleep(0.01)
         # The relay forwards the decoded remote track as is: aiortc decodes and re-encodes it.
-        async with LoopbackCall(into_relay.received[:1], low_latency=False, tuned=False, label="relay-out") as out:
+        async with LoopbackCall(
+            into_relay.received[:1], low_latency=False, tuned=False, label="relay-out"
+        ) as out:
             slot = await out.wait_frames(1)
             await asyncio.sleep(warmup)
             return [ms for _, ms in await _sample(slot, seconds, "relay")]
@@ -130,7 +132,12 @@ async def _run(quick: bool) -> dict:
         "server_p50_ms": _p(server, 50),
         "server_p95_ms": _p(server, 95),
         "growth_ms": round(_p(last, 50) - _p(first, 50), 1),
-        "frames": {"direct": len(direct), "relay": len(relay), "server": len(server), "slow": len(slow_samples)},
+        "frames": {
+            "direct": len(direct),
+            "relay": len(relay),
+            "server": len(server),
+            "slow": len(slow_samples),
+        },
         "compose_p95_ms": compositor.receipt.summary()["compose"]["p95"],
         "slot_dropped": {name: slot.dropped for name, slot in slow_compositor.slots.items()},
     }

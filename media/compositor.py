@@ -250,7 +250,9 @@ class CompositorTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         if fresh == self._stalled:
-            logger.info("primary input %s %s", self.primary, "is back" if fresh else "stalled: clock takes over")
+            logger.info(
+                "primary input %s %s", self.primary, "is back" if fresh else "stalled: clock takes over"
+            )
         self._stalled = not fresh
         frame = self.compose()
         self._last_emit = loop.time()
@@ -284,7 +286,9 @@ class CompositorTrack(MediaStreamTrack):
                 np.copyto(output, self._canvas)
             else:
                 # The first frames after a switch are mostly the old picture: no black flash.
-                cv2.addWeighted(self._canvas, max(alpha, 0.05), self._fade_from, 1 - max(alpha, 0.05), 0, dst=output)
+                cv2.addWeighted(
+                    self._canvas, max(alpha, 0.05), self._fade_from, 1 - max(alpha, 0.05), 0, dst=output
+                )
         else:
             np.copyto(output, self._canvas)
         self._last_output = output

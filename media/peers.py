@@ -204,7 +204,9 @@ class FastH264Encoder(H264Encoder):
             yield from self._split_bitstream(data)
 
 
-def make_video_encoder(codec: RTCRtpCodecParameters, bitrate: Bitrate | None = None) -> Vp8Encoder | H264Encoder:
+def make_video_encoder(
+    codec: RTCRtpCodecParameters, bitrate: Bitrate | None = None
+) -> Vp8Encoder | H264Encoder:
     """The tuned encoder for a negotiated video codec."""
     name = codec.mimeType.lower()
     if name == "video/vp8":

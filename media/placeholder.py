@@ -37,11 +37,27 @@ def render_placeholder(name: str, width: int, height: int) -> tuple[np.ndarray, 
     scale = radius / 28
     thickness = max(1, int(radius / 12))
     (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-    cv2.putText(y, text, (centre[0] - tw // 2, centre[1] + th // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, 235,
-                thickness, cv2.LINE_AA)
+    cv2.putText(
+        y,
+        text,
+        (centre[0] - tw // 2, centre[1] + th // 2),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        235,
+        thickness,
+        cv2.LINE_AA,
+    )
     if name:
         label_scale = max(0.3, height / 720 * 1.1)
         (lw, lh), _ = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, label_scale, thickness)
-        cv2.putText(y, name, ((width - lw) // 2, min(height - 4, centre[1] + radius + lh * 2)),
-                    cv2.FONT_HERSHEY_SIMPLEX, label_scale, 220, thickness, cv2.LINE_AA)
+        cv2.putText(
+            y,
+            name,
+            ((width - lw) // 2, min(height - 4, centre[1] + radius + lh * 2)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            label_scale,
+            220,
+            thickness,
+            cv2.LINE_AA,
+        )
     return y, u, v

@@ -41,5 +41,9 @@ class LatencyReceipt:
             if samples:
                 values = np.fromiter(samples, float, len(samples))
                 p50, p95 = np.percentile(values, [50, 95])
-                out[stage] = {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "count": self.counts[stage]}
+                out[stage] = {
+                    "p50": round(float(p50), 3),
+                    "p95": round(float(p95), 3),
+                    "count": self.counts[stage],
+                }
         return out

@@ -25,7 +25,15 @@ VIDEO_CLOCK_RATE = 90000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 
 # Y, U, V of the colour bars (BT.601 limited range): white, yellow, cyan, green, magenta, red, blue.
-BARS_YUV = [(235, 128, 128), (210, 16, 146), (170, 166, 16), (145, 54, 34), (106, 202, 222), (81, 90, 240), (41, 240, 110)]
+BARS_YUV = [
+    (235, 128, 128),
+    (210, 16, 146),
+    (170, 166, 16),
+    (145, 54, 34),
+    (106, 202, 222),
+    (81, 90, 240),
+    (41, 240, 110),
+]
 
 
 def _rgb_to_yuv(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -131,7 +139,9 @@ class TestCardTrack(SyntheticVideoTrack):
 
     __test__ = False  # not a pytest class, despite the name
 
-    def __init__(self, *args, label: str = "test card", tint: tuple[int, int, int] = (40, 40, 160), **kwargs) -> None:
+    def __init__(
+        self, *args, label: str = "test card", tint: tuple[int, int, int] = (40, 40, 160), **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.label = label
         self.tint = _rgb_to_yuv(tint)
@@ -145,8 +155,16 @@ class TestCardTrack(SyntheticVideoTrack):
         self._y[band:], self._u[band // 2 :], self._v[band // 2 :] = self.tint
         self._band = band
         scale = h / 360
-        cv2.putText(self._y, label, (int(20 * scale), h - int(20 * scale)), cv2.FONT_HERSHEY_SIMPLEX,
-                    scale, 235, max(1, int(2 * scale)), cv2.LINE_AA)
+        cv2.putText(
+            self._y,
+            label,
+            (int(20 * scale), h - int(20 * scale)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            235,
+            max(1, int(2 * scale)),
+            cv2.LINE_AA,
+        )
 
     def draw(self, index: int, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
         h, w = self.height, self.width
@@ -160,8 +178,16 @@ class TestCardTrack(SyntheticVideoTrack):
         v[top // 2 : (top + side) // 2, x // 2 : (x + side) // 2] = 128
         scale = h / 360
         text = f"{index:06d} {time.strftime('%H:%M:%S')}"
-        cv2.putText(y, text, (w // 2, h - int(20 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.8, 235,
-                    max(1, int(2 * scale)), cv2.LINE_AA)
+        cv2.putText(
+            y,
+            text,
+            (w // 2, h - int(20 * scale)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale * 0.8,
+            235,
+            max(1, int(2 * scale)),
+            cv2.LINE_AA,
+        )
 
 
 class ScreenTrack(SyntheticVideoTrack):
@@ -172,17 +198,41 @@ class ScreenTrack(SyntheticVideoTrack):
         Other arguments as :class:`SyntheticVideoTrack`.
     """
 
-    def __init__(self, width: int = 1280, height: int = 720, fps: float = 5.0, *, title: str = "Shared screen", **kwargs) -> None:
+    def __init__(
+        self,
+        width: int = 1280,
+        height: int = 720,
+        fps: float = 5.0,
+        *,
+        title: str = "Shared screen",
+        **kwargs,
+    ) -> None:
         super().__init__(width, height, fps, **kwargs)
         self._y[:] = 225
         scale = height / 720
-        cv2.putText(self._y, title, (int(40 * scale), int(80 * scale)), cv2.FONT_HERSHEY_SIMPLEX, 1.4 * scale,
-                    30, max(1, int(3 * scale)), cv2.LINE_AA)
+        cv2.putText(
+            self._y,
+            title,
+            (int(40 * scale), int(80 * scale)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            1.4 * scale,
+            30,
+            max(1, int(3 * scale)),
+            cv2.LINE_AA,
+        )
         for row in range(8):
             top = int((130 + row * 60) * scale)
             text = f"{row + 1}. Order #{48213 + row * 17}  status: shipped  total: {19 + row * 7}.99 EUR"
-            cv2.putText(self._y, text, (int(40 * scale), top), cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, 60,
-                        max(1, int(2 * scale)), cv2.LINE_AA)
+            cv2.putText(
+                self._y,
+                text,
+                (int(40 * scale), top),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.8 * scale,
+                60,
+                max(1, int(2 * scale)),
+                cv2.LINE_AA,
+            )
         # A blue title bar, in chroma too.
         bar = int(24 * scale) // 2 * 2
         self._y[:bar] = 80

@@ -98,7 +98,7 @@ class LoopbackCall:
         await self.sender.setRemoteDescription(self.receiver.localDescription)
         return self
 
-    async def wait_frames(self, count: int = 1, index: int = 0, timeout: float = 10.0) -> FrameSlot:
+    async def wait_frames(self, count: int = 1, index: int = 0, timeout: float = 10.0) -> FrameSlot:  # noqa: ASYNC109 - test helper
         """Wait until received video track ``index`` has delivered ``count`` frames."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

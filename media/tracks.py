@@ -46,7 +46,9 @@ class FrameSlot:
         clock: monotonic seconds, injectable for tests.
     """
 
-    def __init__(self, name: str, *, hide_when_ended: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, name: str, *, hide_when_ended: bool = False, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.name = name
         self.hide_when_ended = hide_when_ended
         self._clock = clock
@@ -97,7 +99,7 @@ class FrameSlot:
         self._latest = None
         self._changed.set()
 
-    async def wait_newer(self, version: int, timeout: float | None) -> bool:
+    async def wait_newer(self, version: int, timeout: float | None) -> bool:  # noqa: ASYNC109 - a poll with a deadline is the API
         """Wait until a frame newer than ``version`` is in the slot (or it changes state).
 
         Returns whether a newer frame is there. For one consumer at a time.

@@ -222,8 +222,7 @@ async def test_attach_detach_and_close_own_the_drains():
     comp = CompositorTrack(size="360p", layout="agent", agent_name="Ada")
     first, second = TestCardTrack(640, 360, paced=False), TestCardTrack(640, 360, paced=False)
     drain = await comp.attach(AGENT, first, label="call-1")
-    while comp.slot(AGENT).received < 2:
-        await asyncio.sleep(0.001)
+    await comp.slot(AGENT).wait_newer(1, timeout=5)
     await comp.attach(AGENT, second, label="call-1")  # a replaced camera: the old drain stops
     assert not drain.running and comp.drains[AGENT].running
     assert comp.slot(AGENT).present  # no gap while the new track starts

@@ -21,7 +21,7 @@ def mean_yuv(frame, rect):
     )
 
 
-async def wait_for(predicate, timeout=10.0):
+async def wait_for(predicate, timeout=10.0):  # noqa: ASYNC109 - polling helper
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not predicate():
@@ -35,7 +35,9 @@ async def test_composite_reaches_the_customer_with_tiles_in_place_and_stamps_rea
     # The agent's camera is a flat red card (easy to find by pixels), the screen a light page.
     camera = TestCardTrack(640, 360, fps=30, stamp=True, label="", tint=(200, 0, 0))
     screen = ScreenTrack(640, 360, fps=5)
-    agent = LoopbackCall([camera, screen], into=[compositor.slot(AGENT), compositor.slot(SCREEN)], label="agent")
+    agent = LoopbackCall(
+        [camera, screen], into=[compositor.slot(AGENT), compositor.slot(SCREEN)], label="agent"
+    )
     customer = LoopbackCall([compositor], label="customer")
     async with agent, customer:
         await customer.wait_frames(5)

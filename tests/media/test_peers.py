@@ -1,4 +1,4 @@
-"""aiortc helpers: marker-bit frame completion, tuned encoders, codec preferences, over real loopback peers."""
+"""aiortc helpers: marker-bit completion, tuned encoders, codec preferences, over real loopback peers."""
 
 import asyncio
 
