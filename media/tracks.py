@@ -83,7 +83,13 @@ class FrameSlot:
         self.received += 1
         self._latest = SlotFrame(frame, self._version, self._clock())
         self.ended = False
+        self._notify()
+
+    def _notify(self) -> None:
+        # A fresh event per change: every waiter holds the event it started on, so any
+        # number of consumers wake, and none has to clear an event another is waiting on.
         self._changed.set()
+        self._changed = asyncio.Event()
 
     def mark_read(self, version: int) -> None:
         """Record that the frame with ``version`` was used (composed, forwarded)."""
@@ -92,23 +98,23 @@ class FrameSlot:
     def end(self) -> None:
         """The input ended: keep the last picture (frozen) unless ``hide_when_ended``."""
         self.ended = True
-        self._changed.set()
+        self._notify()
 
     def clear(self) -> None:
         """Forget the picture (a camera turned off): the input is absent until its next frame."""
         self._latest = None
-        self._changed.set()
+        self._notify()
 
     async def wait_newer(self, version: int, timeout: float | None) -> bool:  # noqa: ASYNC109 - a poll with a deadline is the API
         """Wait until a frame newer than ``version`` is in the slot (or it changes state).
 
-        Returns whether a newer frame is there. For one consumer at a time.
+        Returns whether a newer frame is there. Any number of consumers may wait.
         """
         if self._version > version:
             return True
-        self._changed.clear()
+        changed = self._changed
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            await asyncio.wait_for(changed.wait(), timeout)
         return self._version > version
 
 

@@ -156,3 +156,11 @@ async def test_paced_source_waits_for_its_clock():
 def test_odd_sizes_are_rejected():
     with pytest.raises(ValueError):
         TestCardTrack(641, 360)
+
+
+async def test_several_consumers_wake_on_the_same_frame():
+    slot = FrameSlot("agent")
+    waiters = [asyncio.ensure_future(slot.wait_newer(0, timeout=5)) for _ in range(3)]
+    await asyncio.sleep(0)
+    slot.put(frame())
+    assert await asyncio.gather(*waiters) == [True, True, True]
