@@ -1,16 +1,23 @@
-"""A call's lifecycle: explicit states and guarded transitions.
+"""A call's lifecycle: explicit states, guarded transitions, and the media it owns.
 
 The matchmaker decides who talks to whom; a :class:`Call` tracks one accepted
-pairing from the moment both sides are told until it ends. Media (issue 4) hangs
-off the same object: NEGOTIATING while peers exchange SDP, LIVE once media flows.
+pairing from the moment both sides are told until it ends: CONNECTED (chat),
+NEGOTIATING while a browser's WebRTC offer is answered, LIVE once media flows,
+ENDED. Its media (a :class:`media.room.Room`: two peers, one compositor) is made
+on the first offer and closed once, when the call ends.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
+from media.room import Room
 from telepresence.exceptions import InvalidStateError
+
+logger = logging.getLogger(__name__)
 
 
 class CallState(enum.Enum):
@@ -36,6 +43,8 @@ class Call:
     started_at: float
     state: CallState = CallState.CONNECTED
     ended_reason: str | None = None
+    room: Room | None = None
+    peer_states: dict[str, str] = field(default_factory=dict)  # role -> connection state
 
     def move(self, state: CallState) -> None:
         """Change state, or raise :class:`InvalidStateError` for a move the lifecycle forbids."""
@@ -50,3 +59,23 @@ class Call:
         self.move(CallState.ENDED)
         self.ended_reason = reason
         return True
+
+    @property
+    def active(self) -> bool:
+        return self.state is not CallState.ENDED
+
+    def media(self, make_room: Callable[[Call], Room]) -> Room:
+        """The call's room, made on first use."""
+        if self.state is CallState.ENDED:
+            raise InvalidStateError(f"call {self.id} has ended")
+        if self.room is None:
+            self.room = make_room(self)
+        return self.room
+
+    def peer_state_changed(self, role: str, state: str) -> None:
+        """Track each side's connection; the call is LIVE once both are connected."""
+        self.peer_states[role] = state
+        if self.state is CallState.ENDED:
+            return
+        if state == "connected" and self.state is CallState.NEGOTIATING:
+            self.move(CallState.LIVE)

@@ -40,6 +40,13 @@ class Settings:
     # A socket whose outbox backs up this far is too slow to keep (close 1013).
     outbox_limit: int = 256
     shutdown_timeout_s: float = 5.0
+    # Media: the composite every customer receives.
+    video_size: str = "720p"
+    video_fps: float = 30.0
+    video_codec: str = "VP8"  # what the server prefers when the browser offers both
+    # STUN/TURN for the server's peers, comma-separated URLs (none: host candidates, fine on a LAN).
+    ice_servers: str = ""
+    receipt_interval_s: float = 2.0
 
     @classmethod
     def load(cls, config_file: Path | None = None, env: dict[str, str] | None = None, **overrides: object) -> Settings:

@@ -40,6 +40,13 @@ class Metrics:
             "telepresence_abandoned", "Customers who left before being answered", ["queue"], registry=r
         )
         self.calls = Counter("telepresence_calls", "Finished calls by outcome", ["outcome"], registry=r)
+        self.call_stage_p95 = Histogram(
+            "telepresence_call_stage_p95_milliseconds",
+            "Each finished call's p95 per frame-path stage (compose, slot_wait, browser figures...)",
+            ["stage"],
+            buckets=(0.5, 1, 2, 3, 5, 8, 13, 20, 33, 50, 100, 200, 500),
+            registry=r,
+        )
         self.connections = Gauge("telepresence_websockets", "Open signalling sockets", registry=r)
         self.protocol_errors = Counter(
             "telepresence_protocol_errors", "Client messages refused, by code", ["code"], registry=r

@@ -132,6 +132,27 @@ class WebRtcAnswer(_Message):
     sdp: Sdp
 
 
+class SetLayout(_Message):
+    """The agent picks what the customer sees (overrides the automatic choice)."""
+
+    type: Literal["set_layout"]
+    layout: Literal["agent", "screen", "side_by_side", "avatar", "avatar_screen"]
+
+
+class ScreenShare(_Message):
+    """Sharing started or stopped (the screen's transceiver exists from the start: no renegotiation)."""
+
+    type: Literal["screen_share"]
+    active: bool
+
+
+class MediaStats(_Message):
+    """The browser's own figures (from getStats), so the call's latency receipt covers the whole path."""
+
+    type: Literal["media_stats"]
+    stats: Annotated[dict[Label, Annotated[float, Field(ge=0, le=1e9)]], Field(max_length=20)]
+
+
 class Ping(_Message):
     type: Literal["ping"]
 
@@ -151,6 +172,9 @@ ClientMessage = Annotated[
     | EndCall
     | WebRtcOffer
     | WebRtcAnswer
+    | SetLayout
+    | ScreenShare
+    | MediaStats
     | Ping,
     Field(discriminator="type"),
 ]

@@ -18,9 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from media.room import Role
 from telepresence import protocol as p
 from telepresence.auth import AuthError, Claims, TokenAuthority, new_id, new_ticket
 from telepresence.calls import Call
+from telepresence.media_control import MediaControl
 from telepresence.config import Settings
 from telepresence.metrics import Metrics
 from telepresence.protocol import ProtocolError
@@ -43,6 +45,7 @@ from telepresence.store import Store
 logger = logging.getLogger(__name__)
 
 Message = dict[str, Any]
+MEDIA_MESSAGES = (p.WebRtcOffer, p.WebRtcAnswer, p.SetLayout, p.ScreenShare, p.MediaStats)
 
 
 class Connection(Protocol):
@@ -132,6 +135,7 @@ class Switchboard:
         self._wake = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
         self._closing = False
+        self.media = MediaControl(settings, metrics, send=self._send_call, end_call=self._end_call_for_media)
 
     # --------------------------------------------------------------- lifecycle
 
@@ -143,6 +147,9 @@ class Switchboard:
         self._closing = True
         for session in list(self._by_conn.values()):
             session.conn.close(1001, "server shutting down")  # type: ignore[union-attr]
+        for call in self.calls.values():
+            self.media.close(call)
+        await self.media.stop()
         if self._timer is not None:
             self._timer.cancel()
             try:
@@ -155,6 +162,14 @@ class Switchboard:
 
     async def handle(self, conn: Connection, message: p.ClientMessage) -> None:
         """Apply one validated client message. Raises ProtocolError for the client to see."""
+        if isinstance(message, MEDIA_MESSAGES):
+            # Outside the lock: answering an offer gathers ICE and takes a while.
+            call, role = self._media_call_of(conn)
+            try:
+                await self.media.handle(call, role, message)
+            finally:
+                self._wake.set()  # a new room has receipts to push
+            return
         async with self._lock:
             if self._closing:
                 raise ProtocolError("shutting_down", "the server is shutting down")
@@ -375,8 +390,6 @@ class Switchboard:
             if not session.call_id:
                 raise ProtocolError("out_of_order", "there is no call to end")
             await self._apply(self.matchmaker.end_call(session.customer_id, now, reason="customer_hung_up"))
-        elif isinstance(message, p.WebRtcOffer | p.WebRtcAnswer):
-            self._webrtc(session.call_id, message)
         elif isinstance(message, p.Join | p.Rejoin):
             raise ProtocolError("out_of_order", "this socket has already joined")
         else:
@@ -404,7 +417,7 @@ class Switchboard:
             except RoutingError as exc:
                 raise ProtocolError("no_such_offer", str(exc)) from None
             await self._apply(events)
-        elif isinstance(message, p.Chat | p.EndCall | p.WebRtcOffer | p.WebRtcAnswer) and is_agent:
+        elif isinstance(message, p.Chat | p.EndCall) and is_agent:
             call = self._current_call(session)
             if isinstance(message, p.Chat):
                 customer = self.customers[call.customer_id]
@@ -414,10 +427,8 @@ class Switchboard:
                 if customer.conn:
                     customer.conn.send(out)
                 session.conn.send({**out, "call_id": call.id})
-            elif isinstance(message, p.EndCall):
-                await self._apply(self.matchmaker.end_call(call.customer_id, now, reason="agent_hung_up"))
             else:
-                self._webrtc(call.id, message)
+                await self._apply(self.matchmaker.end_call(call.customer_id, now, reason="agent_hung_up"))
         elif isinstance(message, p.WrapUp) and is_agent:
             if message.call_id not in session.wrap_up:
                 raise ProtocolError("out_of_order", "that call is not in wrap-up")
@@ -433,12 +444,41 @@ class Switchboard:
             raise ProtocolError("out_of_order", "you are not in a call")
         return self.calls[calls[-1]]
 
-    def _webrtc(self, call_id: str | None, message: p.WebRtcOffer | p.WebRtcAnswer) -> None:
-        if call_id is None:
+    def _media_call_of(self, conn: Connection) -> tuple[Call, Role]:
+        """The live call a socket's media message is about, and the sender's side of it."""
+        session = self._by_conn.get(conn.id)
+        if session is None:
+            raise ProtocolError("not_joined", "join the queue or log in first")
+        if isinstance(session, CustomerSession):
+            call = self.calls.get(session.call_id or "")
+            role: Role = "customer"
+        elif session.claims.role == "agent":
+            calls = self._calls_of(session)
+            call = self.calls[calls[-1]] if calls else None
+            role = "agent"
+        else:
+            raise ProtocolError("forbidden", "operators have no calls")
+        if call is None or not call.active:
             raise ProtocolError("out_of_order", "media can be negotiated only in a call")
-        if isinstance(message, p.WebRtcAnswer):
-            raise ProtocolError("out_of_order", "there is no offer from the server to answer")
-        raise ProtocolError("media_unavailable", "this server has no media plane configured")
+        return call, role
+
+    def _send_call(self, call: Call, role: Role, message: Message) -> None:
+        """Send to one side of a call, if that side is connected."""
+        if role == "agent":
+            agent = self.agents.get(call.agent_id)
+            conn = agent.conn if agent is not None and agent.dropped_until is None else None
+        else:
+            customer = self.customers.get(call.customer_id)
+            conn = customer.conn if customer is not None else None
+        if conn is not None:
+            conn.send(message)
+
+    async def _end_call_for_media(self, call: Call, reason: str) -> None:
+        async with self._lock:
+            if call.active and self.matchmaker.customer_state(call.customer_id) is CustomerState.IN_CALL:
+                await self._apply(self.matchmaker.end_call(call.customer_id, self.clock(), reason=reason))
+                self._publish()
+                self._wake.set()
 
     async def _finish_wrap_up(self, session: AgentSession, call_id: str, notes: str) -> None:
         del session.wrap_up[call_id]
@@ -490,7 +530,6 @@ class Switchboard:
 
     async def _offer_made(self, event: OfferMade, now: float) -> list[Event]:
         agent = self.agents[event.agent_id]
-        customer = self.customers[event.customer_id]
         agent.offers.add(event.offer_id)
         if agent.auto_answer and agent.dropped_until is None:
             return self.matchmaker.accept(event.offer_id, agent.agent_id, now)
@@ -544,6 +583,7 @@ class Switchboard:
         if call is None or not call.end(event.reason):
             return []
         self.metrics.calls.labels(event.reason).inc()
+        self.media.close(call)
         assert customer is not None
         customer.call_id = None
         message = {"type": "call_ended", "call_id": call.id, "reason": event.reason, "requeued": event.requeued}
@@ -593,6 +633,7 @@ class Switchboard:
             try:
                 async with self._lock:
                     await self._expire(self.clock())
+                    self.media.push_receipts([c for c in self.calls.values() if c.active], self.clock())
                     self._publish()
             except Exception:
                 # A bug in one expiry must not stop every later one.
@@ -603,6 +644,8 @@ class Switchboard:
         times += [c.dropped_until for c in self.customers.values()]
         times += [until for a in self.agents.values() for until in a.wrap_up.values()]
         times += [a.dropped_until for a in self.agents.values()]
+        if any(c.active and c.room is not None for c in self.calls.values()):
+            times.append(self.media.next_receipt_at)
         return min((t for t in times if t is not None), default=None)
 
     async def _expire(self, now: float) -> None:
@@ -689,7 +732,7 @@ class Switchboard:
         for agent in self.agents.values():
             if agent.claims.role == "agent":
                 agents[self._agent_status(agent)] += 1
-        live = sum(1 for c in self.calls.values() if c.state.value != "ended")
+        live = sum(1 for c in self.calls.values() if c.active)
         return {"queues": queues, "agents": agents, "calls": {"active": live}}
 
     def _agent_status(self, session: AgentSession) -> str:
@@ -700,7 +743,7 @@ class Switchboard:
         return self.matchmaker.agent_states()[session.agent_id]
 
     def _calls_of(self, session: AgentSession) -> list[str]:
-        return [c.id for c in self.calls.values() if c.agent_id == session.agent_id and c.state.value != "ended"]
+        return [c.id for c in self.calls.values() if c.agent_id == session.agent_id and c.active]
 
     async def _transcript_of(self, call: Call) -> list[Message]:
         customer = self.customers.get(call.customer_id)

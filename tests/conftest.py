@@ -113,7 +113,8 @@ class Client:
                     return message
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
-                raise AssertionError(f"{self.label}: no {type} {match or ''} in {self.received}")
+                seen = [str(m)[:160] for m in self.received[-12:]]
+                raise AssertionError(f"{self.label}: no {type} {match or ''} in the last messages {seen}")
             try:
                 raw = await asyncio.wait_for(self.ws.recv(), remaining)
             except TimeoutError:

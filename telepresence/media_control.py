@@ -1,0 +1,173 @@
+"""The media side of calls: answering WebRTC offers, layouts, screen shares, latency receipts.
+
+The switchboard hands every media message of a call here, outside its lock:
+answering an offer gathers ICE candidates and takes a moment, and nothing else
+may wait for that. Rooms are closed by tasks this object owns, so ending a call
+never waits on peers shutting down, and :meth:`MediaControl.stop` awaits them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiortc import RTCIceServer
+
+from media.peers import Bitrate
+from media.room import MediaError, Role, Room
+from telepresence import protocol as p
+from telepresence.calls import Call, CallState
+from telepresence.config import Settings
+from telepresence.metrics import Metrics
+from telepresence.protocol import ProtocolError
+
+logger = logging.getLogger(__name__)
+
+Message = dict[str, Any]
+SendFn = Callable[[Call, Role, Message], None]
+EndFn = Callable[[Call, str], Awaitable[None]]
+
+
+class MediaControl:
+    """Owns every call's room: creation, negotiation, layout, receipts and closing."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, *, send: SendFn, end_call: EndFn) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._send = send
+        self._end_call = end_call
+        self._ice_servers = [RTCIceServer(urls=u.strip()) for u in settings.ice_servers.split(",") if u.strip()]
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._next_receipt = 0.0
+
+    # ----------------------------------------------------------------- input
+
+    async def handle(self, call: Call, role: Role, message: p.ClientMessage) -> None:
+        """Apply one media message from ``role`` in ``call``. Raises ProtocolError."""
+        if isinstance(message, p.WebRtcAnswer):
+            raise ProtocolError("out_of_order", "there is no offer from the server to answer")
+        if isinstance(message, p.WebRtcOffer):
+            await self._answer(call, role, message.sdp)
+        elif isinstance(message, p.SetLayout):
+            if role != "agent":
+                raise ProtocolError("forbidden", "only the agent chooses the layout")
+            self._room(call).set_layout(message.layout)
+            self._tell_both(call, {"type": "layout", "call_id": call.id, "layout": message.layout})
+        elif isinstance(message, p.ScreenShare):
+            if role == "agent":
+                await self._room(call).screen_shared(message.active)
+                self._tell_both(call, {"type": "layout", "call_id": call.id, "layout": self._room(call).layout})
+            other: Role = "customer" if role == "agent" else "agent"
+            self._send(call, other, {"type": "screen_share", "call_id": call.id, "from": role, "active": message.active})
+        elif isinstance(message, p.MediaStats):
+            receipt = self._room(call).compositor.receipt
+            for name, value in message.stats.items():
+                receipt.record(f"{role}_{name}", value)
+
+    async def _answer(self, call: Call, role: Role, sdp: str) -> None:
+        room = self._room(call)
+        if call.state is CallState.CONNECTED or call.state is CallState.LIVE:
+            call.move(CallState.NEGOTIATING)
+        try:
+            answer = await room.answer(role, sdp)
+        except MediaError as exc:
+            logger.info("%s: %s offer refused: %s", call.id, role, exc.message)
+            self.metrics.protocol_errors.labels(exc.code).inc()
+            if call.state is CallState.NEGOTIATING and "connected" not in call.peer_states.values():
+                call.move(CallState.CONNECTED)
+            raise ProtocolError(exc.code, exc.message) from None
+        if call.active:
+            self._send(call, role, {"type": "webrtc_answer", "call_id": call.id, "sdp": answer})
+
+    def _room(self, call: Call) -> Room:
+        if not call.active:
+            raise ProtocolError("out_of_order", "this call has ended")
+        return call.media(self._make_room)
+
+    def _make_room(self, call: Call) -> Room:
+        def on_peer_state(role: Role, state: str) -> None:
+            call.peer_state_changed(role, state)
+            self._tell_both(call, {"type": "media_status", "call_id": call.id, "role": role, "state": state})
+            if state == "failed" and call.active:
+                logger.warning("%s: %s media failed (ICE or DTLS)", call.id, role)
+                self._spawn(self._end_call(call, "media_failed"), f"{call.id} media failed")
+
+        return Room(
+            label=call.id,
+            agent_name=call.agent_id,
+            size=self.settings.video_size,
+            fps=self.settings.video_fps,
+            codec=self.settings.video_codec,
+            bitrate=Bitrate(),
+            ice_servers=self._ice_servers,
+            on_peer_state=on_peer_state,
+        )
+
+    # ---------------------------------------------------------------- output
+
+    def _tell_both(self, call: Call, message: Message) -> None:
+        self._send(call, "agent", message)
+        self._send(call, "customer", message)
+
+    def receipt(self, call: Call) -> Message | None:
+        """The call's latency receipt so far: per stage p50/p95 in milliseconds."""
+        if call.room is None:
+            return None
+        return {"type": "receipt", "call_id": call.id, "stages": call.room.compositor.receipt.summary()}
+
+    @property
+    def next_receipt_at(self) -> float:
+        """When live receipts are due next (monotonic seconds)."""
+        return self._next_receipt
+
+    def push_receipts(self, calls: list[Call], now: float) -> None:
+        """Send live calls' receipts to their agents when due."""
+        if now < self._next_receipt:
+            return
+        for call in calls:
+            if call.state is CallState.LIVE and (receipt := self.receipt(call)) is not None:
+                self._send(call, "agent", receipt)
+        self._next_receipt = now + self.settings.receipt_interval_s
+
+    # --------------------------------------------------------------- closing
+
+    def close(self, call: Call) -> None:
+        """The call ended: log its receipt, feed the metrics, close its room in the background."""
+        room, call.room = call.room, None
+        if room is None:
+            return
+        summary = room.compositor.receipt.summary()
+        for stage, figures in summary.items():
+            self.metrics.call_stage_p95.labels(stage).observe(figures["p95"])
+        logger.info("%s: latency receipt %s", call.id, _format(summary))
+        self._spawn(self._close_room(room, call.id), f"{call.id} close media")
+
+    async def _close_room(self, room: Room, label: str) -> None:
+        try:
+            await asyncio.wait_for(room.close(), self.settings.shutdown_timeout_s)
+        except Exception:
+            # Closing must not fail the switchboard; a stuck peer is logged and dropped.
+            logger.exception("%s: closing media failed", label)
+
+    def _spawn(self, coroutine: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(coroutine)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        """Wait for rooms being closed (bounded); cancel what is left."""
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.shutdown_timeout_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+
+def _format(summary: dict[str, dict[str, float]]) -> str:
+    return ", ".join(f"{stage} p50 {f['p50']:.1f} p95 {f['p95']:.1f} ms" for stage, f in sorted(summary.items())) or "no frames"
+
