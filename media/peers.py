@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import fractions
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -33,6 +34,8 @@ from aiortc.codecs.h264 import MAX_FRAME_RATE, H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from media.receipt import LatencyReceipt
 
 logger = logging.getLogger(__name__)
 
@@ -216,11 +219,30 @@ def make_video_encoder(
     raise ValueError(f"no tuned encoder for {codec.mimeType}")
 
 
-def tune_video_sender(sender: RTCRtpSender, bitrate: Bitrate | None = None) -> None:
+def _timed(encoder: Vp8Encoder | H264Encoder, receipt: LatencyReceipt) -> Vp8Encoder | H264Encoder:
+    """Record each ``encode`` call's duration as the receipt's ``encode`` stage."""
+    encode = encoder.encode
+
+    def timed_encode(frame: av.Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        started = time.perf_counter()
+        try:
+            return encode(frame, force_keyframe)
+        finally:
+            # aiortc encodes in an executor thread; a deque append is safe from there.
+            receipt.record("encode", (time.perf_counter() - started) * 1000)
+
+    encoder.encode = timed_encode  # type: ignore[method-assign]
+    return encoder
+
+
+def tune_video_sender(
+    sender: RTCRtpSender, bitrate: Bitrate | None = None, receipt: LatencyReceipt | None = None
+) -> None:
     """Make ``sender`` encode with :class:`SafeVp8Encoder` / :class:`FastH264Encoder`.
 
     The encoder is chosen when the first frame is sent, for whichever codec was
     negotiated, so this can be called any time before media flows (after ``addTrack``).
+    With a ``receipt``, every frame's encode time is recorded in it (stage ``encode``).
     """
     if getattr(sender, "_media_tuned", False):
         return
@@ -230,7 +252,8 @@ def tune_video_sender(sender: RTCRtpSender, bitrate: Bitrate | None = None) -> N
         # aiortc creates its encoder lazily in this method (and drops it when RTP stops);
         # ours is put in place just before, under the name-mangled attribute it checks.
         if sender._RTCRtpSender__encoder is None and codec.mimeType.lower() in ("video/vp8", "video/h264"):  # type: ignore[attr-defined]
-            sender._RTCRtpSender__encoder = make_video_encoder(codec, bitrate)  # type: ignore[attr-defined]
+            encoder = make_video_encoder(codec, bitrate)
+            sender._RTCRtpSender__encoder = _timed(encoder, receipt) if receipt is not None else encoder  # type: ignore[attr-defined]
         return await original(codec)
 
     sender._next_encoded_frame = next_encoded_frame  # type: ignore[method-assign]

@@ -191,7 +191,9 @@ class Room:
         transceiver.direction = "sendrecv"  # the answer narrows it to what the offer allows
         if track.kind == "video":
             _answer_with_codec_first(transceiver, self.codec)
-            tune_video_sender(transceiver.sender, self.bitrate)
+            # Only the customer's composite feeds the receipt: the preview is a second encode of it.
+            receipt = self.compositor.receipt if role == "customer" else None
+            tune_video_sender(transceiver.sender, self.bitrate, receipt)
         if track is not self.to_agent_audio and track is not self.to_customer_audio:
             self._outgoing[role].append(track)
 

@@ -113,9 +113,14 @@ async def test_customer_sees_the_agent_and_the_screen_share_switches_the_layout(
             print(f"\nglass-to-glass (loopback, 360p VP8): p50 {ages[len(ages) // 2]:.1f} ms, max {ages[-1]:.1f} ms")
             assert ages[len(ages) // 2] < 1000
 
-            # The agent's console gets the live latency receipt.
+            # The agent's console gets the live latency receipt, the customer's browser figures in it.
+            await customer_ws.send("media_stats", stats={"jitter_buffer_ms": 12.5, "decode_ms": 1.5})
             receipt = await agent_ws.expect("receipt", timeout=10)
-            assert receipt["stages"]["compose"]["p95"] > 0
+            while "customer_jitter_buffer_ms" not in receipt["stages"]:
+                receipt = await agent_ws.expect("receipt", timeout=10)
+            stages = receipt["stages"]
+            assert stages["compose"]["p95"] > 0 and stages["encode"]["p95"] > 0
+            assert stages["customer_jitter_buffer_ms"]["p50"] == 12.5
 
 
 def media_tasks() -> set[str]:
