@@ -64,6 +64,7 @@ class VideoSink:
         self.count = 0
         self.darkest_mean = 255.0
         self._arrived = asyncio.Event()
+        self._changed = asyncio.Event()
 
     def put(self, frame: av.VideoFrame) -> None:
         frame = frame.reformat(format="yuv420p") if frame.format.name != "yuv420p" else frame
@@ -71,6 +72,16 @@ class VideoSink:
         self.count += 1
         self.darkest_mean = min(self.darkest_mean, float(frame_planes(frame)[0].mean()))
         self._arrived.set()
+        self._changed.set()
+
+    async def next_frame(self, timeout: float = 10.0) -> av.VideoFrame:
+        """Wait for a frame newer than the one there now, and return it (for one reader)."""
+        count = self.count
+        while self.count == count:
+            self._changed.clear()
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        assert self.latest is not None
+        return self.latest
 
     async def wait(self, timeout: float = 10.0) -> av.VideoFrame:
         """The first frame (waiting for it)."""

@@ -43,7 +43,9 @@ class Settings:
     # Media: the composite every customer receives.
     video_size: str = "720p"
     video_fps: float = 30.0
-    video_codec: str = "VP8"  # what the server prefers when the browser offers both
+    # What the server prefers when the browser offers both: H.264 with the x264 preset fix
+    # encodes a 720p composite in ~1 ms against VP8's ~2.6 ms (benchmarks/README.md).
+    video_codec: str = "H264"
     # STUN/TURN for the server's peers, comma-separated URLs (none: host candidates, fine on a LAN).
     ice_servers: str = ""
     receipt_interval_s: float = 2.0
@@ -68,6 +70,11 @@ class Settings:
         settings = cls()
         for name, value in values.items():
             setattr(settings, name, _coerce(name, fields[name].type, value))
+        settings.video_codec = settings.video_codec.upper()
+        if settings.video_codec not in ("VP8", "H264"):
+            raise ValueError(f"setting video_codec: {settings.video_codec!r} is not VP8 or H264")
+        if settings.video_size not in ("360p", "540p", "720p", "1080p"):
+            raise ValueError(f"setting video_size: {settings.video_size!r} is not 360p, 540p, 720p or 1080p")
         return settings
 
 

@@ -59,6 +59,9 @@ def test_settings_layering(tmp_path):
         Settings.load(env={}, colour="blue")
     with pytest.raises(ValueError, match="port"):
         Settings.load(env={"TELEPRESENCE_PORT": "eighty"})
+    with pytest.raises(ValueError, match="video_codec"):
+        Settings.load(env={"TELEPRESENCE_VIDEO_CODEC": "AV1"})
+    assert Settings.load(env={"TELEPRESENCE_VIDEO_CODEC": "vp8"}).video_codec == "VP8"
 
 
 def test_token_command_prints_a_verifiable_token_on_its_last_line(tmp_path):
