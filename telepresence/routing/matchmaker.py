@@ -227,9 +227,10 @@ class Matchmaker:
             return self._fill_agent(agent_id, now)
         # Going away withdraws pending offers; calls in progress carry on.
         events: list[Event] = []
+        back: list[_Customer] = []
         for offer in self._offers_of(agent):
-            events += self._withdraw(offer, now, reason="agent_away", count_miss=False)
-        return events
+            events += self._take_back(offer, now, reason="agent_away", count_miss=False, back=back, freed=[])
+        return events + self._offer_on(back, [], now)
 
     def remove_agent(self, agent_id: str, now: float) -> list[Event]:
         """Log an agent out or drop them: their customers go back to their place in the queue."""
@@ -237,12 +238,12 @@ class Matchmaker:
         agent.state = AgentState.AWAY
         self._touch_agent(agent)
         events: list[Event] = []
-        # In place order, so that the earliest of them is the first to be offered on.
+        back: list[_Customer] = []  # everyone goes back first, then all are offered on
         for customer_id in sorted(agent.customers, key=lambda c: self._customers[c].place):
             customer = self._customers[customer_id]
             if customer.state is CustomerState.OFFERED:
                 offer = self._offers[customer.offer_id]  # type: ignore[index]
-                events += self._withdraw(offer, now, reason="agent_left", count_miss=False)
+                events += self._take_back(offer, now, reason="agent_left", count_miss=False, back=back, freed=[])
             else:
                 customer.state = CustomerState.WAITING
                 customer.agent_id = None
@@ -250,15 +251,17 @@ class Matchmaker:
                 agent.customers.discard(customer_id)
                 events.append(CallEnded(customer_id, agent_id, reason="agent_left", requeued=True))
                 self._insert(customer)
-                events += self._offer_customer(customer, now)
+                back.append(customer)
         del self._agents[agent_id]
         # Customers waiting for this agent fall back to anyone, keeping their place.
         for _, customer_id in list(self._preferring.get(agent_id, [])):
-            events += self._release_preference(self._customers[customer_id], now)
+            customer = self._customers[customer_id]
+            self._stop_holding(customer)
+            back.append(customer)
         self._preferring.pop(agent_id, None)
         for customer_id in self._timed:
             self._customers[customer_id].declined_by.pop(agent_id, None)
-        return events
+        return events + self._offer_on(back, [], now)
 
     # -------------------------------------------------------------- customers
 
@@ -421,11 +424,17 @@ class Matchmaker:
         return min(times, default=None)
 
     def tick(self, now: float) -> list[Event]:
-        """Expire offers, affinity windows and decline cool-offs due by ``now``."""
+        """Expire offers, affinity windows and decline cool-offs due by ``now``.
+
+        Everything due is settled first and only then are offers made, earliest place
+        first: two offers expiring together must not let a later customer jump an earlier one.
+        """
         events: list[Event] = []
+        back: list[_Customer] = []
+        freed: list[_Agent] = []
         for offer in sorted(self._offers.values(), key=lambda o: o.expires_at):
             if offer.expires_at <= now and offer.id in self._offers:
-                events += self._withdraw(offer, now, reason="timeout", count_miss=True)
+                events += self._take_back(offer, now, reason="timeout", count_miss=True, back=back, freed=freed)
         for customer_id in sorted(self._timed, key=lambda c: self._customers[c].place):
             customer = self._customers.get(customer_id)
             if customer is None:
@@ -435,7 +444,8 @@ class Matchmaker:
                 and customer.prefer_until is not None
                 and customer.prefer_until <= now
             ):
-                events += self._release_preference(customer, now)
+                self._stop_holding(customer)
+                back.append(customer)
             elif customer.declined_by and customer.state is CustomerState.WAITING:
                 expired = [a for a, until in customer.declined_by.items() if until <= now]
                 for agent_id in expired:
@@ -443,8 +453,8 @@ class Matchmaker:
                 if not customer.declined_by:
                     self._timed.discard(customer.id)
                 if expired:
-                    events += self._offer_customer(customer, now)
-        return events
+                    back.append(customer)
+        return events + self._offer_on(back, freed, now)
 
     # ---------------------------------------------------------------- reading
 
@@ -586,11 +596,15 @@ class Matchmaker:
         if agent is not None:
             self._touch_agent(agent)
 
-    def _release_preference(self, customer: _Customer, now: float) -> list[Event]:
+    def _stop_holding(self, customer: _Customer) -> None:
+        """A held (or suspended) customer goes back to their place in the queue."""
         if customer.state in HELD:
             self._unhold(customer)
         customer.prefer_until = None
         self._insert(customer)
+
+    def _release_preference(self, customer: _Customer, now: float) -> list[Event]:
+        self._stop_holding(customer)
         return self._offer_customer(customer, now)
 
     def _offer_customer(self, customer: _Customer, now: float) -> list[Event]:
@@ -661,8 +675,28 @@ class Matchmaker:
         return [OfferMade(offer.id, customer.id, agent.id, offer.expires_at, returning=returning)]
 
     def _withdraw(self, offer: _Offer, now: float, *, reason: str, count_miss: bool) -> list[Event]:
-        """Take back a pending offer: the customer returns to their place and is offered on,
-        and the seat it frees goes to whoever that agent should take next."""
+        """Take back one pending offer, then offer on: see :meth:`_take_back` and :meth:`_offer_on`."""
+        back: list[_Customer] = []
+        freed: list[_Agent] = []
+        events = self._take_back(offer, now, reason=reason, count_miss=count_miss, back=back, freed=freed)
+        return events + self._offer_on(back, freed, now)
+
+    def _take_back(
+        self,
+        offer: _Offer,
+        now: float,
+        *,
+        reason: str,
+        count_miss: bool,
+        back: list[_Customer],
+        freed: list[_Agent],
+    ) -> list[Event]:
+        """Take back a pending offer, making no new one yet.
+
+        The customer returns to their place (unless they left) and joins ``back``; the
+        agent joins ``freed``. A miss may set the agent away, taking back their other
+        offers too. The caller then calls :meth:`_offer_on` once for the whole batch.
+        """
         del self._offers[offer.id]
         customer = self._customers[offer.customer_id]
         agent = self._agents[offer.agent_id]
@@ -671,10 +705,10 @@ class Matchmaker:
         self._changed.add(customer.key)
         self._touch_agent(agent)
         events: list[Event] = [OfferWithdrawn(offer.id, customer.id, agent.id, reason)]
-        requeue = reason != "customer_left"
-        if requeue:
-            # Back at their place before anyone else is offered, so nobody later jumps them.
+        if reason != "customer_left":
             self._insert(customer)
+            back.append(customer)
+        freed.append(agent)
         if count_miss:
             customer.declined_by[agent.id] = now + self.decline_cooloff_s
             self._timed.add(customer.id)
@@ -685,11 +719,20 @@ class Matchmaker:
                 self._touch_agent(agent)
                 events.append(AgentSetAway(agent.id, reason="missed_offers"))
                 for other in self._offers_of(agent):
-                    events += self._withdraw(other, now, reason="agent_away", count_miss=False)
-        if requeue and customer.state is CustomerState.WAITING:
+                    events += self._take_back(
+                        other, now, reason="agent_away", count_miss=False, back=back, freed=freed
+                    )
+        return events
+
+    def _offer_on(self, back: list[_Customer], freed: list[_Agent], now: float) -> list[Event]:
+        """After customers went back to their places: offer them on, earliest place first,
+        so that nobody later jumps them; then refill the seats the agents in ``freed`` still
+        have (a decline, a timeout, a customer gone: they take whoever is next for them)."""
+        events: list[Event] = []
+        for customer in sorted(back, key=lambda c: c.place):
             events += self._offer_customer(customer, now)
-        # The agent is still available (a decline, a timeout, a customer gone): refill the seat.
-        events += self._fill_agent(agent.id, now)
+        for agent in freed:
+            events += self._fill_agent(agent.id, now)
         return events
 
     def _offers_of(self, agent: _Agent) -> list[_Offer]:

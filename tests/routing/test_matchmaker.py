@@ -26,7 +26,9 @@ TECH = QueueKey("tech")
 
 
 def make(**overrides) -> Matchmaker:
-    params = dict(offer_timeout_s=20, affinity_window_s=300, decline_cooloff_s=60, max_misses=3, service_target_s=20)
+    params = dict(
+        offer_timeout_s=20, affinity_window_s=300, decline_cooloff_s=60, max_misses=3, service_target_s=20
+    )
     params.update(overrides)
     return Matchmaker(**params)
 
@@ -266,6 +268,19 @@ def test_offer_times_out_to_the_next_agent_and_the_customer_keeps_their_place():
     events = mm.tick(21)
     assert events[0] == OfferWithdrawn(offer.offer_id, "ann", "silent", "timeout")
     assert offers(events) == [("ann", "max")]
+
+
+def test_offers_expiring_together_keep_the_queue_order():
+    mm = make()
+    mm.add_agent("sam", 0, available=True)
+    assert offers(mm.enqueue("ann", GENERAL, 0)) == [("ann", "sam")]
+    mm.enqueue("bob", GENERAL, 0)
+    mm.enqueue("cat", GENERAL, 0)
+    assert offers(mm.add_agent("lea", 0, available=True)) == [("bob", "lea")]
+    # Both offers time out at 20. Regression: Sam's offer went first and Sam took Cat
+    # while Bob, ahead of her, was still out with Lea's expiring offer.
+    assert offers(mm.tick(20)) == [("ann", "lea"), ("bob", "sam")]
+    assert position(mm, "cat", 20) == 1
 
 
 def test_declined_customer_goes_to_the_next_agent_and_the_decliner_takes_someone_else():
@@ -613,7 +628,12 @@ def test_queue_stats_and_service_level():
     mm.enqueue("late", BILLING, 45)
     stats = {s.key: s for s in mm.queue_stats(50)}
     billing, general = stats[BILLING], stats[GENERAL]
-    assert (billing.waiting, billing.longest_wait_s, billing.answered, billing.answered_in_target) == (1, 5, 2, 1)
+    assert (billing.waiting, billing.longest_wait_s, billing.answered, billing.answered_in_target) == (
+        1,
+        5,
+        2,
+        1,
+    )
     assert billing.service_level == 0.5
     assert (general.waiting, general.longest_wait_s, general.service_level) == (1, 42, None)
 

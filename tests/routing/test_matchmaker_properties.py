@@ -8,12 +8,16 @@ passes. A model built only from the events checks, after every step:
 
 - no customer is offered or in a call twice, or with two agents at once;
 - no agent holds more customers than its capacity;
-- FIFO within a queue: a customer offered while an earlier-place customer of the same queue
-  waits is explained by affinity (the agent is their last agent) or by the earlier customer's
-  decline cool-off with that agent; and no agent sits on a free seat while a customer it may
-  serve waits for it (work conservation, which is what makes the queues drain);
+- FIFO within a queue (judged as each call returns): a customer offered while an
+  earlier-place customer of the same queue waits is explained by affinity (the agent is
+  their last agent) or by the earlier customer's decline cool-off with that agent; nobody
+  is offered again to an agent who passed on them within the cool-off;
+- work conservation: no agent sits on a free seat while a customer it may serve waits,
+  nor while a customer holds out for them (this is what makes the queues drain);
 - positions: the waiting customers of each queue are numbered 1..n in place order, held and
   suspended customers are told the place they will come back to, offered and in-call ones none;
+- every status that changed is in a queue ``take_changed_queues()`` reports (the switchboard
+  pushes only those);
 - liveness: with every agent available, every offer accepted and time moving past every
   deadline, every customer still queued is eventually served.
 """
@@ -144,6 +148,10 @@ class MatchmakerMachine(RuleBasedStateMachine):
                 assert model.customers[event.customer_id].last_agent == event.agent_id
             else:
                 assert isinstance(event, AgentSetAway), event
+        # FIFO is judged as each call returns (the switchboard ticks at every deadline: a
+        # customer back in the queue at a later tick was not waiting when another was offered).
+        self.check_fifo()
+        self.step_offers = []
 
     def forget(self, customer_id: str) -> None:
         del self.model.customers[customer_id]
@@ -320,7 +328,7 @@ class MatchmakerMachine(RuleBasedStateMachine):
 
     @invariant()
     def verify_everything(self) -> None:
-        mm, model, now = self.mm, self.model, self.now
+        mm, model = self.mm, self.model
         assigned = model.assigned()
         # The matchmaker agrees with the events about every customer.
         for customer_id in model.customers:
@@ -343,14 +351,12 @@ class MatchmakerMachine(RuleBasedStateMachine):
                 assert customer_id not in seen, f"{customer_id} with {seen[customer_id]} and {agent_id}"
                 seen[customer_id] = agent_id
         assert seen == assigned
-        self.check_fifo()
         self.check_work_conserving()
         self.check_positions()
         self.check_changed_queues()
-        self.step_offers = []
 
     def check_fifo(self) -> None:
-        """Offers made in this step jumped nobody in their queue without a documented reason."""
+        """Offers made by this call jumped nobody in their queue without a documented reason."""
         model, now = self.model, self.now
         waiting = self.customers_in(CustomerState.WAITING)
         for offer in self.step_offers:
