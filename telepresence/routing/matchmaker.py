@@ -243,7 +243,9 @@ class Matchmaker:
             customer = self._customers[customer_id]
             if customer.state is CustomerState.OFFERED:
                 offer = self._offers[customer.offer_id]  # type: ignore[index]
-                events += self._take_back(offer, now, reason="agent_left", count_miss=False, back=back, freed=[])
+                events += self._take_back(
+                    offer, now, reason="agent_left", count_miss=False, back=back, freed=[]
+                )
             else:
                 customer.state = CustomerState.WAITING
                 customer.agent_id = None
@@ -434,7 +436,9 @@ class Matchmaker:
         freed: list[_Agent] = []
         for offer in sorted(self._offers.values(), key=lambda o: o.expires_at):
             if offer.expires_at <= now and offer.id in self._offers:
-                events += self._take_back(offer, now, reason="timeout", count_miss=True, back=back, freed=freed)
+                events += self._take_back(
+                    offer, now, reason="timeout", count_miss=True, back=back, freed=freed
+                )
         for customer_id in sorted(self._timed, key=lambda c: self._customers[c].place):
             customer = self._customers.get(customer_id)
             if customer is None:
