@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [
         Route("/", page("index.html")),
         Route("/agent", page("agent.html")),
+        Route("/widget.js", page("widget.js")),
         Route("/healthz", healthz),
         Route("/metrics", metrics_endpoint),
         Route("/api/status", api_status),

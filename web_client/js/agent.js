@@ -1,6 +1,7 @@
 // The agent console: log in with a token, go available, take offers, chat, end and wrap up.
 // Speaks only the protocol in docs/protocol.md (and reads /api/status for the queue table).
 
+import { onAnswer, onLayout, onMediaStatus, onReceipt, onScreenShare, startMedia, stopMedia } from "./agent-call.js";
 import { CLOSE, ProtocolClient } from "./protocol.js";
 import {
   $,
@@ -117,9 +118,11 @@ function renderStatus() {
 
 function hello(client, { reconnect }) {
   if (reconnect) {
-    // The server ended our calls and withdrew our offers when the socket dropped.
+    // The server withdrew our offers when the socket dropped; a live call waits for us
+    // (agent_grace_s) and comes back in logged_in.calls, where we offer media again.
     dropOffers();
-    if (page.call) notice("The connection dropped: your customer was returned to the front of the queue.", "error");
+    page.droppedCall = page.call;
+    stopMedia();
     page.call = null;
     clearWrapUp();
   }
@@ -146,10 +149,18 @@ function start(token) {
   client.on("peer_status", onPeerStatus);
   client.on("call_ended", onCallEnded);
   client.on("error", onError);
+  client.on("webrtc_answer", onAnswer);
+  client.on("layout", onLayout);
+  client.on("screen_share", onScreenShare);
+  client.on("media_status", onMediaStatus);
+  client.on("receipt", (m) => {
+    if (page.call && m.call_id === page.call.call_id) onReceipt(m);
+  });
   client.connect();
 }
 
 function stop() {
+  stopMedia();
   page.client?.close();
   page.client = null;
 }
@@ -184,6 +195,10 @@ function onLoggedIn(message) {
     notice(`You are logged in as ${message.role}; the operator console is not here yet.`, "info");
   }
   const calls = message.calls || [];
+  if (page.droppedCall && !calls.length) {
+    notice("The connection dropped for too long: your customer was returned to the front of the queue.", "error");
+  }
+  page.droppedCall = null;
   if (calls.length) {
     // Another tab of ours handed its call over to this one.
     const call = calls[calls.length - 1];
@@ -308,6 +323,11 @@ function enterCall({ call_id, customer, transcript }) {
   renderChat(chatLog, transcript || [], "agent");
   setView("call");
   announce(`Connected with ${name}.`);
+  const client = page.client;
+  startMedia((type, fields) => client.send(type, fields)).catch((error) => {
+    console.error("media could not start", error);
+    notice("Video could not start. You can still use the chat.", "error");
+  });
 }
 
 function onCallStarted(message) {
@@ -335,11 +355,13 @@ const ENDED = {
   customer_hung_up: "The customer ended the call.",
   customer_left: "The customer left.",
   agent_left: "The call was returned to the queue.",
+  media_failed: "The call ended because the video connection failed.",
 };
 
 function onCallEnded(message) {
   const name = page.call?.customer?.name || "the customer";
   page.call = null;
+  stopMedia();
   const reason = ENDED[message.reason] || "The call ended.";
   announce(reason);
   if (message.wrap_up_s > 0) {

@@ -1,6 +1,7 @@
 // The customer page: join a queue, wait with live position and chat, talk, hang up.
 // Speaks only the protocol in docs/protocol.md.
 
+import { checkDevices, onAnswer, startMedia, stopMedia } from "./customer-call.js";
 import { CLOSE, ProtocolClient, formatWait } from "./protocol.js";
 import {
   $,
@@ -64,13 +65,15 @@ function profileFromForm() {
     topic: $("topic-input").value.trim(),
     language: $("language-select").value,
     skill: (params.get("skill") || params.get("queue") || "").trim(),
+    camera: $("use-camera").checked,
   };
 }
 
 function fillForm(profile) {
   const params = new URLSearchParams(location.search);
-  $("name-input").value = profile?.name ?? "";
+  $("name-input").value = profile?.name ?? params.get("name") ?? "";
   $("topic-input").value = profile?.topic ?? params.get("topic") ?? "";
+  if (profile && profile.camera === false) $("use-camera").checked = false;
   const language = profile?.language ?? params.get("language") ?? "";
   const select = $("language-select");
   if ([...select.options].some((option) => option.value === language)) select.value = language;
@@ -130,7 +133,12 @@ function setConnection(state, code) {
   banner.hidden = !reconnecting;
   $("chat-send").disabled = state !== "open";
   if (reconnecting) {
-    $("connection-text").textContent = "Connection lost. Reconnecting… your place is kept.";
+    const restarting = code === CLOSE.GOING_AWAY || code === 1012;
+    $("connection-text").textContent = restarting
+      ? "The server is restarting. Reconnecting… your place is kept."
+      : page.mode === "call"
+        ? "Connection lost. Reconnecting to your call…"
+        : "Connection lost. Reconnecting… your place is kept.";
   }
   if (state === "closed" && code === CLOSE.REPLACED) {
     page.client = null;
@@ -173,11 +181,16 @@ function start() {
   client.on("chat", (m) => appendChat(chatLog, m, "customer"));
   client.on("call_ended", onCallEnded);
   client.on("left", onLeft);
+  client.on("webrtc_answer", onAnswer);
+  client.on("layout", (m) => ($("media").dataset.layout = m.layout));
+  client.on("screen_share", onScreenShare);
+  client.on("peer_status", onPeerStatus);
   client.on("error", onError);
   client.connect();
 }
 
 function stop() {
+  stopMedia();
   if (page.client) {
     page.client.close();
     page.client = null;
@@ -259,22 +272,46 @@ function onCallStarted(message) {
   $("connected-with").textContent = `Connected with ${page.agentName}`;
   $("choice").hidden = true;
   clearNotice();
-  setMode("call");
-  announce(`${page.agentName} has joined. You are connected.`);
+  $("requeued").hidden = true;
+  const resumed = page.mode === "call";
+  setMode("call", "call");
+  if (!resumed) announce(`${page.agentName} has joined. You are connected.`);
+  // A new call, or the same call after a rejoin: either way, offer media afresh.
+  const client = page.client;
+  startMedia((type, fields) => client.send(type, fields)).catch((error) => {
+    console.error("media could not start", error);
+    notice("Video could not start. You can still use the chat.", "error");
+  });
+}
+
+function onScreenShare(message) {
+  // The agent's screen arrives inside the composite; the layout message does the rest.
+  if (message.from === "agent") announce(message.active ? "The agent is sharing their screen." : "The agent stopped sharing their screen.");
+}
+
+function onPeerStatus(message) {
+  const text =
+    message.status === "reconnecting"
+      ? `${page.agentName || "Your agent"}'s connection dropped. Please wait a moment…`
+      : `${page.agentName || "Your agent"} is back.`;
+  notice(text, message.status === "reconnecting" ? "error" : "info");
+  announce(text);
 }
 
 const END_REASONS = {
   agent_hung_up: "The agent ended the call.",
   customer_hung_up: "You ended the call.",
   customer_left: "The call ended because this page was away too long.",
+  media_failed: "The call ended because the video connection failed.",
 };
 
 function onCallEnded(message) {
   if (message.requeued) {
     // The agent dropped: back to the head of the queue, keeping the place and the chat.
-    notice(`${page.agentName || "Your agent"} was disconnected. You are back at the front of the queue.`, "info");
+    stopMedia();
     page.agentName = null;
     setMode("waiting");
+    $("requeued").hidden = false;
     // The server pushes queue_status only when it differs from the last one it sent, so
     // the last one received before the call stands until a new one arrives.
     if (page.lastStatus) onQueueStatus(page.lastStatus);
@@ -283,6 +320,7 @@ function onCallEnded(message) {
   }
   forgetTicket();
   stop();
+  stopMedia({ release: true });
   $("ended-reason").textContent = END_REASONS[message.reason] || "Thank you for talking to us.";
   setMode("ended");
   announce("The call has ended.");
@@ -291,6 +329,7 @@ function onCallEnded(message) {
 function onLeft() {
   forgetTicket();
   stop();
+  stopMedia({ release: true });
   setMode("idle", "start");
   notice("You left the queue.", "info");
   announce("You left the queue.");
@@ -301,6 +340,7 @@ function onError(message) {
     case "unknown_ticket":
       forgetTicket();
       stop();
+      stopMedia({ release: true });
       setMode("idle", "start");
       notice("Your place in the queue has expired. Please join again.", "error");
       return;
@@ -354,6 +394,13 @@ form.addEventListener("submit", (event) => {
   page.position = null;
   setMode("joining");
   start();
+  // Ask for the devices now, while the click counts as the user's gesture.
+  checkDevices({ camera: profile.camera });
+});
+
+$("keep-waiting").addEventListener("click", () => {
+  $("requeued").hidden = true;
+  announce("You are waiting for the next agent, at the front of the queue.");
 });
 
 $("leave-queue").addEventListener("click", () => {
@@ -388,6 +435,14 @@ wireChatForm(document.getElementById("chat-form"), chatInput, (text) => {
 
 // ------------------------------------------------------------------ boot
 
+if (new URLSearchParams(location.search).get("embed") === "overlay" && window.parent !== window) {
+  // Inside the site widget's dialog: Escape hides the dialog (the page keeps its place).
+  document.body.classList.add("embedded");
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") window.parent.postMessage({ type: "telepresence:close" }, "*");
+  });
+}
+
 fillForm(savedProfile());
 if (load("session", TICKET_STORE)) {
   // A reloaded tab: rejoin the same place (or call) with this tab's ticket.
@@ -396,6 +451,7 @@ if (load("session", TICKET_STORE)) {
   $("connection-banner").hidden = false;
   $("connection-text").textContent = "Reconnecting to your place in the queue…";
   start();
+  checkDevices({ camera: savedProfile()?.camera !== false });
 } else {
   setMode("idle", "start");
 }

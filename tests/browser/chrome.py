@@ -1,0 +1,150 @@
+"""Helpers for the media browser tests: Debian's Chromium with fake devices, fake camera clips,
+and JavaScript probes that prove a <video> element really plays."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+CHROMIUM = Path("/usr/bin/chromium")
+BASE_ARGS = [
+    "--no-sandbox",
+    "--use-fake-device-for-media-stream",
+    "--disable-background-networking",
+    "--disable-component-update",
+    # Remote audio starts without a click (a real customer has clicked "Talk to a person").
+    "--autoplay-policy=no-user-gesture-required",
+]
+# Accept every media prompt, getDisplayMedia's included: with the fake device, Chromium then
+# shares a fake "screen" (1280x720, green with moving shapes), no test hook needed.
+FAKE_UI = "--use-fake-ui-for-media-stream"
+SCREENSHOTS = Path(os.environ.get("TELEPRESENCE_SCREENSHOTS") or tempfile.mkdtemp(prefix="screens-"))
+TIMEOUT_MS = 10_000
+
+RED = (200, 20, 20)
+
+
+def write_card(path: Path, rgb: tuple[int, int, int] = RED, size: tuple[int, int] = (640, 360), frames: int = 4) -> Path:
+    """A flat colour card as a Y4M clip (Chromium loops it as its fake camera)."""
+    width, height = size
+    r, g, b = rgb
+    # BT.601 limited range, which is how Chromium reads a fake capture clip.
+    y = 16 + 0.257 * r + 0.504 * g + 0.098 * b
+    u = 128 - 0.148 * r - 0.291 * g + 0.439 * b
+    v = 128 + 0.439 * r - 0.368 * g - 0.071 * b
+    planes = [
+        np.full((height, width), round(y), np.uint8),
+        np.full((height // 2, width // 2), round(u), np.uint8),
+        np.full((height // 2, width // 2), round(v), np.uint8),
+    ]
+    with path.open("wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            out.write(b"FRAME\n")
+            for plane in planes:
+                out.write(plane.tobytes())
+    return path
+
+
+@contextlib.asynccontextmanager
+async def chromium(*, fake_ui: bool = True, camera_clip: Path | None = None) -> AsyncIterator[Browser]:
+    args = [*BASE_ARGS]
+    if fake_ui:
+        args.append(FAKE_UI)
+    if camera_clip is not None:
+        args.append(f"--use-file-for-fake-video-capture={camera_clip}")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def new_page(browser: Browser, *, permissions: Sequence[str] | None = None, **options) -> Page:
+    """A page in a fresh context; ``permissions`` grants camera/microphone without the fake UI."""
+    context: BrowserContext = await browser.new_context(**options)
+    if permissions is not None:
+        await context.grant_permissions(list(permissions))
+    page = await context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.errors = errors  # type: ignore[attr-defined]
+    return page
+
+
+# Count the frames a <video> presents (requestVideoFrameCallback), once per element.
+COUNT_FRAMES = """(video) => {
+  if (!video.__frames) {
+    video.__frames = { n: 0 };
+    const tick = () => { video.__frames.n += 1; video.requestVideoFrameCallback(tick); };
+    video.requestVideoFrameCallback(tick);
+  }
+  return { frames: video.__frames.n, time: video.currentTime, width: video.videoWidth,
+           height: video.videoHeight, paused: video.paused };
+}"""
+
+# The RGB of a few points of the frame on show, drawn at its own size.
+SAMPLE = """(video, points) => {
+  const canvas = document.createElement("canvas");
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  const context = canvas.getContext("2d", { willReadFrequently: true });
+  context.drawImage(video, 0, 0);
+  return points.map(([x, y]) => {
+    const d = context.getImageData(x - 2, y - 2, 5, 5).data;
+    const sum = [0, 0, 0];
+    for (let i = 0; i < d.length; i += 4) { sum[0] += d[i]; sum[1] += d[i + 1]; sum[2] += d[i + 2]; }
+    return sum.map((s) => Math.round(s / (d.length / 4)));
+  });
+}"""
+
+
+async def playing(page: Page, testid: str, *, frames: int = 10, timeout_s: float = 20.0) -> dict:
+    """Wait until the <video> shows ``frames`` new frames with time moving on; its last probe."""
+    video = page.get_by_test_id(testid)
+    first = await video.evaluate(COUNT_FRAMES)
+    waited = 0.0
+    while True:
+        await page.wait_for_timeout(250)
+        waited += 0.25
+        probe = await video.evaluate(COUNT_FRAMES)
+        if probe["frames"] - first["frames"] >= frames and probe["time"] > first["time"] and probe["width"] > 0:
+            return probe
+        if waited > timeout_s:
+            raise AssertionError(f"{testid} is not playing: first {first}, last {probe}")
+
+
+async def sample(page: Page, testid: str, points: Sequence[tuple[int, int]]) -> list[list[int]]:
+    return await page.get_by_test_id(testid).evaluate(SAMPLE, [list(p) for p in points])
+
+
+def is_red(rgb: Sequence[int]) -> bool:
+    r, g, b = rgb
+    return r > 140 and g < 90 and b < 90
+
+
+def is_green(rgb: Sequence[int]) -> bool:
+    r, g, b = rgb
+    return g > 60 and g > r + 40 and g > b + 40
+
+
+async def until_colours(page: Page, testid: str, checks: Sequence[tuple[tuple[int, int], object]], timeout_s: float = 15.0):
+    """Sample until every point passes its check (the layout cross-fades, frames take a moment)."""
+    waited = 0.0
+    while True:
+        points = [point for point, _ in checks]
+        colours = await sample(page, testid, points)
+        if all(check(colour) for (_, check), colour in zip(checks, colours, strict=True)):  # type: ignore[operator]
+            return colours
+        if waited > timeout_s:
+            raise AssertionError(f"{testid}: colours {colours} at {points} never matched")
+        await page.wait_for_timeout(200)
+        waited += 0.2

@@ -1,0 +1,247 @@
+"""Whole video calls in real (Debian) Chromium: a customer tab and an agent tab, over a real server.
+
+Each side runs in its own browser, because each needs its own fake camera: the agent's is a
+flat red card (a Y4M clip written here), so the customer's composite can be checked for the
+agent's picture exactly where the layout puts it. Video is proven to play by counting the
+frames each <video> presents (requestVideoFrameCallback), by its size, and by drawing it to a
+canvas and reading its colours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import http.server
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.browser.chrome import CHROMIUM
+
+if not CHROMIUM.exists():
+    pytest.skip(
+        f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install -y chromium)",
+        allow_module_level=True,
+    )
+pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
+
+from playwright.async_api import Page, expect  # noqa: E402
+
+from media.layout import AGENT, SCREEN, SIZES, compute_layout  # noqa: E402
+from tests.browser.chrome import (  # noqa: E402
+    SCREENSHOTS,
+    chromium,
+    is_green,
+    is_red,
+    new_page,
+    playing,
+    until_colours,
+    write_card,
+)
+from tests.conftest import run_server  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+SIZE = SIZES["360p"]
+CALL_SETTINGS = {"video_size": "360p", "wrap_up_s": 0, "offer_timeout_s": 30, "rejoin_grace_s": 20}
+BOTH = ["camera", "microphone"]
+
+
+def centre(rect) -> tuple[int, int]:
+    return rect.x + rect.width // 2, rect.y + rect.height // 2
+
+
+def state(page: Page):
+    return page.get_by_test_id("call-state")
+
+
+async def customer_joins(page: Page, url: str, name: str = "Ann", topic: str = "my order has not arrived") -> None:
+    await page.goto(url + "/")
+    await page.get_by_test_id("name-input").fill(name)
+    await page.get_by_test_id("topic-input").fill(topic)
+    await page.get_by_test_id("start-call").click()
+    await expect(page.get_by_test_id("queue-position")).to_have_text("1")
+
+
+async def agent_takes_the_call(page: Page, server, name: str = "sam") -> None:
+    await page.goto(f"{server.url}/agent#token={server.token(name)}")
+    await page.get_by_test_id("go-available").click()
+    await page.get_by_test_id("accept").click()
+    await expect(state(page)).to_have_attribute("data-state", "in_call")
+
+
+async def test_a_whole_video_call_between_two_browsers(tmp_path):
+    red_camera = write_card(tmp_path / "agent-camera.y4m")
+    full = compute_layout(SIZE, "agent", {AGENT})[0].content
+    shared = {t.name: t.content for t in compute_layout(SIZE, "screen", {AGENT, SCREEN})}
+    async with (
+        run_server(tmp_path, **CALL_SETTINGS) as server,
+        chromium(fake_ui=False) as customers,
+        chromium(camera_clip=red_camera) as agents,
+    ):
+        # A phone-sized customer page, a desktop agent console.
+        customer = await new_page(customers, permissions=BOTH, viewport={"width": 390, "height": 844})
+        agent = await new_page(agents, viewport={"width": 1280, "height": 900})
+        await customer_joins(customer, server.url)
+        await expect(customer.get_by_test_id("device-message")).to_be_hidden()  # camera and mic allowed
+        await agent_takes_the_call(agent, server)
+        await expect(state(customer)).to_have_attribute("data-state", "in_call")
+
+        # The customer sees the composite: 640x360 (the server's 360p), frames advancing, and the
+        # agent's red camera filling the frame (layout "agent").
+        probe = await playing(customer, "remote-video")
+        assert (probe["width"], probe["height"]) == (SIZE.width, SIZE.height)
+        await until_colours(customer, "remote-video", [(centre(full), is_red), ((40, 40), is_red)])
+        # The customer's own camera preview plays too.
+        await playing(customer, "local-video")
+        # The agent sees what the customer sees (the preview) and the customer's camera.
+        probe = await playing(agent, "preview-video")
+        assert (probe["width"], probe["height"]) == (SIZE.width, SIZE.height)
+        await until_colours(agent, "preview-video", [(centre(full), is_red)])
+        probe = await playing(agent, "remote-video")
+        assert probe["width"] > 0 and probe["height"] > 0
+        await expect(customer.get_by_test_id("call-quality")).to_have_attribute("data-quality", "good", timeout=15_000)
+        await expect(customer.get_by_test_id("mute")).to_be_enabled()
+        await customer.get_by_test_id("mute").click()
+        await expect(customer.get_by_test_id("mute")).to_have_attribute("aria-pressed", "true")
+        await customer.get_by_test_id("mute").press("Enter")  # the keyboard works too
+        await expect(customer.get_by_test_id("mute")).to_have_attribute("aria-pressed", "false")
+
+        # The agent shares their (fake) screen: the customer's layout switches to the screen,
+        # full frame (green), with the agent's red camera picture-in-picture, bottom right.
+        await agent.get_by_test_id("share-screen").click()
+        await expect(agent.get_by_test_id("share-screen")).to_have_attribute("aria-pressed", "true")
+        await expect(customer.get_by_test_id("media")).to_have_attribute("data-layout", "screen")
+        await expect(agent.get_by_test_id("layout-select")).to_have_value("screen")
+        screen = shared[SCREEN]
+        await until_colours(
+            customer,
+            "remote-video",
+            [(centre(shared[AGENT]), is_red), ((screen.x + 40, screen.y + 40), is_green)],
+        )
+        await playing(customer, "remote-video", frames=5)
+        await customer.screenshot(path=str(SCREENSHOTS / "customer-call.png"), full_page=True)
+
+        # The live latency receipt reaches the agent, with the customer's browser figures in it.
+        receipt = agent.get_by_test_id("receipt")
+        await expect(receipt.locator('tr[data-stage="encode"]')).to_have_count(1, timeout=15_000)
+        browsers = agent.get_by_test_id("receipt-browsers")
+        await expect(browsers.locator('[data-stage="customer_fps"]')).to_have_text(re.compile(r"\d"), timeout=20_000)
+        await agent.screenshot(path=str(SCREENSHOTS / "agent-call.png"), full_page=True)
+
+        # The agent picks a layout: back to their camera full frame.
+        await agent.get_by_test_id("layout-select").select_option("agent")
+        await expect(customer.get_by_test_id("media")).to_have_attribute("data-layout", "agent")
+        await until_colours(customer, "remote-video", [(centre(full), is_red), ((40, 40), is_red)])
+
+        # A reload rejoins the same call, and the video plays again.
+        await customer.reload()
+        await expect(state(customer)).to_have_attribute("data-state", "in_call", timeout=15_000)
+        await expect(customer.get_by_test_id("connected-with")).to_have_text("Connected with sam")
+        probe = await playing(customer, "remote-video")
+        assert (probe["width"], probe["height"]) == (SIZE.width, SIZE.height)
+        await until_colours(customer, "remote-video", [(centre(full), is_red)])
+
+        # Hang up: the customer is offered a new conversation, the agent is back at the console.
+        await customer.get_by_test_id("hang-up").click()
+        await expect(state(customer)).to_have_attribute("data-state", "ended")
+        await expect(customer.get_by_test_id("ended-reason")).to_have_text("You ended the call.")
+        await expect(state(agent)).to_have_attribute("data-state", "available")
+        await expect(agent.get_by_test_id("go-available")).to_be_visible()
+        await customer.get_by_test_id("new-call").click()
+        await expect(customer.get_by_test_id("start-call")).to_be_visible()
+        for page in (customer, agent):
+            assert await page.get_by_test_id("remote-video").evaluate("(v) => v.srcObject") is None
+
+        assert customer.errors == [] and agent.errors == []  # type: ignore[attr-defined]
+
+
+async def test_a_refused_camera_and_an_agent_who_leaves(tmp_path):
+    async with (
+        run_server(tmp_path, **CALL_SETTINGS, agent_grace_s=0.5) as server,
+        chromium(fake_ui=False) as customers,
+        chromium() as agents,
+    ):
+        # Only the microphone is allowed: the camera is refused, and the page says so.
+        customer = await new_page(customers, permissions=["microphone"])
+        agent = await new_page(agents)
+        await customer_joins(customer, server.url)
+        message = customer.get_by_test_id("device-message")
+        await expect(message).to_be_visible()
+        await expect(message).to_have_attribute("data-camera", "denied")
+        await expect(message).to_contain_text("did not allow the camera")
+        await expect(message).to_contain_text("still see and hear them")
+
+        # The call works without a camera: the customer still sees the agent.
+        await agent_takes_the_call(agent, server)
+        await expect(state(customer)).to_have_attribute("data-state", "in_call")
+        probe = await playing(customer, "remote-video")
+        assert (probe["width"], probe["height"]) == (SIZE.width, SIZE.height)
+        await expect(customer.get_by_test_id("local-video")).to_be_hidden()
+
+        # The agent's tab goes away: the customer is told, and waits at the head of the queue.
+        await agent.context.close()
+        requeued = customer.get_by_test_id("requeued")
+        await expect(requeued).to_be_visible(timeout=15_000)
+        await expect(requeued).to_contain_text("front of the queue")
+        await expect(state(customer)).to_have_attribute("data-state", "waiting")
+        await expect(customer.get_by_test_id("queue-position")).to_have_text("1")
+        await customer.get_by_test_id("keep-waiting").click()
+        await expect(requeued).to_be_hidden()
+        assert await customer.get_by_test_id("remote-video").evaluate("(v) => v.srcObject") is None
+        assert customer.errors == []  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def static_site(root: Path):
+    """A plain web site on another loopback port: the brand's page that embeds the widget."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+async def test_the_site_widget_opens_the_customer_flow(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    async with run_server(tmp_path, **CALL_SETTINGS) as server, chromium() as browser:
+        (site / "index.html").write_text(
+            "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Brand</title></head>"
+            "<body><h1>Our shop</h1><p>Need help?</p>"
+            f"<script src='{server.url}/widget.js' data-queue='billing' data-language='fr'></script>"
+            "</body></html>"
+        )
+        with static_site(site) as site_url:
+            page = await new_page(browser)
+            await page.goto(site_url + "/index.html")
+            button = page.get_by_role("button", name="Talk to a person")
+            await expect(button).to_be_visible()
+            await button.click()
+            dialog = page.get_by_role("dialog", name="Talk to a person")
+            await expect(dialog).to_be_visible()
+            frame = page.frame_locator("iframe[title='Talk to a person']")
+            await expect(frame.get_by_test_id("language-select")).to_have_value("fr")
+            await frame.get_by_test_id("name-input").fill("Bea")
+            await frame.get_by_test_id("start-call").click()
+            await expect(frame.get_by_test_id("queue-position")).to_have_text("1")
+            # The queue and language came from the script tag.
+            await asyncio.sleep(0.2)
+            queues = [q["queue"] for q in server.switchboard.status_report()["queues"]]
+            assert queues == ["billing/fr"]
+            # Escape closes the overlay and gives the focus back to the button.
+            await page.keyboard.press("Escape")
+            await expect(dialog).to_be_hidden()
+            await expect(button).to_be_focused()
+            assert page.errors == []  # type: ignore[attr-defined]

@@ -1,0 +1,238 @@
+// The agent's side of a call's media: camera and microphone, the preview of exactly what the
+// customer sees (the composite, back on the camera's section), the customer's camera, screen
+// and voice, screen sharing, the layout and the live latency receipt.
+// agent.js owns the protocol flow and calls in here.
+
+import { MediaSession, QUALITY_WORDS, attach, canShareScreen, openDevices, openScreen } from "./media.js";
+import { $, announce, el, notice } from "./ui.js";
+
+const CAMERA = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
+
+const state = {
+  mic: null,
+  camera: null,
+  screen: null,
+  media: null,
+  send: null,
+  muted: false,
+  layout: "agent",
+};
+
+const DEVICE_WORDS = {
+  denied: "not allowed",
+  missing: "not found",
+  busy: "in use by another app",
+  unsupported: "not supported here",
+  error: "could not start",
+};
+
+async function devices() {
+  if (state.mic || state.camera) return;
+  const result = await openDevices({ audio: true, video: CAMERA });
+  state.mic = result.mic;
+  state.camera = result.camera;
+  const box = $("device-message");
+  box.dataset.camera = result.cameraState;
+  box.dataset.mic = result.micState;
+  const problems = [];
+  if (result.cameraState !== "ok") {
+    problems.push(`Camera ${DEVICE_WORDS[result.cameraState]}: the customer sees a tile with your initials.`);
+  }
+  if (result.micState !== "ok") problems.push(`Microphone ${DEVICE_WORDS[result.micState]}: the customer cannot hear you.`);
+  box.textContent = problems.join(" ");
+  box.hidden = !problems.length;
+}
+
+/** A call started (or was taken over by this tab): offer our media to the server. */
+export async function startMedia(send) {
+  state.send = send;
+  await devices();
+  if (state.send !== send) return; // the call ended meanwhile
+  stopShare({ tell: false });
+  state.media?.close();
+  const media = new MediaSession({ role: "agent", send, onState: onPeerState, onStats: showQuality });
+  state.media = media;
+  if (state.mic) state.mic.enabled = !state.muted;
+  await media.negotiate({ mic: state.mic, camera: state.camera });
+  if (state.media !== media) return;
+  attach($("preview-video"), media.receiver(1));
+  attach($("remote-video"), media.receiver(3));
+  attach($("customer-screen"), media.receiver(4));
+  attach($("remote-audio"), media.receiver(0));
+  $("remote-audio").play().then(
+    () => ($("enable-sound").hidden = true),
+    () => ($("enable-sound").hidden = false),
+  );
+  renderControls();
+}
+
+export function onAnswer(message) {
+  state.media?.answer(message.sdp);
+}
+
+/** The call is over: close the connection and free the camera and microphone. */
+export function stopMedia() {
+  stopShare({ tell: false });
+  state.media?.close();
+  state.media = null;
+  state.send = null;
+  for (const name of ["preview-video", "remote-video", "customer-screen", "remote-audio"]) attach($(name), null);
+  state.mic?.stop();
+  state.camera?.stop();
+  state.mic = state.camera = null;
+  state.muted = false;
+  state.layout = "agent";
+  $("customer-screen-tile").hidden = true;
+  $("receipt").querySelector("tbody").replaceChildren();
+  $("receipt-browsers").querySelector("tbody").replaceChildren();
+  $("receipt-total").textContent = "waiting for media…";
+  showQuality({ quality: "connecting" });
+  renderControls();
+}
+
+export function onLayout(message) {
+  state.layout = message.layout;
+  $("layout-select").value = message.layout;
+  $("media").dataset.layout = message.layout;
+  announce(`Layout: ${$("layout-select").selectedOptions[0]?.textContent || message.layout}.`);
+}
+
+export function onScreenShare(message) {
+  if (message.from !== "customer") return;
+  $("customer-screen-tile").hidden = !message.active;
+  announce(message.active ? "The customer is sharing their screen." : "The customer stopped sharing their screen.");
+}
+
+export function onMediaStatus(message) {
+  if (message.role === "customer") $("media").dataset.customer = message.state;
+}
+
+/** The live latency receipt: server stages (p50/p95 ms) and the browsers' own figures. */
+export function onReceipt(message) {
+  const stages = message.stages || {};
+  const ms = (value) => (Number.isFinite(value) ? value.toFixed(1) : "–");
+  const server = Object.keys(stages)
+    .filter((stage) => !/^(agent|customer)_/.test(stage))
+    .sort();
+  $("receipt").querySelector("tbody").replaceChildren(
+    ...server.map((stage) => {
+      const f = stages[stage];
+      return el("tr", { "data-stage": stage }, el("th", { scope: "row" }, stage.replaceAll("_", " ")), el("td", {}, ms(f.p50)), el("td", {}, ms(f.p95)), el("td", {}, f.count ?? ""));
+    }),
+  );
+  const figures = new Set(
+    Object.keys(stages)
+      .filter((stage) => /^(agent|customer)_/.test(stage))
+      .map((stage) => stage.replace(/^(agent|customer)_/, "")),
+  );
+  const cell = (role, name) => {
+    const f = stages[`${role}_${name}`];
+    return el("td", { "data-stage": `${role}_${name}` }, f ? ms(f.p50) : "–");
+  };
+  $("receipt-browsers").querySelector("tbody").replaceChildren(
+    ...[...figures].sort().map((name) => el("tr", {}, el("th", { scope: "row" }, name.replaceAll("_", " ")), cell("customer", name), cell("agent", name))),
+  );
+  const total = ["slot_wait", "compose", "encode"].reduce((sum, stage) => sum + (stages[stage]?.p50 || 0), 0);
+  const jitter = stages.customer_jitter_buffer_ms?.p50;
+  $("receipt-total").textContent =
+    `server path p50 ${total.toFixed(1)} ms` + (Number.isFinite(jitter) ? ` · customer jitter buffer ${jitter.toFixed(1)} ms` : "");
+}
+
+function onPeerState(pcState) {
+  $("media").dataset.connection = pcState;
+  if (pcState === "failed") notice("The video connection failed.", "error");
+}
+
+function showQuality(figures) {
+  const indicator = $("call-quality");
+  const quality = figures.quality || "connecting";
+  indicator.dataset.quality = quality;
+  let words = QUALITY_WORDS[quality];
+  if (figures.frames > 0) words += ` · ${Math.round(figures.fps)} fps`;
+  $("call-quality-text").textContent = words;
+}
+
+// ------------------------------------------------------------------ controls
+
+function renderControls() {
+  const inCall = Boolean(state.media);
+  const mute = $("mute");
+  mute.disabled = !inCall || !state.mic;
+  mute.setAttribute("aria-pressed", String(state.muted));
+  mute.textContent = state.muted ? "Unmute" : "Mute";
+  const camera = $("camera-toggle");
+  camera.disabled = !inCall || !state.camera;
+  const off = Boolean(state.camera) && !state.camera.enabled;
+  camera.setAttribute("aria-pressed", String(off));
+  camera.textContent = off ? "Turn camera on" : "Turn camera off";
+  const share = $("share-screen");
+  share.disabled = !inCall || !canShareScreen();
+  share.setAttribute("aria-pressed", String(Boolean(state.screen)));
+  share.textContent = state.screen ? "Stop sharing" : "Share screen";
+  const layout = $("layout-select");
+  layout.disabled = !inCall;
+  layout.value = state.layout;
+}
+
+$("mute").addEventListener("click", () => {
+  if (!state.mic) return;
+  state.muted = !state.muted;
+  state.mic.enabled = !state.muted;
+  renderControls();
+  announce(state.muted ? "Your microphone is muted." : "Your microphone is on.");
+});
+
+$("camera-toggle").addEventListener("click", async () => {
+  if (!state.camera || !state.media) return;
+  // Off: stop sending (the customer's tile freezes on the last frame, then the placeholder
+  // shows once the server notices); on: send the same track again. No renegotiation.
+  const on = !state.camera.enabled;
+  state.camera.enabled = on;
+  await state.media.replace(1, on ? state.camera : null);
+  renderControls();
+  announce(on ? "Your camera is on." : "Your camera is off.");
+});
+
+$("share-screen").addEventListener("click", async () => {
+  if (!state.media) return;
+  if (state.screen) {
+    stopShare({ tell: true });
+    return;
+  }
+  const track = await openScreen();
+  if (!track || !state.media) {
+    track?.stop();
+    return;
+  }
+  state.screen = track;
+  track.addEventListener("ended", () => stopShare({ tell: true }));
+  await state.media.replace(2, track);
+  state.send?.("screen_share", { active: true });
+  renderControls();
+  announce("You are sharing your screen.");
+});
+
+function stopShare({ tell }) {
+  if (!state.screen) return;
+  const track = state.screen;
+  state.screen = null;
+  track.stop();
+  state.media?.replace(2, null);
+  if (tell) {
+    state.send?.("screen_share", { active: false });
+    announce("You stopped sharing your screen.");
+  }
+  renderControls();
+}
+
+$("layout-select").addEventListener("change", (event) => {
+  if (!state.send?.("set_layout", { layout: event.target.value })) {
+    event.target.value = state.layout; // not sent: keep showing the layout in force
+  }
+});
+
+$("enable-sound").addEventListener("click", () => {
+  $("remote-audio").play().then(() => ($("enable-sound").hidden = true), () => {});
+});
+
+renderControls();

@@ -1,0 +1,224 @@
+// The customer's side of a call's media: the device check, the composite and the own-camera
+// preview, mute, camera on/off, screen sharing and the call-quality indicator.
+// customer.js owns the protocol flow and calls in here; this file knows the page's
+// elements and `media.js`.
+
+import { MediaSession, QUALITY_WORDS, attach, canShareScreen, openDevices, openScreen } from "./media.js";
+import { $, announce, notice } from "./ui.js";
+
+const CAMERA = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 30 } };
+
+const state = {
+  devices: null, // promise of openDevices' result
+  mic: null,
+  camera: null,
+  screen: null,
+  media: null,
+  send: null, // the protocol client's send, while in a call
+  muted: false,
+};
+
+// ------------------------------------------------------------------ device check
+
+const MESSAGES = {
+  camera: {
+    denied: "You did not allow the camera, so the agent will not see you. You can still see and hear them. To turn it on, allow the camera for this site in your browser and press “Camera”.",
+    missing: "No camera was found, so the agent will not see you. You can still see and hear them.",
+    busy: "Your camera is in use by another app, so the agent will not see you.",
+    unsupported: "This browser cannot use a camera or microphone on this page. You can still use the chat.",
+    error: "Your camera could not be started, so the agent will not see you.",
+  },
+  mic: {
+    denied: "You did not allow the microphone, so the agent cannot hear you. You can still use the chat, or allow the microphone for this site in your browser and reload.",
+    missing: "No microphone was found, so the agent cannot hear you. You can still use the chat.",
+    busy: "Your microphone is in use by another app, so the agent cannot hear you. You can still use the chat.",
+    unsupported: "",
+    error: "Your microphone could not be started, so the agent cannot hear you. You can still use the chat.",
+  },
+};
+
+/** Ask for the camera (when wanted) and the microphone; show what came of it. Runs once per conversation. */
+export function checkDevices({ camera = true } = {}) {
+  if (!state.devices) {
+    state.devices = openDevices({ audio: true, video: camera ? CAMERA : false }).then((result) => {
+      state.mic = result.mic;
+      state.camera = result.camera;
+      showDevices(result, camera);
+      return result;
+    });
+  }
+  return state.devices;
+}
+
+function showDevices(result, wanted) {
+  const box = $("device-message");
+  box.dataset.camera = wanted ? result.cameraState : "off";
+  box.dataset.mic = result.micState;
+  const lines = [];
+  if (result.cameraState === "unsupported") {
+    lines.push(MESSAGES.camera.unsupported);
+  } else {
+    if (wanted && result.cameraState !== "ok") lines.push(MESSAGES.camera[result.cameraState]);
+    if (result.micState !== "ok") lines.push(MESSAGES.mic[result.micState]);
+  }
+  box.textContent = lines.filter(Boolean).join(" ");
+  box.hidden = !box.textContent;
+  box.dataset.kind = result.micState === "ok" ? "info" : "error";
+  if (box.textContent) announce(box.textContent);
+}
+
+// ------------------------------------------------------------------ the call
+
+/** The call started (or resumed after a rejoin): offer our media to the server. */
+export async function startMedia(send) {
+  state.send = send;
+  await checkDevices();
+  if (state.send !== send) return; // the call ended while we waited
+  stopShare({ tell: false });
+  state.media?.close();
+  const media = new MediaSession({ role: "customer", send, onState: onPeerState, onStats: showQuality });
+  state.media = media;
+  if (state.mic) state.mic.enabled = !state.muted;
+  await media.negotiate({ mic: state.mic, camera: state.camera, cameraSection: Boolean(state.camera) });
+  if (state.media !== media) return;
+  attach($("remote-video"), media.receiver(1));
+  attach($("remote-audio"), media.receiver(0));
+  $("remote-audio").play().then(
+    () => ($("enable-sound").hidden = true),
+    () => ($("enable-sound").hidden = false),
+  );
+  renderControls();
+}
+
+export function onAnswer(message) {
+  state.media?.answer(message.sdp);
+}
+
+/** The call is over (or the agent dropped): close the connection; `release` also frees the devices. */
+export function stopMedia({ release = false } = {}) {
+  stopShare({ tell: false });
+  state.media?.close();
+  state.media = null;
+  state.send = null;
+  attach($("remote-video"), null);
+  attach($("remote-audio"), null);
+  showQuality({ quality: "connecting" });
+  if (release) {
+    state.mic?.stop();
+    state.camera?.stop();
+    state.mic = state.camera = null;
+    state.devices = null;
+    state.muted = false;
+  }
+  renderControls();
+}
+
+function onPeerState(pcState) {
+  $("media").dataset.connection = pcState;
+  if (pcState === "failed") notice("The video connection failed. We are trying again…", "error");
+}
+
+function showQuality(figures) {
+  const indicator = $("call-quality");
+  const quality = figures.quality || "connecting";
+  const changed = indicator.dataset.quality !== quality;
+  indicator.dataset.quality = quality;
+  let words = QUALITY_WORDS[quality];
+  if (figures.frames > 0) words += ` · ${Math.round(figures.fps)} fps`;
+  $("call-quality-text").textContent = words;
+  if (changed && quality === "poor") announce("The connection is poor: the video may freeze.");
+}
+
+// ------------------------------------------------------------------ controls
+
+function renderControls() {
+  const inCall = Boolean(state.media);
+  const mute = $("mute");
+  mute.disabled = !inCall || !state.mic;
+  mute.setAttribute("aria-pressed", String(state.muted));
+  mute.textContent = state.muted ? "Unmute" : "Mute";
+  const camera = $("camera-toggle");
+  const on = Boolean(state.camera);
+  camera.disabled = !inCall;
+  camera.setAttribute("aria-pressed", String(!on));
+  camera.textContent = on ? "Turn camera off" : "Turn camera on";
+  attach($("local-video"), state.camera);
+  $("local-video").hidden = !on;
+  const share = $("share-screen");
+  share.hidden = !canShareScreen();
+  share.disabled = !inCall;
+  share.setAttribute("aria-pressed", String(Boolean(state.screen)));
+  share.textContent = state.screen ? "Stop sharing" : "Share my screen";
+}
+
+$("mute").addEventListener("click", () => {
+  if (!state.mic) return;
+  state.muted = !state.muted;
+  state.mic.enabled = !state.muted;
+  renderControls();
+  announce(state.muted ? "Your microphone is muted." : "Your microphone is on.");
+});
+
+$("camera-toggle").addEventListener("click", async () => {
+  if (!state.media) return;
+  if (state.camera) {
+    await state.media.replace(1, null);
+    state.camera.stop();
+    state.camera = null;
+    renderControls();
+    announce("Your camera is off.");
+    return;
+  }
+  const result = await openDevices({ audio: false, video: CAMERA });
+  if (!result.camera) {
+    showDevices({ ...result, micState: state.mic ? "ok" : "missing" }, true);
+    return;
+  }
+  state.camera = result.camera;
+  if (state.media.hasCameraSection) {
+    await state.media.replace(1, state.camera);
+    renderControls();
+  } else {
+    await startMedia(state.send); // the camera section was receive-only: offer again
+  }
+  $("device-message").hidden = true;
+  announce("Your camera is on.");
+});
+
+$("share-screen").addEventListener("click", async () => {
+  if (!state.media) return;
+  if (state.screen) {
+    stopShare({ tell: true });
+    return;
+  }
+  const track = await openScreen();
+  if (!track || !state.media) {
+    track?.stop();
+    return;
+  }
+  state.screen = track;
+  track.addEventListener("ended", () => stopShare({ tell: true }));
+  await state.media.replace(2, track);
+  state.send?.("screen_share", { active: true });
+  renderControls();
+  announce("You are sharing your screen.");
+});
+
+function stopShare({ tell }) {
+  if (!state.screen) return;
+  const track = state.screen;
+  state.screen = null;
+  track.stop();
+  state.media?.replace(2, null);
+  if (tell) {
+    state.send?.("screen_share", { active: false });
+    announce("You stopped sharing your screen.");
+  }
+  renderControls();
+}
+
+$("enable-sound").addEventListener("click", () => {
+  $("remote-audio").play().then(() => ($("enable-sound").hidden = true), () => {});
+});
+
+renderControls();
