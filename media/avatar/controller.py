@@ -1,0 +1,109 @@
+"""The avatar's controller: combines the drivers into one pose per frame, and reports events.
+
+Combination, at time ``t``:
+- the base pose is the face driver's (which eases to the neutral idle when the face
+  is lost) or, with no face driver, the neutral idle with blinking;
+- the script's expression, look, state and gestures are added as offsets;
+- the mouth opens as far as the most open of face, voice and scripted speech asks.
+
+Talking events come from the script (``say``) and from the voice (the level crossing
+the gate, with a hold over short pauses); both reach :meth:`AvatarController.subscribe`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from media.avatar.drivers.face import FaceDriver
+from media.avatar.drivers.script import AvatarEvent, Command, ScriptDriver
+from media.avatar.drivers.voice import VoiceDriver
+from media.avatar.rig import NEUTRAL, Rig, idle
+from media.avatar.spec import AvatarSpec
+from media.stamp import Stamp
+
+logger = logging.getLogger(__name__)
+
+
+class AvatarController:
+    """The drivers of one avatar and their combination.
+
+    Args:
+        spec: guardrails for script commands (``None``: everything allowed).
+        face: a face driver, or ``None`` (add one later with :attr:`face`).
+        voice: a voice driver; one is made if not given.
+        seed: the idle pose's seed.
+    """
+
+    def __init__(
+        self,
+        spec: AvatarSpec | None = None,
+        *,
+        face: FaceDriver | None = None,
+        voice: VoiceDriver | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.script = ScriptDriver(spec)
+        self.face = face
+        self.voice = voice if voice is not None else VoiceDriver()
+        self.seed = seed
+        self._listeners: list[Callable[[AvatarEvent], None]] = []
+        self._voice_talking = False
+        self.script.subscribe(self._emit)
+
+    @property
+    def spec(self) -> AvatarSpec | None:
+        return self.script.spec
+
+    @spec.setter
+    def spec(self, spec: AvatarSpec | None) -> None:
+        self.script.spec = spec
+
+    def subscribe(self, listener: Callable[[AvatarEvent], None]) -> Callable[[], None]:
+        """Call ``listener`` with every :class:`AvatarEvent`; returns an unsubscribe function."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _emit(self, event: AvatarEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("avatar event listener failed on %s", event.kind)
+
+    def submit(self, command: Command | str | dict, now: float) -> Command:
+        """Queue a script command (see :meth:`ScriptDriver.submit`); raises ``ScriptError``."""
+        return self.script.submit(command, now)
+
+    def interrupt(self, now: float) -> None:
+        """Stop speech and flush the script's queue at once."""
+        self.script.interrupt(now)
+
+    @property
+    def talking(self) -> bool:
+        return self.script.talking or self._voice_talking
+
+    @property
+    def input_stamp(self) -> Stamp | None:
+        """The stamp of the newest camera frame that drove the face, if stamps are read."""
+        return self.face.stamp if self.face is not None else None
+
+    def rig_at(self, t: float) -> Rig:
+        """The combined pose at time ``t`` (advances the script, may emit events)."""
+        self.script.update(t)
+        talking = self.voice.talking_at(t)
+        if talking != self._voice_talking:
+            self._voice_talking = talking
+            self._emit(AvatarEvent("started_talking" if talking else "stopped_talking", t, source="voice"))
+        base = self.face.rig_at(t) if self.face is not None else idle(t, self.seed)
+        offset = self.script.offset_at(t)
+        values = {}
+        for name in base.__slots__:  # type: ignore[attr-defined]
+            values[name] = getattr(base, name) + getattr(offset, name) - getattr(NEUTRAL, name)
+        mouth = max(values["mouth_open"], self.voice.mouth_at(t), self.script.mouth_at(t))
+        values["mouth_open"] = mouth
+        return Rig(**values).clamped()
+
+    def caption_at(self, t: float) -> str | None:
+        """The caption at ``t`` (what the script is saying), or ``None``."""
+        return self.script.caption_at(t)
