@@ -15,6 +15,8 @@ import functools
 import http.server
 import re
 import threading
+
+import uvicorn
 from pathlib import Path
 
 import pytest
@@ -41,7 +43,9 @@ from tests.browser.chrome import (  # noqa: E402
     until_colours,
     write_card,
 )
-from tests.conftest import run_server  # noqa: E402
+from telepresence.app import create_app  # noqa: E402
+from telepresence.config import Settings  # noqa: E402
+from tests.conftest import TEST_SECRET, free_port, run_server  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -145,6 +149,15 @@ async def test_a_whole_video_call_between_two_browsers(tmp_path):
         assert (probe["width"], probe["height"]) == (SIZE.width, SIZE.height)
         await until_colours(customer, "remote-video", [(centre(full), is_red)])
 
+        # The agent reloads too: the console takes the call back and offers its media again;
+        # the customer's composite carries the agent's camera from the new connection.
+        await agent.reload()
+        await expect(state(agent)).to_have_attribute("data-state", "in_call", timeout=15_000)
+        await playing(agent, "preview-video")
+        await until_colours(agent, "preview-video", [(centre(full), is_red)])
+        await playing(customer, "remote-video")
+        await until_colours(customer, "remote-video", [(centre(full), is_red)])
+
         # Hang up: the customer is offered a new conversation, the agent is back at the console.
         await customer.get_by_test_id("hang-up").click()
         await expect(state(customer)).to_have_attribute("data-state", "ended")
@@ -245,3 +258,45 @@ async def test_the_site_widget_opens_the_customer_flow(tmp_path):
             await expect(dialog).to_be_hidden()
             await expect(button).to_be_focused()
             assert page.errors == []  # type: ignore[attr-defined]
+
+
+@contextlib.asynccontextmanager
+async def serve_on(tmp_path: Path, port: int, **overrides):
+    """A server on a given port (run_server picks a free one): to restart "the same" server."""
+    settings = Settings.load(env={}, state_dir=tmp_path, secret=TEST_SECRET, port=port, **overrides)
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
+                            lifespan="on", timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+async def test_a_server_restart_shows_a_message_and_reconnects_by_itself(tmp_path):
+    port = free_port()
+    async with chromium(fake_ui=False) as browser:
+        page = await new_page(browser, permissions=BOTH)
+        async with serve_on(tmp_path, port, **CALL_SETTINGS) as url:
+            await customer_joins(page, url)
+        # The server is gone: the page says so and keeps trying (no frozen page).
+        banner = page.get_by_test_id("connection-banner")
+        await expect(banner).to_be_visible()
+        await expect(state(page)).to_have_attribute("data-state", "reconnecting")
+        await expect(banner).to_contain_text("Reconnecting")
+        async with serve_on(tmp_path, port, **CALL_SETTINGS):
+            # Back by itself; this (in-memory) server has forgotten the queue: the page says
+            # so and offers to start again, with the form still filled in.
+            await expect(page.locator("#notice")).to_contain_text("server restarted", timeout=15_000)
+            await expect(banner).to_be_hidden()
+            await expect(state(page)).to_have_attribute("data-state", "idle")
+            await expect(page.get_by_test_id("name-input")).to_have_value("Ann")
+            await page.get_by_test_id("start-call").click()
+            await expect(page.get_by_test_id("queue-position")).to_have_text("1")
+        assert page.errors == []  # type: ignore[attr-defined]

@@ -132,8 +132,9 @@ function setConnection(state, code) {
   const reconnecting = state === "reconnecting" && page.mode !== "idle" && page.mode !== "ended";
   banner.hidden = !reconnecting;
   $("chat-send").disabled = state !== "open";
+  if (state === "reconnecting" && (code === CLOSE.GOING_AWAY || code === 1012)) page.sawRestart = true;
   if (reconnecting) {
-    const restarting = code === CLOSE.GOING_AWAY || code === 1012;
+    const restarting = page.sawRestart;
     $("connection-text").textContent = restarting
       ? "The server is restarting. Reconnecting… your place is kept."
       : page.mode === "call"
@@ -207,6 +208,7 @@ function forgetTicket() {
 function onWelcome(message) {
   save("session", TICKET_STORE, message.ticket);
   if (message.customer_key) save("local", KEY_STORE, message.customer_key);
+  page.sawRestart = false;
   if (message.rejoined) {
     clearNotice();
     // call_started or queue_status follows and says where we are.
@@ -337,13 +339,17 @@ function onLeft() {
 
 function onError(message) {
   switch (message.code) {
-    case "unknown_ticket":
+    case "unknown_ticket": {
+      const lost = page.mode === "call" ? "Your call" : "Your place in the queue";
+      const why = page.sawRestart ? "was lost when the server restarted" : "has expired";
       forgetTicket();
       stop();
       stopMedia({ release: true });
       setMode("idle", "start");
-      notice("Your place in the queue has expired. Please join again.", "error");
+      notice(`${lost} ${why}. Sorry! Please start again.`, "error");
+      page.sawRestart = false;
       return;
+    }
     case "already_queued":
       stop();
       setMode("idle", "start");
