@@ -10,4 +10,5 @@ SUITES = {
     "matchmaker": "benchmarks.matchmaker",
     "compose": "benchmarks.compose",
     "latency": "benchmarks.latency",
+    "avatar": "benchmarks.avatar",
 }
