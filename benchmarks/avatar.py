@@ -127,7 +127,7 @@ def _mouth_dark(frame, renderer: AvatarRenderer) -> int:
 
 
 async def _driver_to_pixels(quick: bool) -> dict:
-    seconds = 12.0 if quick else 40.0
+    seconds = 14.0 if quick else 40.0
     camera = OperatorCamera(_faces())
     face = FaceDriver(read_stamps=True)
     avatar = AvatarTrack("aurora", controller=AvatarController(face=face), stamp="input")
@@ -163,7 +163,7 @@ async def _driver_to_pixels(quick: bool) -> dict:
     values = [m for _, m, _ in samples]
     threshold = (np.percentile(values, 5) + np.percentile(values, 95)) / 2 if values else 0
     latencies = []
-    for index, at, pose in camera.switches[2:]:  # the first switches fall in the start-up transient
+    for index, at, pose in camera.switches[4:]:  # the first seconds of a call are a start-up transient
         for arrived, mouth, frame_id in samples:
             if arrived < at or (frame_id is not None and (frame_id - index) % 65536 > 30000):
                 continue
