@@ -154,7 +154,9 @@ async def _driver_to_pixels(quick: bool) -> dict:
                     version = latest.version
                     slot.mark_read(version)
                     stamp = read_stamp(latest.frame)
-                    samples.append((time.time(), _mouth_dark(latest.frame, renderer), stamp.frame_id if stamp else None))
+                    samples.append(
+                        (time.time(), _mouth_dark(latest.frame, renderer), stamp.frame_id if stamp else None)
+                    )
         elapsed = loop.time() - start
         await face.stop()
     await compositor.close()

@@ -36,7 +36,9 @@ class AvatarEngine(Protocol):
     width: int
     height: int
 
-    def push_audio(self, audio: av.AudioFrame | np.ndarray, t: float, sample_rate: int | None = None) -> None: ...
+    def push_audio(
+        self, audio: av.AudioFrame | np.ndarray, t: float, sample_rate: int | None = None
+    ) -> None: ...
 
     def render(self, t: float) -> av.VideoFrame | np.ndarray: ...
 

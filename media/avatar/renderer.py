@@ -51,7 +51,9 @@ class Box:
         return self.x0 < other.x1 and other.x0 < self.x1 and self.y0 < other.y1 and other.y0 < self.y1
 
     def union(self, other: Box) -> Box:
-        return Box(min(self.x0, other.x0), min(self.y0, other.y0), max(self.x1, other.x1), max(self.y1, other.y1))
+        return Box(
+            min(self.x0, other.x0), min(self.y0, other.y0), max(self.x1, other.x1), max(self.y1, other.y1)
+        )
 
 
 def _even_box(x0: float, y0: float, x1: float, y1: float, width: int, height: int) -> Box:
@@ -123,7 +125,12 @@ class AvatarRenderer:
                 if box.x0 <= 0 and ax - 270 * u < 0 or box.x1 >= w and ax + 330 * u > w:
                     continue
                 if zone is not None and box.overlaps(
-                    Box(int(zone.x0 - margin), int(zone.y0 - margin), int(zone.x1 + margin), int(zone.y1 + margin))
+                    Box(
+                        int(zone.x0 - margin),
+                        int(zone.y0 - margin),
+                        int(zone.x1 + margin),
+                        int(zone.y1 + margin),
+                    )
                 ):
                     continue
                 self.anchor, self.unit = (float(ax), float(ay)), float(u)
@@ -139,7 +146,11 @@ class AvatarRenderer:
         image = self.spec.background_image
         if image is not None:
             scale = max(w / image.shape[1], h / image.shape[0])
-            resized = cv2.resize(image[:, :, :3], (math.ceil(image.shape[1] * scale), math.ceil(image.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+            resized = cv2.resize(
+                image[:, :, :3],
+                (math.ceil(image.shape[1] * scale), math.ceil(image.shape[0] * scale)),
+                interpolation=cv2.INTER_AREA,
+            )
             y0, x0 = (resized.shape[0] - h) // 2, (resized.shape[1] - w) // 2
             bgr = np.ascontiguousarray(resized[y0 : y0 + h, x0 : x0 + w])
         else:
@@ -162,24 +173,59 @@ class AvatarRenderer:
         ax, ay = self.anchor
         h = self.height
         # Neck, then shoulders over its base.
-        neck = np.array([[ax - 34 * u, ay - 95 * u], [ax + 34 * u, ay - 95 * u], [ax + 40 * u, ay + 10 * u], [ax - 40 * u, ay + 10 * u]])
+        neck = np.array(
+            [
+                [ax - 34 * u, ay - 95 * u],
+                [ax + 34 * u, ay - 95 * u],
+                [ax + 40 * u, ay + 10 * u],
+                [ax - 40 * u, ay + 10 * u],
+            ]
+        )
         cv2.fillPoly(img, [_fx(neck)], c["skin_shadow"], AA, SHIFT)
-        cv2.ellipse(img, _pt((ax, ay + 150 * u)), _pt((235 * u, 170 * u)), 0, 0, 360, c["outfit"], -1, AA, SHIFT)
+        cv2.ellipse(
+            img, _pt((ax, ay + 150 * u)), _pt((235 * u, 170 * u)), 0, 0, 360, c["outfit"], -1, AA, SHIFT
+        )
         if h - (ay + 150 * u) > 0:
-            body = np.array([[ax - 235 * u, ay + 150 * u], [ax + 235 * u, ay + 150 * u], [ax + 235 * u, h + 2], [ax - 235 * u, h + 2]])
+            body = np.array(
+                [
+                    [ax - 235 * u, ay + 150 * u],
+                    [ax + 235 * u, ay + 150 * u],
+                    [ax + 235 * u, h + 2],
+                    [ax - 235 * u, h + 2],
+                ]
+            )
             cv2.fillPoly(img, [_fx(body)], c["outfit"], AA, SHIFT)
         accent = c["outfit_accent"]
         if self.spec.outfit == "crew":
-            cv2.ellipse(img, _pt((ax, ay - 8 * u)), _pt((58 * u, 30 * u)), 0, 0, 180, accent, max(2, round(9 * u)), AA, SHIFT)
+            cv2.ellipse(
+                img,
+                _pt((ax, ay - 8 * u)),
+                _pt((58 * u, 30 * u)),
+                0,
+                0,
+                180,
+                accent,
+                max(2, round(9 * u)),
+                AA,
+                SHIFT,
+            )
         elif self.spec.outfit == "collar":
             for side in (-1, 1):
-                collar = np.array([[ax, ay + 22 * u], [ax + side * 62 * u, ay - 18 * u], [ax + side * 74 * u, ay + 40 * u]])
+                collar = np.array(
+                    [[ax, ay + 22 * u], [ax + side * 62 * u, ay - 18 * u], [ax + side * 74 * u, ay + 40 * u]]
+                )
                 cv2.fillPoly(img, [_fx(collar)], accent, AA, SHIFT)
         else:  # blazer: a shirt in the V, lapels
             shirt = np.array([[ax - 50 * u, ay - 12 * u], [ax + 50 * u, ay - 12 * u], [ax, ay + 150 * u]])
             cv2.fillPoly(img, [_fx(shirt)], accent, AA, SHIFT)
             for side in (-1, 1):
-                lapel = np.array([[ax + side * 50 * u, ay - 14 * u], [ax + side * 92 * u, ay + 20 * u], [ax + side * 16 * u, ay + 150 * u]])
+                lapel = np.array(
+                    [
+                        [ax + side * 50 * u, ay - 14 * u],
+                        [ax + side * 92 * u, ay + 20 * u],
+                        [ax + side * 16 * u, ay + 150 * u],
+                    ]
+                )
                 cv2.fillPoly(img, [_fx(lapel)], tuple(int(v * 0.8) for v in c["outfit"]), AA, SHIFT)
 
     def _draw_logo(self, img: np.ndarray) -> None:
@@ -205,7 +251,9 @@ class AvatarRenderer:
         u = self.unit
         box = _even_box(ax - 200 * u, ay - 420 * u, ax + 200 * u, ay - 20 * u, self.width, self.height)
         if rig.hand > 0.02:
-            box = box.union(_even_box(ax + 120 * u, ay - 330 * u, ax + 330 * u, self.height, self.width, self.height))
+            box = box.union(
+                _even_box(ax + 120 * u, ay - 330 * u, ax + 330 * u, self.height, self.width, self.height)
+            )
         return box
 
     def render(self, rig: Rig, caption: str | None = None) -> np.ndarray:
@@ -239,7 +287,9 @@ class AvatarRenderer:
             self._pool.append(buffer)
         return buffer
 
-    def _planes(self, buffer: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _planes(
+        self, buffer: np.ndarray, width: int, height: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         flat = buffer.reshape(-1)
         y = flat[: width * height].reshape(height, width)
         u = flat[width * height : width * height * 5 // 4].reshape(height // 2, width // 2)
@@ -343,7 +393,18 @@ class AvatarRenderer:
 
         def ellipse(center, axes, color, thickness=-1, angle=0.0, start=0, end=360) -> None:
             width = -1 if thickness < 0 else max(1, round(thickness * u))
-            cv2.ellipse(img, _pt(pt(center)), _pt(np.maximum(np.asarray(axes) * u, 0.3)), angle + roll, start, end, color, width, AA, SHIFT)
+            cv2.ellipse(
+                img,
+                _pt(pt(center)),
+                _pt(np.maximum(np.asarray(axes) * u, 0.3)),
+                angle + roll,
+                start,
+                end,
+                color,
+                width,
+                AA,
+                SHIFT,
+            )
 
         def poly(points, color) -> None:
             cv2.fillPoly(img, [_fx(pt(points))], color, AA, SHIFT)
@@ -372,18 +433,34 @@ class AvatarRenderer:
         ellipse((s * 8, -12), (100, 118), c["skin"])
         ellipse((s * 14, 28 + fy * 0.2), (86 - 6 * abs(s), 100), c["skin"])
         # Hair in front: the top of the skull down to a wavy fringe that moves with the face.
-        top = [(s * 8 + 106 * math.cos(a), -14 + 130 * math.sin(a)) for a in np.linspace(math.pi * 1.02, math.pi * 1.98, 18)]
+        top = [
+            (s * 8 + 106 * math.cos(a), -14 + 130 * math.sin(a))
+            for a in np.linspace(math.pi * 1.02, math.pi * 1.98, 18)
+        ]
         if hair == "short":
             fringe = [(x + fx * 0.3, -78 - 6 * abs(math.sin(x / 18))) for x in np.linspace(104, -104, 12)]
         else:
-            fringe = [(x + fx * 0.3, -66 - 16 * abs(math.sin(x / 26 + 0.6))) for x in np.linspace(104, -104, 14)]
+            fringe = [
+                (x + fx * 0.3, -66 - 16 * abs(math.sin(x / 26 + 0.6))) for x in np.linspace(104, -104, 14)
+            ]
         poly(np.array(top + fringe), c["hair"])
         # Brows.
         raise_ = rig.brows * 11
         for side in (-1, 1):
             x0 = side * 36 * (1 - 0.22 * s * side) + fx
             inner_drop = -min(rig.brows, 0) * 7  # a frown pulls the inner ends down
-            line(np.array([[x0 - side * 22, -47 - raise_ + inner_drop], [x0, -54 - raise_ * 1.15], [x0 + side * 22, -49 - raise_]]) + (0, fy), c["brows"], 6.5)
+            line(
+                np.array(
+                    [
+                        [x0 - side * 22, -47 - raise_ + inner_drop],
+                        [x0, -54 - raise_ * 1.15],
+                        [x0 + side * 22, -49 - raise_],
+                    ]
+                )
+                + (0, fy),
+                c["brows"],
+                6.5,
+            )
         # Eyes.
         for side, openness in ((-1, rig.eye_l), (1, rig.eye_r)):
             narrow = 1 - 0.3 * s * side
@@ -401,7 +478,11 @@ class AvatarRenderer:
             else:
                 ellipse((ex, ey + 2), (rx, 5), (30, 24, 22), 3, start=20, end=160)
         # Nose.
-        line(np.array([[fx * 1.15 + 2, -6 + fy], [fx * 1.25 + 6, 20 + fy], [fx * 1.2 - 5, 25 + fy]]), c["skin_shadow"], 3.5)
+        line(
+            np.array([[fx * 1.15 + 2, -6 + fy], [fx * 1.25 + 6, 20 + fy], [fx * 1.2 - 5, 25 + fy]]),
+            c["skin_shadow"],
+            3.5,
+        )
         self._draw_mouth(rig, fx, fy, line, poly)
 
     def _draw_mouth(self, rig: Rig, fx: float, fy: float, line, poly) -> None:
@@ -426,7 +507,7 @@ class AvatarRenderer:
         raise_ = rig.hand
         shoulder = np.array([ax + 165 * u, ay + 60 * u])
         hand = np.array([ax + 220 * u, ay + (150 - 360 * raise_) * u])
-        cv2.line(img, _pt(shoulder), _pt((hand + (0, 40 * u))), c["outfit"], max(2, round(46 * u)), AA, SHIFT)
+        cv2.line(img, _pt(shoulder), _pt(hand + (0, 40 * u)), c["outfit"], max(2, round(46 * u)), AA, SHIFT)
         angle = rig.hand_tilt * 22
         rot = math.radians(angle)
         for i, dx in enumerate((-21, -7, 7, 21)):
@@ -435,7 +516,9 @@ class AvatarRenderer:
             base = hand + np.array([dx * 0.8, -10]) * u
             cv2.line(img, _pt(base), _pt(tip), c["skin"], max(2, round(13 * u)), AA, SHIFT)
         thumb = hand + np.array([-40 + math.sin(rot) * 8, -2]) * u
-        cv2.line(img, _pt((hand + (-18 * u, 12 * u))), _pt(thumb), c["skin"], max(2, round(14 * u)), AA, SHIFT)
+        cv2.line(
+            img, _pt(hand + (-18 * u, 12 * u)), _pt(thumb), c["skin"], max(2, round(14 * u)), AA, SHIFT
+        )
         cv2.ellipse(img, _pt(hand), _pt((30 * u, 34 * u)), angle, 0, 360, c["skin"], -1, AA, SHIFT)
 
 
@@ -451,7 +534,12 @@ def _wrap(text: str, max_width: int, scale: float, thickness: int) -> list[str]:
             lines.append(current)
             current = word
         while cv2.getTextSize(current, CAPTION_FONT, scale, thickness)[0][0] > max_width and len(current) > 1:
-            cut = max(1, len(current) * max_width // max(1, cv2.getTextSize(current, CAPTION_FONT, scale, thickness)[0][0]))
+            cut = max(
+                1,
+                len(current)
+                * max_width
+                // max(1, cv2.getTextSize(current, CAPTION_FONT, scale, thickness)[0][0]),
+            )
             lines.append(current[:cut])
             current = current[cut:]
     if current:

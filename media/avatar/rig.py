@@ -45,7 +45,7 @@ BLINK_CELL_SECONDS = 3.7  # on average one blink per cell, at a seeded place in 
 
 @dataclass(frozen=True, slots=True)
 class Rig:
-    """One pose of the character. Build with keywords; :meth:`clamped` keeps every field in range."""
+    """One pose of the character. Build with keywords; :meth:`clamped` keeps fields in range."""
 
     yaw: float = 0.0
     pitch: float = 0.0
@@ -62,7 +62,7 @@ class Rig:
     hand_tilt: float = 0.0
 
     def clamped(self) -> Rig:
-        """This pose with every field inside :data:`LIMITS` (NaN becomes the neutral value, infinities the limit)."""
+        """This pose with every field inside :data:`LIMITS` (NaN: neutral; infinities: the limit)."""
         values = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -112,7 +112,10 @@ def approach(current: Rig, target: Rig, dt: float, half_life: float) -> Rig:
 def add(base: Rig, offset: Rig, weight: float = 1.0) -> Rig:
     """``base`` plus ``weight`` times ``offset``'s difference from neutral (gestures, expressions)."""
     return Rig(
-        *(b + weight * (o - n) for b, o, n in zip(_values(base), _values(offset), _values(NEUTRAL), strict=True))
+        *(
+            b + weight * (o - n)
+            for b, o, n in zip(_values(base), _values(offset), _values(NEUTRAL), strict=True)
+        )
     )
 
 

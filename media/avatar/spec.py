@@ -163,12 +163,17 @@ def parse_spec(data: dict[str, Any], *, base_dir: Path | None = None, source: st
         for key in ("x", "y", "width", "height"):
             value = raw.get(key)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-                raise SpecError(f"expected a fraction of the frame between 0 and 1, got {value!r}", field=f"safe_zone.{key}")
+                raise SpecError(
+                    f"expected a fraction of the frame between 0 and 1, got {value!r}",
+                    field=f"safe_zone.{key}",
+                )
             values[key] = float(value)
         if values["width"] <= 0 or values["height"] <= 0:
             raise SpecError("width and height must be > 0", field="safe_zone")
         if values["x"] + values["width"] > 1 or values["y"] + values["height"] > 1:
-            raise SpecError("the rectangle must lie inside the frame (x + width <= 1, y + height <= 1)", field="safe_zone")
+            raise SpecError(
+                "the rectangle must lie inside the frame (x + width <= 1, y + height <= 1)", field="safe_zone"
+            )
         if values["width"] * values["height"] > 0.25:
             raise SpecError("a safe zone may cover at most a quarter of the frame", field="safe_zone")
         zone = SafeZone(**values)

@@ -91,7 +91,9 @@ def test_calibration_makes_the_current_face_neutral(astronaut: np.ndarray, drive
         driver.calibration = saved
 
 
-def test_losing_the_face_eases_to_a_blinking_idle_without_jumps(driver: FaceDriver, astronaut: np.ndarray) -> None:
+def test_losing_the_face_eases_to_a_blinking_idle_without_jumps(
+    driver: FaceDriver, astronaut: np.ndarray
+) -> None:
     t = 40.0
     turned = _warp(astronaut, shift_x=16, open_mouth=14)
     rig, t = _hold(driver, turned, t)
@@ -135,7 +137,9 @@ def test_av_frames_are_downscaled_before_inference(astronaut: np.ndarray) -> Non
         return None
 
     face = FaceDriver(landmarker=fake, width=640)
-    frame = av.VideoFrame.from_ndarray(cv2.resize(astronaut, (1280, 720)), format="bgr24").reformat(format="yuv420p")
+    frame = av.VideoFrame.from_ndarray(cv2.resize(astronaut, (1280, 720)), format="bgr24").reformat(
+        format="yuv420p"
+    )
     face.process(frame, 0.0)
     face.process(cv2.resize(astronaut, (1280, 720)), 0.1)
     assert seen == [(360, 640), (360, 640)]

@@ -60,7 +60,10 @@ def test_gestures_start_and_end_at_neutral(name: str) -> None:
     for t in (0.0, GESTURES[name]):
         rig = gesture(name, t)
         assert all(abs(getattr(rig, f) - getattr(NEUTRAL, f)) < 1e-6 for f in FIELDS)
-    peak = max((gesture(name, t) for t in np.linspace(0, GESTURES[name], 60)), key=lambda r: abs(r.pitch) + abs(r.yaw) + r.hand)
+    peak = max(
+        (gesture(name, t) for t in np.linspace(0, GESTURES[name], 60)),
+        key=lambda r: abs(r.pitch) + abs(r.yaw) + r.hand,
+    )
     assert abs(peak.pitch) > 5 or abs(peak.yaw) > 5 or peak.hand > 0.9
 
 

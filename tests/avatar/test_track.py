@@ -1,4 +1,4 @@
-"""AvatarTrack as a compositor input: paced frames, stamps, and the avatar -> agent handoff over real peers."""
+"""AvatarTrack as a compositor input: pacing, stamps, and the avatar -> agent handoff over real peers."""
 
 from __future__ import annotations
 
@@ -49,7 +49,9 @@ class EchoEngine:
         self.level = float(np.abs(np.asarray(audio)).mean())
 
     def render(self, t: float) -> av.VideoFrame:
-        frame = av.VideoFrame.from_ndarray(np.full((180, 320), int(16 + 200 * self.level), np.uint8), format="gray")
+        frame = av.VideoFrame.from_ndarray(
+            np.full((180, 320), int(16 + 200 * self.level), np.uint8), format="gray"
+        )
         return frame.reformat(format="yuv420p")
 
     def interrupt(self, t: float) -> None:

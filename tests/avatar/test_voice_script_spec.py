@@ -42,7 +42,9 @@ def speech_like(seconds: float, seed: int = 3) -> tuple[np.ndarray, list[tuple[f
         length = rng.uniform(0.25, 0.45)
         gap = rng.uniform(0.3, 0.5)
         inside = (t >= start) & (t < start + length)
-        envelope = np.sin(np.pi * (t[inside] - start) / length) ** 0.5 * (0.6 + 0.4 * np.sin(2 * np.pi * 5 * t[inside]))
+        envelope = np.sin(np.pi * (t[inside] - start) / length) ** 0.5 * (
+            0.6 + 0.4 * np.sin(2 * np.pi * 5 * t[inside])
+        )
         audio[inside] += rng.standard_normal(inside.sum()) * 0.25 * envelope
         bursts.append((start, start + length))
         start += length + gap
@@ -137,7 +139,9 @@ def test_interrupt_stops_speech_and_flushes_the_queue_at_once() -> None:
     script = ScriptDriver()
     events: list[AvatarEvent] = []
     script.subscribe(events.append)
-    script.load("say A long sentence that takes a while to say.\ngesture nod\nsay More.\nexpression smile\n", 0.0)
+    script.load(
+        "say A long sentence that takes a while to say.\ngesture nod\nsay More.\nexpression smile\n", 0.0
+    )
     script.submit("gesture wave", 0.0)
     script.update(0.8)
     assert script.talking and len(script.queue) == 4

@@ -229,10 +229,15 @@ def command_from_dict(data: dict[str, Any], spec: AvatarSpec | None = None) -> C
             if not isinstance(text, str):
                 raise ScriptError("say: text must be a string")
             duration = fields.get("duration")
-            return check(Say(text, None if duration is None else _number(duration, "say's duration", lo=0.1, hi=120)), spec)
+            return check(
+                Say(text, None if duration is None else _number(duration, "say's duration", lo=0.1, hi=120)),
+                spec,
+            )
         if name == "expression":
             hold = fields.get("hold")
-            return check(Expression(str(fields["name"]), None if hold is None else _number(hold, "hold", lo=0.1)), spec)
+            return check(
+                Expression(str(fields["name"]), None if hold is None else _number(hold, "hold", lo=0.1)), spec
+            )
         if name == "gesture":
             return check(Gesture(str(fields["name"])), spec)
         if name == "look":
@@ -354,7 +359,9 @@ class ScriptDriver:
         """Queue a whole script file (validated first: a bad line queues nothing)."""
         commands = parse_script(text, self.spec)
         if len(self.queue) + len(commands) > MAX_QUEUE:
-            raise ScriptError(f"the script is too long ({len(commands)} commands, at most {MAX_QUEUE} queued)")
+            raise ScriptError(
+                f"the script is too long ({len(commands)} commands, at most {MAX_QUEUE} queued)"
+            )
         for command in commands:
             if isinstance(command, Interrupt):
                 self.interrupt(now)
@@ -480,8 +487,10 @@ class ScriptDriver:
         return total
 
     def offset_at(self, now: float) -> Rig:
-        """The script's contribution at ``now``, as an offset from neutral (expression, look, state, gestures)."""
-        total = _plus(self._blend(self._expression, now, EXPRESSION_BLEND), self._blend(self._look, now, LOOK_BLEND))
+        """The script's contribution at ``now``: an offset from neutral (expression, look, state, gestures)."""
+        total = _plus(
+            self._blend(self._expression, now, EXPRESSION_BLEND), self._blend(self._look, now, LOOK_BLEND)
+        )
         total = _plus(total, self._blend(self._state_pose, now, EXPRESSION_BLEND))
         total = _plus(total, self._gesture_offset(now))
         if self._fade_from is not None:
@@ -500,4 +509,5 @@ LISTENING = Rig(roll=5.0, pitch=3.0, smile=0.2, brows=0.15)
 
 def _plus(a: Rig, b: Rig) -> Rig:
     """Sum of two offsets from neutral."""
-    return Rig(*(getattr(a, f) + getattr(b, f) - getattr(NEUTRAL, f) for f in a.__slots__))  # type: ignore[attr-defined]
+    names = a.__slots__  # type: ignore[attr-defined]
+    return Rig(*(getattr(a, f) + getattr(b, f) - getattr(NEUTRAL, f) for f in names))
