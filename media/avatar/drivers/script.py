@@ -487,7 +487,7 @@ class ScriptDriver:
         return total
 
     def offset_at(self, now: float) -> Rig:
-        """The script's contribution at ``now``: an offset from neutral (expression, look, state, gestures)."""
+        """The script's offset from neutral at ``now``: expression, look, state and gestures."""
         total = _plus(
             self._blend(self._expression, now, EXPRESSION_BLEND), self._blend(self._look, now, LOOK_BLEND)
         )
