@@ -8,14 +8,17 @@
     the next available, a call ends (the agent's seat goes to the earliest eligible
     customer), an agent accepts, declines (the customer goes on, the agent takes the next),
     comes back from wrap-up (takes the next), lets an offer time out (``tick``), and a
-    waiting customer leaves. ``statuses()`` over all 10,000 is timed too: it is what the
-    switchboard reads to push positions.
+    waiting customer leaves. Also timed: what the switchboard reads after a decision to
+    push positions, ``statuses()`` of the queues ``take_changed_queues()`` names (sampled),
+    and ``statuses()`` of all 10,000 (what it read after every message before).
 
 (b) Fan-out. A real server (uvicorn, the app as ``telepresence serve`` builds it) runs on
     loopback in its own process; 1,000 customer WebSockets (the ``websockets`` client, in
     this process) join one queue behind a few more customers. Each event is the head
     customer leaving, which moves everybody's position: timed from sending ``leave`` until
-    every one of the 1,000 sockets has read its new ``queue_status``.
+    every one of the 1,000 sockets has read its new ``queue_status``. A second server with
+    permessage-deflate off runs alongside, events interleaved, for comparison; both report
+    their memory per socket.
 
 Targets (issue 3): decision p95 < 1 ms, fan-out p95 < 100 ms.
 """
