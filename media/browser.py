@@ -144,7 +144,8 @@ class BrowserPeer:
         screen: MediaStreamTrack | None = None,
         mic: MediaStreamTrack | None = None,
     ) -> BrowserPeer:
-        """Sections: audio (mic), video (camera / preview), video (screen), video x2 (customer's camera, screen)."""
+        """Sections: audio (mic), video (camera / preview), video (screen), video x2 (customer's camera,
+        customer's screen)."""
         return cls(
             "agent",
             [

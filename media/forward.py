@@ -11,8 +11,9 @@ without bound). So:
   sender skips frames instead of queueing them.
 - :class:`AudioPipe` relays audio in order through a short bounded queue (old
   audio is dropped, never delayed), in one format (48 kHz stereo s16, what Opus
-  decodes to), and plays silence with continuous timestamps while it has no source, so the sender is set up once and a source
-  can come and go without renegotiation.
+  decodes to), and plays silence with continuous timestamps while it has no
+  source, so the sender is set up once and a source can come and go without
+  renegotiation.
 """
 
 from __future__ import annotations
@@ -84,7 +85,9 @@ class AudioPipe(MediaStreamTrack):
     async def attach(self, source: MediaStreamTrack) -> None:
         """Relay ``source`` from now on (replacing any previous source)."""
         await self.detach()
-        self._pump = asyncio.get_running_loop().create_task(self._run(source), name=f"audio pump {self.label}")
+        self._pump = asyncio.get_running_loop().create_task(
+            self._run(source), name=f"audio pump {self.label}"
+        )
 
     async def detach(self) -> None:
         """Stop relaying; silence until the next :meth:`attach`. Safe to call more than once."""

@@ -126,7 +126,9 @@ class Room:
         await self._close_peer(role)
         # MAX_BUNDLE: under aiortc's default (BALANCED) the second and later video sections stay
         # on a transport that BUNDLE negotiation stops, and never send.
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=self.ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
         self.peers[role] = pc
         enable_low_latency_receive(pc)
 

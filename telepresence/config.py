@@ -51,7 +51,9 @@ class Settings:
     receipt_interval_s: float = 2.0
 
     @classmethod
-    def load(cls, config_file: Path | None = None, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+    def load(
+        cls, config_file: Path | None = None, env: dict[str, str] | None = None, **overrides: object
+    ) -> Settings:
         """Defaults < config file < ``TELEPRESENCE_<FIELD>`` env vars < explicit overrides."""
         env = os.environ if env is None else env
         values: dict[str, object] = {}

@@ -38,7 +38,9 @@ class MediaControl:
         self.metrics = metrics
         self._send = send
         self._end_call = end_call
-        self._ice_servers = [RTCIceServer(urls=u.strip()) for u in settings.ice_servers.split(",") if u.strip()]
+        self._ice_servers = [
+            RTCIceServer(urls=u.strip()) for u in settings.ice_servers.split(",") if u.strip()
+        ]
         self._tasks: set[asyncio.Task[None]] = set()
         self._next_receipt = 0.0
 
@@ -58,9 +60,15 @@ class MediaControl:
         elif isinstance(message, p.ScreenShare):
             if role == "agent":
                 await self._room(call).screen_shared(message.active)
-                self._tell_both(call, {"type": "layout", "call_id": call.id, "layout": self._room(call).layout})
+                self._tell_both(
+                    call, {"type": "layout", "call_id": call.id, "layout": self._room(call).layout}
+                )
             other: Role = "customer" if role == "agent" else "agent"
-            self._send(call, other, {"type": "screen_share", "call_id": call.id, "from": role, "active": message.active})
+            self._send(
+                call,
+                other,
+                {"type": "screen_share", "call_id": call.id, "from": role, "active": message.active},
+            )
         elif isinstance(message, p.MediaStats):
             receipt = self._room(call).compositor.receipt
             for name, value in message.stats.items():
@@ -169,5 +177,7 @@ class MediaControl:
 
 
 def _format(summary: dict[str, dict[str, float]]) -> str:
-    return ", ".join(f"{stage} p50 {f['p50']:.1f} p95 {f['p95']:.1f} ms" for stage, f in sorted(summary.items())) or "no frames"
-
+    return (
+        ", ".join(f"{stage} p50 {f['p50']:.1f} p95 {f['p95']:.1f} ms" for stage, f in sorted(summary.items()))
+        or "no frames"
+    )

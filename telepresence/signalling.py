@@ -85,17 +85,27 @@ class SocketConnection:
         self._outbox.put_nowait((_CLOSE, code, reason))
 
     async def run_writer(self) -> None:
-        """Send queued messages in order; close the socket when asked."""
+        """Send queued messages in order; close the socket when asked.
+
+        Ends quietly when the peer is gone: the reader sees the disconnect and cleans up.
+        """
         while True:
             item = await self._outbox.get()
             if isinstance(item, tuple) and item[0] is _CLOSE:
                 with contextlib.suppress(Exception):
                     await self._websocket.close(code=item[1], reason=item[2])
                 return
-            await self._websocket.send_text(item)
+            try:
+                await self._websocket.send_text(item)
+            except (WebSocketDisconnect, OSError, RuntimeError):
+                # RuntimeError: Starlette refuses to send on a socket that already closed.
+                self._closing = True
+                return
 
 
-async def serve_socket(websocket: WebSocket, switchboard: Switchboard, settings: Settings, metrics: Metrics) -> None:
+async def serve_socket(
+    websocket: WebSocket, switchboard: Switchboard, settings: Settings, metrics: Metrics
+) -> None:
     """Run one signalling socket until it closes."""
     await websocket.accept()
     conn = SocketConnection(websocket, settings.outbox_limit)
@@ -128,7 +138,9 @@ async def serve_socket(websocket: WebSocket, switchboard: Switchboard, settings:
                 if strikes >= FLOOD_STRIKES:
                     conn.close(1008, "too many messages")
                 else:
-                    conn.send({"type": "error", "code": "rate_limited", "message": "slow down: message dropped"})
+                    conn.send(
+                        {"type": "error", "code": "rate_limited", "message": "slow down: message dropped"}
+                    )
                 continue
             strikes = 0
             try:
@@ -139,7 +151,13 @@ async def serve_socket(websocket: WebSocket, switchboard: Switchboard, settings:
             except Exception:
                 # A bug must cost this one message, never the server or other sockets.
                 logger.exception("%s: error handling a message", conn.id)
-                conn.send({"type": "error", "code": "internal", "message": "the server could not handle that message"})
+                conn.send(
+                    {
+                        "type": "error",
+                        "code": "internal",
+                        "message": "the server could not handle that message",
+                    }
+                )
     except WebSocketDisconnect:
         pass
     finally:

@@ -22,8 +22,8 @@ from media.room import Role
 from telepresence import protocol as p
 from telepresence.auth import AuthError, Claims, TokenAuthority, new_id, new_ticket
 from telepresence.calls import Call
-from telepresence.media_control import MediaControl
 from telepresence.config import Settings
+from telepresence.media_control import MediaControl
 from telepresence.metrics import Metrics
 from telepresence.protocol import ProtocolError
 from telepresence.routing import (
@@ -191,12 +191,19 @@ class Switchboard:
         async with self._lock:
             session = self._by_conn.pop(conn.id, None)
             now = self.clock()
-            if isinstance(session, AgentSession) and self._staff(session.claims).get(session.agent_id) is session:
+            if (
+                isinstance(session, AgentSession)
+                and self._staff(session.claims).get(session.agent_id) is session
+            ):
                 await self._agent_dropped(session, now)
             elif isinstance(session, CustomerSession) and session.conn is conn:
                 session.conn = None
                 session.dropped_until = now + self.settings.rejoin_grace_s
-                logger.info("customer %s dropped; keeping place for %.0fs", session.customer_id, self.settings.rejoin_grace_s)
+                logger.info(
+                    "customer %s dropped; keeping place for %.0fs",
+                    session.customer_id,
+                    self.settings.rejoin_grace_s,
+                )
                 if session.call_id:
                     self._send_agent_of(
                         session, {"type": "peer_status", "call_id": session.call_id, "status": "reconnecting"}
@@ -212,7 +219,9 @@ class Switchboard:
             self._staff(session.claims).pop(session.agent_id, None)
             return
         if self._calls_of(session) and self.settings.agent_grace_s > 0:
-            logger.info("agent %s dropped; keeping calls for %.0fs", session.agent_id, self.settings.agent_grace_s)
+            logger.info(
+                "agent %s dropped; keeping calls for %.0fs", session.agent_id, self.settings.agent_grace_s
+            )
             session.dropped_until = now + self.settings.agent_grace_s
             await self._apply(self.matchmaker.set_available(session.agent_id, False, now))
             for call_id in self._calls_of(session):
@@ -305,7 +314,14 @@ class Switchboard:
         if session.call_id:
             call = self.calls[session.call_id]
             agent = self.agents.get(call.agent_id)
-            conn.send({"type": "call_started", "call_id": call.id, "agent": {"name": call.agent_id}, "rejoined": True})
+            conn.send(
+                {
+                    "type": "call_started",
+                    "call_id": call.id,
+                    "agent": {"name": call.agent_id},
+                    "rejoined": True,
+                }
+            )
             if agent:
                 agent.conn.send({"type": "peer_status", "call_id": call.id, "status": "connected"})
         else:
@@ -354,7 +370,10 @@ class Switchboard:
                 "languages": list(claims.languages),
                 "status": self._agent_status(session),
                 "calls": [
-                    {**self._call_for_agent(self.calls[c]), "transcript": await self._transcript_of(self.calls[c])}
+                    {
+                        **self._call_for_agent(self.calls[c]),
+                        "transcript": await self._transcript_of(self.calls[c]),
+                    }
                     for c in self._calls_of(session)
                 ],
             }
@@ -403,7 +422,9 @@ class Switchboard:
         if isinstance(message, p.SetStatus) and is_agent:
             session.wants_available = message.status == "available"
             if not session.wrap_up:
-                await self._apply(self.matchmaker.set_available(session.agent_id, session.wants_available, now))
+                await self._apply(
+                    self.matchmaker.set_available(session.agent_id, session.wants_available, now)
+                )
             session.conn.send({"type": "agent_status", "status": self._agent_status(session)})
         elif isinstance(message, p.SetAutoAnswer) and is_agent:
             session.auto_answer = message.enabled
@@ -421,7 +442,12 @@ class Switchboard:
             call = self._current_call(session)
             if isinstance(message, p.Chat):
                 customer = self.customers[call.customer_id]
-                entry = {"from": "agent", "name": session.agent_id, "text": message.text, "at": self.wall_clock()}
+                entry = {
+                    "from": "agent",
+                    "name": session.agent_id,
+                    "text": message.text,
+                    "at": self.wall_clock(),
+                }
                 await self.store.append_chat(customer.ticket, entry)
                 out = {"type": "chat", **entry}
                 if customer.conn:
@@ -485,7 +511,9 @@ class Switchboard:
         if notes:
             call = self.calls.get(call_id)
             if call is not None:
-                await self.store.add_history(call.customer_id, {"agent": session.agent_id, "notes": notes, "call_id": call_id})
+                await self.store.add_history(
+                    call.customer_id, {"agent": session.agent_id, "notes": notes, "call_id": call_id}
+                )
         self.calls.pop(call_id, None)
         if not session.wrap_up and session.wants_available and self.matchmaker.has_agent(session.agent_id):
             await self._apply(self.matchmaker.set_available(session.agent_id, True, self.clock()))
@@ -506,7 +534,9 @@ class Switchboard:
                 agent = self.agents.get(event.agent_id)
                 if agent is not None:
                     agent.offers.discard(event.offer_id)
-                    agent.conn.send({"type": "offer_withdrawn", "offer_id": event.offer_id, "reason": event.reason})
+                    agent.conn.send(
+                        {"type": "offer_withdrawn", "offer_id": event.offer_id, "reason": event.reason}
+                    )
             elif isinstance(event, Paired):
                 await self._paired(event, now)
             elif isinstance(event, ChoiceOffered):
@@ -565,7 +595,9 @@ class Switchboard:
         customer.last_status = None  # so a later re-queue always pushes a fresh status
         await self._save_ticket(customer)
         if customer.conn:
-            customer.conn.send({"type": "call_started", "call_id": call.id, "agent": {"name": agent.agent_id}})
+            customer.conn.send(
+                {"type": "call_started", "call_id": call.id, "agent": {"name": agent.agent_id}}
+            )
         agent.conn.send(
             {
                 "type": "call_started",
@@ -586,7 +618,12 @@ class Switchboard:
         self.media.close(call)
         assert customer is not None
         customer.call_id = None
-        message = {"type": "call_ended", "call_id": call.id, "reason": event.reason, "requeued": event.requeued}
+        message = {
+            "type": "call_ended",
+            "call_id": call.id,
+            "reason": event.reason,
+            "requeued": event.requeued,
+        }
         if customer.conn:
             customer.conn.send(message)
         agent = self.agents.get(event.agent_id)
@@ -597,7 +634,12 @@ class Switchboard:
         else:
             await self.store.add_history(
                 customer.customer_id,
-                {"agent": event.agent_id, "topic": customer.topic, "ended_at": self.wall_clock(), "duration_s": round(now - call.started_at, 1)},
+                {
+                    "agent": event.agent_id,
+                    "topic": customer.topic,
+                    "ended_at": self.wall_clock(),
+                    "duration_s": round(now - call.started_at, 1),
+                },
             )
             await self._forget_customer(customer, event.reason)
             if agent is not None and self.settings.wrap_up_s > 0:

@@ -50,7 +50,15 @@ class LiveServer:
     app: Any
     authority: TokenAuthority
 
-    def token(self, name: str, *, skills: tuple[str, ...] = (), languages: tuple[str, ...] = (), role: str = "agent", ttl: float = 3600) -> str:
+    def token(
+        self,
+        name: str,
+        *,
+        skills: tuple[str, ...] = (),
+        languages: tuple[str, ...] = (),
+        role: str = "agent",
+        ttl: float = 3600,
+    ) -> str:
         return self.authority.mint(
             Claims(name=name, role=role, skills=skills, languages=languages, expires_at=time.time() + ttl)  # type: ignore[arg-type]
         )
@@ -67,8 +75,15 @@ async def run_server(tmp_path: Path, **overrides: Any) -> AsyncIterator[LiveServ
     settings = Settings.load(env={}, state_dir=tmp_path, secret=TEST_SECRET, port=port, **overrides)
     app = create_app(settings)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-        ws_max_size=settings.max_message_bytes + 1024, timeout_graceful_shutdown=2,
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        ws_max_size=settings.max_message_bytes + 1024,
+        # Per-message deflate costs ~47 KB of server memory a socket for small JSON messages.
+        ws_per_message_deflate=False,
+        timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -77,7 +92,9 @@ async def run_server(tmp_path: Path, **overrides: Any) -> AsyncIterator[LiveServ
             task.result()
         await asyncio.sleep(0.01)
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws", settings, app, app.state.authority)
+        yield LiveServer(
+            f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws", settings, app, app.state.authority
+        )
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
@@ -85,7 +102,9 @@ async def run_server(tmp_path: Path, **overrides: Any) -> AsyncIterator[LiveServ
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[LiveServer]:
-    async with run_server(tmp_path, offer_timeout_s=30, wrap_up_s=0, rejoin_grace_s=5, agent_grace_s=0.3) as live:
+    async with run_server(
+        tmp_path, offer_timeout_s=30, wrap_up_s=0, rejoin_grace_s=5, agent_grace_s=0.3
+    ) as live:
         yield live
 
 
@@ -156,7 +175,9 @@ async def join(connect: Any, name: str, **fields: Any) -> Client:
     return customer
 
 
-async def login(connect: Any, server: LiveServer, name: str, *, available: bool = True, **token_fields: Any) -> Client:
+async def login(
+    connect: Any, server: LiveServer, name: str, *, available: bool = True, **token_fields: Any
+) -> Client:
     agent = await connect(name)
     await agent.send("login", token=server.token(name, **token_fields))
     await agent.expect("logged_in")

@@ -20,7 +20,12 @@ def test_token_round_trip_and_expiry():
     authority = TokenAuthority(SECRET)
     token = authority.mint(Claims("sam", "agent", ("billing",), ("en", "fr"), expires_at=1000.0))
     claims = authority.verify(token, now=999.0)
-    assert (claims.name, claims.role, claims.skills, claims.languages) == ("sam", "agent", ("billing",), ("en", "fr"))
+    assert (claims.name, claims.role, claims.skills, claims.languages) == (
+        "sam",
+        "agent",
+        ("billing",),
+        ("en", "fr"),
+    )
     with pytest.raises(AuthError, match="expired"):
         authority.verify(token, now=1000.0)
     with pytest.raises(AuthError, match="signature"):
@@ -68,8 +73,24 @@ def test_token_command_prints_a_verifiable_token_on_its_last_line(tmp_path):
     env = {**os.environ, "TELEPRESENCE_STATE_DIR": str(tmp_path)}
     env.pop("TELEPRESENCE_SECRET", None)
     result = subprocess.run(
-        [sys.executable, "-m", "telepresence", "token", "sam", "--skills", "billing,Returns", "--languages", "en,fr", "--ttl", "2h"],
-        capture_output=True, text=True, env=env, check=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "telepresence",
+            "token",
+            "sam",
+            "--skills",
+            "billing,Returns",
+            "--languages",
+            "en,fr",
+            "--ttl",
+            "2h",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=60,
     )
     token = result.stdout.strip().splitlines()[-1]
     authority = TokenAuthority(load_or_create_secret(None, tmp_path / "secret"))
@@ -78,7 +99,10 @@ def test_token_command_prints_a_verifiable_token_on_its_last_line(tmp_path):
     assert claims.expires_at == pytest.approx(time.time() + 7200, abs=60)
     bad = subprocess.run(
         [sys.executable, "-m", "telepresence", "token", "sam", "--ttl", "forever"],
-        capture_output=True, text=True, env=env, timeout=60,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert bad.returncode == 2 and "not a duration" in bad.stderr
 
@@ -95,7 +119,10 @@ def test_serve_prints_a_working_agent_link(tmp_path):
     env.pop("TELEPRESENCE_SECRET", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "telepresence", "serve", "--port", str(port), "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
     try:
         link = None

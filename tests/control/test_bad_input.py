@@ -42,16 +42,24 @@ async def test_malformed_messages_get_a_clear_error_and_the_socket_stays(connect
 
 async def test_out_of_order_messages_are_refused(server, connect):
     sam = await login(connect, server, "sam")
-    assert (await error_for(sam, json.dumps({"type": "accept", "offer_id": "offer-9"})))["code"] == "no_such_offer"
+    assert (await error_for(sam, json.dumps({"type": "accept", "offer_id": "offer-9"})))[
+        "code"
+    ] == "no_such_offer"
     assert (await error_for(sam, json.dumps({"type": "end_call"})))["code"] == "out_of_order"
     ann = await join(connect, "Ann")
-    assert (await error_for(ann, json.dumps({"type": "webrtc_answer", "sdp": "v=0"})))["code"] == "out_of_order"
-    assert (await error_for(ann, json.dumps({"type": "choose", "wait_for": "agent"})))["code"] == "out_of_order"
+    assert (await error_for(ann, json.dumps({"type": "webrtc_answer", "sdp": "v=0"})))[
+        "code"
+    ] == "out_of_order"
+    assert (await error_for(ann, json.dumps({"type": "choose", "wait_for": "agent"})))[
+        "code"
+    ] == "out_of_order"
     assert (await error_for(ann, json.dumps({"type": "join", "name": "Ann"})))["code"] == "out_of_order"
     await sam.send("accept", offer_id=(await sam.expect("offer"))["offer_id"])
     await ann.expect("call_started")
     # An answer before any offer from the server is out of order, and the call carries on.
-    assert (await error_for(ann, json.dumps({"type": "webrtc_answer", "sdp": "v=0"})))["code"] == "out_of_order"
+    assert (await error_for(ann, json.dumps({"type": "webrtc_answer", "sdp": "v=0"})))[
+        "code"
+    ] == "out_of_order"
     await ann.send("chat", text="still here")
     assert (await sam.expect("chat"))["text"] == "still here"
 
@@ -87,7 +95,9 @@ async def test_forged_and_expired_tokens_are_refused(server, connect):
     body, _, signature = good.partition(".")
     forged = body + "." + ("A" if signature[0] != "A" else "B") + signature[1:]
     assert "signature" in (await error_for(client, json.dumps({"type": "login", "token": forged})))["message"]
-    assert "malformed" in (await error_for(client, json.dumps({"type": "login", "token": "garbage"})))["message"]
+    assert (
+        "malformed" in (await error_for(client, json.dumps({"type": "login", "token": "garbage"})))["message"]
+    )
     expired = server.token("sam", ttl=-1)
     error = await error_for(client, json.dumps({"type": "login", "token": expired}))
     assert error["code"] == "auth_failed" and "expired" in error["message"]
@@ -151,7 +161,16 @@ async def test_forged_customer_key_is_a_new_customer_not_someone_else(server, co
 
 async def test_server_survives_a_storm_of_junk_from_many_sockets(server, connect):
     ann = await join(connect, "Ann")
-    junk = ["", "null", "{}", '{"type": null}', '{"type": "join"}', "\u0000", '{"type": "chat", "text": 5}', "9" * 1000]
+    junk = [
+        "",
+        "null",
+        "{}",
+        '{"type": null}',
+        '{"type": "join"}',
+        "\u0000",
+        '{"type": "chat", "text": 5}',
+        "9" * 1000,
+    ]
     clients = [await connect(f"junk{i}") for i in range(10)]
     for client in clients:
         for raw in junk:

@@ -14,7 +14,12 @@ async def test_pairs_by_skill_and_language(server, connect):
     lea = await login(connect, server, "lea", languages=("fr",))
     ann = await join(connect, "Ann", skill="billing", language="en", topic="double charge")
     offer = await sam.expect("offer")
-    assert offer["customer"] == {"name": "Ann", "topic": "double charge", "skill": "billing", "language": "en"}
+    assert offer["customer"] == {
+        "name": "Ann",
+        "topic": "double charge",
+        "skill": "billing",
+        "language": "en",
+    }
     bob = await join(connect, "Bob", language="fr")
     offer_bob = await lea.expect("offer")
     assert offer_bob["customer"]["name"] == "Bob"
@@ -145,10 +150,12 @@ async def test_customer_goes_back_to_the_head_when_their_agent_drops(server, con
 
 
 async def test_offer_times_out_to_the_next_agent_and_silent_agent_goes_away(tmp_path):
-    from tests.conftest import Client, run_server
     import websockets
 
+    from tests.conftest import Client, run_server
+
     async with run_server(tmp_path, offer_timeout_s=0.3, max_missed_offers=1, wrap_up_s=0) as server:
+
         async def connect(label):
             return Client(await websockets.connect(server.ws_url), label)
 
@@ -221,8 +228,9 @@ async def test_rejoin_during_a_call_returns_to_the_call(server, connect):
 
 
 async def test_customer_who_never_returns_is_counted_abandoned(tmp_path):
-    from tests.conftest import Client, run_server
     import websockets
+
+    from tests.conftest import Client, run_server
 
     async with run_server(tmp_path, rejoin_grace_s=0.2) as server:
         ws = await websockets.connect(server.ws_url)
@@ -241,10 +249,12 @@ async def test_customer_who_never_returns_is_counted_abandoned(tmp_path):
 
 
 async def test_call_end_and_wrap_up_notes_reach_the_next_offer(tmp_path):
-    from tests.conftest import Client, run_server
     import websockets
 
+    from tests.conftest import Client, run_server
+
     async with run_server(tmp_path, wrap_up_s=30) as server:
+
         async def connect(label):
             return Client(await websockets.connect(server.ws_url), label)
 

@@ -71,7 +71,9 @@ async def test_screen_share_switches_the_layout_without_renegotiation(room):
         await room.screen_shared(False)
         full = compute_layout(SIZES["360p"], "agent", {AGENT})[0].content
         seen = customer.video(0).count
-        await wait_for(lambda: customer.video(0).count > seen + 15 and chroma_v(customer.video(0).latest, full) > 170)
+        await wait_for(
+            lambda: customer.video(0).count > seen + 15 and chroma_v(customer.video(0).latest, full) > 170
+        )
         # Never a black frame across both switches.
         assert customer.video(0).darkest_mean > 40
 
@@ -79,7 +81,8 @@ async def test_screen_share_switches_the_layout_without_renegotiation(room):
 async def test_customer_camera_and_screen_reach_the_agent(room):
     agent = BrowserPeer.agent(camera=TestCardTrack(640, 360, fps=15))
     customer = BrowserPeer.customer(
-        camera=TestCardTrack(320, 180, fps=15, label="", tint=(0, 200, 0)), screen=ScreenTrack(640, 360, fps=5)
+        camera=TestCardTrack(320, 180, fps=15, label="", tint=(0, 200, 0)),
+        screen=ScreenTrack(640, 360, fps=5),
     )
     async with agent, customer:
         await agent.negotiate(room.answer)
