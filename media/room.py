@@ -107,13 +107,18 @@ class Room:
         self.compositor.set_layout(name)
 
     async def screen_shared(self, active: bool) -> None:
-        """The agent started or stopped sharing: show the screen, or forget its last picture."""
+        """The agent started or stopped sharing: show the screen, or forget its last picture.
+
+        With the avatar on, the screen goes beside it (``avatar_screen``) and back.
+        """
         if active:
-            self.set_layout("screen")
+            self.set_layout("avatar_screen" if self.layout.startswith("avatar") else "screen")
         else:
             self.compositor.slot(SCREEN).clear()
             if self.layout in ("screen", "side_by_side"):
                 self.set_layout("agent")
+            elif self.layout == "avatar_screen":
+                self.set_layout("avatar")
 
     # ------------------------------------------------------------ negotiation
 

@@ -14,9 +14,11 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
-from telepresence.auth import TokenAuthority, load_or_create_secret
+from telepresence.auth import AuthError, TokenAuthority, load_or_create_secret
 from telepresence.config import Settings
+from telepresence.host_control import is_host_message
 from telepresence.metrics import Metrics
+from telepresence.protocol import ProtocolError, parse_client_message
 from telepresence.signalling import serve_socket
 from telepresence.store import create_store
 from telepresence.switchboard import Switchboard
@@ -60,6 +62,33 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def api_status(request: Request) -> Response:
         return JSONResponse(request.app.state.switchboard.status_report())
 
+    async def host_api(request: Request) -> Response:
+        """The brands' control API: the operator messages of the WebSocket, over HTTP."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        try:
+            if scheme.lower() != "bearer" or not token:
+                raise AuthError("send an operator token as 'Authorization: Bearer TOKEN'")
+            claims = authority.verify(token, time.time(), roles=("operator",))
+        except AuthError as exc:
+            return JSONResponse(
+                {"type": "error", "code": "auth_failed", "message": str(exc)},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        host_control = request.app.state.switchboard.host_control
+        if request.method == "GET":
+            return JSONResponse(host_control.status())
+        body = await request.body()
+        try:
+            message = parse_client_message(body)
+            if not is_host_message(message):
+                raise ProtocolError("forbidden", f"{message.type!r} is not a host message")
+            reply = await host_control.handle(claims.name, message)
+        except ProtocolError as exc:
+            status = {"too_large": 413, "forbidden": 403, "out_of_order": 409}.get(exc.code, 400)
+            return JSONResponse(exc.to_message(), status_code=status)
+        return JSONResponse(reply or {"type": "ok"})
+
     async def websocket_endpoint(websocket: WebSocket) -> None:
         await serve_socket(websocket, websocket.app.state.switchboard, settings, metrics)
 
@@ -75,10 +104,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [
         Route("/", page("index.html")),
         Route("/agent", page("agent.html")),
+        Route("/studio", page("studio.html")),
         Route("/widget.js", page("widget.js")),
         Route("/healthz", healthz),
         Route("/metrics", metrics_endpoint),
         Route("/api/status", api_status),
+        Route("/api/host", host_api, methods=["GET", "POST"]),
         WebSocketRoute("/ws", websocket_endpoint),
         Mount("/static", StaticFiles(directory=settings.web_root, check_dir=False), name="static"),
     ]

@@ -15,11 +15,13 @@ from typing import Any
 
 from aiortc import RTCIceServer
 
+from media.layout import AVATAR
 from media.peers import Bitrate
 from media.room import MediaError, Role, Room
 from telepresence import protocol as p
 from telepresence.calls import Call, CallState
 from telepresence.config import Settings
+from telepresence.hosts import HostDesk
 from telepresence.metrics import Metrics
 from telepresence.protocol import ProtocolError
 
@@ -41,6 +43,7 @@ class MediaControl:
         self._ice_servers = [
             RTCIceServer(urls=u.strip()) for u in settings.ice_servers.split(",") if u.strip()
         ]
+        self.hosts = HostDesk(self._ice_servers)
         self._tasks: set[asyncio.Task[None]] = set()
         self._next_receipt = 0.0
 
@@ -75,7 +78,13 @@ class MediaControl:
                 receipt.record(f"{role}_{name}", value)
 
     async def _answer(self, call: Call, role: Role, sdp: str) -> None:
+        new_room = call.room is None
         room = self._room(call)
+        if new_room and self.hosts.host is not None:
+            # A live host greets: the call opens on the avatar; a layout change hands over.
+            await room.compositor.attach(AVATAR, self.hosts.host.viewer_track(), label=call.id)
+            room.set_layout("avatar")
+            self._tell_both(call, {"type": "layout", "call_id": call.id, "layout": "avatar"})
         if call.state is CallState.CONNECTED or call.state is CallState.LIVE:
             call.move(CallState.NEGOTIATING)
         try:
@@ -112,6 +121,21 @@ class MediaControl:
             ice_servers=self._ice_servers,
             on_peer_state=on_peer_state,
         )
+
+    async def handover(self, calls: list[Call]) -> None:
+        """The host hands over: calls showing the avatar switch to their human agent."""
+        for call in calls:
+            room = call.room
+            if room is not None and call.active and room.layout.startswith("avatar"):
+                room.set_layout("screen" if room.layout == "avatar_screen" else "agent")
+                self._tell_both(call, {"type": "layout", "call_id": call.id, "layout": room.layout})
+
+    async def host_stopped(self, calls: list[Call]) -> None:
+        """The host is going: hand over, then take its picture out of every call."""
+        await self.handover(calls)
+        for call in calls:
+            if call.room is not None:
+                await call.room.compositor.detach(AVATAR)
 
     # ---------------------------------------------------------------- output
 
@@ -166,7 +190,8 @@ class MediaControl:
         task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
-        """Wait for rooms being closed (bounded); cancel what is left."""
+        """Stop the host; wait for rooms being closed (bounded); cancel what is left."""
+        await self.hosts.close()
         if not self._tasks:
             return
         _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.shutdown_timeout_s)

@@ -153,6 +153,58 @@ class MediaStats(_Message):
     stats: Annotated[dict[Label, Annotated[float, Field(ge=0, le=1e9)]], Field(max_length=20)]
 
 
+# ------------------------------------------------------ operators: the avatar host
+
+LongText = Annotated[str, Field(min_length=1, max_length=20_000)]
+
+
+class HostStart(_Message):
+    """Start the brand's live avatar host with a shipped look."""
+
+    type: Literal["host_start"]
+    spec: Label = "aurora"
+
+
+class HostStop(_Message):
+    type: Literal["host_stop"]
+
+
+class HostCommand(_Message):
+    """One script command: a line (``say Hello``) or an object (``{"command": "say", "text": "Hello"}``)."""
+
+    type: Literal["host_command"]
+    command: Annotated[str, Field(min_length=1, max_length=2000)] | dict[str, str | float | int]
+
+
+class HostScript(_Message):
+    """A whole script, one command a line; a bad line runs nothing and is named in the error."""
+
+    type: Literal["host_script"]
+    text: LongText
+
+
+class HostLook(_Message):
+    """Switch the look: a shipped look by name, or a spec given as text; a bad spec changes nothing."""
+
+    type: Literal["host_look"]
+    spec: Label | None = None
+    spec_text: LongText | None = None
+    format: Literal["toml", "json"] = "toml"
+
+
+class HostInterrupt(_Message):
+    type: Literal["host_interrupt"]
+
+
+class HostHandover(_Message):
+    """The host hands the calls it greets over to their human agents."""
+
+    type: Literal["host_handover"]
+
+
+HOST_MESSAGES = (HostStart, HostStop, HostCommand, HostScript, HostLook, HostInterrupt, HostHandover)
+
+
 class Ping(_Message):
     type: Literal["ping"]
 
@@ -175,6 +227,13 @@ ClientMessage = Annotated[
     | SetLayout
     | ScreenShare
     | MediaStats
+    | HostStart
+    | HostStop
+    | HostCommand
+    | HostScript
+    | HostLook
+    | HostInterrupt
+    | HostHandover
     | Ping,
     Field(discriminator="type"),
 ]

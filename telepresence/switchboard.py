@@ -23,6 +23,7 @@ from telepresence import protocol as p
 from telepresence.auth import AuthError, Claims, TokenAuthority, new_id, new_ticket
 from telepresence.calls import Call
 from telepresence.config import Settings
+from telepresence.host_control import HostControl, is_host_message
 from telepresence.media_control import MediaControl
 from telepresence.metrics import Metrics
 from telepresence.protocol import ProtocolError
@@ -136,6 +137,11 @@ class Switchboard:
         self._timer: asyncio.Task[None] | None = None
         self._closing = False
         self.media = MediaControl(settings, metrics, send=self._send_call, end_call=self._end_call_for_media)
+        self.host_control = HostControl(
+            self.media,
+            send_operator=self._send_operator,
+            active_calls=lambda: [c for c in self.calls.values() if c.active],
+        )
 
     # --------------------------------------------------------------- lifecycle
 
@@ -147,6 +153,7 @@ class Switchboard:
         self._closing = True
         for session in list(self._by_conn.values()):
             session.conn.close(1001, "server shutting down")  # type: ignore[union-attr]
+        await self.host_control.close()
         for call in self.calls.values():
             self.media.close(call)
         await self.media.stop()
@@ -162,6 +169,15 @@ class Switchboard:
 
     async def handle(self, conn: Connection, message: p.ClientMessage) -> None:
         """Apply one validated client message. Raises ProtocolError for the client to see."""
+        session = self._by_conn.get(conn.id)
+        is_operator = isinstance(session, AgentSession) and session.claims.role == "operator"
+        if is_operator and (is_host_message(message) or isinstance(message, p.WebRtcOffer)):
+            # Outside the lock too: the studio's offer gathers ICE.
+            reply = await self.host_control.handle(session.agent_id, message)  # type: ignore[union-attr]
+            if reply is not None:
+                conn.send(reply)
+            self._wake.set()
+            return
         if isinstance(message, MEDIA_MESSAGES):
             # Outside the lock: answering an offer gathers ICE and takes a while.
             call, role = self._media_call_of(conn)
@@ -378,6 +394,8 @@ class Switchboard:
                 ],
             }
         )
+        if claims.role == "operator":
+            conn.send(self.host_control.status())
         for offer_id in sorted(session.offers):  # offers pending when the old tab went
             await self._send_offer(session, offer_id)
         logger.info("agent %s logged in (%s)", claims.name, claims.role)
@@ -487,6 +505,11 @@ class Switchboard:
         if call is None or not call.active:
             raise ProtocolError("out_of_order", "media can be negotiated only in a call")
         return call, role
+
+    def _send_operator(self, name: str, message: Message) -> None:
+        session = self.operators.get(name)
+        if session is not None and session.dropped_until is None:
+            session.conn.send(message)
 
     def _send_call(self, call: Call, role: Role, message: Message) -> None:
         """Send to one side of a call, if that side is connected."""

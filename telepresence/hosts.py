@@ -1,0 +1,234 @@
+"""The brand's live avatar host: one avatar, driven by an operator, shown in every call.
+
+An operator (role ``operator``) starts the host with a look, drives it with their
+face and voice from the studio page (their camera and microphone reach only the
+server: the face driver turns landmarks into the avatar's rig, the real face never
+reaches a customer) and with script commands, switches its look, and hands the
+calls it greets over to the human agents. Calls take the host's picture through a
+:class:`~aiortc.contrib.media.MediaRelay` (one reader of the avatar track, a proxy
+per call), so one host greets many customers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamTrack
+
+from media.avatar.controller import AvatarController
+from media.avatar.drivers.face import FaceDriver
+from media.avatar.drivers.script import AvatarEvent, ScriptError
+from media.avatar.spec import AvatarSpec, SpecError, load_spec, loads_spec, shipped_looks
+from media.avatar.track import AvatarTrack
+from media.peers import enable_low_latency_receive, tune_video_sender
+from media.room import MediaError
+from telepresence.protocol import ProtocolError
+
+logger = logging.getLogger(__name__)
+
+Listener = Callable[[dict[str, Any]], None]
+TICK_S = 0.1  # how often an unwatched host's script and events advance
+
+
+def resolve_look(name: str | None = None, text: str | None = None, text_format: str = "toml") -> AvatarSpec:
+    """A shipped look by name, or a spec given as text. Never a path: operators name no server files."""
+    try:
+        if text is not None:
+            return loads_spec(text, format=text_format)
+        looks = shipped_looks()
+        if name not in looks:
+            raise ProtocolError(
+                "invalid_spec", f"unknown look {name!r}: use one of {', '.join(sorted(looks))}"
+            )
+        return load_spec(looks[name])
+    except SpecError as exc:
+        raise ProtocolError("invalid_spec", str(exc)) from None
+
+
+class Host:
+    """One live avatar host and the operator's studio connection that drives it."""
+
+    def __init__(
+        self, host_id: str, operator: str, look: str, spec: AvatarSpec, ice_servers: list[RTCIceServer]
+    ) -> None:
+        self.id = host_id
+        self.operator = operator
+        self.look = look
+        self.face = FaceDriver()
+        self.track = AvatarTrack(spec, controller=AvatarController(spec, face=self.face))
+        self._relay = MediaRelay()
+        self._viewers: list[MediaStreamTrack] = []
+        self._ice_servers = ice_servers
+        self._studio: RTCPeerConnection | None = None
+        self._listeners: list[Listener] = []
+        self.track.controller.subscribe(self._on_event)
+        self._ticker = asyncio.get_running_loop().create_task(self._tick(), name=f"{host_id} ticker")
+
+    async def _tick(self) -> None:
+        """Keep the host's timeline moving while nobody watches: scripts advance, events flow."""
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                self.controller.rig_at(self.track.now())
+            except Exception:
+                # A driver bug must not stop the host's clock; the renderer will show it too.
+                logger.exception("%s: advancing the host failed", self.id)
+
+    @property
+    def controller(self) -> AvatarController:
+        return self.track.controller
+
+    @property
+    def viewers(self) -> int:
+        return sum(1 for v in self._viewers if v.readyState == "live")
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "type": "host_status",
+            "running": True,
+            "host_id": self.id,
+            "spec": self.look,
+            "viewers": self.viewers,
+        }
+
+    # ---------------------------------------------------------------- control
+
+    def command(self, command: str | dict[str, Any]) -> None:
+        try:
+            self.controller.submit(command, self.track.now())
+        except ScriptError as exc:
+            raise ProtocolError("invalid_command", str(exc)) from None
+
+    def script(self, text: str) -> None:
+        try:
+            self.controller.script.load(text, self.track.now())
+        except ScriptError as exc:
+            where = (
+                f"line {exc.line}: "
+                if getattr(exc, "line", None) and f"line {exc.line}" not in str(exc)
+                else ""
+            )
+            raise ProtocolError("invalid_command", f"{where}{exc}") from None
+
+    def interrupt(self) -> None:
+        self.controller.interrupt(self.track.now())
+
+    def set_look(self, look: str, spec: AvatarSpec) -> None:
+        """Switch the look; the caller resolved ``spec`` first, so a bad one changed nothing."""
+        self.track.set_spec(spec)
+        self.controller.spec = spec
+        self.look = look
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _on_event(self, event: AvatarEvent) -> None:
+        message = {"type": "host_event", "kind": event.kind, "text": event.text, "source": event.source}
+        if event.kind == "state":
+            message["state"] = event.text
+        for listener in list(self._listeners):
+            listener(message)
+
+    # ------------------------------------------------------------------ media
+
+    def viewer_track(self) -> MediaStreamTrack:
+        """A proxy of the avatar for one more consumer (a call's compositor, the studio preview)."""
+        proxy = self._relay.subscribe(self.track, buffered=False)
+        self._viewers.append(proxy)
+        return proxy
+
+    async def studio_answer(self, sdp: str) -> str:
+        """Answer the studio's offer: its camera drives the face, its mic the voice; back goes the avatar."""
+        if not sdp.lstrip().startswith("v=0"):
+            raise MediaError("bad_sdp", "the offer is not a session description (it must start with v=0)")
+        await self._close_studio()
+        pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=self._ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+        self._studio = pc
+        enable_low_latency_receive(pc)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        except Exception as exc:
+            await self._close_studio()
+            raise MediaError("bad_sdp", f"the offer could not be used: {exc}") from None
+        audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
+        video = [t for t in pc.getTransceivers() if t.kind == "video"]
+        if not video:
+            await self._close_studio()
+            raise MediaError(
+                "no_video", "the studio's offer needs a video section for the camera and preview"
+            )
+        if video[0].receiver.track is not None:
+            self.face.drive(video[0].receiver.track)
+        if audio and audio[0].receiver.track is not None:
+            self.controller.voice.drive(audio[0].receiver.track)
+        video[0].sender.replaceTrack(self.viewer_track())
+        video[0].direction = "sendrecv"
+        tune_video_sender(video[0].sender)
+        await pc.setLocalDescription(await pc.createAnswer())
+        return pc.localDescription.sdp
+
+    async def _close_studio(self) -> None:
+        pc, self._studio = self._studio, None
+        await self.face.stop()
+        await self.controller.voice.stop()
+        if pc is not None:
+            await pc.close()
+
+    async def close(self) -> None:
+        self._ticker.cancel()
+        await asyncio.wait({self._ticker})
+        await self._close_studio()
+        for viewer in self._viewers:
+            viewer.stop()
+        self.track.stop()
+        with contextlib.suppress(Exception):
+            self.face.close()
+
+
+class HostDesk:
+    """The server's live host, if one is running (one per server: the brand's greeter)."""
+
+    def __init__(self, ice_servers: list[RTCIceServer] | None = None) -> None:
+        self.host: Host | None = None
+        self._ice_servers = ice_servers or []
+        self._count = 0
+
+    async def start(self, operator: str, look: str) -> Host:
+        if self.host is not None:
+            raise ProtocolError(
+                "out_of_order", f"a host is already running (started by {self.host.operator})"
+            )
+        spec = resolve_look(look)
+        self._count += 1
+        self.host = Host(f"host-{self._count}", operator, look, spec, self._ice_servers)
+        logger.info("%s started by %s with look %s", self.host.id, operator, look)
+        return self.host
+
+    def running(self) -> Host:
+        if self.host is None:
+            raise ProtocolError("out_of_order", "no host is running: send host_start first")
+        return self.host
+
+    async def stop(self) -> None:
+        host, self.host = self.host, None
+        if host is not None:
+            logger.info("%s stopped", host.id)
+            await host.close()
+
+    async def close(self) -> None:
+        await asyncio.shield(self.stop())
