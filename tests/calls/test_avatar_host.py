@@ -1,4 +1,4 @@
-"""The live avatar host: operator control (WebSocket and HTTP), the studio's face driving, handover in calls."""
+"""The live avatar host: operator control (WebSocket and HTTP), studio face driving, handover in calls."""
 
 from __future__ import annotations
 
