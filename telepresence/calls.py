@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from media.avatar.track import AvatarTrack
 from media.room import Room
 from telepresence.exceptions import InvalidStateError
 
@@ -45,6 +46,8 @@ class Call:
     ended_reason: str | None = None
     room: Room | None = None
     peer_states: dict[str, str] = field(default_factory=dict)  # role -> connection state
+    greeter: AvatarTrack | None = None  # a waiting customer's own avatar greeter
+    hand_over_on_agent_media: bool = False  # a call grown from a wait: the avatar hands over
 
     def move(self, state: CallState) -> None:
         """Change state, or raise :class:`InvalidStateError` for a move the lifecycle forbids."""

@@ -49,6 +49,10 @@ class Settings:
     # STUN/TURN for the server's peers, comma-separated URLs (none: host candidates, fine on a LAN).
     ice_servers: str = ""
     receipt_interval_s: float = 2.0
+    # A shipped avatar look ("aurora", "harbor") that greets waiting customers who turn their
+    # media on, reading them their place and expected wait; "" for none. Each greeter renders
+    # and encodes its own stream, so size this to the server (~10 % of a core each at 720p).
+    greeter_look: str = ""
 
     @classmethod
     def load(

@@ -14,14 +14,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiortc import RTCIceServer
+from aiortc.mediastreams import MediaStreamTrack
 
+from media.avatar.track import AvatarTrack
 from media.layout import AVATAR
 from media.peers import Bitrate
 from media.room import MediaError, Role, Room
 from telepresence import protocol as p
 from telepresence.calls import Call, CallState
 from telepresence.config import Settings
-from telepresence.hosts import HostDesk
+from telepresence.hosts import HostDesk, resolve_look
 from telepresence.metrics import Metrics
 from telepresence.protocol import ProtocolError
 
@@ -77,14 +79,16 @@ class MediaControl:
             for name, value in message.stats.items():
                 receipt.record(f"{role}_{name}", value)
 
+    @property
+    def greets(self) -> bool:
+        """Whether a waiting customer gets media: a live host runs, or a greeter look is set."""
+        return self.hosts.host is not None or bool(self.settings.greeter_look)
+
     async def _answer(self, call: Call, role: Role, sdp: str) -> None:
         new_room = call.room is None
         room = self._room(call)
-        if new_room and self.hosts.host is not None:
-            # A live host greets: the call opens on the avatar; a layout change hands over.
-            await room.compositor.attach(AVATAR, self.hosts.host.viewer_track(), label=call.id)
-            room.set_layout("avatar")
-            self._tell_both(call, {"type": "layout", "call_id": call.id, "layout": "avatar"})
+        if new_room and self.greets:
+            await self._greet(call, room)
         if call.state is CallState.CONNECTED or call.state is CallState.LIVE:
             call.move(CallState.NEGOTIATING)
         try:
@@ -103,14 +107,21 @@ class MediaControl:
             raise ProtocolError("out_of_order", "this call has ended")
         return call.media(self._make_room)
 
-    def _make_room(self, call: Call) -> Room:
+    def _peer_state_handler(self, call: Call) -> Callable[[Role, str], None]:
         def on_peer_state(role: Role, state: str) -> None:
             call.peer_state_changed(role, state)
             self._tell_both(call, {"type": "media_status", "call_id": call.id, "role": role, "state": state})
-            if state == "failed" and call.active:
+            if state == "failed" and call.active and call.agent_id:
                 logger.warning("%s: %s media failed (ICE or DTLS)", call.id, role)
                 self._spawn(self._end_call(call, "media_failed"), f"{call.id} media failed")
+            if role == "agent" and state == "connected" and call.hand_over_on_agent_media:
+                call.hand_over_on_agent_media = False
+                self._spawn(self.handover([call]), f"{call.id} handover")
 
+        return on_peer_state
+
+    def _make_room(self, call: Call) -> Room:
+        on_peer_state = self._peer_state_handler(call)
         return Room(
             label=call.id,
             agent_name=call.agent_id,
@@ -121,6 +132,61 @@ class MediaControl:
             ice_servers=self._ice_servers,
             on_peer_state=on_peer_state,
         )
+
+    async def _greet(self, call: Call, room: Room) -> None:
+        """The call (or the wait) opens on the avatar; a layout change hands over to the agent.
+
+        The brand's live host if one runs; otherwise, for a waiting customer, a scripted
+        greeter of their own that reads them their place and expected wait.
+        """
+        if self.hosts.host is not None:
+            track: MediaStreamTrack = self.hosts.host.viewer_track()
+        elif call.agent_id == "":
+            call.greeter = AvatarTrack(resolve_look(self.settings.greeter_look))
+            track = call.greeter
+        else:
+            return
+        await room.compositor.attach(AVATAR, track, label=call.id)
+        room.set_layout("avatar")
+        self._tell_both(call, {"type": "layout", "call_id": call.id, "layout": "avatar"})
+
+    def announce(self, lobby: Call, position: int | None, wait_s: float | None) -> None:
+        """A waiting customer's own greeter says their place and expected wait."""
+        greeter = lobby.greeter
+        if greeter is None or position is None:
+            return
+        if wait_s is None:
+            wait = "Everyone is busy right now, and you keep your place"
+        elif wait_s < 60:
+            wait = "It should be less than a minute"
+        else:
+            wait = f"It should be about {round(wait_s / 60)} minute{'s' if round(wait_s / 60) > 1 else ''}"
+        now = greeter.now()
+        greeter.controller.interrupt(now)
+        greeter.controller.submit(
+            {"command": "say", "text": f"You are number {position} in line. {wait}."}, now
+        )
+
+    def adopt(self, lobby: Call, call: Call) -> None:
+        """A waiting customer's media becomes the call's: no renegotiation for the customer.
+
+        The agent joins the same room; when their media connects, the avatar hands over.
+        """
+        room, lobby.room = lobby.room, None
+        if room is None:
+            return
+        call.room, call.greeter, call.peer_states = room, lobby.greeter, dict(lobby.peer_states)
+        call.hand_over_on_agent_media = True
+        room.compositor.agent_name = call.agent_id
+        room.on_peer_state = self._peer_state_handler(call)
+        if "connected" in call.peer_states.values():
+            call.move(CallState.NEGOTIATING)
+            call.move(CallState.LIVE)
+        if call.greeter is not None:
+            call.greeter.controller.interrupt(call.greeter.now())
+            call.greeter.controller.submit(
+                {"command": "say", "text": f"{call.agent_id} is here for you now."}, call.greeter.now()
+            )
 
     async def handover(self, calls: list[Call]) -> None:
         """The host hands over: calls showing the avatar switch to their human agent."""
@@ -168,6 +234,9 @@ class MediaControl:
     def close(self, call: Call) -> None:
         """The call ended: log its receipt, feed the metrics, close its room in the background."""
         room, call.room = call.room, None
+        greeter, call.greeter = call.greeter, None
+        if greeter is not None:
+            greeter.stop()
         if room is None:
             return
         summary = room.compositor.receipt.summary()

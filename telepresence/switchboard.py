@@ -72,6 +72,7 @@ class CustomerSession:
     call_id: str | None = None
     dropped_until: float | None = None
     last_status: Message | None = None
+    lobby: Call | None = None  # media while waiting: the avatar host greets (see media_control)
 
     def public(self) -> Message:
         """What an agent may see of this customer."""
@@ -298,6 +299,7 @@ class Switchboard:
                 "customer_key": self.authority.customer_key(customer_id),
                 "queue": str(key),
                 "returning": bool(history),
+                "greeter": self.media.greets,
             }
         )
         logger.info("customer %s joined %s", customer_id, key)
@@ -496,6 +498,10 @@ class Switchboard:
         if isinstance(session, CustomerSession):
             call = self.calls.get(session.call_id or "")
             role: Role = "customer"
+            if call is None and self.media.greets:
+                if session.lobby is None:
+                    session.lobby = Call(new_id("lobby"), session.customer_id, "", started_at=self.clock())
+                call = session.lobby
         elif session.claims.role == "agent":
             calls = self._calls_of(session)
             call = self.calls[calls[-1]] if calls else None
@@ -616,6 +622,9 @@ class Switchboard:
         self.calls[call.id] = call
         customer.call_id = call.id
         customer.last_status = None  # so a later re-queue always pushes a fresh status
+        lobby, customer.lobby = customer.lobby, None
+        if lobby is not None:
+            self.media.adopt(lobby, call)  # the customer's media carries on into the call
         await self._save_ticket(customer)
         if customer.conn:
             customer.conn.send(
@@ -678,6 +687,10 @@ class Switchboard:
 
     async def _forget_customer(self, session: CustomerSession, reason: str) -> None:
         self.customers.pop(session.customer_id, None)
+        lobby, session.lobby = session.lobby, None
+        if lobby is not None:
+            lobby.end(reason)
+            self.media.close(lobby)
         if session.conn is not None:
             self._by_conn.pop(session.conn.id, None)
         await self.store.delete_ticket(session.ticket)
@@ -763,6 +776,8 @@ class Switchboard:
             if message != session.last_status:
                 session.last_status = message
                 session.conn.send(message)
+                if session.lobby is not None:
+                    self.media.announce(session.lobby, status.position, message["expected_wait_s"])
 
     def refresh_gauges(self) -> None:
         now = self.clock()

@@ -197,3 +197,43 @@ async def test_bad_studio_offers_are_refused_and_the_host_carries_on(tmp_path, s
         assert (await olga.expect("error"))["code"] in ("bad_sdp", "no_video")
         await olga.send("host_command", command="say still here")
         await olga.expect("host_event", kind="started_talking")
+
+
+async def test_a_waiting_customer_is_greeted_with_their_place_and_the_call_grows_from_the_wait(tmp_path):
+    async with media_server(tmp_path, greeter_look="aurora") as server:
+        first = Client(await websockets.connect(server.ws_url), "Bob")
+        await first.send("join", name="Bob")
+        await first.expect("welcome")
+        ann = Client(await websockets.connect(server.ws_url), "Ann")
+        await ann.send("join", name="Ann")
+        assert (await ann.expect("welcome"))["greeter"] is True
+        customer = BrowserPeer.customer()
+        async with customer:
+            await customer.negotiate(signalling(ann))
+            assert (await ann.expect("layout"))["layout"] == "avatar"
+            await customer.video(0).wait(15)
+            greeter = server.switchboard.customers[_customer_id(server, "Ann")].lobby.greeter
+            await first.send("leave")  # Ann moves up: her greeter tells her
+            await ann.expect("queue_status", position=1)
+            await wait_for(lambda: "number 1" in (greeter.controller.caption_at(greeter.now()) or ""))
+
+            agent_ws = Client(await websockets.connect(server.ws_url), "sam")
+            await agent_ws.send("login", token=server.token("sam"))
+            await agent_ws.expect("logged_in")
+            await agent_ws.send("auto_answer", enabled=True)
+            await agent_ws.send("set_status", status="available")
+            await ann.expect("call_started")
+            sections = customer.transceiver_count()
+            agent = BrowserPeer.agent(camera=TestCardTrack(640, 360, fps=30, label="", tint=RED))
+            async with agent:
+                await agent.negotiate(signalling(agent_ws))
+                # The avatar hands over by itself once the agent's media is up.
+                await ann.expect("layout", layout="agent", timeout=15)
+                await wait_for(lambda: red_band(customer.video(0).latest, CORNER))
+            assert customer.transceiver_count() == sections
+            assert len([m for m in ann.received if m["type"] == "webrtc_answer"]) == 1
+            assert customer.video(0).darkest_mean > 40
+
+
+def _customer_id(server, name: str) -> str:
+    return next(c.customer_id for c in server.switchboard.customers.values() if c.name == name)
