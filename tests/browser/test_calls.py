@@ -107,12 +107,21 @@ async def test_a_whole_video_call_between_two_browsers(tmp_path):
         await until_colours(agent, "preview-video", [(centre(full), is_red)])
         probe = await playing(agent, "remote-video")
         assert probe["width"] > 0 and probe["height"] > 0
+        await expect(agent.locator(".tile", has=agent.get_by_test_id("remote-video"))).to_have_attribute("data-live", "true")
         await expect(customer.get_by_test_id("call-quality")).to_have_attribute("data-quality", "good", timeout=15_000)
         await expect(customer.get_by_test_id("mute")).to_be_enabled()
         await customer.get_by_test_id("mute").click()
         await expect(customer.get_by_test_id("mute")).to_have_attribute("aria-pressed", "true")
         await customer.get_by_test_id("mute").press("Enter")  # the keyboard works too
         await expect(customer.get_by_test_id("mute")).to_have_attribute("aria-pressed", "false")
+        # Camera off and on again: no renegotiation, the preview follows.
+        camera = customer.get_by_test_id("camera-toggle")
+        await camera.click()
+        await expect(customer.get_by_test_id("local-video")).to_be_hidden()
+        await expect(camera).to_have_text("Turn camera on")
+        await camera.click()
+        await expect(camera).to_have_text("Turn camera off")
+        await playing(customer, "local-video", frames=3)
 
         # The agent shares their (fake) screen: the customer's layout switches to the screen,
         # full frame (green), with the agent's red camera picture-in-picture, bottom right.
@@ -127,6 +136,7 @@ async def test_a_whole_video_call_between_two_browsers(tmp_path):
             [(centre(shared[AGENT]), is_red), ((screen.x + 40, screen.y + 40), is_green)],
         )
         await playing(customer, "remote-video", frames=5)
+        await customer.mouse.move(0, 0)  # no hover effect in the picture
         await customer.screenshot(path=str(SCREENSHOTS / "customer-call.png"), full_page=True)
 
         # The live latency receipt reaches the agent, with the customer's browser figures in it.

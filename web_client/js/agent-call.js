@@ -58,12 +58,23 @@ export async function startMedia(send) {
   attach($("preview-video"), media.receiver(1));
   attach($("remote-video"), media.receiver(3));
   attach($("customer-screen"), media.receiver(4));
+  watch(media.receiver(3), $("remote-video"));
+  watch(media.receiver(4), $("customer-screen"));
   attach($("remote-audio"), media.receiver(0));
   $("remote-audio").play().then(
     () => ($("enable-sound").hidden = true),
     () => ($("enable-sound").hidden = false),
   );
   renderControls();
+}
+
+/** Mark a tile live while its track receives media (the customer's camera may be off or refused). */
+function watch(track, video) {
+  const tile = video.closest(".tile");
+  tile.dataset.live = String(Boolean(track) && !track.muted);
+  if (!track) return;
+  track.onmute = () => (tile.dataset.live = "false");
+  track.onunmute = () => (tile.dataset.live = "true");
 }
 
 export function onAnswer(message) {
@@ -77,6 +88,7 @@ export function stopMedia() {
   state.media = null;
   state.send = null;
   for (const name of ["preview-video", "remote-video", "customer-screen", "remote-audio"]) attach($(name), null);
+  for (const tile of document.querySelectorAll(".agent-media .tile")) tile.dataset.live = "false";
   state.mic?.stop();
   state.camera?.stop();
   state.mic = state.camera = null;
@@ -159,16 +171,13 @@ function renderControls() {
   const mute = $("mute");
   mute.disabled = !inCall || !state.mic;
   mute.setAttribute("aria-pressed", String(state.muted));
-  mute.textContent = state.muted ? "Unmute" : "Mute";
   const camera = $("camera-toggle");
   camera.disabled = !inCall || !state.camera;
   const off = Boolean(state.camera) && !state.camera.enabled;
-  camera.setAttribute("aria-pressed", String(off));
   camera.textContent = off ? "Turn camera on" : "Turn camera off";
   const share = $("share-screen");
   share.disabled = !inCall || !canShareScreen();
   share.setAttribute("aria-pressed", String(Boolean(state.screen)));
-  share.textContent = state.screen ? "Stop sharing" : "Share screen";
   const layout = $("layout-select");
   layout.disabled = !inCall;
   layout.value = state.layout;

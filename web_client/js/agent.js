@@ -202,7 +202,7 @@ function onLoggedIn(message) {
   if (calls.length) {
     // Another tab of ours handed its call over to this one.
     const call = calls[calls.length - 1];
-    enterCall({ call_id: call.call_id, customer: call.customer, transcript: [] });
+    enterCall({ call_id: call.call_id, customer: call.customer, transcript: call.transcript || [] });
   } else if (!page.wrapUp) {
     setView("console");
   }

@@ -22,7 +22,7 @@ const state = {
 
 const MESSAGES = {
   camera: {
-    denied: "You did not allow the camera, so the agent will not see you. You can still see and hear them. To turn it on, allow the camera for this site in your browser and press “Camera”.",
+    denied: "You did not allow the camera, so the agent will not see you. You can still see and hear them. To turn it on, allow the camera for this site in your browser, then press “Turn camera on”.",
     missing: "No camera was found, so the agent will not see you. You can still see and hear them.",
     busy: "Your camera is in use by another app, so the agent will not see you.",
     unsupported: "This browser cannot use a camera or microphone on this page. You can still use the chat.",
@@ -126,21 +126,26 @@ function showQuality(figures) {
   let words = QUALITY_WORDS[quality];
   if (figures.frames > 0) words += ` · ${Math.round(figures.fps)} fps`;
   $("call-quality-text").textContent = words;
+  // Announced only when the level changes (the figures themselves change every few seconds).
   if (changed && quality === "poor") announce("The connection is poor: the video may freeze.");
+  else if (figures.frames > 0 && state.media && !state.media.announced) {
+    state.media.announced = true;
+    announce("The video is playing.");
+  }
 }
 
 // ------------------------------------------------------------------ controls
 
 function renderControls() {
   const inCall = Boolean(state.media);
+  // Toggle buttons keep their name and say their state with aria-pressed; the camera
+  // button says what it will do instead (so it has no aria-pressed).
   const mute = $("mute");
   mute.disabled = !inCall || !state.mic;
   mute.setAttribute("aria-pressed", String(state.muted));
-  mute.textContent = state.muted ? "Unmute" : "Mute";
   const camera = $("camera-toggle");
   const on = Boolean(state.camera);
   camera.disabled = !inCall;
-  camera.setAttribute("aria-pressed", String(!on));
   camera.textContent = on ? "Turn camera off" : "Turn camera on";
   attach($("local-video"), state.camera);
   $("local-video").hidden = !on;
@@ -148,7 +153,6 @@ function renderControls() {
   share.hidden = !canShareScreen();
   share.disabled = !inCall;
   share.setAttribute("aria-pressed", String(Boolean(state.screen)));
-  share.textContent = state.screen ? "Stop sharing" : "Share my screen";
 }
 
 $("mute").addEventListener("click", () => {
