@@ -79,13 +79,15 @@ class VideoSink:
         count = self.count
         while self.count == count:
             self._changed.clear()
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
         assert self.latest is not None
         return self.latest
 
     async def wait(self, timeout: float = 10.0) -> av.VideoFrame:
         """The first frame (waiting for it)."""
-        await asyncio.wait_for(self._arrived.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._arrived.wait()
         assert self.latest is not None
         return self.latest
 

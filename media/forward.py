@@ -61,19 +61,19 @@ class SlotTrack(MediaStreamTrack):
             return latest.frame
 
 
-class AudioPipe(MediaStreamTrack):
-    """An audio track relaying whichever source is attached, and silence while none is."""
+class AudioPipe:
+    """Relays whichever audio source is attached to one outgoing track at a time.
 
-    kind = "audio"
+    :meth:`output` makes the track a peer connection sends. An aiortc sender stops its
+    track when its connection closes, so each connection (a reload makes a new one)
+    gets a fresh output while the pipe, its queue and its source live on.
+    """
 
     def __init__(self, label: str = "audio") -> None:
-        super().__init__()
         self.label = label
         self._queue: asyncio.Queue[av.AudioFrame] = asyncio.Queue(maxsize=AUDIO_QUEUE_FRAMES)
         self._pump: asyncio.Task[None] | None = None
         self._resampler: av.AudioResampler | None = None
-        self._pts = 0
-        self._start: float | None = None
         self.relayed = 0
         self.dropped = 0
         self.silent = 0
@@ -81,6 +81,10 @@ class AudioPipe(MediaStreamTrack):
     @property
     def attached(self) -> bool:
         return self._pump is not None and not self._pump.done()
+
+    def output(self) -> MediaStreamTrack:
+        """A new outgoing track fed by this pipe (silence while no source is attached)."""
+        return _PipeOutput(self)
 
     async def attach(self, source: MediaStreamTrack) -> None:
         """Relay ``source`` from now on (replacing any previous source)."""
@@ -98,7 +102,6 @@ class AudioPipe(MediaStreamTrack):
 
     async def close(self) -> None:
         await self.detach()
-        self.stop()
 
     async def _run(self, source: MediaStreamTrack) -> None:
         try:
@@ -115,26 +118,18 @@ class AudioPipe(MediaStreamTrack):
         except Exception:
             logger.exception("%s: audio source failed", self.label)
 
-    async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        loop = asyncio.get_running_loop()
-        if self._start is None:
-            self._start = loop.time()
-        # Silence keeps real time: this frame is due when the timeline says so, and half a
-        # frame more absorbs a live source's jitter before silence stands in for it.
-        due = self._start + self._pts / AUDIO_RATE
-        timeout = max(0.0, due - loop.time()) + AUDIO_PTIME / 2
+    async def next_frame(self, timeout: float) -> av.AudioFrame:
+        """The next relayed frame, or silence if none comes within ``timeout`` seconds."""
         try:
-            frame = await asyncio.wait_for(self._queue.get(), timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            # that races a queue item, and then an aiortc sender never stops.
+            async with asyncio.timeout(timeout):
+                frame = await self._queue.get()
             self.relayed += 1
+            return frame
         except TimeoutError:
-            frame = self._silence()
             self.silent += 1
-        frame.pts = self._pts
-        frame.time_base = fractions.Fraction(1, frame.sample_rate)
-        self._pts += frame.samples
-        return frame
+            return self._silence()
 
     @staticmethod
     def _silence() -> av.AudioFrame:
@@ -153,8 +148,29 @@ class AudioPipe(MediaStreamTrack):
         frame.pts = None
         return self._resampler.resample(frame)
 
-    def stop(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()  # sync path (aiortc stops tracks synchronously); close() awaits it
-        with contextlib.suppress(Exception):
-            super().stop()
+
+class _PipeOutput(MediaStreamTrack):
+    """One connection's outgoing audio: frames from its pipe on a continuous timeline."""
+
+    kind = "audio"
+
+    def __init__(self, pipe: AudioPipe) -> None:
+        super().__init__()
+        self._pipe = pipe
+        self._pts = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        # Silence keeps real time: this frame is due when the timeline says so, and half a
+        # frame more absorbs a live source's jitter before silence stands in for it.
+        due = self._start + self._pts / AUDIO_RATE
+        frame = await self._pipe.next_frame(max(0.0, due - loop.time()) + AUDIO_PTIME / 2)
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, frame.sample_rate)
+        self._pts += frame.samples
+        return frame

@@ -169,7 +169,7 @@ class Room:
     async def _wire_agent(self, audio: list[RTCRtpTransceiver], video: list[RTCRtpTransceiver]) -> None:
         if audio:
             await self._receive_audio(audio[0], self.to_customer_audio)
-            self._send(audio[0], self.to_agent_audio, "agent")
+            self._send(audio[0], self.to_agent_audio.output(), "agent")
         camera = video[0]
         if camera.receiver.track is not None:
             await self.compositor.attach(AGENT, camera.receiver.track, label=self.label)
@@ -182,7 +182,7 @@ class Room:
     async def _wire_customer(self, audio: list[RTCRtpTransceiver], video: list[RTCRtpTransceiver]) -> None:
         if audio:
             await self._receive_audio(audio[0], self.to_agent_audio)
-            self._send(audio[0], self.to_customer_audio, "customer")
+            self._send(audio[0], self.to_customer_audio.output(), "customer")
         self._send(video[0], self._relay.subscribe(self.compositor, buffered=False), "customer")
         for transceiver, slot in zip(video[:2], (self.customer_camera, self.customer_screen), strict=False):
             track = transceiver.receiver.track
@@ -201,8 +201,7 @@ class Room:
             # Only the customer's composite feeds the receipt: the preview is a second encode of it.
             receipt = self.compositor.receipt if role == "customer" else None
             tune_video_sender(transceiver.sender, self.bitrate, receipt)
-        if track is not self.to_agent_audio and track is not self.to_customer_audio:
-            self._outgoing[role].append(track)
+        self._outgoing[role].append(track)
 
     # ---------------------------------------------------------------- closing
 

@@ -113,8 +113,11 @@ class FrameSlot:
         if self._version > version:
             return True
         changed = self._changed
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+        # races the event, and a reader that cannot be cancelled hangs its owner's stop().
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await changed.wait()
         return self._version > version
 
 

@@ -705,7 +705,8 @@ class Switchboard:
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             try:

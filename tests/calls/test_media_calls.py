@@ -211,7 +211,9 @@ async def test_a_customer_reload_renegotiates_into_the_same_call(tmp_path):
     async with media_server(tmp_path, rejoin_grace_s=10) as server:
         agent_ws, customer_ws, call_id = await open_call(server)
         ticket = customer_ws.received[0]["ticket"]
-        agent = BrowserPeer.agent(camera=TestCardTrack(640, 360, fps=30, label="", tint=RED))
+        agent = BrowserPeer.agent(
+            camera=TestCardTrack(640, 360, fps=30, label="", tint=RED), mic=ToneTrack(440)
+        )
         first = BrowserPeer.customer()
         async with agent:
             await agent.negotiate(signalling(agent_ws))
@@ -228,4 +230,6 @@ async def test_a_customer_reload_renegotiates_into_the_same_call(tmp_path):
                 full = compute_layout(SIZE, "agent", {AGENT})[0].content
                 await second.video(0).wait(15)
                 await wait_for(lambda: red_band(second.video(0).latest, full))
+                # The first connection's close stopped its outgoing tracks, not the new ones.
+                await wait_for(lambda: second.audio.loudness() > 500)
             await again.close()
