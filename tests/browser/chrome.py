@@ -30,7 +30,9 @@ TIMEOUT_MS = 10_000
 RED = (200, 20, 20)
 
 
-def write_card(path: Path, rgb: tuple[int, int, int] = RED, size: tuple[int, int] = (640, 360), frames: int = 4) -> Path:
+def write_card(
+    path: Path, rgb: tuple[int, int, int] = RED, size: tuple[int, int] = (640, 360), frames: int = 4
+) -> Path:
     """A flat colour card as a Y4M clip (Chromium loops it as its fake camera)."""
     width, height = size
     r, g, b = rgb
@@ -116,7 +118,11 @@ async def playing(page: Page, testid: str, *, frames: int = 10, timeout_s: float
         await page.wait_for_timeout(250)
         waited += 0.25
         probe = await video.evaluate(COUNT_FRAMES)
-        if probe["frames"] - first["frames"] >= frames and probe["time"] > first["time"] and probe["width"] > 0:
+        if (
+            probe["frames"] - first["frames"] >= frames
+            and probe["time"] > first["time"]
+            and probe["width"] > 0
+        ):
             return probe
         if waited > timeout_s:
             raise AssertionError(f"{testid} is not playing: first {first}, last {probe}")
@@ -136,7 +142,9 @@ def is_green(rgb: Sequence[int]) -> bool:
     return g > 60 and g > r + 40 and g > b + 40
 
 
-async def until_colours(page: Page, testid: str, checks: Sequence[tuple[tuple[int, int], object]], timeout_s: float = 15.0):
+async def until_colours(
+    page: Page, testid: str, checks: Sequence[tuple[tuple[int, int], object]], timeout_s: float = 15.0
+):
     """Sample until every point passes its check (the layout cross-fades, frames take a moment)."""
     waited = 0.0
     while True:

@@ -15,11 +15,10 @@ import functools
 import http.server
 import re
 import threading
-
-import uvicorn
 from pathlib import Path
 
 import pytest
+import uvicorn
 
 from tests.browser.chrome import CHROMIUM
 
@@ -33,6 +32,8 @@ pytest.importorskip("playwright.async_api", reason="the playwright package is no
 from playwright.async_api import Page, expect  # noqa: E402
 
 from media.layout import AGENT, SCREEN, SIZES, compute_layout  # noqa: E402
+from telepresence.app import create_app  # noqa: E402
+from telepresence.config import Settings  # noqa: E402
 from tests.browser.chrome import (  # noqa: E402
     SCREENSHOTS,
     chromium,
@@ -43,8 +44,6 @@ from tests.browser.chrome import (  # noqa: E402
     until_colours,
     write_card,
 )
-from telepresence.app import create_app  # noqa: E402
-from telepresence.config import Settings  # noqa: E402
 from tests.conftest import TEST_SECRET, free_port, run_server  # noqa: E402
 
 pytestmark = pytest.mark.browser
@@ -62,7 +61,9 @@ def state(page: Page):
     return page.get_by_test_id("call-state")
 
 
-async def customer_joins(page: Page, url: str, name: str = "Ann", topic: str = "my order has not arrived") -> None:
+async def customer_joins(
+    page: Page, url: str, name: str = "Ann", topic: str = "my order has not arrived"
+) -> None:
     await page.goto(url + "/")
     await page.get_by_test_id("name-input").fill(name)
     await page.get_by_test_id("topic-input").fill(topic)
@@ -83,7 +84,7 @@ async def test_a_whole_video_call_between_two_browsers(tmp_path):
     shared = {t.name: t.content for t in compute_layout(SIZE, "screen", {AGENT, SCREEN})}
     async with (
         run_server(tmp_path, **CALL_SETTINGS) as server,
-        chromium(fake_ui=False) as customers,
+        chromium() as customers,
         chromium(camera_clip=red_camera) as agents,
     ):
         # A phone-sized customer page, a desktop agent console.
@@ -107,8 +108,12 @@ async def test_a_whole_video_call_between_two_browsers(tmp_path):
         await until_colours(agent, "preview-video", [(centre(full), is_red)])
         probe = await playing(agent, "remote-video")
         assert probe["width"] > 0 and probe["height"] > 0
-        await expect(agent.locator(".tile", has=agent.get_by_test_id("remote-video"))).to_have_attribute("data-live", "true")
-        await expect(customer.get_by_test_id("call-quality")).to_have_attribute("data-quality", "good", timeout=15_000)
+        await expect(agent.locator(".tile", has=agent.get_by_test_id("remote-video"))).to_have_attribute(
+            "data-live", "true"
+        )
+        await expect(customer.get_by_test_id("call-quality")).to_have_attribute(
+            "data-quality", "good", timeout=15_000
+        )
         await expect(customer.get_by_test_id("mute")).to_be_enabled()
         await customer.get_by_test_id("mute").click()
         await expect(customer.get_by_test_id("mute")).to_have_attribute("aria-pressed", "true")
@@ -143,8 +148,20 @@ async def test_a_whole_video_call_between_two_browsers(tmp_path):
         receipt = agent.get_by_test_id("receipt")
         await expect(receipt.locator('tr[data-stage="encode"]')).to_have_count(1, timeout=15_000)
         browsers = agent.get_by_test_id("receipt-browsers")
-        await expect(browsers.locator('[data-stage="customer_fps"]')).to_have_text(re.compile(r"\d"), timeout=20_000)
+        await expect(browsers.locator('[data-stage="customer_fps"]')).to_have_text(
+            re.compile(r"\d"), timeout=20_000
+        )
         await agent.screenshot(path=str(SCREENSHOTS / "agent-call.png"), full_page=True)
+
+        # The customer shares their (fake) screen: the agent sees it in its own tile.
+        await customer.get_by_test_id("share-screen").click()
+        await expect(customer.get_by_test_id("share-screen")).to_have_attribute("aria-pressed", "true")
+        await expect(agent.get_by_test_id("customer-screen-tile")).to_be_visible()
+        probe = await playing(agent, "customer-screen", frames=3)
+        assert probe["width"] > 0
+        await customer.get_by_test_id("share-screen").click()
+        await expect(customer.get_by_test_id("share-screen")).to_have_attribute("aria-pressed", "false")
+        await expect(agent.get_by_test_id("customer-screen-tile")).to_be_hidden()
 
         # The agent picks a layout: back to their camera full frame.
         await agent.get_by_test_id("layout-select").select_option("agent")
@@ -274,8 +291,14 @@ async def test_the_site_widget_opens_the_customer_flow(tmp_path):
 async def serve_on(tmp_path: Path, port: int, **overrides):
     """A server on a given port (run_server picks a free one): to restart "the same" server."""
     settings = Settings.load(env={}, state_dir=tmp_path, secret=TEST_SECRET, port=port, **overrides)
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on", timeout_graceful_shutdown=1)
+    config = uvicorn.Config(
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=1,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
