@@ -1,0 +1,621 @@
+// The operator studio (/studio): log in with an operator token, start the brand's avatar host,
+// drive it with your own face and voice, and steer it with script commands, expressions,
+// gestures and captions. Speaks only the protocol in docs/protocol.md ("Avatar host").
+
+import { ProtocolClient } from "./protocol.js";
+import { EXPRESSION_KEYS, GESTURE_KEYS, guardrails } from "./studio-looks.js";
+import { LevelMeter, StudioMedia, attach, openOperatorDevices } from "./studio-media.js";
+import { $, announce, clearNotice, el, notice, showView } from "./ui.js";
+
+const TOKEN_STORE = "telepresence.operator_token";
+const DRIVE_STORE = "telepresence.studio_drives"; // the host id this tab drives (kept over a reload)
+const MAX_EVENTS = 100;
+const STATUS_POLL_MS = 5000; // viewers change without a host_status: ask GET /api/host
+
+const page = {
+  client: null,
+  token: null,
+  name: null,
+  connection: "closed",
+  host: "stopped", // stopped | starting | running | stopping (what we know of the server's host)
+  hostId: null,
+  look: null, // the running host's look, from host_status
+  viewers: 0,
+  devices: null, // Promise of openOperatorDevices() for this run of the host
+  tracks: { mic: null, camera: null },
+  lastSent: null, // the type of the last host message: errors are not tied to messages
+  handedOver: false,
+  mediaPending: false, // an offer is being prepared
+  drive: false, // this tab drives the host with its camera and microphone
+  foreignHost: false,
+  pollTimer: null, // host_start was refused because a host already runs: offer to stop it
+};
+
+const els = {
+  look: $("look-select"),
+  start: $("host-start"),
+  stop: $("host-stop"),
+  drive: $("host-drive"),
+  state: $("host-state"),
+  viewers: $("viewers"),
+  preview: $("avatar-preview"),
+  previewTile: $("preview-tile"),
+  caption: $("host-caption"),
+  camera: $("operator-camera"),
+  deviceStatus: $("device-status"),
+  deviceMessage: $("device-message"),
+  sayForm: $("#say-form"),
+  say: $("say-input"),
+  saySend: $("say-send"),
+  commandError: $("command-error"),
+  interrupt: $("interrupt"),
+  handover: $("handover"),
+  expressions: $("expressions"),
+  gestures: $("gestures"),
+  scriptForm: $("#script-form"),
+  script: $("script-input"),
+  scriptRun: $("script-run"),
+  events: $("event-log"),
+};
+
+const meter = new LevelMeter($("mic-level"));
+const media = new StudioMedia({ send: (type, fields) => send(type, fields), onState: onMediaState });
+
+// ------------------------------------------------------------------ session
+
+function session() {
+  try {
+    return window.sessionStorage;
+  } catch {
+    return null;
+  }
+}
+
+/** The token from `#token=...` (then removed from the address bar), or the one this tab used. */
+function takeToken() {
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromLink) {
+    session()?.setItem(TOKEN_STORE, fromLink);
+    history.replaceState(null, "", location.pathname + location.search);
+    return fromLink;
+  }
+  return session()?.getItem(TOKEN_STORE) || null;
+}
+
+function send(type, fields = {}) {
+  if (!page.client?.send(type, fields)) {
+    notice("Not connected to the server: try again in a moment.", "error");
+    return false;
+  }
+  if (type.startsWith("host_")) page.lastSent = type;
+  return true;
+}
+
+function login(token) {
+  page.token = token;
+  page.client?.close();
+  const client = new ProtocolClient({ hello: (c) => c.send("login", { token: page.token }) });
+  page.client = client;
+  client.on("logged_in", onLoggedIn);
+  client.on("host_status", onHostStatus);
+  client.on("host_event", onHostEvent);
+  client.on("webrtc_answer", (m) => onAnswer(m));
+  client.on("error", onError);
+  client.onState(onConnection);
+  client.connect();
+  pollStatus();
+}
+
+function logout(message) {
+  clearInterval(page.pollTimer);
+  page.client?.close();
+  page.client = null;
+  session()?.removeItem(TOKEN_STORE);
+  releaseMedia();
+  setHost("stopped");
+  page.name = null;
+  setBadge("logged_out", "Logged out");
+  showView("login");
+  const error = $("login-error");
+  error.textContent = message;
+  error.hidden = !message;
+  $("token-input").focus();
+}
+
+// ------------------------------------------------------------ server messages
+
+function onLoggedIn(message) {
+  if (message.role !== "operator") {
+    logout(
+      `This is an ${message.role} token: the studio needs an operator token ` +
+        "(telepresence token NAME --role operator).",
+    );
+    return;
+  }
+  page.name = message.name;
+  $("operator-name").textContent = `· ${message.name}`;
+  $("login-error").hidden = true;
+  if (document.body.dataset.screen !== "studio") {
+    showView("studio");
+    announce(`Logged in as ${message.name}. Choose a look and start the host.`);
+  }
+  // A host_status follows (docs/protocol.md): it says whether the host still runs.
+  render();
+}
+
+function onHostStatus(message) {
+  page.foreignHost = false;
+  if (!message.running) {
+    const wasRunning = page.host === "running" || page.host === "stopping";
+    releaseMedia();
+    setHost("stopped");
+    if (wasRunning) announce("The host has stopped.");
+    return;
+  }
+  const fresh = page.host !== "running" || message.host_id !== page.hostId;
+  page.hostId = message.host_id ?? page.hostId;
+  page.viewers = message.viewers ?? page.viewers;
+  if (message.spec && message.spec !== page.look) {
+    page.look = message.spec;
+    if ([...els.look.options].some((o) => o.value === message.spec)) els.look.value = message.spec;
+    renderPads(message.spec, message);
+    if (!fresh) announce(`The avatar now wears the ${guardrails(message.spec).name} look.`);
+  }
+  setHost("running");
+  if (fresh) {
+    page.handedOver = false;
+    announce(`The host is live as ${guardrails(page.look).name}.`);
+  }
+  // The tab that started the host drives it (again, after a reload or a dropped connection).
+  // A host started elsewhere is only driven from here when the operator asks (host-drive):
+  // the server takes one studio connection per host, so a new one replaces the old.
+  if (session()?.getItem(DRIVE_STORE) === page.hostId) page.drive = true;
+  const connection = media.pc?.connectionState;
+  if (page.drive && (fresh || !media.active || connection === "failed" || connection === "closed")) connectMedia();
+  render();
+}
+
+function onHostEvent(message) {
+  const { kind } = message;
+  const scripted = (message.source || "script") === "script"; // captions come from `say`
+  if (kind === "started_talking") {
+    els.previewTile.dataset.talking = "true";
+    if (scripted && message.text) {
+      els.caption.textContent = message.text;
+      els.caption.hidden = false;
+    }
+  } else if (kind === "stopped_talking") {
+    els.previewTile.dataset.talking = "false";
+    if (scripted) {
+      els.caption.hidden = true;
+      els.caption.textContent = "";
+    }
+  }
+  if (kind === "state" && message.state) els.previewTile.dataset.avatar = message.state;
+  logEvent(message);
+}
+
+async function onAnswer(message) {
+  if (message.host_id && page.hostId && message.host_id !== page.hostId) return; // an older host
+  await media.answer(message.sdp);
+  attach(els.preview, media.preview());
+}
+
+function onError(message) {
+  const { code } = message;
+  const text = message.message || code;
+  if (code === "auth_failed") {
+    logout(`The server refused this token: ${text}`);
+    return;
+  }
+  if (code === "invalid_command") {
+    els.commandError.textContent = `The avatar did not do that: ${text}`;
+    els.commandError.hidden = false;
+    logEvent({ kind: "error", text });
+    return;
+  }
+  if (code === "invalid_spec") {
+    if (page.look) els.look.value = page.look; // the old look stays
+    if (page.host === "starting") setHost("stopped");
+    notice(`That look cannot be used: ${text}`, "error");
+    return;
+  }
+  if (code === "out_of_order") {
+    if (page.host === "starting") {
+      // Most likely a host already runs (another tab or operator): offer to stop it.
+      releaseMedia();
+      page.foreignHost = true;
+      setHost("stopped");
+    } else if (page.host === "running" && /no host/i.test(text)) {
+      releaseMedia();
+      setHost("stopped");
+    }
+  }
+  if (["bad_sdp", "no_video", "unsupported_codec"].includes(code)) {
+    notice(`The studio's camera and preview could not connect: ${text}`, "error");
+    return;
+  }
+  if (code === "rate_limited") {
+    notice("Too many commands at once: that one was dropped. Slow down a little.", "error");
+    return;
+  }
+  notice(text, "error");
+  logEvent({ kind: "error", text });
+}
+
+function onConnection(state, code) {
+  page.connection = state;
+  const banner = $("connection-banner");
+  banner.hidden = state !== "reconnecting";
+  if (state === "reconnecting") $("connection-text").textContent = "Connection lost: reconnecting…";
+  if (state === "closed" && code === 4001) {
+    logout("The studio was opened in another tab, which took over.");
+  }
+  render();
+}
+
+/** While the host runs, refresh its status (viewers; stopped elsewhere) over HTTP. */
+function pollStatus() {
+  clearInterval(page.pollTimer);
+  page.pollTimer = setInterval(async () => {
+    if (page.host !== "running" || page.connection !== "open" || !page.token) return;
+    try {
+      const response = await fetch("/api/host", { headers: { Authorization: `Bearer ${page.token}` } });
+      if (!response.ok) return;
+      const status = await response.json();
+      if (status.type !== "host_status" || page.host !== "running") return;
+      if (!status.running || status.host_id !== page.hostId) onHostStatus(status);
+      else if (status.viewers !== page.viewers) {
+        page.viewers = status.viewers;
+        render();
+      }
+    } catch {
+      // The socket's state tells the operator about a lost server; nothing to add here.
+    }
+  }, STATUS_POLL_MS);
+}
+
+// ------------------------------------------------------------------ media
+
+async function connectMedia() {
+  if (page.mediaPending) return;
+  page.mediaPending = true;
+  try {
+    await offerMedia();
+  } finally {
+    page.mediaPending = false;
+  }
+}
+
+async function offerMedia() {
+  if (page.hostId) session()?.setItem(DRIVE_STORE, page.hostId);
+  if (!page.devices) page.devices = openOperatorDevices();
+  const devices = await page.devices;
+  if (page.host !== "running") return;
+  page.tracks = { mic: devices.mic, camera: devices.camera };
+  showDevices(devices);
+  attach(els.camera, devices.camera);
+  els.camera.closest("figure").dataset.live = String(Boolean(devices.camera));
+  meter.start(devices.mic);
+  await media.negotiate({ mic: devices.mic, camera: devices.camera });
+  attach(els.preview, media.preview());
+}
+
+function releaseMedia() {
+  media.close();
+  meter.stop();
+  for (const track of [page.tracks.mic, page.tracks.camera]) track?.stop();
+  page.tracks = { mic: null, camera: null };
+  const pending = page.devices;
+  page.devices = null;
+  // Devices still being asked for: stop them when they arrive.
+  pending?.then((d) => {
+    if (page.devices !== pending) [d.mic, d.camera].forEach((t) => t?.stop());
+  });
+  attach(els.preview, null);
+  attach(els.camera, null);
+  els.camera.closest("figure").dataset.live = "false";
+  els.previewTile.dataset.live = "false";
+  els.caption.hidden = true;
+}
+
+function onMediaState(state) {
+  els.previewTile.dataset.connection = state;
+  if ((state === "failed" || state === "closed") && page.host === "running") {
+    notice(
+      "Your camera, microphone and preview lost their connection to the server (another studio may have " +
+        "taken over driving). Press “Drive from here” to connect again.",
+      "error",
+    );
+    media.close();
+    render();
+  }
+}
+
+const PROBLEMS = {
+  denied: "was refused",
+  missing: "was not found",
+  busy: "is in use by another program",
+  unsupported: "is not available in this browser",
+  error: "could not be opened",
+};
+
+function showDevices({ micState, cameraState }) {
+  const problems = [];
+  if (cameraState !== "ok") {
+    problems.push(
+      `Your camera ${PROBLEMS[cameraState] || PROBLEMS.error}, so the avatar cannot follow your face ` +
+        "(it still blinks, speaks and follows the buttons).",
+    );
+  }
+  if (micState !== "ok") {
+    problems.push(`Your microphone ${PROBLEMS[micState] || PROBLEMS.error}, so the mouth will not follow your voice.`);
+  }
+  const denied = cameraState === "denied" || micState === "denied";
+  if (denied) problems.push("Allow the camera and microphone for this site (the icon in the address bar), then stop and start the host.");
+  els.deviceMessage.textContent = problems.join(" ");
+  els.deviceMessage.hidden = problems.length === 0;
+  els.deviceMessage.dataset.kind = problems.length ? "error" : "";
+  const drives = [cameraState === "ok" && "face", micState === "ok" && "voice"].filter(Boolean);
+  els.deviceStatus.textContent = drives.length
+    ? `Your ${drives.join(" and ")} drive${drives.length === 1 ? "s" : ""} the avatar.`
+    : "Only the buttons and the script drive the avatar.";
+  els.deviceStatus.dataset.drives = drives.join(" ") || "none";
+}
+
+// ------------------------------------------------------------------ state
+
+function setHost(state) {
+  page.host = state;
+  if (state === "stopped") {
+    page.drive = false;
+    session()?.removeItem(DRIVE_STORE);
+    page.hostId = null;
+    page.look = null;
+    page.viewers = 0;
+    renderPads(els.look.value);
+  }
+  render();
+}
+
+function setBadge(state, words) {
+  els.state.dataset.state = state;
+  els.state.textContent = words;
+}
+
+function render() {
+  const online = Boolean(page.connection === "open" && page.name);
+  const running = page.host === "running";
+  const busy = page.host === "starting" || page.host === "stopping";
+  if (!page.name) {
+    setBadge("logged_out", "Logged out");
+  } else if (page.connection === "reconnecting") {
+    setBadge("reconnecting", "Reconnecting…");
+  } else {
+    const words = {
+      stopped: "Host off",
+      starting: "Starting the host…",
+      stopping: "Stopping the host…",
+      running: `Live · ${guardrails(page.look).name}`,
+    };
+    setBadge(page.host, words[page.host]);
+  }
+  els.start.disabled = !online || running || busy;
+  els.stop.disabled = !online || !(running || (page.host === "stopped" && page.foreignHost));
+  els.look.disabled = !online || busy;
+  const connected = media.active || page.mediaPending;
+  els.drive.hidden = !(online && running && !connected);
+  els.previewTile.dataset.empty = !running
+    ? "Start the host to see the avatar"
+    : connected
+      ? "Connecting to the avatar…"
+      : "The host is live, driven from another studio. “Drive from here” shows it here.";
+  if (!connected) {
+    els.deviceStatus.textContent = running
+      ? "Another studio drives the host. Your camera and microphone are asked for if you drive it from here."
+      : "Your camera and microphone are asked for when the host starts.";
+    delete els.deviceStatus.dataset.drives;
+  }
+  for (const control of [els.say, els.saySend, els.interrupt, els.handover, els.script, els.scriptRun]) {
+    control.disabled = !online || !running;
+  }
+  for (const button of document.querySelectorAll(".pad button")) button.disabled = !online || !running;
+  els.viewers.textContent = running
+    ? page.viewers === 1
+      ? "1 viewer"
+      : `${page.viewers} viewers`
+    : "";
+}
+
+// ------------------------------------------------------------------ pads
+
+function label(name) {
+  return name.charAt(0).toUpperCase() + name.slice(1);
+}
+
+function padButton(kind, name, key) {
+  const button = el(
+    "button",
+    { type: "button", "data-testid": `${kind}-${name}`, "data-name": name, "aria-keyshortcuts": key },
+    el("span", {}, label(name)),
+    key ? el("kbd", { "aria-hidden": "true" }, key) : null,
+  );
+  if (kind === "expression") button.setAttribute("aria-pressed", String(name === "neutral"));
+  button.addEventListener("click", () => (kind === "expression" ? expression(name) : gesture(name)));
+  return button;
+}
+
+/** Buttons for the look's allowed expressions and gestures (the server's list when it gives one). */
+function renderPads(look, status = {}) {
+  const rails = guardrails(look);
+  const expressions = Array.isArray(status.expressions) ? status.expressions : rails.expressions;
+  const gestures = Array.isArray(status.gestures) ? status.gestures : rails.gestures;
+  const focused = document.activeElement?.dataset?.testid;
+  els.expressions.replaceChildren(...expressions.map((n) => padButton("expression", n, EXPRESSION_KEYS[n])));
+  els.gestures.replaceChildren(...gestures.map((n) => padButton("gesture", n, GESTURE_KEYS[n])));
+  if (focused) document.querySelector(`.pad [data-testid="${focused}"]`)?.focus();
+  render();
+}
+
+function flash(button) {
+  button.classList.add("fired");
+  setTimeout(() => button.classList.remove("fired"), 350);
+}
+
+// ------------------------------------------------------------------ commands
+
+function command(line) {
+  els.commandError.hidden = true;
+  return send("host_command", { command: line });
+}
+
+function expression(name) {
+  if (!command(`expression ${name}`)) return;
+  for (const button of els.expressions.querySelectorAll("button")) {
+    button.setAttribute("aria-pressed", String(button.dataset.name === name));
+  }
+}
+
+function gesture(name) {
+  command(`gesture ${name}`);
+}
+
+function interrupt() {
+  if (page.host !== "running") return;
+  if (send("host_interrupt")) {
+    els.caption.hidden = true;
+    announce("Interrupted: speech stopped and the queue cleared.");
+  }
+}
+
+function handover() {
+  if (send("host_handover")) {
+    page.handedOver = true;
+    announce("Handed over: customers now see their human agent.");
+    logEvent({ kind: "handover", text: "calls handed over to their agents" });
+  }
+}
+
+function onShortcut(event) {
+  if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
+  if (page.host !== "running" || document.body.dataset.screen !== "studio") return;
+  if (event.key === "Escape") {
+    if (event.target.closest?.("select")) return;
+    event.preventDefault();
+    flash(els.interrupt);
+    interrupt();
+    return;
+  }
+  if (event.repeat || event.target.closest?.("input, textarea, select, [contenteditable]")) return;
+  const key = event.key.length === 1 ? event.key.toUpperCase() : null;
+  if (!key) return;
+  const button = [...document.querySelectorAll(".pad button")].find((b) => b.getAttribute("aria-keyshortcuts") === key);
+  if (!button || button.disabled) return;
+  event.preventDefault();
+  flash(button);
+  button.click();
+}
+
+// ------------------------------------------------------------------ event log
+
+function clock() {
+  return new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
+const EVENT_WORDS = {
+  started_talking: "Talking",
+  stopped_talking: "Stopped talking",
+  state: "State",
+  queue_empty: "Queue empty",
+  error: "Error",
+  handover: "Handed over",
+};
+
+function logEvent(message) {
+  const kind = message.kind || "event";
+  let detail = message.kind === "state" ? message.state || message.text : message.text;
+  if (kind === "stopped_talking" && message.interrupted) detail = "interrupted";
+  const item = el(
+    "li",
+    { class: `event kind-${kind}`, "data-kind": kind },
+    el("time", {}, clock()),
+    el("span", { class: "what" }, EVENT_WORDS[kind] || kind),
+    message.source && message.source !== "script" ? el("span", { class: "source" }, `(${message.source})`) : null,
+    detail ? el("span", { class: "detail" }, detail) : null,
+  );
+  // The voice driver talks in bursts: its events update one line rather than flood the log.
+  const last = els.events.lastElementChild;
+  if (message.source === "voice" && last?.dataset.source === "voice") last.remove();
+  if (message.source) item.dataset.source = message.source;
+  els.events.append(item);
+  while (els.events.children.length > MAX_EVENTS) els.events.firstElementChild.remove();
+  els.events.scrollTop = els.events.scrollHeight;
+}
+
+// ------------------------------------------------------------------ wiring
+
+$("#login-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const token = $("token-input").value.trim();
+  if (!token) return;
+  session()?.setItem(TOKEN_STORE, token);
+  $("token-input").value = "";
+  login(token);
+});
+
+els.start.addEventListener("click", () => {
+  clearNotice();
+  if (!send("host_start", { spec: els.look.value })) return;
+  setHost("starting");
+  page.drive = true;
+  page.devices = openOperatorDevices(); // ask while the server starts the host
+});
+
+els.stop.addEventListener("click", () => {
+  clearNotice();
+  if (!send("host_stop")) return;
+  if (page.host === "running") setHost("stopping");
+});
+
+els.look.addEventListener("change", () => {
+  clearNotice();
+  if (page.host === "running") send("host_look", { spec: els.look.value });
+  else renderPads(els.look.value);
+});
+
+els.sayForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = els.say.value.trim().replace(/\s+/g, " ");
+  if (!text) return;
+  if (command(`say ${text}`)) els.say.value = "";
+  els.say.focus();
+});
+
+els.scriptForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = els.script.value.trim();
+  if (!text) return;
+  els.commandError.hidden = true;
+  send("host_script", { text });
+});
+
+els.drive.addEventListener("click", () => {
+  clearNotice();
+  page.drive = true;
+  connectMedia().then(render);
+  render();
+});
+els.interrupt.addEventListener("click", interrupt);
+els.handover.addEventListener("click", handover);
+els.preview.addEventListener("loadeddata", () => (els.previewTile.dataset.live = "true"));
+document.addEventListener("keydown", onShortcut);
+window.addEventListener("pagehide", () => releaseMedia());
+
+renderPads(els.look.value);
+const token = takeToken();
+if (token) {
+  login(token);
+} else {
+  showView("login", { focus: false });
+  $("token-input").focus();
+}
