@@ -10,7 +10,7 @@ import { $, announce, clearNotice, el, notice, showView } from "./ui.js";
 const TOKEN_STORE = "telepresence.operator_token";
 const DRIVE_STORE = "telepresence.studio_drives"; // the host id this tab drives (kept over a reload)
 const MAX_EVENTS = 100;
-const STATUS_POLL_MS = 5000; // viewers change without a host_status: ask GET /api/host
+const STATUS_POLL_MS = 3000; // viewers change without a host_status: ask GET /api/host
 
 const page = {
   client: null,
