@@ -15,8 +15,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from media.room import Role
 from telepresence import protocol as p
@@ -41,62 +39,12 @@ from telepresence.routing import (
     QueueKey,
     RoutingError,
 )
+from telepresence.sessions import AgentSession, Connection, CustomerSession, Message, history_summary
 from telepresence.store import Store
 
 logger = logging.getLogger(__name__)
 
-Message = dict[str, Any]
 MEDIA_MESSAGES = (p.WebRtcOffer, p.WebRtcAnswer, p.SetLayout, p.ScreenShare, p.MediaStats)
-
-
-class Connection(Protocol):
-    """One client socket as the switchboard sees it."""
-
-    id: str
-
-    def send(self, message: Message) -> None:
-        """Queue a message; never blocks."""
-
-    def close(self, code: int, reason: str) -> None:
-        """Close the socket after what is already queued."""
-
-
-@dataclass
-class CustomerSession:
-    customer_id: str
-    ticket: str
-    name: str
-    topic: str
-    key: QueueKey
-    conn: Connection | None
-    call_id: str | None = None
-    dropped_until: float | None = None
-    last_status: Message | None = None
-    lobby: Call | None = None  # media while waiting: the avatar host greets (see media_control)
-
-    def public(self) -> Message:
-        """What an agent may see of this customer."""
-        return {
-            "name": self.name,
-            "topic": self.topic,
-            "skill": self.key.skill,
-            "language": self.key.language,
-        }
-
-
-@dataclass
-class AgentSession:
-    claims: Claims
-    conn: Connection
-    auto_answer: bool = False
-    wants_available: bool = False
-    wrap_up: dict[str, float] = field(default_factory=dict)  # call id -> until
-    offers: set[str] = field(default_factory=set)
-    dropped_until: float | None = None  # socket gone: calls kept until then for a reload
-
-    @property
-    def agent_id(self) -> str:
-        return self.claims.name
 
 
 class Switchboard:
@@ -608,7 +556,7 @@ class Switchboard:
                 "expires_in_s": round(max(0.0, pending[2] - self.clock()), 1),
                 "customer": customer.public(),
                 "transcript": await self.store.get_chat(customer.ticket),
-                "history": _history_summary(history),
+                "history": history_summary(history),
             }
         )
 
@@ -847,15 +795,3 @@ class Switchboard:
 
 def _round(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds)
-
-
-def _history_summary(history: list[Message]) -> Message:
-    calls = [h for h in history if "ended_at" in h]
-    notes = [h["notes"] for h in history if h.get("notes")]
-    return {
-        "returning": bool(calls),
-        "calls": len(calls),
-        "last_agent": calls[-1]["agent"] if calls else None,
-        "last_topic": calls[-1].get("topic") if calls else None,
-        "notes": notes[-3:],
-    }
