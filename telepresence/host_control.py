@@ -31,7 +31,7 @@ class HostControl:
         self,
         media: MediaControl,
         *,
-        send_operator: Callable[[str, Message], None],
+        send_operator: Callable[[str | None, Message], None],
         active_calls: Callable[[], list[Call]],
     ) -> None:
         self.desk = media.hosts
@@ -48,15 +48,18 @@ class HostControl:
         """Carry out one operator message; returns a status to send back, if the message changes it."""
         if isinstance(message, p.HostStart):
             host = await self.desk.start(operator, message.spec)
-            self._unsubscribe = host.subscribe(lambda event: self._send_operator(host.operator, event))
-            return host.status()
+            # Every operator hears what the host does (voice bursts are their own speech: not news).
+            self._unsubscribe = host.subscribe(
+                lambda event: self._send_operator(None, event) if event.get("source") != "voice" else None
+            )
+            return self._broadcast(host.status(), operator)
         if isinstance(message, p.HostStop):
             await self._media.host_stopped(self._active_calls())
             if self._unsubscribe is not None:
                 self._unsubscribe()
                 self._unsubscribe = None
             await self.desk.stop()
-            return dict(NOT_RUNNING)
+            return self._broadcast(dict(NOT_RUNNING), operator)
         host = self.desk.running()
         if isinstance(message, p.HostCommand):
             host.command(message.command)
@@ -69,21 +72,28 @@ class HostControl:
                 raise ProtocolError("invalid_spec", "give a look's name (spec) or a spec's text (spec_text)")
             spec = resolve_look(message.spec, message.spec_text, message.format)
             host.set_look(message.spec or "custom", spec)
-            return host.status()
+            return self._broadcast(host.status(), operator)
         elif isinstance(message, p.HostHandover):
             await self._media.handover(self._active_calls())
         elif isinstance(message, p.WebRtcOffer):
-            await self._studio(host, message.sdp)
+            await self._studio(host, message.sdp, operator)
         else:
             raise ProtocolError("forbidden", f"operators cannot send {message.type!r}")
         return None
 
-    async def _studio(self, host: Host, sdp: str) -> None:
+    async def _studio(self, host: Host, sdp: str, operator: str) -> None:
+        """The sending operator's studio drives the host from now on (one studio at a time)."""
         try:
             answer = await host.studio_answer(sdp)
         except MediaError as exc:
             raise ProtocolError(exc.code, exc.message) from None
-        self._send_operator(host.operator, {"type": "webrtc_answer", "host_id": host.id, "sdp": answer})
+        host.operator = operator
+        self._send_operator(operator, {"type": "webrtc_answer", "host_id": host.id, "sdp": answer})
+
+    def _broadcast(self, status: Message, sender: str) -> Message:
+        """Tell the other operators too; the sender gets ``status`` as the reply."""
+        self._send_operator(None, {**status, "except": sender})
+        return status
 
     async def close(self) -> None:
         if self._unsubscribe is not None:

@@ -70,6 +70,7 @@ class Host:
         self.track = AvatarTrack(spec, controller=AvatarController(spec, face=self.face))
         self._relay = MediaRelay()
         self._viewers: list[MediaStreamTrack] = []
+        self._own: list[MediaStreamTrack] = []  # the studio previews
         self._ice_servers = ice_servers
         self._studio: RTCPeerConnection | None = None
         self._listeners: list[Listener] = []
@@ -92,6 +93,7 @@ class Host:
 
     @property
     def viewers(self) -> int:
+        """Calls showing the host now (the studio's own preview is not a viewer)."""
         return sum(1 for v in self._viewers if v.readyState == "live")
 
     def status(self) -> dict[str, Any]:
@@ -144,10 +146,14 @@ class Host:
 
     # ------------------------------------------------------------------ media
 
-    def viewer_track(self) -> MediaStreamTrack:
+    def viewer_track(self, *, counted: bool = True) -> MediaStreamTrack:
         """A proxy of the avatar for one more consumer (a call's compositor, the studio preview)."""
         proxy = self._relay.subscribe(self.track, buffered=False)
-        self._viewers.append(proxy)
+        if counted:
+            self._viewers = [v for v in self._viewers if v.readyState == "live"]
+            self._viewers.append(proxy)
+        else:
+            self._own.append(proxy)
         return proxy
 
     async def studio_answer(self, sdp: str) -> str:
@@ -176,7 +182,7 @@ class Host:
             self.face.drive(video[0].receiver.track)
         if audio and audio[0].receiver.track is not None:
             self.controller.voice.drive(audio[0].receiver.track)
-        video[0].sender.replaceTrack(self.viewer_track())
+        video[0].sender.replaceTrack(self.viewer_track(counted=False))
         video[0].direction = "sendrecv"
         tune_video_sender(video[0].sender)
         await pc.setLocalDescription(await pc.createAnswer())
@@ -193,7 +199,7 @@ class Host:
         self._ticker.cancel()
         await asyncio.wait({self._ticker})
         await self._close_studio()
-        for viewer in self._viewers:
+        for viewer in self._viewers + self._own:
             viewer.stop()
         self.track.stop()
         with contextlib.suppress(Exception):

@@ -460,10 +460,16 @@ class Switchboard:
             raise ProtocolError("out_of_order", "media can be negotiated only in a call")
         return call, role
 
-    def _send_operator(self, name: str, message: Message) -> None:
-        session = self.operators.get(name)
-        if session is not None and session.dropped_until is None:
-            session.conn.send(message)
+    def _send_operator(self, name: str | None, message: Message) -> None:
+        """Send to one operator, or to every operator but ``message["except"]`` when ``name`` is None."""
+        if name is not None:
+            sessions = [self.operators.get(name)]
+        else:
+            skip = message.pop("except", None)
+            sessions = [s for n, s in self.operators.items() if n != skip]
+        for session in sessions:
+            if session is not None and session.dropped_until is None:
+                session.conn.send(message)
 
     def _send_call(self, call: Call, role: Role, message: Message) -> None:
         """Send to one side of a call, if that side is connected."""

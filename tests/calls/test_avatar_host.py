@@ -237,3 +237,21 @@ async def test_a_waiting_customer_is_greeted_with_their_place_and_the_call_grows
 
 def _customer_id(server, name: str) -> str:
     return next(c.customer_id for c in server.switchboard.customers.values() if c.name == name)
+
+
+async def test_every_operator_hears_the_host_and_the_studio_answer_goes_to_its_sender(tmp_path):
+    async with media_server(tmp_path) as server:
+        olga = await operator_client(server, "olga")
+        pia = await operator_client(server, "pia")
+        await olga.send("host_start", spec="aurora")
+        await olga.expect("host_status", running=True)
+        assert (await pia.expect("host_status", running=True))["spec"] == "aurora"
+        await olga.send("host_command", command="say Hello")
+        await pia.expect("host_event", kind="started_talking")
+        studio = BrowserPeer("operator", [("audio", None, "sendrecv"), ("video", FaceCamera(), "sendrecv")])
+        async with studio:
+            await studio.negotiate(signalling(pia))  # pia takes over the driving
+            await studio.video(0).wait(15)
+        assert not [m for m in olga.received if m["type"] == "webrtc_answer"]
+        await pia.send("host_look", spec="harbor")
+        assert (await olga.expect("host_status", spec="harbor"))["viewers"] == 0
