@@ -134,6 +134,10 @@ class Switchboard:
                 await self.media.handle(call, role, message)
             finally:
                 self._wake.set()  # a new room has receipts to push
+            if isinstance(session, CustomerSession) and call is session.lobby and session.last_status:
+                # A greeter that just appeared says where the customer stands straight away.
+                status = session.last_status
+                self.media.announce(call, status["position"], status["expected_wait_s"])
             return
         async with self._lock:
             if self._closing:
