@@ -78,8 +78,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         host_control = request.app.state.switchboard.host_control
         if request.method == "GET":
             return JSONResponse(host_control.status())
-        body = await request.body()
         try:
+            body = await _read_limited(request, settings.max_message_bytes)
             message = parse_client_message(body)
             if not is_host_message(message):
                 raise ProtocolError("forbidden", f"{message.type!r} is not a host message")
@@ -118,3 +118,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.authority = authority
     app.state.metrics = metrics
     return app
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    """The request body, refused as soon as it passes ``limit`` bytes (never buffered whole)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ProtocolError("too_large", f"messages are limited to {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -128,6 +128,8 @@ async def test_http_control_api_needs_an_operator_token(tmp_path):
             other = await http.post("/api/host", headers=operator, json={"type": "join", "name": "x"})
             assert other.status_code == 403
             assert (await http.post("/api/host", headers=operator, content=b"{nope")).status_code == 400
+            huge = b'{"type": "host_script", "text": "' + b"x" * 100_000 + b'"}'
+            assert (await http.post("/api/host", headers=operator, content=huge)).status_code == 413
             stopped = await http.post("/api/host", headers=operator, json={"type": "host_stop"})
             assert stopped.json() == {"type": "host_status", "running": False}
 
