@@ -1,5 +1,8 @@
 // The customer's side of a call's media: the device check, the composite and the own-camera
-// preview, mute, camera on/off, screen sharing and the call-quality indicator.
+// preview, mute, camera on/off, screen sharing and the call-quality indicator. When the server
+// greets the wait, the same media starts while waiting: the composite (the avatar) shows in the
+// waiting view's `greeter-video`, and when the call starts the same connection and stream move
+// to the call view's `remote-video` (which always means the call's composite).
 // customer.js owns the protocol flow and calls in here; this file knows the page's
 // elements and `media.js`.
 
@@ -14,7 +17,8 @@ const state = {
   camera: null,
   screen: null,
   media: null,
-  send: null, // the protocol client's send, while in a call
+  send: null, // the protocol client's send, while media runs
+  greeting: false, // the media runs for the wait (the greeter), not yet for a call
   muted: false,
 };
 
@@ -69,25 +73,68 @@ function showDevices(result, wanted) {
 
 // ------------------------------------------------------------------ the call
 
-/** The call started (or resumed after a rejoin): offer our media to the server. */
-export async function startMedia(send) {
+/**
+ * Offer our media to the server: the call started (or resumed after a rejoin), or, with
+ * `greeting`, the server greets the wait. Any older connection is replaced.
+ */
+export async function startMedia(send, { greeting = false } = {}) {
   state.send = send;
+  state.greeting = greeting;
+  try {
+    await negotiate(send);
+  } catch (error) {
+    if (state.send === send && !state.media) state.send = null; // nothing started after all
+    throw error;
+  }
+}
+
+async function negotiate(send) {
   await checkDevices();
-  if (state.send !== send) return; // the call ended while we waited
+  if (state.send !== send) return; // the call (or the wait) ended while we waited
   stopShare({ tell: false });
   state.media?.close();
   const media = new MediaSession({ role: "customer", send, onState: onPeerState, onStats: showQuality });
   state.media = media;
   if (state.mic) state.mic.enabled = !state.muted;
+  showRemote();
   await media.negotiate({ mic: state.mic, camera: state.camera, cameraSection: Boolean(state.camera) });
   if (state.media !== media) return;
-  attach($("remote-video"), media.receiver(1));
-  attach($("remote-audio"), media.receiver(0));
-  $("remote-audio").play().then(
-    () => ($("enable-sound").hidden = true),
-    () => ($("enable-sound").hidden = false),
-  );
+  showRemote();
+}
+
+/** Whether media started (or is starting) for this conversation: the call must not offer again. */
+export function mediaStarted() {
+  return Boolean(state.media) || Boolean(state.send);
+}
+
+/** The call started on the connection made while waiting: the same stream moves to the call view. */
+export function carryIntoCall() {
+  state.greeting = false;
+  showRemote();
+}
+
+/** The composite to the waiting view's or the call view's video, and the sound on. */
+function showRemote() {
+  const media = state.media;
+  const video = media?.receiver(1) || null;
+  attach($("greeter-video"), state.greeting ? video : null);
+  attach($("remote-video"), state.greeting ? null : video);
+  $("greeter-media").hidden = !(state.greeting && media);
+  if (attachAudio(media?.receiver(0) || null)) {
+    $("remote-audio").play().then(
+      () => ($("enable-sound").hidden = true),
+      () => ($("enable-sound").hidden = false),
+    );
+  }
   renderControls();
+}
+
+function attachAudio(track) {
+  const audio = $("remote-audio");
+  const current = audio.srcObject?.getTracks?.()[0] || null;
+  if (current === track) return false;
+  attach(audio, track);
+  return Boolean(track);
 }
 
 export function onAnswer(message) {
@@ -100,8 +147,11 @@ export function stopMedia({ release = false } = {}) {
   state.media?.close();
   state.media = null;
   state.send = null;
+  state.greeting = false;
   attach($("remote-video"), null);
+  attach($("greeter-video"), null);
   attach($("remote-audio"), null);
+  $("greeter-media").hidden = true;
   showQuality({ quality: "connecting" });
   if (release) {
     state.mic?.stop();
@@ -137,12 +187,13 @@ function showQuality(figures) {
 // ------------------------------------------------------------------ controls
 
 function renderControls() {
-  const inCall = Boolean(state.media);
+  const inCall = Boolean(state.media) && !state.greeting;
   // Toggle buttons keep their name and say their state with aria-pressed; the camera
   // button says what it will do instead (so it has no aria-pressed).
-  const mute = $("mute");
-  mute.disabled = !inCall || !state.mic;
-  mute.setAttribute("aria-pressed", String(state.muted));
+  for (const mute of [$("mute"), $("greeter-mute")]) {
+    mute.disabled = !state.media || !state.mic;
+    mute.setAttribute("aria-pressed", String(state.muted));
+  }
   const camera = $("camera-toggle");
   const on = Boolean(state.camera);
   camera.disabled = !inCall;
@@ -155,13 +206,16 @@ function renderControls() {
   share.setAttribute("aria-pressed", String(Boolean(state.screen)));
 }
 
-$("mute").addEventListener("click", () => {
+function toggleMute() {
   if (!state.mic) return;
   state.muted = !state.muted;
   state.mic.enabled = !state.muted;
   renderControls();
   announce(state.muted ? "Your microphone is muted." : "Your microphone is on.");
-});
+}
+
+$("mute").addEventListener("click", toggleMute);
+$("greeter-mute").addEventListener("click", toggleMute);
 
 $("camera-toggle").addEventListener("click", async () => {
   if (!state.media) return;
@@ -183,7 +237,7 @@ $("camera-toggle").addEventListener("click", async () => {
     await state.media.replace(1, state.camera);
     renderControls();
   } else {
-    await startMedia(state.send); // the camera section was receive-only: offer again
+    await startMedia(state.send, { greeting: state.greeting }); // the camera section was receive-only: offer again
   }
   $("device-message").hidden = true;
   announce("Your camera is on.");

@@ -1,8 +1,21 @@
 // The customer page: join a queue, wait with live position and chat, talk, hang up.
 // Speaks only the protocol in docs/protocol.md.
 
-import { checkDevices, onAnswer, startMedia, stopMedia } from "./customer-call.js";
-import { CLOSE, ProtocolClient, formatWait } from "./protocol.js";
+import { carryIntoCall, checkDevices, mediaStarted, onAnswer, startMedia, stopMedia } from "./customer-call.js";
+import {
+  GREETER_STORE,
+  KEY_STORE,
+  PROFILE_STORE,
+  TICKET_STORE,
+  fillForm,
+  forgetTicket,
+  load,
+  profileFromForm,
+  save,
+  savedProfile,
+} from "./customer-store.js";
+import { hideChoice, showChoice, showQueueStatus, showRequeued, wireWaitingView } from "./customer-waiting.js";
+import { CLOSE, ProtocolClient } from "./protocol.js";
 import {
   $,
   announce,
@@ -15,12 +28,6 @@ import {
   wireChatForm,
 } from "./ui.js";
 
-// The key that makes this browser a returning customer lives as long as the browser keeps it;
-// the ticket that rejoins a place (or a call) lives only as long as this tab.
-const KEY_STORE = "telepresence.customer_key";
-const TICKET_STORE = "telepresence.ticket";
-const PROFILE_STORE = "telepresence.profile";
-
 const page = {
   client: null,
   mode: "idle", // idle | joining | waiting | call | ended
@@ -30,62 +37,14 @@ const page = {
   position: null,
   agentName: null,
   connection: "closed",
+  greeter: false, // the server greets this conversation's wait: media starts while waiting
+  greetAfresh: false, // a rejoin while waiting: offer the greeting's media again
 };
 
 const form = document.getElementById("start-form");
 const chatSection = document.getElementById("chat");
 const chatLog = $("chat-log");
 const chatInput = $("chat-input");
-
-// ------------------------------------------------------------------ storage
-
-function storage(kind) {
-  try {
-    return kind === "local" ? window.localStorage : window.sessionStorage;
-  } catch {
-    return null; // storage disabled: the page still works, without rejoin
-  }
-}
-
-function load(kind, name) {
-  return storage(kind)?.getItem(name) ?? null;
-}
-
-function save(kind, name, value) {
-  const store = storage(kind);
-  if (!store) return;
-  if (value === null || value === undefined) store.removeItem(name);
-  else store.setItem(name, value);
-}
-
-function profileFromForm() {
-  const params = new URLSearchParams(location.search);
-  return {
-    name: $("name-input").value.trim(),
-    topic: $("topic-input").value.trim(),
-    language: $("language-select").value,
-    skill: (params.get("skill") || params.get("queue") || "").trim(),
-    camera: $("use-camera").checked,
-  };
-}
-
-function fillForm(profile) {
-  const params = new URLSearchParams(location.search);
-  $("name-input").value = profile?.name ?? params.get("name") ?? "";
-  $("topic-input").value = profile?.topic ?? params.get("topic") ?? "";
-  if (profile && profile.camera === false) $("use-camera").checked = false;
-  const language = profile?.language ?? params.get("language") ?? "";
-  const select = $("language-select");
-  if ([...select.options].some((option) => option.value === language)) select.value = language;
-}
-
-function savedProfile() {
-  try {
-    return JSON.parse(load("session", PROFILE_STORE) || "null");
-  } catch {
-    return null;
-  }
-}
 
 // ------------------------------------------------------------------ state
 
@@ -198,20 +157,20 @@ function stop() {
   }
 }
 
-/** Forget this tab's place: the server has forgotten it too. */
-function forgetTicket() {
-  save("session", TICKET_STORE, null);
-}
-
 // ------------------------------------------------------------------ server messages
 
 function onWelcome(message) {
   save("session", TICKET_STORE, message.ticket);
   if (message.customer_key) save("local", KEY_STORE, message.customer_key);
+  // `greeter` comes with a join's welcome; a rejoin's keeps what this tab was told.
+  if (typeof message.greeter === "boolean") save("session", GREETER_STORE, message.greeter ? "1" : null);
+  page.greeter = load("session", GREETER_STORE) === "1";
   page.sawRestart = false;
   if (message.rejoined) {
     clearNotice();
-    // call_started or queue_status follows and says where we are.
+    // call_started or queue_status follows and says where we are; a queue_status means
+    // we are still waiting, and a greeted wait offers its media again.
+    page.greetAfresh = page.greeter;
     if (page.mode !== "call") setMode("waiting");
     announce("Reconnected.");
     return;
@@ -223,61 +182,48 @@ function onWelcome(message) {
   page.chosenAgent = null;
   setMode("waiting");
   announce("You are in the queue.");
+  if (page.greeter) greet();
+}
+
+/** The server greets the wait: offer media now, as in a call (docs/protocol.md, "Greeting while waiting"). */
+function greet() {
+  page.greetAfresh = false;
+  const client = page.client;
+  startMedia((type, fields) => client.send(type, fields), { greeting: true }).catch((error) => {
+    console.error("media could not start while waiting", error);
+  });
 }
 
 function onQueueStatus(message) {
   if (page.mode !== "waiting") setMode("waiting", "waiting");
   page.lastStatus = message;
   page.queueState = message.state;
-  const position = $("queue-position");
-  const wait = $("expected-wait");
-  const detail = $("queue-detail");
-  if (message.state === "offered") {
-    position.textContent = "Next";
-    wait.textContent = "any moment now";
-    detail.textContent = "An agent is about to join you…";
-  } else {
-    position.textContent = message.position ?? "–";
-    wait.textContent = formatWait(message.expected_wait_s);
-    if (message.state === "waiting_for_agent") {
-      detail.textContent = `You are waiting for ${page.chosenAgent || "your agent"}, who will take you as soon as they are free.`;
-    } else if (message.expected_wait_s === null) {
-      detail.textContent = "Nobody who can help is available right now; you keep your place until someone is.";
-    } else {
-      detail.textContent = "Keep this tab open: your place is kept if the connection drops.";
-    }
-  }
-  if (message.state !== "choosing") $("choice").hidden = true;
-  if (message.position !== page.position && message.position) {
-    announce(`You are number ${message.position} in the queue. Expected wait ${formatWait(message.expected_wait_s)}.`);
-  } else if (message.state === "offered") {
-    announce("An agent is about to join you.");
-  }
+  showQueueStatus(message, { chosenAgent: page.chosenAgent, previousPosition: page.position });
   page.position = message.position;
   renderState();
+  if (page.greetAfresh) greet();
 }
 
 function onChoice(message) {
-  const name = message.agent_name;
-  page.chosenAgent = name;
-  $("choice-text").textContent =
-    `Last time you talked with ${name}, who is busy right now. ` +
-    `Would you like to wait for ${name}, or talk to the next available person?`;
-  $("choose-agent").textContent = `Wait for ${name} (${formatWait(message.agent_wait_s)})`;
-  $("choose-any").textContent = `Next available (${formatWait(message.any_wait_s)})`;
-  $("choice").hidden = false;
-  announce(`Would you like to wait for ${name}, or talk to the next available person?`);
+  page.chosenAgent = message.agent_name;
+  showChoice(message);
 }
 
 function onCallStarted(message) {
   page.agentName = message.agent?.name || "an agent";
+  page.greetAfresh = false;
   $("connected-with").textContent = `Connected with ${page.agentName}`;
-  $("choice").hidden = true;
+  hideChoice();
   clearNotice();
-  $("requeued").hidden = true;
+  showRequeued(false);
   const resumed = page.mode === "call";
   setMode("call", "call");
   if (!resumed) announce(`${page.agentName} has joined. You are connected.`);
+  if (!message.rejoined && mediaStarted()) {
+    // Offered while waiting: the server carries that connection into the call. No new offer.
+    carryIntoCall();
+    return;
+  }
   // A new call, or the same call after a rejoin: either way, offer media afresh.
   const client = page.client;
   startMedia((type, fields) => client.send(type, fields)).catch((error) => {
@@ -313,11 +259,13 @@ function onCallEnded(message) {
     stopMedia();
     page.agentName = null;
     setMode("waiting");
-    $("requeued").hidden = false;
+    showRequeued(true);
     // The server pushes queue_status only when it differs from the last one it sent, so
     // the last one received before the call stands until a new one arrives.
     if (page.lastStatus) onQueueStatus(page.lastStatus);
     announce("Your agent was disconnected. You are back at the front of the queue.");
+    // The server closed the call's media: a greeted wait offers again.
+    if (page.greeter) greet();
     return;
   }
   forgetTicket();
@@ -404,11 +352,6 @@ form.addEventListener("submit", (event) => {
   checkDevices({ camera: profile.camera });
 });
 
-$("keep-waiting").addEventListener("click", () => {
-  $("requeued").hidden = true;
-  announce("You are waiting for the next agent, at the front of the queue.");
-});
-
 $("leave-queue").addEventListener("click", () => {
   if (!page.client?.send("leave")) onLeft();
 });
@@ -417,15 +360,7 @@ $("hang-up").addEventListener("click", () => {
   if (!page.client?.send("end_call")) notice("Not connected: we are trying to reconnect.", "error");
 });
 
-$("choose-agent").addEventListener("click", () => {
-  page.client?.send("choose", { wait_for: "agent" });
-  $("choice").hidden = true;
-});
-
-$("choose-any").addEventListener("click", () => {
-  page.client?.send("choose", { wait_for: "any" });
-  $("choice").hidden = true;
-});
+wireWaitingView((type, fields) => page.client?.send(type, fields));
 
 $("new-call").addEventListener("click", () => {
   clearNotice();
