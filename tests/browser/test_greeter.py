@@ -82,8 +82,8 @@ def count_offers(page: Page) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def greeter_server(tmp_path):
-    async with run_server(tmp_path, **SETTINGS) as server:
+async def greeter_server(tmp_path, **overrides):
+    async with run_server(tmp_path, **{**SETTINGS, **overrides}) as server:
         try:
             yield server
         finally:
@@ -156,4 +156,56 @@ async def test_the_greeter_plays_while_waiting_and_the_call_grows_from_the_same_
             await expect(state(page)).to_have_attribute("data-state", "ended")
         await sam.close()
         assert len(offers) == 1
+        assert page.errors == []  # type: ignore[attr-defined]
+
+
+async def test_a_reload_or_a_dropped_agent_greets_the_wait_again(tmp_path):
+    async with (
+        greeter_server(tmp_path, agent_grace_s=0.3) as server,
+        chromium() as browser,
+    ):
+        page = await new_page(browser, permissions=["camera", "microphone"])
+        offers = count_offers(page)
+        await page.goto(server.url + "/")
+        await page.get_by_test_id("name-input").fill("Ann")
+        await page.get_by_test_id("start-call").click()
+        await playing(page, "greeter-video", frames=5)
+        assert len(offers) == 1
+
+        # A reload while waiting rejoins the same place and offers the greeter's media again.
+        await page.reload()
+        await expect(page.get_by_test_id("queue-position")).to_have_text("1")
+        await expect(page.get_by_test_id("greeter-media")).to_be_visible()
+        await playing(page, "greeter-video", frames=5)
+        await until_colours(page, "greeter-video", [(point, is_backdrop) for point in TOP_LEFT])
+        assert len(offers) == 2
+
+        # An agent takes the call (no new offer), then their socket drops for good: the
+        # customer is back at the front of the queue, the call's media closed by the server,
+        # and the page offers again for the greeter.
+        sam = Client(await websockets.connect(server.ws_url, max_size=None), "sam")
+        await sam.send("login", token=server.token("sam"))
+        await sam.expect("logged_in")
+        await sam.send("auto_answer", enabled=True)
+        await sam.send("set_status", status="available")
+        await sam.expect("call_started", timeout=10)
+        agent = BrowserPeer.agent(camera=TestCardTrack(SIZE.width, SIZE.height, fps=30, label="", tint=RED))
+        async with agent:
+            await agent.negotiate(signalling(sam))
+            await until_colours(page, "remote-video", [(LOWER_LEFT, is_red)])
+            assert len(offers) == 2
+            await sam.close()
+            await expect(page.get_by_test_id("requeued")).to_be_visible(timeout=10_000)
+        await expect(state(page)).to_have_attribute("data-state", "waiting")
+        await expect(page.get_by_test_id("greeter-media")).to_be_visible()
+        await playing(page, "greeter-video", frames=5)
+        await until_colours(page, "greeter-video", [(point, is_backdrop) for point in TOP_LEFT])
+        assert len(offers) == 3
+        assert await page.get_by_test_id("remote-video").evaluate(TRACK_ID) is None
+
+        # Leaving the queue stops the greeter.
+        await page.get_by_test_id("leave-queue").click()
+        await expect(page.get_by_test_id("start-call")).to_be_visible()
+        await expect(page.get_by_test_id("greeter-media")).to_be_hidden()
+        assert await page.get_by_test_id("greeter-video").evaluate(TRACK_ID) is None
         assert page.errors == []  # type: ignore[attr-defined]
