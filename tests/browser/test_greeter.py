@@ -29,7 +29,7 @@ from playwright.async_api import Page, WebSocket, expect  # noqa: E402
 from media.browser import BrowserPeer  # noqa: E402
 from media.layout import SIZES  # noqa: E402
 from media.sources import TestCardTrack  # noqa: E402
-from tests.browser.chrome import chromium, is_red, new_page, playing, sample, until_colours  # noqa: E402
+from tests.browser.chrome import SCREENSHOTS, chromium, is_red, new_page, playing, sample, until_colours  # noqa: E402
 from tests.calls.test_media_calls import RED, signalling  # noqa: E402
 from tests.conftest import Client, run_server  # noqa: E402
 
@@ -98,7 +98,7 @@ async def greeter_server(tmp_path, **overrides):
 async def test_the_greeter_plays_while_waiting_and_the_call_grows_from_the_same_connection(tmp_path):
     async with greeter_server(tmp_path) as server, chromium() as browser:
         page = await new_page(
-            browser, permissions=["camera", "microphone"], viewport={"width": 800, "height": 900}
+            browser, permissions=["camera", "microphone"], viewport={"width": 390, "height": 844}
         )
         offers = count_offers(page)
         await page.goto(server.url + "/")
@@ -127,6 +127,7 @@ async def test_the_greeter_plays_while_waiting_and_the_call_grows_from_the_same_
         await expect(mute).to_have_attribute("aria-pressed", "false")
         await expect(page.get_by_test_id("leave-queue")).to_be_enabled()
         assert len(offers) == 1
+        await page.screenshot(path=str(SCREENSHOTS / "customer-greeter.png"), full_page=True)
 
         # An agent (a Python WebRTC peer with a red camera) takes the customer.
         sam = Client(await websockets.connect(server.ws_url, max_size=None), "sam")

@@ -165,7 +165,17 @@ export function stopMedia({ release = false } = {}) {
 
 function onPeerState(pcState) {
   $("media").dataset.connection = pcState;
-  if (pcState === "failed") notice("The video connection failed. We are trying again…", "error");
+  $("greeter-media").dataset.connection = pcState;
+  if (pcState !== "failed") return;
+  if (state.greeting) {
+    // The greeter is a nicety: the wait goes on without it, and the call offers afresh.
+    state.media?.close();
+    state.media = null;
+    state.send = null;
+    showRemote();
+    return;
+  }
+  notice("The video connection failed. We are trying again…", "error");
 }
 
 function showQuality(figures) {
