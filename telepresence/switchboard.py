@@ -105,6 +105,11 @@ class Switchboard:
         await self.host_control.close()
         for call in self.calls.values():
             self.media.close(call)
+        for customer in self.customers.values():
+            lobby, customer.lobby = customer.lobby, None
+            if lobby is not None:  # a waiting customer's greeter
+                lobby.end("shutdown")
+                self.media.close(lobby)
         await self.media.stop()
         if self._timer is not None:
             self._timer.cancel()
@@ -278,6 +283,7 @@ class Switchboard:
                 "customer_key": self.authority.customer_key(session.customer_id),
                 "queue": str(session.key),
                 "rejoined": True,
+                "greeter": self.media.greets,
             }
         )
         conn.send({"type": "transcript", "messages": await self.store.get_chat(session.ticket)})

@@ -84,15 +84,7 @@ def count_offers(page: Page) -> list[str]:
 @contextlib.asynccontextmanager
 async def greeter_server(tmp_path, **overrides):
     async with run_server(tmp_path, **{**SETTINGS, **overrides}) as server:
-        try:
-            yield server
-        finally:
-            # The server's shutdown closes calls' media but not a waiting customer's greeter
-            # media (its "lobby"): aiortc's decoder threads would then keep this process alive
-            # after a test that fails while the customer waits. Close them here.
-            for session in list(server.switchboard.customers.values()):
-                if session.lobby is not None:
-                    server.switchboard.media.close(session.lobby)
+        yield server
 
 
 async def test_the_greeter_plays_while_waiting_and_the_call_grows_from_the_same_connection(tmp_path):

@@ -258,3 +258,19 @@ async def test_every_operator_hears_the_host_and_the_studio_answer_goes_to_its_s
         assert not [m for m in olga.received if m["type"] == "webrtc_answer"]
         await pia.send("host_look", spec="harbor")
         assert (await olga.expect("host_status", spec="harbor"))["viewers"] == 0
+
+
+async def test_shutdown_closes_a_waiting_customers_greeter(tmp_path):
+    async with media_server(tmp_path, greeter_look="aurora") as server:
+        ann = Client(await websockets.connect(server.ws_url), "Ann")
+        await ann.send("join", name="Ann")
+        await ann.expect("welcome")
+        customer = BrowserPeer.customer()
+        await customer.negotiate(signalling(ann))
+        await customer.video(0).wait(15)
+        session = server.switchboard.customers[_customer_id(server, "Ann")]
+        room = session.lobby.room
+    # The server has stopped: the greeter's room is closed, its peers with it.
+    await wait_for(lambda: not room.peers and room.compositor.readyState == "ended", timeout=10)
+    assert session.lobby is None
+    await customer.close()
