@@ -73,6 +73,7 @@ class Switchboard:
             max_misses=settings.max_missed_offers,
             service_target_s=settings.service_target_s,
             handle_times=HandleTimes(prior_s=settings.default_handle_time_s),
+            wrap_up=settings.wrap_up_s > 0,
         )
         self.customers: dict[str, CustomerSession] = {}
         self.agents: dict[str, AgentSession] = {}
@@ -508,8 +509,12 @@ class Switchboard:
                     call.customer_id, {"agent": session.agent_id, "notes": notes, "call_id": call_id}
                 )
         self.calls.pop(call_id, None)
-        if not session.wrap_up and session.wants_available and self.matchmaker.has_agent(session.agent_id):
-            await self._apply(self.matchmaker.set_available(session.agent_id, True, self.clock()))
+        if not session.wrap_up and self.matchmaker.has_agent(session.agent_id):
+            # Back to what the agent chose; a tab that is gone (grace period) stays away.
+            available = session.wants_available and session.dropped_until is None
+            await self._apply(
+                self.matchmaker.end_wrap_up(session.agent_id, self.clock(), available=available)
+            )
         session.conn.send({"type": "agent_status", "status": self._agent_status(session)})
 
     # ----------------------------------------------------------------- events
@@ -639,9 +644,8 @@ class Switchboard:
             )
             await self._forget_customer(customer, event.reason)
             if agent is not None and self.settings.wrap_up_s > 0:
+                # The matchmaker already holds the agent in wrap-up; this is when it ends.
                 agent.wrap_up[call.id] = now + self.settings.wrap_up_s
-                if self.matchmaker.has_agent(agent.agent_id):
-                    events += self.matchmaker.set_available(agent.agent_id, False, now)
             else:
                 self.calls.pop(call.id, None)
         if agent is not None:

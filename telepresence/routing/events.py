@@ -16,7 +16,10 @@ class OfferMade:
 
 @dataclass(frozen=True)
 class OfferWithdrawn:
-    """A pending offer is gone: ``declined``, ``timeout``, ``agent_away``, ``agent_left``, ``customer_left``."""
+    """A pending offer is gone.
+
+    ``reason``: ``declined``, ``timeout``, ``agent_away``, ``agent_left`` or ``customer_left``.
+    """
 
     offer_id: str
     customer_id: str

@@ -76,6 +76,10 @@ HELD = (CustomerState.CHOOSING, CustomerState.WAITING_FOR_AGENT)
 class AgentState(enum.Enum):
     AVAILABLE = "available"
     AWAY = "away"
+    WRAP_UP = "wrap_up"  # after-call work: no offers, but back soon (counts for the wait estimate)
+
+
+SEATED = (AgentState.AVAILABLE, AgentState.WRAP_UP)  # agents whose seats the estimator counts
 
 
 @dataclass
@@ -168,8 +172,11 @@ class Matchmaker:
         max_misses: int = 3,
         service_target_s: float = 20.0,
         handle_times: HandleTimes | None = None,
+        wrap_up: bool = False,
     ) -> None:
         self.offer_timeout_s = offer_timeout_s
+        # With wrap-up, an available agent whose call ends takes no offer until end_wrap_up().
+        self.wrap_up = wrap_up
         self.affinity_window_s = affinity_window_s
         self.decline_cooloff_s = decline_cooloff_s
         self.max_misses = max_misses
@@ -284,7 +291,7 @@ class Matchmaker:
         self._counters.setdefault(key, _Counters())
         self._changed.add(key)
         agent = self._agents.get(last_agent) if last_agent else None
-        if agent is not None and agent.state is AgentState.AVAILABLE and agent.serves(key):
+        if agent is not None and agent.state in SEATED and agent.serves(key):
             if agent.free_seats:
                 return self._make_offer(customer, agent, now)
             customer.prefer_until = now + self.affinity_window_s
@@ -410,8 +417,21 @@ class Matchmaker:
             agent.customers.discard(customer_id)
             agent.idle_since = now
             self._touch_agent(agent)
-            events += self._fill_agent(agent_id, now)
+            if self.wrap_up and agent.state is AgentState.AVAILABLE:
+                agent.state = AgentState.WRAP_UP
+            else:
+                events += self._fill_agent(agent_id, now)
         return events
+
+    def end_wrap_up(self, agent_id: str, now: float, *, available: bool) -> list[Event]:
+        """After-call work is done: the agent is available again (or away, if they chose so)."""
+        agent = self._agent(agent_id)
+        if agent.state is not AgentState.WRAP_UP:
+            return self.set_available(agent_id, available, now)
+        agent.state = AgentState.AVAILABLE if available else AgentState.AWAY
+        agent.idle_since = now
+        self._touch_agent(agent)
+        return self._fill_agent(agent_id, now) if available else []
 
     # ------------------------------------------------------------------- time
 
@@ -443,11 +463,7 @@ class Matchmaker:
             customer = self._customers.get(customer_id)
             if customer is None:
                 continue
-            if (
-                customer.state in HELD
-                and customer.prefer_until is not None
-                and customer.prefer_until <= now
-            ):
+            if customer.state in HELD and customer.prefer_until is not None and customer.prefer_until <= now:
                 self._stop_holding(customer)
                 back.append(customer)
             elif customer.declined_by and customer.state is CustomerState.WAITING:
@@ -516,16 +532,23 @@ class Matchmaker:
             people = waiting[key]
             longest = max((now - c.joined_at for c in people), default=0.0)
             stats.append(
-                QueueStats(key, len(people), longest, counters.answered, counters.answered_in_target, counters.abandoned)
+                QueueStats(
+                    key,
+                    len(people),
+                    longest,
+                    counters.answered,
+                    counters.answered_in_target,
+                    counters.abandoned,
+                )
             )
         return stats
 
     def agent_states(self) -> dict[str, str]:
-        """Each agent's state: ``available``, ``busy`` (no free seat) or ``away``."""
+        """Each agent's state: ``available``, ``busy`` (no free seat), ``wrap_up`` or ``away``."""
         result = {}
         for agent in self._agents.values():
-            if agent.state is AgentState.AWAY:
-                result[agent.id] = "away"
+            if agent.state is not AgentState.AVAILABLE:
+                result[agent.id] = agent.state.value
             else:
                 result[agent.id] = "available" if agent.free_seats else "busy"
         return result
@@ -752,7 +775,7 @@ class Matchmaker:
         """(free seats, all seats) of available agents serving ``key``."""
         free = total = 0
         for agent in self._agents.values():
-            if agent.state is AgentState.AVAILABLE and agent.serves(key):
+            if agent.state in SEATED and agent.serves(key):
                 total += agent.capacity
                 free += agent.free_seats
         return free, total
@@ -765,7 +788,7 @@ class Matchmaker:
         return expected_wait(ahead, free, total, self.handle_times.mean(customer.key))
 
     def _agent_wait(self, agent: _Agent, customer: _Customer) -> float | None:
-        if agent.state is not AgentState.AVAILABLE:
+        if agent.state not in SEATED:
             return None
         ahead = bisect.bisect_left(self._preferring.get(agent.id, []), (customer.place, customer.id))
         return expected_wait(ahead, agent.free_seats, agent.capacity, self.handle_times.mean(customer.key))

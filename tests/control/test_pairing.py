@@ -267,11 +267,14 @@ async def test_call_end_and_wrap_up_notes_reach_the_next_offer(tmp_path):
         assert (await ann.expect("call_ended"))["reason"] == "customer_hung_up"
         await sam.expect("agent_status", status="wrap_up")
         ann2 = await join(connect, "Ann", customer_key=key)
+        cat = await join(connect, "Cat")
+        # Sam's seat still counts while he wraps up: Cat is told a wait, not "unknown".
+        assert (await cat.expect("queue_status"))["expected_wait_s"] is not None
         assert await sam.latest("offer") is None  # no offers during wrap-up
         await sam.send("wrap_up", call_id=call["call_id"], notes="refund issued")
         offer = await sam.expect("offer")
         assert offer["history"]["notes"] == ["refund issued"] and offer["history"]["calls"] == 1
-        for client in (sam, ann, ann2):
+        for client in (sam, ann, ann2, cat):
             await client.close()
 
 

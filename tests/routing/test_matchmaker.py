@@ -691,3 +691,37 @@ def test_paired_reports_the_wait_from_first_joining():
     offer = only_offer(mm.enqueue("ann", GENERAL, 5))
     assert mm.accept(offer.offer_id, "sam", 12) == [Paired("ann", "sam", offer.offer_id, waited_s=7)]
     assert mm.customer_agent("ann") == "sam"
+
+
+def test_wrap_up_holds_the_seat_without_hiding_the_wait():
+    from telepresence.routing import AgentState, Matchmaker, OfferMade, QueueKey
+
+    mm = Matchmaker(wrap_up=True)
+    mm.add_agent("sam", 0.0, available=True)
+    [offer] = mm.enqueue("ann", QueueKey(), 1.0)
+    mm.accept(offer.offer_id, "sam", 2.0)
+    mm.enqueue("bob", QueueKey(), 3.0)
+    events = mm.end_call("ann", 100.0)
+    assert not [e for e in events if isinstance(e, OfferMade)]  # no offer during wrap-up
+    assert mm.agent_states() == {"sam": AgentState.WRAP_UP.value}
+    # Sam is coming back: Bob's wait is estimated from Sam's seat, not unknown.
+    assert mm.status("bob", 101.0).expected_wait_s is not None
+    [offer] = [e for e in mm.end_wrap_up("sam", 110.0, available=True) if isinstance(e, OfferMade)]
+    assert offer.customer_id == "bob"
+
+
+def test_wrap_up_can_end_away_and_a_returning_customer_may_wait_for_an_agent_in_wrap_up():
+    from telepresence.routing import ChoiceOffered, Matchmaker, OfferMade, QueueKey
+
+    mm = Matchmaker(wrap_up=True)
+    mm.add_agent("sam", 0.0, available=True)
+    [offer] = mm.enqueue("ann", QueueKey(), 1.0)
+    mm.accept(offer.offer_id, "sam", 2.0)
+    mm.end_call("ann", 50.0)
+    [choice] = mm.enqueue("ann", QueueKey(), 51.0, last_agent="sam")
+    assert isinstance(choice, ChoiceOffered) and choice.agent_wait_s is not None
+    mm.choose("ann", True, 52.0)
+    assert mm.end_wrap_up("sam", 60.0, available=False) == []
+    assert mm.agent_states() == {"sam": "away"}
+    [offer] = [e for e in mm.set_available("sam", True, 70.0) if isinstance(e, OfferMade)]
+    assert offer.customer_id == "ann"
