@@ -452,3 +452,26 @@ class TestMatchmakerMachineLong(MatchmakerMachine.TestCase):
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     )
+
+
+class WrapUpMachine(MatchmakerMachine):
+    """The same invariants with after-call work: a finished call holds its agent in wrap-up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mm.wrap_up = True
+
+    @precondition(lambda self: self.model.agents)
+    @rule(data=st.data(), available=st.booleans())
+    def end_wrap_up(self, data, available: bool) -> None:
+        agent_id = data.draw(st.sampled_from(sorted(self.model.agents)))
+        self.apply(self.mm.end_wrap_up(agent_id, self.now, available=available))
+
+
+class TestWrapUpMachine(WrapUpMachine.TestCase):
+    settings = settings(
+        max_examples=100,
+        stateful_step_count=50,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
