@@ -18,13 +18,14 @@ from collections.abc import Callable
 
 from media.room import Role
 from telepresence import protocol as p
-from telepresence.auth import AuthError, Claims, TokenAuthority, new_id, new_ticket
+from telepresence.auth import Claims, TokenAuthority, new_id
 from telepresence.calls import Call
 from telepresence.config import Settings
 from telepresence.host_control import HostControl, is_host_message
 from telepresence.media_control import MediaControl
 from telepresence.metrics import Metrics
 from telepresence.protocol import ProtocolError
+from telepresence.reception import Reception
 from telepresence.routing import (
     AgentSetAway,
     CallEnded,
@@ -36,7 +37,6 @@ from telepresence.routing import (
     OfferMade,
     OfferWithdrawn,
     Paired,
-    QueueKey,
     RoutingError,
 )
 from telepresence.sessions import AgentSession, Connection, CustomerSession, Message, history_summary
@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 MEDIA_MESSAGES = (p.WebRtcOffer, p.WebRtcAnswer, p.SetLayout, p.ScreenShare, p.MediaStats)
 
 
-class Switchboard:
+class Switchboard(Reception):
     """Pairs customers with agents over the signalling sockets."""
 
     def __init__(
@@ -215,151 +215,6 @@ class Switchboard:
 
     def _staff(self, claims: Claims) -> dict[str, AgentSession]:
         return self.agents if claims.role == "agent" else self.operators
-
-    # ------------------------------------------------------------- anonymous
-
-    async def _handle_anonymous(self, conn: Connection, message: p.ClientMessage) -> None:
-        if isinstance(message, p.Join):
-            await self._join(conn, message)
-        elif isinstance(message, p.Rejoin):
-            await self._rejoin(conn, message.ticket)
-        elif isinstance(message, p.Login):
-            await self._login(conn, message)
-        else:
-            raise ProtocolError("not_joined", f"join the queue or log in before sending {message.type!r}")
-
-    async def _join(self, conn: Connection, message: p.Join) -> None:
-        customer_id = None
-        if message.customer_key:
-            try:
-                customer_id = self.authority.customer_id_from_key(message.customer_key)
-            except AuthError:
-                customer_id = None  # a stale or foreign key: treat as a new customer
-        if customer_id and customer_id in self.customers:
-            existing = self.customers[customer_id]
-            if existing.conn is None:
-                await self._rejoin(conn, existing.ticket)  # a crashed tab joining again keeps its place
-                return
-            raise ProtocolError("already_queued", "you are already in the queue in another tab")
-        customer_id = customer_id or new_id("cust")
-        now = self.clock()
-        key = QueueKey(message.skill.lower(), message.language.lower())
-        session = CustomerSession(customer_id, new_ticket(), message.name, message.topic, key, conn)
-        history = await self.store.get_history(customer_id)
-        last_agent = history[-1]["agent"] if history else None
-        self.customers[customer_id] = session
-        self._by_conn[conn.id] = session
-        await self._save_ticket(session)
-        conn.send(
-            {
-                "type": "welcome",
-                "ticket": session.ticket,
-                "customer_key": self.authority.customer_key(customer_id),
-                "queue": str(key),
-                "returning": bool(history),
-                "greeter": self.media.greets,
-            }
-        )
-        logger.info("customer %s joined %s", customer_id, key)
-        await self._apply(self.matchmaker.enqueue(customer_id, key, now, last_agent=last_agent))
-
-    async def _rejoin(self, conn: Connection, ticket: str) -> None:
-        record = await self.store.get_ticket(ticket)
-        session = self.customers.get(record["customer_id"]) if record else None
-        if session is None or session.ticket != ticket:
-            raise ProtocolError("unknown_ticket", "that ticket has expired; please join the queue again")
-        if session.conn is not None:
-            self._by_conn.pop(session.conn.id, None)
-            session.conn.close(4001, "this conversation was opened in another tab")
-        session.conn = conn
-        session.dropped_until = None
-        session.last_status = None
-        self._status_owed.add(session.customer_id)
-        self._by_conn[conn.id] = session
-        now = self.clock()
-        conn.send(
-            {
-                "type": "welcome",
-                "ticket": session.ticket,
-                "customer_key": self.authority.customer_key(session.customer_id),
-                "queue": str(session.key),
-                "rejoined": True,
-                "greeter": self.media.greets,
-            }
-        )
-        conn.send({"type": "transcript", "messages": await self.store.get_chat(session.ticket)})
-        if session.call_id:
-            call = self.calls[session.call_id]
-            agent = self.agents.get(call.agent_id)
-            conn.send(
-                {
-                    "type": "call_started",
-                    "call_id": call.id,
-                    "agent": {"name": call.agent_id},
-                    "rejoined": True,
-                }
-            )
-            if agent:
-                agent.conn.send({"type": "peer_status", "call_id": call.id, "status": "connected"})
-        else:
-            await self._apply(self.matchmaker.resume(session.customer_id, now))
-        logger.info("customer %s rejoined", session.customer_id)
-
-    async def _login(self, conn: Connection, message: p.Login) -> None:
-        try:
-            claims = self.authority.verify(message.token, self.wall_clock())
-        except AuthError as exc:
-            raise ProtocolError("auth_failed", str(exc)) from None
-        staff = self._staff(claims)
-        previous = staff.get(claims.name)
-        if previous is not None:
-            # The newest tab (or a reload within the grace period) wins; calls carry over.
-            if previous.dropped_until is None:
-                self._by_conn.pop(previous.conn.id, None)
-                previous.conn.close(4001, "logged in from another tab")
-            previous.conn = conn
-            session = previous
-            if session.dropped_until is not None:
-                session.dropped_until = None
-                if session.wants_available and not session.wrap_up:
-                    await self._apply(self.matchmaker.set_available(session.agent_id, True, self.clock()))
-                for call_id in self._calls_of(session):
-                    customer = self.customers.get(self.calls[call_id].customer_id)
-                    if customer is not None and customer.conn is not None:
-                        customer.conn.send({"type": "peer_status", "call_id": call_id, "status": "connected"})
-        else:
-            session = AgentSession(claims, conn)
-            staff[claims.name] = session
-            if claims.role == "agent":
-                now = self.clock()
-                await self._apply(
-                    self.matchmaker.add_agent(
-                        claims.name, now, skills=claims.skills, languages=claims.languages
-                    )
-                )
-        self._by_conn[conn.id] = session
-        conn.send(
-            {
-                "type": "logged_in",
-                "name": claims.name,
-                "role": claims.role,
-                "skills": list(claims.skills),
-                "languages": list(claims.languages),
-                "status": self._agent_status(session),
-                "calls": [
-                    {
-                        **self._call_for_agent(self.calls[c]),
-                        "transcript": await self._transcript_of(self.calls[c]),
-                    }
-                    for c in self._calls_of(session)
-                ],
-            }
-        )
-        if claims.role == "operator":
-            conn.send(self.host_control.status())
-        for offer_id in sorted(session.offers):  # offers pending when the old tab went
-            await self._send_offer(session, offer_id)
-        logger.info("agent %s logged in (%s)", claims.name, claims.role)
 
     # -------------------------------------------------------------- customers
 
