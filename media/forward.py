@@ -19,7 +19,6 @@ without bound). So:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fractions
 import logging
 
