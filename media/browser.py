@@ -20,6 +20,7 @@ from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSess
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media.compositor import frame_planes
+from media.forward import AUDIO_RATE, AUDIO_SAMPLES
 from media.peers import enable_low_latency_receive, negotiated_codec
 
 AnswerFn = Callable[[str, str], Awaitable[str]]
@@ -43,16 +44,16 @@ class ToneTrack(MediaStreamTrack):
         loop = asyncio.get_running_loop()
         if self._start is None:
             self._start = loop.time()
-        delay = self._start + self._samples / 48000 - loop.time()
+        delay = self._start + self._samples / AUDIO_RATE - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        t = (np.arange(960) + self._samples) / 48000
+        t = (np.arange(AUDIO_SAMPLES) + self._samples) / AUDIO_RATE
         pcm = (self.amplitude * np.sin(2 * math.pi * self.frequency * t)).astype(np.int16)
         frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = 48000
+        frame.sample_rate = AUDIO_RATE
         frame.pts = self._samples
-        frame.time_base = fractions.Fraction(1, 48000)
-        self._samples += 960
+        frame.time_base = fractions.Fraction(1, AUDIO_RATE)
+        self._samples += AUDIO_SAMPLES
         return frame
 
 

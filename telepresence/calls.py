@@ -76,7 +76,7 @@ class Call:
         return self.room
 
     def peer_state_changed(self, role: str, state: str) -> None:
-        """Track each side's connection; the call is LIVE once both are connected."""
+        """Track each side's connection; the call is LIVE once either side's media connects."""
         self.peer_states[role] = state
         if self.state is CallState.ENDED:
             return

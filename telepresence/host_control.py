@@ -74,7 +74,7 @@ class HostControl:
             host.set_look(message.spec or "custom", spec)
             return self._broadcast(host.status(), operator)
         elif isinstance(message, p.HostHandover):
-            await self._media.handover(self._active_calls())
+            self._media.handover(self._active_calls())
         elif isinstance(message, p.WebRtcOffer):
             await self._studio(host, message.sdp, operator)
         else:

@@ -46,6 +46,8 @@ class MediaControl:
             RTCIceServer(urls=u.strip()) for u in settings.ice_servers.split(",") if u.strip()
         ]
         self.hosts = HostDesk(self._ice_servers)
+        # Resolved once, at start-up: a bad look is a configuration error, not a customer's.
+        self._greeter_spec = resolve_look(settings.greeter_look) if settings.greeter_look else None
         self._tasks: set[asyncio.Task[None]] = set()
         self._next_receipt = 0.0
 
@@ -82,7 +84,7 @@ class MediaControl:
     @property
     def greets(self) -> bool:
         """Whether a waiting customer gets media: a live host runs, or a greeter look is set."""
-        return self.hosts.host is not None or bool(self.settings.greeter_look)
+        return self.hosts.host is not None or self._greeter_spec is not None
 
     async def _answer(self, call: Call, role: Role, sdp: str) -> None:
         new_room = call.room is None
@@ -116,7 +118,7 @@ class MediaControl:
                 self._spawn(self._end_call(call, "media_failed"), f"{call.id} media failed")
             if role == "agent" and state == "connected" and call.hand_over_on_agent_media:
                 call.hand_over_on_agent_media = False
-                self._spawn(self.handover([call]), f"{call.id} handover")
+                self.handover([call])
 
         return on_peer_state
 
@@ -141,8 +143,8 @@ class MediaControl:
         """
         if self.hosts.host is not None:
             track: MediaStreamTrack = self.hosts.host.viewer_track()
-        elif call.agent_id == "":
-            call.greeter = AvatarTrack(resolve_look(self.settings.greeter_look))
+        elif call.agent_id == "" and self._greeter_spec is not None:
+            call.greeter = AvatarTrack(self._greeter_spec)
             track = call.greeter
         else:
             return
@@ -161,11 +163,7 @@ class MediaControl:
             wait = "It should be less than a minute"
         else:
             wait = f"It should be about {round(wait_s / 60)} minute{'s' if round(wait_s / 60) > 1 else ''}"
-        now = greeter.now()
-        greeter.controller.interrupt(now)
-        greeter.controller.submit(
-            {"command": "say", "text": f"You are number {position} in line. {wait}."}, now
-        )
+        _say_now(greeter, f"You are number {position} in line. {wait}.")
 
     def adopt(self, lobby: Call, call: Call) -> None:
         """A waiting customer's media becomes the call's: no renegotiation for the customer.
@@ -183,12 +181,9 @@ class MediaControl:
             call.move(CallState.NEGOTIATING)
             call.move(CallState.LIVE)
         if call.greeter is not None:
-            call.greeter.controller.interrupt(call.greeter.now())
-            call.greeter.controller.submit(
-                {"command": "say", "text": f"{call.agent_id} is here for you now."}, call.greeter.now()
-            )
+            _say_now(call.greeter, f"{call.agent_id} is here for you now.")
 
-    async def handover(self, calls: list[Call]) -> None:
+    def handover(self, calls: list[Call]) -> None:
         """The host hands over: calls showing the avatar switch to their human agent."""
         for call in calls:
             room = call.room
@@ -198,7 +193,7 @@ class MediaControl:
 
     async def host_stopped(self, calls: list[Call]) -> None:
         """The host is going: hand over, then take its picture out of every call."""
-        await self.handover(calls)
+        self.handover(calls)
         for call in calls:
             if call.room is not None:
                 await call.room.compositor.detach(AVATAR)
@@ -275,3 +270,10 @@ def _format(summary: dict[str, dict[str, float]]) -> str:
         ", ".join(f"{stage} p50 {f['p50']:.1f} p95 {f['p95']:.1f} ms" for stage, f in sorted(summary.items()))
         or "no frames"
     )
+
+
+def _say_now(greeter: AvatarTrack, text: str) -> None:
+    """Say ``text`` at once, cutting off whatever the greeter was saying."""
+    now = greeter.now()
+    greeter.controller.interrupt(now)
+    greeter.controller.submit({"command": "say", "text": text}, now)
