@@ -18,7 +18,7 @@ from collections.abc import Callable
 from media.avatar.drivers.face import FaceDriver
 from media.avatar.drivers.script import AvatarEvent, Command, ScriptDriver
 from media.avatar.drivers.voice import VoiceDriver
-from media.avatar.rig import NEUTRAL, Rig, idle
+from media.avatar.rig import Rig, add, idle
 from media.avatar.spec import AvatarSpec
 from media.stamp import Stamp
 
@@ -96,13 +96,9 @@ class AvatarController:
             self._voice_talking = talking
             self._emit(AvatarEvent("started_talking" if talking else "stopped_talking", t, source="voice"))
         base = self.face.rig_at(t) if self.face is not None else idle(t, self.seed)
-        offset = self.script.offset_at(t)
-        values = {}
-        for name in base.__slots__:  # type: ignore[attr-defined]
-            values[name] = getattr(base, name) + getattr(offset, name) - getattr(NEUTRAL, name)
-        mouth = max(values["mouth_open"], self.voice.mouth_at(t), self.script.mouth_at(t))
-        values["mouth_open"] = mouth
-        return Rig(**values).clamped()
+        pose = add(base, self.script.offset_at(t))
+        mouth = max(pose.mouth_open, self.voice.mouth_at(t), self.script.mouth_at(t))
+        return pose.with_(mouth_open=mouth).clamped()
 
     def caption_at(self, t: float) -> str | None:
         """The caption at ``t`` (what the script is saying), or ``None``."""

@@ -3,9 +3,9 @@
 :class:`AvatarEngine` is what :class:`~media.avatar.track.AvatarTrack` renders
 from. The built-in :class:`BuiltinEngine` is this package's rig, drivers and 2D
 renderer; an external avatar engine (a neural talking head, a game engine) can
-replace it by implementing the same four members: audio goes in with its capture
-time, and ``render(t)`` returns the picture for time ``t``, lips in step with the
-audio pushed for that time.
+replace it by implementing the same members (``width``, ``height``, ``push_audio``,
+``render``, ``interrupt``): audio goes in with its capture time, and ``render(t)``
+returns the picture for time ``t``, lips in step with the audio pushed for that time.
 """
 
 from __future__ import annotations

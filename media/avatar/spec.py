@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -239,16 +239,12 @@ def load_spec(path: str | Path) -> AvatarSpec:
         raise SpecError(f"cannot read spec file {str(path)!r}: {exc}") from None
     fmt = "json" if path.suffix.lower() == ".json" else "toml"
     spec = loads_spec(text, format=fmt, base_dir=path.parent)
-    return AvatarSpec(**{**_fields(spec), "source": str(path)})
+    return replace(spec, source=str(path))
 
 
 def shipped_looks() -> dict[str, Path]:
     """The looks that ship with the package, by name (file stem)."""
     return {p.stem: p for p in sorted(LOOKS_DIR.iterdir()) if p.suffix in (".toml", ".json")}
-
-
-def _fields(spec: AvatarSpec) -> dict[str, Any]:
-    return {name: getattr(spec, name) for name in spec.__dataclass_fields__}
 
 
 def _table(data: dict[str, Any], key: str) -> dict[str, Any]:

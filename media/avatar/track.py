@@ -15,8 +15,8 @@ as composing does; a late frame is never caught up with a burst.
 from __future__ import annotations
 
 import asyncio
-import fractions
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
@@ -27,10 +27,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from media.avatar.controller import AvatarController
 from media.avatar.engine import AvatarEngine, BuiltinEngine
 from media.avatar.spec import AvatarSpec, load_spec
+from media.sources import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE
 from media.stamp import Stamp, write_stamp
-
-VIDEO_CLOCK_RATE = 90000
-VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 
 StampMode = Literal["none", "render", "input"]
 
@@ -77,7 +75,7 @@ class AvatarTrack(MediaStreamTrack):
         self._wall_clock = wall_clock
         self._start: float | None = None
         self.frames = 0
-        self.render_ms: list[float] = []  # the last few render times, for receipts and tests
+        self.render_ms: deque[float] = deque(maxlen=60)  # the last 60 render times (ms)
 
     @property
     def controller(self) -> AvatarController:
@@ -116,7 +114,7 @@ class AvatarTrack(MediaStreamTrack):
             write_stamp(frame, stamp or Stamp.now(index, self._wall_clock()))
         frame.pts = round(index / self.fps * VIDEO_CLOCK_RATE)
         frame.time_base = VIDEO_TIME_BASE
-        self.render_ms = [*self.render_ms[-59:], (time.perf_counter() - started) * 1000]
+        self.render_ms.append((time.perf_counter() - started) * 1000)
         return frame
 
     def render_frame(self, t: float) -> av.VideoFrame:

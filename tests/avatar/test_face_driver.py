@@ -125,6 +125,20 @@ def test_measure_is_pure_and_mirror_symmetric(driver: FaceDriver, astronaut: np.
     rig = to_rig(m)
     assert rig == to_rig(m)
     assert measure is not None
+    points = driver._landmarker(cv2.cvtColor(astronaut, cv2.COLOR_BGR2RGB))
+    assert points is not None
+    kept = points.copy()
+    a = measure(points)
+    assert measure(points) == a and np.array_equal(points, kept)  # pure: same answer, input untouched
+    mirrored = points.copy()
+    mirrored[:, 0] = astronaut.shape[1] - mirrored[:, 0]
+    b = measure(mirrored)
+    close = {"abs": 1e-9}
+    assert b.yaw == pytest.approx(-a.yaw, **close) and b.roll == pytest.approx(-a.roll, **close)
+    assert b.gaze_x == pytest.approx(-a.gaze_x, **close)
+    assert (b.eye_l, b.eye_r) == pytest.approx((a.eye_r, a.eye_l), **close)
+    for name in ("pitch", "mouth", "smile", "width", "brows", "gaze_y"):
+        assert getattr(b, name) == pytest.approx(getattr(a, name), **close), name
 
 
 def test_av_frames_are_downscaled_before_inference(astronaut: np.ndarray) -> None:

@@ -337,10 +337,9 @@ class FaceDriver:
     def rig_at(self, t: float) -> Rig:
         """The driven pose at time ``t``: the tracked face, blended with the idle pose by tracking weight."""
         self._advance(t)
-        rest = idle(t, self.seed)
         if self._weight >= 0.999:
             return self._tracked
-        return lerp(rest, self._tracked, self._weight)
+        return lerp(idle(t, self.seed), self._tracked, self._weight)
 
     @property
     def weight(self) -> float:

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from media.avatar.rig import EXPRESSIONS, GESTURES, LOOKS, NEUTRAL, Rig, gesture, lerp, smoothstep
+from media.avatar.rig import EXPRESSIONS, GESTURES, LOOKS, NEUTRAL, Rig, add, gesture, lerp, smoothstep
 from media.avatar.spec import AvatarSpec
 
 logger = logging.getLogger(__name__)
@@ -483,31 +483,25 @@ class ScriptDriver:
     def _gesture_offset(self, now: float) -> Rig:
         total = NEUTRAL
         for name, t0 in self._gestures:
-            total = _plus(total, gesture(name, now - t0))
+            total = add(total, gesture(name, now - t0))
         return total
 
     def offset_at(self, now: float) -> Rig:
         """The script's offset from neutral at ``now``: expression, look, state and gestures."""
-        total = _plus(
+        total = add(
             self._blend(self._expression, now, EXPRESSION_BLEND), self._blend(self._look, now, LOOK_BLEND)
         )
-        total = _plus(total, self._blend(self._state_pose, now, EXPRESSION_BLEND))
-        total = _plus(total, self._gesture_offset(now))
+        total = add(total, self._blend(self._state_pose, now, EXPRESSION_BLEND))
+        total = add(total, self._gesture_offset(now))
         if self._fade_from is not None:
             pose, since = self._fade_from
             weight = 1 - smoothstep((now - since) / INTERRUPT_FADE)
             if weight <= 0:
                 self._fade_from = None
             else:
-                total = _plus(total, lerp(NEUTRAL, pose, weight))
+                total = add(total, lerp(NEUTRAL, pose, weight))
         return total
 
 
 LISTENING = Rig(roll=5.0, pitch=3.0, smile=0.2, brows=0.15)
 """The listening state's offset: a slight head tilt and an attentive face."""
-
-
-def _plus(a: Rig, b: Rig) -> Rig:
-    """Sum of two offsets from neutral."""
-    names = a.__slots__  # type: ignore[attr-defined]
-    return Rig(*(getattr(a, f) + getattr(b, f) - getattr(NEUTRAL, f) for f in names))
