@@ -55,6 +55,37 @@ class MediaError(Exception):
         self.message = message
 
 
+async def receive_offer(
+    sdp: str, ice_servers: Sequence[RTCIceServer] = ()
+) -> tuple[RTCPeerConnection, list[RTCRtpTransceiver], list[RTCRtpTransceiver]]:
+    """A new answering peer with a browser's offer applied, and its audio and video transceivers.
+
+    Raises :class:`MediaError` (with the peer closed) for an offer that cannot be used:
+    not SDP, no codec in common, or no video section.
+    """
+    if not sdp.lstrip().startswith("v=0"):
+        raise MediaError("bad_sdp", "the offer is not a session description (it must start with v=0)")
+    # MAX_BUNDLE: under aiortc's default (BALANCED) the second and later video sections stay
+    # on a transport that BUNDLE negotiation stops, and never send.
+    pc = RTCPeerConnection(
+        RTCConfiguration(iceServers=list(ice_servers), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    )
+    enable_low_latency_receive(pc)
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+    except Exception as exc:  # aiortc raises ValueError, OperationError, ... on bad SDP
+        await pc.close()
+        if "send parameters" in str(exc):
+            raise MediaError("unsupported_codec", f"no codec in common: {exc}") from None
+        raise MediaError("bad_sdp", f"the offer could not be used: {exc}") from None
+    audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
+    video = [t for t in pc.getTransceivers() if t.kind == "video"]
+    if not video:
+        await pc.close()
+        raise MediaError("no_video", "the offer has no video section; see docs/protocol.md, WebRTC")
+    return pc, audio, video
+
+
 class Room:
     """The server side of one call's media.
 
@@ -126,16 +157,9 @@ class Room:
         """Answer a browser's offer for ``role``; a new offer replaces that side's peer (a reload)."""
         if self._closed is not None:
             raise MediaError("call_ended", "this call's media is closed")
-        if not sdp.lstrip().startswith("v=0"):
-            raise MediaError("bad_sdp", "the offer is not a session description (it must start with v=0)")
         await self._close_peer(role)
-        # MAX_BUNDLE: under aiortc's default (BALANCED) the second and later video sections stay
-        # on a transport that BUNDLE negotiation stops, and never send.
-        pc = RTCPeerConnection(
-            RTCConfiguration(iceServers=self.ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-        )
+        pc, audio, video = await receive_offer(sdp, self.ice_servers)
         self.peers[role] = pc
-        enable_low_latency_receive(pc)
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
@@ -143,18 +167,6 @@ class Room:
             if self.on_peer_state is not None and self.peers.get(role) is pc:
                 self.on_peer_state(role, pc.connectionState)
 
-        try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        except Exception as exc:  # aiortc raises ValueError, OperationError, ... on bad SDP
-            await self._close_peer(role)
-            if "send parameters" in str(exc):
-                raise MediaError("unsupported_codec", f"no codec in common: {exc}") from None
-            raise MediaError("bad_sdp", f"the offer could not be used: {exc}") from None
-        audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
-        video = [t for t in pc.getTransceivers() if t.kind == "video"]
-        if not video:
-            await self._close_peer(role)
-            raise MediaError("no_video", "the offer has no video section; see docs/protocol.md, WebRTC")
         try:
             if role == "agent":
                 await self._wire_agent(audio, video)

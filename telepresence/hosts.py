@@ -18,11 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from aiortc import (
-    RTCBundlePolicy,
-    RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
-    RTCSessionDescription,
 )
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
@@ -32,8 +29,8 @@ from media.avatar.drivers.face import FaceDriver
 from media.avatar.drivers.script import AvatarEvent, ScriptError
 from media.avatar.spec import AvatarSpec, SpecError, load_spec, loads_spec, shipped_looks
 from media.avatar.track import AvatarTrack
-from media.peers import enable_low_latency_receive, tune_video_sender
-from media.room import MediaError
+from media.peers import tune_video_sender
+from media.room import receive_offer
 from telepresence.protocol import ProtocolError
 
 logger = logging.getLogger(__name__)
@@ -158,26 +155,9 @@ class Host:
 
     async def studio_answer(self, sdp: str) -> str:
         """Answer the studio's offer: its camera drives the face, its mic the voice; back goes the avatar."""
-        if not sdp.lstrip().startswith("v=0"):
-            raise MediaError("bad_sdp", "the offer is not a session description (it must start with v=0)")
         await self._close_studio()
-        pc = RTCPeerConnection(
-            RTCConfiguration(iceServers=self._ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-        )
+        pc, audio, video = await receive_offer(sdp, self._ice_servers)
         self._studio = pc
-        enable_low_latency_receive(pc)
-        try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        except Exception as exc:
-            await self._close_studio()
-            raise MediaError("bad_sdp", f"the offer could not be used: {exc}") from None
-        audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
-        video = [t for t in pc.getTransceivers() if t.kind == "video"]
-        if not video:
-            await self._close_studio()
-            raise MediaError(
-                "no_video", "the studio's offer needs a video section for the camera and preview"
-            )
         if video[0].receiver.track is not None:
             self.face.drive(video[0].receiver.track)
         if audio and audio[0].receiver.track is not None:
