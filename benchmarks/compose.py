@@ -37,7 +37,7 @@ async def _inputs(count: int) -> list[tuple[av.VideoFrame, av.VideoFrame, av.Vid
     return frames
 
 
-def _graph(canvas_w: int, canvas_h: int):
+def _graph():
     tiles = {t.name: t.content for t in compute_layout(SIZES["720p"], "screen", {AGENT, SCREEN, AVATAR})}
     graph = av.filter.Graph()
     graph.threads = 1  # the same one core the compositor gets
@@ -71,18 +71,17 @@ def run(quick: bool) -> dict:
     n = 300 if quick else 3000
     inputs = asyncio.run(_inputs(min(n, 300)))
     compositor = CompositorTrack(size="720p", layout="screen", agent_name="Agent")
-    graph, src_screen, src_agent, src_avatar, sink = _graph(1280, 720)
+    graph, src_screen, src_agent, src_avatar, sink = _graph()
     ours, ffmpeg = [], []
     screen_frame = None
     for i in progress(range(n), desc="compose", total=n):
         camera, avatar, screen = inputs[i % len(inputs)]
-        if i % SCREEN_EVERY == 0:
-            screen_frame = inputs[(i // SCREEN_EVERY * SCREEN_EVERY) % len(inputs)][2] or screen_frame
         pts = i * 3000
         # Ours: the slots get the new frames (as the drains would), then one compose.
         compositor.slot(AGENT).put(camera)
         compositor.slot(AVATAR).put(avatar)
-        if screen is not None or i == 0:
+        if screen is not None:  # every SCREEN_EVERY-th frame (len(inputs) is a multiple of it)
+            screen_frame = screen
             compositor.slot(SCREEN).put(screen_frame)
         started = time.perf_counter()
         out = compositor.compose()

@@ -9,7 +9,7 @@
   picture-in-picture) -> a browser-like customer peer; once with VP8 and once with
   H.264 (x264 ultrafast + zerolatency), the codec the server can prefer.
 
-All 720p30 VP8, same bitrate range (aiortc's own: start 1 Mbps, 0.5-3 Mbps). The
+All 720p30, VP8 unless said, same bitrate range (aiortc's own: start 1 Mbps, 0.5-3 Mbps). The
 paths run one after another so they do not compete for the two cores. A stamp
 (media.stamp) carries the capture time; the sink reads it when the decoded frame
 lands in its slot. growth_ms: the server path again, with the screen input slow

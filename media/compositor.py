@@ -34,7 +34,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from media.layout import AGENT, AVATAR, LAYOUTS, SCREEN, Rect, Size, Tile, compute_layout, parse_size
 from media.placeholder import render_placeholder
 from media.receipt import LatencyReceipt
-from media.stamp import read_luma, strip_height, write_luma
+from media.stamp import read_stamp, write_stamp
 from media.tracks import FrameSlot, TrackDrain
 
 logger = logging.getLogger(__name__)
@@ -240,7 +240,7 @@ class CompositorTrack(MediaStreamTrack):
             if early > 0:
                 await asyncio.sleep(early)
         wait = interval if self._stalled else interval * STALL_INTERVALS
-        deadline = (self._last_emit if self._last_emit is not None else loop.time()) + wait
+        deadline = (self._last_emit if self._last_emit is not None else now) + wait
         primary = self.slots.get(self.primary)
         if primary is not None:
             fresh = await primary.wait_newer(self._primary_seen, max(0.0, deadline - loop.time()))
@@ -293,15 +293,18 @@ class CompositorTrack(MediaStreamTrack):
             np.copyto(output, self._canvas)
         self._last_output = output
 
+        frame = av.VideoFrame.from_numpy_buffer(output, format="yuv420p")  # a view of ``output``, no copy
         primary = self.slots.get(self.primary)
         latest = primary.latest if primary is not None else None
         if latest is not None and latest.version > self._primary_seen:
             self._primary_seen = latest.version
             self.receipt.record("slot_wait", (now - latest.arrived) * 1000)
+            # yuv420p only: reading another format's stamp would cost a conversion per frame.
             if self.carry_stamp and latest.frame.format.name == "yuv420p":
-                self._carry_stamp(latest.frame, output)
+                stamp = read_stamp(latest.frame)
+                if stamp is not None:
+                    write_stamp(frame, stamp)
 
-        frame = av.VideoFrame.from_numpy_buffer(output, format="yuv420p")
         frame.pts = self._next_pts(now)
         frame.time_base = VIDEO_TIME_BASE
         self.frames += 1
@@ -315,7 +318,7 @@ class CompositorTrack(MediaStreamTrack):
         frame costs page faults (mmap'd by malloc) that show up in the p95."""
         for buffer in self._pool:
             # References: the pool list, the loop variable and getrefcount's argument. Any more
-            # means a VideoFrame (in the encoder, in a test) or the fade still holds it.
+            # means a VideoFrame (in the encoder, in a test), the last output or the fade holds it.
             if sys.getrefcount(buffer) <= 3:
                 return buffer
         buffer = np.empty_like(self._canvas)
@@ -337,16 +340,6 @@ class CompositorTrack(MediaStreamTrack):
         u = flat[w * h : w * h * 5 // 4].reshape(h // 2, w // 2)
         v = flat[w * h * 5 // 4 :].reshape(h // 2, w // 2)
         return y, u, v
-
-    def _carry_stamp(self, source: av.VideoFrame, output: np.ndarray) -> None:
-        stamp = read_luma(frame_planes(source)[0])
-        if stamp is None:
-            return
-        y, u, v = self._split(output)
-        write_luma(y, stamp)
-        rows = strip_height(self.size.width) // 2
-        u[:rows] = 128
-        v[:rows] = 128
 
     def _paint(self, tiles: list[Tile]) -> None:
         key = (self._layout, tuple(tiles))

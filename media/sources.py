@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from media.stamp import Stamp, strip_height, write_luma
+from media.stamp import Stamp, write_stamp
 
 VIDEO_CLOCK_RATE = 90000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
@@ -119,10 +119,7 @@ class SyntheticVideoTrack(MediaStreamTrack):
         v[:] = self._v
         self.draw(index, y, u, v)
         if self.stamp:
-            write_luma(y, Stamp.now(index, self._clock()))
-            rows = strip_height(self.width) // 2
-            u[:rows] = 128
-            v[:rows] = 128
+            write_stamp(frame, Stamp.now(index, self._clock()))
         frame.pts = round(index / self.fps * VIDEO_CLOCK_RATE)
         frame.time_base = VIDEO_TIME_BASE
         return frame

@@ -56,7 +56,6 @@ class FrameSlot:
         self._read_version = 0
         self._version = 0
         self._changed = asyncio.Event()
-        self.received = 0
         self.dropped = 0
         self.ended = False
 
@@ -71,6 +70,11 @@ class FrameSlot:
         return self._version
 
     @property
+    def received(self) -> int:
+        """Frames put so far (read or dropped): the same count as :attr:`version`."""
+        return self._version
+
+    @property
     def present(self) -> bool:
         """Whether the input has a picture to show."""
         return self._latest is not None and not (self.ended and self.hide_when_ended)
@@ -80,7 +84,6 @@ class FrameSlot:
         if self._latest is not None and self._read_version < self._version:
             self.dropped += 1
         self._version += 1
-        self.received += 1
         self._latest = SlotFrame(frame, self._version, self._clock())
         self.ended = False
         self._notify()
@@ -155,9 +158,7 @@ class TrackDrain:
                     self.slot.put(frame)
         except MediaStreamError:
             logger.info("%s: track ended", self.label)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
+        except Exception:  # not CancelledError (a BaseException): stop() still cancels
             # A broken input ends its own tile, never the compositor or the call.
             logger.exception("%s: drain failed, input ended", self.label)
         finally:

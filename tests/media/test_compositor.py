@@ -120,14 +120,19 @@ def test_outputs_are_fresh_frames_never_rewritten_and_never_tagged_keyframes():
     assert first.pict_type == av.video.frame.PictureType.NONE
     before = first.to_ndarray().copy()
     seen = {id(first)}
-    for value in (30, 60, 90, 120, 150, 180, 210, 240, 50, 70):
+    held = []  # kept alive, so an id cannot be recycled and every buffer is still in use
+    values = (30, 60, 90, 120, 150, 180, 210, 240, 50, 70)  # more than the pool holds
+    for value in values:
         comp.slot(AGENT).put(flat((value, 128, 128), 640, 360))
         frame = comp.compose()
         assert id(frame) not in seen
+        seen.add(id(frame))
+        held.append(frame)
         assert frame.pict_type == av.video.frame.PictureType.NONE
         assert yuv_at(frame, 320, 180)[0] == value
     # A frame still held (by an encoder, say) is never reused as a later canvas.
     assert np.array_equal(first.to_ndarray(), before)
+    assert [yuv_at(frame, 320, 180)[0] for frame in held] == list(values)
     assert [frame.pts for frame in (first,)] == [0]
 
 
@@ -142,15 +147,21 @@ def test_pts_increase_strictly():
     assert pts[1] == round(0.033 * 90000)
 
 
-def test_non_yuv420p_input_is_converted_once(monkeypatch):
-    comp = CompositorTrack(size="360p", layout="agent")
+def test_non_yuv420p_input_is_converted_once():
+    comp = CompositorTrack(size="360p", layout="agent", fade_ms=0)
     rgb = av.VideoFrame.from_ndarray(np.full((360, 640, 3), (255, 0, 0), np.uint8), format="rgb24")
     comp.slot(AGENT).put(rgb)
     y, u, v = yuv_at(comp.compose(), 320, 180)
     assert v > 200 and y < 100  # red
     converted = comp._converted[AGENT][1]
-    comp.compose()
+    # A new geometry repaints the same input frame at another size: resized, not converted again.
+    comp.slot(SCREEN).put(flat(SCREEN_YUV, 640, 360))
+    comp.set_layout("screen")
+    out = comp.compose()
     assert comp._converted[AGENT][1] is converted
+    pip = compute_layout(SIZES["360p"], "screen", {AGENT, SCREEN})[1].content
+    y, u, v = yuv_at(out, *centre(pip))
+    assert v > 200 and y < 100  # still red, in the picture-in-picture
 
 
 def test_layout_switch_cross_fades_and_never_shows_black():

@@ -55,9 +55,14 @@ async def test_composite_reaches_the_customer_with_tiles_in_place_and_stamps_rea
         # A screen share switches the layout without renegotiation: same track, same transceiver.
         transceivers = customer.sender.getTransceivers()
         compositor.set_layout("screen")
-        seen = customer.slots[0].received
-        await customer.wait_frames(seen + 10)
-        frame = customer.slots[0].latest.frame
+        slot = customer.slots[0]
+        target = slot.received + 10
+        lumas = []  # the mean luma of every switch frame the customer's slot held
+        while slot.received < target:
+            version = slot.version
+            assert await slot.wait_newer(version, timeout=10), "no frame after the switch"
+            lumas.append(float(frame_planes(slot.latest.frame)[0].mean()))
+        frame = slot.latest.frame
         tiles = {t.name: t.content for t in compute_layout(size, "screen", {AGENT, SCREEN})}
         assert mean_yuv(frame, tiles[SCREEN])[0] > 150  # the light page
         pip = tiles[AGENT]
@@ -69,6 +74,7 @@ async def test_composite_reaches_the_customer_with_tiles_in_place_and_stamps_rea
         # No black frame at any point of the switch.
         y = frame_planes(frame)[0]
         assert y.mean() > 40
+        assert min(lumas) > 40, lumas
 
 
 async def test_agent_camera_ending_freezes_its_tile_and_the_output_keeps_flowing():
