@@ -516,9 +516,7 @@ class AvatarRenderer:
             base = hand + np.array([dx * 0.8, -10]) * u
             cv2.line(img, _pt(base), _pt(tip), c["skin"], max(2, round(13 * u)), AA, SHIFT)
         thumb = hand + np.array([-40 + math.sin(rot) * 8, -2]) * u
-        cv2.line(
-            img, _pt(hand + (-18 * u, 12 * u)), _pt(thumb), c["skin"], max(2, round(14 * u)), AA, SHIFT
-        )
+        cv2.line(img, _pt(hand + (-18 * u, 12 * u)), _pt(thumb), c["skin"], max(2, round(14 * u)), AA, SHIFT)
         cv2.ellipse(img, _pt(hand), _pt((30 * u, 34 * u)), angle, 0, 360, c["skin"], -1, AA, SHIFT)
 
 
