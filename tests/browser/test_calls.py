@@ -16,9 +16,9 @@ import http.server
 import re
 import threading
 from pathlib import Path
+from unittest import mock
 
 import pytest
-import uvicorn
 
 from tests.browser.chrome import CHROMIUM
 
@@ -32,8 +32,7 @@ pytest.importorskip("playwright.async_api", reason="the playwright package is no
 from playwright.async_api import Page, expect  # noqa: E402
 
 from media.layout import AGENT, SCREEN, SIZES, compute_layout  # noqa: E402
-from telepresence.app import create_app  # noqa: E402
-from telepresence.config import Settings  # noqa: E402
+from tests import conftest  # noqa: E402
 from tests.browser.chrome import (  # noqa: E402
     SCREENSHOTS,
     chromium,
@@ -44,7 +43,7 @@ from tests.browser.chrome import (  # noqa: E402
     until_colours,
     write_card,
 )
-from tests.conftest import TEST_SECRET, free_port, run_server  # noqa: E402
+from tests.conftest import free_port, run_server  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -289,27 +288,11 @@ async def test_the_site_widget_opens_the_customer_flow(tmp_path):
 
 @contextlib.asynccontextmanager
 async def serve_on(tmp_path: Path, port: int, **overrides):
-    """A server on a given port (run_server picks a free one): to restart "the same" server."""
-    settings = Settings.load(env={}, state_dir=tmp_path, secret=TEST_SECRET, port=port, **overrides)
-    config = uvicorn.Config(
-        create_app(settings),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="on",
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+    """conftest's run_server on a given port (it picks a free one): to restart "the same" server."""
+    async with contextlib.AsyncExitStack() as stack:
+        with mock.patch.object(conftest, "free_port", lambda: port):
+            server = await stack.enter_async_context(run_server(tmp_path, **overrides))
+        yield server.url
 
 
 async def test_a_server_restart_shows_a_message_and_reconnects_by_itself(tmp_path):

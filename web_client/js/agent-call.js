@@ -3,7 +3,7 @@
 // and voice, screen sharing, the layout and the live latency receipt.
 // agent.js owns the protocol flow and calls in here.
 
-import { MediaSession, QUALITY_WORDS, attach, canShareScreen, openDevices, openScreen } from "./media.js";
+import { MediaSession, QUALITY_WORDS, attach, canShareScreen, openDevices, screenSharing } from "./media.js";
 import { $, announce, el, notice } from "./ui.js";
 
 const CAMERA = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
@@ -17,6 +17,8 @@ const state = {
   muted: false,
   layout: "agent",
 };
+
+const { toggle: toggleShare, stop: stopShare } = screenSharing(state, renderControls);
 
 const DEVICE_WORDS = {
   denied: "not allowed",
@@ -202,37 +204,7 @@ $("camera-toggle").addEventListener("click", async () => {
   announce(on ? "Your camera is on." : "Your camera is off.");
 });
 
-$("share-screen").addEventListener("click", async () => {
-  if (!state.media) return;
-  if (state.screen) {
-    stopShare({ tell: true });
-    return;
-  }
-  const track = await openScreen();
-  if (!track || !state.media) {
-    track?.stop();
-    return;
-  }
-  state.screen = track;
-  track.addEventListener("ended", () => stopShare({ tell: true }));
-  await state.media.replace(2, track);
-  state.send?.("screen_share", { active: true });
-  renderControls();
-  announce("You are sharing your screen.");
-});
-
-function stopShare({ tell }) {
-  if (!state.screen) return;
-  const track = state.screen;
-  state.screen = null;
-  track.stop();
-  state.media?.replace(2, null);
-  if (tell) {
-    state.send?.("screen_share", { active: false });
-    announce("You stopped sharing your screen.");
-  }
-  renderControls();
-}
+$("share-screen").addEventListener("click", toggleShare);
 
 $("layout-select").addEventListener("change", (event) => {
   if (!state.send?.("set_layout", { layout: event.target.value })) {

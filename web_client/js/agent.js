@@ -2,7 +2,7 @@
 // Speaks only the protocol in docs/protocol.md (and reads /api/status for the queue table).
 
 import { onAnswer, onLayout, onMediaStatus, onReceipt, onScreenShare, startMedia, stopMedia } from "./agent-call.js";
-import { CLOSE, ProtocolClient } from "./protocol.js";
+import { ProtocolClient, closedFor } from "./protocol.js";
 import {
   $,
   announce,
@@ -12,8 +12,10 @@ import {
   el,
   notice,
   renderChat,
+  session,
   setCallState,
   showView,
+  takeToken,
   wireChatForm,
 } from "./ui.js";
 
@@ -40,14 +42,6 @@ const chatInput = $("chat-input");
 
 // ------------------------------------------------------------------ storage
 
-function session() {
-  try {
-    return window.sessionStorage;
-  } catch {
-    return null;
-  }
-}
-
 function loadPrefs() {
   try {
     return { wantAvailable: false, autoAnswer: false, ...JSON.parse(session()?.getItem(PREFS_STORE) || "{}") };
@@ -58,18 +52,6 @@ function loadPrefs() {
 
 function savePrefs() {
   session()?.setItem(PREFS_STORE, JSON.stringify(page.prefs));
-}
-
-/** The token from `#token=...` (then removed from the address bar), or the one this tab used. */
-function takeToken() {
-  const hash = new URLSearchParams(location.hash.slice(1));
-  const fromLink = hash.get("token");
-  if (fromLink) {
-    session()?.setItem(TOKEN_STORE, fromLink);
-    history.replaceState(null, "", location.pathname + location.search);
-    return fromLink;
-  }
-  return session()?.getItem(TOKEN_STORE) || null;
 }
 
 // ------------------------------------------------------------------ rendering
@@ -170,12 +152,13 @@ function onConnection(state, code) {
   const reconnecting = state === "reconnecting" && page.view !== "login";
   $("connection-banner").hidden = !reconnecting;
   $("chat-send").disabled = state !== "open";
-  if (state === "closed" && code === CLOSE.REPLACED) {
+  const closed = closedFor(state, code);
+  if (closed === "replaced") {
     page.client = null;
     dropOffers();
     setView("login");
     notice("This console was opened in another tab, which took over.", "info");
-  } else if (state === "closed" && (code === CLOSE.POLICY || code === CLOSE.TOO_BIG)) {
+  } else if (closed === "refused") {
     page.client = null;
     setView("login");
     notice("The server closed the connection. Please log in again.", "error");
@@ -512,7 +495,7 @@ wireChatForm(document.getElementById("chat-form"), chatInput, (text) => {
 
 // ------------------------------------------------------------------ boot
 
-const token = takeToken();
+const token = takeToken(TOKEN_STORE);
 if (token) {
   setView("console");
   start(token);

@@ -6,7 +6,7 @@
 // customer.js owns the protocol flow and calls in here; this file knows the page's
 // elements and `media.js`.
 
-import { MediaSession, QUALITY_WORDS, attach, canShareScreen, openDevices, openScreen } from "./media.js";
+import { MediaSession, QUALITY_WORDS, attach, canShareScreen, openDevices, screenSharing } from "./media.js";
 import { $, announce, notice } from "./ui.js";
 
 const CAMERA = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 30 } };
@@ -21,6 +21,8 @@ const state = {
   greeting: false, // the media runs for the wait (the greeter), not yet for a call
   muted: false,
 };
+
+const { toggle: toggleShare, stop: stopShare } = screenSharing(state, renderControls);
 
 // ------------------------------------------------------------------ device check
 
@@ -253,37 +255,7 @@ $("camera-toggle").addEventListener("click", async () => {
   announce("Your camera is on.");
 });
 
-$("share-screen").addEventListener("click", async () => {
-  if (!state.media) return;
-  if (state.screen) {
-    stopShare({ tell: true });
-    return;
-  }
-  const track = await openScreen();
-  if (!track || !state.media) {
-    track?.stop();
-    return;
-  }
-  state.screen = track;
-  track.addEventListener("ended", () => stopShare({ tell: true }));
-  await state.media.replace(2, track);
-  state.send?.("screen_share", { active: true });
-  renderControls();
-  announce("You are sharing your screen.");
-});
-
-function stopShare({ tell }) {
-  if (!state.screen) return;
-  const track = state.screen;
-  state.screen = null;
-  track.stop();
-  state.media?.replace(2, null);
-  if (tell) {
-    state.send?.("screen_share", { active: false });
-    announce("You stopped sharing your screen.");
-  }
-  renderControls();
-}
+$("share-screen").addEventListener("click", toggleShare);
 
 $("enable-sound").addEventListener("click", () => {
   $("remote-audio").play().then(() => ($("enable-sound").hidden = true), () => {});

@@ -15,7 +15,7 @@ import {
   savedProfile,
 } from "./customer-store.js";
 import { hideChoice, showChoice, showQueueStatus, showRequeued, wireWaitingView } from "./customer-waiting.js";
-import { CLOSE, ProtocolClient } from "./protocol.js";
+import { CLOSE, ProtocolClient, closedFor } from "./protocol.js";
 import {
   $,
   announce,
@@ -91,7 +91,7 @@ function setConnection(state, code) {
   const reconnecting = state === "reconnecting" && page.mode !== "idle" && page.mode !== "ended";
   banner.hidden = !reconnecting;
   $("chat-send").disabled = state !== "open";
-  if (state === "reconnecting" && (code === CLOSE.GOING_AWAY || code === 1012)) page.sawRestart = true;
+  if (state === "reconnecting" && (code === CLOSE.GOING_AWAY || code === CLOSE.RESTART)) page.sawRestart = true;
   if (reconnecting) {
     const restarting = page.sawRestart;
     $("connection-text").textContent = restarting
@@ -100,11 +100,12 @@ function setConnection(state, code) {
         ? "Connection lost. Reconnecting to your call…"
         : "Connection lost. Reconnecting… your place is kept.";
   }
-  if (state === "closed" && code === CLOSE.REPLACED) {
+  const closed = closedFor(state, code);
+  if (closed === "replaced") {
     page.client = null;
     setMode("idle");
     notice("This conversation continued in another tab.", "info");
-  } else if (state === "closed" && (code === CLOSE.POLICY || code === CLOSE.TOO_BIG)) {
+  } else if (closed === "refused") {
     page.client = null;
     setMode("idle");
     notice("The server closed the connection. Please try again.", "error");

@@ -8,6 +8,8 @@
 // - A reconnect (or a reload) into a live call simply offers again: the server replaces
 //   that side's connection.
 
+import { announce } from "./ui.js";
+
 const ICE_GATHER_MS = 4000; // send what we have after this, rather than never
 const STATS_MS = 2000; // quality indicator refresh
 const REPORT_EVERY = 3; // media_stats every third stats round (6 s)
@@ -33,7 +35,8 @@ function deviceProblem(error) {
 }
 
 /**
- * Ask for the camera and the microphone. Never throws: each device is "ok" or why not.
+ * Ask for the camera and the microphone (`video`, `audio`: constraints, or false for none).
+ * Never throws: each device is "ok" or why not.
  * @returns {Promise<{mic: MediaStreamTrack|null, camera: MediaStreamTrack|null, micState: string, cameraState: string}>}
  */
 export async function openDevices({ video = {}, audio = true } = {}) {
@@ -46,7 +49,7 @@ export async function openDevices({ video = {}, audio = true } = {}) {
   const take = async (constraints) => (await devices.getUserMedia(constraints)).getTracks()[0];
   if (audio && video) {
     try {
-      const stream = await devices.getUserMedia({ audio: true, video });
+      const stream = await devices.getUserMedia({ audio, video });
       result.mic = stream.getAudioTracks()[0] || null;
       result.camera = stream.getVideoTracks()[0] || null;
       result.micState = result.mic ? "ok" : "missing";
@@ -58,7 +61,7 @@ export async function openDevices({ video = {}, audio = true } = {}) {
   }
   if (audio) {
     try {
-      result.mic = await take({ audio: true });
+      result.mic = await take({ audio });
       result.micState = "ok";
     } catch (error) {
       result.micState = deviceProblem(error);
@@ -87,6 +90,47 @@ export async function openScreen() {
 }
 
 export const canShareScreen = () => Boolean(navigator.mediaDevices?.getDisplayMedia);
+
+/**
+ * Screen sharing on a call page whose `state` holds {media, screen, send}: `toggle` for the
+ * share button, `stop({tell})` also when the call ends or offers again. Sharing is a
+ * `replaceTrack` on section 3 plus a `screen_share` message, never a renegotiation.
+ */
+export function screenSharing(state, render) {
+  function stop({ tell }) {
+    if (!state.screen) return;
+    const track = state.screen;
+    state.screen = null;
+    track.stop();
+    state.media?.replace(2, null);
+    if (tell) {
+      state.send?.("screen_share", { active: false });
+      announce("You stopped sharing your screen.");
+    }
+    render();
+  }
+
+  async function toggle() {
+    if (!state.media) return;
+    if (state.screen) {
+      stop({ tell: true });
+      return;
+    }
+    const track = await openScreen();
+    if (!track || !state.media) {
+      track?.stop();
+      return;
+    }
+    state.screen = track;
+    track.addEventListener("ended", () => stop({ tell: true }));
+    await state.media.replace(2, track);
+    state.send?.("screen_share", { active: true });
+    render();
+    announce("You are sharing your screen.");
+  }
+
+  return { toggle, stop };
+}
 
 /** Show `track` (or nothing) in a <video> or <audio> element, and start it playing. */
 export function attach(element, track) {
@@ -244,7 +288,8 @@ export class MediaSession {
   }
 }
 
-function gathered(pc) {
+/** Resolves when `pc` has gathered its ICE candidates (or after ICE_GATHER_MS): aiortc has no trickle ICE. */
+export function gathered(pc) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {

@@ -15,11 +15,23 @@ export const CLOSE = Object.freeze({
   GOING_AWAY: 1001, // the server is shutting down: come back with backoff
   POLICY: 1008, // flood: too many messages
   TOO_BIG: 1009, // a message over the size limit
+  RESTART: 1012, // the server is restarting: come back with backoff
   TRY_AGAIN: 1013, // this socket read too slowly and its outbox backed up
   REPLACED: 4001, // the same customer or agent opened another tab
 });
 
 const NO_RECONNECT = new Set([CLOSE.POLICY, CLOSE.TOO_BIG, CLOSE.REPLACED]);
+
+/**
+ * Why a connection in `state` will not come back by itself: "replaced" (another tab took
+ * over), "refused" (the server closed it for flooding or an oversized message), or null.
+ */
+export function closedFor(state, code) {
+  if (state !== "closed") return null;
+  if (code === CLOSE.REPLACED) return "replaced";
+  if (code === CLOSE.POLICY || code === CLOSE.TOO_BIG) return "refused";
+  return null;
+}
 
 const KEEPALIVE_MS = 25_000; // a ping this often keeps proxies from closing an idle socket
 const DEAD_AFTER_MS = 15_000; // no answer to a ping this long: the socket is dead

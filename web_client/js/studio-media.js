@@ -8,27 +8,7 @@
 //   1. audio, sendrecv: the operator's microphone
 //   2. video, sendrecv: the operator's camera; back: the live avatar preview
 
-const ICE_GATHER_MS = 4000; // send what we have after this, rather than never
-
-/** Why a device could not be used: "denied" | "missing" | "busy" | "unsupported" | "error". */
-export function deviceProblem(error) {
-  switch (error?.name) {
-    case "NotAllowedError":
-    case "SecurityError":
-    case "PermissionDeniedError":
-      return "denied";
-    case "NotFoundError":
-    case "DevicesNotFoundError":
-    case "OverconstrainedError":
-      return "missing";
-    case "NotReadableError":
-    case "TrackStartError":
-    case "AbortError":
-      return "busy";
-    default:
-      return "error";
-  }
-}
+import { gathered, openDevices } from "./media.js";
 
 const CAMERA = { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } };
 const MIC = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
@@ -37,44 +17,7 @@ const MIC = { echoCancellation: true, noiseSuppression: true, autoGainControl: t
  * Ask for the operator's camera and microphone. Never throws: each is a track, or why not.
  * @returns {Promise<{mic: MediaStreamTrack|null, camera: MediaStreamTrack|null, micState: string, cameraState: string}>}
  */
-export async function openOperatorDevices() {
-  const result = { mic: null, camera: null, micState: "off", cameraState: "off" };
-  const devices = navigator.mediaDevices;
-  if (!devices?.getUserMedia) {
-    result.micState = result.cameraState = "unsupported";
-    return result;
-  }
-  try {
-    const stream = await devices.getUserMedia({ audio: MIC, video: CAMERA });
-    result.mic = stream.getAudioTracks()[0] || null;
-    result.camera = stream.getVideoTracks()[0] || null;
-    result.micState = result.mic ? "ok" : "missing";
-    result.cameraState = result.camera ? "ok" : "missing";
-    return result;
-  } catch {
-    // One of them is refused or missing: ask for each alone, to say which.
-  }
-  try {
-    result.camera = (await devices.getUserMedia({ video: CAMERA })).getVideoTracks()[0];
-    result.cameraState = "ok";
-  } catch (error) {
-    result.cameraState = deviceProblem(error);
-  }
-  try {
-    result.mic = (await devices.getUserMedia({ audio: MIC })).getAudioTracks()[0];
-    result.micState = "ok";
-  } catch (error) {
-    result.micState = deviceProblem(error);
-  }
-  return result;
-}
-
-/** Show `track` (or nothing) in a <video>, and start it playing. */
-export function attach(video, track) {
-  const current = video.srcObject?.getTracks?.()[0] || null;
-  if (current !== track) video.srcObject = track ? new MediaStream([track]) : null;
-  if (track) video.play().catch(() => {});
-}
+export const openOperatorDevices = () => openDevices({ audio: MIC, video: CAMERA });
 
 /** The studio's one peer connection to the server. */
 export class StudioMedia {
@@ -155,23 +98,6 @@ export class StudioMedia {
     }
     this.transceivers = [];
   }
-}
-
-function gathered(pc) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      if (pc.iceGatheringState !== "complete") return;
-      pc.removeEventListener("icegatheringstatechange", done);
-      clearTimeout(timer);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      pc.removeEventListener("icegatheringstatechange", done);
-      resolve();
-    }, ICE_GATHER_MS);
-    pc.addEventListener("icegatheringstatechange", done);
-  });
 }
 
 /** A microphone level for a <meter>: RMS of the track, a few times a second. */

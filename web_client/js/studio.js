@@ -2,10 +2,11 @@
 // drive it with your own face and voice, and steer it with script commands, expressions,
 // gestures and captions. Speaks only the protocol in docs/protocol.md ("Avatar host").
 
-import { ProtocolClient } from "./protocol.js";
+import { attach } from "./media.js";
+import { CLOSE, ProtocolClient } from "./protocol.js";
 import { EXPRESSION_KEYS, GESTURE_KEYS, guardrails } from "./studio-looks.js";
-import { LevelMeter, StudioMedia, attach, openOperatorDevices } from "./studio-media.js";
-import { $, announce, clearNotice, el, notice, showView } from "./ui.js";
+import { LevelMeter, StudioMedia, openOperatorDevices } from "./studio-media.js";
+import { $, announce, clearNotice, el, notice, session, showView, takeToken } from "./ui.js";
 
 const TOKEN_STORE = "telepresence.operator_token";
 const DRIVE_STORE = "telepresence.studio_drives"; // the host id this tab drives (kept over a reload)
@@ -62,25 +63,6 @@ const meter = new LevelMeter($("mic-level"));
 const media = new StudioMedia({ send: (type, fields) => send(type, fields), onState: onMediaState });
 
 // ------------------------------------------------------------------ session
-
-function session() {
-  try {
-    return window.sessionStorage;
-  } catch {
-    return null;
-  }
-}
-
-/** The token from `#token=...` (then removed from the address bar), or the one this tab used. */
-function takeToken() {
-  const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
-  if (fromLink) {
-    session()?.setItem(TOKEN_STORE, fromLink);
-    history.replaceState(null, "", location.pathname + location.search);
-    return fromLink;
-  }
-  return session()?.getItem(TOKEN_STORE) || null;
-}
 
 function send(type, fields = {}) {
   if (!page.client?.send(type, fields)) {
@@ -248,7 +230,7 @@ function onConnection(state, code) {
   const banner = $("connection-banner");
   banner.hidden = state !== "reconnecting";
   if (state === "reconnecting") $("connection-text").textContent = "Connection lost: reconnecting…";
-  if (state === "closed" && code === 4001) {
+  if (state === "closed" && code === CLOSE.REPLACED) {
     logout("The studio was opened in another tab, which took over.");
   }
   render();
@@ -612,7 +594,7 @@ document.addEventListener("keydown", onShortcut);
 window.addEventListener("pagehide", () => releaseMedia());
 
 renderPads(els.look.value);
-const token = takeToken();
+const token = takeToken(TOKEN_STORE);
 if (token) {
   login(token);
 } else {

@@ -1,4 +1,4 @@
-// Small DOM helpers shared by the customer page and the agent console.
+// Small DOM helpers shared by the customer page, the agent console and the studio.
 // Everything that comes from the network is put into the page with textContent, never as HTML.
 
 /** The element with data-testid `id` (or a CSS selector when it starts with "#" or "."). */
@@ -117,4 +117,24 @@ export function wireChatForm(form, input, send) {
     }
     input.focus();
   });
+}
+
+/** This tab's sessionStorage, or null when storage is disabled (the page still works). */
+export function session() {
+  try {
+    return window.sessionStorage;
+  } catch {
+    return null;
+  }
+}
+
+/** The token from `#token=...` (then removed from the address bar), or the one this tab kept under `key`. */
+export function takeToken(key) {
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromLink) {
+    session()?.setItem(key, fromLink);
+    history.replaceState(null, "", location.pathname + location.search);
+    return fromLink;
+  }
+  return session()?.getItem(key) || null;
 }
