@@ -31,6 +31,7 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
+from aiortc import sdp as aiortc_sdp
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
@@ -65,6 +66,7 @@ async def receive_offer(
     """
     if not sdp.lstrip().startswith("v=0"):
         raise MediaError("bad_sdp", "the offer is not a session description (it must start with v=0)")
+    _check_bundle(sdp)
     # MAX_BUNDLE: under aiortc's default (BALANCED) the second and later video sections stay
     # on a transport that BUNDLE negotiation stops, and never send.
     pc = RTCPeerConnection(
@@ -74,16 +76,46 @@ async def receive_offer(
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
     except Exception as exc:  # aiortc raises ValueError, OperationError, ... on bad SDP
-        await pc.close()
+        await close_peer(pc)
         if "send parameters" in str(exc):
             raise MediaError("unsupported_codec", f"no codec in common: {exc}") from None
         raise MediaError("bad_sdp", f"the offer could not be used: {exc}") from None
     audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
     video = [t for t in pc.getTransceivers() if t.kind == "video"]
     if not video:
-        await pc.close()
+        await close_peer(pc)
         raise MediaError("no_video", "the offer has no video section; see docs/protocol.md, WebRTC")
+    if any(t.receiver.transport is None for t in pc.getTransceivers()):
+        await close_peer(pc)
+        raise MediaError("bad_sdp", "the offer leaves a media section without a transport")
     return pc, audio, video
+
+
+def _check_bundle(sdp: str) -> None:
+    """Refuse a BUNDLE group that names a section the offer lacks.
+
+    aiortc would bundle every section onto the missing one's transport, which does not
+    exist: answering, then closing, that peer fail (a browser offer with its audio cut out).
+    """
+    try:
+        description = aiortc_sdp.SessionDescription.parse(sdp)
+    except Exception as exc:  # the parser raises ValueError, KeyError, IndexError... on bad lines
+        raise MediaError("bad_sdp", f"the offer could not be parsed: {exc!r}"[:300]) from None
+    mids = [media.rtp.muxId for media in description.media]
+    if len(set(mids)) != len(mids):
+        raise MediaError("bad_sdp", "two media sections of the offer share one mid")
+    for group in description.group:
+        missing = [item for item in group.items if item not in mids]
+        if group.semantic == "BUNDLE" and missing:
+            raise MediaError("bad_sdp", f"the offer bundles sections it does not have (mid {missing[0]!r})")
+
+
+async def close_peer(pc: RTCPeerConnection) -> None:
+    """Close ``pc``, even half-built by an offer that failed: a failure is logged, never raised."""
+    try:
+        await pc.close()
+    except Exception:
+        logger.warning("closing a peer connection failed", exc_info=True)
 
 
 class Room:
@@ -226,7 +258,7 @@ class Room:
             track.stop()
         self._outgoing[role].clear()
         if pc is not None:
-            await pc.close()
+            await close_peer(pc)
 
     async def close(self) -> None:
         """Close both peers, every drain and pump, and the compositor. A second call awaits the first."""

@@ -65,6 +65,10 @@ class TokenAuthority:
 
     def verify(self, token: str, now: float, *, roles: tuple[str, ...] = STAFF_ROLES) -> Claims:
         """The token's claims, if it is well-formed, signed by us, unexpired and of one of ``roles``."""
+        # Tokens are base64url: anything else is malformed before it reaches the byte-wise
+        # signature check (compare_digest refuses non-ASCII str, encode("ascii") raises).
+        if not token.isascii():
+            raise AuthError("the token is malformed")
         body, dot, signature = token.partition(".")
         if not dot or not body or not signature:
             raise AuthError("the token is malformed")
@@ -77,9 +81,9 @@ class TokenAuthority:
                 role=payload["role"],
                 skills=tuple(str(s) for s in payload.get("skills", ())),
                 languages=tuple(str(s) for s in payload.get("languages", ())),
-                expires_at=payload.get("exp"),
+                expires_at=_expiry(payload.get("exp")),
             )
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise AuthError("the token is malformed") from None
         if claims.role not in roles:
             raise AuthError(f"a {claims.role} token cannot be used here")
@@ -96,6 +100,14 @@ class TokenAuthority:
 
     def _sign(self, body: str) -> str:
         return _b64(hmac.new(self._secret, body.encode("ascii"), hashlib.sha256).digest())
+
+
+def _expiry(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("exp must be a number")
+    return float(value)
 
 
 def new_ticket() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,12 @@ class Settings:
     service_target_s: float = 20.0
     default_handle_time_s: float = 180.0
     wrap_up_s: float = 15.0
+    # The skills and languages this centre serves, comma-separated. Empty (the default): a
+    # customer may name any, and a queue nobody configured exists only while someone waits
+    # in it. Set: a customer naming one that is neither here nor in a logged-in agent's
+    # token is refused (error unknown_queue).
+    skills: str = ""
+    languages: str = ""
     # A dropped customer tab keeps its place (or call) this long.
     rejoin_grace_s: float = 60.0
     # A dropped agent tab keeps its calls this long (a reload); its customers are told.
@@ -76,12 +83,24 @@ class Settings:
         settings = cls()
         for name, value in values.items():
             setattr(settings, name, _coerce(name, fields[name].type, value))
+        for name in ("skills", "languages"):
+            bad = [label for label in labels(getattr(settings, name)) if not _LABEL.fullmatch(label)]
+            if bad:
+                raise ValueError(f"setting {name}: {bad[0]!r} is not a label (letters, digits, _ . -)")
         settings.video_codec = settings.video_codec.upper()
         if settings.video_codec not in ("VP8", "H264"):
             raise ValueError(f"setting video_codec: {settings.video_codec!r} is not VP8 or H264")
         if settings.video_size not in ("360p", "540p", "720p", "1080p"):
             raise ValueError(f"setting video_size: {settings.video_size!r} is not 360p, 540p, 720p or 1080p")
         return settings
+
+
+_LABEL = re.compile(r"[a-z0-9_.\-]{1,40}")
+
+
+def labels(text: str) -> tuple[str, ...]:
+    """A comma-separated setting as lower-cased labels: ``"Billing, tech"`` -> ``("billing", "tech")``."""
+    return tuple(label.strip().lower() for label in text.split(",") if label.strip())
 
 
 def _coerce(name: str, kind: object, value: object) -> object:

@@ -236,7 +236,7 @@ class MediaControl:
             return
         summary = room.compositor.receipt.summary()
         for stage, figures in summary.items():
-            self.metrics.call_stage_p95.labels(stage).observe(figures["p95"])
+            self.metrics.observe_call_stage(stage, figures["p95"])
         logger.info("%s: latency receipt %s", call.id, _format(summary))
         self._spawn(self._close_room(room, call.id), f"{call.id} close media")
 

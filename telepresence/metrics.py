@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from telepresence.protocol import BROWSER_STATS
+
 TIME_TO_ANSWER_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
+# Label values come from fixed sets: a label per client-chosen string would grow /metrics forever.
+CALL_STAGES = frozenset(
+    (
+        "slot_wait",
+        "compose",
+        "encode",
+        *(f"{role}_{name}" for role in ("agent", "customer") for name in BROWSER_STATS),
+    )
+)
 
 
 class Metrics:
@@ -51,6 +62,11 @@ class Metrics:
         self.protocol_errors = Counter(
             "telepresence_protocol_errors", "Client messages refused, by code", ["code"], registry=r
         )
+
+    def observe_call_stage(self, stage: str, p95_ms: float) -> None:
+        """One finished call's p95 for ``stage``; stages outside :data:`CALL_STAGES` are not kept."""
+        if stage in CALL_STAGES:
+            self.call_stage_p95.labels(stage).observe(p95_ms)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -9,6 +9,7 @@ contract; keep the two in step.
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -146,11 +147,25 @@ class ScreenShare(_Message):
     active: bool
 
 
+# The figures a browser may report: a fixed set, since each becomes a receipt stage and a metric label.
+BrowserStat = Literal[
+    "jitter_buffer_ms",
+    "decode_ms",
+    "frames_dropped",
+    "freeze_count",
+    "fps",
+    "packets_lost",
+    "jitter_ms",
+    "rtt_ms",
+]
+BROWSER_STATS: tuple[str, ...] = get_args(BrowserStat)
+
+
 class MediaStats(_Message):
     """The browser's own figures (from getStats), so the call's latency receipt covers the whole path."""
 
     type: Literal["media_stats"]
-    stats: Annotated[dict[Label, Annotated[float, Field(ge=0, le=1e9)]], Field(max_length=20)]
+    stats: dict[BrowserStat, Annotated[float, Field(ge=0, le=1e9)]]
 
 
 # ------------------------------------------------------ operators: the avatar host
@@ -248,10 +263,20 @@ def parse_client_message(raw: str | bytes) -> ClientMessage:
     """Parse and validate one client message, or raise :class:`ProtocolError`."""
     if len(raw) > MAX_MESSAGE_BYTES:
         raise ProtocolError("too_large", f"messages are limited to {MAX_MESSAGE_BYTES} bytes")
+    if isinstance(raw, bytes):
+        # json.loads would guess UTF-16 or UTF-32 from the bytes; the protocol says UTF-8.
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("bad_json", "a binary frame must hold UTF-8 JSON") from None
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except ValueError:
         raise ProtocolError("bad_json", "the message is not valid JSON") from None
+    except RecursionError:
+        raise ProtocolError("bad_json", "the message nests too deeply") from None
+    if _ESCAPED_SURROGATE.search(raw) and _has_lone_surrogate(data):
+        raise ProtocolError("bad_json", "the message holds a lone UTF-16 surrogate (not valid Unicode)")
     if not isinstance(data, dict):
         raise ProtocolError("bad_message", "a message must be a JSON object with a 'type'")
     kind = data.get("type")
@@ -263,6 +288,18 @@ def parse_client_message(raw: str | bytes) -> ClientMessage:
         return _adapter.validate_python(data)
     except ValidationError as exc:
         raise ProtocolError("invalid", _describe(exc)) from None
+
+
+# A frame's text is valid UTF-8, so a lone surrogate can only come from a \uD800-\uDFFF escape.
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(data: Any) -> bool:
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _describe(exc: ValidationError) -> str:

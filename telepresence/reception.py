@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from telepresence import protocol as p
 from telepresence.auth import AuthError, Claims, TokenAuthority, new_id, new_ticket
+from telepresence.config import Settings
 from telepresence.protocol import ProtocolError
 from telepresence.routing import Event, Matchmaker, QueueKey
 from telepresence.sessions import AgentSession, Connection, CustomerSession, Message
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 class Reception:
     """Join, rejoin and login; mixed into the switchboard, whose state it uses."""
 
+    settings: Settings
     authority: TokenAuthority
     store: Store
     matchmaker: Matchmaker
@@ -77,9 +79,10 @@ class Reception:
                 await self._rejoin(conn, existing.ticket)  # a crashed tab joining again keeps its place
                 return
             raise ProtocolError("already_queued", "you are already in the queue in another tab")
+        key = QueueKey(message.skill.lower(), message.language.lower())
+        self._check_queue(key)
         customer_id = customer_id or new_id("cust")
         now = self.clock()
-        key = QueueKey(message.skill.lower(), message.language.lower())
         session = CustomerSession(customer_id, new_ticket(), message.name, message.topic, key, conn)
         history = await self.store.get_history(customer_id)
         last_agent = history[-1]["agent"] if history else None
@@ -98,6 +101,14 @@ class Reception:
         )
         logger.info("customer %s joined %s", customer_id, key)
         await self._apply(self.matchmaker.enqueue(customer_id, key, now, last_agent=last_agent))
+
+    def _check_queue(self, key: QueueKey) -> None:
+        """Where the centre lists its skills (or languages), a customer may only name those."""
+        queues = self.matchmaker.queues
+        if self.settings.skills and not queues.is_standing(QueueKey(skill=key.skill)):
+            raise ProtocolError("unknown_queue", f"this centre has no {key.skill!r} queue")
+        if self.settings.languages and not queues.is_standing(QueueKey(language=key.language)):
+            raise ProtocolError("unknown_queue", f"this centre does not serve the language {key.language!r}")
 
     async def _rejoin(self, conn: Connection, ticket: str) -> None:
         record = await self.store.get_ticket(ticket)

@@ -20,7 +20,7 @@ from media.room import Role
 from telepresence import protocol as p
 from telepresence.auth import Claims, TokenAuthority, new_id
 from telepresence.calls import Call
-from telepresence.config import Settings
+from telepresence.config import Settings, labels
 from telepresence.host_control import HostControl, is_host_message
 from telepresence.media_control import MediaControl
 from telepresence.metrics import Metrics
@@ -74,6 +74,8 @@ class Switchboard(Reception):
             service_target_s=settings.service_target_s,
             handle_times=HandleTimes(prior_s=settings.default_handle_time_s),
             wrap_up=settings.wrap_up_s > 0,
+            skills=labels(settings.skills),
+            languages=labels(settings.languages),
         )
         self.customers: dict[str, CustomerSession] = {}
         self.agents: dict[str, AgentSession] = {}
@@ -234,7 +236,7 @@ class Switchboard(Reception):
             await self._apply(events)
         elif isinstance(message, p.Leave):
             if session.call_id is None:
-                self.metrics.abandoned.labels(str(session.key)).inc()
+                self._count_abandoned(session)
             await self._apply(self.matchmaker.leave(session.customer_id, now))
             if session.customer_id in self.customers:
                 await self._forget_customer(session, "left")
@@ -557,7 +559,7 @@ class Switchboard(Reception):
                 logger.info("customer %s did not come back", session.customer_id)
                 session.dropped_until = None
                 if session.call_id is None:
-                    self.metrics.abandoned.labels(str(session.key)).inc()
+                    self._count_abandoned(session)
                 await self._apply(self.matchmaker.leave(session.customer_id, now))
                 if session.customer_id in self.customers:
                     await self._forget_customer(session, "dropped")
@@ -603,8 +605,16 @@ class Switchboard(Reception):
                 if session.lobby is not None:
                     self.media.announce(session.lobby, status.position, message["expected_wait_s"])
 
+    def _count_abandoned(self, session: CustomerSession) -> None:
+        # Counters never lose a label, so a queue the centre never named is counted as "other".
+        standing = self.matchmaker.queues.is_standing(session.key)
+        self.metrics.abandoned.labels(str(session.key) if standing else "other").inc()
+
     def refresh_gauges(self) -> None:
         now = self.clock()
+        # Only the queues that exist now: one that was forgotten must not linger in /metrics.
+        for gauge in (self.metrics.waiting, self.metrics.longest_wait, self.metrics.service_level):
+            gauge.clear()
         for stats in self.matchmaker.queue_stats(now):
             label = str(stats.key)
             self.metrics.waiting.labels(label).set(stats.waiting)

@@ -11,15 +11,14 @@ from telepresence.routing.events import (
     Paired,
 )
 from telepresence.routing.matchmaker import (
-    GENERAL,
     AgentState,
     CustomerState,
     CustomerStatus,
     Matchmaker,
-    QueueKey,
     QueueStats,
     RoutingError,
 )
+from telepresence.routing.queues import GENERAL, QueueKey, QueueRegister
 
 __all__ = [
     "GENERAL",
@@ -36,6 +35,7 @@ __all__ = [
     "OfferWithdrawn",
     "Paired",
     "QueueKey",
+    "QueueRegister",
     "QueueStats",
     "RoutingError",
     "expected_wait",

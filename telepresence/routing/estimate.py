@@ -34,6 +34,9 @@ class HandleTimes:
         old = self._by_key.get(key, self.prior_s)
         self._by_key[key] = old + self.alpha * (seconds - old)
 
+    def forget(self, key: Hashable) -> None:
+        self._by_key.pop(key, None)
+
     def mean(self, key: Hashable) -> float:
         """The average handle time for ``key``, or the prior when none was measured."""
         return self._by_key.get(key, self.prior_s)

@@ -42,23 +42,11 @@ from telepresence.routing.events import (
     OfferWithdrawn,
     Paired,
 )
-
-GENERAL = ""  # the skill (or language) of a customer who picked none
+from telepresence.routing.queues import GENERAL, QueueKey, QueueRegister
 
 
 class RoutingError(Exception):
     """A request the matchmaker cannot carry out (unknown id, wrong state)."""
-
-
-@dataclass(frozen=True, order=True)
-class QueueKey:
-    """A queue: customers who asked for one skill (``""``: general) in one language (``""``: any)."""
-
-    skill: str = GENERAL
-    language: str = GENERAL
-
-    def __str__(self) -> str:
-        return f"{self.skill or 'general'}/{self.language or 'any'}"
 
 
 class CustomerState(enum.Enum):
@@ -153,13 +141,6 @@ class QueueStats:
         return self.answered_in_target / self.answered if self.answered else None
 
 
-@dataclass
-class _Counters:
-    answered: int = 0
-    answered_in_target: int = 0
-    abandoned: int = 0
-
-
 class Matchmaker:
     """Queues, agents and offers. See the module docstring for the policy."""
 
@@ -173,7 +154,10 @@ class Matchmaker:
         service_target_s: float = 20.0,
         handle_times: HandleTimes | None = None,
         wrap_up: bool = False,
+        skills: Iterable[str] = (),
+        languages: Iterable[str] = (),
     ) -> None:
+        """``skills``, ``languages``: the labels the centre configures (their queues stand when empty)."""
         self.offer_timeout_s = offer_timeout_s
         # With wrap-up, an available agent whose call ends takes no offer until end_wrap_up().
         self.wrap_up = wrap_up
@@ -191,7 +175,7 @@ class Matchmaker:
         self._preferring: dict[str, list[tuple[int, str]]] = {}
         # Customers with something for tick() to expire besides offers.
         self._timed: set[str] = set()
-        self._counters: dict[QueueKey, _Counters] = {}  # every queue anyone has joined
+        self.queues = QueueRegister(skills, languages)
         # Queues whose customers' statuses may have changed since take_changed_queues().
         self._changed: set[QueueKey] = set()
         self._next_place = 0
@@ -217,6 +201,7 @@ class Matchmaker:
         state = AgentState.AVAILABLE if available else AgentState.AWAY
         agent = _Agent(agent_id, frozenset(skills), frozenset(languages), capacity, state, idle_since=now)
         self._agents[agent_id] = agent
+        self.queues.name_labels(agent.skills, agent.languages)
         self._touch_agent(agent)
         return self._fill_agent(agent_id, now) if available else []
 
@@ -288,7 +273,7 @@ class Matchmaker:
         customer = _Customer(customer_id, key, self._next_place, joined_at=now, last_agent=last_agent)
         self._next_place += 1
         self._customers[customer_id] = customer
-        self._counters.setdefault(key, _Counters())
+        self.queues.joined(key)
         self._changed.add(key)
         agent = self._agents.get(last_agent) if last_agent else None
         if agent is not None and agent.state in SEATED and agent.serves(key):
@@ -334,10 +319,10 @@ class Matchmaker:
             self._remove(customer)
         elif customer.state in HELD:
             self._unhold(customer)
-        self._counters[customer.key].abandoned += 1
+        self.queues.counters(customer.key).abandoned += 1
         self._changed.add(customer.key)
         self._timed.discard(customer_id)
-        del self._customers[customer_id]
+        self._forget_customer(customer)
         return events
 
     def suspend(self, customer_id: str, now: float) -> list[Event]:
@@ -386,7 +371,7 @@ class Matchmaker:
         customer.offer_id = None
         customer.agent_id = agent_id
         customer.call_started_at = now
-        counters = self._counters[customer.key]
+        counters = self.queues.counters(customer.key)
         waited = now - customer.joined_at
         counters.answered += 1
         counters.answered_in_target += waited <= self.service_target_s
@@ -409,7 +394,7 @@ class Matchmaker:
         handle = now - customer.call_started_at
         self.handle_times.record(customer.key, handle)
         self._changed.add(customer.key)
-        del self._customers[customer_id]
+        self._forget_customer(customer)
         self._timed.discard(customer_id)
         events: list[Event] = [CallEnded(customer_id, agent_id, reason=reason, requeued=False)]
         agent = self._agents.get(agent_id)
@@ -522,13 +507,13 @@ class Matchmaker:
 
     def queue_stats(self, now: float) -> list[QueueStats]:
         """Per queue: waiting count, longest wait, answered, in target, abandoned."""
-        waiting: dict[QueueKey, list[_Customer]] = {key: [] for key in self._counters}
+        waiting: dict[QueueKey, list[_Customer]] = {key: [] for key in self.queues}
         for customer in self._customers.values():
             if customer.state not in (CustomerState.OFFERED, CustomerState.IN_CALL):
                 waiting.setdefault(customer.key, []).append(customer)
         stats = []
         for key in sorted(waiting):
-            counters = self._counters.setdefault(key, _Counters())
+            counters = self.queues.counters(key)
             people = waiting[key]
             longest = max((now - c.joined_at for c in people), default=0.0)
             stats.append(
@@ -588,7 +573,14 @@ class Matchmaker:
 
     def _touch_agent(self, agent: _Agent) -> None:
         """An agent's seats or availability changed: so did the waits in every queue they serve."""
-        self._changed.update(key for key in self._counters if agent.serves(key))
+        self._changed.update(key for key in self.queues if agent.serves(key))
+
+    def _forget_customer(self, customer: _Customer) -> None:
+        """The customer is gone; so is their queue if nobody is left in it and the centre never named it."""
+        del self._customers[customer.id]
+        if self.queues.gone(customer.key):
+            self._queues.pop(customer.key, None)
+            self.handle_times.forget(customer.key)
 
     def _insert(self, customer: _Customer) -> None:
         customer.state = CustomerState.WAITING

@@ -110,6 +110,8 @@ class MatchmakerMachine(RuleBasedStateMachine):
             affinity_window_s=AFFINITY,
             decline_cooloff_s=COOLOFF,
             max_misses=MAX_MISSES,
+            # One configured skill: other labels make queues that stand only once an agent names them.
+            skills=SKILLS[:1],
         )
         self.model = Model()
         self.now = 0.0
@@ -351,9 +353,21 @@ class MatchmakerMachine(RuleBasedStateMachine):
                 assert customer_id not in seen, f"{customer_id} with {seen[customer_id]} and {agent_id}"
                 seen[customer_id] = agent_id
         assert seen == assigned
+        self.check_queues_exist_only_while_used()
         self.check_work_conserving()
         self.check_positions()
         self.check_changed_queues()
+
+    def check_queues_exist_only_while_used(self) -> None:
+        """A queue the centre never named is kept only while someone is in it."""
+        queues = self.mm.queues
+        for key in KEYS:
+            occupants = sum(1 for c in self.model.customers.values() if c.key == key)
+            assert queues.occupants(key) == occupants, (key, queues.occupants(key), occupants)
+            if key in queues:
+                assert occupants or queues.is_standing(key), f"{key} lingers, empty and never named"
+            else:
+                assert not occupants, f"{key} has customers but no queue"
 
     def check_fifo(self) -> None:
         """Offers made by this call jumped nobody in their queue without a documented reason."""
