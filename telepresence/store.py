@@ -15,6 +15,13 @@ from typing import Any, Protocol
 Json = dict[str, Any]
 
 
+# Bounds that keep one process's memory flat whatever clients do: a conversation keeps its
+# latest chat messages (a flood fills this in seconds, then replaces its own), and history is
+# kept for the customers seen most recently.
+CHAT_KEEP = 200
+HISTORY_CUSTOMERS = 50_000
+
+
 class Store(Protocol):
     async def put_ticket(self, ticket: str, record: Json, ttl_s: float) -> None:
         """Keep a tab's rejoin record for ``ttl_s`` seconds (refreshed on every put)."""
@@ -23,7 +30,8 @@ class Store(Protocol):
 
     async def delete_ticket(self, ticket: str) -> None: ...
 
-    async def append_chat(self, conversation_id: str, entry: Json) -> None: ...
+    async def append_chat(self, conversation_id: str, entry: Json, keep: int = CHAT_KEEP) -> None:
+        """Add ``entry``; only the latest ``keep`` messages of a conversation are kept."""
 
     async def get_chat(self, conversation_id: str) -> list[Json]: ...
 
@@ -40,7 +48,10 @@ class Store(Protocol):
 class MemoryStore:
     """The in-process store. Values are deep-copied in and out, as a remote store would."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, *, history_customers: int = HISTORY_CUSTOMERS
+    ) -> None:
+        self._history_customers = history_customers
         self._clock = clock
         self._tickets: dict[str, tuple[float, Json]] = {}
         self._chats: dict[str, list[Json]] = {}
@@ -61,8 +72,10 @@ class MemoryStore:
     async def delete_ticket(self, ticket: str) -> None:
         self._tickets.pop(ticket, None)
 
-    async def append_chat(self, conversation_id: str, entry: Json) -> None:
-        self._chats.setdefault(conversation_id, []).append(copy.deepcopy(entry))
+    async def append_chat(self, conversation_id: str, entry: Json, keep: int = CHAT_KEEP) -> None:
+        chat = self._chats.setdefault(conversation_id, [])
+        chat.append(copy.deepcopy(entry))
+        del chat[:-keep]
 
     async def get_chat(self, conversation_id: str) -> list[Json]:
         return copy.deepcopy(self._chats.get(conversation_id, []))
@@ -71,9 +84,13 @@ class MemoryStore:
         self._chats.pop(conversation_id, None)
 
     async def add_history(self, customer_id: str, entry: Json, keep: int = 20) -> None:
-        history = self._history.setdefault(customer_id, [])
+        # Re-inserted so the dict's order is least recently served first.
+        history = self._history.pop(customer_id, [])
         history.append(copy.deepcopy(entry))
         del history[:-keep]
+        self._history[customer_id] = history
+        if len(self._history) > self._history_customers:
+            del self._history[next(iter(self._history))]
 
     async def get_history(self, customer_id: str) -> list[Json]:
         return copy.deepcopy(self._history.get(customer_id, []))
