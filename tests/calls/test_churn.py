@@ -1,0 +1,198 @@
+"""Call churn: what a call leaves behind in the server once it has ended (issue 9).
+
+The server runs in this process (so its tasks, threads and objects can be counted); the
+peers run in a child process (tests/calls/browsers.py), like real browsers, so this
+process's RSS is the server's and not the peers' encoders and decoders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import sys
+import threading
+import weakref
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from media.browser import BrowserPeer, ToneTrack
+from media.sources import TestCardTrack
+from tests.calls.browsers import ENDINGS
+from tests.calls.test_media_calls import media_server, open_call, signalling, wait_for
+from tests.conftest import LiveServer, run_server
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def test_an_ended_call_frees_its_room_and_peers_without_the_cycle_collector(tmp_path):
+    """Reference counting alone frees a call's room, peers and compositor once it is closed.
+
+    Python's cyclic collector is off while the calls end: whatever a reference cycle keeps
+    (aiortc's peer <-> transport listeners) stays alive, and the test sees it.
+    """
+    async with media_server(tmp_path) as server:
+        for ending in ("customer_hangs_up", "agent_drops"):
+            agent_ws, customer_ws, call_id = await open_call(server, ending)
+            agent = BrowserPeer.agent(camera=TestCardTrack(640, 360, fps=30), mic=ToneTrack(440))
+            customer = BrowserPeer.customer(camera=TestCardTrack(640, 360, fps=30), mic=ToneTrack(880))
+            async with agent, customer:
+                await agent.negotiate(signalling(agent_ws))
+                await customer.negotiate(signalling(customer_ws))
+                await customer.video(0).wait(15)
+                await agent.video(2).wait(15)
+                room = server.switchboard.calls[call_id].room
+                kept = [weakref.ref(o) for o in (room, room.compositor, *room.peers.values())]
+                del room
+                gc.disable()
+                try:
+                    if ending == "customer_hangs_up":
+                        await customer_ws.send("end_call")
+                    else:
+                        await agent_ws.close()
+                    await customer_ws.expect("call_ended", timeout=10)
+                    await wait_for(lambda: not server.switchboard.media._tasks, timeout=15)
+                    alive = [type(ref()).__name__ for ref in kept if ref() is not None]
+                finally:
+                    gc.enable()
+                assert kept and not alive, f"{ending}: still alive after the call closed: {alive}"
+            await customer_ws.close()
+            await agent_ws.close()
+
+
+# -- the soak -------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    calls: int
+    rss_mb: float
+    fds: int
+    threads: int
+    tasks: int
+
+    def __str__(self) -> str:
+        return (
+            f"after {self.calls} calls: RSS {self.rss_mb:.1f} MB, {self.fds} fds, "
+            f"{self.threads} threads, {self.tasks} asyncio tasks"
+        )
+
+
+def sample(calls: int) -> Sample:
+    gc.collect()
+    with open("/proc/self/status") as status:
+        rss_kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    return Sample(
+        calls,
+        rss_kb / 1024,
+        len(os.listdir("/proc/self/fd")),
+        threading.active_count(),
+        len([t for t in asyncio.all_tasks() if not t.done()]),
+    )
+
+
+class Browsers:
+    """The child process of peers: one call per :meth:`call`, ended the way it is told."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def start(cls, ws_url: str) -> AsyncIterator[Browsers]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.calls.browsers",
+            ws_url,
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        try:
+            yield cls(process)
+        finally:
+            assert process.stdin is not None
+            process.stdin.close()
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+    async def call(self, ending: str, agent_token: str, name: str, media_s: float) -> dict:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        command = {"ending": ending, "agent_token": agent_token, "name": name, "media_s": media_s}
+        self.process.stdin.write(json.dumps(command).encode() + b"\n")
+        await self.process.stdin.drain()
+        line = await asyncio.wait_for(self.process.stdout.readline(), 90)
+        assert line, "the browsers' process died"
+        reply = json.loads(line)
+        assert reply["ok"], f"call {name} ({ending}): {reply['error']}"
+        return reply
+
+
+async def settled(server: LiveServer, timeout: float = 20.0) -> None:
+    """Wait until the server holds nothing of past calls: no session, call or closing room."""
+    board = server.switchboard
+    await wait_for(
+        lambda: (
+            not board.customers
+            and not board.agents
+            and not board.calls
+            and not board.media._tasks
+            and not board._by_conn
+        ),
+        timeout=timeout,
+    )
+
+
+async def churn(tmp_path: Path, *, calls: int, warm_up: int, media_s: float) -> tuple[Sample, Sample]:
+    """``calls`` calls through every ending in turn; samples after ``warm_up`` calls and at the end."""
+    async with (
+        run_server(tmp_path, wrap_up_s=0, rejoin_grace_s=0.3, agent_grace_s=0.3) as server,
+        Browsers.start(server.ws_url) as browsers,
+    ):
+        # The default video settings (720p, H.264): what the issue measured.
+        first: Sample | None = None
+        for index in range(calls):
+            ending = ENDINGS[index % len(ENDINGS)]
+            await browsers.call(ending, server.token(f"agent-{index % 4}"), f"customer-{index}", media_s)
+            await settled(server)
+            if index + 1 == warm_up:
+                first = sample(index + 1)
+                print(f"\nchurn {first}", flush=True)
+            elif (index + 1) % 100 == 0:
+                print(f"churn {sample(index + 1)}", flush=True)
+        assert first is not None
+        # Uvicorn's per-connection tasks end a moment after the sockets do.
+        with contextlib.suppress(AssertionError):
+            await wait_for(lambda: sample(calls).tasks <= first.tasks, timeout=5)
+        last = sample(calls)
+        print(f"churn {last}; RSS {last.rss_mb - first.rss_mb:+.1f} MB since the warm-up", flush=True)
+        assert server.switchboard.status_report()["calls"]["active"] == 0
+    return first, last
+
+
+def check(first: Sample, last: Sample, rss_growth: float) -> None:
+    assert last.fds <= first.fds + 5, f"fds: {first} -> {last}"
+    assert last.threads <= first.threads + 5, f"threads: {first} -> {last}"
+    assert last.tasks <= first.tasks, f"asyncio tasks: {first} -> {last}"
+    assert last.rss_mb <= first.rss_mb * (1 + rss_growth), f"RSS: {first} -> {last}"
+
+
+async def test_call_churn_leaves_nothing_behind(tmp_path):
+    """24 calls, every ending four times; before the fix RSS grew ~3-5 MB a call with media."""
+    first, last = await churn(tmp_path, calls=24, warm_up=12, media_s=1.0)
+    check(first, last, rss_growth=0.05)
+
+
+@pytest.mark.slow
+async def test_call_churn_soak_1000_calls(tmp_path):
+    first, last = await churn(tmp_path, calls=1000, warm_up=50, media_s=1.0)
+    check(first, last, rss_growth=0.05)
