@@ -174,7 +174,8 @@ def good_value(annotation: Any, constraints: dict[str, Any] | None = None) -> st
         return numbers | st.sampled_from([low, high])
     if origin is dict:
         key, value = get_args(annotation)
-        return st.dictionaries(good_value(key), good_value(value), max_size=min(cons.get("max_len", 5), 25))
+        keys = good_value(key) | st.text(alphabet=LABEL_CHARS, min_size=1, max_size=20)
+        return st.dictionaries(keys, good_value(value), max_size=min(cons.get("max_len", 5), 25))
     if annotation is str:
         low, high = cons.get("min_len", 0), cons.get("max_len", 100)
         if cons.get("pattern"):
@@ -245,14 +246,17 @@ TOKEN_DAMAGES = [
 ]
 
 
-def ref(kind: str, variants: list[str], damages: list[str]) -> st.SearchStrategy[Ref]:
+def ref(
+    kind: str, variants: list[str], damages: list[str], likely: list[str] | None = None
+) -> st.SearchStrategy[Ref]:
+    """A run-time value; ``likely`` damages are drawn about half the time."""
     return st.builds(
         Ref,
         kind=st.just(kind),
         variant=st.sampled_from(variants),
-        damage=st.sampled_from(damages),
+        damage=st.sampled_from(damages) | st.sampled_from(likely or damages),
         at=st.integers(0, 10_000),
-        char=nasty_char | st.sampled_from(["A", "-", "_", "=", ".", " "]),
+        char=nasty_char | nasty_char | st.sampled_from(["A", "-", "_", "=", ".", " "]),
     )
 
 
@@ -262,12 +266,17 @@ SEMANTIC: dict[str, st.SearchStrategy[Any]] = {
         "token",
         ["agent", "operator", "agent_other_name", "expired", "customer_key", "agent_nonascii_name"],
         TOKEN_DAMAGES,
+        ["none", "insert", "append"],
     ),
-    "customer_key": ref("customer_key", ["own", "bystander", "minted", "agent_token"], TOKEN_DAMAGES),
+    "customer_key": ref(
+        "customer_key", ["own", "bystander", "minted", "agent_token"], TOKEN_DAMAGES, ["insert", "append"]
+    ),
     "ticket": ref("ticket", ["own", "bystander_damaged", "random"], TOKEN_DAMAGES),
     "offer_id": ref("offer_id", ["last", "offer-1"], ["none", "flip", "insert", "append"]),
     "call_id": ref("call_id", ["current", "call-x"], ["none", "flip", "insert", "append"]),
-    "sdp": ref("sdp", ["offer"], SDP_DAMAGES),
+    "sdp": ref(
+        "sdp", ["offer"], SDP_DAMAGES, ["drop_m:audio", "drop_m:video", "drop_m:all", "none", "drop_m:audio"]
+    ),
     "command": st.sampled_from(
         ["say Hello", "gesture wave", "expression happy 2", "look camera", "wait 0.1", "listen", "dance"]
     )
@@ -292,12 +301,18 @@ MUTATIONS = ["valid", "valid", "valid", "drop_field", "extra_field", "break_fiel
 
 
 @st.composite
-def client_message(draw: st.DrawFn, model: type[protocol._Message] | None = None) -> dict[str, Any]:
+def client_message(
+    draw: st.DrawFn, model: type[protocol._Message] | None = None, valid_bias: bool = False
+) -> dict[str, Any]:
     """One client message of some type, valid-looking or broken in one or two ways."""
     model = model or draw(st.sampled_from(MODELS))
     fields = {n: f for n, f in model.model_fields.items() if n != "type"}
     message: dict[str, Any] = {"type": type_of(model)}
-    mutation = draw(st.sampled_from(MUTATIONS))
+    mutation = (
+        draw(st.sampled_from(MUTATIONS) | st.just("valid"))
+        if valid_bias
+        else draw(st.sampled_from(MUTATIONS))
+    )
     breaking = draw(st.sampled_from(sorted(fields))) if fields and mutation == "break_field" else None
     for name, info in fields.items():
         if info.is_required() or draw(st.booleans()) or name == breaking:
@@ -415,21 +430,48 @@ oversized = st.sampled_from(
 
 encodings = st.one_of(st.just("text"), st.just("text"), st.just("text"), st.sampled_from(ENCODINGS))
 message_frames = st.builds(MessageFrame, client_message(), encodings)
-frames = st.one_of(
-    message_frames,
-    message_frames,
-    message_frames,
-    message_frames,
-    message_frames,
-    st.builds(MessageFrame, client_message(), st.just("text")),
-    st.builds(MessageFrame, st.sampled_from(MODELS).flatmap(client_message), st.just("text")),
-    junk_text.map(RawFrame),
-    deep_nesting(),
-    junk_bytes(),
+
+
+@st.composite
+def weighted(draw: st.DrawFn, *choices: tuple[int, st.SearchStrategy[Any]]) -> Any:
+    """One of ``choices`` with these weights (``st.one_of`` flattens nested choices: no weights)."""
+    pick = draw(st.integers(0, sum(w for w, _ in choices) - 1))
+    for weight, strategy in choices:
+        if pick < weight:
+            return draw(strategy)
+        pick -= weight
+    raise AssertionError("unreachable")
+
+
+frames = weighted(
+    (50, message_frames),
+    (10, st.builds(MessageFrame, client_message(), st.just("text"))),
+    (8, junk_text.map(RawFrame)),
+    (8, deep_nesting()),
+    (8, junk_bytes()),
+    (2, oversized),
 )
-rare_oversized = st.one_of(*([frames] * 80), oversized)
+
 
 SCENARIOS = ["anonymous", "customer", "agent", "operator", "call"]
+# The types each role's sockets most need to try (any type is still drawn half the time).
+FOCUS = {
+    "anonymous": ["join", "join", "join", "rejoin", "login", "login", "accept", "webrtc_offer", "chat"],
+    "customer": ["chat", "leave", "choose", "end_call", "webrtc_offer", "join", "rejoin", "login"],
+    "agent": ["set_status", "auto_answer", "accept", "decline", "wrap_up", "chat", "end_call", "login"],
+    "operator": [t for t in TYPES if t.startswith("host_")] + ["webrtc_offer", "join", "set_status"],
+    "call": ["webrtc_offer"] * 3 + ["media_stats"] * 2 + ["screen_share", "set_layout", "chat", "end_call"],
+}
+
+
+def focused_frames(scenario: str) -> st.SearchStrategy[MessageFrame | RawFrame]:
+    models = [m for name in FOCUS[scenario] for m in MODELS if type_of(m) == name]
+    focused = st.builds(
+        MessageFrame,
+        st.sampled_from(models).flatmap(lambda m: client_message(m, valid_bias=True)),
+        encodings,
+    )
+    return weighted((60, focused), (40, frames))
 
 
 @dataclass(frozen=True)
@@ -440,16 +482,17 @@ class Program:
     available: bool
     actions: tuple[tuple[int, MessageFrame | RawFrame], ...]
 
+    def __repr__(self) -> str:  # short: hypothesis prints failing examples
+        shown = [f"{who}:{repr(frame)[:120]}" for who, frame in self.actions]
+        return f"Program({self.scenario!r}, available={self.available}, actions={shown})"
 
-def programs(max_actions: int = 20) -> st.SearchStrategy[Program]:
-    return st.builds(
-        Program,
-        scenario=st.sampled_from(SCENARIOS),
-        available=st.booleans(),
-        actions=st.lists(st.tuples(st.integers(0, 1), rare_oversized), min_size=5, max_size=max_actions).map(
-            tuple
-        ),
-    )
+
+@st.composite
+def programs(draw: st.DrawFn, max_actions: int = 20) -> Program:
+    scenario = draw(st.sampled_from(SCENARIOS))
+    action = st.tuples(st.integers(0, 1), focused_frames(scenario))
+    actions = draw(st.lists(action, min_size=5, max_size=max_actions))
+    return Program(scenario, draw(st.booleans()), tuple(actions))
 
 
 # ------------------------------------------------------------------ the oracle
