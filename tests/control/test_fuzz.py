@@ -617,7 +617,8 @@ async def test_protocol_fuzz(tmp_path):
 
 @pytest.mark.slow
 async def test_protocol_fuzz_100k(tmp_path):
-    await fuzz(tmp_path, max_examples=6_000, max_actions=30)
+    """About 100,000 messages (12,000 programs of 5 to 30 frames; some ten minutes)."""
+    await fuzz(tmp_path, max_examples=12_000, max_actions=30)
 
 
 # ---------------------------------------------------------------- the rate limiter, default limits
