@@ -376,9 +376,12 @@ class ServerErrors(logging.Handler):
 @contextlib.contextmanager
 def server_errors():
     handler = ServerErrors()
-    root = logging.getLogger()
-    root.addHandler(handler)
+    # uvicorn's loggers do not propagate to the root logger: listen to them directly.
+    loggers = [logging.getLogger(), logging.getLogger("uvicorn")]
+    for logger in loggers:
+        logger.addHandler(handler)
     try:
         yield handler
     finally:
-        root.removeHandler(handler)
+        for logger in loggers:
+            logger.removeHandler(handler)

@@ -39,6 +39,13 @@ from tests.fuzz.message_strategies import LABEL_WORDS
 from tests.fuzz.runner import HYPOTHESIS, Fuzzer, server_errors
 from tests.fuzz.sdp_damage import canned_offer
 
+# Hypothesis draws in a worker thread while the server runs in this one, and the server's
+# peers (aioice, aiortc) use the `random` module: Hypothesis sees the global state move during
+# a draw and blames the strategy. Nothing in the strategies touches `random`.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies:hypothesis.errors.HypothesisDeprecationWarning"
+)
+
 METRICS_GROWTH_BOUND = 20 * 1024
 FUZZ_SETTINGS = {
     "rate_per_s": 1_000_000.0,  # so a few thousand messages go fast; the limiter has its own test
@@ -130,13 +137,15 @@ async def test_fuzz_bursts_under_default_rate_limits(tmp_path):
             fuzzer.examples += 1
             sock = await fuzzer.connect(f"burst{fuzzer.examples}")
             fuzzer.socks = [sock]
+            sent = 0
             for frame in batch:
                 data = fuzzer.data(frame)
                 if expect(data, fuzzer.max_bytes).close is not None:
                     continue  # this test is about the rate, not the size
-                fuzzer.sent += 1
                 if not await sock.send(data):
                     break
+                sent += 1
+            fuzzer.sent += sent
             # Settle: ping every 100 ms (the bucket refills 2 a tick) until a pong or the close.
             for _ in range(100):
                 if sock.closed or not await sock.send('{"type": "ping"}'):
@@ -153,7 +162,6 @@ async def test_fuzz_bursts_under_default_rate_limits(tmp_path):
                     fuzzer.violation(f"close code {sock.close_code}", str(batch[:3])[:300])
             elif sock.count("pong") == 0:
                 fuzzer.violation("hang: no pong after a burst", str(batch[:3])[:300])
-            sent = len(batch)
             if sent > server.settings.rate_burst + 25:
                 floods["big bursts"] += 1
                 if "rate_limited" not in errors and sock.close_code != 1008:
@@ -176,8 +184,4 @@ async def test_fuzz_bursts_under_default_rate_limits(tmp_path):
         errors, closes = dict(fuzzer.errors), dict(fuzzer.closes)
         print(f"default limits: {fuzzer.sent} messages, errors {errors}, closes {closes}")
         assert floods["big bursts"] > 0 and floods["closed 1008"] > 0, floods
-        # Ignore violations the main fuzz reports (internal and friends): this test is about the rate.
-        rate_kinds = {
-            k: v for k, v in fuzzer.violations.items() if "rate" in k or "close" in k or "hang" in k
-        }
-        assert not rate_kinds, rate_kinds
+        assert not fuzzer.violations, fuzzer.violations
