@@ -12,11 +12,12 @@ import contextlib
 import gc
 import json
 import os
+import statistics
 import sys
 import threading
 import weakref
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -78,9 +79,17 @@ class Sample:
 
     def __str__(self) -> str:
         return (
-            f"after {self.calls} calls: RSS {self.rss_mb:.1f} MB, {self.fds} fds, "
+            f"after {self.calls} calls: RSS {self.rss_mb:.1f} MB (median of {WINDOW} calls), {self.fds} fds, "
             f"{self.threads} threads, {self.tasks} asyncio tasks"
         )
+
+
+WINDOW = 5  # RSS is the median over this many calls: what the last gc freed moves it by ~10 %
+
+
+def median(samples: list[Sample]) -> Sample:
+    """The last sample, with the median RSS of all of them."""
+    return replace(samples[-1], rss_mb=statistics.median(s.rss_mb for s in samples))
 
 
 def sample(calls: int) -> Sample:
@@ -159,13 +168,16 @@ async def churn(tmp_path: Path, *, calls: int, warm_up: int, media_s: float) -> 
         Browsers.start(server.ws_url) as browsers,
     ):
         # The default video settings (720p, H.264): what the issue measured.
+        window: list[Sample] = []  # the last WINDOW calls' samples, before the warm-up ends or the run
         first: Sample | None = None
         for index in range(calls):
             ending = ENDINGS[index % len(ENDINGS)]
             await browsers.call(ending, server.token(f"agent-{index % 4}"), f"customer-{index}", media_s)
             await settled(server)
+            if warm_up - WINDOW <= index < warm_up or index >= calls - WINDOW:
+                window.append(sample(index + 1))
             if index + 1 == warm_up:
-                first = sample(index + 1)
+                first, window = median(window), []
                 print(f"\nchurn {first}", flush=True)
             elif (index + 1) % 100 == 0:
                 print(f"churn {sample(index + 1)}", flush=True)
@@ -173,7 +185,7 @@ async def churn(tmp_path: Path, *, calls: int, warm_up: int, media_s: float) -> 
         # Uvicorn's per-connection tasks end a moment after the sockets do.
         with contextlib.suppress(AssertionError):
             await wait_for(lambda: sample(calls).tasks <= first.tasks, timeout=5)
-        last = sample(calls)
+        last = median([*window[:-1], sample(calls)])
         print(f"churn {last}; RSS {last.rss_mb - first.rss_mb:+.1f} MB since the warm-up", flush=True)
         assert server.switchboard.status_report()["calls"]["active"] == 0
     return first, last
@@ -187,8 +199,8 @@ def check(first: Sample, last: Sample, rss_growth: float) -> None:
 
 
 async def test_call_churn_leaves_nothing_behind(tmp_path):
-    """24 calls, every ending four times; before the fix RSS grew ~3-5 MB a call with media."""
-    first, last = await churn(tmp_path, calls=24, warm_up=12, media_s=1.0)
+    """30 calls, every ending five times; before the fix RSS grew ~3 MB a call with media."""
+    first, last = await churn(tmp_path, calls=30, warm_up=18, media_s=1.0)
     check(first, last, rss_growth=0.05)
 
 
