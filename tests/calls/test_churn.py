@@ -76,10 +76,11 @@ class Sample:
     fds: int
     threads: int
     tasks: int
+    of: int = 1  # calls the RSS is the median of
 
     def __str__(self) -> str:
         return (
-            f"after {self.calls} calls: RSS {self.rss_mb:.1f} MB (median of {WINDOW} calls), {self.fds} fds, "
+            f"after {self.calls} calls: RSS {self.rss_mb:.1f} MB (median of {self.of}), {self.fds} fds, "
             f"{self.threads} threads, {self.tasks} asyncio tasks"
         )
 
@@ -89,7 +90,7 @@ WINDOW = 5  # RSS is the median over this many calls: what the last gc freed mov
 
 def median(samples: list[Sample]) -> Sample:
     """The last sample, with the median RSS of all of them."""
-    return replace(samples[-1], rss_mb=statistics.median(s.rss_mb for s in samples))
+    return replace(samples[-1], rss_mb=statistics.median(s.rss_mb for s in samples), of=len(samples))
 
 
 def sample(calls: int) -> Sample:
