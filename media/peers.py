@@ -22,9 +22,11 @@ Three fixes for costs measured in aiortc 1.16 (DESIGN, "Frame path and latency b
 
 from __future__ import annotations
 
+import contextlib
 import fractions
 import logging
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -124,6 +126,18 @@ def _swap_jitter_buffer(receiver: RTCRtpReceiver) -> None:
 # -- send: encoders ----------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _timed(receipt: LatencyReceipt | None) -> Iterator[None]:
+    """Record the block's duration as the receipt's ``encode`` stage (aiortc encodes in an
+    executor thread; a deque append is safe from there)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        if receipt is not None:
+            receipt.record("encode", (time.perf_counter() - started) * 1000)
+
+
 @dataclass(frozen=True, slots=True)
 class Bitrate:
     """A video bitrate range in bits per second: where to start, and REMB's floor and ceiling."""
@@ -153,12 +167,15 @@ class SafeVp8Encoder(Vp8Encoder):
         # The base class reads the name-mangled attribute for the rate-control buffer size.
         self._Vp8Encoder__target_bitrate = getattr(self, "bitrate", Bitrate()).clamp(value)
 
+    receipt: LatencyReceipt | None = None
+
     def encode(self, frame: av.Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         if not force_keyframe and isinstance(frame, av.VideoFrame):
             # A relayed keyframe arrives tagged I: without this, every such frame is re-encoded
             # as a keyframe (2-4x the bits).
             frame.pict_type = av.video.frame.PictureType.NONE
-        return super().encode(frame, force_keyframe)
+        with _timed(self.receipt):
+            return super().encode(frame, force_keyframe)
 
 
 class FastH264Encoder(H264Encoder):
@@ -177,6 +194,12 @@ class FastH264Encoder(H264Encoder):
     @target_bitrate.setter
     def target_bitrate(self, value: int) -> None:
         self._H264Encoder__target_bitrate = getattr(self, "bitrate", Bitrate()).clamp(value)
+
+    receipt: LatencyReceipt | None = None
+
+    def encode(self, frame: av.Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        with _timed(self.receipt):
+            return super().encode(frame, force_keyframe)
 
     def _encode_frame(self, frame: av.VideoFrame, force_keyframe: bool) -> Iterator[bytes]:
         # The stock method builds its codec inline, so the codec set-up is repeated here with
@@ -208,30 +231,17 @@ class FastH264Encoder(H264Encoder):
 
 
 def make_video_encoder(
-    codec: RTCRtpCodecParameters, bitrate: Bitrate | None = None
-) -> Vp8Encoder | H264Encoder:
-    """The tuned encoder for a negotiated video codec."""
+    codec: RTCRtpCodecParameters, bitrate: Bitrate | None = None, receipt: LatencyReceipt | None = None
+) -> SafeVp8Encoder | FastH264Encoder:
+    """The tuned encoder for a negotiated video codec; with a ``receipt``, it records each encode's time."""
     name = codec.mimeType.lower()
     if name == "video/vp8":
-        return SafeVp8Encoder(bitrate)
-    if name == "video/h264":
-        return FastH264Encoder(bitrate)
-    raise ValueError(f"no tuned encoder for {codec.mimeType}")
-
-
-def _timed(encoder: Vp8Encoder | H264Encoder, receipt: LatencyReceipt) -> Vp8Encoder | H264Encoder:
-    """Record each ``encode`` call's duration as the receipt's ``encode`` stage."""
-    encode = encoder.encode
-
-    def timed_encode(frame: av.Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
-        started = time.perf_counter()
-        try:
-            return encode(frame, force_keyframe)
-        finally:
-            # aiortc encodes in an executor thread; a deque append is safe from there.
-            receipt.record("encode", (time.perf_counter() - started) * 1000)
-
-    encoder.encode = timed_encode  # type: ignore[method-assign]
+        encoder: SafeVp8Encoder | FastH264Encoder = SafeVp8Encoder(bitrate)
+    elif name == "video/h264":
+        encoder = FastH264Encoder(bitrate)
+    else:
+        raise ValueError(f"no tuned encoder for {codec.mimeType}")
+    encoder.receipt = receipt
     return encoder
 
 
@@ -246,15 +256,19 @@ def tune_video_sender(
     """
     if getattr(sender, "_media_tuned", False):
         return
-    original = sender._next_encoded_frame
+    # The sender keeps this wrapper, so the wrapper must not keep the sender (a bound method
+    # or the sender in a closure): that cycle held closed senders until the cyclic GC ran.
+    original = type(sender)._next_encoded_frame
+    own = weakref.ref(sender)
 
     async def next_encoded_frame(codec: RTCRtpCodecParameters):
+        sender = own()
+        assert sender is not None  # only the sender's own RTP loop calls this
         # aiortc creates its encoder lazily in this method (and drops it when RTP stops);
         # ours is put in place just before, under the name-mangled attribute it checks.
         if sender._RTCRtpSender__encoder is None and codec.mimeType.lower() in ("video/vp8", "video/h264"):  # type: ignore[attr-defined]
-            encoder = make_video_encoder(codec, bitrate)
-            sender._RTCRtpSender__encoder = _timed(encoder, receipt) if receipt is not None else encoder  # type: ignore[attr-defined]
-        return await original(codec)
+            sender._RTCRtpSender__encoder = make_video_encoder(codec, bitrate, receipt)  # type: ignore[attr-defined]
+        return await original(sender, codec)
 
     sender._next_encoded_frame = next_encoded_frame  # type: ignore[method-assign]
     sender._media_tuned = True  # type: ignore[attr-defined]

@@ -37,13 +37,14 @@ class LatencyReceipt:
     def summary(self) -> dict[str, dict[str, float]]:
         """``{stage: {"p50": ms, "p95": ms, "count": n}}`` over the retained window."""
         out = {}
-        for stage, samples in self._samples.items():
+        # A copy: the encoder thread may add a stage while the event loop reads.
+        for stage, samples in list(self._samples.items()):
             if samples:
                 values = np.fromiter(samples, float, len(samples))
                 p50, p95 = np.percentile(values, [50, 95])
                 out[stage] = {
                     "p50": round(float(p50), 3),
                     "p95": round(float(p95), 3),
-                    "count": self.counts[stage],
+                    "count": self.counts.get(stage, len(samples)),
                 }
         return out

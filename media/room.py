@@ -118,6 +118,7 @@ async def close_peer(pc: RTCPeerConnection) -> None:
         await pc.close()
     except Exception:
         logger.warning("closing a peer connection failed", exc_info=True)
+    _drop_listeners(pc)
 
 
 class Room:
@@ -261,7 +262,6 @@ class Room:
         self._outgoing[role].clear()
         if pc is not None:
             await close_peer(pc)
-            _drop_listeners(pc)
 
     async def close(self) -> None:
         """Close both peers, every drain and pump, and the compositor. A second call awaits the first."""
