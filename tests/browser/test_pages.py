@@ -169,3 +169,21 @@ async def test_a_reloaded_customer_tab_rejoins_its_place(tmp_path):
         await expect(state(first)).to_have_attribute("data-state", "idle")
         await expect(ann.get_by_test_id("queue-position")).to_have_text("1")
         assert first.errors == [] and ann.errors == []  # type: ignore[attr-defined]
+
+
+async def test_a_link_to_a_queue_the_centre_does_not_serve_says_so_on_the_form(tmp_path):
+    async with run_server(tmp_path, skills="billing") as server, chromium() as browser:
+        customer = await new_page(browser, viewport={"width": 420, "height": 860})
+        await customer.goto(server.url + "/?queue=sales")
+        await customer.get_by_test_id("name-input").fill("Ann")
+        await customer.get_by_test_id("start-call").click()
+        error = customer.locator("#start-error")
+        await expect(error).to_be_visible()
+        await expect(error).to_contain_text("no 'sales' queue")
+        await expect(customer.get_by_test_id("start-call")).to_be_visible()
+        # The same page with a queue the centre serves joins it.
+        await customer.goto(server.url + "/?queue=billing")
+        await customer.get_by_test_id("name-input").fill("Ann")
+        await customer.get_by_test_id("start-call").click()
+        await expect(customer.get_by_test_id("queue-position")).to_have_text("1")
+        assert not customer.errors  # type: ignore[attr-defined]

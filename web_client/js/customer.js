@@ -304,6 +304,12 @@ function onError(message) {
       setMode("idle", "start");
       notice("You are already in the queue in another tab.", "error");
       return;
+    case "unknown_queue":
+      // The widget or link names a queue this centre does not serve: nothing to retry.
+      stop();
+      setMode("idle", "start");
+      showStartError(`Sorry, we cannot take this request here: ${message.message}.`);
+      return;
     case "invalid":
     case "not_joined":
       if (page.mode === "joining") {
