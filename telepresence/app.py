@@ -14,6 +14,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
+from media.heap import map_large_blocks
 from telepresence.auth import AuthError, TokenAuthority, load_or_create_secret
 from telepresence.config import Settings
 from telepresence.host_control import is_host_message
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        map_large_blocks()  # calls' frames must not fragment the heap (media/heap.py)
         store = create_store(settings.store)
         switchboard = Switchboard(settings, store, authority, metrics)
         await switchboard.start()
