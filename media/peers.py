@@ -37,6 +37,7 @@ from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from media import aiortc_internals as internals
 from media.receipt import LatencyReceipt
 
 logger = logging.getLogger(__name__)
@@ -109,17 +110,16 @@ def enable_low_latency_receive(target: RTCRtpReceiver | RTCPeerConnection) -> No
 
 
 def _swap_jitter_buffer(receiver: RTCRtpReceiver) -> None:
-    # aiortc keeps the buffer in a name-mangled private attribute, created in __init__.
-    current = getattr(receiver, "_RTCRtpReceiver__jitter_buffer", None)
-    if not isinstance(current, JitterBuffer) or isinstance(current, MarkerJitterBuffer):
+    current = internals.jitter_buffer(receiver)
+    if current is None or isinstance(current, MarkerJitterBuffer):
         return
     if not current._is_video:
         return  # audio keeps its prefetch
     if current._origin is not None:
         logger.warning("receiver already has packets buffered; keeping the stock jitter buffer")
         return
-    receiver._RTCRtpReceiver__jitter_buffer = MarkerJitterBuffer(  # type: ignore[attr-defined]
-        capacity=current.capacity, prefetch=current._prefetch, is_video=True
+    internals.replace_jitter_buffer(
+        receiver, MarkerJitterBuffer(capacity=current.capacity, prefetch=current._prefetch, is_video=True)
     )
 
 
@@ -256,21 +256,26 @@ def tune_video_sender(
     """
     if getattr(sender, "_media_tuned", False):
         return
-    # The sender keeps this wrapper, so the wrapper must not keep the sender (a bound method
-    # or the sender in a closure): that cycle held closed senders until the cyclic GC ran.
-    original = type(sender)._next_encoded_frame
+    # The sender keeps the wrapper, so the wrapper must not keep the sender: that cycle held
+    # closed senders until the cyclic GC ran.
     own = weakref.ref(sender)
 
-    async def next_encoded_frame(codec: RTCRtpCodecParameters):
-        sender = own()
-        assert sender is not None  # only the sender's own RTP loop calls this
-        # aiortc creates its encoder lazily in this method (and drops it when RTP stops);
-        # ours is put in place just before, under the name-mangled attribute it checks.
-        if sender._RTCRtpSender__encoder is None and codec.mimeType.lower() in ("video/vp8", "video/h264"):  # type: ignore[attr-defined]
-            sender._RTCRtpSender__encoder = make_video_encoder(codec, bitrate, receipt)  # type: ignore[attr-defined]
-        return await original(sender, codec)
+    def wrap(next_encoded_frame):
+        async def with_tuned_encoder(codec: RTCRtpCodecParameters):
+            sender = own()
+            # aiortc creates its encoder lazily in this step (and drops it when RTP stops);
+            # ours is put in place just before.
+            if (
+                sender is not None
+                and internals.encoder(sender) is None
+                and codec.mimeType.lower() in ("video/vp8", "video/h264")
+            ):
+                internals.set_encoder(sender, make_video_encoder(codec, bitrate, receipt))
+            return await next_encoded_frame(codec)
 
-    sender._next_encoded_frame = next_encoded_frame  # type: ignore[method-assign]
+        return with_tuned_encoder
+
+    internals.wrap_next_encoded_frame(sender, wrap)
     sender._media_tuned = True  # type: ignore[attr-defined]
 
 
@@ -289,5 +294,5 @@ def prefer_codec(transceiver: RTCRtpTransceiver, name: str) -> None:
 
 def negotiated_codec(transceiver: RTCRtpTransceiver) -> str | None:
     """The video codec a negotiated transceiver sends ("VP8", "H264"), if any."""
-    codecs = [c for c in transceiver._codecs if c.mimeType.lower() != "video/rtx"]
+    codecs = [c for c in internals.codecs(transceiver) if c.mimeType.lower() != "video/rtx"]
     return codecs[0].mimeType.split("/")[1].upper() if codecs else None

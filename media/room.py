@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Literal
 
+import av
 from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
@@ -36,12 +38,16 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 from pyee.asyncio import AsyncIOEventEmitter
 
+from media import aiortc_internals as internals
+from media.capture_clock import CaptureClock, align_sender_reports, follow_sender_reports
 from media.compositor import CompositorTrack
-from media.forward import AudioPipe, SlotTrack
+from media.congestion import FeedbackSender
+from media.forward import SlotTrack
 from media.heap import release_free_memory
 from media.layout import AGENT, SCREEN
 from media.peers import CODECS, Bitrate, enable_low_latency_receive, tune_video_sender
 from media.tracks import FrameSlot, TrackDrain
+from media.voice import OPUS_RATE, VoiceRelay, answer_with_opus
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +81,7 @@ async def receive_offer(
         RTCConfiguration(iceServers=list(ice_servers), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
     )
     enable_low_latency_receive(pc)
+    internals.offer_transport_cc()
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
     except Exception as exc:  # aiortc raises ValueError, OperationError, ... on bad SDP
@@ -87,6 +94,11 @@ async def receive_offer(
     if not video:
         await close_peer(pc)
         raise MediaError("no_video", "the offer has no video section; see docs/protocol.md, WebRTC")
+    if not all(answer_with_opus(t) for t in audio):
+        await close_peer(pc)
+        raise MediaError(
+            "unsupported_codec", "the audio section has no Opus (every WebRTC browser offers it)"
+        )
     if any(t.receiver.transport is None for t in pc.getTransceivers()):
         await close_peer(pc)
         raise MediaError("bad_sdp", "the offer leaves a media section without a transport")
@@ -154,12 +166,13 @@ class Room:
         self.compositor = CompositorTrack(size=size, layout="agent", agent_name=agent_name, fps=fps)
         self.customer_camera = FrameSlot("customer_camera", hide_when_ended=True)
         self.customer_screen = FrameSlot("customer_screen", hide_when_ended=True)
-        self.to_customer_audio = AudioPipe(f"{label} agent->customer")
-        self.to_agent_audio = AudioPipe(f"{label} customer->agent")
+        self.to_customer_audio = VoiceRelay(f"{label} agent->customer")
+        self.to_agent_audio = VoiceRelay(f"{label} customer->agent")
         self.peers: dict[Role, RTCPeerConnection] = {}
         self._relay = MediaRelay()
         self._outgoing: dict[Role, list[MediaStreamTrack]] = {role: [] for role in ROLES}
         self._drains: dict[Role, list[TrackDrain]] = {role: [] for role in ROLES}
+        self.feedback: dict[Role, FeedbackSender] = {}
         self._closed: asyncio.Future[None] | None = None
 
     # ---------------------------------------------------------------- control
@@ -208,6 +221,9 @@ class Room:
             else:
                 await self._wire_customer(audio, video)
             await pc.setLocalDescription(await pc.createAnswer())
+            feedback = FeedbackSender(pc, f"{self.label} {role}")
+            if feedback.start():
+                self.feedback[role] = feedback
         except Exception as exc:
             await self._close_peer(role)
             raise MediaError("bad_sdp", f"the offer could not be answered: {exc}") from None
@@ -215,11 +231,11 @@ class Room:
 
     async def _wire_agent(self, audio: list[RTCRtpTransceiver], video: list[RTCRtpTransceiver]) -> None:
         if audio:
-            await self._receive_audio(audio[0], self.to_customer_audio)
-            self._send(audio[0], self.to_agent_audio.output(), "agent")
+            self._relay_voice(audio[0], self.to_customer_audio, self.to_agent_audio, "agent")
         camera = video[0]
         if camera.receiver.track is not None:
             await self.compositor.attach(AGENT, camera.receiver.track, label=self.label)
+            self.compositor.capture_clocks[AGENT] = self._capture_clock(camera.receiver)
         self._send(camera, self._relay.subscribe(self.compositor, buffered=False), "agent")
         if len(video) > 1 and video[1].receiver.track is not None:
             await self.compositor.attach(SCREEN, video[1].receiver.track, label=self.label)
@@ -228,17 +244,34 @@ class Room:
 
     async def _wire_customer(self, audio: list[RTCRtpTransceiver], video: list[RTCRtpTransceiver]) -> None:
         if audio:
-            await self._receive_audio(audio[0], self.to_agent_audio)
-            self._send(audio[0], self.to_customer_audio.output(), "customer")
+            self._relay_voice(audio[0], self.to_agent_audio, self.to_customer_audio, "customer")
         self._send(video[0], self._relay.subscribe(self.compositor, buffered=False), "customer")
         for transceiver, slot in zip(video[:2], (self.customer_camera, self.customer_screen), strict=False):
             track = transceiver.receiver.track
             if track is not None:
                 self._drains["customer"].append(TrackDrain(track, slot, label=f"{self.label} {slot.name}"))
 
-    async def _receive_audio(self, transceiver: RTCRtpTransceiver, pipe: AudioPipe) -> None:
+    def _relay_voice(
+        self, transceiver: RTCRtpTransceiver, speaking: VoiceRelay, hearing: VoiceRelay, role: Role
+    ) -> None:
+        """This side's microphone goes out through ``speaking``; it hears ``hearing``."""
         if transceiver.receiver.track is not None:
-            await pipe.attach(transceiver.receiver.track)
+            speaking.attach(transceiver.receiver)
+        self._send(transceiver, hearing.output(), role)
+        align_sender_reports(transceiver.sender, OPUS_RATE, hearing.capture_times)
+
+    def _capture_clock(self, receiver) -> Callable[[av.VideoFrame], float | None]:
+        """When a frame from ``receiver`` was captured, by its sender's reports (None until the first)."""
+        clock = CaptureClock(90000)
+        follow_sender_reports(receiver, clock)
+        own = weakref.ref(receiver)  # the compositor keeps this function; the peer goes at its close
+
+        def capture_time(frame: av.VideoFrame) -> float | None:
+            receiver = own()
+            first = internals.first_rtp_timestamp(receiver) if receiver is not None else None
+            return None if first is None or frame.pts is None else clock.capture_time(frame.pts + first)
+
+        return capture_time
 
     def _send(self, transceiver: RTCRtpTransceiver, track: MediaStreamTrack, role: Role) -> None:
         transceiver.sender.replaceTrack(track)
@@ -248,12 +281,18 @@ class Room:
             # Only the customer's composite feeds the receipt: the preview is a second encode of it.
             receipt = self.compositor.receipt if role == "customer" else None
             tune_video_sender(transceiver.sender, self.bitrate, receipt)
+            if not isinstance(track, SlotTrack):
+                align_sender_reports(transceiver.sender, 90000, self.compositor.capture_times)
         self._outgoing[role].append(track)
 
     # ---------------------------------------------------------------- closing
 
     async def _close_peer(self, role: Role) -> None:
         pc = self.peers.pop(role, None)
+        (self.to_customer_audio if role == "agent" else self.to_agent_audio).detach()
+        feedback = self.feedback.pop(role, None)
+        if feedback is not None:
+            await feedback.stop()
         for drain in self._drains[role]:
             await drain.stop()
         self._drains[role].clear()
@@ -272,8 +311,8 @@ class Room:
         try:
             for role in ROLES:
                 await self._close_peer(role)
-            await self.to_agent_audio.close()
-            await self.to_customer_audio.close()
+            self.to_agent_audio.detach()
+            self.to_customer_audio.detach()
             await self.compositor.close()
             self.customer_camera.clear()
             self.customer_screen.clear()
@@ -314,10 +353,10 @@ def _answer_with_codec_first(transceiver: RTCRtpTransceiver, name: str) -> None:
     """
     if name.upper() not in CODECS:
         raise ValueError(f"unknown video codec {name!r}: use one of {CODECS}")
-    codecs = transceiver._codecs  # type: ignore[attr-defined]
+    codecs = internals.codecs(transceiver)
     wanted = [c for c in codecs if c.mimeType.upper() == f"VIDEO/{name.upper()}"]
     if not wanted:
         return  # the browser did not offer it: keep its order
     keep = {c.payloadType for c in wanted}
     rtx = [c for c in codecs if c.mimeType.lower() == "video/rtx" and c.parameters.get("apt") in keep]
-    transceiver._codecs = wanted + rtx + [c for c in codecs if c not in wanted and c not in rtx]  # type: ignore[attr-defined]
+    internals.set_codecs(transceiver, wanted + rtx + [c for c in codecs if c not in wanted and c not in rtx])

@@ -1,0 +1,263 @@
+"""Every private name of aiortc this project relies on, in one place.
+
+aiortc (1.16) has no public hooks for what a low-latency server needs: its jitter
+buffer, its lazily created encoder, the codecs a transceiver settled on, its receive-side
+bandwidth estimator, the RTP packets a transport routes and the RTCP a sender sends are
+all private. Everything that touches them goes through this module, and
+``tests/media/test_aiortc_internals.py`` checks each name, so an aiortc upgrade that moves
+one fails there, in one place, instead of as a silent loss of a fix.
+
+Mutating aiortc's module tables (:func:`offer_transport_cc`) is here for the same reason.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import codecs as aiortc_codecs
+from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
+from aiortc.rtp import RtcpPacket, RtpPacket
+
+TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+TRANSPORT_CC_FEEDBACK = RTCRtcpFeedback(type="transport-cc")
+
+# (owner class, attribute) pairs, named as Python mangles them; the test walks this list.
+PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
+    ("RTCRtpReceiver", "_RTCRtpReceiver__jitter_buffer"),
+    ("RTCRtpReceiver", "_RTCRtpReceiver__remote_bitrate_estimator"),
+    ("RTCRtpReceiver", "_RTCRtpReceiver__timestamp_mapper"),
+    ("RTCRtpSender", "_RTCRtpSender__encoder"),
+    ("RTCRtpSender", "_ssrc"),
+    ("RTCRtpSender", "_RTCRtpSender__rtp_history"),
+    ("RTCRtpTransceiver", "_codecs"),
+    ("RTCRtpTransceiver", "_headerExtensions"),
+    ("RTCDtlsTransport", "_rtp_router"),
+    # MarkerJitterBuffer (media.peers) extends the buffer and reads its state.
+    ("JitterBuffer", "_origin"),
+    ("JitterBuffer", "_packets"),
+    ("JitterBuffer", "_is_video"),
+    ("JitterBuffer", "_prefetch"),
+)
+PRIVATE_METHODS: tuple[tuple[type, str], ...] = (
+    (RTCRtpSender, "_next_encoded_frame"),
+    (RTCRtpSender, "_send_rtcp"),
+    (RTCRtpReceiver, "_handle_rtp_packet"),
+    (RTCRtpReceiver, "_handle_rtcp_packet"),
+    (RTCDtlsTransport, "_send_rtp"),
+    (JitterBuffer, "_remove_frame"),
+)
+
+
+# -- receivers ------------------------------------------------------------------
+
+
+def jitter_buffer(receiver: RTCRtpReceiver) -> JitterBuffer | None:
+    """The receiver's jitter buffer (created in its ``__init__``)."""
+    buffer = getattr(receiver, "_RTCRtpReceiver__jitter_buffer", None)
+    return buffer if isinstance(buffer, JitterBuffer) else None
+
+
+def replace_jitter_buffer(receiver: RTCRtpReceiver, buffer: JitterBuffer) -> None:
+    receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
+
+
+def stop_remb(receiver: RTCRtpReceiver) -> None:
+    """Stop the receiver's REMB estimates: a sender that gets transport-cc feedback would take
+    aiortc's slow-starting REMB as a ceiling on its own estimate."""
+    receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
+
+
+def watch_received_rtcp(receiver: RTCRtpReceiver, watch: Callable[[Any], None]) -> Callable[[], None]:
+    """Call ``watch`` with each RTCP packet routed to the receiver; returns the undo."""
+
+    def wrap(handle):
+        async def watched(packet):
+            watch(packet)
+            await handle(packet)
+
+        return watched
+
+    _wrap_method(receiver, "_handle_rtcp_packet", wrap)
+    return lambda: receiver.__dict__.pop("_handle_rtcp_packet", None)
+
+
+def tap_received_rtp(receiver: RTCRtpReceiver, tap: Callable[[RtpPacket], None]) -> Callable[[], None]:
+    """Call ``tap`` with each RTP packet the receiver gets, before aiortc handles it; returns the undo."""
+
+    def wrap(handle):
+        async def tapped(packet, arrival_time_ms):
+            tap(packet)
+            await handle(packet, arrival_time_ms=arrival_time_ms)
+
+        return tapped
+
+    _wrap_method(receiver, "_handle_rtp_packet", wrap)
+    return lambda: receiver.__dict__.pop("_handle_rtp_packet", None)
+
+
+class _NoFrames(JitterBuffer):
+    """A jitter buffer that keeps nothing: the receiver's stream is forwarded, never decoded."""
+
+    def add(self, packet: RtpPacket) -> tuple[bool, None]:
+        return False, None
+
+
+def stop_decoding(receiver: RTCRtpReceiver) -> None:
+    """Never hand the receiver's packets to its decoder (statistics and RTCP go on)."""
+    replace_jitter_buffer(receiver, _NoFrames(capacity=16))
+
+
+def first_rtp_timestamp(receiver: RTCRtpReceiver) -> int | None:
+    """The RTP timestamp aiortc subtracts from every decoded frame's ``pts`` (its first frame's)."""
+    mapper = getattr(receiver, "_RTCRtpReceiver__timestamp_mapper", None)
+    return getattr(mapper, "_origin", None)
+
+
+# -- senders --------------------------------------------------------------------
+
+
+def ssrc(sender: RTCRtpSender) -> int:
+    """The sender's SSRC (also the SSRC its section's receiver puts on its RTCP)."""
+    return sender._ssrc  # type: ignore[attr-defined]
+
+
+def encoder(sender: RTCRtpSender) -> Any:
+    """The sender's encoder, or None before its first frame (aiortc creates it lazily)."""
+    return sender._RTCRtpSender__encoder  # type: ignore[attr-defined]
+
+
+def set_encoder(sender: RTCRtpSender, value: Any) -> None:
+    sender._RTCRtpSender__encoder = value  # type: ignore[attr-defined]
+
+
+NextEncodedFrame = Callable[[RTCRtpCodecParameters], Awaitable[Any]]
+
+
+def wrap_next_encoded_frame(
+    sender: RTCRtpSender, wrap: Callable[[NextEncodedFrame], NextEncodedFrame]
+) -> None:
+    """Route the sender's "read the track, encode one frame" step through ``wrap(current)``.
+
+    Wrappers stack. The sender keeps the wrapper, so nothing in it may keep the sender.
+    """
+    _wrap_method(sender, "_next_encoded_frame", wrap)
+
+
+RtcpSend = Callable[[list[Any]], Awaitable[None]]
+
+
+def wrap_sent_rtcp(sender: RTCRtpSender, wrap: Callable[[RtcpSend], RtcpSend]) -> None:
+    """Route the sender's RTCP (sender reports, SDES, BYE) through ``wrap(current)``."""
+    _wrap_method(sender, "_send_rtcp", wrap)
+
+
+def _wrap_method(instance: Any, name: str, wrap: Callable[[Callable], Callable]) -> None:
+    current = instance.__dict__.get(name)
+    if current is None:
+        # The class's function with a weak reference, not a bound method: a bound method
+        # stored on its own instance is a reference cycle (closed peers then wait for the GC).
+        function = getattr(type(instance), name)
+        own = weakref.ref(instance)
+
+        def current(*args: Any, **kwargs: Any) -> Any:
+            return function(own(), *args, **kwargs)
+
+    setattr(instance, name, wrap(current))
+
+
+class _WatchedHistory(dict):
+    """The sender's retransmission history: every packet goes in just before it is sent."""
+
+    def __init__(self, original: dict, watch: Callable[[RtpPacket], None]) -> None:
+        super().__init__(original)
+        self.watch = watch
+
+    def __setitem__(self, key: int, packet: RtpPacket) -> None:
+        self.watch(packet)
+        super().__setitem__(key, packet)
+
+
+def watch_sent_rtp(sender: RTCRtpSender, watch: Callable[[RtpPacket], None]) -> None:
+    """Call ``watch`` with each RTP packet the sender sends, before it is serialised."""
+    history = sender._RTCRtpSender__rtp_history  # type: ignore[attr-defined]
+    sender._RTCRtpSender__rtp_history = _WatchedHistory(history, watch)  # type: ignore[attr-defined]
+
+
+# -- transceivers ---------------------------------------------------------------
+
+
+def codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
+    """The codecs a negotiated transceiver settled on, in the order the answer lists them."""
+    return transceiver._codecs  # type: ignore[attr-defined]
+
+
+def set_codecs(transceiver: RTCRtpTransceiver, value: list[RTCRtpCodecParameters]) -> None:
+    transceiver._codecs = value  # type: ignore[attr-defined]
+
+
+def header_extensions(transceiver: RTCRtpTransceiver) -> list[RTCRtpHeaderExtensionParameters]:
+    return transceiver._headerExtensions  # type: ignore[attr-defined]
+
+
+# -- transports -----------------------------------------------------------------
+
+
+def watch_received_rtp(transport: RTCDtlsTransport, watch: Callable[[RtpPacket], None]) -> Callable[[], None]:
+    """Call ``watch`` with every RTP packet the transport parses, before it is routed; returns the undo.
+
+    Every packet counts for congestion control, also those no receiver takes (an RTX
+    probe, padding): so the hook sits on the router, which sees them all.
+    """
+    router = transport._rtp_router  # type: ignore[attr-defined]
+
+    def wrap(route):
+        def watched(packet: RtpPacket):
+            watch(packet)
+            return route(packet)
+
+        return watched
+
+    _wrap_method(router, "route_rtp", wrap)
+    return lambda: router.__dict__.pop("route_rtp", None)
+
+
+async def send_rtcp(transport: RTCDtlsTransport, packets: bytes) -> None:
+    """Send serialised RTCP on the transport (aiortc's senders and receivers use the same path)."""
+    await transport._send_rtp(packets)  # type: ignore[attr-defined]
+
+
+def parse_rtcp(data: bytes) -> list[Any]:
+    return RtcpPacket.parse(data)
+
+
+# -- negotiation ----------------------------------------------------------------
+
+
+def offer_transport_cc() -> None:
+    """Let aiortc negotiate transport-wide congestion control (header extension and feedback).
+
+    aiortc answers with the header extensions and RTCP feedback it lists itself; it lists
+    neither for transport-cc. Idempotent.
+    """
+    for kind in ("audio", "video"):
+        extensions = aiortc_codecs.HEADER_EXTENSIONS[kind]
+        if not any(e.uri == TRANSPORT_CC_URI for e in extensions):
+            used = {e.id for e in extensions}
+            free = next(i for i in range(1, 15) if i not in used)
+            extensions.append(RTCRtpHeaderExtensionParameters(id=free, uri=TRANSPORT_CC_URI))
+        for codec in aiortc_codecs.CODECS[kind]:
+            if codec.mimeType.lower().endswith("/rtx"):
+                continue
+            if TRANSPORT_CC_FEEDBACK not in codec.rtcpFeedback:
+                codec.rtcpFeedback.append(TRANSPORT_CC_FEEDBACK)
+
+
+def negotiated_transport_cc(transceiver: RTCRtpTransceiver) -> bool:
+    """Both ends agreed on transport-cc for this section: the extension and the feedback."""
+    has_extension = any(e.uri == TRANSPORT_CC_URI for e in header_extensions(transceiver))
+    has_feedback = any(TRANSPORT_CC_FEEDBACK in c.rtcpFeedback for c in codecs(transceiver))
+    return has_extension and has_feedback

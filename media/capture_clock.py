@@ -1,0 +1,171 @@
+"""One clock for a call's streams: RTP timestamps mapped to the capture time of the agent's media.
+
+A browser lines up audio and video of one media stream by the RTCP sender reports (SR) of
+each: an SR says "RTP timestamp T was (captured at) NTP time N". aiortc's senders pair each
+stream's last RTP timestamp with the moment they sent it, so the customer's browser lined
+up what the server SENT together: the agent's voice, which waited in the audio path, came
+out ~85-90 ms late against their lips (measured in Chromium). Here:
+
+- :class:`CaptureClock` learns a received stream's mapping from its sender's SRs (the agent's
+  browser puts its audio and video on one capture clock), and
+- :func:`align_sender_reports` rewrites a server sender's SRs so its RTP timestamps map to
+  the capture time of the media each packet carries, as the agent's own browser would.
+
+NTP times are read as seconds of the Unix epoch; both ends' reports use their own wall
+clock, and an offset between the machines' clocks is the same for audio and video, so it
+cancels out of the sync.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+
+from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc.rtp import RtcpSrPacket, RtpPacket
+
+from media import aiortc_internals as internals
+
+NTP_TO_UNIX = 2_208_988_800
+RTP_MODULO = 1 << 32
+KEEP = 128  # capture times remembered per stream: a few seconds of frames or packets
+
+CaptureTimeOf = Callable[[int], float | None]
+
+
+def ntp_seconds(ntp: int) -> float:
+    """A 64-bit NTP timestamp as Unix seconds."""
+    return (ntp >> 32) - NTP_TO_UNIX + (ntp & 0xFFFFFFFF) / (1 << 32)
+
+
+class CaptureClock:
+    """A received stream's RTP timestamps -> its sender's capture time, from the sender's reports."""
+
+    def __init__(self, clock_rate: int) -> None:
+        self.clock_rate = clock_rate
+        self._ntp: float | None = None
+        self._rtp = 0
+
+    @property
+    def known(self) -> bool:
+        return self._ntp is not None
+
+    def on_sender_report(self, ntp: int, rtp: int) -> None:
+        if ntp == 0:
+            return  # a sender that has sent nothing yet reports zeros
+        self._ntp, self._rtp = ntp_seconds(ntp), rtp
+
+    def capture_time(self, rtp: int) -> float | None:
+        """Seconds (Unix epoch) at which the media with RTP timestamp ``rtp`` was captured."""
+        if self._ntp is None:
+            return None
+        # The signed distance from the report's timestamp, across a 32-bit wrap.
+        delta = (rtp - self._rtp + RTP_MODULO // 2) % RTP_MODULO - RTP_MODULO // 2
+        return self._ntp + delta / self.clock_rate
+
+
+def follow_sender_reports(receiver: RTCRtpReceiver, clock: CaptureClock) -> Callable[[], None]:
+    """Feed ``clock`` with the SRs that arrive for ``receiver``; returns the undo."""
+
+    def on_rtcp(packet) -> None:
+        if isinstance(packet, RtcpSrPacket):
+            clock.on_sender_report(packet.sender_info.ntp_timestamp, packet.sender_info.rtp_timestamp)
+
+    return internals.watch_received_rtcp(receiver, on_rtcp)
+
+
+class CaptureTimes:
+    """Capture times of the last frames (or packets) a track produced, by their RTP-clock pts."""
+
+    def __init__(self) -> None:
+        self._times: OrderedDict[int, float] = OrderedDict()
+
+    def note(self, pts: int, capture_time: float) -> None:
+        self._times[pts % RTP_MODULO] = capture_time
+        if len(self._times) > KEEP:
+            self._times.popitem(last=False)
+
+    def __call__(self, timestamp: int) -> float | None:
+        return self._times.get(timestamp % RTP_MODULO)
+
+    def clear(self) -> None:
+        self._times.clear()
+
+
+class _SenderTimeline:
+    """What one sender sent: its random RTP origin (learnt from its first packet) and its last frame."""
+
+    def __init__(self, ssrc: int, clock_rate: int, capture_time: CaptureTimeOf) -> None:
+        self.ssrc = ssrc
+        self.clock_rate = clock_rate
+        self.capture_time = capture_time
+        self.origin: int | None = None
+        self.encoded_timestamp: int | None = None
+        self.aligned = 0
+        self.withheld = 0
+
+    def on_sent(self, packet: RtpPacket) -> None:
+        if self.origin is None and self.encoded_timestamp is not None:
+            self.origin = (packet.timestamp - self.encoded_timestamp) % RTP_MODULO
+
+    def align(self, report: RtcpSrPacket) -> bool:
+        """Point the report's RTP timestamp at the capture clock; False if it cannot be yet."""
+        info = report.sender_info
+        if self.origin is None or info.ntp_timestamp == 0:
+            return False
+        captured = self.capture_time((info.rtp_timestamp - self.origin) % RTP_MODULO)
+        if captured is None:
+            return False
+        # The report pairs the last packet's timestamp with the moment it was sent; shift the
+        # timestamp by the time since its media was captured, so the pair reads "captured at".
+        since_capture = ntp_seconds(info.ntp_timestamp) - captured
+        info.rtp_timestamp = (info.rtp_timestamp + round(since_capture * self.clock_rate)) % RTP_MODULO
+        return True
+
+
+def align_sender_reports(
+    sender: RTCRtpSender, clock_rate: int, capture_time: CaptureTimeOf
+) -> _SenderTimeline:
+    """Make ``sender``'s SRs map its RTP timestamps to capture time.
+
+    ``capture_time(timestamp)`` gives the capture time of the frame the sender's track
+    produced with that timestamp (its pts in the clock rate, before the sender's random
+    origin). A report is withheld while the capture time is unknown (no SR from the source
+    yet): a browser ignores a stream it has no report for, but a report on another clock
+    would pull its estimate off.
+    """
+    timeline = _SenderTimeline(internals.ssrc(sender), clock_rate, capture_time)
+
+    def wrap_next(next_encoded_frame):
+        async def next_noting_timestamp(codec):
+            encoded = await next_encoded_frame(codec)
+            if encoded is not None:
+                timeline.encoded_timestamp = encoded.timestamp
+            return encoded
+
+        return next_noting_timestamp
+
+    internals.wrap_next_encoded_frame(sender, wrap_next)
+    internals.watch_sent_rtp(sender, timeline.on_sent)
+    own = weakref.ref(timeline)
+
+    def wrap_send(send_rtcp):
+        async def send_aligned(packets):
+            timeline = own()
+            kept = []
+            for packet in packets:
+                if isinstance(packet, RtcpSrPacket) and timeline is not None and packet.ssrc == timeline.ssrc:
+                    if not timeline.align(packet):
+                        timeline.withheld += 1
+                        continue
+                    timeline.aligned += 1
+                kept.append(packet)
+            if kept:
+                await send_rtcp(kept)
+
+        return send_aligned
+
+    internals.wrap_sent_rtcp(sender, wrap_send)
+    sender._media_timeline = timeline  # type: ignore[attr-defined]  # lives as long as the sender
+    return timeline
