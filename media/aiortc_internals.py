@@ -6,8 +6,6 @@ bandwidth estimator, the RTP packets a transport routes and the RTCP a sender se
 all private. Everything that touches them goes through this module, and
 ``tests/media/test_aiortc_internals.py`` checks each name, so an aiortc upgrade that moves
 one fails there, in one place, instead of as a silent loss of a fix.
-
-Mutating aiortc's module tables (:func:`offer_transport_cc`) is here for the same reason.
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
-from aiortc import codecs as aiortc_codecs
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 from aiortc.rtp import RtcpPacket, RtpPacket
@@ -237,23 +234,24 @@ def parse_rtcp(data: bytes) -> list[Any]:
 # -- negotiation ----------------------------------------------------------------
 
 
-def offer_transport_cc() -> None:
-    """Let aiortc negotiate transport-wide congestion control (header extension and feedback).
+def answer_transport_cc(transceiver: RTCRtpTransceiver, offered: Any) -> None:
+    """Answer transport-wide congestion control where the offer has it (extension and feedback).
 
-    aiortc answers with the header extensions and RTCP feedback it lists itself; it lists
-    neither for transport-cc. Idempotent.
+    aiortc answers with the header extensions and RTCP feedback it lists itself, and it lists
+    neither for transport-cc; ``offered`` is the section's media description (``aiortc.sdp``).
+    Only this answer changes, not aiortc's tables, so aiortc's own offers stay as they were.
     """
-    for kind in ("audio", "video"):
-        extensions = aiortc_codecs.HEADER_EXTENSIONS[kind]
-        if not any(e.uri == TRANSPORT_CC_URI for e in extensions):
-            used = {e.id for e in extensions}
-            free = next(i for i in range(1, 15) if i not in used)
-            extensions.append(RTCRtpHeaderExtensionParameters(id=free, uri=TRANSPORT_CC_URI))
-        for codec in aiortc_codecs.CODECS[kind]:
-            if codec.mimeType.lower().endswith("/rtx"):
-                continue
-            if TRANSPORT_CC_FEEDBACK not in codec.rtcpFeedback:
-                codec.rtcpFeedback.append(TRANSPORT_CC_FEEDBACK)
+    extension = next((e for e in offered.rtp.headerExtensions if e.uri == TRANSPORT_CC_URI), None)
+    if extension is None:
+        return
+    with_feedback = {c.payloadType for c in offered.rtp.codecs if TRANSPORT_CC_FEEDBACK in c.rtcpFeedback}
+    if not with_feedback:
+        return
+    if extension not in header_extensions(transceiver):
+        header_extensions(transceiver).append(extension)
+    for codec in codecs(transceiver):
+        if codec.payloadType in with_feedback and TRANSPORT_CC_FEEDBACK not in codec.rtcpFeedback:
+            codec.rtcpFeedback = [*codec.rtcpFeedback, TRANSPORT_CC_FEEDBACK]
 
 
 def negotiated_transport_cc(transceiver: RTCRtpTransceiver) -> bool:

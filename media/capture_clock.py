@@ -96,10 +96,17 @@ class CaptureTimes:
 class _SenderTimeline:
     """What one sender sent: its random RTP origin (learnt from its first packet) and its last frame."""
 
-    def __init__(self, ssrc: int, clock_rate: int, capture_time: CaptureTimeOf) -> None:
+    def __init__(
+        self,
+        ssrc: int,
+        clock_rate: int,
+        capture_time: CaptureTimeOf,
+        on_frame_sent: Callable[[int], None] | None,
+    ) -> None:
         self.ssrc = ssrc
         self.clock_rate = clock_rate
         self.capture_time = capture_time
+        self.on_frame_sent = on_frame_sent
         self.origin: int | None = None
         self.encoded_timestamp: int | None = None
         self.aligned = 0
@@ -108,6 +115,8 @@ class _SenderTimeline:
     def on_sent(self, packet: RtpPacket) -> None:
         if self.origin is None and self.encoded_timestamp is not None:
             self.origin = (packet.timestamp - self.encoded_timestamp) % RTP_MODULO
+        if packet.marker and self.on_frame_sent is not None and self.origin is not None:
+            self.on_frame_sent((packet.timestamp - self.origin) % RTP_MODULO)
 
     def align(self, report: RtcpSrPacket) -> bool:
         """Point the report's RTP timestamp at the capture clock; False if it cannot be yet."""
@@ -125,7 +134,10 @@ class _SenderTimeline:
 
 
 def align_sender_reports(
-    sender: RTCRtpSender, clock_rate: int, capture_time: CaptureTimeOf
+    sender: RTCRtpSender,
+    clock_rate: int,
+    capture_time: CaptureTimeOf,
+    on_frame_sent: Callable[[int], None] | None = None,
 ) -> _SenderTimeline:
     """Make ``sender``'s SRs map its RTP timestamps to capture time.
 
@@ -133,9 +145,10 @@ def align_sender_reports(
     produced with that timestamp (its pts in the clock rate, before the sender's random
     origin). A report is withheld while the capture time is unknown (no SR from the source
     yet): a browser ignores a stream it has no report for, but a report on another clock
-    would pull its estimate off.
+    would pull its estimate off. ``on_frame_sent(timestamp)`` is called as each frame's last
+    packet goes out.
     """
-    timeline = _SenderTimeline(internals.ssrc(sender), clock_rate, capture_time)
+    timeline = _SenderTimeline(internals.ssrc(sender), clock_rate, capture_time, on_frame_sent)
 
     def wrap_next(next_encoded_frame):
         async def next_noting_timestamp(codec):

@@ -162,6 +162,10 @@ class CompositorTrack(MediaStreamTrack):
         # an input without one (the avatar, drawn here) counts as captured when composed.
         self.capture_clocks: dict[str, Callable[[av.VideoFrame], float | None]] = {}
         self.capture_times = CaptureTimes()
+        # When the first packet of an input's frame reached the server (monotonic seconds), where known:
+        # the receipt's "server" stage runs from there to the composite's last packet out.
+        self.arrival_clocks: dict[str, Callable[[av.VideoFrame], float | None]] = {}
+        self.arrival_times = CaptureTimes()
         self._fresh_capture: tuple[float, float] | None = None  # (capture time, composed at)
 
     # -- inputs and layout -------------------------------------------------
@@ -204,8 +208,8 @@ class CompositorTrack(MediaStreamTrack):
         for cache in (self._cache, self._converted, self._scratch, self._placeholders):
             cache.clear()
         self._pool.clear()
-        self.capture_clocks.clear()
-        self.capture_times.clear()
+        for times in (self.capture_clocks, self.capture_times, self.arrival_clocks, self.arrival_times):
+            times.clear()
         self._last_output = self._fade_from = None
 
     @property
@@ -325,11 +329,20 @@ class CompositorTrack(MediaStreamTrack):
         frame.pts = self._next_pts(now)
         frame.time_base = VIDEO_TIME_BASE
         self._note_capture_time(frame.pts, latest.frame if fresh and latest is not None else None, now)
+        if fresh and latest is not None and (arrival_clock := self.arrival_clocks.get(self.primary)):
+            if (arrived := arrival_clock(latest.frame)) is not None:
+                self.arrival_times.note(frame.pts, arrived)
         self.frames += 1
         if self._stalled:
             self.clock_frames += 1
         self.receipt.record("compose", (time.perf_counter() - started) * 1000)
         return frame
+
+    def frame_sent(self, timestamp: int) -> None:
+        """A sender sent this composite's last packet: the server's share, from first packet in to out."""
+        arrived = self.arrival_times(timestamp)
+        if arrived is not None:
+            self.receipt.record("server", (time.monotonic() - arrived) * 1000)
 
     def _note_capture_time(self, pts: int, fresh: av.VideoFrame | None, now: float) -> None:
         """Remember when this output's picture was captured, for the sender reports' one clock.

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Literal
@@ -30,22 +31,30 @@ from aiortc import (
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
+    RTCRtpReceiver,
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
 from aiortc import sdp as aiortc_sdp
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtp import RtpPacket
 from pyee.asyncio import AsyncIOEventEmitter
 
 from media import aiortc_internals as internals
-from media.capture_clock import CaptureClock, align_sender_reports, follow_sender_reports
+from media.capture_clock import (
+    RTP_MODULO,
+    CaptureClock,
+    CaptureTimes,
+    align_sender_reports,
+    follow_sender_reports,
+)
 from media.compositor import CompositorTrack
 from media.congestion import FeedbackSender
 from media.forward import SlotTrack
 from media.heap import release_free_memory
 from media.layout import AGENT, SCREEN
-from media.peers import CODECS, Bitrate, enable_low_latency_receive, tune_video_sender
+from media.peers import CODECS, Bitrate, enable_low_latency_receive, negotiated_codec, tune_video_sender
 from media.tracks import FrameSlot, TrackDrain
 from media.voice import OPUS_RATE, VoiceRelay, answer_with_opus
 
@@ -81,9 +90,12 @@ async def receive_offer(
         RTCConfiguration(iceServers=list(ice_servers), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
     )
     enable_low_latency_receive(pc)
-    internals.offer_transport_cc()
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        offered = {m.rtp.muxId: m for m in aiortc_sdp.SessionDescription.parse(sdp).media}
+        for transceiver in pc.getTransceivers():
+            if transceiver.mid in offered:
+                internals.answer_transport_cc(transceiver, offered[transceiver.mid])
     except Exception as exc:  # aiortc raises ValueError, OperationError, ... on bad SDP
         await close_peer(pc)
         if "send parameters" in str(exc):
@@ -173,6 +185,8 @@ class Room:
         self._outgoing: dict[Role, list[MediaStreamTrack]] = {role: [] for role in ROLES}
         self._drains: dict[Role, list[TrackDrain]] = {role: [] for role in ROLES}
         self.feedback: dict[Role, FeedbackSender] = {}
+        # What each side's browser did not offer that the call would use (the receipt shows it).
+        self.missing: dict[Role, list[str]] = {}
         self._closed: asyncio.Future[None] | None = None
 
     # ---------------------------------------------------------------- control
@@ -222,8 +236,14 @@ class Room:
                 await self._wire_customer(audio, video)
             await pc.setLocalDescription(await pc.createAnswer())
             feedback = FeedbackSender(pc, f"{self.label} {role}")
+            missing = []
             if feedback.start():
                 self.feedback[role] = feedback
+            else:
+                missing.append("transport-cc")  # its upload ramps on loss only, from ~300 kbps
+            if negotiated_codec(video[0]) != self.codec.upper():
+                missing.append(self.codec.upper())
+            self.missing[role] = missing
         except Exception as exc:
             await self._close_peer(role)
             raise MediaError("bad_sdp", f"the offer could not be answered: {exc}") from None
@@ -235,7 +255,7 @@ class Room:
         camera = video[0]
         if camera.receiver.track is not None:
             await self.compositor.attach(AGENT, camera.receiver.track, label=self.label)
-            self.compositor.capture_clocks[AGENT] = self._capture_clock(camera.receiver)
+            self._follow_agent_camera(camera.receiver)
         self._send(camera, self._relay.subscribe(self.compositor, buffered=False), "agent")
         if len(video) > 1 and video[1].receiver.track is not None:
             await self.compositor.attach(SCREEN, video[1].receiver.track, label=self.label)
@@ -260,18 +280,35 @@ class Room:
         self._send(transceiver, hearing.output(), role)
         align_sender_reports(transceiver.sender, OPUS_RATE, hearing.capture_times)
 
-    def _capture_clock(self, receiver) -> Callable[[av.VideoFrame], float | None]:
-        """When a frame from ``receiver`` was captured, by its sender's reports (None until the first)."""
+    def _follow_agent_camera(self, receiver: RTCRtpReceiver) -> None:
+        """Tell the compositor when each camera frame was captured (by the agent's sender reports)
+        and when its first packet arrived (for the receipt's server share)."""
         clock = CaptureClock(90000)
         follow_sender_reports(receiver, clock)
-        own = weakref.ref(receiver)  # the compositor keeps this function; the peer goes at its close
+        arrivals = CaptureTimes()
 
-        def capture_time(frame: av.VideoFrame) -> float | None:
+        def on_packet(packet: RtpPacket) -> None:
+            if arrivals(packet.timestamp) is None:
+                arrivals.note(packet.timestamp, time.monotonic())
+
+        internals.tap_received_rtp(receiver, on_packet)
+        own = weakref.ref(receiver)  # the compositor keeps these functions; the peer goes at its close
+
+        def rtp_timestamp(frame: av.VideoFrame) -> int | None:
             receiver = own()
             first = internals.first_rtp_timestamp(receiver) if receiver is not None else None
-            return None if first is None or frame.pts is None else clock.capture_time(frame.pts + first)
+            return None if first is None or frame.pts is None else (frame.pts + first) % RTP_MODULO
 
-        return capture_time
+        def capture_time(frame: av.VideoFrame) -> float | None:
+            timestamp = rtp_timestamp(frame)
+            return None if timestamp is None else clock.capture_time(timestamp)
+
+        def arrival_time(frame: av.VideoFrame) -> float | None:
+            timestamp = rtp_timestamp(frame)
+            return None if timestamp is None else arrivals(timestamp)
+
+        self.compositor.capture_clocks[AGENT] = capture_time
+        self.compositor.arrival_clocks[AGENT] = arrival_time
 
     def _send(self, transceiver: RTCRtpTransceiver, track: MediaStreamTrack, role: Role) -> None:
         transceiver.sender.replaceTrack(track)
@@ -282,7 +319,8 @@ class Room:
             receipt = self.compositor.receipt if role == "customer" else None
             tune_video_sender(transceiver.sender, self.bitrate, receipt)
             if not isinstance(track, SlotTrack):
-                align_sender_reports(transceiver.sender, 90000, self.compositor.capture_times)
+                sent = self.compositor.frame_sent if role == "customer" else None
+                align_sender_reports(transceiver.sender, 90000, self.compositor.capture_times, sent)
         self._outgoing[role].append(track)
 
     # ---------------------------------------------------------------- closing

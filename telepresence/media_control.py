@@ -205,10 +205,15 @@ class MediaControl:
         self._send(call, "customer", message)
 
     def receipt(self, call: Call) -> Message | None:
-        """The call's latency receipt so far: per stage p50/p95 in milliseconds."""
+        """The call's latency receipt so far: per stage p50/p95 in milliseconds, and what a browser lacks."""
         if call.room is None:
             return None
-        return {"type": "receipt", "call_id": call.id, "stages": call.room.compositor.receipt.summary()}
+        return {
+            "type": "receipt",
+            "call_id": call.id,
+            "stages": call.room.compositor.receipt.summary(),
+            "missing": call.room.missing,
+        }
 
     @property
     def next_receipt_at(self) -> float:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import sdp as aiortc_sdp
 from aiortc.jitterbuffer import JitterBuffer
 
 from media import aiortc_internals as internals
@@ -55,20 +56,35 @@ def test_the_timestamp_mapper_still_keeps_its_origin():
     assert mapper._origin == 1234
 
 
-async def test_offering_transport_cc_makes_aiortc_negotiate_it():
-    internals.offer_transport_cc()
-    internals.offer_transport_cc()  # idempotent
-    offerer, answerer = RTCPeerConnection(), RTCPeerConnection()
-    try:
-        offerer.addTransceiver("video")
-        await offerer.setLocalDescription(await offerer.createOffer())
-        assert offerer.localDescription.sdp.count(internals.TRANSPORT_CC_URI) == 1
-        await answerer.setRemoteDescription(
-            RTCSessionDescription(sdp=offerer.localDescription.sdp, type="offer")
-        )
-        await answerer.setLocalDescription(await answerer.createAnswer())
-        assert "a=rtcp-fb:97 transport-cc" in answerer.localDescription.sdp
-        assert internals.negotiated_transport_cc(answerer.getTransceivers()[0])
-    finally:
-        await offerer.close()
-        await answerer.close()
+def with_transport_cc(sdp: str) -> str:
+    """An aiortc offer as Chromium would make it: transport-cc extension and feedback on video."""
+    lines = []
+    for line in sdp.split("\r\n"):
+        lines.append(line)
+        if line.startswith("a=rtpmap:") and "VP8/90000" in line:
+            lines.append(f"a=rtcp-fb:{line.split()[0].split(':')[1]} transport-cc")
+        if line.startswith("a=mid:"):
+            lines.append(f"a=extmap:5 {internals.TRANSPORT_CC_URI}")
+    return "\r\n".join(lines)
+
+
+async def test_the_answer_has_transport_cc_only_where_the_offer_has_it():
+    for offered, expected in ((with_transport_cc, True), (lambda sdp: sdp, False)):
+        offerer, answerer = RTCPeerConnection(), RTCPeerConnection()
+        try:
+            offerer.addTransceiver("video")
+            await offerer.setLocalDescription(await offerer.createOffer())
+            sdp = offered(offerer.localDescription.sdp)
+            await answerer.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            media = aiortc_sdp.SessionDescription.parse(sdp).media[0]
+            internals.answer_transport_cc(answerer.getTransceivers()[0], media)
+            await answerer.setLocalDescription(await answerer.createAnswer())
+            answer = answerer.localDescription.sdp
+            assert ("transport-cc" in answer) is expected
+            assert (internals.TRANSPORT_CC_URI in answer) is expected
+            assert internals.negotiated_transport_cc(answerer.getTransceivers()[0]) is expected
+            # aiortc's own offers are untouched.
+            assert "transport-cc" not in offerer.localDescription.sdp
+        finally:
+            await offerer.close()
+            await answerer.close()

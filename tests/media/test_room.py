@@ -12,6 +12,7 @@ from media.compositor import frame_planes
 from media.layout import AGENT, SCREEN, SIZES, compute_layout
 from media.room import MediaError, Room
 from media.sources import ScreenTrack, TestCardTrack
+from tests.media.test_aiortc_internals import with_transport_cc
 
 
 def chroma_v(frame, rect) -> float:
@@ -168,3 +169,22 @@ async def test_close_leaves_no_tasks_behind():
     left = [t for t in asyncio.all_tasks() - before if not t.done() and t is not asyncio.current_task()]
     assert not left, [t.get_name() for t in left]
     assert np.isfinite(room.compositor.receipt.summary()["compose"]["p95"])
+
+
+async def test_the_receipt_has_the_servers_share_and_what_a_browser_did_not_offer(room):
+    agent = BrowserPeer.agent(camera=TestCardTrack(320, 180, fps=30, label=""), mic=ToneTrack(440))
+    customer = BrowserPeer.customer()
+    async with agent, customer:
+
+        async def answer_like_chromium(role, sdp):
+            return await room.answer(role, with_transport_cc(sdp))
+
+        await agent.negotiate(answer_like_chromium)
+        await customer.negotiate(room.answer)  # aiortc offers no transport-cc
+        assert room.missing == {"agent": [], "customer": ["transport-cc"]}
+        assert "agent" in room.feedback and "customer" not in room.feedback
+        await customer.video(0).wait(10)
+        # First packet of the agent's frame in -> last packet of the composite out.
+        await wait_for(lambda: room.compositor.receipt.counts.get("server", 0) >= 10)
+        server = room.compositor.receipt.summary()["server"]
+        assert 0 < server["p50"] < 1000

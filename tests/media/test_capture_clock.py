@@ -1,0 +1,113 @@
+"""One clock: the server's sender reports map its RTP timestamps to when the media was captured."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtp import RtcpSrPacket
+
+from media import aiortc_internals as internals
+from media.capture_clock import CaptureClock, CaptureTimes, align_sender_reports, ntp_seconds
+from media.sources import TestCardTrack
+
+NTP_TO_UNIX = 2_208_988_800
+
+
+def ntp(seconds: float) -> int:
+    whole = int(seconds)
+    return ((whole + NTP_TO_UNIX) << 32) | int((seconds - whole) * (1 << 32))
+
+
+def test_a_report_maps_timestamps_either_side_of_it_and_across_a_wrap():
+    clock = CaptureClock(90000)
+    assert clock.capture_time(1234) is None
+    clock.on_sender_report(ntp(1000.0), 2**32 - 9000)
+    assert abs(clock.capture_time(2**32 - 18000) - 999.9) < 1e-6
+    assert abs(clock.capture_time(81000) - 1001.0) < 1e-6  # wrapped past zero
+    clock.on_sender_report(0, 0)  # a sender that sent nothing yet: ignored
+    assert clock.known and abs(ntp_seconds(ntp(1000.0)) - 1000.0) < 1e-6
+
+
+class CapturedEarlier(MediaStreamTrack):
+    """A camera whose every frame was captured 200 ms before the track hands it over."""
+
+    kind = "video"
+
+    def __init__(self, times: CaptureTimes) -> None:
+        super().__init__()
+        self.card = TestCardTrack(160, 90, fps=30, label="")
+        self.times = times
+
+    async def recv(self):
+        frame = await self.card.recv()
+        frame.time_base = fractions.Fraction(1, 90000)
+        self.times.note(frame.pts, time.time() - 0.2)
+        return frame
+
+
+async def test_the_senders_reports_say_when_each_frame_was_captured_not_when_it_was_sent():
+    times = CaptureTimes()
+    sender_pc, receiver_pc = RTCPeerConnection(), RTCPeerConnection()
+    reports: list[RtcpSrPacket] = []
+    first_timestamp: list[int] = []
+    try:
+        transceiver = sender_pc.addTransceiver(CapturedEarlier(times), direction="sendonly")
+        timeline = align_sender_reports(transceiver.sender, 90000, times)
+        await sender_pc.setLocalDescription(await sender_pc.createOffer())
+        await receiver_pc.setRemoteDescription(sender_pc.localDescription)
+        receiver = receiver_pc.getTransceivers()[0].receiver
+        internals.watch_received_rtcp(receiver, lambda p: isinstance(p, RtcpSrPacket) and reports.append(p))
+        internals.tap_received_rtp(receiver, lambda p: first_timestamp or first_timestamp.append(p.timestamp))
+        await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
+        await sender_pc.setRemoteDescription(
+            RTCSessionDescription(sdp=receiver_pc.localDescription.sdp, type="answer")
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while len(reports) < 2:
+            assert loop.time() < deadline, "no sender report came"
+            await asyncio.sleep(0.05)
+        assert timeline.aligned >= 2
+        for report in reports:
+            # The first frame (pts 0) went out first: the stream's RTP origin is its timestamp.
+            mapping = CaptureClock(90000)
+            mapping.on_sender_report(report.sender_info.ntp_timestamp, report.sender_info.rtp_timestamp)
+            pts = (report.sender_info.rtp_timestamp - first_timestamp[0]) % 2**32
+            candidates = [p for p in range(pts - 45000, pts + 1) if times(p) is not None]
+            frame = candidates[-1]  # the last frame sent before the report, give or take one
+            said = mapping.capture_time((first_timestamp[0] + frame) % 2**32)
+            # Unaligned, the report would put capture at the send time, 200 ms off; the card's
+            # timestamps step evenly while its frames come with jitter: a frame's worth of slack.
+            assert abs(said - times(frame)) < 0.04, "the report does not map to capture time"
+    finally:
+        await sender_pc.close()
+        await receiver_pc.close()
+
+
+async def test_a_report_is_withheld_while_the_capture_time_is_unknown():
+    sender_pc, receiver_pc = RTCPeerConnection(), RTCPeerConnection()
+    reports: list[RtcpSrPacket] = []
+    try:
+        transceiver = sender_pc.addTransceiver(TestCardTrack(160, 90, fps=30, label=""), direction="sendonly")
+        timeline = align_sender_reports(transceiver.sender, 90000, lambda timestamp: None)
+        await sender_pc.setLocalDescription(await sender_pc.createOffer())
+        await receiver_pc.setRemoteDescription(sender_pc.localDescription)
+        receiver = receiver_pc.getTransceivers()[0].receiver
+        internals.watch_received_rtcp(receiver, lambda p: isinstance(p, RtcpSrPacket) and reports.append(p))
+        await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
+        await sender_pc.setRemoteDescription(
+            RTCSessionDescription(sdp=receiver_pc.localDescription.sdp, type="answer")
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while timeline.withheld < 2:
+            assert loop.time() < deadline, "the sender sent no report"
+            await asyncio.sleep(0.05)
+        assert reports == [] and timeline.aligned == 0
+    finally:
+        await sender_pc.close()
+        await receiver_pc.close()
