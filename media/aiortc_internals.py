@@ -29,6 +29,8 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("RTCRtpReceiver", "_RTCRtpReceiver__timestamp_mapper"),
     ("RTCRtpSender", "_RTCRtpSender__encoder"),
     ("RTCRtpSender", "_ssrc"),
+    ("Vp8Encoder", "_Vp8Encoder__target_bitrate"),
+    ("H264Encoder", "_H264Encoder__target_bitrate"),
     ("RTCRtpSender", "_RTCRtpSender__rtp_history"),
     ("RTCRtpTransceiver", "_codecs"),
     ("RTCRtpTransceiver", "_headerExtensions"),
@@ -182,6 +184,23 @@ def watch_sent_rtp(sender: RTCRtpSender, watch: Callable[[RtpPacket], None]) -> 
     """Call ``watch`` with each RTP packet the sender sends, before it is serialised."""
     history = sender._RTCRtpSender__rtp_history  # type: ignore[attr-defined]
     sender._RTCRtpSender__rtp_history = _WatchedHistory(history, watch)  # type: ignore[attr-defined]
+
+
+def vp8_bitrate(encoder: Any) -> int:
+    """aiortc's VP8 encoder's target; it recreates its codec when this moves by 10 %."""
+    return encoder._Vp8Encoder__target_bitrate
+
+
+def set_vp8_bitrate(encoder: Any, bps: int) -> None:
+    encoder._Vp8Encoder__target_bitrate = bps
+
+
+def h264_bitrate(encoder: Any) -> int:
+    return encoder._H264Encoder__target_bitrate
+
+
+def set_h264_bitrate(encoder: Any, bps: int) -> None:
+    encoder._H264Encoder__target_bitrate = bps
 
 
 # -- transceivers ---------------------------------------------------------------

@@ -28,7 +28,6 @@ import logging
 import time
 import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import av
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
@@ -38,6 +37,7 @@ from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from media import aiortc_internals as internals
+from media.bitrate import Bitrate, RateGovernor
 from media.receipt import LatencyReceipt
 
 logger = logging.getLogger(__name__)
@@ -138,34 +138,24 @@ def _timed(receipt: LatencyReceipt | None) -> Iterator[None]:
             receipt.record("encode", (time.perf_counter() - started) * 1000)
 
 
-@dataclass(frozen=True, slots=True)
-class Bitrate:
-    """A video bitrate range in bits per second: where to start, and REMB's floor and ceiling."""
-
-    start: int = 1_500_000
-    min: int = 300_000
-    max: int = 3_000_000
-
-    def clamp(self, value: int) -> int:
-        return max(self.min, min(value, self.max))
-
-
 class SafeVp8Encoder(Vp8Encoder):
-    """aiortc's VP8 encoder, with the picture type reset and a configurable bitrate range."""
+    """aiortc's VP8 encoder, with the picture type reset and a governed bitrate (media.bitrate)."""
 
     def __init__(self, bitrate: Bitrate | None = None) -> None:
         super().__init__()
         self.bitrate = bitrate or Bitrate()
-        self.target_bitrate = self.bitrate.start
+        self.governor = RateGovernor(self.bitrate)
+        internals.set_vp8_bitrate(self, self.governor.running)
 
     @property  # type: ignore[override]
     def target_bitrate(self) -> int:
-        return self._Vp8Encoder__target_bitrate  # type: ignore[attr-defined]
+        return internals.vp8_bitrate(self)
 
     @target_bitrate.setter
     def target_bitrate(self, value: int) -> None:
-        # The base class reads the name-mangled attribute for the rate-control buffer size.
-        self._Vp8Encoder__target_bitrate = getattr(self, "bitrate", Bitrate()).clamp(value)
+        # The sender sets every REMB estimate here; the base class recreates the codec (a
+        # keyframe) when this moves by 10 %, so only the governor's decisions get through.
+        internals.set_vp8_bitrate(self, self.governor.estimate(value, time.monotonic()))
 
     receipt: LatencyReceipt | None = None
 
@@ -175,7 +165,9 @@ class SafeVp8Encoder(Vp8Encoder):
             # as a keyframe (2-4x the bits).
             frame.pict_type = av.video.frame.PictureType.NONE
         with _timed(self.receipt):
-            return super().encode(frame, force_keyframe)
+            payloads, timestamp = super().encode(frame, force_keyframe)
+        self.governor.sent(sum(map(len, payloads)), time.monotonic())
+        return payloads, timestamp
 
 
 class FastH264Encoder(H264Encoder):
@@ -185,21 +177,24 @@ class FastH264Encoder(H264Encoder):
         super().__init__()
         self.bitrate = bitrate or Bitrate()
         self.preset = preset
-        self.target_bitrate = self.bitrate.start
+        self.governor = RateGovernor(self.bitrate)
+        internals.set_h264_bitrate(self, self.governor.running)
 
     @property  # type: ignore[override]
     def target_bitrate(self) -> int:
-        return self._H264Encoder__target_bitrate  # type: ignore[attr-defined]
+        return internals.h264_bitrate(self)
 
     @target_bitrate.setter
     def target_bitrate(self, value: int) -> None:
-        self._H264Encoder__target_bitrate = getattr(self, "bitrate", Bitrate()).clamp(value)
+        internals.set_h264_bitrate(self, self.governor.estimate(value, time.monotonic()))
 
     receipt: LatencyReceipt | None = None
 
     def encode(self, frame: av.Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         with _timed(self.receipt):
-            return super().encode(frame, force_keyframe)
+            payloads, timestamp = super().encode(frame, force_keyframe)
+        self.governor.sent(sum(map(len, payloads)), time.monotonic())
+        return payloads, timestamp
 
     def _encode_frame(self, frame: av.VideoFrame, force_keyframe: bool) -> Iterator[bytes]:
         # The stock method builds its codec inline, so the codec set-up is repeated here with

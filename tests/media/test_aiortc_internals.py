@@ -8,6 +8,8 @@ from __future__ import annotations
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc import sdp as aiortc_sdp
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterBuffer
 
 from media import aiortc_internals as internals
@@ -29,6 +31,8 @@ async def _instances() -> dict[str, object]:
             "RTCRtpTransceiver": transceiver,
             "RTCDtlsTransport": transceiver.receiver.transport,
             "JitterBuffer": JitterBuffer(capacity=16, is_video=True),
+            "Vp8Encoder": Vp8Encoder(),
+            "H264Encoder": H264Encoder(),
         }
     finally:
         await offerer.close()

@@ -154,8 +154,9 @@ async def test_h264_encoder_uses_a_preset_and_bitrates_are_clamped():
     assert b"subme=7 " in stock  # x264's "medium"
     encoder.target_bitrate = 10_000_000  # what REMB on loopback asks for
     assert encoder.target_bitrate == 2_000_000
-    encoder.target_bitrate = 1
-    assert encoder.target_bitrate == 400_000
+    low = FastH264Encoder(Bitrate(start=800_000, min=400_000, max=2_000_000))
+    low.target_bitrate = 1
+    assert low.target_bitrate == 400_000
     vp8 = SafeVp8Encoder(Bitrate(start=700_000))
     assert vp8.target_bitrate == 700_000
     vp8.encode(await source.recv())
