@@ -1,9 +1,9 @@
 """Browser-like aiortc peers for tests and benchmarks: what the web client's peer connection does.
 
-:class:`BrowserPeer` lays out its media sections exactly as the web client does
-(docs/protocol.md, "WebRTC"), offers after gathering, and drains everything it
-receives into sinks a test can look at: the newest decoded video frame per
-video section, and the loudness of the audio it hears.
+:class:`BrowserPeer` lays out its media sections exactly as the web client does, from the
+same table (:mod:`media.sections`, docs/protocol.md "WebRTC"), offers after gathering, and
+drains everything it receives into sinks a test can look at: the newest decoded video
+frame per video section, and the loudness of the audio it hears.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import asyncio
 import fractions
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import av
 import numpy as np
@@ -22,6 +22,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from media.compositor import frame_planes
 from media.forward import AUDIO_RATE, AUDIO_SAMPLES
 from media.peers import enable_low_latency_receive, negotiated_codec
+from media.sections import sections_of
 
 AnswerFn = Callable[[str, str], Awaitable[str]]
 
@@ -110,7 +111,9 @@ class AudioSink:
 
 
 class BrowserPeer:
-    """An aiortc peer laid out like the web client's. Build with :meth:`agent` or :meth:`customer`."""
+    """An aiortc peer laid out like the web client's. Build with :meth:`for_role` (or :meth:`agent`,
+    :meth:`customer`, :meth:`operator`); the constructor takes any layout, for offers a browser
+    would not make."""
 
     def __init__(self, role: str, sections: list[tuple[str, MediaStreamTrack | None, str]]) -> None:
         self.role = role
@@ -140,6 +143,32 @@ class BrowserPeer:
             task.add_done_callback(self._tasks.discard)
 
     @classmethod
+    def for_role(
+        cls,
+        role: str,
+        tracks: Mapping[str, MediaStreamTrack | None] | None = None,
+        *,
+        last: str | None = None,
+    ) -> BrowserPeer:
+        """The role's sections as web_client/js/session.js builds them: in the table's order, the
+        direction without a track where the table gives one, ``tracks`` by section name. ``last``
+        names the last section to offer (a browser leaves out only a tail); every one by default,
+        as a browser that can share a screen does."""
+        tracks = dict(tracks or {})
+        table = sections_of(role)
+        unknown = set(tracks) - {s.name for s in table}
+        if unknown:
+            raise ValueError(f"{role} has no section {sorted(unknown)[0]!r}")
+        layout: list[tuple[str, MediaStreamTrack | None, str]] = []
+        for section in table:
+            track = tracks.get(section.name)
+            direction = section.direction if track else section.direction_without_track or section.direction
+            layout.append((section.kind, track if direction != "recvonly" else None, direction))
+            if section.name == last:
+                break
+        return cls(role, layout)
+
+    @classmethod
     def agent(
         cls,
         *,
@@ -147,18 +176,8 @@ class BrowserPeer:
         screen: MediaStreamTrack | None = None,
         mic: MediaStreamTrack | None = None,
     ) -> BrowserPeer:
-        """Sections: audio (mic), video (camera / preview), video (screen), video x2 (customer's camera,
-        customer's screen)."""
-        return cls(
-            "agent",
-            [
-                ("audio", mic, "sendrecv"),
-                ("video", camera, "sendrecv"),
-                ("video", screen, "sendonly"),
-                ("video", None, "recvonly"),
-                ("video", None, "recvonly"),
-            ],
-        )
+        """Sections: mic, camera (back: the preview), screen, customer_camera, customer_screen."""
+        return cls.for_role("agent", {"mic": mic, "camera": camera, "screen": screen})
 
     @classmethod
     def customer(
@@ -169,11 +188,17 @@ class BrowserPeer:
         mic: MediaStreamTrack | None = None,
         video: bool = True,
     ) -> BrowserPeer:
-        """Sections: audio (mic / agent's voice), video (camera / composite), video (screen)."""
-        sections = [("audio", mic, "sendrecv")]
-        if video:
-            sections += [("video", camera, "sendrecv"), ("video", screen, "sendonly")]
-        return cls("customer", sections)
+        """Sections: mic (back: the agent's voice), camera (back: the composite; receive-only without
+        a camera), screen. ``video=False`` offers the mic alone (an offer the server refuses)."""
+        tracks = {"mic": mic, "camera": camera, "screen": screen}
+        return cls.for_role("customer", tracks, last=None if video else "mic")
+
+    @classmethod
+    def operator(
+        cls, *, camera: MediaStreamTrack | None = None, mic: MediaStreamTrack | None = None
+    ) -> BrowserPeer:
+        """The studio's sections: mic (drives the avatar's mouth), camera (its face; back: the avatar)."""
+        return cls.for_role("operator", {"mic": mic, "camera": camera})
 
     def video(self, index: int) -> VideoSink:
         """The sink of the ``index``-th video section."""

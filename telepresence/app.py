@@ -14,6 +14,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
+from media import sections
 from media.heap import map_large_blocks
 from telepresence.auth import AuthError, TokenAuthority, load_or_create_secret
 from telepresence.config import Settings
@@ -27,6 +28,7 @@ from telepresence.switchboard import Switchboard
 logger = logging.getLogger(__name__)
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+SECTIONS_PATH = "/static/js/sections.json"  # web_client/js/media.js imports it as a JSON module
 
 
 def authority_for(settings: Settings) -> TokenAuthority:
@@ -103,6 +105,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
         return endpoint
 
+    async def sections_json(request: Request) -> Response:
+        """The media sections each role offers (media/sections.py), for the web client's ES modules."""
+        return JSONResponse(sections.as_json(), headers={"Cache-Control": "no-cache"})
+
     routes = [
         Route("/", page("index.html")),
         Route("/agent", page("agent.html")),
@@ -113,6 +119,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/api/status", api_status),
         Route("/api/host", host_api, methods=["GET", "POST"]),
         WebSocketRoute("/ws", websocket_endpoint),
+        # Generated, not a file: before the static mount, which would otherwise answer 404.
+        Route(SECTIONS_PATH, sections_json),
         Mount("/static", StaticFiles(directory=settings.web_root, check_dir=False), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -31,6 +31,7 @@ from media.avatar.spec import AvatarSpec, SpecError, load_spec, loads_spec, ship
 from media.avatar.track import AvatarTrack
 from media.peers import tune_video_sender
 from media.room import receive_offer
+from media.sections import position_of_kind
 from telepresence.protocol import ProtocolError
 
 logger = logging.getLogger(__name__)
@@ -158,13 +159,16 @@ class Host:
         await self._close_studio()
         pc, audio, video = await receive_offer(sdp, self._ice_servers)
         self._studio = pc
-        if video[0].receiver.track is not None:
-            self.face.drive(video[0].receiver.track)
-        if audio and audio[0].receiver.track is not None:
-            self.controller.voice.drive(audio[0].receiver.track)
-        video[0].sender.replaceTrack(self.viewer_track(counted=False))
-        video[0].direction = "sendrecv"
-        tune_video_sender(video[0].sender)
+        # The studio's sections, by name (media/sections.py, role "operator").
+        camera = video[position_of_kind("operator", "camera")]
+        mic = audio[position_of_kind("operator", "mic")] if audio else None
+        if camera.receiver.track is not None:
+            self.face.drive(camera.receiver.track)
+        if mic is not None and mic.receiver.track is not None:
+            self.controller.voice.drive(mic.receiver.track)
+        camera.sender.replaceTrack(self.viewer_track(counted=False))
+        camera.direction = "sendrecv"
+        tune_video_sender(camera.sender)
         await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp
 

@@ -172,9 +172,7 @@ async def test_the_studio_drives_the_avatar_with_the_operators_face_and_sees_a_p
         olga = await operator_client(server)
         await olga.send("host_start", spec="aurora")
         await olga.expect("host_status", running=True)
-        studio = BrowserPeer(
-            "operator", [("audio", ToneTrack(220), "sendrecv"), ("video", FaceCamera(), "sendrecv")]
-        )
+        studio = BrowserPeer.operator(mic=ToneTrack(220), camera=FaceCamera())
         async with studio:
             await studio.negotiate(signalling(olga))
             preview = await studio.video(0).wait(15)
@@ -251,7 +249,7 @@ async def test_every_operator_hears_the_host_and_the_studio_answer_goes_to_its_s
         assert (await pia.expect("host_status", running=True))["spec"] == "aurora"
         await olga.send("host_command", command="say Hello")
         await pia.expect("host_event", kind="started_talking")
-        studio = BrowserPeer("operator", [("audio", None, "sendrecv"), ("video", FaceCamera(), "sendrecv")])
+        studio = BrowserPeer.operator(camera=FaceCamera())
         async with studio:
             await studio.negotiate(signalling(pia))  # pia takes over the driving
             await studio.video(0).wait(15)

@@ -3,7 +3,8 @@
 // and voice, screen sharing, the layout and the live latency receipt.
 // agent.js owns the protocol flow and calls in here.
 
-import { MediaSession, QUALITY_WORDS, attach, canShareScreen, openDevices, screenSharing } from "./media.js";
+import { attach, canShareScreen, openDevices, screenSharing } from "./media.js";
+import { MediaSession, QUALITY_WORDS } from "./session.js";
 import { $, announce, el, notice } from "./ui.js";
 
 const CAMERA = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
@@ -57,12 +58,12 @@ export async function startMedia(send) {
   if (state.mic) state.mic.enabled = !state.muted;
   await media.negotiate({ mic: state.mic, camera: state.camera });
   if (state.media !== media) return;
-  attach($("preview-video"), media.receiver(1));
-  attach($("remote-video"), media.receiver(3));
-  attach($("customer-screen"), media.receiver(4));
-  watch(media.receiver(3), $("remote-video"));
-  watch(media.receiver(4), $("customer-screen"));
-  attach($("remote-audio"), media.receiver(0));
+  attach($("preview-video"), media.receiver("camera"));
+  attach($("remote-video"), media.receiver("customer_camera"));
+  attach($("customer-screen"), media.receiver("customer_screen"));
+  watch(media.receiver("customer_camera"), $("remote-video"));
+  watch(media.receiver("customer_screen"), $("customer-screen"));
+  attach($("remote-audio"), media.receiver("mic"));
   $("remote-audio").play().then(
     () => ($("enable-sound").hidden = true),
     () => ($("enable-sound").hidden = false),
@@ -199,7 +200,7 @@ $("camera-toggle").addEventListener("click", async () => {
   // shows once the server notices); on: send the same track again. No renegotiation.
   const on = !state.camera.enabled;
   state.camera.enabled = on;
-  await state.media.replace(1, on ? state.camera : null);
+  await state.media.replace("camera", on ? state.camera : null);
   renderControls();
   announce(on ? "Your camera is on." : "Your camera is off.");
 });

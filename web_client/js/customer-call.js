@@ -4,9 +4,10 @@
 // waiting view's `greeter-video`, and when the call starts the same connection and stream move
 // to the call view's `remote-video` (which always means the call's composite).
 // customer.js owns the protocol flow and calls in here; this file knows the page's
-// elements and `media.js`.
+// elements, `media.js` (devices) and `session.js` (the connection).
 
-import { MediaSession, QUALITY_WORDS, attach, canShareScreen, openDevices, screenSharing } from "./media.js";
+import { attach, canShareScreen, openDevices, screenSharing } from "./media.js";
+import { MediaSession, QUALITY_WORDS } from "./session.js";
 import { $, announce, notice } from "./ui.js";
 
 const CAMERA = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 30 } };
@@ -99,7 +100,8 @@ async function negotiate(send) {
   state.media = media;
   if (state.mic) state.mic.enabled = !state.muted;
   showRemote();
-  await media.negotiate({ mic: state.mic, camera: state.camera, cameraSection: Boolean(state.camera) });
+  // With no camera the camera section is receive-only (the sections table says so).
+  await media.negotiate({ mic: state.mic, camera: state.camera });
   if (state.media !== media) return;
   showRemote();
 }
@@ -118,11 +120,11 @@ export function carryIntoCall() {
 /** The composite to the waiting view's or the call view's video, and the sound on. */
 function showRemote() {
   const media = state.media;
-  const video = media?.receiver(1) || null;
+  const video = media?.receiver("camera") || null;
   attach($("greeter-video"), state.greeting ? video : null);
   attach($("remote-video"), state.greeting ? null : video);
   $("greeter-media").hidden = !(state.greeting && media);
-  if (attachAudio(media?.receiver(0) || null)) {
+  if (attachAudio(media?.receiver("mic") || null)) {
     $("remote-audio").play().then(
       () => ($("enable-sound").hidden = true),
       () => ($("enable-sound").hidden = false),
@@ -232,7 +234,7 @@ $("greeter-mute").addEventListener("click", toggleMute);
 $("camera-toggle").addEventListener("click", async () => {
   if (!state.media) return;
   if (state.camera) {
-    await state.media.replace(1, null);
+    await state.media.replace("camera", null);
     state.camera.stop();
     state.camera = null;
     renderControls();
@@ -245,8 +247,8 @@ $("camera-toggle").addEventListener("click", async () => {
     return;
   }
   state.camera = result.camera;
-  if (state.media.hasCameraSection) {
-    await state.media.replace(1, state.camera);
+  if (state.media.canSend("camera")) {
+    await state.media.replace("camera", state.camera);
     renderControls();
   } else {
     await startMedia(state.send, { greeting: state.greeting }); // the camera section was receive-only: offer again

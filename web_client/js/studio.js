@@ -5,7 +5,8 @@
 import { attach } from "./media.js";
 import { CLOSE, ProtocolClient } from "./protocol.js";
 import { EXPRESSION_KEYS, GESTURE_KEYS, guardrails } from "./studio-looks.js";
-import { LevelMeter, StudioMedia, openOperatorDevices } from "./studio-media.js";
+import { LevelMeter, openOperatorDevices } from "./studio-media.js";
+import { MediaSession } from "./session.js";
 import { $, announce, clearNotice, el, notice, session, showView, takeToken } from "./ui.js";
 
 const TOKEN_STORE = "telepresence.operator_token";
@@ -60,7 +61,14 @@ const els = {
 };
 
 const meter = new LevelMeter($("mic-level"));
-const media = new StudioMedia({ send: (type, fields) => send(type, fields), onState: onMediaState });
+// The operator's mic and camera go out; the live avatar comes back on the camera's section.
+// No stats: an operator's media_stats is refused (docs/protocol.md).
+const media = new MediaSession({
+  role: "operator",
+  send: (type, fields) => send(type, fields),
+  onState: onMediaState,
+  stats: false,
+});
 
 // ------------------------------------------------------------------ session
 
@@ -180,7 +188,7 @@ function onHostEvent(message) {
 async function onAnswer(message) {
   if (message.host_id && page.hostId && message.host_id !== page.hostId) return; // an older host
   await media.answer(message.sdp);
-  attach(els.preview, media.preview());
+  attach(els.preview, media.receiver("camera"));
 }
 
 function onError(message) {
@@ -280,7 +288,7 @@ async function offerMedia() {
   els.camera.closest("figure").dataset.live = String(Boolean(devices.camera));
   meter.start(devices.mic);
   await media.negotiate({ mic: devices.mic, camera: devices.camera });
-  attach(els.preview, media.preview());
+  attach(els.preview, media.receiver("camera"));
 }
 
 function releaseMedia() {

@@ -1,0 +1,258 @@
+// One peer connection to the server, for the customer page, the agent console and the studio.
+// docs/protocol.md ("WebRTC"): media flows between each browser and the server, which maps a
+// browser's m-sections by position.
+//
+// - The sections come from the server's own table (media/sections.py, served as
+//   /static/js/sections.json): the transceivers are created in its order, with its
+//   directions, before the offer. Pages name sections ("camera", "screen"...), never number them.
+// - Every section exists from the start: a camera or a screen coming and going is a
+//   `replaceTrack`, never a renegotiation.
+// - aiortc has no trickle ICE: the offer goes out once ICE gathering is complete.
+// - A reconnect (or a reload) into a live call simply offers again: the server replaces
+//   that side's connection.
+
+import SECTIONS from "./sections.json" with { type: "json" };
+import { canShareScreen } from "./media.js";
+
+const ICE_GATHER_MS = 4000; // send what we have after this, rather than never
+const STATS_MS = 2000; // quality indicator refresh
+const REPORT_EVERY = 3; // media_stats every third stats round (6 s)
+const REPORTED = ["jitter_buffer_ms", "decode_ms", "frames_dropped", "freeze_count", "fps", "packets_lost", "jitter_ms", "rtt_ms"];
+
+// What a section's `needs` asks of the browser (media/sections.py, NEEDS).
+const ABILITIES = { screen_capture: canShareScreen };
+
+const sends = (direction) => direction === "sendrecv" || direction === "sendonly";
+
+/**
+ * One side's peer connection to the server.
+ *
+ *   const media = new MediaSession({ role: "customer", send, onState, onStats });
+ *   await media.negotiate({ mic, camera });   // builds the sections, sends webrtc_offer
+ *   client.on("webrtc_answer", (m) => media.answer(m.sdp));
+ *   media.receiver("camera")                  // what comes back on the camera's section
+ *   await media.replace("screen", track)      // start (or, with null, stop) sending on a section
+ *
+ * Expected outcomes resolve to a boolean (sent, applied, replaced); only a browser that
+ * cannot build a connection at all throws.
+ */
+export class MediaSession {
+  /**
+   * @param {object} options
+   * @param {"agent"|"customer"|"operator"} options.role  picks the sections (docs/protocol.md)
+   * @param {(type: string, fields: object) => boolean} options.send  sends a protocol message
+   * @param {(state: string) => void} [options.onState]  the peer connection's state
+   * @param {(stats: object) => void} [options.onStats]  quality figures every few seconds
+   * @param {boolean} [options.stats]  measure, and report media_stats to the server (calls only:
+   *   an operator's media_stats is refused)
+   */
+  constructor({ role, send, onState = () => {}, onStats = () => {}, stats = true }) {
+    if (!SECTIONS[role]) throw new Error(`no media sections for role ${role}`);
+    this.role = role;
+    this.sections = SECTIONS[role];
+    this.send = send;
+    this.onState = onState;
+    this.onStats = onStats;
+    this.stats = stats;
+    this.pc = null;
+    this.transceivers = new Map(); // section name -> RTCRtpTransceiver
+    this.generation = 0;
+    this._statsTimer = null;
+    this._previous = null;
+    this._rounds = 0;
+  }
+
+  /** Whether a connection exists (being offered, live or failed, but not closed). */
+  get active() {
+    return this.pc !== null;
+  }
+
+  /**
+   * Build a fresh connection with the role's sections and offer it (replacing any older one).
+   * @param {Object<string, MediaStreamTrack|null>} tracks  what to send, by section name
+   * @returns {Promise<boolean>} whether the offer went out (false: replaced meanwhile, or not sent)
+   */
+  async negotiate(tracks = {}) {
+    this._closePc();
+    const generation = ++this.generation;
+    const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", iceServers: [] });
+    this.pc = pc;
+    this.transceivers = new Map();
+    for (const section of this.sections) {
+      // The server maps by position, so only a tail may be left out: stop at the first.
+      if (section.needs && !ABILITIES[section.needs]?.()) break;
+      const track = tracks[section.name] || null;
+      const direction = track ? section.direction : section.direction_without_track || section.direction;
+      const sent = sends(direction) ? track : null;
+      this.transceivers.set(section.name, pc.addTransceiver(sent || section.kind, { direction }));
+    }
+    pc.addEventListener("connectionstatechange", () => {
+      if (this.pc === pc) this.onState(pc.connectionState);
+    });
+    this.onState("connecting");
+    await pc.setLocalDescription();
+    await gathered(pc);
+    if (this.pc !== pc || generation !== this.generation) return false; // replaced meanwhile
+    const sent = Boolean(this.send("webrtc_offer", { sdp: pc.localDescription.sdp }));
+    if (this.stats) this._startStats();
+    return sent;
+  }
+
+  /**
+   * Apply the server's answer to the latest offer.
+   * @returns {Promise<boolean>} whether it was applied (false: stale, or refused, which fails the connection)
+   */
+  async answer(sdp) {
+    const pc = this.pc;
+    if (!pc || pc.signalingState !== "have-local-offer") return false;
+    try {
+      await pc.setRemoteDescription({ type: "answer", sdp });
+      return true;
+    } catch (error) {
+      console.error("the server's answer could not be applied", error);
+      if (this.pc === pc) this.onState("failed");
+      return false;
+    }
+  }
+
+  /** The track received on the section called `name` (null when there is none). */
+  receiver(name) {
+    return this.transceivers.get(name)?.receiver.track || null;
+  }
+
+  /** Whether the section called `name` was offered with a sending direction (a track can be set on it). */
+  canSend(name) {
+    const transceiver = this.transceivers.get(name);
+    return Boolean(transceiver) && sends(transceiver.direction);
+  }
+
+  /**
+   * Send `track` (or nothing) on the section called `name`, without renegotiating.
+   * @returns {Promise<boolean>} whether it was set (false: no connection, or no such section)
+   */
+  async replace(name, track) {
+    const transceiver = this.transceivers.get(name);
+    if (!transceiver || !this.pc) return false;
+    await transceiver.sender.replaceTrack(track);
+    return true;
+  }
+
+  close() {
+    this.generation += 1;
+    this._closePc();
+    this.transceivers = new Map();
+  }
+
+  _closePc() {
+    clearInterval(this._statsTimer);
+    this._statsTimer = null;
+    this._previous = null;
+    this._rounds = 0;
+    if (this.pc) {
+      const pc = this.pc;
+      this.pc = null;
+      pc.close();
+    }
+  }
+
+  // ---------------------------------------------------------------- statistics
+
+  _startStats() {
+    clearInterval(this._statsTimer);
+    this._statsTimer = setInterval(() => this._collect().catch(() => {}), STATS_MS);
+  }
+
+  /** Figures of the main incoming video: the first video section that receives (the composite, or its preview). */
+  async _collect() {
+    const pc = this.pc;
+    if (!pc || pc.connectionState === "closed") return;
+    const report = await pc.getStats();
+    const watched = this.sections.find((s) => s.kind === "video" && s.receives);
+    const main = watched ? this.receiver(watched.name) : null;
+    let inbound = null;
+    let rtt = null;
+    report.forEach((entry) => {
+      if (entry.type === "inbound-rtp" && entry.kind === "video" && entry.trackIdentifier === main?.id) inbound = entry;
+      if (entry.type === "candidate-pair" && entry.nominated && entry.state === "succeeded" && entry.currentRoundTripTime !== undefined) {
+        rtt = entry.currentRoundTripTime;
+      }
+    });
+    if (!inbound) {
+      report.forEach((entry) => {
+        if (!inbound && entry.type === "inbound-rtp" && entry.kind === "video") inbound = entry;
+      });
+    }
+    const figures = summarise(inbound, this._previous, rtt);
+    this._previous = inbound ? { ...inbound } : null;
+    this.onStats(figures);
+    this._rounds += 1;
+    if (this._rounds % REPORT_EVERY === 0 && figures.frames > 0) {
+      const stats = {};
+      for (const name of REPORTED) {
+        const value = figures[name];
+        if (Number.isFinite(value) && value >= 0) stats[name] = Math.round(value * 10) / 10;
+      }
+      if (Object.keys(stats).length) this.send("media_stats", { stats });
+    }
+  }
+}
+
+/** Resolves when `pc` has gathered its ICE candidates (or after ICE_GATHER_MS): aiortc has no trickle ICE. */
+function gathered(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      if (pc.iceGatheringState !== "complete") return;
+      pc.removeEventListener("icegatheringstatechange", done);
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      pc.removeEventListener("icegatheringstatechange", done);
+      resolve();
+    }, ICE_GATHER_MS);
+    pc.addEventListener("icegatheringstatechange", done);
+  });
+}
+
+/** getStats -> the figures the page shows and the server's receipt folds in. */
+function summarise(now, before, rtt) {
+  if (!now) return { frames: 0, quality: "connecting" };
+  const delta = (name) => (now[name] ?? 0) - (before?.[name] ?? 0);
+  const seconds = before ? (now.timestamp - before.timestamp) / 1000 : 0;
+  const decoded = delta("framesDecoded");
+  const emitted = delta("jitterBufferEmittedCount");
+  const received = delta("packetsReceived");
+  const lost = Math.max(0, delta("packetsLost"));
+  const figures = {
+    frames: now.framesDecoded ?? 0,
+    fps: now.framesPerSecond ?? (seconds > 0 ? decoded / seconds : 0),
+    width: now.frameWidth ?? 0,
+    height: now.frameHeight ?? 0,
+    jitter_buffer_ms: emitted > 0 ? (delta("jitterBufferDelay") / emitted) * 1000 : NaN,
+    decode_ms: decoded > 0 ? (delta("totalDecodeTime") / decoded) * 1000 : NaN,
+    frames_dropped: now.framesDropped ?? 0,
+    freeze_count: now.freezeCount ?? 0,
+    packets_lost: Math.max(0, now.packetsLost ?? 0),
+    jitter_ms: (now.jitter ?? 0) * 1000,
+    rtt_ms: rtt === null ? NaN : rtt * 1000,
+    loss: received + lost > 0 ? lost / (received + lost) : 0,
+    new_freezes: before ? delta("freezeCount") : 0,
+  };
+  figures.quality = rate(figures, seconds > 0 && decoded === 0);
+  return figures;
+}
+
+function rate(f, stalled) {
+  if (f.frames === 0) return "connecting";
+  if (stalled || f.fps < 5 || f.loss > 0.1 || f.rtt_ms > 600) return "poor";
+  if (f.fps < 15 || f.loss > 0.02 || f.rtt_ms > 250 || f.new_freezes > 0) return "fair";
+  return "good";
+}
+
+export const QUALITY_WORDS = {
+  connecting: "Connecting video…",
+  good: "Good connection",
+  fair: "Fair connection",
+  poor: "Poor connection",
+};
