@@ -17,10 +17,11 @@ from typing import Any
 from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
-from aiortc.rtp import RtcpPacket, RtpPacket
+from aiortc.rtp import HeaderExtensionsMap, RtcpPacket, RtpPacket, pack_header_extensions
 
 TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 TRANSPORT_CC_FEEDBACK = RTCRtcpFeedback(type="transport-cc")
+ABS_CAPTURE_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time"
 
 # (owner class, attribute) pairs, named as Python mangles them; the test walks this list.
 PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
@@ -32,6 +33,7 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("Vp8Encoder", "_Vp8Encoder__target_bitrate"),
     ("H264Encoder", "_H264Encoder__target_bitrate"),
     ("RTCRtpSender", "_RTCRtpSender__rtp_history"),
+    ("RTCRtpSender", "_RTCRtpSender__rtp_header_extensions_map"),
     ("RTCRtpTransceiver", "_codecs"),
     ("RTCRtpTransceiver", "_headerExtensions"),
     ("RTCDtlsTransport", "_rtp_router"),
@@ -253,24 +255,83 @@ def parse_rtcp(data: bytes) -> list[Any]:
 # -- negotiation ----------------------------------------------------------------
 
 
-def answer_transport_cc(transceiver: RTCRtpTransceiver, offered: Any) -> None:
-    """Answer transport-wide congestion control where the offer has it (extension and feedback).
+def answer_header_extension(transceiver: RTCRtpTransceiver, offered: Any, uri: str) -> bool:
+    """Answer header extension ``uri`` where the offer has it; True if it does.
 
-    aiortc answers with the header extensions and RTCP feedback it lists itself, and it lists
-    neither for transport-cc; ``offered`` is the section's media description (``aiortc.sdp``).
-    Only this answer changes, not aiortc's tables, so aiortc's own offers stay as they were.
+    aiortc answers only with the header extensions it lists itself (mid, abs-send-time,
+    audio level); ``offered`` is the section's media description (``aiortc.sdp``). Only this
+    answer changes, not aiortc's tables, so aiortc's own offers stay as they were.
     """
-    extension = next((e for e in offered.rtp.headerExtensions if e.uri == TRANSPORT_CC_URI), None)
+    extension = next((e for e in offered.rtp.headerExtensions if e.uri == uri), None)
     if extension is None:
-        return
-    with_feedback = {c.payloadType for c in offered.rtp.codecs if TRANSPORT_CC_FEEDBACK in c.rtcpFeedback}
-    if not with_feedback:
-        return
+        return False
     if extension not in header_extensions(transceiver):
         header_extensions(transceiver).append(extension)
+    return True
+
+
+def answer_transport_cc(transceiver: RTCRtpTransceiver, offered: Any) -> None:
+    """Answer transport-wide congestion control where the offer has it: extension and feedback."""
+    with_feedback = {c.payloadType for c in offered.rtp.codecs if TRANSPORT_CC_FEEDBACK in c.rtcpFeedback}
+    if not with_feedback or not answer_header_extension(transceiver, offered, TRANSPORT_CC_URI):
+        return
     for codec in codecs(transceiver):
         if codec.payloadType in with_feedback and TRANSPORT_CC_FEEDBACK not in codec.rtcpFeedback:
             codec.rtcpFeedback = [*codec.rtcpFeedback, TRANSPORT_CC_FEEDBACK]
+
+
+class _ExtensionsMap(HeaderExtensionsMap):
+    """aiortc's header extensions plus abs-capture-time, which aiortc does not know."""
+
+    abs_capture_time_id: int | None = None
+
+    def configure(self, parameters: Any) -> None:
+        super().configure(parameters)
+        self.abs_capture_time_id = next(
+            (e.id for e in parameters.headerExtensions if e.uri == ABS_CAPTURE_TIME_URI), None
+        )
+
+    def set(self, values: Any) -> tuple[int, bytes]:
+        profile, data = super().set(values)
+        captured = getattr(values, "abs_capture_time", None)
+        if captured is None or self.abs_capture_time_id is None:
+            return profile, data
+        elements = _unpack_extensions(profile, data)
+        elements.append((self.abs_capture_time_id, captured.to_bytes(8, "big")))
+        return pack_header_extensions(elements)
+
+
+def _unpack_extensions(profile: int, data: bytes) -> list[tuple[int, bytes]]:
+    """The (id, value) elements of a packed extension block (RFC 8285), padding skipped."""
+    elements, pos = [], 0
+    while pos < len(data):
+        if data[pos] == 0:
+            pos += 1  # padding
+            continue
+        if profile == 0xBEDE:
+            x_id, length, pos = data[pos] >> 4, (data[pos] & 0x0F) + 1, pos + 1
+        else:
+            x_id, length, pos = data[pos], data[pos + 1], pos + 2
+        elements.append((x_id, data[pos : pos + length]))
+        pos += length
+    return elements
+
+
+def send_abs_capture_time(sender: RTCRtpSender) -> None:
+    """Let the sender carry abs-capture-time (set per packet with :func:`set_abs_capture_time`).
+
+    Call before the sender starts: it configures its extension map when it does.
+    """
+    sender._RTCRtpSender__rtp_header_extensions_map = _ExtensionsMap()  # type: ignore[attr-defined]
+
+
+def set_abs_capture_time(packet: RtpPacket, ntp: int) -> None:
+    """Stamp a packet about to be sent with its media's capture time (64-bit NTP)."""
+    packet.extensions.abs_capture_time = ntp  # type: ignore[attr-defined]
+
+
+def negotiated_extension(transceiver: RTCRtpTransceiver, uri: str) -> bool:
+    return any(e.uri == uri for e in header_extensions(transceiver))
 
 
 def negotiated_transport_cc(transceiver: RTCRtpTransceiver) -> bool:

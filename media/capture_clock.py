@@ -39,6 +39,11 @@ def ntp_seconds(ntp: int) -> float:
     return (ntp >> 32) - NTP_TO_UNIX + (ntp & 0xFFFFFFFF) / (1 << 32)
 
 
+def ntp_timestamp(seconds: float) -> int:
+    """Unix seconds as a 64-bit NTP timestamp."""
+    return round((seconds + NTP_TO_UNIX) * (1 << 32)) & 0xFFFFFFFFFFFFFFFF
+
+
 class CaptureClock:
     """A received stream's RTP timestamps -> its sender's capture time, from the sender's reports."""
 
@@ -115,8 +120,16 @@ class _SenderTimeline:
     def on_sent(self, packet: RtpPacket) -> None:
         if self.origin is None and self.encoded_timestamp is not None:
             self.origin = (packet.timestamp - self.encoded_timestamp) % RTP_MODULO
-        if packet.marker and self.on_frame_sent is not None and self.origin is not None:
-            self.on_frame_sent((packet.timestamp - self.origin) % RTP_MODULO)
+        if self.origin is None:
+            return
+        timestamp = (packet.timestamp - self.origin) % RTP_MODULO
+        captured = self.capture_time(timestamp)
+        if captured is not None:
+            # Carried where abs-capture-time was negotiated: the browser shows it as the
+            # frame's captureTime (requestVideoFrameCallback), a true glass-to-glass meter.
+            internals.set_abs_capture_time(packet, ntp_timestamp(captured))
+        if packet.marker and self.on_frame_sent is not None:
+            self.on_frame_sent(timestamp)
 
     def align(self, report: RtcpSrPacket) -> bool:
         """Point the report's RTP timestamp at the capture clock; False if it cannot be yet."""
@@ -149,6 +162,7 @@ def align_sender_reports(
     packet goes out.
     """
     timeline = _SenderTimeline(internals.ssrc(sender), clock_rate, capture_time, on_frame_sent)
+    internals.send_abs_capture_time(sender)
 
     def wrap_next(next_encoded_frame):
         async def next_noting_timestamp(codec):

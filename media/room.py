@@ -96,6 +96,9 @@ async def receive_offer(
         for transceiver in pc.getTransceivers():
             if transceiver.mid in offered:
                 internals.answer_transport_cc(transceiver, offered[transceiver.mid])
+                internals.answer_header_extension(
+                    transceiver, offered[transceiver.mid], internals.ABS_CAPTURE_TIME_URI
+                )
     except Exception as exc:  # aiortc raises ValueError, OperationError, ... on bad SDP
         await close_peer(pc)
         if "send parameters" in str(exc):
@@ -243,6 +246,10 @@ class Room:
                 missing.append("transport-cc")  # its upload ramps on loss only, from ~300 kbps
             if negotiated_codec(video[0]) != self.codec.upper():
                 missing.append(self.codec.upper())
+            if role == "customer" and not internals.negotiated_extension(
+                video[0], internals.ABS_CAPTURE_TIME_URI
+            ):
+                missing.append("abs-capture-time")  # no true glass-to-glass figure from this browser
             self.missing[role] = missing
         except Exception as exc:
             await self._close_peer(role)

@@ -11,6 +11,7 @@ from aiortc import sdp as aiortc_sdp
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 
 from media import aiortc_internals as internals
 
@@ -92,3 +93,30 @@ async def test_the_answer_has_transport_cc_only_where_the_offer_has_it():
         finally:
             await offerer.close()
             await answerer.close()
+
+
+def test_abs_capture_time_is_packed_beside_aiortcs_own_extensions():
+    from aiortc.rtcrtpparameters import RTCRtpParameters
+    from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+
+    parameters = RTCRtpParameters(
+        headerExtensions=[
+            RTCRtpHeaderExtensionParameters(id=4, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+            RTCRtpHeaderExtensionParameters(id=13, uri=internals.ABS_CAPTURE_TIME_URI),
+        ]
+    )
+    ours = internals._ExtensionsMap()
+    ours.configure(parameters)
+    stock = HeaderExtensionsMap()
+    stock.configure(parameters)
+    packet = RtpPacket(payload_type=96, sequence_number=1, timestamp=2, ssrc=3, payload=b"x" * 10)
+    packet.extensions.mid = "1"
+    internals.set_abs_capture_time(packet, 0x0123456789ABCDEF)
+    data = packet.serialize(ours)
+    profile, block = 0xBEDE, data[16 : 16 + 4 * int.from_bytes(data[14:16], "big")]
+    assert internals._unpack_extensions(profile, block) == [
+        (4, b"1"),
+        (13, bytes.fromhex("0123456789ABCDEF")),
+    ]
+    assert RtpPacket.parse(data, stock).extensions.mid == "1"  # the rest still reads as before
+    assert RtpPacket.parse(data, stock).payload == b"x" * 10
