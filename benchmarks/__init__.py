@@ -11,4 +11,5 @@ SUITES = {
     "compose": "benchmarks.compose",
     "latency": "benchmarks.latency",
     "avatar": "benchmarks.avatar",
+    "browser": "benchmarks.browser",
 }

@@ -1,5 +1,6 @@
-"""Helpers for the media browser tests: Debian's Chromium with fake devices, fake camera clips,
-and JavaScript probes that prove a <video> element really plays."""
+"""Helpers for the media browser tests (and benchmarks/browser.py): Debian's Chromium with fake
+devices, fake camera clips, JavaScript probes that prove a <video> element really plays, and the
+two pages' way into a call (a customer joins on `/`, an agent accepts on `/agent`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import numpy as np
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 CHROMIUM = Path("/usr/bin/chromium")
 BASE_ARGS = [
@@ -156,3 +157,25 @@ async def until_colours(
             raise AssertionError(f"{testid}: colours {colours} at {points} never matched")
         await page.wait_for_timeout(200)
         waited += 0.2
+
+
+def state(page: Page):
+    return page.get_by_test_id("call-state")
+
+
+async def customer_joins(
+    page: Page, url: str, name: str = "Ann", topic: str = "my order has not arrived"
+) -> None:
+    await page.goto(url + "/")
+    await page.get_by_test_id("name-input").fill(name)
+    await page.get_by_test_id("topic-input").fill(topic)
+    await page.get_by_test_id("start-call").click()
+    await expect(page.get_by_test_id("queue-position")).to_have_text("1")
+
+
+async def agent_takes_the_call(page: Page, server, name: str = "sam") -> None:
+    """``server`` has ``url`` and ``token(name)`` (tests.conftest.LiveServer, or the benchmark's)."""
+    await page.goto(f"{server.url}/agent#token={server.token(name)}")
+    await page.get_by_test_id("go-available").click()
+    await page.get_by_test_id("accept").click()
+    await expect(state(page)).to_have_attribute("data-state", "in_call")

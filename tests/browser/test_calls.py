@@ -29,17 +29,20 @@ if not CHROMIUM.exists():
     )
 pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
 
-from playwright.async_api import Page, expect  # noqa: E402
+from playwright.async_api import expect  # noqa: E402
 
 from media.layout import AGENT, SCREEN, SIZES, compute_layout  # noqa: E402
 from tests import conftest  # noqa: E402
 from tests.browser.chrome import (  # noqa: E402
     SCREENSHOTS,
+    agent_takes_the_call,
     chromium,
+    customer_joins,
     is_green,
     is_red,
     new_page,
     playing,
+    state,
     until_colours,
     write_card,
 )
@@ -54,27 +57,6 @@ BOTH = ["camera", "microphone"]
 
 def centre(rect) -> tuple[int, int]:
     return rect.x + rect.width // 2, rect.y + rect.height // 2
-
-
-def state(page: Page):
-    return page.get_by_test_id("call-state")
-
-
-async def customer_joins(
-    page: Page, url: str, name: str = "Ann", topic: str = "my order has not arrived"
-) -> None:
-    await page.goto(url + "/")
-    await page.get_by_test_id("name-input").fill(name)
-    await page.get_by_test_id("topic-input").fill(topic)
-    await page.get_by_test_id("start-call").click()
-    await expect(page.get_by_test_id("queue-position")).to_have_text("1")
-
-
-async def agent_takes_the_call(page: Page, server, name: str = "sam") -> None:
-    await page.goto(f"{server.url}/agent#token={server.token(name)}")
-    await page.get_by_test_id("go-available").click()
-    await page.get_by_test_id("accept").click()
-    await expect(state(page)).to_have_attribute("data-state", "in_call")
 
 
 async def test_a_whole_video_call_between_two_browsers(tmp_path):

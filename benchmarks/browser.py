@@ -1,0 +1,241 @@
+"""Suite "browser": real Chromium calls, through the server and direct, same sources, one run.
+
+(a) server: a real ``telepresence serve`` process (uvicorn on 127.0.0.1, in-memory store,
+    default settings); the customer page ``/`` joins, the agent console ``/agent`` accepts;
+    the customer's composite <video> and remote <audio> are measured.
+(b) direct: a sending page and a receiving page with an RTCPeerConnection to each other (the
+    SDP passes through Python), no server; both send audio and video, as in the server call.
+
+Each side runs in its own headless Debian Chromium (the same two browsers, the same flags,
+for both paths). The sending side's getUserMedia is replaced (benchmarks/browser_probes.py)
+by a stamped 1280x720 30 fps canvas with a white flash every second and a WebAudio
+microphone beeping with each flash; the customer side's is Chromium's fake device. Each call
+has a warm-up, a quiet window, then a loaded window while a Python process busy-loops on a
+core. The direct call prefers the video codec the server's call negotiated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks import browser_summary as summary
+from benchmarks.browser_probes import DIRECT_ACCEPT, DIRECT_ANSWER, DIRECT_OFFER, RECEIVE, init_script
+from benchmarks.progress import progress
+from telepresence.app import authority_for
+from telepresence.auth import Claims
+from telepresence.config import Settings
+from tests.browser.chrome import agent_takes_the_call, chromium, customer_joins, new_page, state
+
+SECRET = "bench-browser-secret-0123456789abcdef"
+VIEWPORT = {"width": 1280, "height": 800}
+BOTH = ["camera", "microphone"]
+DIRECT_PAGE = "http://127.0.0.1:9/direct"  # answered by page.route, never by the network
+
+
+@dataclass(frozen=True)
+class Plan:
+    rounds: int
+    window_s: float
+    warmup_s: float  # after the connection, before the quiet window
+    settle_s: float = 1.0  # after the CPU hog starts, before the loaded window
+
+
+QUICK = Plan(rounds=1, window_s=10, warmup_s=3)
+FULL = Plan(rounds=3, window_s=25, warmup_s=5)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _now_ms() -> float:
+    return time.time() * 1000
+
+
+@dataclass
+class Server:
+    url: str
+    settings: Settings
+    pid: int
+
+    def token(self, name: str) -> str:
+        claims = Claims(name=name, role="agent", expires_at=time.time() + 3600)
+        return authority_for(self.settings).mint(claims)
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the server process has used."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _spawn_server(port: int, state_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, "TELEPRESENCE_STATE_DIR": str(state_dir), "TELEPRESENCE_SECRET": SECRET}
+    with (state_dir / "server.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "telepresence", "serve", "--port", str(port), "--log-level", "warning"],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env=env,
+        )
+
+
+@contextlib.asynccontextmanager
+async def telepresence_server() -> AsyncIterator[Server]:
+    """``telepresence serve`` in its own process, on a free loopback port, default settings."""
+    with tempfile.TemporaryDirectory(prefix="bench-browser-") as state_dir:
+        port = _free_port()
+        process = _spawn_server(port, Path(state_dir))
+        try:
+            for _ in range(300):
+                with contextlib.suppress(OSError):
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.close()
+                    break
+                if process.poll() is not None:
+                    log = (Path(state_dir) / "server.log").read_text()
+                    raise RuntimeError(f"the server exited: {log}")
+                await asyncio.sleep(0.05)
+            else:
+                raise RuntimeError("the server did not listen within 15 s")
+            settings = Settings.load(env={}, state_dir=Path(state_dir), secret=SECRET)
+            yield Server(f"http://127.0.0.1:{port}", settings, process.pid)
+        finally:
+            process.terminate()
+            try:
+                await asyncio.to_thread(process.wait, 10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                await asyncio.to_thread(process.wait)
+
+
+@contextlib.contextmanager
+def cpu_hog():
+    """A separate Python process busy-looping on one core, killed afterwards."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield hog
+    finally:
+        hog.kill()
+        hog.wait()
+
+
+async def _wait_for_frames(page, timeout_s: float = 30.0) -> None:
+    """Until the receiving page has presented a few frames (and has its audio tapped)."""
+    deadline = time.monotonic() + timeout_s
+    tapped = False
+    while time.monotonic() < deadline:
+        tapped = await page.evaluate(RECEIVE) or tapped
+        count = await page.evaluate("() => window.__bench.presented.length")
+        if count >= 5 and tapped:
+            return
+        await asyncio.sleep(0.25)
+    raise RuntimeError(f"no video (or no audio track) at the receiving page after {timeout_s} s")
+
+
+async def _windows(sender, receiver, plan: Plan, label: str, server: Server | None) -> dict[str, Any]:
+    """Warm-up, quiet window, loaded window; then everything both pages recorded."""
+    await _wait_for_frames(receiver)
+    await sender.evaluate("() => window.__bench.pollStats()")
+    connected = await sender.evaluate("() => window.__bench.current()?.connected ?? null")
+    start = max(_now_ms(), (connected or _now_ms()) + plan.warmup_s * 1000)
+    await asyncio.sleep(max(0.0, (start - _now_ms()) / 1000))
+    marks: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+
+    async def window(name: str) -> None:
+        marks[f"{name}_t0"] = _now_ms()
+        cpu_before = server.cpu_s() if server else 0.0
+        for _ in progress(range(int(plan.window_s * 4)), desc=f"{label} {name}"):
+            await asyncio.sleep(0.25)
+        marks[f"{name}_t1"] = _now_ms()
+        if server:
+            cpu[name] = (server.cpu_s() - cpu_before) / plan.window_s * 100
+
+    load = os.getloadavg()[0]
+    await window("quiet")
+    load_avg = [round(load, 1), round(os.getloadavg()[0], 1)]
+    with cpu_hog():
+        await asyncio.sleep(plan.settle_s)
+        await window("loaded")
+    sent = await sender.evaluate("() => window.__bench.collect()")
+    received = await receiver.evaluate("() => window.__bench.collect()")
+    return {"sent": sent, "received": received, "marks": marks, "server_cpu_pct": cpu, "load_avg": load_avg}
+
+
+async def server_call(agents, customers, plan: Plan) -> dict[str, Any]:
+    async with telepresence_server() as server:
+        customer = await new_page(customers, permissions=BOTH, viewport=VIEWPORT)
+        agent = await new_page(agents, permissions=BOTH, viewport=VIEWPORT)
+        try:
+            await customer.add_init_script(init_script(source=False))
+            await agent.add_init_script(init_script(source=True))
+            await customer_joins(customer, server.url)
+            await agent_takes_the_call(agent, server, name="bench")
+            await customer.wait_for_selector('[data-testid="call-state"][data-state="in_call"]')
+            result = await _windows(agent, customer, plan, "server", server)
+            result["page_errors"] = customer.errors + agent.errors  # type: ignore[attr-defined]
+            result["customer_state"] = await state(customer).get_attribute("data-state")
+            return result
+        finally:
+            await customer.context.close()
+            await agent.context.close()
+
+
+async def _blank(page) -> None:
+    html = "<!doctype html><html lang='en'><head><title>direct</title></head><body></body></html>"
+    await page.route(DIRECT_PAGE, lambda route: route.fulfill(body=html, content_type="text/html"))
+    await page.goto(DIRECT_PAGE)
+
+
+async def direct_call(agents, customers, plan: Plan, codec: str | None) -> dict[str, Any]:
+    receiver = await new_page(customers, permissions=BOTH, viewport=VIEWPORT)
+    sender = await new_page(agents, permissions=BOTH, viewport=VIEWPORT)
+    try:
+        await receiver.add_init_script(init_script(source=False))
+        await sender.add_init_script(init_script(source=True))
+        await _blank(receiver)
+        await _blank(sender)
+        offer = await sender.evaluate(DIRECT_OFFER, codec)
+        answer = await receiver.evaluate(DIRECT_ANSWER, offer)
+        await sender.evaluate(DIRECT_ACCEPT, answer)
+        result = await _windows(sender, receiver, plan, "direct", None)
+        result["page_errors"] = receiver.errors + sender.errors  # type: ignore[attr-defined]
+        return result
+    finally:
+        await receiver.context.close()
+        await sender.context.close()
+
+
+async def _run(plan: Plan) -> dict[str, Any]:
+    runs: list[dict[str, Any]] = []
+    codec: str | None = None
+    async with chromium() as agents, chromium() as customers:
+        for index in range(plan.rounds):
+            # Alternate which path goes first, so a change in the machine's load hits both alike;
+            # the direct call prefers the video codec the server's call negotiated (round 0 learns it).
+            if index % 2 == 0:
+                via_server = summary.analyse(await server_call(agents, customers, plan))
+                codec = codec or via_server["codec"]
+                direct = summary.analyse(await direct_call(agents, customers, plan, codec))
+            else:
+                direct = summary.analyse(await direct_call(agents, customers, plan, codec))
+                via_server = summary.analyse(await server_call(agents, customers, plan))
+            runs.append({"server": via_server, "direct": direct})
+    return summary.summarise(runs, window_s=plan.window_s)
+
+
+def run(quick: bool) -> dict[str, Any]:
+    return asyncio.run(_run(QUICK if quick else FULL))
