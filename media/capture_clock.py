@@ -18,6 +18,7 @@ cancels out of the sync.
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
@@ -116,13 +117,39 @@ class _SenderTimeline:
         self.encoded_timestamp: int | None = None
         self.aligned = 0
         self.withheld = 0
+        # Sent timestamp -> the track's own (they differ when frames are stamped as they leave).
+        self._track_timestamps: OrderedDict[int, int] = OrderedDict()
+        self._epoch: float | None = None
+
+    def stamp_leaving(self, track_timestamp: int, now: float) -> int:
+        """A timestamp for a frame leaving the encoder now: the clock, not when it was composed.
+
+        A browser's jitter buffer grows with the spread between frames' timestamps and their
+        arrival; encode time varies (more so on a busy CPU), so stamping after it keeps
+        that spread to what the network adds.
+        """
+        if self._epoch is None:
+            self._epoch = now - track_timestamp / self.clock_rate
+        last = self.encoded_timestamp
+        timestamp = round((now - self._epoch) * self.clock_rate) % RTP_MODULO
+        if last is not None:
+            step = (timestamp - last) % RTP_MODULO
+            if step == 0 or step >= RTP_MODULO // 2:
+                timestamp = (last + 1) % RTP_MODULO  # never repeat or go back
+        self._track_timestamps[timestamp] = track_timestamp
+        if len(self._track_timestamps) > KEEP:
+            self._track_timestamps.popitem(last=False)
+        return timestamp
+
+    def track_timestamp(self, timestamp: int) -> int:
+        return self._track_timestamps.get(timestamp, timestamp)
 
     def on_sent(self, packet: RtpPacket) -> None:
         if self.origin is None and self.encoded_timestamp is not None:
             self.origin = (packet.timestamp - self.encoded_timestamp) % RTP_MODULO
         if self.origin is None:
             return
-        timestamp = (packet.timestamp - self.origin) % RTP_MODULO
+        timestamp = self.track_timestamp((packet.timestamp - self.origin) % RTP_MODULO)
         captured = self.capture_time(timestamp)
         if captured is not None:
             # Carried where abs-capture-time was negotiated: the browser shows it as the
@@ -136,7 +163,7 @@ class _SenderTimeline:
         info = report.sender_info
         if self.origin is None or info.ntp_timestamp == 0:
             return False
-        captured = self.capture_time((info.rtp_timestamp - self.origin) % RTP_MODULO)
+        captured = self.capture_time(self.track_timestamp((info.rtp_timestamp - self.origin) % RTP_MODULO))
         if captured is None:
             return False
         # The report pairs the last packet's timestamp with the moment it was sent; shift the
@@ -151,6 +178,7 @@ def align_sender_reports(
     clock_rate: int,
     capture_time: CaptureTimeOf,
     on_frame_sent: Callable[[int], None] | None = None,
+    stamp_leaving: bool = False,
 ) -> _SenderTimeline:
     """Make ``sender``'s SRs map its RTP timestamps to capture time.
 
@@ -159,7 +187,8 @@ def align_sender_reports(
     origin). A report is withheld while the capture time is unknown (no SR from the source
     yet): a browser ignores a stream it has no report for, but a report on another clock
     would pull its estimate off. ``on_frame_sent(timestamp)`` is called as each frame's last
-    packet goes out.
+    packet goes out. With ``stamp_leaving`` (video), a frame's RTP timestamp is taken as it
+    leaves the encoder instead of from its pts (see :meth:`_SenderTimeline.stamp_leaving`).
     """
     timeline = _SenderTimeline(internals.ssrc(sender), clock_rate, capture_time, on_frame_sent)
     internals.send_abs_capture_time(sender)
@@ -168,6 +197,8 @@ def align_sender_reports(
         async def next_noting_timestamp(codec):
             encoded = await next_encoded_frame(codec)
             if encoded is not None:
+                if stamp_leaving:
+                    encoded.timestamp = timeline.stamp_leaving(encoded.timestamp, time.monotonic())
                 timeline.encoded_timestamp = encoded.timestamp
             return encoded
 

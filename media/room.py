@@ -327,7 +327,9 @@ class Room:
             tune_video_sender(transceiver.sender, self.bitrate, receipt)
             if not isinstance(track, SlotTrack):
                 sent = self.compositor.frame_sent if role == "customer" else None
-                align_sender_reports(transceiver.sender, 90000, self.compositor.capture_times, sent)
+                align_sender_reports(
+                    transceiver.sender, 90000, self.compositor.capture_times, sent, stamp_leaving=True
+                )
         self._outgoing[role].append(track)
 
     # ---------------------------------------------------------------- closing

@@ -111,3 +111,19 @@ async def test_a_report_is_withheld_while_the_capture_time_is_unknown():
     finally:
         await sender_pc.close()
         await receiver_pc.close()
+
+
+def test_frames_stamped_as_they_leave_keep_their_capture_times_and_never_go_back():
+    from media.capture_clock import _SenderTimeline
+
+    times = CaptureTimes()
+    timeline = _SenderTimeline(ssrc=1, clock_rate=90000, capture_time=times, on_frame_sent=None)
+    sent = []
+    for n, (pts, leaves) in enumerate([(0, 10.000), (3000, 10.045), (6000, 10.050), (9000, 10.050)]):
+        times.note(pts, 100.0 + n)
+        timestamp = timeline.stamp_leaving(pts, leaves)
+        timeline.encoded_timestamp = timestamp
+        sent.append(timestamp)
+    assert sent[1] - sent[0] == 4050  # 45 ms after the first, whatever the pts said
+    assert sent[3] > sent[2]  # two frames leaving at once still get increasing timestamps
+    assert [times(timeline.track_timestamp(t)) for t in sent] == [100.0, 101.0, 102.0, 103.0]
