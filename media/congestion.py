@@ -94,7 +94,7 @@ class FeedbackSender:
 
 
 def _transport(sections: list[RTCRtpTransceiver]):
-    """The one DTLS transport the sections share (BUNDLE is required, see media.room)."""
+    """The one DTLS transport the sections share (BUNDLE is required, see media.answer)."""
     for transceiver in sections:
         transport = transceiver.receiver.transport
         if transport is not None:

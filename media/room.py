@@ -1,19 +1,16 @@
 """A call's media on the server: the agent's and the customer's peer connections and one compositor.
 
-The browsers offer (after gathering ICE: aiortc has no trickle ICE) and the room
-answers. Each side's media sections come in a fixed order, documented in
-docs/protocol.md ("WebRTC"), so the room knows which transceiver carries what:
+The browsers offer (after gathering ICE: aiortc has no trickle ICE) and the room answers
+(media.answer). Each side's media sections come in the order of media/sections.py, the
+table the web client builds its offer from and docs/protocol.md ("WebRTC") shows, so the
+room finds each transceiver by its section's name: the agent's mic, camera (gets a
+preview of the composite), screen, customer_camera, customer_screen; the customer's mic,
+camera (gets the composite) and screen.
 
-- agent:    audio (mic; gets the customer's mic), video (camera; gets a preview of
-  the composite), video (screen, from the start: sharing starts and stops with
-  ``replaceTrack``), video (gets the customer's camera), video (gets the customer's screen);
-- customer: audio (mic; gets the agent's mic), video (gets the composite; sends the
-  customer's camera when on), video (the customer's screen).
-
-Sections beyond the first audio and video are optional. Every received track is
-drained (into a compositor slot, a forwarding slot or an audio pipe), every
-outgoing track is set up at answer time, so nothing renegotiates when a camera
-or a screen comes and goes: the compositor changes layout instead.
+Every received track is drained (into a compositor slot or a forwarding slot; voices are
+forwarded as packets, media.voice), every outgoing track is set up at answer time, so
+nothing renegotiates when a camera or a screen comes and goes: the compositor changes
+layout instead.
 """
 
 from __future__ import annotations
@@ -26,22 +23,13 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 import av
-from aiortc import (
-    RTCBundlePolicy,
-    RTCConfiguration,
-    RTCIceServer,
-    RTCPeerConnection,
-    RTCRtpReceiver,
-    RTCRtpTransceiver,
-    RTCSessionDescription,
-)
-from aiortc import sdp as aiortc_sdp
+from aiortc import RTCIceServer, RTCPeerConnection, RTCRtpReceiver, RTCRtpTransceiver
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtp import RtpPacket
-from pyee.asyncio import AsyncIOEventEmitter
 
 from media import aiortc_internals as internals
+from media.answer import MediaError, answer_with_codec_first, close_peer, receive_offer
 from media.capture_clock import (
     RTP_MODULO,
     CaptureClock,
@@ -54,98 +42,15 @@ from media.congestion import FeedbackSender
 from media.forward import SlotTrack
 from media.heap import release_free_memory
 from media.layout import AGENT, SCREEN
-from media.peers import CODECS, Bitrate, enable_low_latency_receive, negotiated_codec, tune_video_sender
+from media.peers import Bitrate, negotiated_codec, tune_video_sender
+from media.sections import SectionMismatch, match
 from media.tracks import FrameSlot, TrackDrain
-from media.voice import OPUS_RATE, VoiceRelay, answer_with_opus
+from media.voice import OPUS_RATE, VoiceRelay
 
 logger = logging.getLogger(__name__)
 
 Role = Literal["agent", "customer"]
 ROLES: tuple[Role, ...] = ("agent", "customer")
-
-
-class MediaError(Exception):
-    """An offer the room cannot answer. ``code`` is stable; ``message`` is for people."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-async def receive_offer(
-    sdp: str, ice_servers: Sequence[RTCIceServer] = ()
-) -> tuple[RTCPeerConnection, list[RTCRtpTransceiver], list[RTCRtpTransceiver]]:
-    """A new answering peer with a browser's offer applied, and its audio and video transceivers.
-
-    Raises :class:`MediaError` (with the peer closed) for an offer that cannot be used:
-    not SDP, no codec in common, or no video section.
-    """
-    if not sdp.lstrip().startswith("v=0"):
-        raise MediaError("bad_sdp", "the offer is not a session description (it must start with v=0)")
-    _check_bundle(sdp)
-    # MAX_BUNDLE: under aiortc's default (BALANCED) the second and later video sections stay
-    # on a transport that BUNDLE negotiation stops, and never send.
-    pc = RTCPeerConnection(
-        RTCConfiguration(iceServers=list(ice_servers), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-    )
-    enable_low_latency_receive(pc)
-    try:
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        offered = {m.rtp.muxId: m for m in aiortc_sdp.SessionDescription.parse(sdp).media}
-        for transceiver in pc.getTransceivers():
-            if transceiver.mid in offered:
-                internals.answer_transport_cc(transceiver, offered[transceiver.mid])
-                internals.answer_header_extension(
-                    transceiver, offered[transceiver.mid], internals.ABS_CAPTURE_TIME_URI
-                )
-    except Exception as exc:  # aiortc raises ValueError, OperationError, ... on bad SDP
-        await close_peer(pc)
-        if "send parameters" in str(exc):
-            raise MediaError("unsupported_codec", f"no codec in common: {exc}") from None
-        raise MediaError("bad_sdp", f"the offer could not be used: {exc}") from None
-    audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
-    video = [t for t in pc.getTransceivers() if t.kind == "video"]
-    if not video:
-        await close_peer(pc)
-        raise MediaError("no_video", "the offer has no video section; see docs/protocol.md, WebRTC")
-    if not all(answer_with_opus(t) for t in audio):
-        await close_peer(pc)
-        raise MediaError(
-            "unsupported_codec", "the audio section has no Opus (every WebRTC browser offers it)"
-        )
-    if any(t.receiver.transport is None for t in pc.getTransceivers()):
-        await close_peer(pc)
-        raise MediaError("bad_sdp", "the offer leaves a media section without a transport")
-    return pc, audio, video
-
-
-def _check_bundle(sdp: str) -> None:
-    """Refuse a BUNDLE group that names a section the offer lacks.
-
-    aiortc would bundle every section onto the missing one's transport, which does not
-    exist: answering, then closing, that peer fail (a browser offer with its audio cut out).
-    """
-    try:
-        description = aiortc_sdp.SessionDescription.parse(sdp)
-    except Exception as exc:  # the parser raises ValueError, KeyError, IndexError... on bad lines
-        raise MediaError("bad_sdp", f"the offer could not be parsed: {exc!r}"[:300]) from None
-    mids = [media.rtp.muxId for media in description.media]
-    if len(set(mids)) != len(mids):
-        raise MediaError("bad_sdp", "two media sections of the offer share one mid")
-    for group in description.group:
-        missing = [item for item in group.items if item not in mids]
-        if group.semantic == "BUNDLE" and missing:
-            raise MediaError("bad_sdp", f"the offer bundles sections it does not have (mid {missing[0]!r})")
-
-
-async def close_peer(pc: RTCPeerConnection) -> None:
-    """Close ``pc``, even half-built by an offer that failed: a failure is logged, never raised."""
-    try:
-        await pc.close()
-    except Exception:
-        logger.warning("closing a peer connection failed", exc_info=True)
-    _drop_listeners(pc)
 
 
 class Room:
@@ -223,7 +128,12 @@ class Room:
         if self._closed is not None:
             raise MediaError("call_ended", "this call's media is closed")
         await self._close_peer(role)
-        pc, audio, video = await receive_offer(sdp, self.ice_servers)
+        pc, _, _ = await receive_offer(sdp, self.ice_servers)
+        try:
+            sections = match(role, pc.getTransceivers())
+        except SectionMismatch as exc:
+            await close_peer(pc)
+            raise MediaError("bad_sdp", f"{exc}; see docs/protocol.md, WebRTC") from None
         self.peers[role] = pc
 
         @pc.on("connectionstatechange")
@@ -234,9 +144,9 @@ class Room:
 
         try:
             if role == "agent":
-                await self._wire_agent(audio, video)
+                await self._wire_agent(sections)
             else:
-                await self._wire_customer(audio, video)
+                await self._wire_customer(sections)
             await pc.setLocalDescription(await pc.createAnswer())
             feedback = FeedbackSender(pc, f"{self.label} {role}")
             missing = []
@@ -244,10 +154,10 @@ class Room:
                 self.feedback[role] = feedback
             else:
                 missing.append("transport-cc")  # its upload ramps on loss only, from ~300 kbps
-            if negotiated_codec(video[0]) != self.codec.upper():
+            if negotiated_codec(sections["camera"]) != self.codec.upper():
                 missing.append(self.codec.upper())
             if role == "customer" and not internals.negotiated_extension(
-                video[0], internals.ABS_CAPTURE_TIME_URI
+                sections["camera"], internals.ABS_CAPTURE_TIME_URI
             ):
                 missing.append("abs-capture-time")  # no true glass-to-glass figure from this browser
             self.missing[role] = missing
@@ -256,25 +166,31 @@ class Room:
             raise MediaError("bad_sdp", f"the offer could not be answered: {exc}") from None
         return pc.localDescription.sdp
 
-    async def _wire_agent(self, audio: list[RTCRtpTransceiver], video: list[RTCRtpTransceiver]) -> None:
-        if audio:
-            self._relay_voice(audio[0], self.to_customer_audio, self.to_agent_audio, "agent")
-        camera = video[0]
+    async def _wire_agent(self, sections: dict[str, RTCRtpTransceiver]) -> None:
+        """Sections by name (media.sections): mic, camera, then optionally screen, customer_camera,
+        customer_screen."""
+        self._relay_voice(sections["mic"], self.to_customer_audio, self.to_agent_audio, "agent")
+        camera = sections["camera"]
         if camera.receiver.track is not None:
             await self.compositor.attach(AGENT, camera.receiver.track, label=self.label)
             self._follow_agent_camera(camera.receiver)
         self._send(camera, self._relay.subscribe(self.compositor, buffered=False), "agent")
-        if len(video) > 1 and video[1].receiver.track is not None:
-            await self.compositor.attach(SCREEN, video[1].receiver.track, label=self.label)
-        for transceiver, slot in zip(video[2:4], (self.customer_camera, self.customer_screen), strict=False):
-            self._send(transceiver, SlotTrack(slot), "agent")
+        screen = sections.get("screen")
+        if screen is not None and screen.receiver.track is not None:
+            await self.compositor.attach(SCREEN, screen.receiver.track, label=self.label)
+        for name, slot in (
+            ("customer_camera", self.customer_camera),
+            ("customer_screen", self.customer_screen),
+        ):
+            if name in sections:
+                self._send(sections[name], SlotTrack(slot), "agent")
 
-    async def _wire_customer(self, audio: list[RTCRtpTransceiver], video: list[RTCRtpTransceiver]) -> None:
-        if audio:
-            self._relay_voice(audio[0], self.to_agent_audio, self.to_customer_audio, "customer")
-        self._send(video[0], self._relay.subscribe(self.compositor, buffered=False), "customer")
-        for transceiver, slot in zip(video[:2], (self.customer_camera, self.customer_screen), strict=False):
-            track = transceiver.receiver.track
+    async def _wire_customer(self, sections: dict[str, RTCRtpTransceiver]) -> None:
+        """Sections by name (media.sections): mic, camera (gets the composite), optionally screen."""
+        self._relay_voice(sections["mic"], self.to_agent_audio, self.to_customer_audio, "customer")
+        self._send(sections["camera"], self._relay.subscribe(self.compositor, buffered=False), "customer")
+        for name, slot in (("camera", self.customer_camera), ("screen", self.customer_screen)):
+            track = sections[name].receiver.track if name in sections else None
             if track is not None:
                 self._drains["customer"].append(TrackDrain(track, slot, label=f"{self.label} {slot.name}"))
 
@@ -321,7 +237,7 @@ class Room:
         transceiver.sender.replaceTrack(track)
         transceiver.direction = "sendrecv"  # the answer narrows it to what the offer allows
         if track.kind == "video":
-            _answer_with_codec_first(transceiver, self.codec)
+            answer_with_codec_first(transceiver, self.codec)
             # Only the customer's composite feeds the receipt: the preview is a second encode of it.
             receipt = self.compositor.receipt if role == "customer" else None
             tune_video_sender(transceiver.sender, self.bitrate, receipt)
@@ -368,42 +284,3 @@ class Room:
             await asyncio.to_thread(release_free_memory)
         finally:
             self._closed.set_result(None)
-
-
-def _drop_listeners(pc: RTCPeerConnection) -> None:
-    """Unhook every event listener of a closed peer and of its transports.
-
-    aiortc's peer listens to its own DTLS transports (``statechange`` -> a bound method of
-    the peer), and our handlers close over the peer: reference cycles, so a closed peer with
-    its receivers, buffers and encoders lived on until Python's cyclic collector came round
-    (measured: ~7 calls' worth in a churn). Without the listeners, reference counting frees
-    them as soon as the room lets go.
-    """
-    emitters: list[AsyncIOEventEmitter] = [pc]
-    if pc.sctp is not None:
-        emitters += [pc.sctp, pc.sctp.transport]
-    for transceiver in pc.getTransceivers():
-        for dtls in (transceiver.sender.transport, transceiver.receiver.transport):
-            if dtls is not None:
-                emitters += [dtls, dtls.transport, dtls.transport.iceGatherer]
-    for emitter in emitters:
-        emitter.remove_all_listeners()
-
-
-def _answer_with_codec_first(transceiver: RTCRtpTransceiver, name: str) -> None:
-    """Put codec ``name`` first among those the offer and aiortc have in common.
-
-    ``setCodecPreferences`` cannot do this for an answer: aiortc creates the answering
-    transceiver inside ``setRemoteDescription`` and settles its codecs there, from the
-    offer's order. The answer lists ``transceiver._codecs`` in order, and both ends then
-    send with the first, so reordering that list is what choosing the codec means.
-    """
-    if name.upper() not in CODECS:
-        raise ValueError(f"unknown video codec {name!r}: use one of {CODECS}")
-    codecs = internals.codecs(transceiver)
-    wanted = [c for c in codecs if c.mimeType.upper() == f"VIDEO/{name.upper()}"]
-    if not wanted:
-        return  # the browser did not offer it: keep its order
-    keep = {c.payloadType for c in wanted}
-    rtx = [c for c in codecs if c.mimeType.lower() == "video/rtx" and c.parameters.get("apt") in keep]
-    internals.set_codecs(transceiver, wanted + rtx + [c for c in codecs if c not in wanted and c not in rtx])

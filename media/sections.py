@@ -159,7 +159,7 @@ def position(role: str, name: str) -> int:
 def position_of_kind(role: str, name: str) -> int:
     """The section's 0-based place among the role's sections of the same kind.
 
-    This is the index into the ``audio`` or ``video`` list that ``media.room.receive_offer``
+    This is the index into the ``audio`` or ``video`` list that ``media.answer.receive_offer``
     returns: ``video[position_of_kind("agent", "screen")]`` is the agent's screen.
     """
     wanted = section(role, name)

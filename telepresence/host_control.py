@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from media.room import MediaError
+from media.answer import MediaError
 from telepresence import protocol as p
 from telepresence.calls import Call
 from telepresence.hosts import Host, HostDesk, resolve_look

@@ -30,7 +30,7 @@ from media.avatar.drivers.script import AvatarEvent, ScriptError
 from media.avatar.spec import AvatarSpec, SpecError, load_spec, loads_spec, shipped_looks
 from media.avatar.track import AvatarTrack
 from media.peers import tune_video_sender
-from media.room import receive_offer
+from media.answer import receive_offer
 from media.sections import position_of_kind
 from telepresence.protocol import ProtocolError
 

@@ -81,8 +81,8 @@ async def test_the_senders_reports_say_when_each_frame_was_captured_not_when_it_
             frame = candidates[-1]  # the last frame sent before the report, give or take one
             said = mapping.capture_time((first_timestamp[0] + frame) % 2**32)
             # Unaligned, the report would put capture at the send time, 200 ms off; the card's
-            # timestamps step evenly while its frames come with jitter: a frame's worth of slack.
-            assert abs(said - times(frame)) < 0.04, "the report does not map to capture time"
+            # timestamps step evenly while its frames come with jitter (more on a busy machine): slack.
+            assert abs(said - times(frame)) < 0.1, "the report does not map to capture time"
     finally:
         await sender_pc.close()
         await receiver_pc.close()

@@ -1,0 +1,154 @@
+"""Answering a browser's offer with aiortc: what the offer must have, what the answer adds.
+
+- BUNDLE on one transport (aiortc's default BALANCED policy leaves later video sections
+  on a transport that never sends), Opus for voices (they are forwarded, never decoded:
+  :mod:`media.voice`), and at least one video section;
+- transport-cc and abs-capture-time answered where the browser offers them (aiortc
+  answers only what it lists itself), the preferred video codec put first;
+- :func:`close_peer`, which also unhooks the listeners that would keep a closed peer alive.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc import sdp as aiortc_sdp
+from pyee.asyncio import AsyncIOEventEmitter
+
+from media import aiortc_internals as internals
+from media.peers import CODECS, enable_low_latency_receive
+from media.voice import answer_with_opus
+
+logger = logging.getLogger(__name__)
+
+
+class MediaError(Exception):
+    """An offer the room cannot answer. ``code`` is stable; ``message`` is for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+async def receive_offer(
+    sdp: str, ice_servers: Sequence[RTCIceServer] = ()
+) -> tuple[RTCPeerConnection, list[RTCRtpTransceiver], list[RTCRtpTransceiver]]:
+    """A new answering peer with a browser's offer applied, and its audio and video transceivers.
+
+    Raises :class:`MediaError` (with the peer closed) for an offer that cannot be used:
+    not SDP, no codec in common, or no video section.
+    """
+    if not sdp.lstrip().startswith("v=0"):
+        raise MediaError("bad_sdp", "the offer is not a session description (it must start with v=0)")
+    _check_bundle(sdp)
+    # MAX_BUNDLE: under aiortc's default (BALANCED) the second and later video sections stay
+    # on a transport that BUNDLE negotiation stops, and never send.
+    pc = RTCPeerConnection(
+        RTCConfiguration(iceServers=list(ice_servers), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    )
+    enable_low_latency_receive(pc)
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        offered = {m.rtp.muxId: m for m in aiortc_sdp.SessionDescription.parse(sdp).media}
+        for transceiver in pc.getTransceivers():
+            if transceiver.mid in offered:
+                internals.answer_transport_cc(transceiver, offered[transceiver.mid])
+                internals.answer_header_extension(
+                    transceiver, offered[transceiver.mid], internals.ABS_CAPTURE_TIME_URI
+                )
+    except Exception as exc:  # aiortc raises ValueError, OperationError, ... on bad SDP
+        await close_peer(pc)
+        if "send parameters" in str(exc):
+            raise MediaError("unsupported_codec", f"no codec in common: {exc}") from None
+        raise MediaError("bad_sdp", f"the offer could not be used: {exc}") from None
+    audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
+    video = [t for t in pc.getTransceivers() if t.kind == "video"]
+    if not video:
+        await close_peer(pc)
+        raise MediaError("no_video", "the offer has no video section; see docs/protocol.md, WebRTC")
+    if not all(answer_with_opus(t) for t in audio):
+        await close_peer(pc)
+        raise MediaError(
+            "unsupported_codec", "the audio section has no Opus (every WebRTC browser offers it)"
+        )
+    if any(t.receiver.transport is None for t in pc.getTransceivers()):
+        await close_peer(pc)
+        raise MediaError("bad_sdp", "the offer leaves a media section without a transport")
+    return pc, audio, video
+
+
+def _check_bundle(sdp: str) -> None:
+    """Refuse a BUNDLE group that names a section the offer lacks.
+
+    aiortc would bundle every section onto the missing one's transport, which does not
+    exist: answering, then closing, that peer fail (a browser offer with its audio cut out).
+    """
+    try:
+        description = aiortc_sdp.SessionDescription.parse(sdp)
+    except Exception as exc:  # the parser raises ValueError, KeyError, IndexError... on bad lines
+        raise MediaError("bad_sdp", f"the offer could not be parsed: {exc!r}"[:300]) from None
+    mids = [media.rtp.muxId for media in description.media]
+    if len(set(mids)) != len(mids):
+        raise MediaError("bad_sdp", "two media sections of the offer share one mid")
+    for group in description.group:
+        missing = [item for item in group.items if item not in mids]
+        if group.semantic == "BUNDLE" and missing:
+            raise MediaError("bad_sdp", f"the offer bundles sections it does not have (mid {missing[0]!r})")
+
+
+async def close_peer(pc: RTCPeerConnection) -> None:
+    """Close ``pc``, even half-built by an offer that failed: a failure is logged, never raised."""
+    try:
+        await pc.close()
+    except Exception:
+        logger.warning("closing a peer connection failed", exc_info=True)
+    _drop_listeners(pc)
+
+
+def _drop_listeners(pc: RTCPeerConnection) -> None:
+    """Unhook every event listener of a closed peer and of its transports.
+
+    aiortc's peer listens to its own DTLS transports (``statechange`` -> a bound method of
+    the peer), and our handlers close over the peer: reference cycles, so a closed peer with
+    its receivers, buffers and encoders lived on until Python's cyclic collector came round
+    (measured: ~7 calls' worth in a churn). Without the listeners, reference counting frees
+    them as soon as the room lets go.
+    """
+    emitters: list[AsyncIOEventEmitter] = [pc]
+    if pc.sctp is not None:
+        emitters += [pc.sctp, pc.sctp.transport]
+    for transceiver in pc.getTransceivers():
+        for dtls in (transceiver.sender.transport, transceiver.receiver.transport):
+            if dtls is not None:
+                emitters += [dtls, dtls.transport, dtls.transport.iceGatherer]
+    for emitter in emitters:
+        emitter.remove_all_listeners()
+
+
+def answer_with_codec_first(transceiver: RTCRtpTransceiver, name: str) -> None:
+    """Put codec ``name`` first among those the offer and aiortc have in common.
+
+    ``setCodecPreferences`` cannot do this for an answer: aiortc creates the answering
+    transceiver inside ``setRemoteDescription`` and settles its codecs there, from the
+    offer's order. The answer lists ``transceiver._codecs`` in order, and both ends then
+    send with the first, so reordering that list is what choosing the codec means.
+    """
+    if name.upper() not in CODECS:
+        raise ValueError(f"unknown video codec {name!r}: use one of {CODECS}")
+    codecs = internals.codecs(transceiver)
+    wanted = [c for c in codecs if c.mimeType.upper() == f"VIDEO/{name.upper()}"]
+    if not wanted:
+        return  # the browser did not offer it: keep its order
+    keep = {c.payloadType for c in wanted}
+    rtx = [c for c in codecs if c.mimeType.lower() == "video/rtx" and c.parameters.get("apt") in keep]
+    internals.set_codecs(transceiver, wanted + rtx + [c for c in codecs if c not in wanted and c not in rtx])
