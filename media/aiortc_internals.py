@@ -49,6 +49,7 @@ PRIVATE_METHODS: tuple[tuple[type, str], ...] = (
     (RTCRtpReceiver, "_handle_rtp_packet"),
     (RTCRtpReceiver, "_handle_rtcp_packet"),
     (RTCDtlsTransport, "_send_rtp"),
+    (RTCDtlsTransport, "_handle_rtcp_data"),
     (JitterBuffer, "_remove_frame"),
 )
 
@@ -241,6 +242,26 @@ def watch_received_rtp(transport: RTCDtlsTransport, watch: Callable[[RtpPacket],
 
     _wrap_method(router, "route_rtp", wrap)
     return lambda: router.__dict__.pop("route_rtp", None)
+
+
+def watch_received_rtcp_data(
+    transport: RTCDtlsTransport, watch: Callable[[RTCDtlsTransport, bytes], Awaitable[None]]
+) -> Callable[[], None]:
+    """Await ``watch(transport, data)`` with each decrypted RTCP datagram, before aiortc parses it
+    (aiortc drops the packet types it does not know, RTCP XR among them); returns the undo."""
+    own = weakref.ref(transport)
+
+    def wrap(handle):
+        async def watched(data: bytes) -> None:
+            transport = own()
+            if transport is not None:
+                await watch(transport, data)
+            await handle(data)
+
+        return watched
+
+    _wrap_method(transport, "_handle_rtcp_data", wrap)
+    return lambda: transport.__dict__.pop("_handle_rtcp_data", None)
 
 
 async def send_rtcp(transport: RTCDtlsTransport, packets: bytes) -> None:

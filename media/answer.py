@@ -115,6 +115,21 @@ async def close_peer(pc: RTCPeerConnection) -> None:
     _drop_listeners(pc)
 
 
+RCVR_RTT = "a=rtcp-xr:rcvr-rtt=all"
+
+
+def with_receiver_rtt(offer: str, answer: str) -> str:
+    """The answer, agreeing to receiver reference time reports where the offer asks (RFC 3611).
+
+    aiortc does not write the attribute, and without it Chromium never measures a round trip
+    on a section it only receives, so it cannot place our sender reports on its clock
+    (media.round_trip answers the reports).
+    """
+    if RCVR_RTT not in offer:
+        return answer
+    return answer.replace("a=rtcp-mux\r\n", f"a=rtcp-mux\r\n{RCVR_RTT}\r\n")
+
+
 def _drop_listeners(pc: RTCPeerConnection) -> None:
     """Unhook every event listener of a closed peer and of its transports.
 

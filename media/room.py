@@ -29,7 +29,14 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
 from media import aiortc_internals as internals
-from media.answer import MediaError, answer_with_codec_first, close_peer, receive_offer
+from media.answer import (
+    RCVR_RTT,
+    MediaError,
+    answer_with_codec_first,
+    close_peer,
+    receive_offer,
+    with_receiver_rtt,
+)
 from media.capture_clock import (
     RTP_MODULO,
     CaptureClock,
@@ -43,6 +50,7 @@ from media.forward import SlotTrack
 from media.heap import release_free_memory
 from media.layout import AGENT, SCREEN
 from media.peers import Bitrate, negotiated_codec, tune_video_sender
+from media.round_trip import ReferenceTimeReplies
 from media.sections import SectionMismatch, match
 from media.tracks import FrameSlot, TrackDrain
 from media.voice import OPUS_RATE, VoiceRelay
@@ -93,6 +101,7 @@ class Room:
         self._outgoing: dict[Role, list[MediaStreamTrack]] = {role: [] for role in ROLES}
         self._drains: dict[Role, list[TrackDrain]] = {role: [] for role in ROLES}
         self.feedback: dict[Role, FeedbackSender] = {}
+        self._round_trips: dict[Role, ReferenceTimeReplies] = {}
         # What each side's browser did not offer that the call would use (the receipt shows it).
         self.missing: dict[Role, list[str]] = {}
         self._closed: asyncio.Future[None] | None = None
@@ -148,6 +157,9 @@ class Room:
             else:
                 await self._wire_customer(sections)
             await pc.setLocalDescription(await pc.createAnswer())
+            self._round_trips[role] = ReferenceTimeReplies(
+                sections["camera"].receiver.transport, internals.ssrc(sections["camera"].sender)
+            )
             feedback = FeedbackSender(pc, f"{self.label} {role}")
             missing = []
             if feedback.start():
@@ -159,12 +171,14 @@ class Room:
             if role == "customer" and not internals.negotiated_extension(
                 sections["camera"], internals.ABS_CAPTURE_TIME_URI
             ):
-                missing.append("abs-capture-time")  # no true glass-to-glass figure from this browser
+                missing.append("abs-capture-time")
+            if role == "customer" and RCVR_RTT not in sdp:
+                missing.append("rcvr-rtt")  # no round trip: the browser cannot time frames' capture
             self.missing[role] = missing
         except Exception as exc:
             await self._close_peer(role)
             raise MediaError("bad_sdp", f"the offer could not be answered: {exc}") from None
-        return pc.localDescription.sdp
+        return with_receiver_rtt(sdp, pc.localDescription.sdp)
 
     async def _wire_agent(self, sections: dict[str, RTCRtpTransceiver]) -> None:
         """Sections by name (media.sections): mic, camera, then optionally screen, customer_camera,
@@ -253,6 +267,9 @@ class Room:
     async def _close_peer(self, role: Role) -> None:
         pc = self.peers.pop(role, None)
         (self.to_customer_audio if role == "agent" else self.to_agent_audio).detach()
+        round_trips = self._round_trips.pop(role, None)
+        if round_trips is not None:
+            round_trips.stop()
         feedback = self.feedback.pop(role, None)
         if feedback is not None:
             await feedback.stop()

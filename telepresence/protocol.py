@@ -157,6 +157,7 @@ BrowserStat = Literal[
     "packets_lost",
     "jitter_ms",
     "rtt_ms",
+    "glass_to_glass_ms",
 ]
 BROWSER_STATS: tuple[str, ...] = get_args(BrowserStat)
 

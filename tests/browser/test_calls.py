@@ -132,6 +132,16 @@ async def test_a_whole_video_call_between_two_browsers(tmp_path):
         await expect(browsers.locator('[data-stage="customer_fps"]')).to_have_text(
             re.compile(r"\d"), timeout=20_000
         )
+        # True glass-to-glass: the agent's capture time rides with each composite frame
+        # (abs-capture-time) to the customer's page, which shows it and reports it.
+        await expect(customer.get_by_test_id("call-quality")).to_contain_text(re.compile(r"\d+ ms delay"))
+        await expect(browsers.locator('[data-stage="customer_glass_to_glass_ms"]')).to_have_text(
+            re.compile(r"\d"), timeout=20_000
+        )
+        total = agent.get_by_test_id("receipt-total")
+        await expect(total).to_contain_text(re.compile(r"camera to customer's screen p50 \d+ ms"))
+        await expect(total).to_contain_text(re.compile(r"server p50 [\d.]+ ms"))
+        await expect(total).not_to_contain_text("missing")  # Chromium offers all the call uses
         await agent.screenshot(path=str(SCREENSHOTS / "agent-call.png"), full_page=True)
 
         # The customer shares their (fake) screen: the agent sees it in its own tile.

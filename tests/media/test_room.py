@@ -181,7 +181,7 @@ async def test_the_receipt_has_the_servers_share_and_what_a_browser_did_not_offe
 
         await agent.negotiate(answer_like_chromium)
         await customer.negotiate(room.answer)  # aiortc offers no transport-cc
-        assert room.missing == {"agent": [], "customer": ["transport-cc", "abs-capture-time"]}
+        assert room.missing == {"agent": [], "customer": ["transport-cc", "abs-capture-time", "rcvr-rtt"]}
         assert "agent" in room.feedback and "customer" not in room.feedback
         await customer.video(0).wait(10)
         # First packet of the agent's frame in -> last packet of the composite out.

@@ -59,6 +59,7 @@ export async function startMedia(send) {
   await media.negotiate({ mic: state.mic, camera: state.camera });
   if (state.media !== media) return;
   attach($("preview-video"), media.receiver("camera"));
+  media.watch($("preview-video"));
   attach($("remote-video"), media.receiver("customer_camera"));
   attach($("customer-screen"), media.receiver("customer_screen"));
   watch(media.receiver("customer_camera"), $("remote-video"));
@@ -147,10 +148,19 @@ export function onReceipt(message) {
   $("receipt-browsers").querySelector("tbody").replaceChildren(
     ...[...figures].sort().map((name) => el("tr", {}, el("th", { scope: "row" }, name.replaceAll("_", " ")), cell("customer", name), cell("agent", name))),
   );
-  const total = ["slot_wait", "compose", "encode"].reduce((sum, stage) => sum + (stages[stage]?.p50 || 0), 0);
+  // The server's share: the first packet of the agent's frame in -> the composite's last packet out.
+  const serverShare = stages.server?.p50;
   const jitter = stages.customer_jitter_buffer_ms?.p50;
-  $("receipt-total").textContent =
-    `server path p50 ${total.toFixed(1)} ms` + (Number.isFinite(jitter) ? ` · customer jitter buffer ${jitter.toFixed(1)} ms` : "");
+  const glass = stages.customer_glass_to_glass_ms?.p50;
+  const missing = Object.entries(message.missing || {}).flatMap(([role, names]) => names.map((name) => `${role}: no ${name}`));
+  $("receipt-total").textContent = [
+    Number.isFinite(glass) ? `camera to customer's screen p50 ${glass.toFixed(0)} ms` : null,
+    Number.isFinite(serverShare) ? `server p50 ${serverShare.toFixed(1)} ms` : "waiting for media…",
+    Number.isFinite(jitter) ? `customer jitter buffer ${jitter.toFixed(1)} ms` : null,
+    missing.length ? `missing: ${missing.join(", ")}` : null,
+  ]
+    .filter(Boolean)
+    .join(" · ");
 }
 
 function onPeerState(pcState) {

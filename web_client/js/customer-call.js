@@ -123,6 +123,7 @@ function showRemote() {
   const video = media?.receiver("camera") || null;
   attach($("greeter-video"), state.greeting ? video : null);
   attach($("remote-video"), state.greeting ? null : video);
+  media?.watch($(state.greeting ? "greeter-video" : "remote-video"));
   $("greeter-media").hidden = !(state.greeting && media);
   if (attachAudio(media?.receiver("mic") || null)) {
     $("remote-audio").play().then(
@@ -189,6 +190,8 @@ function showQuality(figures) {
   indicator.dataset.quality = quality;
   let words = QUALITY_WORDS[quality];
   if (figures.frames > 0) words += ` · ${Math.round(figures.fps)} fps`;
+  // Camera to this screen, as the agent's capture time rode with each frame.
+  if (Number.isFinite(figures.glass_to_glass_ms)) words += ` · ${Math.round(figures.glass_to_glass_ms)} ms delay`;
   $("call-quality-text").textContent = words;
   // Announced only when the level changes (the figures themselves change every few seconds).
   if (changed && quality === "poor") announce("The connection is poor: the video may freeze.");

@@ -17,7 +17,11 @@ import { canShareScreen } from "./media.js";
 const ICE_GATHER_MS = 4000; // send what we have after this, rather than never
 const STATS_MS = 2000; // quality indicator refresh
 const REPORT_EVERY = 3; // media_stats every third stats round (6 s)
-const REPORTED = ["jitter_buffer_ms", "decode_ms", "frames_dropped", "freeze_count", "fps", "packets_lost", "jitter_ms", "rtt_ms"];
+const REPORTED = ["jitter_buffer_ms", "decode_ms", "frames_dropped", "freeze_count", "fps", "packets_lost", "jitter_ms", "rtt_ms", "glass_to_glass_ms"];
+// The capture time of each frame rides in this RTP header extension: with it, Chromium's
+// requestVideoFrameCallback gives `captureTime`, so a page can show true glass-to-glass latency.
+const ABS_CAPTURE_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time";
+const GLASS_SAMPLES = 300; // at most ten seconds of frames between two stats rounds
 
 // What a section's `needs` asks of the browser (media/sections.py, NEEDS).
 const ABILITIES = { screen_capture: canShareScreen };
@@ -60,6 +64,26 @@ export class MediaSession {
     this._statsTimer = null;
     this._previous = null;
     this._rounds = 0;
+    this._watched = null;
+    this._glass = [];
+  }
+
+  /**
+   * Measure glass-to-glass latency on `video` (the element showing the main incoming video):
+   * each presented frame's display time minus its capture time, where the sender said it.
+   * The median since the last stats round goes into the figures as `glass_to_glass_ms`.
+   */
+  watch(video) {
+    this._watched = video;
+    if (!video?.requestVideoFrameCallback) return;
+    const tick = (_now, metadata) => {
+      if (this._watched !== video) return; // another element (or none) is watched now
+      if (Number.isFinite(metadata.captureTime) && this._glass.length < GLASS_SAMPLES) {
+        this._glass.push(metadata.expectedDisplayTime - metadata.captureTime);
+      }
+      video.requestVideoFrameCallback(tick);
+    };
+    video.requestVideoFrameCallback(tick);
   }
 
   /** Whether a connection exists (being offered, live or failed, but not closed). */
@@ -84,7 +108,9 @@ export class MediaSession {
       const track = tracks[section.name] || null;
       const direction = track ? section.direction : section.direction_without_track || section.direction;
       const sent = sends(direction) ? track : null;
-      this.transceivers.set(section.name, pc.addTransceiver(sent || section.kind, { direction }));
+      const transceiver = pc.addTransceiver(sent || section.kind, { direction });
+      askForCaptureTime(transceiver);
+      this.transceivers.set(section.name, transceiver);
     }
     pc.addEventListener("connectionstatechange", () => {
       if (this.pc === pc) this.onState(pc.connectionState);
@@ -183,6 +209,7 @@ export class MediaSession {
       });
     }
     const figures = summarise(inbound, this._previous, rtt);
+    figures.glass_to_glass_ms = median(this._glass.splice(0));
     this._previous = inbound ? { ...inbound } : null;
     this.onStats(figures);
     this._rounds += 1;
@@ -195,6 +222,26 @@ export class MediaSession {
       if (Object.keys(stats).length) this.send("media_stats", { stats });
     }
   }
+}
+
+/** Offer abs-capture-time on the transceiver where the browser can (Chromium keeps it stopped by default). */
+function askForCaptureTime(transceiver) {
+  if (!transceiver.getHeaderExtensionsToNegotiate) return;
+  const extensions = transceiver.getHeaderExtensionsToNegotiate();
+  const wanted = extensions.find((e) => e.uri === ABS_CAPTURE_TIME);
+  if (!wanted || wanted.direction !== "stopped") return;
+  wanted.direction = "sendrecv";
+  try {
+    transceiver.setHeaderExtensionsToNegotiate(extensions);
+  } catch (error) {
+    console.warn("abs-capture-time could not be offered", error);
+  }
+}
+
+function median(values) {
+  if (!values.length) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
 }
 
 /** Resolves when `pc` has gathered its ICE candidates (or after ICE_GATHER_MS): aiortc has no trickle ICE. */
