@@ -132,8 +132,9 @@ async def test_a_whole_video_call_between_two_browsers(tmp_path):
         await expect(browsers.locator('[data-stage="customer_fps"]')).to_have_text(
             re.compile(r"\d"), timeout=20_000
         )
-        # True glass-to-glass: the agent's capture time rides with each composite frame
-        # (abs-capture-time) to the customer's page, which shows it and reports it.
+        # True glass-to-glass: the server's sender reports put the composite on the agent's
+        # capture clock and it answers the browser's round-trip reports, so the customer's page
+        # gets each frame's captureTime; it shows the delay and reports it.
         await expect(customer.get_by_test_id("call-quality")).to_contain_text(re.compile(r"\d+ ms delay"))
         await expect(browsers.locator('[data-stage="customer_glass_to_glass_ms"]')).to_have_text(
             re.compile(r"\d"), timeout=20_000

@@ -18,8 +18,9 @@ const ICE_GATHER_MS = 4000; // send what we have after this, rather than never
 const STATS_MS = 2000; // quality indicator refresh
 const REPORT_EVERY = 3; // media_stats every third stats round (6 s)
 const REPORTED = ["jitter_buffer_ms", "decode_ms", "frames_dropped", "freeze_count", "fps", "packets_lost", "jitter_ms", "rtt_ms", "glass_to_glass_ms"];
-// The capture time of each frame rides in this RTP header extension: with it, Chromium's
-// requestVideoFrameCallback gives `captureTime`, so a page can show true glass-to-glass latency.
+// Each frame's capture time also rides in this RTP header extension (getSynchronizationSources'
+// captureTimestamp). requestVideoFrameCallback's `captureTime` comes from the sender's reports
+// and the round trip (RTCP XR), which the server answers: a true glass-to-glass figure.
 const ABS_CAPTURE_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time";
 const GLASS_SAMPLES = 300; // at most ten seconds of frames between two stats rounds
 
