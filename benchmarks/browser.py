@@ -32,9 +32,7 @@ from typing import Any
 from benchmarks import browser_summary as summary
 from benchmarks.browser_probes import DIRECT_ACCEPT, DIRECT_ANSWER, DIRECT_OFFER, RECEIVE, init_script
 from benchmarks.progress import progress
-from telepresence.app import authority_for
-from telepresence.auth import Claims
-from telepresence.config import Settings
+from telepresence.auth import Claims, TokenAuthority, load_or_create_secret
 from tests.browser.chrome import agent_takes_the_call, chromium, customer_joins, new_page, state
 
 SECRET = "bench-browser-secret-0123456789abcdef"
@@ -68,12 +66,11 @@ def _now_ms() -> float:
 @dataclass
 class Server:
     url: str
-    settings: Settings
+    authority: TokenAuthority  # the server's: it reads the same TELEPRESENCE_SECRET
     pid: int
 
     def token(self, name: str) -> str:
-        claims = Claims(name=name, role="agent", expires_at=time.time() + 3600)
-        return authority_for(self.settings).mint(claims)
+        return self.authority.mint(Claims(name=name, role="agent", expires_at=time.time() + 3600))
 
     def cpu_s(self) -> float:
         """User + system CPU seconds the server process has used."""
@@ -110,8 +107,8 @@ async def telepresence_server() -> AsyncIterator[Server]:
                 await asyncio.sleep(0.05)
             else:
                 raise RuntimeError("the server did not listen within 15 s")
-            settings = Settings.load(env={}, state_dir=Path(state_dir), secret=SECRET)
-            yield Server(f"http://127.0.0.1:{port}", settings, process.pid)
+            authority = TokenAuthority(load_or_create_secret(SECRET, Path(state_dir) / "secret"))
+            yield Server(f"http://127.0.0.1:{port}", authority, process.pid)
         finally:
             process.terminate()
             try:

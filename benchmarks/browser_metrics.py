@@ -97,13 +97,15 @@ class Presented:
     height: int
     receive_ms: float | None = None  # metadata.receiveTime (last packet), as wall time
     same: bool = True  # the pixels read are the callback's frame (not a newer one)
+    capture_ms: float | None = None  # metadata.captureTime (RTP abs-capture-time), as wall time
 
     @classmethod
     def from_record(cls, record: Sequence[Any]) -> Presented:
-        """From the page's ``[cells, luma, display, width, height, receive, same]`` row."""
-        cells, luma, display, width, height, receive, same = record[:7]
+        """From the page's ``[cells, luma, display, width, height, receive, same, capture]`` row."""
+        cells, luma, display, width, height, receive, same, capture = record[:8]
+        frame_id = decode_cells(cells)
         return cls(
-            decode_cells(cells), float(luma), float(display), int(width), int(height), receive, bool(same)
+            frame_id, float(luma), float(display), int(width), int(height), receive, bool(same), capture
         )
 
 
@@ -113,6 +115,8 @@ class VideoWindow:
 
     latencies: list[float] = field(default_factory=list)
     received: list[float] = field(default_factory=list)  # capture -> last packet received
+    # Display - captureTime (abs-capture-time), when the sender set it: Chromium's own glass-to-glass.
+    by_capture_time: list[float] = field(default_factory=list)
     presented: int = 0
     repeated: int = 0  # a presented frame showing the previous one's stamp (a freeze)
     unreadable: int = 0  # no stamp read (or one not sent)
@@ -142,6 +146,8 @@ def video_window(
                 window.latencies.append(frame.display_ms - captured[frame.frame_id])  # type: ignore[index]
                 if frame.receive_ms is not None:
                     window.received.append(frame.receive_ms - captured[frame.frame_id])  # type: ignore[index]
+                if frame.capture_ms is not None:
+                    window.by_capture_time.append(frame.display_ms - frame.capture_ms)
         if known:
             seen.add(frame.frame_id)  # type: ignore[arg-type]
             previous = frame.frame_id

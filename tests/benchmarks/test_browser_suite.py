@@ -153,6 +153,7 @@ def presented(frame_id, display, *, luma=60.0, same=True, cells=None):
         720,
         None,
         same,
+        None,
     )
 
 
@@ -232,7 +233,16 @@ def fake_call(*, video_ms=50.0, voice_ms=120.0, seconds=8, t0=1_000_000.0) -> di
     flashes = [[i, t] for i, t in frames if i % 30 == 0]
     beeps = [[t + 2.0, t + 40.0] for _, t in flashes]
     shown = [
-        [cells_of(i), 250 if m.is_flash_id(i) else 60, t + video_ms, 1280, 720, t + video_ms - 30, True]
+        [
+            cells_of(i),
+            250 if m.is_flash_id(i) else 60,
+            t + video_ms,
+            1280,
+            720,
+            t + video_ms - 30,
+            True,
+            t + 5,
+        ]
         for i, t in frames
     ]
     shown.insert(100, shown[99])  # one freeze, inside the quiet window
@@ -274,6 +284,7 @@ def test_a_call_becomes_its_figures():
     assert figures["voice_ms"] == 120.0 and figures["beeps"] == 3
     assert figures["av_offset_ms"] == 70.0 and figures["capture_skew_ms"] == 2.0
     assert figures["receive_p50_ms"] == 20.0
+    assert figures["capture_time_p50_ms"] == 45.0  # captureTime 5 ms after the stamp's
     assert figures["jitter_buffer_ms"] == 20.0 and figures["audio_jitter_buffer_ms"] == 60.0
     assert figures["bwe_2mbps_s"] == 2.75  # 300 kbps + 200 kbps every 250 ms, connected 500 ms before t0
     assert figures["agent_720p_s"] == 3.5
