@@ -23,10 +23,12 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 
+import av
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.rtp import RtcpSrPacket, RtpPacket
 
 from media import aiortc_internals as internals
+from media.receipt import LatencyReceipt
 
 NTP_TO_UNIX = 2_208_988_800
 RTP_MODULO = 1 << 32
@@ -97,6 +99,53 @@ class CaptureTimes:
 
     def clear(self) -> None:
         self._times.clear()
+
+
+FrameTime = Callable[[av.VideoFrame], float | None]
+
+
+class CompositeTimes:
+    """When each composite's picture was captured (for the one clock) and when the first packet
+    of its primary input's frame reached the server (for the receipt's ``server`` stage).
+
+    An input with a capture clock (the agent's camera: its sender's reports) gives its own
+    frames' capture times; one without (the avatar, drawn here) counts as captured when composed.
+    """
+
+    def __init__(self, receipt: LatencyReceipt) -> None:
+        self.receipt = receipt
+        self.capture_clocks: dict[str, FrameTime] = {}  # input -> capture time (Unix seconds)
+        self.arrival_clocks: dict[str, FrameTime] = {}  # input -> first packet in (monotonic)
+        self.capture_times = CaptureTimes()
+        self.arrival_times = CaptureTimes()
+        self._fresh: tuple[float, float] | None = None  # (capture time, composed at)
+
+    def note(self, pts: int, primary: str, fresh: av.VideoFrame | None, now: float) -> None:
+        """The composite ``pts`` shows ``primary``'s frame ``fresh`` (None: a repeat of its last)."""
+        clock = self.capture_clocks.get(primary)
+        if clock is None:
+            self._fresh = (time.time(), now)
+        elif fresh is not None:
+            captured = clock(fresh)
+            self._fresh = (captured, now) if captured is not None else None
+        if self._fresh is not None:
+            # A repeat counts as captured that much later, so the reports stay on one line.
+            captured, composed = self._fresh
+            self.capture_times.note(pts, captured + (now - composed))
+        arrival = self.arrival_clocks.get(primary)
+        if fresh is not None and arrival is not None and (arrived := arrival(fresh)) is not None:
+            self.arrival_times.note(pts, arrived)
+
+    def frame_sent(self, timestamp: int) -> None:
+        """A sender sent this composite's last packet: the server's share, first packet in to out."""
+        arrived = self.arrival_times(timestamp)
+        if arrived is not None:
+            self.receipt.record("server", (time.monotonic() - arrived) * 1000)
+
+    def clear(self) -> None:
+        for times in (self.capture_clocks, self.arrival_clocks, self.capture_times, self.arrival_times):
+            times.clear()
+        self._fresh = None
 
 
 class _SenderTimeline:

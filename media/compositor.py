@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from media.capture_clock import CaptureTimes
+from media.capture_clock import CompositeTimes
 from media.layout import AGENT, AVATAR, LAYOUTS, SCREEN, Rect, Size, Tile, compute_layout, parse_size
 from media.placeholder import render_placeholder
 from media.receipt import LatencyReceipt
@@ -158,15 +158,8 @@ class CompositorTrack(MediaStreamTrack):
         self._last_pts = -1
         self.frames = 0
         self.clock_frames = 0
-        # Capture time (Unix seconds) of an input's frame, where its sender says (media.capture_clock);
-        # an input without one (the avatar, drawn here) counts as captured when composed.
-        self.capture_clocks: dict[str, Callable[[av.VideoFrame], float | None]] = {}
-        self.capture_times = CaptureTimes()
-        # When the first packet of an input's frame reached the server (monotonic seconds), where known:
-        # the receipt's "server" stage runs from there to the composite's last packet out.
-        self.arrival_clocks: dict[str, Callable[[av.VideoFrame], float | None]] = {}
-        self.arrival_times = CaptureTimes()
-        self._fresh_capture: tuple[float, float] | None = None  # (capture time, composed at)
+        # When each composite's picture was captured, and its first packet came (media.capture_clock).
+        self.times = CompositeTimes(self.receipt)
 
     # -- inputs and layout -------------------------------------------------
 
@@ -208,8 +201,7 @@ class CompositorTrack(MediaStreamTrack):
         for cache in (self._cache, self._converted, self._scratch, self._placeholders):
             cache.clear()
         self._pool.clear()
-        for times in (self.capture_clocks, self.capture_times, self.arrival_clocks, self.arrival_times):
-            times.clear()
+        self.times.clear()
         self._last_output = self._fade_from = None
 
     @property
@@ -328,37 +320,12 @@ class CompositorTrack(MediaStreamTrack):
 
         frame.pts = self._next_pts(now)
         frame.time_base = VIDEO_TIME_BASE
-        self._note_capture_time(frame.pts, latest.frame if fresh and latest is not None else None, now)
-        if fresh and latest is not None and (arrival_clock := self.arrival_clocks.get(self.primary)):
-            if (arrived := arrival_clock(latest.frame)) is not None:
-                self.arrival_times.note(frame.pts, arrived)
+        self.times.note(frame.pts, self.primary, latest.frame if fresh and latest is not None else None, now)
         self.frames += 1
         if self._stalled:
             self.clock_frames += 1
         self.receipt.record("compose", (time.perf_counter() - started) * 1000)
         return frame
-
-    def frame_sent(self, timestamp: int) -> None:
-        """A sender sent this composite's last packet: the server's share, from first packet in to out."""
-        arrived = self.arrival_times(timestamp)
-        if arrived is not None:
-            self.receipt.record("server", (time.monotonic() - arrived) * 1000)
-
-    def _note_capture_time(self, pts: int, fresh: av.VideoFrame | None, now: float) -> None:
-        """Remember when this output's picture was captured, for the sender reports' one clock.
-
-        A repeat of the primary's last frame (the clock took over) counts as captured that
-        much later, so the timestamps the sender reports stay on one line with the capture clock.
-        """
-        clock = self.capture_clocks.get(self.primary)
-        if clock is None:
-            self._fresh_capture = (time.time(), now)
-        elif fresh is not None:
-            captured = clock(fresh)
-            self._fresh_capture = (captured, now) if captured is not None else None
-        if self._fresh_capture is not None:
-            captured, composed = self._fresh_capture
-            self.capture_times.note(pts, captured + (now - composed))
 
     def _free_buffer(self) -> np.ndarray:
         """An output buffer no live frame uses: recycled, because a fresh 1.4 MB allocation per

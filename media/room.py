@@ -244,8 +244,8 @@ class Room:
             timestamp = rtp_timestamp(frame)
             return None if timestamp is None else arrivals(timestamp)
 
-        self.compositor.capture_clocks[AGENT] = capture_time
-        self.compositor.arrival_clocks[AGENT] = arrival_time
+        self.compositor.times.capture_clocks[AGENT] = capture_time
+        self.compositor.times.arrival_clocks[AGENT] = arrival_time
 
     def _send(self, transceiver: RTCRtpTransceiver, track: MediaStreamTrack, role: Role) -> None:
         transceiver.sender.replaceTrack(track)
@@ -256,10 +256,9 @@ class Room:
             receipt = self.compositor.receipt if role == "customer" else None
             tune_video_sender(transceiver.sender, self.bitrate, receipt)
             if not isinstance(track, SlotTrack):
-                sent = self.compositor.frame_sent if role == "customer" else None
-                align_sender_reports(
-                    transceiver.sender, 90000, self.compositor.capture_times, sent, stamp_leaving=True
-                )
+                times = self.compositor.times
+                sent = times.frame_sent if role == "customer" else None
+                align_sender_reports(transceiver.sender, 90000, times.capture_times, sent, stamp_leaving=True)
         self._outgoing[role].append(track)
 
     # ---------------------------------------------------------------- closing
