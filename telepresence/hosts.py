@@ -24,13 +24,14 @@ from aiortc import (
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
+from media.answer import receive_offer
 from media.avatar.controller import AvatarController
 from media.avatar.drivers.face import FaceDriver
 from media.avatar.drivers.script import AvatarEvent, ScriptError
 from media.avatar.spec import AvatarSpec, SpecError, load_spec, loads_spec, shipped_looks
 from media.avatar.track import AvatarTrack
+from media.congestion import FeedbackSender
 from media.peers import tune_video_sender
-from media.answer import receive_offer
 from media.sections import position_of_kind
 from telepresence.protocol import ProtocolError
 
@@ -71,6 +72,7 @@ class Host:
         self._own: list[MediaStreamTrack] = []  # the studio previews
         self._ice_servers = ice_servers
         self._studio: RTCPeerConnection | None = None
+        self._feedback: FeedbackSender | None = None
         self._listeners: list[Listener] = []
         self.track.controller.subscribe(self._on_event)
         self._ticker = asyncio.get_running_loop().create_task(self._tick(), name=f"{host_id} ticker")
@@ -170,10 +172,16 @@ class Host:
         camera.direction = "sendrecv"
         tune_video_sender(camera.sender)
         await pc.setLocalDescription(await pc.createAnswer())
+        # The answer agreed to transport-cc where the studio's browser offered it: feedback is owed.
+        self._feedback = FeedbackSender(pc, "studio")
+        self._feedback.start()
         return pc.localDescription.sdp
 
     async def _close_studio(self) -> None:
         pc, self._studio = self._studio, None
+        feedback, self._feedback = self._feedback, None
+        if feedback is not None:
+            await feedback.stop()
         await self.face.stop()
         await self.controller.voice.stop()
         if pc is not None:
