@@ -96,7 +96,7 @@ async def telepresence_server() -> AsyncIterator[Server]:
         port = _free_port()
         process = _spawn_server(port, Path(state_dir))
         try:
-            for _ in range(300):
+            for _ in range(1200):  # 60 s: the import alone can take a while on a busy machine
                 with contextlib.suppress(OSError):
                     _, writer = await asyncio.open_connection("127.0.0.1", port)
                     writer.close()
@@ -106,7 +106,8 @@ async def telepresence_server() -> AsyncIterator[Server]:
                     raise RuntimeError(f"the server exited: {log}")
                 await asyncio.sleep(0.05)
             else:
-                raise RuntimeError("the server did not listen within 15 s")
+                log = (Path(state_dir) / "server.log").read_text()
+                raise RuntimeError(f"the server did not listen within 60 s: {log[-2000:]}")
             authority = TokenAuthority(load_or_create_secret(SECRET, Path(state_dir) / "secret"))
             yield Server(f"http://127.0.0.1:{port}", authority, process.pid)
         finally:
