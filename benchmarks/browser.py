@@ -30,7 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import browser_summary as summary
-from benchmarks.browser_probes import DIRECT_ACCEPT, DIRECT_ANSWER, DIRECT_OFFER, RECEIVE, init_script
+from benchmarks.browser_probes import (
+    DIRECT_ACCEPT,
+    DIRECT_ANSWER,
+    DIRECT_OFFER,
+    RECEIPT,
+    RECEIVE,
+    init_script,
+)
 from benchmarks.progress import progress
 from telepresence.auth import Claims, TokenAuthority, load_or_create_secret
 from tests.browser.chrome import agent_takes_the_call, chromium, customer_joins, new_page, state
@@ -152,6 +159,7 @@ async def _windows(sender, receiver, plan: Plan, label: str, server: Server | No
     await asyncio.sleep(max(0.0, (start - _now_ms()) / 1000))
     marks: dict[str, float] = {}
     cpu: dict[str, float] = {}
+    receipts: dict[str, Any] = {}
 
     async def window(name: str) -> None:
         marks[f"{name}_t0"] = _now_ms()
@@ -160,7 +168,9 @@ async def _windows(sender, receiver, plan: Plan, label: str, server: Server | No
             await asyncio.sleep(0.25)
         marks[f"{name}_t1"] = _now_ms()
         if server:
-            cpu[name] = (server.cpu_s() - cpu_before) / plan.window_s * 100
+            seconds = (marks[f"{name}_t1"] - marks[f"{name}_t0"]) / 1000
+            cpu[name] = (server.cpu_s() - cpu_before) / seconds * 100
+            receipts[name] = await sender.evaluate(RECEIPT)
 
     load = os.getloadavg()[0]
     await window("quiet")
@@ -170,7 +180,14 @@ async def _windows(sender, receiver, plan: Plan, label: str, server: Server | No
         await window("loaded")
     sent = await sender.evaluate("() => window.__bench.collect()")
     received = await receiver.evaluate("() => window.__bench.collect()")
-    return {"sent": sent, "received": received, "marks": marks, "server_cpu_pct": cpu, "load_avg": load_avg}
+    return {
+        "sent": sent,
+        "received": received,
+        "marks": marks,
+        "server_cpu_pct": cpu,
+        "load_avg": load_avg,
+        "receipt": receipts,
+    }
 
 
 async def server_call(agents, customers, plan: Plan) -> dict[str, Any]:

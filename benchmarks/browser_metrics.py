@@ -240,6 +240,14 @@ def value_at(samples: Sequence[dict[str, Any]], t: float, get: Callable[[dict[st
     return value
 
 
+def rate(samples: Sequence[dict[str, Any]], t0: float, t1: float, get: Callable[[dict[str, Any]], Any]):
+    """Per second, how much a cumulative counter grew over ``[t0, t1]`` (None without two readings)."""
+    rows = [(s["t"], get(s)) for s in samples if t0 <= s["t"] <= t1 and get(s) is not None]
+    if len(rows) < 2 or rows[-1][0] <= rows[0][0]:
+        return None
+    return (rows[-1][1] - rows[0][1]) / (rows[-1][0] - rows[0][0]) * 1000
+
+
 def share(
     samples: Sequence[dict[str, Any]], t0: float, t1: float, get: Callable[[dict[str, Any]], Any]
 ) -> dict:

@@ -401,3 +401,12 @@ RECEIVE = """async () => {
   if (track) await window.__bench.tapAudio(track);
   return Boolean(track);
 }"""
+
+# The agent console's live latency receipt (the server's own view of the call): stage -> cells.
+RECEIPT = """() => {
+  const rows = [...document.querySelectorAll('[data-testid="receipt"] tbody tr')];
+  const cells = (row) => [...row.querySelectorAll("td")].map((td) => td.textContent);
+  const total = document.querySelector('[data-testid="receipt-total"]');
+  const stages = Object.fromEntries(rows.map((row) => [row.dataset.stage, cells(row)]));
+  return { stages, total: total ? total.textContent : null };
+}"""

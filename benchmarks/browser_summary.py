@@ -78,6 +78,7 @@ def analyse(call: dict[str, Any]) -> dict[str, Any]:
         "p95_ms": _round(m.percentile(quiet.latencies, 95)),
         "frames": len(quiet.latencies),
         "fps_shown": _round(len(quiet.latencies) / (q1 - q0) * 1000),
+        "fps_decoded": _round(m.rate(rx, q0, q1, lambda s: (s.get("vin") or {}).get("frames"))),
         "receive_p50_ms": _round(m.percentile(quiet.received, 50)),
         "capture_time_p50_ms": _round(m.percentile(quiet.by_capture_time, 50)),
         "presented": quiet.presented,
@@ -118,6 +119,7 @@ def analyse(call: dict[str, Any]) -> dict[str, Any]:
         "server_cpu_pct": {k: round(v, 1) for k, v in call.get("server_cpu_pct", {}).items()},
         "errors": sorted(set(received["errors"] + sent["errors"] + call.get("page_errors", []))),
         "load_avg": call.get("load_avg"),
+        "receipt": (call.get("receipt") or {}).get("quiet"),
     }
 
 

@@ -211,6 +211,8 @@ def test_getstats_series():
     assert m.first_reach(rows, -500.0, m.is_720p, 1500.0) is None  # not before `until`
     assert m.first_reach(rows, None, m.is_720p, 3000.0) is None  # never connected
     assert m.value_at(rows, 3500.0, m.bwe_kbps) == 2100.0  # the last known value
+    assert m.rate(rows, 0.0, 3000.0, lambda s: s["vin"]["jbe"]) == 30.0  # 90 frames in 3 s
+    assert m.rate(rows, 0.0, 500.0, lambda s: s["vin"]["jbe"]) is None
     assert m.share(rows, 1000.0, 3000.0, m.is_720p) == {"False": 0.333, "True": 0.667}
     assert m.one_stream(["a=msid:abc t1\r", "a=msid:abc t2\r"])
     assert not m.one_stream(["a=msid:abc t1", "a=msid:def t2"])
