@@ -30,14 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import browser_summary as summary
-from benchmarks.browser_probes import (
-    DIRECT_ACCEPT,
-    DIRECT_ANSWER,
-    DIRECT_OFFER,
-    RECEIPT,
-    RECEIVE,
-    init_script,
-)
+from benchmarks.browser_probes import init_script
 from benchmarks.progress import progress
 from telepresence.auth import Claims, TokenAuthority, load_or_create_secret
 from tests.browser.chrome import agent_takes_the_call, chromium, customer_joins, new_page, state
@@ -46,6 +39,81 @@ SECRET = "bench-browser-secret-0123456789abcdef"
 VIEWPORT = {"width": 1280, "height": 800}
 BOTH = ["camera", "microphone"]
 DIRECT_PAGE = "http://127.0.0.1:9/direct"  # answered by page.route, never by the network
+
+
+# A direct call, no server: the sending page offers, the receiving page answers (through
+# Python), each sending a microphone and a camera, with the web client's connection settings
+# (max-bundle, no ICE servers, ICE gathered before the description goes out).
+DIRECT_OFFER = """async (codec) => {
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+  const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", iceServers: [] });
+  // One stream for both, as an app's addTrack(track, stream) does: the receiver syncs them.
+  pc.addTransceiver(stream.getAudioTracks()[0], { direction: "sendrecv", streams: [stream] });
+  const video = pc.addTransceiver(stream.getVideoTracks()[0], { direction: "sendrecv", streams: [stream] });
+  if (codec) {
+    const [mime, fmtp] = [codec.split(" ")[0].toLowerCase(), codec.split(" ")[1] || ""];
+    const all = RTCRtpReceiver.getCapabilities("video").codecs;
+    const rank = (c) => (c.mimeType.toLowerCase() !== mime ? 2 : (c.sdpFmtpLine || "") === fmtp ? 0 : 1);
+    video.setCodecPreferences([...all].sort((a, b) => rank(a) - rank(b)));
+  }
+  await pc.setLocalDescription();
+  await new Promise((resolve) => {
+    if (pc.iceGatheringState === "complete") return resolve();
+    pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && resolve());
+  });
+  window.__directPc = pc;
+  return pc.localDescription.sdp;
+}"""
+
+DIRECT_ANSWER = """async (offer) => {
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+  const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", iceServers: [] });
+  const video = document.createElement("video");
+  const audio = document.createElement("audio");
+  video.muted = video.autoplay = video.playsInline = audio.autoplay = true;
+  video.style.width = "640px";
+  video.dataset.testid = "remote-video";
+  audio.dataset.testid = "remote-audio";
+  document.body.append(video, audio);
+  pc.addEventListener("track", ({ track }) => {
+    const element = track.kind === "video" ? video : audio;
+    element.srcObject = new MediaStream([track]);
+    element.play().catch(() => {});
+  });
+  await pc.setRemoteDescription({ type: "offer", sdp: offer });
+  const [mic, camera] = pc.getTransceivers();
+  await mic.sender.replaceTrack(stream.getAudioTracks()[0]);
+  await camera.sender.replaceTrack(stream.getVideoTracks()[0]);
+  mic.direction = camera.direction = "sendrecv";
+  await pc.setLocalDescription();
+  await new Promise((resolve) => {
+    if (pc.iceGatheringState === "complete") return resolve();
+    pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && resolve());
+  });
+  return pc.localDescription.sdp;
+}"""
+
+DIRECT_ACCEPT = "async (answer) => window.__directPc.setRemoteDescription({ type: 'answer', sdp: answer })"
+
+# Start the receiving probes once the <video> and <audio> carry the call (either path).
+RECEIVE = """async () => {
+  const video = document.querySelector('[data-testid="remote-video"]');
+  const audio = document.querySelector('[data-testid="remote-audio"]');
+  window.__bench.pollStats();
+  window.__bench.watchVideo(video);
+  const track = audio.srcObject && audio.srcObject.getAudioTracks()[0];
+  if (track) await window.__bench.tapAudio(track);
+  return Boolean(track);
+}"""
+
+# The agent console's live latency receipt (the server's own view of the call): stage -> cells.
+RECEIPT = """() => {
+  const rows = [...document.querySelectorAll('[data-testid="receipt"] tbody tr')];
+  const cells = (row) => [...row.querySelectorAll("td")].map((td) => td.textContent);
+  const total = document.querySelector('[data-testid="receipt-total"]');
+  const stages = Object.fromEntries(rows.map((row) => [row.dataset.stage, cells(row)]));
+  return { stages, total: total ? total.textContent : null };
+}"""
 
 
 @dataclass(frozen=True)
