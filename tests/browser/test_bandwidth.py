@@ -6,21 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
-from tests.browser.chrome import CHROMIUM
-
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install -y chromium)",
-        allow_module_level=True,
-    )
-pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
-
-from media.room import Room  # noqa: E402
-from tests.browser.chrome import chromium, new_page  # noqa: E402
-
-pytestmark = pytest.mark.browser
+from media.room import Room
+from tests.browser.chrome import chromium, new_page
 
 # The agent console's MediaSession with Chromium's fake camera (1280x720) and microphone;
 # the offer is caught instead of sent, the test's room answers it.

@@ -18,22 +18,11 @@ import threading
 from pathlib import Path
 from unittest import mock
 
-import pytest
+from playwright.async_api import expect
 
-from tests.browser.chrome import CHROMIUM
-
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install -y chromium)",
-        allow_module_level=True,
-    )
-pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
-
-from playwright.async_api import expect  # noqa: E402
-
-from media.layout import AGENT, SCREEN, SIZES, compute_layout  # noqa: E402
-from tests import conftest  # noqa: E402
-from tests.browser.chrome import (  # noqa: E402
+from media.layout import AGENT, SCREEN, SIZES, compute_layout
+from tests import conftest
+from tests.browser.chrome import (
     SCREENSHOTS,
     agent_takes_the_call,
     chromium,
@@ -46,9 +35,7 @@ from tests.browser.chrome import (  # noqa: E402
     until_colours,
     write_card,
 )
-from tests.conftest import free_port, run_server  # noqa: E402
-
-pytestmark = pytest.mark.browser
+from tests.conftest import free_port, run_server
 
 SIZE = SIZES["360p"]
 CALL_SETTINGS = {"video_size": "360p", "wrap_up_s": 0, "offer_timeout_s": 30, "rejoin_grace_s": 20}

@@ -12,28 +12,15 @@ from __future__ import annotations
 import contextlib
 import json
 
-import pytest
 import websockets
+from playwright.async_api import Page, WebSocket, expect
 
-from tests.browser.chrome import CHROMIUM
-
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install -y chromium)",
-        allow_module_level=True,
-    )
-pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
-
-from playwright.async_api import Page, WebSocket, expect  # noqa: E402
-
-from media.browser import BrowserPeer  # noqa: E402
-from media.layout import SIZES  # noqa: E402
-from media.sources import TestCardTrack  # noqa: E402
-from tests.browser.chrome import SCREENSHOTS, chromium, is_red, new_page, playing, sample, until_colours  # noqa: E402
-from tests.calls.test_media_calls import RED, signalling  # noqa: E402
-from tests.conftest import Client, run_server  # noqa: E402
-
-pytestmark = pytest.mark.browser
+from media.browser import BrowserPeer
+from media.layout import SIZES
+from media.sources import TestCardTrack
+from tests.browser.chrome import SCREENSHOTS, chromium, is_red, new_page, playing, sample, until_colours
+from tests.calls.test_media_calls import RED, signalling
+from tests.conftest import Client, run_server
 
 SIZE = SIZES["360p"]
 SETTINGS = {"greeter_look": "aurora", "video_size": "360p", "wrap_up_s": 0, "offer_timeout_s": 30}

@@ -14,21 +14,10 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install -y chromium)",
-        allow_module_level=True,
-    )
-async_api = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
-
-from playwright.async_api import Browser, Page, async_playwright, expect  # noqa: E402
-
-from tests.conftest import run_server  # noqa: E402
-
-pytestmark = pytest.mark.browser
+from tests.browser.chrome import CHROMIUM
+from tests.conftest import run_server
 
 LAUNCH_ARGS = [
     "--no-sandbox",

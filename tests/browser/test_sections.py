@@ -3,22 +3,9 @@ lists them: the kinds in order, the directions with and without tracks."""
 
 from __future__ import annotations
 
-import pytest
-
-from tests.browser.chrome import CHROMIUM
-
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install -y chromium)",
-        allow_module_level=True,
-    )
-pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
-
-from media.sections import ROLES, SECTIONS  # noqa: E402
-from tests.browser.chrome import chromium, new_page  # noqa: E402
-from tests.media.test_sections import offered  # noqa: E402
-
-pytestmark = pytest.mark.browser
+from media.sections import ROLES, SECTIONS
+from tests.browser.chrome import chromium, new_page
+from tests.media.test_sections import offered
 
 # Build a MediaSession for a role, with the fake devices' tracks on every section that sends
 # (or none), and catch the offer it sends.

@@ -21,32 +21,19 @@ import re
 import tomllib
 from pathlib import Path
 
+import cv2
 import numpy as np
-import pytest
 import websockets
+from aiortc import RTCSessionDescription
+from playwright.async_api import Page, expect
+from skimage import data
 
-from tests.browser.chrome import CHROMIUM
-
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install -y chromium)",
-        allow_module_level=True,
-    )
-pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
-
-import cv2  # noqa: E402
-from aiortc import RTCSessionDescription  # noqa: E402
-from playwright.async_api import Page, expect  # noqa: E402
-from skimage import data  # noqa: E402
-
-from media.avatar.spec import load_spec, shipped_looks  # noqa: E402
-from media.browser import BrowserPeer, ToneTrack  # noqa: E402
-from media.layout import AGENT, SIZES, compute_layout  # noqa: E402
-from media.sources import TestCardTrack  # noqa: E402
-from tests.browser.chrome import SCREENSHOTS, chromium, is_red, new_page, playing, sample, until_colours  # noqa: E402
-from tests.conftest import Client, run_server  # noqa: E402
-
-pytestmark = pytest.mark.browser
+from media.avatar.spec import load_spec, shipped_looks
+from media.browser import BrowserPeer, ToneTrack
+from media.layout import AGENT, SIZES, compute_layout
+from media.sources import TestCardTrack
+from tests.browser.chrome import SCREENSHOTS, chromium, is_red, new_page, playing, sample, until_colours
+from tests.conftest import Client, run_server
 
 WEB = Path(__file__).resolve().parents[2] / "web_client"
 SIZE = SIZES["360p"]
