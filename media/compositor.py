@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
 BACKGROUND_YUV = (28, 136, 124)  # a dark slate, not black: letterbox bars and empty areas
 STALL_INTERVALS = 2.0  # the primary is stalled after this many frame intervals without a frame
+MAX_PATIENCE_S = 0.25  # ... or after twice its own recent interval, but never longer than this
 PLACEHOLDER_VERSION = -1
 POOL_SIZE = 8  # output buffers kept for reuse; frames in flight beyond that get fresh ones
 
@@ -154,6 +155,8 @@ class CompositorTrack(MediaStreamTrack):
         self._primary_seen = 0
         self._stalled = False
         self._last_emit: float | None = None
+        self._last_fresh: float | None = None  # when a frame with a new primary picture went out
+        self._primary_interval = 1 / fps  # the primary's recent frame interval, smoothed
         self._start: float | None = None
         self._last_pts = -1
         self.frames = 0
@@ -233,6 +236,7 @@ class CompositorTrack(MediaStreamTrack):
         logger.info("layout %s -> %s", self._layout, name)
         self._layout = name
         self._primary_seen = 0  # a different primary: its current frame is new to us
+        self._primary_interval = 1 / self.fps  # ... and its cadence is yet to be learnt
         if self.fade_s > 0 and self._last_output is not None:
             self._fade_from = self._last_output
             self._fade_start = self._clock()
@@ -246,12 +250,17 @@ class CompositorTrack(MediaStreamTrack):
         interval = 1 / self.fps
         loop = asyncio.get_running_loop()
         now = loop.time()
-        if self._last_emit is not None:
-            # Never faster than twice the nominal rate, whatever an input sends.
-            early = self._last_emit + interval / 2 - now
+        if self._last_fresh is not None:
+            # Never faster than twice the nominal rate, whatever an input sends. Only after a
+            # fresh frame: a camera frame that comes just after a repeat goes out at once.
+            early = self._last_fresh + interval / 2 - now
             if early > 0:
                 await asyncio.sleep(early)
-        wait = interval if self._stalled else interval * STALL_INTERVALS
+        # Stalled: the primary sent nothing for STALL_INTERVALS frame intervals, or for twice
+        # its own recent interval (a camera sending 10 fps is slow, not stalled: repeats of its
+        # frames in between would only cost encodes, bits and jitter).
+        patience = max(interval * STALL_INTERVALS, min(2 * self._primary_interval, MAX_PATIENCE_S))
+        wait = interval if self._stalled else patience
         deadline = (self._last_emit if self._last_emit is not None else now) + wait
         primary = self.slots.get(self.primary)
         if primary is not None:
@@ -268,6 +277,11 @@ class CompositorTrack(MediaStreamTrack):
         self._stalled = not fresh
         frame = self.compose()
         self._last_emit = loop.time()
+        if fresh:
+            if self._last_fresh is not None:
+                gap = min(self._last_emit - self._last_fresh, MAX_PATIENCE_S)
+                self._primary_interval += (gap - self._primary_interval) / 8  # a smoothed cadence
+            self._last_fresh = self._last_emit
         return frame
 
     # -- composing ---------------------------------------------------------

@@ -247,3 +247,29 @@ async def test_attach_detach_and_close_own_the_drains():
     assert not [t for t in asyncio.all_tasks() if "drain" in t.get_name() and not t.done()]
     with pytest.raises(MediaStreamError):
         await comp.recv()
+
+
+async def test_a_slow_camera_is_followed_not_padded_with_repeats():
+    comp = CompositorTrack(size="360p", layout="agent", fps=30)
+    agent = comp.slot(AGENT)
+    sent = asyncio.Event()
+
+    async def camera_at_8_fps():
+        for n in range(30):
+            agent.put(flat((60 + n, 128, 128), 640, 360))
+            sent.set()
+            await asyncio.sleep(0.125)
+
+    feeding = asyncio.ensure_future(camera_at_8_fps())
+    try:
+        await sent.wait()
+        for _ in range(20):  # the compositor learns the camera's cadence
+            await asyncio.wait_for(comp.recv(), 1)
+        repeats_before = comp.clock_frames
+        for _ in range(8):
+            await asyncio.wait_for(comp.recv(), 1)
+        assert comp.clock_frames == repeats_before  # one composite per camera frame, no padding
+    finally:
+        feeding.cancel()
+        await asyncio.wait({feeding})
+        comp.stop()
