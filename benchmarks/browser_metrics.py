@@ -97,7 +97,7 @@ class Presented:
     height: int
     receive_ms: float | None = None  # metadata.receiveTime (last packet), as wall time
     same: bool = True  # the pixels read are the callback's frame (not a newer one)
-    capture_ms: float | None = None  # metadata.captureTime (RTP abs-capture-time), as wall time
+    capture_ms: float | None = None  # metadata.captureTime (sender reports + round trip), as wall time
 
     @classmethod
     def from_record(cls, record: Sequence[Any]) -> Presented:
@@ -115,7 +115,7 @@ class VideoWindow:
 
     latencies: list[float] = field(default_factory=list)
     received: list[float] = field(default_factory=list)  # capture -> last packet received
-    # Display - captureTime (abs-capture-time), when the sender set it: Chromium's own glass-to-glass.
+    # Display - captureTime, where Chromium can map the sender's reports: its own glass-to-glass.
     by_capture_time: list[float] = field(default_factory=list)
     presented: int = 0
     repeated: int = 0  # a presented frame showing the previous one's stamp (a freeze)
