@@ -47,6 +47,8 @@ PRIVATE_METHODS: tuple[tuple[type, str], ...] = (
     (RTCRtpSender, "_next_encoded_frame"),
     (RTCRtpSender, "_send_rtcp"),
     (RTCRtpReceiver, "_handle_rtp_packet"),
+    (RTCRtpReceiver, "_send_rtcp_pli"),
+    (RTCRtpSender, "_send_keyframe"),
     (RTCRtpReceiver, "_handle_rtcp_packet"),
     (RTCDtlsTransport, "_send_rtp"),
     (RTCDtlsTransport, "_handle_rtcp_data"),
@@ -113,6 +115,11 @@ def stop_decoding(receiver: RTCRtpReceiver) -> None:
     replace_jitter_buffer(receiver, _NoFrames(capacity=16))
 
 
+async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
+    """Ask the sender of ``media_ssrc`` for a keyframe (RTCP picture loss indication)."""
+    await receiver._send_rtcp_pli(media_ssrc)  # type: ignore[attr-defined]
+
+
 def first_rtp_timestamp(receiver: RTCRtpReceiver) -> int | None:
     """The RTP timestamp aiortc subtracts from every decoded frame's ``pts`` (its first frame's)."""
     mapper = getattr(receiver, "_RTCRtpReceiver__timestamp_mapper", None)
@@ -147,6 +154,18 @@ def wrap_next_encoded_frame(
     Wrappers stack. The sender keeps the wrapper, so nothing in it may keep the sender.
     """
     _wrap_method(sender, "_next_encoded_frame", wrap)
+
+
+def force_keyframe(sender: RTCRtpSender) -> None:
+    """Make the sender's next encoded frame a keyframe (what a PLI from its receiver does)."""
+    sender._send_keyframe()  # type: ignore[attr-defined]
+
+
+def wrap_keyframe_request(
+    sender: RTCRtpSender, wrap: Callable[[Callable[[], None]], Callable[[], None]]
+) -> None:
+    """Route the sender's "a receiver asked for a keyframe" step through ``wrap(current)``."""
+    _wrap_method(sender, "_send_keyframe", wrap)
 
 
 RtcpSend = Callable[[list[Any]], Awaitable[None]]

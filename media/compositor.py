@@ -223,6 +223,20 @@ class CompositorTrack(MediaStreamTrack):
         return self._layout
 
     @property
+    def shows_only_agent(self) -> bool:
+        """Whether the composite is exactly the agent's camera: its layout alone, at the output's
+        size, no cross-fade (media.passthrough may then forward the camera's own frames)."""
+        slot = self.slots.get(AGENT)
+        latest = slot.latest if slot is not None else None
+        return (
+            self._layout == "agent"
+            and self._fade_from is None
+            and latest is not None
+            and slot.present
+            and (latest.frame.width, latest.frame.height) == (self.size.width, self.size.height)
+        )
+
+    @property
     def primary(self) -> str:
         """The input whose new frames trigger a composite: the avatar in avatar layouts, else the agent."""
         return AVATAR if self._layout.startswith("avatar") else AGENT

@@ -27,7 +27,7 @@ import fractions
 import logging
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import av
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
@@ -35,6 +35,7 @@ from aiortc.codecs.h264 import MAX_FRAME_RATE, H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
 
 from media import aiortc_internals as internals
 from media.bitrate import Bitrate, RateGovernor
@@ -54,6 +55,15 @@ class MarkerJitterBuffer(JitterBuffer):
     The stock scan (release frame N when frame N+1's first packet arrives) stays as the
     fallback, for a sender that never sets the marker bit or a marker packet that was lost.
     """
+
+    # Called with each complete frame, before it goes to the decoder (media.passthrough).
+    on_frame: Callable[[JitterFrame], None] | None = None
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        pli, frame = super().add(packet)
+        if frame is not None and self.on_frame is not None:
+            self.on_frame(frame)
+        return pli, frame
 
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
         frame = self._complete_on_marker()

@@ -49,6 +49,7 @@ from media.congestion import FeedbackSender
 from media.forward import SlotTrack
 from media.heap import release_free_memory
 from media.layout import AGENT, SCREEN
+from media.passthrough import CameraPassthrough
 from media.peers import Bitrate, negotiated_codec, tune_video_sender
 from media.round_trip import ReferenceTimeReplies
 from media.sections import SectionMismatch, match
@@ -92,6 +93,10 @@ class Room:
         self.ice_servers = list(ice_servers)
         self.on_peer_state = on_peer_state
         self.compositor = CompositorTrack(size=size, layout="agent", agent_name=agent_name, fps=fps)
+        times = self.compositor.times
+        self.passthrough = CameraPassthrough(
+            lambda: self.compositor.shows_only_agent, times, label=f"{label} camera"
+        )
         self.customer_camera = FrameSlot("customer_camera", hide_when_ended=True)
         self.customer_screen = FrameSlot("customer_screen", hide_when_ended=True)
         self.to_customer_audio = VoiceRelay(f"{label} agent->customer")
@@ -111,6 +116,11 @@ class Room:
     @property
     def layout(self) -> str:
         return self.compositor.layout
+
+    @property
+    def passthrough_active(self) -> bool:
+        """Whether the customer's video is the agent's camera as it came (media.passthrough)."""
+        return any(getattr(track, "forwarding", False) for track in self._outgoing["customer"])
 
     def set_layout(self, name: str) -> None:
         """Switch the composite's layout (no renegotiation; a short cross-fade)."""
@@ -187,8 +197,10 @@ class Room:
         camera = sections["camera"]
         if camera.receiver.track is not None:
             await self.compositor.attach(AGENT, camera.receiver.track, label=self.label)
-            self._follow_agent_camera(camera.receiver)
+            clock, arrivals = self._follow_agent_camera(camera.receiver)
         self._send(camera, self._relay.subscribe(self.compositor, buffered=False), "agent")
+        if camera.receiver.track is not None:
+            self.passthrough.follow(camera.receiver, negotiated_codec(camera) or "", clock, arrivals)
         screen = sections.get("screen")
         if screen is not None and screen.receiver.track is not None:
             await self.compositor.attach(SCREEN, screen.receiver.track, label=self.label)
@@ -202,7 +214,14 @@ class Room:
     async def _wire_customer(self, sections: dict[str, RTCRtpTransceiver]) -> None:
         """Sections by name (media.sections): mic, camera (gets the composite), optionally screen."""
         self._relay_voice(sections["mic"], self.to_agent_audio, self.to_customer_audio, "customer")
-        self._send(sections["camera"], self._relay.subscribe(self.compositor, buffered=False), "customer")
+        camera = sections["camera"]
+        answer_with_codec_first(camera, self.codec)
+        composite = self._relay.subscribe(self.compositor, buffered=False)
+        self._send(
+            camera,
+            self.passthrough.track(composite, camera.sender, negotiated_codec(camera) or ""),
+            "customer",
+        )
         for name, slot in (("camera", self.customer_camera), ("screen", self.customer_screen)):
             track = sections[name].receiver.track if name in sections else None
             if track is not None:
@@ -217,7 +236,7 @@ class Room:
         self._send(transceiver, hearing.output(), role)
         align_sender_reports(transceiver.sender, OPUS_RATE, hearing.capture_times)
 
-    def _follow_agent_camera(self, receiver: RTCRtpReceiver) -> None:
+    def _follow_agent_camera(self, receiver: RTCRtpReceiver) -> tuple[CaptureClock, CaptureTimes]:
         """Tell the compositor when each camera frame was captured (by the agent's sender reports)
         and when its first packet arrived (for the receipt's server share)."""
         clock = CaptureClock(90000)
@@ -246,6 +265,7 @@ class Room:
 
         self.compositor.times.capture_clocks[AGENT] = capture_time
         self.compositor.times.arrival_clocks[AGENT] = arrival_time
+        return clock, arrivals
 
     def _send(self, transceiver: RTCRtpTransceiver, track: MediaStreamTrack, role: Role) -> None:
         transceiver.sender.replaceTrack(track)

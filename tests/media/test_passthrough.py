@@ -1,0 +1,77 @@
+"""The agent's own frames go to the customer while the composite would be exactly them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from media.browser import BrowserPeer, ToneTrack
+from media.passthrough import is_keyframe
+from media.room import Room
+from media.sources import TestCardTrack
+from media.stamp import read_stamp
+
+
+def test_keyframes_are_told_apart_in_h264_and_vp8():
+    idr = b"\x00\x00\x00\x01\x67\x42" + b"\x00\x00\x00\x01\x68\xce" + b"\x00\x00\x01\x65\x88\x84"
+    slice_ = b"\x00\x00\x00\x01\x41\x9a\x02"
+    assert is_keyframe("H264", idr) and not is_keyframe("H264", slice_)
+    assert not is_keyframe("H264", b"") and not is_keyframe("H264", b"\x00\x00\x01")
+    assert is_keyframe("VP8", b"\x10\x02\x00\x9d\x01\x2a") and not is_keyframe("VP8", b"\x31\x02\x00")
+    assert not is_keyframe("VP8", b"")
+
+
+async def until(predicate, timeout=10.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("codec", ["H264", "VP8"])
+async def test_the_camera_is_forwarded_in_the_agent_layout_and_composited_in_others(codec):
+    room = Room(label="passthrough", size="360p", codec=codec)
+    camera = TestCardTrack(640, 360, fps=30, stamp=True, label="")
+    agent = BrowserPeer.agent(camera=camera, mic=ToneTrack(440))
+    customer = BrowserPeer.customer()
+    try:
+        async with agent, customer:
+            await agent.negotiate(room.answer)
+            await customer.negotiate(room.answer)
+            passthrough = room.passthrough
+            await until(lambda: passthrough.forwarded > 20)
+            # What the customer sees is the agent's camera, stamps and all, at the composite's size.
+            frame = await customer.video(0).next_frame()
+            assert (frame.width, frame.height) == (640, 360)
+            assert read_stamp(frame) is not None
+            # Another layout: back to the composite, with no gap in the picture.
+            room.set_layout("side_by_side")
+            await until(lambda: not room.passthrough_active)
+            forwarded, shown = passthrough.forwarded, customer.video(0).count
+            await until(lambda: customer.video(0).count > shown + 15)
+            assert passthrough.forwarded == forwarded
+            # And forwarding again once the agent is alone again (after the cross-fade).
+            room.set_layout("agent")
+            await until(lambda: passthrough.forwarded > forwarded + 10)
+            assert passthrough.switches >= 2
+            assert customer.video(0).darkest_mean > 40  # never a black frame on the way
+    finally:
+        await room.close()
+
+
+async def test_a_camera_at_another_size_is_always_composited():
+    room = Room(label="passthrough", size="360p")
+    agent = BrowserPeer.agent(camera=TestCardTrack(320, 180, fps=30, label=""), mic=ToneTrack(440))
+    customer = BrowserPeer.customer()
+    try:
+        async with agent, customer:
+            await agent.negotiate(room.answer)
+            await customer.negotiate(room.answer)
+            frame = await customer.video(0).wait(10)
+            await until(lambda: customer.video(0).count > 30)
+            assert (frame.width, frame.height) == (640, 360)  # the composite, upscaled
+            assert room.passthrough.forwarded == 0
+    finally:
+        await room.close()
