@@ -17,7 +17,15 @@ from typing import Any
 from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
-from aiortc.rtp import HeaderExtensionsMap, RtcpPacket, RtpPacket, pack_header_extensions
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    HeaderExtensionsMap,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtpPacket,
+    pack_header_extensions,
+    pack_remb_fci,
+)
 
 TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 TRANSPORT_CC_FEEDBACK = RTCRtcpFeedback(type="transport-cc")
@@ -28,6 +36,7 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("RTCRtpReceiver", "_RTCRtpReceiver__jitter_buffer"),
     ("RTCRtpReceiver", "_RTCRtpReceiver__remote_bitrate_estimator"),
     ("RTCRtpReceiver", "_RTCRtpReceiver__timestamp_mapper"),
+    ("RTCRtpReceiver", "_RTCRtpReceiver__rtcp_ssrc"),
     ("RTCRtpSender", "_RTCRtpSender__encoder"),
     ("RTCRtpSender", "_ssrc"),
     ("Vp8Encoder", "_Vp8Encoder__target_bitrate"),
@@ -48,6 +57,7 @@ PRIVATE_METHODS: tuple[tuple[type, str], ...] = (
     (RTCRtpSender, "_send_rtcp"),
     (RTCRtpReceiver, "_handle_rtp_packet"),
     (RTCRtpReceiver, "_send_rtcp_pli"),
+    (RTCRtpReceiver, "_send_rtcp"),
     (RTCRtpSender, "_send_keyframe"),
     (RTCRtpReceiver, "_handle_rtcp_packet"),
     (RTCDtlsTransport, "_send_rtp"),
@@ -118,6 +128,17 @@ def stop_decoding(receiver: RTCRtpReceiver) -> None:
 async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
     """Ask the sender of ``media_ssrc`` for a keyframe (RTCP picture loss indication)."""
     await receiver._send_rtcp_pli(media_ssrc)  # type: ignore[attr-defined]
+
+
+async def send_remb(receiver: RTCRtpReceiver, bps: int, ssrcs: list[int]) -> None:
+    """Tell the sender of ``ssrcs`` the most it may send (RTCP REMB, which browsers take as a cap)."""
+    packet = RtcpPsfbPacket(
+        fmt=RTCP_PSFB_APP,
+        ssrc=receiver._RTCRtpReceiver__rtcp_ssrc or 0,
+        media_ssrc=0,
+        fci=pack_remb_fci(bps, ssrcs),
+    )  # type: ignore[attr-defined]
+    await receiver._send_rtcp(packet)  # type: ignore[attr-defined]
 
 
 def first_rtp_timestamp(receiver: RTCRtpReceiver) -> int | None:

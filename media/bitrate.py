@@ -49,6 +49,7 @@ class RateGovernor:
     rise_pause_s: float = 2.0
     running: int = 0
     changes: int = 0
+    last_estimate: float | None = None  # what the browser said last (bits per second)
     _since: float | None = None
     _sent: deque[tuple[float, int]] = field(default_factory=deque)
 
@@ -74,6 +75,7 @@ class RateGovernor:
             wanted = self.bitrate.clamp(int(bps))
         except (OverflowError, ValueError):
             return self.running  # an absurd estimate (inf, nan) changes nothing
+        self.last_estimate = float(bps)
         held = now - self._since if self._since is not None else float("inf")
         sending = self.sending_bps(now)
         falling = (

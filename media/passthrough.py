@@ -7,7 +7,8 @@ and CPU. :class:`CameraPassthrough` forwards the agent's frames as they came, in
 outgoing stream: it starts on one of the agent's keyframes (asking for one) and hands back
 to the composite with a keyframe of the server's encoder, so a layout change still never
 renegotiates and never shows a broken picture. Any other layout, a cross-fade, a camera
-at another size or a codec the two sides do not share keeps the composite.
+at another size or a codec the two sides do not share keeps the composite. While the
+camera is forwarded, the customer's bandwidth estimate caps the agent's sender (REMB).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import fractions
 import logging
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 
 import av
@@ -32,6 +34,7 @@ logger = logging.getLogger(__name__)
 VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
 QUEUE_FRAMES = 3  # a sender that falls behind skips to a keyframe rather than queueing
 STALL_S = 0.5  # no camera frame for this long: the composite (and its clock) takes over
+UNCAPPED_BPS = 50_000_000  # a REMB this high lifts an earlier cap
 
 
 def is_keyframe(codec: str, data: bytes) -> bool:
@@ -67,6 +70,7 @@ class CameraPassthrough:
         self._ssrc: int | None = None
         self._wanted = False  # frames go to the queue (forwarding, or waiting for a keyframe)
         self._last_frame_at = 0.0
+        self._sizes: deque[tuple[float, int]] = deque()  # the camera's frames over the last second
 
     def follow(
         self, receiver: RTCRtpReceiver, codec: str, clock: CaptureClock, arrivals: CaptureTimes
@@ -84,8 +88,16 @@ class CameraPassthrough:
     def _note_ssrc(self, packet) -> None:
         self._ssrc = packet.ssrc
 
+    def incoming_bps(self) -> float:
+        """The agent camera's bitrate over the last second, as it reaches the server."""
+        cutoff = time.monotonic() - 1.0
+        return sum(size for at, size in self._sizes if at >= cutoff) * 8
+
     def _on_frame(self, frame: JitterFrame) -> None:
-        self._last_frame_at = time.monotonic()
+        now = self._last_frame_at = time.monotonic()
+        self._sizes.append((now, len(frame.data)))
+        while self._sizes and self._sizes[0][0] < now - 1.0:
+            self._sizes.popleft()
         if not self._wanted or self.codec is None:
             return
         packet = av.Packet(frame.data)
@@ -101,6 +113,12 @@ class CameraPassthrough:
         if self._queue.full():
             self._queue.get_nowait()
         self._queue.put_nowait(packet)
+
+    async def cap_upstream(self, bps: float) -> None:
+        """Tell the agent's browser to send the camera at most at ``bps`` (REMB)."""
+        receiver = self._receiver() if self._receiver is not None else None
+        if receiver is not None and self._ssrc is not None:
+            await internals.send_remb(receiver, int(min(bps, UNCAPPED_BPS)), [self._ssrc])
 
     async def request_keyframe(self) -> None:
         receiver = self._receiver() if self._receiver is not None else None
@@ -127,10 +145,18 @@ class _PassthroughTrack(MediaStreamTrack):
         self._asked = 0.0
         self._pli_wrapped = False
         self._pli_due = False  # the customer lost a picture while we forward: ask the agent
+        self._capped: float | None = None  # the estimate last passed on to the agent's browser
+        self._capped_at = 0.0
 
     def _may_forward(self) -> bool:
         p = self.passthrough
         return p.codec == self.codec and time.monotonic() - p._last_frame_at < STALL_S and p.eligible()
+
+    def _customer_estimate(self) -> float | None:
+        """What the customer's browser says it can receive (its REMB, as our encoder took it)."""
+        sender = self._sender()
+        governor = getattr(internals.encoder(sender), "governor", None) if sender is not None else None
+        return getattr(governor, "last_estimate", None)
 
     async def recv(self) -> av.VideoFrame | av.Packet:  # type: ignore[override]
         if self.readyState != "live":
@@ -141,6 +167,7 @@ class _PassthroughTrack(MediaStreamTrack):
                 if self._pli_due:
                     self._pli_due = False
                     await p.request_keyframe()
+                await self._pass_on_estimate()
                 try:
                     async with asyncio.timeout(STALL_S):
                         packet = await p._queue.get()
@@ -148,7 +175,7 @@ class _PassthroughTrack(MediaStreamTrack):
                     return packet
                 except TimeoutError:
                     pass
-            self._stop_forwarding()
+            await self._stop_forwarding()
         elif self._may_forward():
             p._wanted = True
             keyframe = self._take_keyframe()
@@ -165,6 +192,15 @@ class _PassthroughTrack(MediaStreamTrack):
             p._wanted = False
         return await self.composite.recv()
 
+    async def _pass_on_estimate(self) -> None:
+        """The agent's browser sends at its own link's rate; while its frames go to the customer
+        as they are, the customer's estimate caps it (REMB upstream), as an SFU does."""
+        estimate = self._customer_estimate()
+        now = time.monotonic()
+        if estimate is not None and (estimate != self._capped or now - self._capped_at > 1.0):
+            self._capped, self._capped_at = estimate, now
+            await self.passthrough.cap_upstream(estimate)
+
     def _take_keyframe(self) -> av.Packet | None:
         queue = self.passthrough._queue
         while not queue.empty():
@@ -173,8 +209,11 @@ class _PassthroughTrack(MediaStreamTrack):
                 return packet
         return None
 
-    def _stop_forwarding(self) -> None:
+    async def _stop_forwarding(self) -> None:
         self.forwarding = False
+        if self._capped is not None:
+            self._capped = None
+            await self.passthrough.cap_upstream(UNCAPPED_BPS)  # the composite needs no cap on the camera
         self.passthrough._wanted = False
         sender = self._sender()
         if sender is not None:

@@ -93,9 +93,9 @@ class Room:
         self.ice_servers = list(ice_servers)
         self.on_peer_state = on_peer_state
         self.compositor = CompositorTrack(size=size, layout="agent", agent_name=agent_name, fps=fps)
-        times = self.compositor.times
+        compositor = self.compositor  # not ``self``: the room must not be in a reference cycle
         self.passthrough = CameraPassthrough(
-            lambda: self.compositor.shows_only_agent, times, label=f"{label} camera"
+            lambda: compositor.shows_only_agent, compositor.times, label=f"{label} camera"
         )
         self.customer_camera = FrameSlot("customer_camera", hide_when_ended=True)
         self.customer_screen = FrameSlot("customer_screen", hide_when_ended=True)

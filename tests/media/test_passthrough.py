@@ -6,6 +6,8 @@ import asyncio
 
 import pytest
 
+from media import aiortc_internals as internals
+from media.bitrate import RateGovernor
 from media.browser import BrowserPeer, ToneTrack
 from media.passthrough import is_keyframe
 from media.room import Room
@@ -73,5 +75,33 @@ async def test_a_camera_at_another_size_is_always_composited():
             await until(lambda: customer.video(0).count > 30)
             assert (frame.width, frame.height) == (640, 360)  # the composite, upscaled
             assert room.passthrough.forwarded == 0
+    finally:
+        await room.close()
+
+
+async def test_while_forwarding_the_customers_estimate_caps_the_agents_sender(monkeypatch):
+    room = Room(label="passthrough", size="360p", codec="VP8")
+    agent = BrowserPeer.agent(camera=TestCardTrack(640, 360, fps=30, label=""), mic=ToneTrack(440))
+    customer = BrowserPeer.customer()
+    try:
+        async with agent, customer:
+            await agent.negotiate(room.answer)
+            await customer.negotiate(room.answer)
+            await until(lambda: room.passthrough.forwarded > 10)
+
+            # From now on the customer's browser says it can take 300 kbps.
+            def says_300_kbps(governor, bps, now):
+                governor.last_estimate = 300_000.0
+                return governor.running
+
+            monkeypatch.setattr(RateGovernor, "estimate", says_300_kbps)
+            sender = next(t.sender for t in room.peers["customer"].getTransceivers() if t.kind == "video")
+            internals.encoder(sender).governor.last_estimate = 300_000.0
+            camera_sender = next(t.sender for t in agent.pc.getTransceivers() if t.kind == "video")
+            # The agent's (aiortc) sender takes the REMB the server passes on: at most 300 kbps.
+            await until(lambda: getattr(internals.encoder(camera_sender), "target_bitrate", None) == 300_000)
+            # Back to the composite: the cap is lifted.
+            room.set_layout("side_by_side")
+            await until(lambda: internals.encoder(camera_sender).target_bitrate > 300_000)
     finally:
         await room.close()
