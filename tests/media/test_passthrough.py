@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from media import aiortc_internals as internals
@@ -13,6 +11,7 @@ from media.passthrough import is_keyframe
 from media.room import Room
 from media.sources import TestCardTrack
 from media.stamp import read_stamp
+from tests.media.test_room import wait_for
 
 
 def test_keyframes_are_told_apart_in_h264_and_vp8():
@@ -22,14 +21,6 @@ def test_keyframes_are_told_apart_in_h264_and_vp8():
     assert not is_keyframe("H264", b"") and not is_keyframe("H264", b"\x00\x00\x01")
     assert is_keyframe("VP8", b"\x10\x02\x00\x9d\x01\x2a") and not is_keyframe("VP8", b"\x31\x02\x00")
     assert not is_keyframe("VP8", b"")
-
-
-async def until(predicate, timeout=10.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached"
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.parametrize("codec", ["H264", "VP8"])
@@ -43,20 +34,20 @@ async def test_the_camera_is_forwarded_in_the_agent_layout_and_composited_in_oth
             await agent.negotiate(room.answer)
             await customer.negotiate(room.answer)
             passthrough = room.passthrough
-            await until(lambda: passthrough.forwarded > 20)
+            await wait_for(lambda: passthrough.forwarded > 20)
             # What the customer sees is the agent's camera, stamps and all, at the composite's size.
             frame = await customer.video(0).next_frame()
             assert (frame.width, frame.height) == (640, 360)
             assert read_stamp(frame) is not None
             # Another layout: back to the composite, with no gap in the picture.
             room.set_layout("side_by_side")
-            await until(lambda: not room.passthrough_active)
+            await wait_for(lambda: not room.passthrough_active)
             forwarded, shown = passthrough.forwarded, customer.video(0).count
-            await until(lambda: customer.video(0).count > shown + 15)
+            await wait_for(lambda: customer.video(0).count > shown + 15)
             assert passthrough.forwarded == forwarded
             # And forwarding again once the agent is alone again (after the cross-fade).
             room.set_layout("agent")
-            await until(lambda: passthrough.forwarded > forwarded + 10)
+            await wait_for(lambda: passthrough.forwarded > forwarded + 10)
             assert passthrough.switches >= 2
             assert customer.video(0).darkest_mean > 40  # never a black frame on the way
     finally:
@@ -72,7 +63,7 @@ async def test_a_camera_at_another_size_is_always_composited():
             await agent.negotiate(room.answer)
             await customer.negotiate(room.answer)
             frame = await customer.video(0).wait(10)
-            await until(lambda: customer.video(0).count > 30)
+            await wait_for(lambda: customer.video(0).count > 30)
             assert (frame.width, frame.height) == (640, 360)  # the composite, upscaled
             assert room.passthrough.forwarded == 0
     finally:
@@ -87,7 +78,7 @@ async def test_while_forwarding_the_customers_estimate_caps_the_agents_sender(mo
         async with agent, customer:
             await agent.negotiate(room.answer)
             await customer.negotiate(room.answer)
-            await until(lambda: room.passthrough.forwarded > 10)
+            await wait_for(lambda: room.passthrough.forwarded > 10)
 
             # From now on the customer's browser says it can take 300 kbps.
             def says_300_kbps(governor, bps, now):
@@ -99,9 +90,11 @@ async def test_while_forwarding_the_customers_estimate_caps_the_agents_sender(mo
             internals.encoder(sender).governor.last_estimate = 300_000.0
             camera_sender = next(t.sender for t in agent.pc.getTransceivers() if t.kind == "video")
             # The agent's (aiortc) sender takes the REMB the server passes on: at most 300 kbps.
-            await until(lambda: getattr(internals.encoder(camera_sender), "target_bitrate", None) == 300_000)
+            await wait_for(
+                lambda: getattr(internals.encoder(camera_sender), "target_bitrate", None) == 300_000
+            )
             # Back to the composite: the cap is lifted.
             room.set_layout("side_by_side")
-            await until(lambda: internals.encoder(camera_sender).target_bitrate > 300_000)
+            await wait_for(lambda: internals.encoder(camera_sender).target_bitrate > 300_000)
     finally:
         await room.close()
