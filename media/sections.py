@@ -219,10 +219,10 @@ DOCS_HEADER = (
 
 def docs_rows() -> list[tuple[str, ...]]:
     """The cells of docs/protocol.md's table of sections, row by row (without the header)."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for role, table in SECTIONS.items():
         for number, s in enumerate(table, start=1):
-            direction = s.direction
+            direction: str = s.direction
             if s.direction_without_track:
                 direction += f", {s.direction_without_track} with no track"
             optional = "yes" if s.optional else "no"
