@@ -29,8 +29,9 @@ from media.avatar.renderer import AvatarRenderer
 from media.avatar.rig import gesture, idle
 from media.avatar.spec import load_spec
 from media.avatar.track import AvatarTrack
-from media.compositor import CompositorTrack, frame_planes
+from media.compositor import CompositorTrack
 from media.layout import AVATAR
+from media.planes import frame_planes
 from media.sources import SyntheticVideoTrack
 from media.stamp import read_stamp
 from media.testing import LoopbackCall

@@ -19,9 +19,9 @@ import numpy as np
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from media.compositor import frame_planes
 from media.forward import AUDIO_RATE, AUDIO_SAMPLES
 from media.peers import enable_low_latency_receive, negotiated_codec
+from media.planes import frame_planes
 from media.sections import sections_of
 
 AnswerFn = Callable[[str, str], Awaitable[str]]

@@ -9,8 +9,8 @@ import pytest
 import websockets
 
 from media.browser import BrowserPeer, ToneTrack
-from media.compositor import frame_planes
 from media.layout import AGENT, SCREEN, SIZES, compute_layout
+from media.planes import frame_planes
 from media.sources import ScreenTrack, TestCardTrack
 from media.stamp import read_stamp
 from tests.conftest import Client, LiveServer, run_server

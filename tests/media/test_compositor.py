@@ -8,8 +8,9 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 
 import media.compositor as compositor_module
-from media.compositor import BACKGROUND_YUV, CompositorTrack, frame_planes
+from media.compositor import BACKGROUND_YUV, CompositorTrack
 from media.layout import AGENT, AVATAR, SCREEN, SIZES, compute_layout
+from media.planes import frame_planes
 from media.stamp import Stamp, read_stamp, write_stamp
 
 AGENT_YUV = (81, 90, 240)  # red

@@ -4,8 +4,9 @@ import asyncio
 
 import numpy as np
 
-from media.compositor import CompositorTrack, frame_planes
+from media.compositor import CompositorTrack
 from media.layout import AGENT, SCREEN, SIZES, compute_layout
+from media.planes import frame_planes
 from media.sources import ScreenTrack, TestCardTrack
 from media.stamp import read_stamp
 from media.testing import LoopbackCall

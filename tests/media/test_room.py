@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from media.browser import BrowserPeer, ToneTrack
-from media.compositor import frame_planes
 from media.layout import AGENT, SCREEN, SIZES, compute_layout
+from media.planes import frame_planes
 from media.room import MediaError, Room
 from media.sources import ScreenTrack, TestCardTrack
 from tests.media.test_aiortc_internals import with_transport_cc

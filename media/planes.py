@@ -1,0 +1,50 @@
+"""A yuv420p frame's planes as numpy views, and a cheap anti-aliased plane resize."""
+
+from __future__ import annotations
+
+import av
+import cv2
+import numpy as np
+
+Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def frame_planes(frame: av.VideoFrame) -> Planes:
+    """Views (no copy) of a yuv420p frame's Y, U and V planes, without row padding."""
+    w, h = frame.width, frame.height
+    out = []
+    for plane, (pw, ph) in zip(frame.planes, ((w, h), (w // 2, h // 2), (w // 2, h // 2)), strict=True):
+        out.append(np.frombuffer(plane, np.uint8).reshape(ph, plane.line_size)[:, :pw])
+    return out[0], out[1], out[2]
+
+
+def scale_plane(
+    plane: np.ndarray, width: int, height: int, scratch: dict[tuple[int, int], np.ndarray] | None = None
+) -> np.ndarray:
+    """Resize one plane, anti-aliased: halvings first, then one small step.
+
+    A bilinear resize to exactly half size averages 2x2 pixels, so a cascade of
+    halvings is a box filter (a mipmap) at a fraction of INTER_AREA's cost: a 720p
+    luma plane to 320x180 takes ~0.03 ms this way against ~0.2 ms with INTER_AREA.
+    ``scratch`` keeps the intermediate and output arrays between calls: a fresh
+    200 KB array is mmap'd by malloc, and its page faults show up in the p95.
+    The result lives in ``scratch``, so it is valid until the next call with it.
+    """
+
+    def resize(src: np.ndarray, w: int, h: int, interpolation: int) -> np.ndarray:
+        if scratch is None:
+            return cv2.resize(src, (w, h), interpolation=interpolation)
+        dst = scratch.get((w, h))
+        if dst is None:
+            dst = scratch[(w, h)] = np.empty((h, w), np.uint8)
+        cv2.resize(src, (w, h), dst=dst, interpolation=interpolation)
+        return dst
+
+    h, w = plane.shape
+    while w >= 2 * width and h >= 2 * height:
+        w, h = w // 2, h // 2
+        plane = resize(plane, w, h, cv2.INTER_LINEAR)
+    if (w, h) != (width, height):
+        shrink = width < w or height < h
+        plane = resize(plane, width, height, cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return plane
