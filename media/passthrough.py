@@ -69,6 +69,7 @@ class CameraPassthrough:
         self._arrivals: CaptureTimes | None = None
         self._ssrc: int | None = None
         self._wanted = False  # frames go to the queue (forwarding, or waiting for a keyframe)
+        self.keyframe_needed = False
         self._last_frame_at = 0.0
         self._sizes: deque[tuple[float, int]] = deque()  # the camera's frames over the last second
 
@@ -112,6 +113,7 @@ class CameraPassthrough:
             self.times.arrival_times.note(packet.pts, arrived)
         if self._queue.full():
             self._queue.get_nowait()
+            self.keyframe_needed = True  # a frame the customer's decoder needed is gone
         self._queue.put_nowait(packet)
 
     async def cap_upstream(self, bps: float) -> None:
@@ -164,8 +166,8 @@ class _PassthroughTrack(MediaStreamTrack):
         p = self.passthrough
         if self.forwarding:
             if self._may_forward():
-                if self._pli_due:
-                    self._pli_due = False
+                if self._pli_due or p.keyframe_needed:
+                    self._pli_due = p.keyframe_needed = False
                     await p.request_keyframe()
                 await self._pass_on_estimate()
                 try:
