@@ -171,35 +171,37 @@ class Room:
                 sections["camera"].receiver.transport, internals.ssrc(sections["camera"].sender)
             )
             feedback = FeedbackSender(pc, f"{self.label} {role}")
-            missing = []
             if feedback.start():
                 self.feedback[role] = feedback
-            else:
-                missing.append("transport-cc")  # its upload ramps on loss only, from ~300 kbps
-            if negotiated_codec(sections["camera"]) != self.codec.upper():
-                missing.append(self.codec.upper())
-            if role == "customer" and not internals.negotiated_extension(
-                sections["camera"], internals.ABS_CAPTURE_TIME_URI
-            ):
-                missing.append("abs-capture-time")
-            if role == "customer" and RCVR_RTT not in sdp:
-                missing.append("rcvr-rtt")  # no round trip: the browser cannot time frames' capture
-            self.missing[role] = missing
+            self.missing[role] = self._missing(role, sections["camera"], sdp)
         except Exception as exc:
             await self._close_peer(role)
             raise MediaError("bad_sdp", f"the offer could not be answered: {exc}") from None
         return with_receiver_rtt(sdp, pc.localDescription.sdp)
+
+    def _missing(self, role: Role, camera: RTCRtpTransceiver, offer: str) -> list[str]:
+        """What this side's browser did not offer that the call would use (the receipt says it)."""
+        missing = []
+        if role not in self.feedback:
+            missing.append("transport-cc")  # its upload ramps on loss only, from ~300 kbps
+        if negotiated_codec(camera) != self.codec.upper():
+            missing.append(self.codec.upper())
+        if role == "customer":
+            if not internals.negotiated_extension(camera, internals.ABS_CAPTURE_TIME_URI):
+                missing.append("abs-capture-time")
+            if RCVR_RTT not in offer:
+                missing.append("rcvr-rtt")  # no round trip: the browser cannot time frames' capture
+        return missing
 
     async def _wire_agent(self, sections: dict[str, RTCRtpTransceiver]) -> None:
         """Sections by name (media.sections): mic, camera, then optionally screen, customer_camera,
         customer_screen."""
         self._relay_voice(sections["mic"], self.to_customer_audio, self.to_agent_audio, "agent")
         camera = sections["camera"]
+        self._send(camera, self._relay.subscribe(self.compositor, buffered=False), "agent")  # codec first
         if camera.receiver.track is not None:
             await self.compositor.attach(AGENT, camera.receiver.track, label=self.label)
             clock, arrivals = self._follow_agent_camera(camera.receiver)
-        self._send(camera, self._relay.subscribe(self.compositor, buffered=False), "agent")
-        if camera.receiver.track is not None:
             self.passthrough.follow(camera.receiver, negotiated_codec(camera) or "", clock, arrivals)
         screen = sections.get("screen")
         if screen is not None and screen.receiver.track is not None:
