@@ -8,6 +8,7 @@ import json
 import random
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -80,11 +81,22 @@ def test_what_is_not_a_stamp_reads_as_none():
     assert m.decode_cells(cells_of(1)[:-1]) is None
 
 
-node = pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
+def _node() -> str | None:
+    """Node.js: the one the playwright package ships (so a new machine has it), else the system's."""
+    try:
+        import playwright
+    except ImportError:
+        return shutil.which("node")
+    bundled = Path(playwright.__file__).parent / "driver" / "node"
+    return str(bundled) if bundled.exists() else shutil.which("node")
+
+
+NODE = _node()
+node = pytest.mark.skipif(NODE is None, reason="no Node.js (the playwright package ships one)")
 
 
 def run_node(script: str) -> object:
-    done = subprocess.run(["node", "-e", script], capture_output=True, text=True, timeout=30, check=True)
+    done = subprocess.run([NODE, "-e", script], capture_output=True, text=True, timeout=30, check=True)
     return json.loads(done.stdout)
 
 
