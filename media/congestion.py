@@ -6,7 +6,8 @@ aiortc's receivers, which send only REMB from a slow start, it stays on its loss
 ramp (+8 % a second from 300 kbps): measured, the agent's camera went out at 320x180 for
 the first ~30 s of a call. :class:`FeedbackSender` gives a peer connection what a
 browser's receiver does: every packet that carries a transport-wide sequence number is
-recorded on arrival, and feedback goes back every :data:`FEEDBACK_INTERVAL_S`.
+recorded on arrival, and feedback goes back as often as libwebrtc's receiver sends it
+(:func:`media.twcc.feedback_interval_s`: 50 ms at a call's rates, up to 250 ms when little comes).
 """
 
 from __future__ import annotations
@@ -20,13 +21,10 @@ from aiortc import RTCPeerConnection, RTCRtpTransceiver
 from aiortc.rtp import RtpPacket
 
 from media import aiortc_internals as internals
-from media.twcc import FeedbackRecorder
+from media.twcc import FeedbackRecorder, feedback_interval_s
 
 logger = logging.getLogger(__name__)
 
-# libwebrtc sends feedback every 50-250 ms, more often at higher send rates; at the rates
-# of a call (0.3-5 Mbps) 50 ms keeps the estimator's reaction as quick as a browser's.
-FEEDBACK_INTERVAL_S = 0.05
 
 
 class FeedbackSender:
@@ -45,6 +43,7 @@ class FeedbackSender:
         self._task: asyncio.Task[None] | None = None
         self._media_ssrc = 0
         self._sender_ssrc = 0
+        self._bytes = 0  # received since the last feedback: the rate that sets the interval
         self._unwatch: Callable[[], None] | None = None
 
     @property
@@ -69,11 +68,15 @@ class FeedbackSender:
         if sequence is None:
             return
         self._media_ssrc = packet.ssrc
+        self._bytes += len(packet.payload) + packet.padding_size
         self.recorder.record(sequence, time.monotonic() * 1000)
 
     async def _run(self, transport) -> None:
+        interval = feedback_interval_s()
         while True:
-            await asyncio.sleep(FEEDBACK_INTERVAL_S)
+            await asyncio.sleep(interval)
+            interval = feedback_interval_s(self._bytes * 8 / interval)
+            self._bytes = 0
             feedback = self.recorder.build(sender_ssrc=self._sender_ssrc, media_ssrc=self._media_ssrc)
             if not feedback:
                 continue
