@@ -20,7 +20,6 @@ from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters, RTCR
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     HeaderExtensionsMap,
-    RtcpPacket,
     RtcpPsfbPacket,
     RtpPacket,
     pack_header_extensions,
@@ -309,10 +308,6 @@ async def send_rtcp(transport: RTCDtlsTransport, packets: bytes) -> None:
     await transport._send_rtp(packets)  # type: ignore[attr-defined]
 
 
-def parse_rtcp(data: bytes) -> list[Any]:
-    return RtcpPacket.parse(data)
-
-
 # -- negotiation ----------------------------------------------------------------
 
 
@@ -397,6 +392,5 @@ def negotiated_extension(transceiver: RTCRtpTransceiver, uri: str) -> bool:
 
 def negotiated_transport_cc(transceiver: RTCRtpTransceiver) -> bool:
     """Both ends agreed on transport-cc for this section: the extension and the feedback."""
-    has_extension = any(e.uri == TRANSPORT_CC_URI for e in header_extensions(transceiver))
     has_feedback = any(TRANSPORT_CC_FEEDBACK in c.rtcpFeedback for c in codecs(transceiver))
-    return has_extension and has_feedback
+    return has_feedback and negotiated_extension(transceiver, TRANSPORT_CC_URI)

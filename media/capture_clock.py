@@ -37,6 +37,11 @@ KEEP = 128  # capture times remembered per stream: a few seconds of frames or pa
 CaptureTimeOf = Callable[[int], float | None]
 
 
+def rtp_distance(later: int, earlier: int) -> int:
+    """``later - earlier`` for 32-bit RTP timestamps, across a wrap (negative: ``later`` is older)."""
+    return (later - earlier + RTP_MODULO // 2) % RTP_MODULO - RTP_MODULO // 2
+
+
 def ntp_seconds(ntp: int) -> float:
     """A 64-bit NTP timestamp as Unix seconds."""
     return (ntp >> 32) - NTP_TO_UNIX + (ntp & 0xFFFFFFFF) / (1 << 32)
@@ -68,9 +73,7 @@ class CaptureClock:
         """Seconds (Unix epoch) at which the media with RTP timestamp ``rtp`` was captured."""
         if self._ntp is None:
             return None
-        # The signed distance from the report's timestamp, across a 32-bit wrap.
-        delta = (rtp - self._rtp + RTP_MODULO // 2) % RTP_MODULO - RTP_MODULO // 2
-        return self._ntp + delta / self.clock_rate
+        return self._ntp + rtp_distance(rtp, self._rtp) / self.clock_rate
 
 
 def follow_sender_reports(receiver: RTCRtpReceiver, clock: CaptureClock) -> Callable[[], None]:
@@ -169,6 +172,7 @@ class _SenderTimeline:
         # Sent timestamp -> the track's own (they differ when frames are stamped as they leave).
         self._track_timestamps: OrderedDict[int, int] = OrderedDict()
         self._epoch: float | None = None
+        self._stamped: int | None = None  # the last frame that got its capture time
 
     def stamp_leaving(self, track_timestamp: int, now: float) -> int:
         """A timestamp for a frame leaving the encoder now: the clock, not when it was composed.
@@ -181,10 +185,8 @@ class _SenderTimeline:
             self._epoch = now - track_timestamp / self.clock_rate
         last = self.encoded_timestamp
         timestamp = round((now - self._epoch) * self.clock_rate) % RTP_MODULO
-        if last is not None:
-            step = (timestamp - last) % RTP_MODULO
-            if step == 0 or step >= RTP_MODULO // 2:
-                timestamp = (last + 1) % RTP_MODULO  # never repeat or go back
+        if last is not None and rtp_distance(timestamp, last) <= 0:
+            timestamp = (last + 1) % RTP_MODULO  # never repeat or go back
         self._track_timestamps[timestamp] = track_timestamp
         if len(self._track_timestamps) > KEEP:
             self._track_timestamps.popitem(last=False)
@@ -199,11 +201,13 @@ class _SenderTimeline:
         if self.origin is None:
             return
         timestamp = self.track_timestamp((packet.timestamp - self.origin) % RTP_MODULO)
-        captured = self.capture_time(timestamp)
-        if captured is not None:
-            # Carried where abs-capture-time was negotiated: the browser shows it as the
-            # frame's captureTime (requestVideoFrameCallback), a true glass-to-glass meter.
-            internals.set_abs_capture_time(packet, ntp_timestamp(captured))
+        if packet.timestamp != self._stamped:
+            # On a frame's first packet, where abs-capture-time was negotiated (a receiver reads
+            # it per frame: getSynchronizationSources' captureTimestamp).
+            self._stamped = packet.timestamp
+            captured = self.capture_time(timestamp)
+            if captured is not None:
+                internals.set_abs_capture_time(packet, ntp_timestamp(captured))
         if packet.marker and self.on_frame_sent is not None:
             self.on_frame_sent(timestamp)
 

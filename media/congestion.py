@@ -26,7 +26,6 @@ from media.twcc import FeedbackRecorder, feedback_interval_s
 logger = logging.getLogger(__name__)
 
 
-
 class FeedbackSender:
     """Transport-cc feedback for one peer connection's (bundled) transport.
 

@@ -18,7 +18,6 @@ import fractions
 import logging
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable
 
 import av
@@ -71,7 +70,6 @@ class CameraPassthrough:
         self._wanted = False  # frames go to the queue (forwarding, or waiting for a keyframe)
         self.keyframe_needed = False
         self._last_frame_at = 0.0
-        self._sizes: deque[tuple[float, int]] = deque()  # the camera's frames over the last second
 
     def follow(
         self, receiver: RTCRtpReceiver, codec: str, clock: CaptureClock, arrivals: CaptureTimes
@@ -89,20 +87,12 @@ class CameraPassthrough:
     def _note_ssrc(self, packet) -> None:
         self._ssrc = packet.ssrc
 
-    def incoming_bps(self) -> float:
-        """The agent camera's bitrate over the last second, as it reaches the server."""
-        cutoff = time.monotonic() - 1.0
-        return sum(size for at, size in self._sizes if at >= cutoff) * 8
-
     def _on_frame(self, frame: JitterFrame) -> None:
         now = self._last_frame_at = time.monotonic()
-        self._sizes.append((now, len(frame.data)))
-        while self._sizes and self._sizes[0][0] < now - 1.0:
-            self._sizes.popleft()
         if not self._wanted or self.codec is None:
             return
         packet = av.Packet(frame.data)
-        packet.pts = round(time.monotonic() * 90000)  # a timeline of its own, keyed for capture times
+        packet.pts = round(now * 90000)  # a timeline of its own, keyed for capture times
         packet.time_base = VIDEO_TIME_BASE
         packet.is_keyframe = is_keyframe(self.codec, frame.data)
         captured = self._clock.capture_time(frame.timestamp) if self._clock is not None else None

@@ -28,12 +28,13 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
 from media import aiortc_internals as internals
-from media.capture_clock import RTP_MODULO, CaptureClock, CaptureTimes, follow_sender_reports
+from media.capture_clock import RTP_MODULO, CaptureClock, CaptureTimes, follow_sender_reports, rtp_distance
 
 logger = logging.getLogger(__name__)
 
 OPUS_RATE = 48000
 OPUS_TIME_BASE = fractions.Fraction(1, OPUS_RATE)
+OPUS_FRAME = 960  # samples in the 20 ms packets browsers send
 QUEUE_PACKETS = 5  # 100 ms of 20 ms packets
 
 
@@ -67,10 +68,6 @@ class VoiceRelay:
         self._next_out: int | None = None  # where the listener's timeline goes on
         self._last_out_at = 0.0
 
-    @property
-    def attached(self) -> bool:
-        return bool(self._undo)
-
     def attach(self, receiver: RTCRtpReceiver) -> None:
         """Forward ``receiver``'s packets from now on (replacing any previous speaker)."""
         self.detach()
@@ -98,15 +95,13 @@ class VoiceRelay:
         if packet.ssrc != self._ssrc:
             self._start_source(packet)
         else:
-            step = (
-                packet.timestamp - self._last_in % RTP_MODULO + RTP_MODULO // 2
-            ) % RTP_MODULO - RTP_MODULO // 2
+            step = rtp_distance(packet.timestamp, self._last_in % RTP_MODULO)
             if step <= 0:
                 self.dropped += 1  # a duplicate, or later than a newer packet already sent on
                 return
             self._last_in += step
         pts = self._last_in + self._offset
-        self._next_out = pts + 960
+        self._next_out = pts + OPUS_FRAME
         self._last_out_at = time.monotonic()
         captured = self._clock.capture_time(packet.timestamp) if self._clock is not None else None
         if captured is not None:
