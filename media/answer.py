@@ -50,7 +50,7 @@ async def receive_offer(
     """
     if not sdp.lstrip().startswith("v=0"):
         raise MediaError("bad_sdp", "the offer is not a session description (it must start with v=0)")
-    _check_bundle(sdp)
+    description = _parse_checked(sdp)
     # MAX_BUNDLE: under aiortc's default (BALANCED) the second and later video sections stay
     # on a transport that BUNDLE negotiation stops, and never send.
     pc = RTCPeerConnection(
@@ -59,7 +59,7 @@ async def receive_offer(
     enable_low_latency_receive(pc)
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        offered = {m.rtp.muxId: m for m in aiortc_sdp.SessionDescription.parse(sdp).media}
+        offered = {m.rtp.muxId: m for m in description.media}
         for transceiver in pc.getTransceivers():
             if transceiver.mid in offered:
                 internals.answer_transport_cc(transceiver, offered[transceiver.mid])
@@ -87,8 +87,8 @@ async def receive_offer(
     return pc, audio, video
 
 
-def _check_bundle(sdp: str) -> None:
-    """Refuse a BUNDLE group that names a section the offer lacks.
+def _parse_checked(sdp: str) -> aiortc_sdp.SessionDescription:
+    """The offer parsed; refused if it does not parse or has a BUNDLE group naming a section it lacks.
 
     aiortc would bundle every section onto the missing one's transport, which does not
     exist: answering, then closing, that peer fail (a browser offer with its audio cut out).
@@ -104,6 +104,7 @@ def _check_bundle(sdp: str) -> None:
         missing = [item for item in group.items if item not in mids]
         if group.semantic == "BUNDLE" and missing:
             raise MediaError("bad_sdp", f"the offer bundles sections it does not have (mid {missing[0]!r})")
+    return description
 
 
 async def close_peer(pc: RTCPeerConnection) -> None:
