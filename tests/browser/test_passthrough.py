@@ -64,7 +64,11 @@ async def test_the_agents_frames_are_forwarded_and_handed_back_without_a_stop(se
             assert (probe["width"], probe["height"]) == (640, 360)
 
             room.set_layout("side_by_side")
-            await until(lambda: asyncio.sleep(0, not room.passthrough_active), timeout=5)
+
+            async def composited() -> bool:
+                return not room.passthrough_active
+
+            await until(composited, timeout=5)
             before = (await customer.evaluate(SHOWN))["shown"]
 
             async def still_playing() -> bool:
