@@ -28,7 +28,7 @@ from telepresence.switchboard import Switchboard
 logger = logging.getLogger(__name__)
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
-SECTIONS_PATH = "/static/js/sections.json"  # web_client/js/media.js imports it as a JSON module
+SECTIONS_PATH = "/static/js/sections.json"  # web_client/js/session.js imports it as a JSON module
 
 
 def authority_for(settings: Settings) -> TokenAuthority:
@@ -105,9 +105,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
         return endpoint
 
+    sections_table = sections.as_json()  # a constant table: built once
+
     async def sections_json(request: Request) -> Response:
         """The media sections each role offers (media/sections.py), for the web client's ES modules."""
-        return JSONResponse(sections.as_json(), headers={"Cache-Control": "no-cache"})
+        return JSONResponse(sections_table, headers={"Cache-Control": "no-cache"})
 
     routes = [
         Route("/", page("index.html")),
