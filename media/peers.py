@@ -56,13 +56,23 @@ class MarkerJitterBuffer(JitterBuffer):
     fallback, for a sender that never sets the marker bit or a marker packet that was lost.
     """
 
-    # Called with each complete frame, before it goes to the decoder (media.passthrough).
+    # Called with each complete frame, before it goes to the decoder (media.passthrough, media.forward).
     on_frame: Callable[[JitterFrame], None] | None = None
+    # True: complete frames go to ``on_frame`` only, none to the decoder (a stream forwarded as it
+    # came: the receiver's decoder is never fed, and its track never gives a frame).
+    forward_only: bool = False
+    # Frames handed on to the receiver's decoder.
+    to_decoder: int = 0
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         pli, frame = super().add(packet)
-        if frame is not None and self.on_frame is not None:
+        if frame is None:
+            return pli, None
+        if self.on_frame is not None:
             self.on_frame(frame)
+        if self.forward_only:
+            return pli, None
+        self.to_decoder += 1
         return pli, frame
 
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:

@@ -46,14 +46,14 @@ from media.capture_clock import (
 )
 from media.compositor import CompositorTrack
 from media.congestion import FeedbackSender
-from media.forward import SlotTrack
+from media.forward import EncodedForward, SlotTrack
 from media.heap import release_free_memory
 from media.layout import AGENT, SCREEN
 from media.passthrough import CameraPassthrough
 from media.peers import Bitrate, negotiated_codec, tune_video_sender
 from media.round_trip import ReferenceTimeReplies
 from media.sections import SectionMismatch, match
-from media.tracks import FrameSlot, TrackDrain
+from media.tracks import TrackDrain
 from media.voice import OPUS_RATE, VoiceRelay
 
 logger = logging.getLogger(__name__)
@@ -97,8 +97,9 @@ class Room:
         self.passthrough = CameraPassthrough(
             lambda: compositor.shows_only_agent, compositor.times, label=f"{label} camera"
         )
-        self.customer_camera = FrameSlot("customer_camera", hide_when_ended=True)
-        self.customer_screen = FrameSlot("customer_screen", hide_when_ended=True)
+        # The customer's camera and screen reach the agent as they came (media.forward).
+        self.customer_camera = EncodedForward("customer_camera", f"{label} customer_camera")
+        self.customer_screen = EncodedForward("customer_screen", f"{label} customer_screen")
         self.to_customer_audio = VoiceRelay(f"{label} agent->customer")
         self.to_agent_audio = VoiceRelay(f"{label} customer->agent")
         self.peers: dict[Role, RTCPeerConnection] = {}
@@ -206,12 +207,15 @@ class Room:
         screen = sections.get("screen")
         if screen is not None and screen.receiver.track is not None:
             await self.compositor.attach(SCREEN, screen.receiver.track, label=self.label)
-        for name, slot in (
+        for name, forward in (
             ("customer_camera", self.customer_camera),
             ("customer_screen", self.customer_screen),
         ):
             if name in sections:
-                self._send(sections[name], SlotTrack(slot), "agent")
+                transceiver = sections[name]
+                answer_with_codec_first(transceiver, self.codec)  # before the output takes its codec
+                output = forward.output(transceiver.sender, negotiated_codec(transceiver) or "")
+                self._send(transceiver, output, "agent")
 
     async def _wire_customer(self, sections: dict[str, RTCRtpTransceiver]) -> None:
         """Sections by name (media.sections): mic, camera (gets the composite), optionally screen."""
@@ -224,10 +228,11 @@ class Room:
             self.passthrough.track(composite, camera.sender, negotiated_codec(camera) or ""),
             "customer",
         )
-        for name, slot in (("camera", self.customer_camera), ("screen", self.customer_screen)):
-            track = sections[name].receiver.track if name in sections else None
-            if track is not None:
-                self._drains["customer"].append(TrackDrain(track, slot, label=f"{self.label} {slot.name}"))
+        for name, forward in (("camera", self.customer_camera), ("screen", self.customer_screen)):
+            transceiver = sections.get(name)
+            if transceiver is not None and transceiver.receiver.track is not None:
+                answer_with_codec_first(transceiver, self.codec)  # the codec the agent's section takes
+                await forward.attach(transceiver.receiver, negotiated_codec(transceiver) or "")
 
     def _relay_voice(
         self, transceiver: RTCRtpTransceiver, speaking: VoiceRelay, hearing: VoiceRelay, role: Role
@@ -315,8 +320,8 @@ class Room:
             self.to_agent_audio.detach()
             self.to_customer_audio.detach()
             await self.compositor.close()
-            self.customer_camera.clear()
-            self.customer_screen.clear()
+            await self.customer_camera.close()
+            await self.customer_screen.close()
             # The call's codecs and frames are freed by now: hand their pages back (see media.heap).
             # A trim takes 3-7 ms: off the event loop, where other calls' frames are composed.
             await asyncio.to_thread(release_free_memory)

@@ -1,0 +1,191 @@
+"""The customer's camera and screen reach the agent as the encoded frames they came in (media.forward)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import pytest
+from aiortc import RTCRtpSender
+from aiortc.jitterbuffer import JitterFrame
+
+from media import aiortc_internals as internals
+from media.browser import BrowserPeer
+from media.forward import QUEUE_FRAMES, EncodedForward
+from media.planes import frame_planes
+from media.room import Room
+from media.sources import ScreenTrack, TestCardTrack
+from media.stamp import read_stamp
+from tests.media.test_room import wait_for
+
+CAMERA, SCREEN = 2, 3  # the agent's video sections: camera (preview back), screen, customer_camera, ...
+KEY, DELTA = b"\x10\x02\x00\x9d\x01\x2a", b"\x31\x02\x00"  # VP8 frame tags
+
+
+def customer_peer(tint=(0, 200, 0), screen: bool = True, only: str | None = None) -> BrowserPeer:
+    """A customer with a stamped camera (and a screen); ``only`` restricts its video sections to one codec."""
+    peer = BrowserPeer.customer(
+        camera=TestCardTrack(640, 360, fps=30, stamp=True, label="", tint=tint),
+        screen=ScreenTrack(640, 360, fps=5) if screen else None,
+    )
+    if only is not None:
+        codecs = RTCRtpSender.getCapabilities("video").codecs
+        wanted = [c for c in codecs if c.mimeType.upper() == f"VIDEO/{only}"]
+        rtx = [c for c in codecs if c.mimeType.lower() == "video/rtx"]
+        for transceiver in peer.pc.getTransceivers():
+            if transceiver.kind == "video":
+                transceiver.setCodecPreferences(wanted + rtx)
+    return peer
+
+
+@contextlib.asynccontextmanager
+async def call(codec: str = "VP8", **customer):
+    room = Room(label="forward", size="360p", codec=codec)
+    agent = BrowserPeer.agent(camera=TestCardTrack(320, 180, fps=15, label=""))
+    peer = customer_peer(**customer)
+    try:
+        async with agent, peer:
+            await agent.negotiate(room.answer)  # the agent first: the source comes later
+            await peer.negotiate(room.answer)
+            yield room, agent, peer
+    finally:
+        await room.close()
+
+
+def mean_v(frame) -> float:
+    _, _, v = frame_planes(frame)
+    return float(v[v.shape[0] * 7 // 8 :, :].mean())  # the test card's tinted band
+
+
+def server_receiver(room: Room, section: int):
+    videos = [t for t in room.peers["customer"].getTransceivers() if t.kind == "video"]
+    return videos[section].receiver
+
+
+@pytest.mark.parametrize("codec", ["VP8", "H264"])
+async def test_the_customers_camera_and_screen_reach_the_agent_without_being_decoded(codec):
+    async with call(codec) as (room, agent, _):
+        camera = await agent.video(CAMERA).wait(10)
+        screen = await agent.video(SCREEN).wait(10)
+        assert (camera.width, camera.height) == (screen.width, screen.height) == (640, 360)
+        await wait_for(lambda: room.customer_camera.forwarded > 30 and room.customer_screen.forwarded > 3)
+        assert room.customer_camera.mode == room.customer_screen.mode == "forward"
+        assert agent.codec(CAMERA) == codec
+        frame = await agent.video(CAMERA).next_frame()
+        assert read_stamp(frame) is not None  # the customer's own pixels, stamp and all
+        # The server's receivers of both never fed their decoders: their tracks give no frame.
+        for section in (0, 1):  # its camera and its screen
+            receiver = server_receiver(room, section)
+            assert internals.jitter_buffer(receiver).to_decoder == 0
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.3):
+                    await receiver.track.recv()
+        assert room.customer_camera.fallbacks == 0
+        assert agent.video(CAMERA).darkest_mean > 40 and agent.video(SCREEN).darkest_mean > 40
+
+
+async def test_the_agents_picture_loss_reports_reach_the_customers_camera():
+    async with call() as (room, agent, customer):
+        await wait_for(lambda: room.customer_camera.forwarded > 10)
+        asked = []
+        sender = next(
+            t.sender
+            for t in customer.pc.getTransceivers()
+            if t.sender.track is not None and t.kind == "video"
+        )
+
+        def count(send_keyframe):
+            def counted() -> None:
+                asked.append(1)
+                send_keyframe()
+
+            return counted
+
+        internals.wrap_keyframe_request(sender, count)
+        receiver = [t for t in agent.pc.getTransceivers() if t.kind == "video"][CAMERA].receiver
+        (source,) = receiver.getSynchronizationSources()
+        for _ in range(3):
+            await internals.send_pli(receiver, source.source)
+            await asyncio.sleep(0.4)  # the server passes on at most one request every 0.3 s
+        await wait_for(lambda: len(asked) >= 3)
+        assert agent.video(CAMERA).darkest_mean > 40
+
+
+async def test_the_source_comes_late_goes_away_and_comes_back_on_the_same_outgoing_track():
+    room = Room(label="forward", size="360p")
+    agent = BrowserPeer.agent(camera=TestCardTrack(320, 180, fps=15, label=""))
+    try:
+        async with agent:
+            await agent.negotiate(room.answer)
+            outgoing = list(room._outgoing["agent"])
+            async with BrowserPeer.customer() as no_camera:  # a customer with no camera yet
+                await no_camera.negotiate(room.answer)
+                await no_camera.video(0).wait(10)
+                assert agent.video(CAMERA).count == 0 and room.customer_camera.mode is None
+                async with customer_peer(tint=(0, 200, 0)) as green:  # its reload, with the camera
+                    await green.negotiate(room.answer)
+                    await wait_for(lambda: agent.video(CAMERA).count > 10)
+                    green_v = mean_v(agent.video(CAMERA).latest)
+                    async with customer_peer(tint=(200, 0, 0)) as red:  # and another: a new SSRC
+                        await red.negotiate(room.answer)
+                        await wait_for(lambda: abs(mean_v(agent.video(CAMERA).latest) - green_v) > 40)
+                        seen = agent.video(CAMERA).count
+                        await wait_for(lambda: agent.video(CAMERA).count > seen + 15)
+            assert room._outgoing["agent"] == outgoing  # the agent's side never changed
+            assert all(track.readyState == "live" for track in outgoing)
+            assert room.customer_camera.fallbacks == 0
+            assert agent.video(CAMERA).darkest_mean > 40
+    finally:
+        await room.close()
+
+
+async def test_a_codec_the_two_sides_do_not_share_is_decoded_and_encoded_again(caplog):
+    caplog.set_level(logging.INFO, logger="media.forward")
+    async with call("H264", only="VP8") as (room, agent, customer):
+        assert customer.codec(0) == "VP8" and agent.codec(CAMERA) == "H264"
+        await wait_for(lambda: agent.video(CAMERA).count > 20)
+        assert room.customer_camera.mode == "decode" and room.customer_camera.fallbacks == 1
+        assert internals.jitter_buffer(server_receiver(room, 0)).to_decoder > 0
+        assert read_stamp(agent.video(CAMERA).latest) is not None
+        assert agent.video(CAMERA).darkest_mean > 40
+        assert "decoding and encoding it again" in caplog.text
+
+
+class _Sender:
+    """What the forward's output needs of a sender: a keyframe request step, no encoder yet."""
+
+    _RTCRtpSender__encoder = None
+
+    def __init__(self) -> None:
+        self.keyframes = 0
+
+    def _send_keyframe(self) -> None:
+        self.keyframes += 1
+
+
+async def test_a_sender_that_falls_behind_skips_to_the_next_keyframe():
+    forward = EncodedForward("camera")
+    track = forward.output(_Sender(), "VP8")  # type: ignore[arg-type]
+    forward.source_codec = "VP8"  # as attach() sets it (no receiver: requests go nowhere)
+
+    def feed(*frames: bytes) -> None:
+        for data in frames:
+            forward._on_frame(JitterFrame(data, 0))
+
+    feed(DELTA, DELTA)  # before any keyframe: nothing goes out
+    assert not track._queue and forward.skipped == 2
+    feed(KEY, *[DELTA] * (QUEUE_FRAMES - 1))
+    assert len(track._queue) == QUEUE_FRAMES
+    feed(DELTA)  # one more than the sender is behind by: all dropped, and a keyframe asked for
+    assert not track._queue and track._pli_due
+    feed(DELTA)
+    assert not track._queue
+    feed(KEY, DELTA)
+    first = await track.recv()
+    assert first.is_keyframe and bytes(first) == KEY
+    second = await track.recv()
+    assert not second.is_keyframe and second.pts > first.pts
+    assert forward.forwarded == 2
+    track.stop()
+    await forward.close()
