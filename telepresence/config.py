@@ -60,6 +60,15 @@ class Settings:
     # media on, reading them their place and expected wait; "" for none. Each greeter renders
     # and encodes its own stream, so size this to the server (~10 % of a core each at 720p).
     greeter_look: str = ""
+    # Admission control (telepresence/admission.py, docs/protocol.md "Capacity"). The machine
+    # (all its cores, whatever runs there) may be kept this busy before new customers wait;
+    # 100 turns admission off.
+    cpu_budget_pct: float = 85.0
+    # Past this, running calls shed quality: screen tile fps, then its resolution; 100: never.
+    cpu_shed_pct: float = 95.0
+    # What one more call costs, % of ONE core, until learnt from running calls (one 720p30
+    # composed call measured ~37-40 %).
+    call_cpu_pct: float = 40.0
 
     @classmethod
     def load(
@@ -92,6 +101,10 @@ class Settings:
             raise ValueError(f"setting video_codec: {settings.video_codec!r} is not VP8 or H264")
         if settings.video_size not in ("360p", "540p", "720p", "1080p"):
             raise ValueError(f"setting video_size: {settings.video_size!r} is not 360p, 540p, 720p or 1080p")
+        for name, top in (("cpu_budget_pct", 100.0), ("cpu_shed_pct", 100.0), ("call_cpu_pct", 1000.0)):
+            value = getattr(settings, name)
+            if not 0 < value <= top:  # also refuses NaN
+                raise ValueError(f"setting {name}: {value!r} is not in (0, {top:g}]")
         return settings
 
 

@@ -62,6 +62,27 @@ class Metrics:
         self.protocol_errors = Counter(
             "telepresence_protocol_errors", "Client messages refused, by code", ["code"], registry=r
         )
+        # Admission control (telepresence/admission.py).
+        self.cpu_busy = Gauge(
+            "telepresence_cpu_busy_pct", "Machine CPU busy, % of all cores, smoothed", registry=r
+        )
+        self.admission_open = Gauge(
+            "telepresence_admission_open", "1 while new calls may start, 0 at capacity", registry=r
+        )
+        self.admission_waiting = Gauge(
+            "telepresence_admission_waiting", "Customers waiting for CPU capacity", registry=r
+        )
+        self.admission_refusals = Counter(
+            "telepresence_admission_refusals",
+            "Times a waiting customer was told the centre is at capacity",
+            registry=r,
+        )
+        self.call_cpu = Gauge(
+            "telepresence_call_cpu_pct", "Expected CPU of one more call, % of one core", registry=r
+        )
+        self.shed_level = Gauge(
+            "telepresence_shed_level", "Shedding step in force (0: full quality)", registry=r
+        )
 
     def observe_call_stage(self, stage: str, p95_ms: float) -> None:
         """One finished call's p95 for ``stage``; stages outside :data:`CALL_STAGES` are not kept."""

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from media.room import Role
 from telepresence import protocol as p
+from telepresence.admission import Admission
 from telepresence.auth import Claims, TokenAuthority, new_id
 from telepresence.calls import Call
 from telepresence.config import Settings, labels
@@ -94,11 +95,19 @@ class Switchboard(Reception):
             send_operator=self._send_operator,
             active_calls=lambda: [c for c in self.calls.values() if c.active],
         )
+        self.admission = Admission(
+            budget_pct=settings.cpu_budget_pct,
+            shed_pct=settings.cpu_shed_pct,
+            call_pct=settings.call_cpu_pct,
+            metrics=metrics,
+            on_sample=self._wake.set,  # the timer step hands the new figure to the matchmaker
+        )
 
     # --------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
         self._timer = asyncio.create_task(self._run_timers(), name="switchboard-timers")
+        await self.admission.start()
 
     async def stop(self) -> None:
         """Refuse new work, tell every socket, stop the timer task. Safe to call twice."""
@@ -114,6 +123,7 @@ class Switchboard(Reception):
                 lobby.end("shutdown")
                 self.media.close(lobby)
         await self.media.stop()
+        await self.admission.stop()
         if self._timer is not None:
             self._timer.cancel()
             try:
@@ -537,6 +547,7 @@ class Switchboard(Reception):
             try:
                 async with self._lock:
                     await self._expire(self.clock())
+                    await self._admit()
                     self.media.push_receipts([c for c in self.calls.values() if c.active], self.clock())
                     self._publish()
             except Exception:
@@ -571,6 +582,13 @@ class Switchboard(Reception):
                 if until <= now:
                     await self._finish_wrap_up(agent, call_id, "")
 
+    async def _admit(self) -> None:
+        """Tell the matchmaker how many calls the CPU budget lets start now (telepresence/admission.py)."""
+        now = self.clock()
+        starts = [c.started_at for c in self.calls.values() if c.active]
+        offers = sum(len(a.offers) for a in self.agents.values())
+        await self._apply(self.matchmaker.set_admission(self.admission.seats(now, starts, offers), now))
+
     # --------------------------------------------------------------- outbound
 
     def _publish(self) -> None:
@@ -598,7 +616,10 @@ class Switchboard(Reception):
                 "state": status.state.value,
                 "position": status.position,
                 "expected_wait_s": _round(status.expected_wait_s),
+                "capacity": status.at_capacity,
             }
+            if status.at_capacity and not (session.last_status or {}).get("capacity"):
+                self.metrics.admission_refusals.inc()
             if message != session.last_status:
                 session.last_status = message
                 session.conn.send(message)
@@ -627,6 +648,7 @@ class Switchboard(Reception):
                 counts[self._agent_status(agent)] += 1
         for state, count in counts.items():
             self.metrics.agents.labels(state).set(count)
+        self.metrics.admission_waiting.set(self.matchmaker.admission_waiting())
 
     def status_report(self) -> Message:
         """Aggregates for /api/status: no customer's name or chat."""
@@ -647,7 +669,8 @@ class Switchboard(Reception):
             if agent.claims.role == "agent":
                 agents[self._agent_status(agent)] += 1
         live = sum(1 for c in self.calls.values() if c.active)
-        return {"queues": queues, "agents": agents, "calls": {"active": live}}
+        admission = self.admission.report(waiting=self.matchmaker.admission_waiting())
+        return {"queues": queues, "agents": agents, "calls": {"active": live}, "admission": admission}
 
     def _agent_status(self, session: AgentSession) -> str:
         if session.wrap_up:

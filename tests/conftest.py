@@ -72,6 +72,9 @@ class LiveServer:
 async def run_server(tmp_path: Path, **overrides: Any) -> AsyncIterator[LiveServer]:
     """A real uvicorn server on a free loopback port, in this event loop."""
     port = free_port()
+    # The suite's machine is shared and often busy: admission (which would make customers wait
+    # for CPU) is off unless a test turns it on (tests/control/test_admission.py).
+    overrides.setdefault("cpu_budget_pct", 100.0)
     settings = Settings.load(env={}, state_dir=tmp_path, secret=TEST_SECRET, port=port, **overrides)
     app = create_app(settings)
     config = uvicorn.Config(

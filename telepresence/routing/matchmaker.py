@@ -28,6 +28,7 @@ in a row is set away.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import enum
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ class CustomerState(enum.Enum):
 
 
 HELD = (CustomerState.CHOOSING, CustomerState.WAITING_FOR_AGENT)
+_CapacityView = tuple[list[int], int, int]  # competing places (sorted), calls held, admits left
 
 
 class AgentState(enum.Enum):
@@ -124,6 +126,7 @@ class CustomerStatus:
     state: CustomerState
     position: int | None  # 1 = next; None once offered or in a call
     expected_wait_s: float | None  # None: no agent online to estimate from
+    at_capacity: bool = False  # the CPU budget, not (only) the agents, holds them back now
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,8 @@ class Matchmaker:
         self._changed: set[QueueKey] = set()
         self._next_place = 0
         self._next_offer = 0
+        # How many more offers the machine's CPU budget allows now; None: no limit (admission.py).
+        self._admits: int | None = None
 
     # ----------------------------------------------------------------- agents
 
@@ -277,8 +282,12 @@ class Matchmaker:
         self._changed.add(key)
         agent = self._agents.get(last_agent) if last_agent else None
         if agent is not None and agent.state in SEATED and agent.serves(key):
-            if agent.free_seats:
+            if agent.free_seats and self._may_offer():
                 return self._make_offer(customer, agent, now)
+            if agent.free_seats:  # at capacity: held for their agent, who takes them first later
+                customer.prefer_until = now + self.affinity_window_s
+                self._hold(customer, CustomerState.WAITING_FOR_AGENT)
+                return []
             customer.prefer_until = now + self.affinity_window_s
             self._hold(customer, CustomerState.CHOOSING)
             return [
@@ -311,6 +320,7 @@ class Matchmaker:
             return self.end_call(customer_id, now, reason="customer_left")
         if customer.state is CustomerState.OFFERED:
             offer = self._offers.pop(customer.offer_id)  # type: ignore[arg-type]
+            self._return_admit()
             self._agents[offer.agent_id].customers.discard(customer_id)
             self._touch_agent(self._agents[offer.agent_id])
             events.append(OfferWithdrawn(offer.id, customer_id, offer.agent_id, "customer_left"))
@@ -465,6 +475,10 @@ class Matchmaker:
 
     def status(self, customer_id: str, now: float) -> CustomerStatus:
         """Where one customer stands: position in their queue and expected wait."""
+        return self._capacity_status(self._queue_status(customer_id, now), self._capacity_view())
+
+    def _queue_status(self, customer_id: str, now: float) -> CustomerStatus:
+        """:meth:`status` as the agents alone make it (the CPU budget is :meth:`_capacity_status`'s)."""
         customer = self._customer(customer_id)
         if customer.state in (CustomerState.OFFERED, CustomerState.IN_CALL):
             return CustomerStatus(customer_id, customer.state, None, 0.0)
@@ -482,6 +496,7 @@ class Matchmaker:
         ``keys``: only the customers of these queues (say, :meth:`take_changed_queues`).
         """
         result: dict[str, CustomerStatus] = {}
+        view = self._capacity_view()
         for key, queue in self._queues.items():
             if keys is not None and key not in keys:
                 continue
@@ -489,10 +504,11 @@ class Matchmaker:
             mean = self.handle_times.mean(key)
             for ahead, (_, customer_id) in enumerate(queue):
                 wait = expected_wait(ahead, free, total, mean)
-                result[customer_id] = CustomerStatus(customer_id, CustomerState.WAITING, ahead + 1, wait)
+                status = CustomerStatus(customer_id, CustomerState.WAITING, ahead + 1, wait)
+                result[customer_id] = self._capacity_status(status, view)
         for customer_id, customer in self._customers.items():
             if customer.state is not CustomerState.WAITING and (keys is None or customer.key in keys):
-                result[customer_id] = self.status(customer_id, now)
+                result[customer_id] = self._capacity_status(self._queue_status(customer_id, now), view)
         return result
 
     def take_changed_queues(self) -> set[QueueKey]:
@@ -527,6 +543,83 @@ class Matchmaker:
                 )
             )
         return stats
+
+    # -------------------------------------------------------------- admission
+
+    def set_admission(self, limit: int | None, now: float) -> list[Event]:
+        """How many more offers the machine's CPU budget allows now (None: no limit).
+
+        The shell sets it afresh from :mod:`telepresence.admission` (counting pending offers
+        and new calls as spent); each offer made uses one, each offer taken back returns it.
+        At 0 no offer is made: waiting customers keep their places, their statuses say they
+        are held back by capacity and their waits count the CPU's turnover too. When the
+        limit rises, offers resume in place order.
+        """
+        if limit is not None and limit < 0:
+            raise RoutingError("an admission limit cannot be negative")
+        old, self._admits = self._admits, limit
+        if old == limit:
+            return []
+        self._changed.update(self.queues)  # every waiting customer's flag and wait may move
+        if old is not None and (limit is None or limit > old):
+            return self._resume_offers(now)
+        return []
+
+    def admission_waiting(self) -> int:
+        """Customers the CPU budget holds back now (they would be next, but no call may start)."""
+        view = self._capacity_view()
+        return 0 if view is None else max(0, len(view[0]) - view[2])
+
+    def _may_offer(self) -> bool:
+        return self._admits is None or self._admits > 0
+
+    def _return_admit(self) -> None:
+        """An offer was taken back without becoming a call: it no longer uses the budget."""
+        if self._admits is not None:
+            self._admits += 1
+
+    def _resume_offers(self, now: float) -> list[Event]:
+        """Room for calls again: the earliest place any free agent would take goes first, and so on."""
+        events: list[Event] = []
+        while self._may_offer():
+            first: _Customer | None = None
+            for agent in self._agents.values():
+                if agent.free_seats:
+                    candidate = self._next_for(agent, now)
+                    if candidate is not None and (first is None or candidate.place < first.place):
+                        first = candidate
+            if first is None:
+                break
+            if first.state is CustomerState.WAITING:
+                made = self._offer_customer(first, now)
+            else:  # held for their last agent, who is free
+                made = self._fill_agent(first.last_agent or "", now)
+            if not made:
+                break
+            events += made
+        return events
+
+    def _capacity_view(self) -> _CapacityView | None:
+        """For :meth:`_capacity_status`: the places of everyone competing for a call (sorted),
+        the calls the machine holds (offered or live) and the admits left; None: no limit."""
+        if self._admits is None:
+            return None
+        competing = (CustomerState.WAITING, *HELD)
+        places = sorted(c.place for c in self._customers.values() if c.state in competing)
+        return places, sum(len(a.customers) for a in self._agents.values()), self._admits
+
+    def _capacity_status(self, status: CustomerStatus, view: _CapacityView | None) -> CustomerStatus:
+        """A status with the CPU budget in it: a call frees CPU as it ends, like a seat, whatever
+        the queue. The wait is the longer of the agents' and the machine's."""
+        if view is None or status.state in (CustomerState.OFFERED, CustomerState.IN_CALL):
+            return status
+        places, calls, admits = view
+        customer = self._customers[status.customer_id]
+        ahead = bisect.bisect_left(places, customer.place)
+        cpu_wait = expected_wait(ahead, admits, calls + admits, self.handle_times.mean(customer.key))
+        wait = status.expected_wait_s
+        wait = None if wait is None or cpu_wait is None else max(wait, cpu_wait)
+        return dataclasses.replace(status, expected_wait_s=wait, at_capacity=ahead >= admits)
 
     def agent_states(self) -> dict[str, str]:
         """Each agent's state: ``available``, ``busy`` (no free seat), ``wrap_up`` or ``away``."""
@@ -629,7 +722,7 @@ class Matchmaker:
     def _offer_customer(self, customer: _Customer, now: float) -> list[Event]:
         """Offer a WAITING customer to the longest-idle eligible agent with a free seat."""
         events: list[Event] = []
-        while customer.state is CustomerState.WAITING:
+        while customer.state is CustomerState.WAITING and self._may_offer():
             best: _Agent | None = None
             for agent in self._agents.values():
                 if not agent.free_seats or not agent.serves(customer.key):
@@ -649,7 +742,7 @@ class Matchmaker:
         """Give an agent's free seats to the customers who should have them."""
         agent = self._agents.get(agent_id)
         events: list[Event] = []
-        while agent is not None and agent.free_seats:
+        while agent is not None and agent.free_seats and self._may_offer():
             customer = self._next_for(agent, now)
             if customer is None:
                 break
@@ -682,6 +775,8 @@ class Matchmaker:
 
     def _make_offer(self, customer: _Customer, agent: _Agent, now: float) -> list[Event]:
         self._next_offer += 1
+        if self._admits is not None:
+            self._admits -= 1
         offer = _Offer(f"offer-{self._next_offer}", customer.id, agent.id, now + self.offer_timeout_s)
         self._offers[offer.id] = offer
         customer.state = CustomerState.OFFERED
@@ -717,6 +812,7 @@ class Matchmaker:
         offers too. The caller then calls :meth:`_offer_on` once for the whole batch.
         """
         del self._offers[offer.id]
+        self._return_admit()
         customer = self._customers[offer.customer_id]
         agent = self._agents[offer.agent_id]
         agent.customers.discard(customer.id)
