@@ -12,4 +12,5 @@ SUITES = {
     "latency": "benchmarks.latency",
     "avatar": "benchmarks.avatar",
     "browser": "benchmarks.browser",
+    "capacity": "benchmarks.capacity",
 }

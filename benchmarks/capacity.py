@@ -1,0 +1,318 @@
+"""Suite "capacity": how many calls one server holds, adding them one by one.
+
+For each composite size (``TELEPRESENCE_VIDEO_SIZE`` 720p, then 360p) a real ``telepresence
+serve`` runs on loopback (default settings otherwise), and a few client processes
+(:mod:`benchmarks.capacity_clients`, calls dealt round-robin) add calls one at a time. Each
+call is an agent (token, sign-in, auto-answer) and a customer (joins the queue) negotiating as
+the web client does. The agent sends a 30 fps camera at the composite's size, pre-encoded
+ONCE at start-up (H.264, ~2 Mbps at 720p, ~0.7 Mbps at 360p; VP8 if the server answers VP8)
+from a stamped, noisy test card, looped through aiortc's packet path, and a pre-encoded Opus
+tone; the customer sends the tone. Nothing the clients receive is decoded: the customer
+completes the composite's frames on the RTP marker bit and counts them.
+
+**Glass-to-glass**, per frame: the moment the customer holds the complete frame minus the
+frame's capture time, which the server writes on its first packet (``abs-capture-time``,
+mapped from the agent's RTCP sender reports; the agent's reports map each RTP timestamp to
+the wall time its loop handed that frame to aiortc). A browser would add its decode and
+render (~1-2 ms decode, one display refresh). Frames are stamped by frame index, not time
+(a looped buffer carries the time of encoding), so, as a check of that clock, the first
+call of each size also decodes every frame: the stamp's index names the loop frame, the
+agent's record of when it last sent that index gives an independent latency;
+``stamp_check_ms`` is the median of (stamp latency - abs-capture-time latency) over those
+frames, both taken at the same arrival moment: ~0 when the server's capture clock is right.
+
+**A step passes** when every customer gets >= 29 fps and its glass-to-glass p95 < 150 ms over
+the step's window (after a settle time); a failed step is measured once more, and the ramp
+stops at the second failure (one noisy window on a shared machine does not end the ramp).
+``calls_720p30`` / ``calls_360p30`` are the most calls of a passing step.
+
+**CPU** (benchmarks.capacity_procs): the server's process tree (its media worker processes
+included) from /proc, over each step's window, % of one core. ``server_cpu_pct_per_call`` is
+the median over the passing 720p steps of (server CPU - idle CPU) / calls (from the first
+step if none passed, said by ``cpu_per_call_from``). ``cores_used`` is the highest step mean
+of the server's CPU / 100: how many cores its processes together kept busy over a whole
+window; ``cores_used_peak_1s`` is the highest one-second sample / 100, ``server_busy_processes``
+the most processes of the tree that used > 5 % of a core in a window. The clients' own CPU is
+given beside it (``client_cpu_pct``); an agent that could not keep 29.5 fps marks the step
+``client_limited``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.capacity_media import EncodedLoop, encode_opus_loop, encode_video_loop
+from benchmarks.capacity_procs import TICKS, ClientProcess, CpuMeter, Server
+from telepresence.app import authority_for
+from telepresence.auth import Claims
+from telepresence.config import Settings
+
+SIZES = {"720p": (1280, 720), "360p": (640, 360)}
+MIN_FPS = 29.0
+MAX_P95_MS = 150.0
+TARGETS = {"server_cpu_pct_per_call": 12.0, "calls_720p30": 10, "calls_360p30": 24}
+SECRET = "capacity-benchmark-secret-0123456789"
+
+
+@dataclass(frozen=True)
+class Plan:
+    caps: dict[str, int]  # composite size -> the most calls to try
+    settle_s: float  # after a call is added, before its step's window
+    window_s: float
+    idle_s: float
+    clients: int = 2
+    retry: bool = True
+    label: str = ""
+
+
+QUICK = Plan(caps={"720p": 12, "360p": 26}, settle_s=1.5, window_s=3.0, idle_s=2.0, label="quick")
+FULL = Plan(caps={"720p": 20, "360p": 40}, settle_s=3.0, window_s=10.0, idle_s=5.0, label="full")
+
+
+def _say(text: str) -> None:
+    print(f"[capacity] {text}", file=sys.stderr, flush=True)
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 1) if values else None
+
+
+@dataclass
+class Ramp:
+    size: str
+    idle_cpu_pct: float = 0.0
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    capped: bool = False
+
+    @property
+    def passing(self) -> list[dict[str, Any]]:
+        return [s for s in self.steps if s["passed"]]
+
+    @property
+    def calls(self) -> int:
+        return max((s["calls"] for s in self.passing), default=0)
+
+
+def _judge(calls: list[dict[str, Any]], expected: int) -> tuple[bool, str, dict[str, Any]]:
+    """Whether every customer got >= 29 fps and p95 < 150 ms, why not, and the step's figures."""
+    pooled = [ms for c in calls for ms in c["latencies"]]
+    p95s = [_pct(c["latencies"], 95) for c in calls]
+    figures: dict[str, Any] = {
+        "fps_min": min((c["fps"] for c in calls), default=0.0),
+        "fps_median": round(statistics.median([c["fps"] for c in calls]), 2) if calls else 0.0,
+        "g2g_p50_ms": _pct(pooled, 50),
+        "g2g_p95_ms": _pct(pooled, 95),
+        "g2g_worst_p95_ms": max((p for p in p95s if p is not None), default=None),
+        "frames": sum(c["frames"] for c in calls),
+        "g2g_samples": len(pooled),
+        "agent_fps_min": min((c["agent_fps"] for c in calls), default=0.0),
+        "voice_to_customer_pps_min": min((c["voice_to_customer_pps"] for c in calls), default=0.0),
+        "voice_to_agent_pps_min": min((c["voice_to_agent_pps"] for c in calls), default=0.0),
+        "preview_pps_median": statistics.median([c["preview_pps"] for c in calls]) if calls else 0.0,
+    }
+    stamped = [s - a for c in calls for s, a in c["stamped"]]
+    if stamped:
+        figures["stamp_check_ms"] = round(statistics.median(stamped), 1)
+        figures["stamp_check_n"] = len(stamped)
+    figures["client_limited"] = figures["agent_fps_min"] < MIN_FPS + 0.5
+    why = ""
+    if len(calls) < expected:
+        why = f"{expected - len(calls)} call(s) missing from the clients' stats"
+    elif ended := [c["name"] for c in calls if c["ended"] or c["state"] != "connected"]:
+        why = f"call(s) ended or disconnected: {ended[:3]}"
+    elif slow := [c for c in calls if c["fps"] < MIN_FPS]:
+        why = f"{len(slow)} customer(s) under {MIN_FPS:g} fps (lowest {min(c['fps'] for c in slow)})"
+    elif blind := [c["name"] for c, p in zip(calls, p95s, strict=True) if p is None]:
+        why = f"no glass-to-glass samples for {blind[:3]}"
+    elif late := [p for p in p95s if p is not None and p >= MAX_P95_MS]:
+        why = f"{len(late)} customer(s) with glass-to-glass p95 >= {MAX_P95_MS:g} ms (worst {max(late)})"
+    return not why, why, figures
+
+
+async def _window(
+    server: CpuMeter, clients_cpu: CpuMeter, clients: list[ClientProcess], calls: int, seconds: float
+) -> dict[str, Any]:
+    server.start()
+    clients_cpu.start()
+    t0 = time.time()
+    ticks = max(1, round(seconds))
+    for _ in range(ticks):
+        await asyncio.sleep(seconds / ticks)
+        server.sample()
+        clients_cpu.sample()
+    t1 = time.time()
+    replies = await asyncio.gather(*(c.ask(cmd="stats", t0=t0, t1=t1) for c in clients))
+    stats = [call for reply in replies for call in reply.get("calls", [])]
+    passed, why, figures = _judge(stats, calls)
+    span = t1 - t0
+    return {
+        "calls": calls,
+        "passed": passed,
+        "why": why,
+        "server_cpu_pct": round(statistics.fmean(server.seconds), 1),
+        "server_cpu_peak_1s": round(max(server.seconds), 1),
+        "server_busy_processes": sum(1 for t in server.busy.values() if t / TICKS / span > 0.05),
+        "client_cpu_pct": round(statistics.fmean(clients_cpu.seconds), 1),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        **figures,
+    }
+
+
+async def _ramp(size: str, plan: Plan, workdir: Path, video: Path, opus: Path) -> Ramp:
+    authority = authority_for(Settings.load(env={}, secret=SECRET, state_dir=workdir))
+    ramp = Ramp(size)
+    async with Server(workdir, SECRET, video_size=size, wrap_up_s=0, offer_timeout_s=30) as server:
+        clients = [ClientProcess(i, video, opus) for i in range(plan.clients)]
+        try:
+            for client in clients:
+                await client.start()
+            assert server.process is not None
+            server_cpu = CpuMeter([server.process.pid])
+            clients_cpu = CpuMeter([c.pid for c in clients])
+            await asyncio.sleep(plan.settle_s)  # the server's and the clients' start-up is not idle
+            idle = await _window(server_cpu, clients_cpu, clients, 0, plan.idle_s)
+            ramp.idle_cpu_pct = idle["server_cpu_pct"]
+            _say(f"{size}: server idle {ramp.idle_cpu_pct} % of a core")
+            for calls in range(1, plan.caps[size] + 1):
+                client = clients[(calls - 1) % len(clients)]
+                name = f"{size}-{calls}"
+                token = authority.mint(
+                    Claims(name=f"agent-{name}", role="agent", expires_at=time.time() + 7200)
+                )
+                reply = await client.ask(
+                    timeout=90, cmd="add", url=server.url, token=token, name=name, check=calls == 1
+                )
+                if not reply["ok"]:
+                    ramp.steps.append(
+                        {"calls": calls, "passed": False, "why": f"set-up failed: {reply['error']}"}
+                    )
+                    _say(f"{size}: call {calls} could not be set up: {reply['error']}\n{server.tail(5)}")
+                    break
+                await asyncio.sleep(plan.settle_s)
+                step = await _window(server_cpu, clients_cpu, clients, calls, plan.window_s)
+                if not step["passed"] and plan.retry:
+                    _say(f"{size}: {calls} calls failed ({step['why']}); measuring again")
+                    step = {
+                        **await _window(server_cpu, clients_cpu, clients, calls, plan.window_s),
+                        "retried": True,
+                    }
+                step["setup_s"] = reply.get("setup_s")
+                step["codec"] = reply.get("codec")
+                ramp.steps.append(step)
+                _say(
+                    f"{size}: {calls} calls {'ok  ' if step['passed'] else 'FAIL'} "
+                    f"server {step['server_cpu_pct']} % "
+                    f"(peak {step['server_cpu_peak_1s']}), clients {step['client_cpu_pct']} %, fps min "
+                    f"{step['fps_min']}, g2g p50/p95 {step['g2g_p50_ms']}/{step['g2g_p95_ms']} ms "
+                    f"(worst p95 {step['g2g_worst_p95_ms']}), load {step['load_avg_1m']}"
+                    + (f": {step['why']}" if step["why"] else "")
+                )
+                if not step["passed"]:
+                    break
+            else:
+                ramp.capped = True
+        finally:
+            await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
+    return ramp
+
+
+def summarize(ramps: dict[str, Ramp], plan: Plan, load: tuple[float, float]) -> dict[str, Any]:
+    """The suite's JSON: the issue's keys first, then what they rest on."""
+    r720, r360 = ramps.get("720p"), ramps.get("360p")
+    per_call, source = None, None
+    if r720 is not None and r720.steps:
+        measured = [s for s in r720.steps if "server_cpu_pct" in s]
+        chosen = [s for s in measured if s["passed"]] or measured[:1]
+        source = "passing steps" if r720.passing else "first step (none passed)"
+        if chosen:
+            per_call = round(
+                statistics.median([(s["server_cpu_pct"] - r720.idle_cpu_pct) / s["calls"] for s in chosen]), 1
+            )
+    steps = [s for r in ramps.values() for s in r.steps if "server_cpu_pct" in s]
+    summary: dict[str, Any] = {
+        "server_cpu_pct_per_call": per_call,
+        "calls_720p30": r720.calls if r720 else None,
+        "calls_360p30": r360.calls if r360 else None,
+        "cores_used": round(max((s["server_cpu_pct"] for s in steps), default=0.0) / 100, 2),
+        "cores_used_peak_1s": round(max((s["server_cpu_peak_1s"] for s in steps), default=0.0) / 100, 2),
+        "server_busy_processes": max((s["server_busy_processes"] for s in steps), default=0),
+        "cpu_per_call_from": source,
+        "plan": plan.label,
+        "load_avg_1m": {"start": round(load[0], 2), "end": round(load[1], 2)},
+        "cores": os.cpu_count(),
+    }
+    for size, ramp in ramps.items():
+        best = next((s for s in reversed(ramp.passing)), None)
+        last = ramp.steps[-1] if ramp.steps else {}
+        key = size.rstrip("p")
+        summary[f"capped_{size}"] = ramp.capped
+        summary[f"idle_cpu_pct_{size}"] = ramp.idle_cpu_pct
+        summary[f"stopped_{size}"] = last.get("why") or None
+        for name in (
+            "fps_min",
+            "g2g_p50_ms",
+            "g2g_p95_ms",
+            "g2g_worst_p95_ms",
+            "server_cpu_pct",
+            "client_cpu_pct",
+        ):
+            summary[f"{name}_at_{key}"] = best.get(name) if best else None
+        summary[f"frames_{size}"] = sum(s.get("frames", 0) for s in ramp.steps)
+        summary[f"g2g_samples_{size}"] = sum(s.get("g2g_samples", 0) for s in ramp.steps)
+        checks = [s["stamp_check_ms"] for s in ramp.steps if "stamp_check_ms" in s]
+        summary[f"stamp_check_ms_{size}"] = round(statistics.median(checks), 1) if checks else None
+        summary[f"client_limited_{size}"] = any(s.get("client_limited") for s in ramp.steps)
+        summary[f"steps_{size}"] = [
+            {
+                k: s.get(k)
+                for k in (
+                    "calls",
+                    "passed",
+                    "server_cpu_pct",
+                    "client_cpu_pct",
+                    "fps_min",
+                    "g2g_p95_ms",
+                    "why",
+                )
+            }
+            for s in ramp.steps
+        ]
+    summary["targets"] = {
+        "server_cpu_pct_per_call": per_call is not None and per_call <= TARGETS["server_cpu_pct_per_call"],
+        "calls_720p30": (summary["calls_720p30"] or 0) >= TARGETS["calls_720p30"],
+        "calls_360p30": (summary["calls_360p30"] or 0) >= TARGETS["calls_360p30"],
+    }
+    return summary
+
+
+async def measure(plan: Plan) -> dict[str, Any]:
+    """Ramp every size in ``plan.caps``; the summary of :func:`summarize`."""
+    load_start = os.getloadavg()[0]
+    ramps: dict[str, Ramp] = {}
+    with tempfile.TemporaryDirectory(prefix="capacity-") as tmp:
+        workdir = Path(tmp)
+        opus = workdir / "opus.loop"
+        encode_opus_loop().save(opus)
+        for size in plan.caps:
+            width, height = SIZES[size]
+            started = time.monotonic()
+            video = workdir / f"h264-{size}.loop"
+            loop: EncodedLoop = await encode_video_loop("H264", width, height)
+            loop.save(video)
+            _say(f"{size}: {len(loop.frames)} frames encoded once in {time.monotonic() - started:.1f} s")
+            ramps[size] = await _ramp(size, plan, workdir, video, opus)
+    return summarize(ramps, plan, (load_start, os.getloadavg()[0]))
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    return asyncio.run(measure(QUICK if quick else FULL))

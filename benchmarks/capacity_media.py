@@ -1,0 +1,328 @@
+"""Cheap media for the capacity suite's clients: pre-encoded loops out, frames counted in.
+
+- :func:`encode_video_loop` encodes a stamped test card ONCE (H.264 or VP8, PyAV): frame ``i``
+  of the loop carries a :mod:`media.stamp` stamp with frame id ``i``. :func:`encode_opus_loop`
+  does the same for a 1 s tone.
+- :class:`LoopTrack` hands those packets to aiortc as ``av.Packet`` (aiortc then only
+  packetises), paced in real time and looped; it notes the wall time at which each frame
+  left it (its *capture* time) and, on a keyframe request, jumps to the next keyframe of the loop.
+- :class:`FrameProbe` sits in a receiver as its jitter buffer (:class:`CountingBuffer`): it
+  completes frames on the marker bit, counts them and never hands them to aiortc's decoder.
+  Each frame's glass-to-glass time is its completion minus the ``abs-capture-time`` the server
+  put on its first packet (the agent's capture time, from the agent's sender reports).
+  A probe made with a decoder also decodes every frame and reads its stamp: the frame id
+  names the loop frame, and the agent's own record of when it last sent that frame gives a
+  second, independent latency (the check of the first).
+
+aiortc does not parse ``abs-capture-time``: :class:`AbsCaptureTimeReader` wraps a transport's
+header-extension map to read it (the id is the one :func:`offer_abs_capture_time` adds to
+the offer, which the server echoes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import fractions
+import math
+import pickle
+import re
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RtpPacket, unpack_header_extensions
+
+from media.capture_clock import CaptureTimes, ntp_seconds
+from media.peers import MarkerJitterBuffer
+from media.sources import TestCardTrack
+from media.stamp import luma_view, read_stamp, strip_height
+
+FPS = 30
+LOOP_FRAMES = 300  # 10 s of video, looped
+GOP = 60  # a keyframe every 2 s: what a keyframe request jumps to
+VIDEO_BPS = {720: 2_000_000, 360: 700_000}  # about what Chromium sends a 720p / 360p camera at
+ABS_CAPTURE_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time"
+ABS_CAPTURE_TIME_ID = 14  # aiortc's own offers use ids 1-3
+KEEP_S = 90.0  # samples kept per call (the driver asks for the last window only)
+
+
+@dataclass
+class EncodedLoop:
+    """Encoded frames of a loop, in order, and which of them are keyframes."""
+
+    codec: str  # "H264", "VP8", "OPUS"
+    frames: list[bytes]
+    keyframes: list[int] = field(default_factory=list)
+    width: int = 0
+    height: int = 0
+
+    def save(self, path: Path) -> None:
+        path.write_bytes(pickle.dumps(self))
+
+    @staticmethod
+    def load(path: Path) -> EncodedLoop:
+        return pickle.loads(path.read_bytes())
+
+
+async def encode_video_loop(codec: str, width: int, height: int, frames: int = LOOP_FRAMES) -> EncodedLoop:
+    """A stamped, moving test card encoded once: H.264 (x264, constrained baseline, no B-frames) or VP8."""
+    card = TestCardTrack(width, height, fps=FPS, paced=False, stamp=True, label="agent")
+    if codec == "H264":
+        ctx = av.CodecContext.create("libx264", "w")
+        ctx.options = {
+            "preset": "veryfast",
+            "tune": "zerolatency",
+            "level": "31",
+            "x264-params": f"keyint={GOP}:min-keyint={GOP}:scenecut=0",
+        }
+        ctx.profile = "Baseline"
+    elif codec == "VP8":
+        ctx = av.CodecContext.create("libvpx", "w")
+        ctx.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+        ctx.gop_size = GOP
+    else:
+        raise ValueError(f"no loop encoder for {codec}")
+    ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
+    ctx.bit_rate = VIDEO_BPS[360 if height <= 360 else 720]
+    ctx.framerate = fractions.Fraction(FPS, 1)
+    ctx.time_base = fractions.Fraction(1, FPS)
+    loop = EncodedLoop(codec, [], [], width, height)
+    # Sensor noise, so the encoder spends about a real camera's bits (a clean card takes ~0.3 Mbps).
+    rng = np.random.default_rng(11)
+    noise = [rng.integers(-6, 7, (height - strip_height(width), width), dtype=np.int16) for _ in range(7)]
+    for index in range(frames):
+        frame = await card.recv()
+        below = luma_view(frame)[strip_height(width) :]
+        below[:] = np.clip(below + noise[index % len(noise)], 16, 235).astype(np.uint8)
+        frame.pts, frame.time_base = index, ctx.time_base
+        frame.pict_type = av.video.frame.PictureType.I if index == 0 else av.video.frame.PictureType.NONE
+        for packet in ctx.encode(frame):
+            if packet.is_keyframe:
+                loop.keyframes.append(len(loop.frames))
+            loop.frames.append(bytes(packet))
+    for packet in ctx.encode(None):
+        loop.frames.append(bytes(packet))
+    card.stop()
+    if len(loop.frames) != frames or not loop.keyframes or loop.keyframes[0] != 0:
+        raise RuntimeError(f"{codec} loop: {len(loop.frames)} frames, keyframes {loop.keyframes[:3]}")
+    return loop
+
+
+def encode_opus_loop(frequency: float = 440.0, seconds: float = 1.0) -> EncodedLoop:
+    """A quiet tone as 20 ms Opus packets (48 kHz stereo, as aiortc's Opus encoder sends)."""
+    ctx = av.CodecContext.create("libopus", "w")
+    ctx.sample_rate, ctx.layout, ctx.format, ctx.bit_rate = 48000, "stereo", "s16", 32000
+    packets: list[bytes] = []
+    samples = 960
+    for index in range(int(seconds * 50)):
+        t = (np.arange(samples) + index * samples) / 48000
+        tone = (3000 * np.sin(2 * math.pi * frequency * t)).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(np.repeat(tone, 2).reshape(1, -1), format="s16", layout="stereo")
+        frame.sample_rate, frame.pts, frame.time_base = 48000, index * samples, fractions.Fraction(1, 48000)
+        packets.extend(bytes(p) for p in ctx.encode(frame))
+    return EncodedLoop("OPUS", packets)
+
+
+class LoopTrack(MediaStreamTrack):
+    """Pre-encoded packets for aiortc's packet path, paced in real time, looped.
+
+    A video track waits in ``recv`` until :meth:`play` gives it the loop of the codec the
+    server answered with. ``capture_times`` (pts -> wall time the packet left here) feeds
+    the sender's reports (media.capture_clock.align_sender_reports); ``sent_at[i]`` is when
+    loop frame ``i`` last left.
+    """
+
+    def __init__(self, kind: str, loop: EncodedLoop | None = None) -> None:
+        super().__init__()
+        self.kind = kind
+        self.clock_rate, self.interval = (90000, 1 / FPS) if kind == "video" else (48000, 0.02)
+        self.capture_times = CaptureTimes()
+        self.sent_at: dict[int, float] = {}
+        self.sent_times: list[float] = []  # wall time of every packet handed out (for the send rate)
+        self.keyframe_wanted = False
+        self.slips = 0  # times the pacing fell more than two intervals behind (a loaded client)
+        self._loop = loop
+        self._position = 0
+        self._count = 0
+        self._start: float | None = None
+
+    def play(self, loop: EncodedLoop) -> None:
+        self._loop = loop
+
+    async def recv(self) -> av.Packet:
+        while self._loop is None:
+            if self.readyState != "live":
+                raise MediaStreamError
+            await asyncio.sleep(0.02)
+        if self.readyState != "live":
+            raise MediaStreamError
+        clock = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = clock.time()
+        delay = self._start + self._count * self.interval - clock.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif delay < -2 * self.interval:
+            self.slips += 1
+            self._start = clock.time() - self._count * self.interval
+        loop = self._loop
+        if self.keyframe_wanted and loop.keyframes:
+            self.keyframe_wanted = False
+            later = [k for k in loop.keyframes if k >= self._position]
+            self._position = later[0] if later else loop.keyframes[0]
+        index = self._position
+        self._position = (index + 1) % len(loop.frames)
+        packet = av.Packet(loop.frames[index])
+        packet.pts = round(self._count * self.interval * self.clock_rate)
+        packet.time_base = fractions.Fraction(1, self.clock_rate)
+        self._count += 1
+        now = time.time()
+        self.capture_times.note(packet.pts, now)
+        self.sent_at[index] = now
+        self.sent_times.append(now)
+        return packet
+
+    def prune(self, before: float) -> None:
+        del self.sent_times[: bisect.bisect_left(self.sent_times, before)]
+
+
+def offer_abs_capture_time(sdp: str) -> str:
+    """The offer with abs-capture-time offered in every video section (aiortc does not offer it)."""
+    line = f"a=extmap:{ABS_CAPTURE_TIME_ID} {ABS_CAPTURE_TIME_URI}\r\n"
+    parts = re.split(r"(?=^m=)", sdp, flags=re.M)
+    out = []
+    for part in parts:
+        if part.startswith("m=video") and ABS_CAPTURE_TIME_URI not in part:
+            extmaps = list(re.finditer(r"^a=extmap:.*\r\n", part, flags=re.M))
+            at = extmaps[-1].end() if extmaps else len(part)
+            part = part[:at] + line + part[at:]
+        out.append(part)
+    return "".join(out)
+
+
+class AbsCaptureTimeReader:
+    """A transport's header-extension map that also reads abs-capture-time into
+    ``packet.extensions.abs_capture_time`` (64-bit NTP); everything else is the wrapped map's."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def configure(self, parameters) -> None:
+        self.inner.configure(parameters)
+
+    def set(self, values):
+        return self.inner.set(values)
+
+    def get(self, extension_profile: int, extension_value: bytes):
+        values = self.inner.get(extension_profile, extension_value)
+        for x_id, x_value in unpack_header_extensions(extension_profile, extension_value):
+            if x_id == ABS_CAPTURE_TIME_ID and len(x_value) >= 8:
+                values.abs_capture_time = int.from_bytes(x_value[:8], "big")
+        return values
+
+
+def read_abs_capture_time(transport) -> None:
+    """Make ``transport`` (an RTCDtlsTransport) read abs-capture-time on the packets it parses."""
+    current = transport._rtp_header_extensions_map  # aiortc private: see the module docstring
+    if not isinstance(current, AbsCaptureTimeReader):
+        transport._rtp_header_extensions_map = AbsCaptureTimeReader(current)
+
+
+class FrameProbe:
+    """What one customer receives: when each frame completed, and its glass-to-glass time."""
+
+    def __init__(self, codec: str | None = None, sent_at: dict[int, float] | None = None) -> None:
+        self.arrivals: list[float] = []
+        self.latencies: list[tuple[float, float]] = []  # (arrival, ms) by abs-capture-time
+        self.stamped: list[tuple[float, float, float]] = []  # (arrival, stamp ms, abs ms) when decoding
+        self.frame_ids: list[int] = []
+        self._captured: OrderedDict[int, int] = OrderedDict()
+        self._sent_at = sent_at
+        self._decoder = None
+        if codec is not None:
+            self.decode_as(codec)
+
+    def decode_as(self, codec: str) -> None:
+        self._decoder = av.CodecContext.create("h264" if codec == "H264" else "vp8", "r")
+
+    def on_packet(self, packet: RtpPacket) -> None:
+        captured = getattr(packet.extensions, "abs_capture_time", None)
+        if captured is not None:
+            self._captured[packet.timestamp] = captured
+            if len(self._captured) > 64:
+                self._captured.popitem(last=False)
+
+    def on_frame(self, frame: JitterFrame) -> None:
+        now = time.time()
+        self.arrivals.append(now)
+        captured = self._captured.pop(frame.timestamp, None)
+        latency = (now - ntp_seconds(captured)) * 1000 if captured is not None else None
+        if latency is not None:
+            self.latencies.append((now, latency))
+        if self._decoder is not None and self._sent_at is not None:
+            self._check_stamp(frame.data, now, latency)
+
+    def _check_stamp(self, data: bytes, now: float, latency: float | None) -> None:
+        try:
+            pictures = self._decoder.decode(av.Packet(data))
+        except av.error.FFmpegError:
+            return  # a frame before the first keyframe
+        for picture in pictures:
+            stamp = read_stamp(picture)
+            sent = self._sent_at.get(stamp.frame_id) if stamp is not None else None
+            if sent is not None and latency is not None:
+                self.frame_ids.append(stamp.frame_id)
+                self.stamped.append((now, (now - sent) * 1000, latency))
+
+    def window(self, t0: float, t1: float) -> dict:
+        """Frames and latencies that completed in [t0, t1)."""
+        frames = bisect.bisect_left(self.arrivals, t1) - bisect.bisect_left(self.arrivals, t0)
+        latencies = [ms for at, ms in self.latencies if t0 <= at < t1]
+        stamped = [(s, a) for at, s, a in self.stamped if t0 <= at < t1]
+        return {"frames": frames, "latencies": latencies, "stamped": stamped}
+
+    def prune(self, before: float) -> None:
+        del self.arrivals[: bisect.bisect_left(self.arrivals, before)]
+        self.latencies = [x for x in self.latencies if x[0] >= before]
+        self.stamped = [x for x in self.stamped if x[0] >= before]
+
+
+class CountingBuffer(MarkerJitterBuffer):
+    """A video jitter buffer that completes frames on the marker bit, gives them to a
+    :class:`FrameProbe` and keeps them from aiortc's decoder."""
+
+    def __init__(self, probe: FrameProbe) -> None:
+        super().__init__(capacity=128, is_video=True)
+        self.probe = probe
+
+    def add(self, packet: RtpPacket) -> tuple[bool, None]:  # type: ignore[override]
+        self.probe.on_packet(packet)
+        pli, frame = super().add(packet)
+        if frame is not None:
+            self.probe.on_frame(frame)
+        return pli, None
+
+
+class PacketCounter(JitterBuffer):
+    """A jitter buffer that only counts packets (audio heard, a preview not looked at): no decode."""
+
+    def __init__(self, is_video: bool) -> None:
+        super().__init__(capacity=128 if is_video else 16, is_video=is_video)
+        self.times: list[float] = []
+
+    def add(self, packet: RtpPacket) -> tuple[bool, None]:  # type: ignore[override]
+        self.times.append(time.time())
+        return False, None
+
+    def rate(self, t0: float, t1: float) -> float:
+        count = bisect.bisect_left(self.times, t1) - bisect.bisect_left(self.times, t0)
+        return count / (t1 - t0)
+
+    def prune(self, before: float) -> None:
+        del self.times[: bisect.bisect_left(self.times, before)]
