@@ -23,6 +23,8 @@ export function showQueueStatus(message, { chosenAgent = null, previousPosition 
     wait.textContent = formatWait(message.expected_wait_s);
     if (message.state === "waiting_for_agent") {
       detail.textContent = `You are waiting for ${chosenAgent || "your agent"}, who will take you as soon as they are free.`;
+    } else if (message.capacity) {
+      detail.textContent = "We are at capacity right now: you keep your place, and the next free agent takes you as soon as a call ends.";
     } else if (message.expected_wait_s === null) {
       detail.textContent = "Nobody who can help is available right now; you keep your place until someone is.";
     } else {
