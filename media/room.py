@@ -24,7 +24,6 @@ from typing import Literal
 
 import av
 from aiortc import RTCIceServer, RTCPeerConnection, RTCRtpReceiver, RTCRtpTransceiver
-from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
@@ -51,6 +50,7 @@ from media.heap import release_free_memory
 from media.layout import AGENT, SCREEN
 from media.passthrough import CameraPassthrough
 from media.peers import Bitrate, negotiated_codec, tune_video_sender
+from media.program import Program
 from media.round_trip import ReferenceTimeReplies
 from media.sections import SectionMismatch, match
 from media.tracks import TrackDrain
@@ -97,13 +97,20 @@ class Room:
         self.passthrough = CameraPassthrough(
             lambda: compositor.shows_only_agent, compositor.times, label=f"{label} camera"
         )
+        # What the customer sees, encoded once for the customer and the agent's preview.
+        self.program = Program(
+            compositor,
+            passthrough=self.passthrough,
+            bitrate=bitrate,
+            receipt=compositor.receipt,
+            label=f"{label} program",
+        )
         # The customer's camera and screen reach the agent as they came (media.forward).
         self.customer_camera = EncodedForward("customer_camera", f"{label} customer_camera")
         self.customer_screen = EncodedForward("customer_screen", f"{label} customer_screen")
         self.to_customer_audio = VoiceRelay(f"{label} agent->customer")
         self.to_agent_audio = VoiceRelay(f"{label} customer->agent")
         self.peers: dict[Role, RTCPeerConnection] = {}
-        self._relay = MediaRelay()
         self._outgoing: dict[Role, list[MediaStreamTrack]] = {role: [] for role in ROLES}
         self._drains: dict[Role, list[TrackDrain]] = {role: [] for role in ROLES}
         self.feedback: dict[Role, FeedbackSender] = {}
@@ -121,7 +128,7 @@ class Room:
     @property
     def passthrough_active(self) -> bool:
         """Whether the customer's video is the agent's camera as it came (media.passthrough)."""
-        return any(getattr(track, "forwarding", False) for track in self._outgoing["customer"])
+        return self.program.forwarding
 
     def set_layout(self, name: str) -> None:
         """Switch the composite's layout (no renegotiation; a short cross-fade)."""
@@ -199,7 +206,7 @@ class Room:
         customer_screen."""
         self._relay_voice(sections["mic"], self.to_customer_audio, self.to_agent_audio, "agent")
         camera = sections["camera"]
-        self._send(camera, self._relay.subscribe(self.compositor, buffered=False), "agent")  # codec first
+        self._send_program(camera, "agent")
         if camera.receiver.track is not None:
             await self.compositor.attach(AGENT, camera.receiver.track, label=self.label)
             clock, arrivals = self._follow_agent_camera(camera.receiver)
@@ -220,14 +227,7 @@ class Room:
     async def _wire_customer(self, sections: dict[str, RTCRtpTransceiver]) -> None:
         """Sections by name (media.sections): mic, camera (gets the composite), optionally screen."""
         self._relay_voice(sections["mic"], self.to_agent_audio, self.to_customer_audio, "customer")
-        camera = sections["camera"]
-        answer_with_codec_first(camera, self.codec)
-        composite = self._relay.subscribe(self.compositor, buffered=False)
-        self._send(
-            camera,
-            self.passthrough.track(composite, camera.sender, negotiated_codec(camera) or ""),
-            "customer",
-        )
+        self._send_program(sections["camera"], "customer")
         for name, forward in (("camera", self.customer_camera), ("screen", self.customer_screen)):
             transceiver = sections.get(name)
             if transceiver is not None and transceiver.receiver.track is not None:
@@ -274,14 +274,19 @@ class Room:
         self.compositor.times.arrival_clocks[AGENT] = arrival_time
         return clock, arrivals
 
+    def _send_program(self, transceiver: RTCRtpTransceiver, role: Role) -> None:
+        """Send what the customer sees (the customer's picture; the agent's preview of it)."""
+        answer_with_codec_first(transceiver, self.codec)
+        codec = negotiated_codec(transceiver) or self.codec.upper()
+        self._send(transceiver, self.program.viewer(transceiver.sender, codec), role)
+
     def _send(self, transceiver: RTCRtpTransceiver, track: MediaStreamTrack, role: Role) -> None:
         transceiver.sender.replaceTrack(track)
         transceiver.direction = "sendrecv"  # the answer narrows it to what the offer allows
         if track.kind == "video":
             answer_with_codec_first(transceiver, self.codec)
-            # Only the customer's composite feeds the receipt: the preview is a second encode of it.
-            receipt = self.compositor.receipt if role == "customer" else None
-            tune_video_sender(transceiver.sender, self.bitrate, receipt)
+            # The program's encoder times its encodes (media.program); senders only packetise it.
+            tune_video_sender(transceiver.sender, self.bitrate)
             if not isinstance(track, SlotTrack):
                 times = self.compositor.times
                 sent = times.frame_sent if role == "customer" else None
@@ -319,6 +324,7 @@ class Room:
                 await self._close_peer(role)
             self.to_agent_audio.detach()
             self.to_customer_audio.detach()
+            await self.program.close()
             await self.compositor.close()
             await self.customer_camera.close()
             await self.customer_screen.close()

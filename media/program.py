@@ -1,0 +1,304 @@
+"""The customer's picture, encoded once for everyone who watches it.
+
+The customer and the agent's preview see the same picture: the composite, or the agent's
+camera as it came (media.passthrough). :class:`Program` makes that picture's encoded
+frames ONCE and hands the same ``av.Packet`` to every viewer's sender, which only
+packetises it (aiortc's packet path). One encoder, one compose: the preview no longer
+costs a second encode, and while the camera is forwarded nothing is composed or encoded.
+
+Every source switch lands on a keyframe: the camera's (asked for with a PLI) when
+forwarding starts, a forced one of the encoder when the composite resumes, so a viewer's
+decoder is never handed a frame whose references it does not have. A viewer that falls
+behind drops what it has queued and waits for the next keyframe (asking for one) rather
+than queueing; a viewer's keyframe request (PLI/FIR from its browser) goes to whichever
+source is live. The encoder's bitrate follows the lowest estimate among the viewers, and
+while the camera is forwarded that estimate caps the agent's sender (REMB), as an SFU does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from collections.abc import Iterable
+
+import av
+from aiortc import RTCRtpSender
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from media import aiortc_internals as internals
+from media.bitrate import Bitrate
+from media.passthrough import STALL_S, UNCAPPED_BPS, VIDEO_TIME_BASE, CameraPassthrough, is_keyframe
+from media.peers import FastH264Encoder, SafeVp8Encoder
+from media.receipt import LatencyReceipt
+
+logger = logging.getLogger(__name__)
+
+VIEWER_QUEUE = 2  # encoded frames a viewer may have waiting before it skips to a keyframe
+KEYFRAME_ASK_S = 1.0  # ask a source for a keyframe at most this often while waiting for one
+
+
+class _WholeFrameVp8(SafeVp8Encoder):
+    """Our VP8 encoder, returning each frame's bitstream whole (the viewers' senders packetise)."""
+
+    @classmethod
+    def _packetize(cls, buffer: bytes, picture_id: int) -> list[bytes]:
+        return [buffer] if buffer else []
+
+
+class _WholeFrameH264(FastH264Encoder):
+    """Our H.264 encoder, returning each frame's NAL units as one Annex B bitstream."""
+
+    @classmethod
+    def _packetize(cls, packages: Iterable[bytes]) -> list[bytes]:
+        data = b"".join(b"\x00\x00\x00\x01" + nal for nal in packages)
+        return [data] if data else []
+
+
+def _frame_encoder(codec: str, bitrate: Bitrate | None, receipt: LatencyReceipt | None):
+    encoder = _WholeFrameVp8(bitrate) if codec == "VP8" else _WholeFrameH264(bitrate)
+    encoder.receipt = receipt
+    return encoder
+
+
+class Program:
+    """One encoded stream of the customer's picture for any number of viewers (senders).
+
+    Viewers normally share a codec (the server answers every browser with its own first);
+    one that negotiated another gets its own encode of the same composed frame.
+
+    Args:
+        composite: the compositor's track (read only here, and only while it is the source).
+        passthrough: the agent camera's frames, forwarded while the composite would be them
+            and every viewer takes the camera's codec.
+        bitrate: the encoders' range; receipt: where each encode's time is recorded.
+    """
+
+    def __init__(
+        self,
+        composite: MediaStreamTrack,
+        *,
+        passthrough: CameraPassthrough | None = None,
+        bitrate: Bitrate | None = None,
+        receipt: LatencyReceipt | None = None,
+        label: str = "",
+    ) -> None:
+        self.composite = composite
+        self.passthrough = passthrough
+        self.label = label
+        self.bitrate = bitrate
+        self.receipt = receipt
+        self.encoders: dict[str, _WholeFrameVp8 | _WholeFrameH264] = {}
+        self.encodes = 0  # frames encoded (once per codec, whatever the number of viewers)
+        self.forwarding = False  # the agent's camera is the source
+        self._viewers: weakref.WeakSet[_ViewerTrack] = weakref.WeakSet()
+        self._keyframe_due = True
+        self._asked = 0.0
+        self._capped: float | None = None
+        self._capped_at = 0.0
+        self._pump: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    # ------------------------------------------------------------- viewers
+
+    def viewer(self, sender: RTCRtpSender, codec: str) -> MediaStreamTrack:
+        """A track for ``sender`` (negotiated ``codec``: "VP8" or "H264"): this program's packets;
+        the sender's keyframe requests come here."""
+        if codec not in ("VP8", "H264"):
+            raise ValueError(f"no encoder for video codec {codec!r}")
+        track = _ViewerTrack(self, sender, codec)
+        self._viewers.add(track)
+        own = weakref.ref(self)
+
+        def wrap(send_keyframe):
+            def ask_the_source() -> None:
+                program = own()
+                if program is not None:
+                    program.request_keyframe()
+
+            return ask_the_source
+
+        internals.wrap_keyframe_request(sender, wrap)
+        if self._pump is None:
+            self._pump = asyncio.get_running_loop().create_task(self._run(), name=f"{self.label} program")
+        self._wake.set()
+        return track
+
+    def request_keyframe(self) -> None:
+        """The next frame from the live source is a keyframe (forwarding: the agent's browser is asked)."""
+        self._keyframe_due = True
+        self._asked = 0.0  # ask at once
+
+    async def close(self) -> None:
+        """Stop the pump and end every viewer's track; idempotent."""
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+            self._pump = None
+        for track in list(self._viewers):
+            track.stop()
+        if self.forwarding:
+            await self._stop_forwarding()
+
+    # ---------------------------------------------------------------- pump
+
+    async def _run(self) -> None:
+        while True:
+            viewers = [v for v in self._viewers if v.readyState == "live"]
+            if not viewers:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                packets = await self._next_packets(viewers)
+            except MediaStreamError:
+                for viewer in viewers:
+                    viewer.stop()
+                return
+            for codec, packet in packets.items():
+                for viewer in viewers:
+                    if viewer.codec == codec:
+                        viewer.offer(packet)
+
+    async def _next_packets(self, viewers: list[_ViewerTrack]) -> dict[str, av.Packet]:
+        """The live source's next frame, encoded once for each codec the viewers take."""
+        p = self.passthrough
+        if self.forwarding:
+            if self._may_forward(viewers):
+                await self._forwarding_chores(viewers)
+                packet = await p.next_frame(STALL_S)
+                if packet is not None:
+                    p.forwarded += 1
+                    return {p.codec: packet}
+            await self._stop_forwarding()
+        elif self._may_forward(viewers):
+            assert p is not None
+            p.wanted = True
+            keyframe = p.take_keyframe()
+            if keyframe is not None:
+                self.forwarding = True
+                p.switches += 1
+                self._keyframe_due = False
+                logger.info("%s: forwarding the agent's camera as it came", self.label)
+                return {p.codec: keyframe}
+            if time.monotonic() - self._asked > KEYFRAME_ASK_S:
+                self._asked = time.monotonic()
+                await p.request_keyframe()
+        elif p is not None:
+            p.wanted = False
+        return await self._encode_composite(viewers)
+
+    def _may_forward(self, viewers: list[_ViewerTrack]) -> bool:
+        p = self.passthrough
+        return p is not None and all(v.codec == p.codec for v in viewers) and p.fresh() and p.eligible()
+
+    async def _encode_composite(self, viewers: list[_ViewerTrack]) -> dict[str, av.Packet]:
+        frame = await self.composite.recv()
+        force, self._keyframe_due = self._keyframe_due, False
+        loop = asyncio.get_running_loop()
+        packets = {}
+        for codec in sorted({v.codec for v in viewers}):
+            encoder = self.encoders.get(codec)
+            if encoder is None:
+                encoder = self.encoders[codec] = _frame_encoder(codec, self.bitrate, self.receipt)
+            estimate = self._viewers_estimate([v for v in viewers if v.codec == codec])
+            if estimate is not None:
+                encoder.target_bitrate = int(estimate)
+            payloads, _ = await loop.run_in_executor(None, encoder.encode, frame, force)
+            self.encodes += 1
+            if payloads:
+                packet = av.Packet(payloads[0])
+                packet.pts = frame.pts
+                packet.time_base = frame.time_base or VIDEO_TIME_BASE
+                packet.is_keyframe = is_keyframe(codec, payloads[0])
+                packets[codec] = packet
+        return packets
+
+    async def _forwarding_chores(self, viewers: list[_ViewerTrack]) -> None:
+        """Keyframe requests and the viewers' estimate go upstream to the agent's browser."""
+        p = self.passthrough
+        assert p is not None
+        if (self._keyframe_due or p.keyframe_needed) and time.monotonic() - self._asked > KEYFRAME_ASK_S / 4:
+            self._keyframe_due = p.keyframe_needed = False
+            self._asked = time.monotonic()
+            await p.request_keyframe()
+        estimate = self._viewers_estimate(viewers)
+        now = time.monotonic()
+        if estimate is not None and (estimate != self._capped or now - self._capped_at > 1.0):
+            self._capped, self._capped_at = estimate, now
+            await p.cap_upstream(estimate)
+
+    async def _stop_forwarding(self) -> None:
+        self.forwarding = False
+        self._keyframe_due = True  # the composite resumes on a keyframe
+        p = self.passthrough
+        if p is not None:
+            p.wanted = False
+            if self._capped is not None:
+                self._capped = None
+                await p.cap_upstream(UNCAPPED_BPS)  # the composite needs no cap on the camera
+        logger.info("%s: back to the composite", self.label)
+
+    @staticmethod
+    def _viewers_estimate(viewers: list[_ViewerTrack]) -> float | None:
+        """The lowest of what the viewers' browsers say they can receive (their REMB)."""
+        estimates = [e for e in (v.estimate() for v in viewers) if e is not None]
+        return min(estimates) if estimates else None
+
+
+class _ViewerTrack(MediaStreamTrack):
+    """One viewer's share of a :class:`Program`: its packets, skipping to a keyframe when behind."""
+
+    kind = "video"
+
+    def __init__(self, program: Program, sender: RTCRtpSender, codec: str) -> None:
+        super().__init__()
+        self.codec = codec
+        self._program = weakref.ref(program)  # the program's pump holds the viewers, not back
+        self._sender = weakref.ref(sender)
+        self._queue: asyncio.Queue[av.Packet] = asyncio.Queue(maxsize=VIEWER_QUEUE)
+        self._need_keyframe = True  # a viewer starts on a keyframe
+        self.skipped = 0
+
+    def offer(self, packet: av.Packet) -> None:
+        if self._need_keyframe:
+            if not packet.is_keyframe:
+                self.skipped += 1
+                program = self._program()
+                if program is not None and not program._keyframe_due:
+                    program.request_keyframe()
+                return
+            self._need_keyframe = False
+        if self._queue.full():
+            # Behind: what is queued is stale and the next frames would reference what is
+            # dropped, so start again from a keyframe.
+            while not self._queue.empty():
+                self._queue.get_nowait()
+                self.skipped += 1
+            self._need_keyframe = not packet.is_keyframe
+            if self._need_keyframe:
+                self.skipped += 1
+                program = self._program()
+                if program is not None:
+                    program.request_keyframe()
+                return
+        self._queue.put_nowait(packet)
+
+    def estimate(self) -> float | None:
+        sender = self._sender()
+        governor = getattr(internals.encoder(sender), "governor", None) if sender is not None else None
+        return getattr(governor, "last_estimate", None)
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        while True:
+            try:
+                async with asyncio.timeout(0.5):
+                    return await self._queue.get()
+            except TimeoutError:
+                if self.readyState != "live":
+                    raise MediaStreamError from None

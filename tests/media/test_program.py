@@ -1,0 +1,129 @@
+"""What the customer sees is encoded once, for the customer and the agent's preview alike."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from aiortc import RTCRtpSender
+
+from media import aiortc_internals as internals
+from media.browser import BrowserPeer, ToneTrack
+from media.peers import FastH264Encoder, SafeVp8Encoder
+from media.room import Room
+from media.sources import TestCardTrack
+from media.stamp import read_stamp
+from tests.media.test_room import wait_for
+
+
+@pytest.fixture
+def encodes(monkeypatch):
+    """Every real encode in the process, by the encoder object that made it."""
+    calls: dict[int, int] = {}
+    for cls in (SafeVp8Encoder, FastH264Encoder):
+        original = cls.encode
+
+        def counting(self, frame, force_keyframe=False, original=original):
+            calls[id(self)] = calls.get(id(self), 0) + 1
+            return original(self, frame, force_keyframe)
+
+        monkeypatch.setattr(cls, "encode", counting)
+    return calls
+
+
+def only_codec(peer: BrowserPeer, name: str) -> None:
+    """Make ``peer`` offer video codec ``name`` alone (a browser that lacks the other)."""
+    codecs = [
+        c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType.upper() == f"VIDEO/{name}"
+    ]
+    for transceiver in peer.pc.getTransceivers():
+        if transceiver.kind == "video":
+            transceiver.setCodecPreferences(codecs)
+
+
+@contextlib.asynccontextmanager
+async def call(codec: str, *, agent_codec: str | None = None, layout: str = "side_by_side"):
+    """A 360p room in ``layout`` (side by side: always composed) with an aiortc agent (a 360p
+    camera) and customer, connected."""
+    room = Room(label="program", size="360p", codec=codec)
+    room.set_layout(layout)
+    agent = BrowserPeer.agent(
+        camera=TestCardTrack(640, 360, fps=30, stamp=True, label=""), mic=ToneTrack(440)
+    )
+    if agent_codec is not None:
+        only_codec(agent, agent_codec)
+    customer = BrowserPeer.customer()
+    try:
+        async with agent, customer:
+            await agent.negotiate(room.answer)
+            await customer.negotiate(room.answer)
+            yield room, agent, customer
+    finally:
+        await room.close()
+
+
+def senders_encoders(room: Room) -> list[object]:
+    return [
+        internals.encoder(t.sender)
+        for pc in room.peers.values()
+        for t in pc.getTransceivers()
+        if t.kind == "video" and internals.encoder(t.sender) is not None
+    ]
+
+
+@pytest.mark.parametrize("codec", ["VP8", "H264"])
+async def test_the_composite_is_encoded_once_for_the_customer_and_the_preview(codec, encodes):
+    async with call(codec) as (room, agent, customer):
+        await wait_for(lambda: customer.video(0).count > 30 and agent.video(0).count > 30)
+        program = room.program
+        encoders = {id(e) for e in program.encoders.values()}
+        assert list(program.encoders) == [codec]
+        composed = room.compositor.frames
+        # Every composed frame was encoded once: by the program's one encoder, for both viewers
+        # (the test agent's camera is encoded by aiortc's stock encoders, not counted here).
+        assert set(encodes) == encoders
+        assert sum(encodes[e] for e in encoders) in range(composed - 2, composed + 1)
+        # The viewers' senders only packetise the program's frames: none of them encoded one.
+        assert not {id(e) for e in senders_encoders(room)} & set(encodes)
+        # Both see the same pictures, the agent's stamps and all.
+        assert read_stamp(await customer.video(0).next_frame()) is not None
+        assert read_stamp(await agent.video(0).next_frame()) is not None
+        assert customer.video(0).darkest_mean > 40 and agent.video(0).darkest_mean > 40
+
+
+async def test_a_viewer_with_another_codec_gets_its_own_encode_of_the_same_frames(encodes):
+    async with call("H264", agent_codec="VP8") as (room, agent, customer):
+        assert (customer.codec(0), agent.codec(0)) == ("H264", "VP8")
+        await wait_for(lambda: customer.video(0).count > 20 and agent.video(0).count > 20)
+        assert sorted(room.program.encoders) == ["H264", "VP8"]
+        assert read_stamp(await agent.video(0).next_frame()) is not None
+        # No forwarding of the camera to one viewer and not the other, even at the composite's size.
+        assert not room.passthrough_active
+
+
+async def test_in_passthrough_nothing_is_composed_or_encoded_and_the_preview_gets_the_camera():
+    async with call("VP8", layout="agent") as (room, agent, customer):
+        await wait_for(lambda: room.passthrough.forwarded > 20)
+        composed, encoded = room.compositor.frames, room.program.encodes
+        shown = agent.video(0).count
+        await wait_for(lambda: room.passthrough.forwarded > 50 and agent.video(0).count > shown + 20)
+        assert room.compositor.frames - composed <= 1 and room.program.encodes - encoded <= 1
+        assert read_stamp(await agent.video(0).next_frame()) is not None
+        # A layout change: the composite comes back for both, on a keyframe (no black frame).
+        room.set_layout("side_by_side")
+        await wait_for(lambda: not room.passthrough_active)
+        shown = customer.video(0).count, agent.video(0).count
+        await wait_for(
+            lambda: customer.video(0).count > shown[0] + 15 and agent.video(0).count > shown[1] + 15
+        )
+        assert room.program.encodes > encoded + 10
+        assert customer.video(0).darkest_mean > 40 and agent.video(0).darkest_mean > 40
+
+
+async def test_a_keyframe_request_from_either_viewer_reaches_the_one_encoder():
+    async with call("VP8") as (room, agent, customer):
+        await wait_for(lambda: customer.video(0).count > 10)
+        sender = next(t.sender for t in room.peers["agent"].getTransceivers() if t.kind == "video")
+        internals.force_keyframe(sender)  # what the agent browser's PLI does
+        assert room.program._keyframe_due
+        await wait_for(lambda: not room.program._keyframe_due)
