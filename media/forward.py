@@ -101,6 +101,49 @@ class SlotTrack(MediaStreamTrack):
             await self.slot.wait_newer(self._version, timeout=0.5)
 
 
+class KeyframeQueue:
+    """Encoded frames waiting for a sender, at most ``size``; it starts on a keyframe and, when the
+    sender falls behind, drops what waits and skips to the next keyframe (which it asks for).
+
+    Pure (no clock, no I/O): :meth:`put` says when to ask the source for a keyframe.
+    """
+
+    def __init__(self, size: int = QUEUE_FRAMES) -> None:
+        self.size = size
+        self.skipped = 0  # frames not passed on: before a keyframe, or for a sender behind
+        self.waiting = True  # for a keyframe: a decoder fed a delta frame first shows garbage
+        self._frames: deque[av.Packet] = deque()
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def put(self, packet: av.Packet, keyframe: bool) -> bool:
+        """Queue ``packet`` if it may go out; True if the source should be asked for a keyframe."""
+        if keyframe:
+            self.skipped += len(self._frames)  # stale: the keyframe does not need them
+            self._frames.clear()
+            self.waiting = False
+        elif self.waiting:
+            self.skipped += 1
+            return True
+        elif len(self._frames) >= self.size:
+            # The next delta frames need the ones dropped now: wait for a keyframe, not a queue.
+            self.restart()
+            self.skipped += 1
+            return True
+        self._frames.append(packet)
+        return False
+
+    def get(self) -> av.Packet | None:
+        return self._frames.popleft() if self._frames else None
+
+    def restart(self) -> None:
+        """Drop what waits; pass nothing on before the next keyframe (a new source, a new mode)."""
+        self.skipped += len(self._frames)
+        self._frames.clear()
+        self.waiting = True
+
+
 class EncodedForward:
     """One stream from a source receiver to whichever sender :meth:`output` last made a track for.
 
@@ -115,7 +158,6 @@ class EncodedForward:
         self.slot = FrameSlot(name, hide_when_ended=True)  # the fallback's decoded frames
         self.source_codec: str | None = None
         self.forwarded = 0  # frames handed to a sender as they came
-        self.skipped = 0  # frames not forwarded: before a keyframe, or for a sender behind
         self.keyframe_requests = 0  # PLIs sent to the source
         self.fallbacks = 0  # times the stream had to be decoded and encoded again
         self._receiver: weakref.ref[RTCRtpReceiver] | None = None
@@ -123,8 +165,6 @@ class EncodedForward:
         self._undo: list = []
         self._drain: TrackDrain | None = None
         self._output: weakref.ref[ForwardTrack] | None = None
-
-    # ----------------------------------------------------------------- source
 
     async def attach(self, receiver: RTCRtpReceiver, codec: str) -> None:
         """Forward ``receiver``'s stream (in ``codec``) from now on, replacing any earlier source."""
@@ -162,8 +202,6 @@ class EncodedForward:
         await self.detach()
         self.slot.clear()
 
-    # ----------------------------------------------------------------- output
-
     def output(self, sender: RTCRtpSender, codec: str) -> ForwardTrack:
         """A new outgoing track for ``sender``, whose section settled on ``codec`` (one per agent peer)."""
         previous = self._current_output()
@@ -192,23 +230,20 @@ class EncodedForward:
         buffer = internals.jitter_buffer(receiver) if receiver is not None else None
         if receiver is None or buffer is None:
             return
+        output = self._current_output()
         decode = self.mode == "decode"
-        buffer.forward_only = not decode
-        if decode and self._drain is None and receiver.track is not None:
-            output = self._current_output()
+        buffer.forward_only = not decode  # no output, nothing to decode for
+        if decode and self._drain is None and receiver.track is not None and output is not None:
             self.fallbacks += 1
             logger.info(
                 "%s: the source sends %s, the receiving side takes %s: decoding and encoding it again",
                 self.label,
                 self.source_codec,
-                output.codec if output is not None else None,
+                output.codec,
             )
             self._drain = TrackDrain(receiver.track, self.slot, label=self.label)
-        output = self._current_output()
         if output is not None:
-            output._restart()
-
-    # ----------------------------------------------------------------- frames
+            output._restart()  # a keyframe to start on, for the forward or for the decoder
 
     def _note_ssrc(self, packet: RtpPacket) -> None:
         self._ssrc = packet.ssrc
@@ -218,12 +253,20 @@ class EncodedForward:
         if output is not None and self.source_codec == output.codec:
             output._offer(frame, is_keyframe(output.codec, frame.data))
 
-    async def request_keyframe(self) -> None:
-        """Ask the source's sender for a keyframe (RTCP PLI)."""
+    @property
+    def skipped(self) -> int:
+        """Frames of the source not forwarded (before a keyframe, or for a sender behind)."""
+        output = self._current_output()
+        return output.queue.skipped if output is not None else 0
+
+    async def request_keyframe(self) -> bool:
+        """Ask the source's sender for a keyframe (RTCP PLI); False while there is no source to ask."""
         receiver = self._receiver() if self._receiver is not None else None
-        if receiver is not None and self._ssrc is not None:
-            self.keyframe_requests += 1
-            await internals.send_pli(receiver, self._ssrc)
+        if receiver is None or self._ssrc is None:
+            return False
+        self.keyframe_requests += 1
+        await internals.send_pli(receiver, self._ssrc)
+        return True
 
     async def cap_upstream(self, bps: float) -> None:
         """Tell the source's sender to send at most ``bps`` (REMB)."""
@@ -241,8 +284,7 @@ class ForwardTrack(SlotTrack):
         self.forward = forward
         self.codec = codec
         self._sender = weakref.ref(sender)
-        self._queue: deque[av.Packet] = deque()
-        self._keyframe_wanted = True  # the stream (re)starts on a keyframe
+        self.queue = KeyframeQueue()
         self._pli_due = True
         self._asked_at = -1.0
         self._last_pts = -1
@@ -254,33 +296,18 @@ class ForwardTrack(SlotTrack):
     # Called by the forward, on the event loop.
 
     def _offer(self, frame: JitterFrame, keyframe: bool) -> None:
-        if keyframe:
-            self.forward.skipped += len(self._queue)  # stale: the keyframe does not need them
-            self._queue.clear()
-            self._keyframe_wanted = False
-        elif self._keyframe_wanted:
-            self.forward.skipped += 1
-            self._ask()
-            return
-        elif len(self._queue) >= QUEUE_FRAMES:
-            # The sender fell behind: the next delta frames need the ones dropped now, so the
-            # stream waits for a keyframe (and asks for one) rather than queueing.
-            self.forward.skipped += len(self._queue) + 1
-            self._queue.clear()
-            self._keyframe_wanted = True
-            self._ask()
-            return
         packet = av.Packet(frame.data)
         packet.pts = self._next_pts(time.monotonic())
         packet.time_base = VIDEO_TIME_BASE
         packet.is_keyframe = keyframe
-        self._queue.append(packet)
-        self._poke()
+        if self.queue.put(packet, keyframe):
+            self._ask()
+        else:
+            self._poke()
 
     def _restart(self) -> None:
         """A new source, or a new mode: start again on a keyframe."""
-        self._queue.clear()
-        self._keyframe_wanted = True
+        self.queue.restart()
         self._ask()
 
     def _ask(self) -> None:
@@ -300,19 +327,18 @@ class ForwardTrack(SlotTrack):
     # Called by the sender's task.
 
     async def recv(self) -> av.Packet | av.VideoFrame:  # type: ignore[override]
-        mode = None
         while True:
             if self.readyState != "live":
                 raise MediaStreamError
-            previous, mode = mode, self.forward.mode
+            mode = self.forward.mode
+            if mode is not None:
+                await self._ask_upstream(mode)
             if mode == "forward":
-                await self._ask_upstream()
-                if self._queue:
+                packet = self.queue.get()
+                if packet is not None:
                     self.forward.forwarded += 1
-                    return self._queue.popleft()
+                    return packet
             elif mode == "decode":
-                if previous != "decode":
-                    await self._lift_cap()
                 frame = self._take()
                 if frame is not None:
                     latest = self.slot.latest
@@ -327,26 +353,21 @@ class ForwardTrack(SlotTrack):
                     else:
                         await changed.wait()
 
-    async def _ask_upstream(self) -> None:
+    async def _ask_upstream(self, mode: str) -> None:
+        """A keyframe request due goes to the source (at most every KEYFRAME_ASK_S: one held back
+        goes out on a later pass, recv looks every IDLE_WAIT_S); so does the agent's estimate,
+        as a cap, while frames go through as they came."""
         now = time.monotonic()
         if self._pli_due and now - self._asked_at >= KEYFRAME_ASK_S:
-            self._pli_due = False
             self._asked_at = now
-            await self.forward.request_keyframe()
-        # A request held back by the limit goes out on a later pass (recv looks every IDLE_WAIT_S).
-        await self._pass_on_estimate(now)
-
-    async def _pass_on_estimate(self, now: float) -> None:
-        """While frames go through as they came, the agent's estimate caps the source's sender."""
+            self._pli_due = not await self.forward.request_keyframe()  # no source yet: ask again later
         sender = self._sender()
         governor = getattr(internals.encoder(sender), "governor", None) if sender is not None else None
-        estimate = getattr(governor, "last_estimate", None)
+        estimate = getattr(governor, "last_estimate", None) if mode == "forward" else None
         if estimate is not None and (estimate != self._capped or now - self._capped_at > ESTIMATE_EVERY_S):
             self._capped, self._capped_at = estimate, now
             await self.forward.cap_upstream(estimate)
-
-    async def _lift_cap(self) -> None:
-        if self._capped is not None:
+        elif estimate is None and self._capped is not None:
             self._capped = None
             await self.forward.cap_upstream(UNCAPPED_BPS)  # the fallback's encoder adapts on its own
 
@@ -367,5 +388,7 @@ class ForwardTrack(SlotTrack):
 
     def stop(self) -> None:
         super().stop()
-        self._queue.clear()
+        self.queue.restart()
         self._poke()
+        if self.forward._output is not None and self.forward._output() is self:
+            self.forward._apply()  # no output: the source need not be decoded

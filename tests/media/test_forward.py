@@ -6,13 +6,13 @@ import asyncio
 import contextlib
 import logging
 
+import av
 import pytest
 from aiortc import RTCRtpSender
-from aiortc.jitterbuffer import JitterFrame
 
 from media import aiortc_internals as internals
 from media.browser import BrowserPeer
-from media.forward import QUEUE_FRAMES, EncodedForward
+from media.forward import KeyframeQueue
 from media.planes import frame_planes
 from media.room import Room
 from media.sources import ScreenTrack, TestCardTrack
@@ -112,7 +112,8 @@ async def test_the_agents_picture_loss_reports_reach_the_customers_camera():
         assert agent.video(CAMERA).darkest_mean > 40
 
 
-async def test_the_source_comes_late_goes_away_and_comes_back_on_the_same_outgoing_track():
+async def test_the_source_comes_late_goes_away_and_comes_back_on_the_same_outgoing_track(caplog):
+    caplog.set_level(logging.WARNING)
     room = Room(label="forward", size="360p")
     agent = BrowserPeer.agent(camera=TestCardTrack(320, 180, fps=15, label=""))
     try:
@@ -136,8 +137,21 @@ async def test_the_source_comes_late_goes_away_and_comes_back_on_the_same_outgoi
             assert all(track.readyState == "live" for track in outgoing)
             assert room.customer_camera.fallbacks == 0
             assert agent.video(CAMERA).darkest_mean > 40
+            # Every forwarded stream started on a keyframe: the agent's decoder never failed.
+            assert "failed to decode" not in caplog.text
     finally:
         await room.close()
+
+
+async def test_an_agent_reload_gets_the_customers_camera_again():
+    async with call() as (room, agent, customer):
+        await wait_for(lambda: agent.video(CAMERA).count > 10)
+        async with BrowserPeer.agent(camera=TestCardTrack(320, 180, fps=15, label="")) as again:
+            await again.negotiate(room.answer)
+            await wait_for(lambda: again.video(CAMERA).count > 10)
+            assert read_stamp(again.video(CAMERA).latest) is not None
+            assert room.customer_camera.mode == "forward" and room.customer_camera.fallbacks == 0
+            assert again.video(CAMERA).darkest_mean > 40
 
 
 async def test_a_codec_the_two_sides_do_not_share_is_decoded_and_encoded_again(caplog):
@@ -152,40 +166,26 @@ async def test_a_codec_the_two_sides_do_not_share_is_decoded_and_encoded_again(c
         assert "decoding and encoding it again" in caplog.text
 
 
-class _Sender:
-    """What the forward's output needs of a sender: a keyframe request step, no encoder yet."""
-
-    _RTCRtpSender__encoder = None
-
-    def __init__(self) -> None:
-        self.keyframes = 0
-
-    def _send_keyframe(self) -> None:
-        self.keyframes += 1
+def packet(data: bytes) -> av.Packet:
+    return av.Packet(data)
 
 
-async def test_a_sender_that_falls_behind_skips_to_the_next_keyframe():
-    forward = EncodedForward("camera")
-    track = forward.output(_Sender(), "VP8")  # type: ignore[arg-type]
-    forward.source_codec = "VP8"  # as attach() sets it (no receiver: requests go nowhere)
-
-    def feed(*frames: bytes) -> None:
-        for data in frames:
-            forward._on_frame(JitterFrame(data, 0))
-
-    feed(DELTA, DELTA)  # before any keyframe: nothing goes out
-    assert not track._queue and forward.skipped == 2
-    feed(KEY, *[DELTA] * (QUEUE_FRAMES - 1))
-    assert len(track._queue) == QUEUE_FRAMES
-    feed(DELTA)  # one more than the sender is behind by: all dropped, and a keyframe asked for
-    assert not track._queue and track._pli_due
-    feed(DELTA)
-    assert not track._queue
-    feed(KEY, DELTA)
-    first = await track.recv()
-    assert first.is_keyframe and bytes(first) == KEY
-    second = await track.recv()
-    assert not second.is_keyframe and second.pts > first.pts
-    assert forward.forwarded == 2
-    track.stop()
-    await forward.close()
+def test_a_sender_that_falls_behind_skips_to_the_next_keyframe_and_asks_for_one():
+    queue = KeyframeQueue(size=3)
+    # Before any keyframe nothing goes out, and each delta frame says: ask for a keyframe.
+    assert queue.put(packet(DELTA), keyframe=False) and len(queue) == 0
+    assert not queue.put(packet(KEY), keyframe=True)
+    assert not queue.put(packet(DELTA), keyframe=False) and not queue.put(packet(DELTA), keyframe=False)
+    assert len(queue) == 3
+    # One more than the sender is behind by: everything waiting goes, and a keyframe is asked for.
+    assert queue.put(packet(DELTA), keyframe=False) and len(queue) == 0
+    assert queue.put(packet(DELTA), keyframe=False) and len(queue) == 0
+    assert queue.skipped == 1 + 3 + 1 + 1
+    # The next keyframe starts the stream again; a keyframe also drops what it makes stale.
+    assert not queue.put(packet(KEY), keyframe=True) and not queue.put(packet(DELTA), keyframe=False)
+    assert not queue.put(packet(KEY + b"2"), keyframe=True)
+    assert bytes(queue.get()) == KEY + b"2" and queue.get() is None
+    # A new source: start again on its keyframe.
+    queue.put(packet(DELTA), keyframe=False)
+    queue.restart()
+    assert queue.waiting and len(queue) == 0
