@@ -36,6 +36,7 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("RTCRtpReceiver", "_RTCRtpReceiver__remote_bitrate_estimator"),
     ("RTCRtpReceiver", "_RTCRtpReceiver__timestamp_mapper"),
     ("RTCRtpReceiver", "_RTCRtpReceiver__rtcp_ssrc"),
+    ("RTCRtpReceiver", "_RTCRtpReceiver__decoder_thread"),  # per-call CPU (telepresence.room_cpu)
     ("RTCRtpSender", "_RTCRtpSender__encoder"),
     ("RTCRtpSender", "_ssrc"),
     ("Vp8Encoder", "_Vp8Encoder__target_bitrate"),
@@ -138,6 +139,12 @@ async def send_remb(receiver: RTCRtpReceiver, bps: int, ssrcs: list[int]) -> Non
         fci=pack_remb_fci(bps, ssrcs),
     )  # type: ignore[attr-defined]
     await receiver._send_rtcp(packet)  # type: ignore[attr-defined]
+
+
+def decoder_thread_id(receiver: RTCRtpReceiver) -> int | None:
+    """The kernel id of the receiver's decoder thread (aiortc starts one per receiving track)."""
+    thread = getattr(receiver, "_RTCRtpReceiver__decoder_thread", None)
+    return getattr(thread, "native_id", None)
 
 
 def first_rtp_timestamp(receiver: RTCRtpReceiver) -> int | None:

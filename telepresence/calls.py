@@ -3,7 +3,8 @@
 The matchmaker decides who talks to whom; a :class:`Call` tracks one accepted
 pairing from the moment both sides are told until it ends: CONNECTED (chat),
 NEGOTIATING while a browser's WebRTC offer is answered, LIVE once media flows,
-ENDED. Its media (a :class:`media.room.Room`: two peers, one compositor) is made
+ENDED. Its media (a :class:`~telepresence.room_handle.RoomHandle`: two peers, one
+compositor, in this process or a media worker) is made
 on the first offer and closed once, when the call ends.
 """
 
@@ -15,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from media.avatar.track import AvatarTrack
-from media.room import Room
 from telepresence.exceptions import InvalidStateError
+from telepresence.room_handle import RoomHandle
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class Call:
     started_at: float
     state: CallState = CallState.CONNECTED
     ended_reason: str | None = None
-    room: Room | None = None
+    room: RoomHandle | None = None
     peer_states: dict[str, str] = field(default_factory=dict)  # role -> connection state
     greeter: AvatarTrack | None = None  # a waiting customer's own avatar greeter
     hand_over_on_agent_media: bool = False  # a call grown from a wait: the avatar hands over
@@ -67,7 +68,7 @@ class Call:
     def active(self) -> bool:
         return self.state is not CallState.ENDED
 
-    def media(self, make_room: Callable[[Call], Room]) -> Room:
+    def media(self, make_room: Callable[[Call], RoomHandle]) -> RoomHandle:
         """The call's room, made on first use."""
         if self.state is CallState.ENDED:
             raise InvalidStateError(f"call {self.id} has ended")

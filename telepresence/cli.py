@@ -25,7 +25,9 @@ def serve(args: argparse.Namespace) -> int:
 
     from telepresence.app import authority_for, create_app
 
-    settings = _settings(args, host=args.host, port=args.port, log_level=args.log_level)
+    settings = _settings(
+        args, host=args.host, port=args.port, log_level=args.log_level, media_workers=args.media_workers
+    )
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -39,7 +41,8 @@ def serve(args: argparse.Namespace) -> int:
         "\n  Telepresence is starting.\n"
         f"  Customer page:  {base}/\n"
         f"  Agent console ({args.agent_name}, general queue, valid 8 h):\n"
-        f"      {base}/agent#token={token}\n",
+        f"      {base}/agent#token={token}\n"
+        f"  Calls' media: {_workers_line(settings.media_workers)}\n",
         flush=True,
     )
     uvicorn.run(
@@ -54,6 +57,12 @@ def serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
     )
     return 0
+
+
+def _workers_line(count: int) -> str:
+    if count == 0:
+        return "in the server process (media_workers = 0)"
+    return f"{count} worker process{'es' if count > 1 else ''}, each owning whole calls"
 
 
 def token(args: argparse.Namespace) -> int:
@@ -88,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--host", help="interface to bind (default 127.0.0.1)")
     serve_parser.add_argument("--port", type=int, help="port (default 8080)")
     serve_parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve_parser.add_argument(
+        "--media-workers",
+        type=int,
+        help="media worker processes, each owning whole calls (default: one per core; 0: in this process)",
+    )
     serve_parser.add_argument("--agent-name", default="agent", help="name in the printed agent link")
     serve_parser.set_defaults(handler=serve)
 

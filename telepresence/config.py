@@ -60,6 +60,10 @@ class Settings:
     # media on, reading them their place and expected wait; "" for none. Each greeter renders
     # and encodes its own stream, so size this to the server (~10 % of a core each at 720p).
     greeter_look: str = ""
+    # Media worker processes, each owning whole calls' media (telepresence/worker_pool.py): by
+    # default one per core, so Python's packet and frame work uses every core. 0: calls' media
+    # runs in the control process (one core). Calls that show an avatar always run there.
+    media_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     # Admission control (telepresence/admission.py, docs/protocol.md "Capacity"). The machine
     # (all its cores, whatever runs there) may be kept this busy before new customers wait;
     # 100 turns admission off.
@@ -96,6 +100,8 @@ class Settings:
             bad = [label for label in labels(getattr(settings, name)) if not _LABEL.fullmatch(label)]
             if bad:
                 raise ValueError(f"setting {name}: {bad[0]!r} is not a label (letters, digits, _ . -)")
+        if settings.media_workers < 0:
+            raise ValueError(f"setting media_workers: {settings.media_workers} is below 0")
         settings.video_codec = settings.video_codec.upper()
         if settings.video_codec not in ("VP8", "H264"):
             raise ValueError(f"setting video_codec: {settings.video_codec!r} is not VP8 or H264")

@@ -4,12 +4,19 @@ The switchboard hands every media message of a call here, outside its lock:
 answering an offer gathers ICE candidates and takes a moment, and nothing else
 may wait for that. Rooms are closed by tasks this object owns, so ending a call
 never waits on peers shutting down, and :meth:`MediaControl.stop` awaits them all.
+
+A room lives in a media worker process (``media_workers`` > 0, the least-loaded one)
+or in this process (``media_workers = 0``; and calls that open on an avatar, which is
+rendered here); both are a :class:`~telepresence.room_handle.RoomHandle`, so nothing
+else cares where. A worker that dies ends its calls as an agent drop does: the
+customer goes back to their place in the queue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,29 +26,43 @@ from aiortc.mediastreams import MediaStreamTrack
 from media.avatar.track import AvatarTrack
 from media.layout import AVATAR
 from media.peers import Bitrate
-from media.room import MediaError, Role, Room
+from media.room import MediaError, Role
 from telepresence import protocol as p
 from telepresence.calls import Call, CallState
 from telepresence.config import Settings
 from telepresence.hosts import HostDesk, resolve_look
 from telepresence.metrics import Metrics
 from telepresence.protocol import ProtocolError
+from telepresence.room_cpu import CpuMeter
+from telepresence.room_handle import LocalRoom, RoomHandle
+from telepresence.worker_pool import WorkerPool
+from telepresence.worker_room import WorkerGone
 
 logger = logging.getLogger(__name__)
 
 Message = dict[str, Any]
 SendFn = Callable[[Call, Role, Message], None]
 EndFn = Callable[[Call, str], Awaitable[None]]
+RequeueFn = Callable[[Call], Awaitable[None]]
 
 
 class MediaControl:
     """Owns every call's room: creation, negotiation, layout, receipts and closing."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, *, send: SendFn, end_call: EndFn) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        *,
+        send: SendFn,
+        end_call: EndFn,
+        requeue_call: RequeueFn | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
         self._send = send
         self._end_call = end_call
+        self._requeue_call = requeue_call
         self._ice_servers = [
             RTCIceServer(urls=u.strip()) for u in settings.ice_servers.split(",") if u.strip()
         ]
@@ -50,6 +71,20 @@ class MediaControl:
         self._greeter_spec = resolve_look(settings.greeter_look) if settings.greeter_look else None
         self._tasks: set[asyncio.Task[None]] = set()
         self._next_receipt = 0.0
+        self.pool: WorkerPool | None = None
+        self.rooms: dict[str, RoomHandle] = {}  # by call (or lobby) id: what /metrics reports
+        self._meter = CpuMeter()  # this process, and the rooms it holds itself
+
+    async def start(self) -> None:
+        """Start the media worker processes (``media_workers``); none: rooms run here."""
+        if self.settings.media_workers > 0:
+            self.pool = WorkerPool(
+                self.settings.media_workers,
+                self.metrics,
+                log_level=self.settings.log_level,
+                stop_timeout_s=self.settings.shutdown_timeout_s,
+            )
+            await self.pool.start()
 
     # ----------------------------------------------------------------- input
 
@@ -66,7 +101,10 @@ class MediaControl:
             self._tell_both(call, {"type": "layout", "call_id": call.id, "layout": message.layout})
         elif isinstance(message, p.ScreenShare):
             if role == "agent":
-                await self._room(call).screen_shared(message.active)
+                try:
+                    await self._room(call).screen_shared(message.active)
+                except MediaError as exc:  # its worker is gone or stuck: the call is ending
+                    raise ProtocolError(exc.code, exc.message) from None
                 self._tell_both(
                     call, {"type": "layout", "call_id": call.id, "layout": self._room(call).layout}
                 )
@@ -77,9 +115,9 @@ class MediaControl:
                 {"type": "screen_share", "call_id": call.id, "from": role, "active": message.active},
             )
         elif isinstance(message, p.MediaStats):
-            receipt = self._room(call).compositor.receipt
+            room = self._room(call)
             for name, value in message.stats.items():
-                receipt.record(f"{role}_{name}", value)
+                room.record_stat(f"{role}_{name}", value)
 
     @property
     def greets(self) -> bool:
@@ -104,10 +142,20 @@ class MediaControl:
         if call.active:
             self._send(call, role, {"type": "webrtc_answer", "call_id": call.id, "sdp": answer})
 
-    def _room(self, call: Call) -> Room:
+    def _room(self, call: Call) -> RoomHandle:
         if not call.active:
             raise ProtocolError("out_of_order", "this call has ended")
         return call.media(self._make_room)
+
+    def _lost_handler(self, call: Call) -> Callable[[], None]:
+        def on_lost() -> None:
+            logger.error("%s: its media worker died; the customer goes back to their place", call.id)
+            if call.active and call.agent_id and self._requeue_call is not None:
+                self._spawn(self._requeue_call(call), f"{call.id} media lost")
+            elif call.active and call.agent_id:
+                self._spawn(self._end_call(call, "media_failed"), f"{call.id} media lost")
+
+        return on_lost
 
     def _peer_state_handler(self, call: Call) -> Callable[[Role, str], None]:
         def on_peer_state(role: Role, state: str) -> None:
@@ -122,20 +170,29 @@ class MediaControl:
 
         return on_peer_state
 
-    def _make_room(self, call: Call) -> Room:
-        on_peer_state = self._peer_state_handler(call)
-        return Room(
-            label=call.id,
-            agent_name=call.agent_id,
-            size=self.settings.video_size,
-            fps=self.settings.video_fps,
-            codec=self.settings.video_codec,
-            bitrate=Bitrate(),
-            ice_servers=self._ice_servers,
-            on_peer_state=on_peer_state,
-        )
+    def _make_room(self, call: Call) -> RoomHandle:
+        """In the least-loaded worker; here with no workers, or for a call that opens on the avatar."""
+        spec = {
+            "label": call.id,
+            "agent_name": call.agent_id,
+            "size": self.settings.video_size,
+            "fps": self.settings.video_fps,
+            "codec": self.settings.video_codec,
+        }
+        room: RoomHandle | None = None
+        if self.pool is not None and not self.greets:
+            try:
+                room = self.pool.create_room(**spec, ice_servers=[s.urls for s in self._ice_servers])
+            except WorkerGone:
+                logger.warning("%s: no media worker is running; the call's media runs here", call.id)
+        if room is None:
+            room = LocalRoom(**spec, bitrate=Bitrate(), ice_servers=self._ice_servers)
+        room.on_peer_state = self._peer_state_handler(call)
+        room.on_lost = self._lost_handler(call)
+        self.rooms[call.id] = room
+        return room
 
-    async def _greet(self, call: Call, room: Room) -> None:
+    async def _greet(self, call: Call, room: RoomHandle) -> None:
         """The call (or the wait) opens on the avatar; a layout change hands over to the agent.
 
         The brand's live host if one runs; otherwise, for a waiting customer, a scripted
@@ -148,6 +205,7 @@ class MediaControl:
             track = call.greeter
         else:
             return
+        assert isinstance(room, LocalRoom)  # _make_room keeps calls that greet in this process
         await room.compositor.attach(AVATAR, track, label=call.id)
         room.set_layout("avatar")
         self._tell_both(call, {"type": "layout", "call_id": call.id, "layout": "avatar"})
@@ -175,8 +233,10 @@ class MediaControl:
             return
         call.room, call.greeter, call.peer_states = room, lobby.greeter, dict(lobby.peer_states)
         call.hand_over_on_agent_media = True
-        room.compositor.agent_name = call.agent_id
+        room.set_agent_name(call.agent_id)
         room.on_peer_state = self._peer_state_handler(call)
+        room.on_lost = self._lost_handler(call)
+        self.rooms[call.id] = self.rooms.pop(lobby.id, room)
         if "connected" in call.peer_states.values():
             call.move(CallState.NEGOTIATING)
             call.move(CallState.LIVE)
@@ -195,7 +255,7 @@ class MediaControl:
         """The host is going: hand over, then take its picture out of every call."""
         self.handover(calls)
         for call in calls:
-            if call.room is not None:
+            if isinstance(call.room, LocalRoom):  # avatars are only ever in rooms of this process
                 await call.room.compositor.detach(AVATAR)
 
     # ---------------------------------------------------------------- output
@@ -208,12 +268,42 @@ class MediaControl:
         """The call's latency receipt so far: per stage p50/p95 in milliseconds, and what a browser lacks."""
         if call.room is None:
             return None
+        self._sample_cpu()
         return {
             "type": "receipt",
             "call_id": call.id,
-            "stages": call.room.compositor.receipt.summary(),
+            "stages": call.room.receipt_summary(),
             "missing": call.room.missing,
+            "cpu_pct": call.room.cpu_pct,
         }
+
+    def _sample_cpu(self) -> None:
+        """This process's CPU and its own rooms' shares, at most once a second (workers
+        measure theirs and send it: telepresence.room_cpu)."""
+        if time.monotonic() - self._meter.sampled_at < 1.0:
+            return
+        local = [(call_id, room) for call_id, room in self.rooms.items() if isinstance(room, LocalRoom)]
+        self._meter.sample(local)
+        for call_id, room in local:
+            room.cpu_pct = self._meter.room_pct.get(call_id)
+
+    def refresh_gauges(self) -> None:
+        """Per media process and per live call CPU for /metrics (ended calls drop out)."""
+        self._sample_cpu()
+        for gauge in (self.metrics.worker_cpu, self.metrics.worker_rooms, self.metrics.live_call_cpu):
+            gauge.clear()
+        self.metrics.worker_cpu.labels("control").set(round(self._meter.process_pct, 1))
+        counts = {"control": 0}
+        if self.pool is not None:
+            for name, cpu in self.pool.cpu_by_worker().items():
+                self.metrics.worker_cpu.labels(name).set(cpu)
+                counts[name] = 0
+        for call_id, room in self.rooms.items():
+            counts[room.worker or "control"] = counts.get(room.worker or "control", 0) + 1
+            if room.cpu_pct is not None:
+                self.metrics.live_call_cpu.labels(call_id, room.worker or "control").set(room.cpu_pct)
+        for name, count in counts.items():
+            self.metrics.worker_rooms.labels(name).set(count)
 
     @property
     def next_receipt_at(self) -> float:
@@ -237,15 +327,16 @@ class MediaControl:
         greeter, call.greeter = call.greeter, None
         if greeter is not None:
             greeter.stop()
+        self.rooms.pop(call.id, None)
         if room is None:
             return
-        summary = room.compositor.receipt.summary()
+        summary = room.receipt_summary()
         for stage, figures in summary.items():
             self.metrics.observe_call_stage(stage, figures["p95"])
         logger.info("%s: latency receipt %s", call.id, _format(summary))
         self._spawn(self._close_room(room, call.id), f"{call.id} close media")
 
-    async def _close_room(self, room: Room, label: str) -> None:
+    async def _close_room(self, room: RoomHandle, label: str) -> None:
         try:
             await asyncio.wait_for(room.close(), self.settings.shutdown_timeout_s)
         except Exception:
@@ -259,15 +350,17 @@ class MediaControl:
         task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
-        """Stop the host; wait for rooms being closed (bounded); cancel what is left."""
+        """Stop the host; wait for rooms being closed (bounded); cancel what is left; stop the
+        media workers (each closes whatever it still holds; one that hangs is killed)."""
         await self.hosts.close()
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.shutdown_timeout_s)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending)
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.shutdown_timeout_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        if self.pool is not None:
+            await self.pool.stop()
 
 
 def _format(summary: dict[str, dict[str, float]]) -> str:

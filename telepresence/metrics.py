@@ -83,6 +83,32 @@ class Metrics:
         self.shed_level = Gauge(
             "telepresence_shed_level", "Shedding step in force (0: full quality)", registry=r
         )
+        # Media worker processes (telepresence/worker_pool.py) and each live call's CPU
+        # (telepresence/room_cpu.py). Labels: worker names (fixed by media_workers) and the
+        # ids of live calls only (an ended call's series is removed at the next read).
+        self.worker_cpu = Gauge(
+            "telepresence_media_worker_cpu_pct",
+            "Each media process's own CPU, % of one core ('control' when rooms run in-process)",
+            ["worker"],
+            registry=r,
+        )
+        self.worker_rooms = Gauge(
+            "telepresence_media_worker_rooms",
+            "Rooms (calls' media) each media process holds",
+            ["worker"],
+            registry=r,
+        )
+        self.worker_restarts = Counter(
+            "telepresence_media_worker_restarts",
+            "Media worker processes that died and were replaced",
+            registry=r,
+        )
+        self.live_call_cpu = Gauge(
+            "telepresence_live_call_cpu_pct",
+            "Each live call's share of its media process's CPU, % of one core",
+            ["call", "worker"],
+            registry=r,
+        )
 
     def observe_call_stage(self, stage: str, p95_ms: float) -> None:
         """One finished call's p95 for ``stage``; stages outside :data:`CALL_STAGES` are not kept."""

@@ -89,7 +89,13 @@ class Switchboard(Reception):
         self._wake = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
         self._closing = False
-        self.media = MediaControl(settings, metrics, send=self._send_call, end_call=self._end_call_for_media)
+        self.media = MediaControl(
+            settings,
+            metrics,
+            send=self._send_call,
+            end_call=self._end_call_for_media,
+            requeue_call=self._requeue_for_media,
+        )
         self.host_control = HostControl(
             self.media,
             send_operator=self._send_operator,
@@ -106,6 +112,7 @@ class Switchboard(Reception):
     # --------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
+        await self.media.start()
         self._timer = asyncio.create_task(self._run_timers(), name="switchboard-timers")
         await self.admission.start()
 
@@ -364,6 +371,15 @@ class Switchboard(Reception):
         async with self._lock:
             if call.active and self.matchmaker.customer_state(call.customer_id) is CustomerState.IN_CALL:
                 await self._apply(self.matchmaker.end_call(call.customer_id, self.clock(), reason=reason))
+                self._publish()
+                self._wake.set()
+
+    async def _requeue_for_media(self, call: Call) -> None:
+        """The call's media process died: the call ends as an agent drop ends it (reason
+        ``agent_left``), the customer back at their place in the queue."""
+        async with self._lock:
+            if call.active and self.matchmaker.customer_state(call.customer_id) is CustomerState.IN_CALL:
+                await self._apply(self.matchmaker.requeue_call(call.customer_id, self.clock()))
                 self._publish()
                 self._wake.set()
 
@@ -632,6 +648,7 @@ class Switchboard(Reception):
         self.metrics.abandoned.labels(str(session.key) if standing else "other").inc()
 
     def refresh_gauges(self) -> None:
+        self.media.refresh_gauges()
         now = self.clock()
         # Only the queues that exist now: one that was forgotten must not linger in /metrics.
         for gauge in (self.metrics.waiting, self.metrics.longest_wait, self.metrics.service_level):

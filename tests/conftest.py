@@ -70,7 +70,12 @@ class LiveServer:
 
 @contextlib.asynccontextmanager
 async def run_server(tmp_path: Path, **overrides: Any) -> AsyncIterator[LiveServer]:
-    """A real uvicorn server on a free loopback port, in this event loop."""
+    """A real uvicorn server on a free loopback port, in this event loop.
+
+    Calls' media runs in this process (``media_workers=0``) unless a test asks for workers:
+    tests read rooms' internals (``switchboard.calls[id].room.compositor``).
+    """
+    overrides.setdefault("media_workers", 0)
     port = free_port()
     # The suite's machine is shared and often busy: admission (which would make customers wait
     # for CPU) is off unless a test turns it on (tests/control/test_admission.py).

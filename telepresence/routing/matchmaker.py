@@ -262,6 +262,25 @@ class Matchmaker:
             self._customers[customer_id].declined_by.pop(agent_id, None)
         return events + self._offer_on(back, [], now)
 
+    def requeue_call(self, customer_id: str, now: float, *, reason: str = "agent_left") -> list[Event]:
+        """A call that cannot go on through nobody's choice (its media process died) ends as an
+        agent drop ends it: the customer goes back to their place in the queue; the agent stays,
+        their seat free."""
+        customer = self._customer(customer_id)
+        if customer.state is not CustomerState.IN_CALL:
+            raise RoutingError("this customer is not in a call")
+        agent_id = customer.agent_id
+        assert agent_id is not None
+        customer.agent_id = None
+        customer.call_started_at = None
+        self._insert(customer)
+        events: list[Event] = [CallEnded(customer_id, agent_id, reason=reason, requeued=True)]
+        agent = self._agents.get(agent_id)
+        if agent is not None:
+            agent.customers.discard(customer_id)
+            self._touch_agent(agent)
+        return events + self._offer_on([customer], [agent] if agent is not None else [], now)
+
     # -------------------------------------------------------------- customers
 
     def enqueue(

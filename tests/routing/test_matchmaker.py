@@ -437,6 +437,28 @@ def test_customers_waiting_for_a_dropped_agent_fall_back_to_anyone():
     assert mm.customer_state("ann") is CustomerState.WAITING
 
 
+def test_a_call_whose_media_died_requeues_its_customer_at_their_place_and_frees_the_seat():
+    mm = make()
+    mm.add_agent("sam", 0, available=True)
+    serve(mm, "ann", GENERAL, 1)
+    mm.set_available("sam", False, 2)  # away: the call carries on
+    mm.enqueue("bob", GENERAL, 3)
+    events = mm.requeue_call("ann", 4)
+    assert events == [CallEnded("ann", "sam", reason="agent_left", requeued=True)]
+    assert (position(mm, "ann", 4), position(mm, "bob", 4)) == (1, 2)
+    assert mm.has_agent("sam") and mm.agent_customers("sam") == frozenset()
+    with pytest.raises(RoutingError):
+        mm.requeue_call("bob", 5)
+
+
+def test_a_requeued_customer_is_offered_to_their_free_agent_first():
+    mm = make()
+    mm.add_agent("sam", 0, available=True)
+    serve(mm, "ann", GENERAL, 1)
+    mm.enqueue("bob", GENERAL, 2)
+    assert offers(mm.requeue_call("ann", 3)) == [("ann", "sam")]
+
+
 def test_a_decline_cooloff_ends_when_that_agent_logs_out():
     mm = make()
     mm.add_agent("sam", 0, available=True)

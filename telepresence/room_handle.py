@@ -1,0 +1,77 @@
+"""What the control plane may do with a call's room, wherever the room lives.
+
+:class:`RoomHandle` is the whole interface :class:`~telepresence.media_control.MediaControl`
+uses. :class:`LocalRoom` is a :class:`media.room.Room` in this process (``media_workers
+= 0``, and calls that show an avatar: the avatar is rendered here); the worker proxy
+(:mod:`telepresence.worker_room`) is the same interface for a room in a media worker
+process. The switchboard never asks which one it has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from media.room import Role, Room
+
+PeerStateFn = Callable[[Role, str], None]
+
+
+class RoomHandle(Protocol):
+    """A call's media: two peers and one compositor, here or in a worker process."""
+
+    label: str
+    on_peer_state: PeerStateFn | None
+    # Called once if the room is lost with its process (a worker died): the call cannot go on.
+    on_lost: Callable[[], None] | None
+    missing: dict[Role, list[str]]
+    # The room's share of its process's CPU, % of one core (telepresence.room_cpu); None: not yet.
+    cpu_pct: float | None
+    # Where the room lives: "" for this process, else the worker's name.
+    worker: str
+
+    @property
+    def layout(self) -> str: ...
+
+    async def answer(self, role: Role, sdp: str) -> str:
+        """The answer SDP to ``role``'s offer. Raises media.answer.MediaError."""
+        ...
+
+    def set_layout(self, name: str) -> None: ...
+
+    async def screen_shared(self, active: bool) -> None: ...
+
+    def set_agent_name(self, name: str) -> None:
+        """The name on the placeholder tile while the agent's camera is off."""
+        ...
+
+    def record_stat(self, name: str, value: float) -> None:
+        """A browser figure (``<role>_<name>``) for the call's latency receipt."""
+        ...
+
+    def receipt_summary(self) -> dict[str, dict[str, float]]:
+        """Per stage p50/p95 in milliseconds, so far."""
+        ...
+
+    async def close(self) -> None:
+        """Close the peers and the compositor. Safe to call twice."""
+        ...
+
+
+class LocalRoom(Room):
+    """A :class:`media.room.Room` in this process, with the rest of :class:`RoomHandle`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.on_lost: Callable[[], None] | None = None  # never lost: it lives and dies with us
+        self.cpu_pct: float | None = None
+        self.worker = ""
+
+    def set_agent_name(self, name: str) -> None:
+        self.compositor.agent_name = name
+
+    def record_stat(self, name: str, value: float) -> None:
+        self.compositor.receipt.record(name, value)
+
+    def receipt_summary(self) -> dict[str, dict[str, float]]:
+        return self.compositor.receipt.summary()

@@ -1,0 +1,261 @@
+"""Media worker processes, seen from the control process: start, pick, replace, stop.
+
+Workers own whole rooms (:mod:`telepresence.media_worker`): the control process keeps
+every decision (queues, calls, layouts) and sends a room's worker small messages, and a
+call's media never leaves its worker. A new room goes to the least-loaded live worker:
+fewest rooms, then lowest CPU.
+
+A worker that dies (a crash, ``kill -9``) is noticed by its socket closing: its pending
+requests fail at once, each of its rooms is told it is lost (the call ends and the
+customer is re-queued, see MediaControl), and a new worker takes its name. Every task
+here has an owner that cancels and awaits it; :meth:`WorkerPool.stop` leaves no process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from telepresence import media_worker
+from telepresence import worker_wire as wire
+from telepresence.metrics import Metrics
+from telepresence.worker_room import WorkerGone, WorkerRoom
+
+logger = logging.getLogger(__name__)
+
+STATS_INTERVAL_S = 1.0
+
+
+class WorkerProcess:
+    """One worker process and the socket to it."""
+
+    def __init__(
+        self,
+        name: str,
+        log_level: str,
+        close_timeout_s: float,
+        on_event: Callable[[WorkerProcess, wire.Message], None],
+        on_exit: Callable[[WorkerProcess], None],
+    ) -> None:
+        self.name = name
+        self.rooms: set[str] = set()
+        self.cpu_pct = 0.0
+        self.pid: int | None = None
+        self.alive = False
+        self._log_level = log_level
+        self._close_timeout_s = close_timeout_s
+        self._on_event = on_event
+        self._on_exit = on_exit
+        self._process: Any = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._pending: dict[int, asyncio.Future[wire.Message]] = {}
+        self._next_id = 0
+
+    async def start(self) -> None:
+        """Spawn the process (a fresh interpreter: no copy of this process's sockets or threads)."""
+        ours, theirs = socket.socketpair()
+        context = multiprocessing.get_context("spawn")
+        self._process = context.Process(
+            target=media_worker.run,
+            args=(theirs, self.name, self._log_level, STATS_INTERVAL_S, self._close_timeout_s),
+            name=self.name,
+            daemon=True,  # multiprocessing also ends it if this process exits without stop()
+        )
+        try:
+            self._process.start()
+        finally:
+            theirs.close()  # the worker holds its end now; ours sees EOF when it exits
+        reader, self._writer = await asyncio.open_connection(sock=ours)
+        self.pid = self._process.pid
+        self.alive = True
+        self._reader_task = asyncio.create_task(self._read(reader), name=f"{self.name} reader")
+        logger.info("%s started (pid %s)", self.name, self.pid)
+
+    def send(self, message: wire.Message) -> None:
+        if self.alive and self._writer is not None and not self._writer.is_closing():
+            self._writer.write(wire.encode(message))
+
+    async def request(self, message: wire.Message, timeout: float) -> wire.Message:
+        """Send ``message`` and wait for its reply. Raises WorkerGone or TimeoutError."""
+        if not self.alive:
+            raise WorkerGone(self.name)
+        self._next_id += 1
+        request_id = self._next_id
+        future: asyncio.Future[wire.Message] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        self.send({**message, "id": request_id})
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while (message := await wire.read(reader)) is not None:
+                request_id = message.get("id")
+                if request_id is not None:
+                    future = self._pending.get(request_id)
+                    if future is not None and not future.done():
+                        future.set_result(message)
+                elif message.get("event") == "stats":
+                    self.cpu_pct = float(message.get("cpu_pct") or 0.0)
+                    self._on_event(self, message)
+                elif message.get("event") != "hello":
+                    self._on_event(self, message)
+        except Exception:
+            # A garbled stream is a broken worker: treat it as gone (it is killed in stop()).
+            logger.exception("%s: bad message; giving the worker up", self.name)
+        finally:
+            self.alive = False
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(WorkerGone(self.name))
+            self._on_exit(self)
+
+    async def stop(self, timeout: float) -> None:
+        """Ask the worker to stop; kill it if it has not within ``timeout``. Safe to call twice."""
+        self.send({"op": "stop"})
+        if self._writer is not None:
+            self._writer.close()
+        if self._process is not None:
+            if not await _exited(self._process, timeout):
+                logger.warning("%s did not stop in %.0f s; killing it", self.name, timeout)
+                self._process.kill()
+                await _exited(self._process, timeout)  # SIGKILL: gone within moments
+            # Its sentinel closes a moment before the kernel lets it be reaped: join, off the loop.
+            await asyncio.to_thread(self._process.join, timeout)
+            if self._process.exitcode is not None:
+                self._process.close()
+                self._process = None
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader_task
+            self._reader_task = None
+
+
+class WorkerPool:
+    """``count`` media worker processes, each owning whole rooms."""
+
+    def __init__(
+        self,
+        count: int,
+        metrics: Metrics,
+        *,
+        log_level: str = "info",
+        stop_timeout_s: float = 5.0,
+        answer_timeout_s: float = 30.0,
+    ) -> None:
+        self.metrics = metrics
+        self._log_level = log_level
+        self._stop_timeout_s = stop_timeout_s
+        self._answer_timeout_s = answer_timeout_s
+        names = [f"media-{i}" for i in range(count)]
+        self.workers: dict[str, WorkerProcess] = {name: self._make(name) for name in names}
+        self.rooms: dict[str, WorkerRoom] = {}
+        self._next_room = 0
+        self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _make(self, name: str) -> WorkerProcess:
+        return WorkerProcess(name, self._log_level, self._stop_timeout_s, self._on_event, self._on_exit)
+
+    async def start(self) -> None:
+        for worker in self.workers.values():
+            await worker.start()
+
+    def create_room(self, **room: Any) -> WorkerRoom:
+        """A room in the least-loaded live worker. Raises WorkerGone when none is alive."""
+        live = [w for w in self.workers.values() if w.alive]
+        if not live or self._stopping:
+            raise WorkerGone("no media worker is running")
+        worker = min(live, key=lambda w: (len(w.rooms), w.cpu_pct))
+        self._next_room += 1
+        room_id = f"r{self._next_room}"
+        worker.rooms.add(room_id)
+        proxy = WorkerRoom(
+            worker,
+            room_id,
+            room["label"],
+            answer_timeout_s=self._answer_timeout_s,
+            close_timeout_s=self._stop_timeout_s,
+            forget=self._forget,
+        )
+        self.rooms[room_id] = proxy
+        worker.send({"op": "create", "room": room_id, **room})
+        return proxy
+
+    def cpu_by_worker(self) -> dict[str, float]:
+        """Each live worker's own CPU, % of one core, over its last stats interval."""
+        return {name: w.cpu_pct for name, w in self.workers.items() if w.alive}
+
+    def _forget(self, room: WorkerRoom) -> None:
+        self.rooms.pop(room.room_id, None)
+        room.process.rooms.discard(room.room_id)
+
+    def _on_event(self, worker: WorkerProcess, message: wire.Message) -> None:
+        if message.get("event") == "stats":
+            for room_id, stats in (message.get("rooms") or {}).items():
+                room = self.rooms.get(room_id)
+                if room is not None:
+                    room.update(stats)
+        elif message.get("event") == "peer_state":
+            room = self.rooms.get(message.get("room", ""))
+            if room is not None and room.on_peer_state is not None:
+                room.on_peer_state(message["role"], message["state"])
+
+    def _on_exit(self, worker: WorkerProcess) -> None:
+        if self._stopping:
+            return
+        logger.error("%s (pid %s) died; ending its %d call(s)", worker.name, worker.pid, len(worker.rooms))
+        self.metrics.worker_restarts.inc()
+        for room_id in list(worker.rooms):
+            room = self.rooms.get(room_id)
+            if room is not None:
+                room.lost()
+        task = asyncio.ensure_future(self._replace(worker))
+        task.set_name(f"replace {worker.name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _replace(self, dead: WorkerProcess) -> None:
+        await dead.stop(self._stop_timeout_s)  # reaps the dead process (no zombie)
+        if self._stopping:
+            return
+        worker = self._make(dead.name)
+        self.workers[dead.name] = worker
+        try:
+            await worker.start()
+        except Exception:
+            # The pool carries on with the workers it has; new rooms go to them.
+            logger.exception("%s could not be restarted", dead.name)
+
+    async def stop(self) -> None:
+        """Stop every worker (each closes its rooms), kill any that hangs. Safe to call twice."""
+        self._stopping = True
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
+        # A worker takes up to the same timeout to close its rooms: give it that and a margin.
+        await asyncio.gather(*(w.stop(self._stop_timeout_s + 2) for w in self.workers.values()))
+
+
+async def _exited(process: Any, timeout: float) -> bool:
+    """Wait until ``process`` (a multiprocessing.Process) has exited, at most ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    exited = loop.create_future()
+    loop.add_reader(process.sentinel, lambda: exited.done() or exited.set_result(None))
+    try:
+        await asyncio.wait_for(exited, timeout)
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(process.sentinel)
+    return True

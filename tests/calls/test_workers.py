@@ -1,0 +1,202 @@
+"""Media worker processes: real uvicorn servers, real worker processes, real aiortc peers.
+
+A call's media lives in one worker; calls spread over the workers; a worker killed with
+SIGKILL ends only its own call (its customer back at the head of the queue) while the
+other call's media flows on and a new worker takes its place; serving stops with no
+worker left behind; each live call's CPU share is in /metrics and in its receipt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import websockets
+
+from media.browser import BrowserPeer, ToneTrack
+from media.layout import AGENT, compute_layout
+from media.sources import TestCardTrack
+from telepresence.worker_room import WorkerRoom
+from tests.calls.test_media_calls import SIZE, media_server, open_call, red_band, signalling, wait_for
+from tests.conftest import Client, free_port
+
+FULL = compute_layout(SIZE, "agent", {AGENT})[0].content
+RED = (200, 0, 0)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (a zombie counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def children(pid: int) -> list[int]:
+    """Every process whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+@contextlib.asynccontextmanager
+async def call_with_media(server, name: str):
+    """A call with an agent sending a red test card and a customer receiving the composite."""
+    agent_ws, customer_ws, call_id = await open_call(server, name)
+    agent = BrowserPeer.agent(camera=TestCardTrack(640, 360, fps=30, label="", tint=RED), mic=ToneTrack(440))
+    customer = BrowserPeer.customer(mic=ToneTrack(880))
+    async with agent, customer:
+        await agent.negotiate(signalling(agent_ws))
+        await customer.negotiate(signalling(customer_ws))
+        await customer.video(0).wait(20)
+        await wait_for(lambda: red_band(customer.video(0).latest, FULL), timeout=20)
+        yield agent_ws, customer_ws, call_id, customer
+
+
+async def test_calls_spread_over_workers_and_a_killed_worker_ends_only_its_call(tmp_path):
+    async with media_server(tmp_path, media_workers=2, receipt_interval_s=1.0) as server:
+        pool = server.switchboard.media.pool
+        pids = {name: worker.pid for name, worker in pool.workers.items()}
+        assert len(pids) == 2 and os.getpid() not in pids.values()
+        async with (
+            call_with_media(server, "Ann") as (ann_agent, ann_ws, ann_call, _),
+            call_with_media(server, "Bob") as (_, bob_ws, bob_call, bob),
+        ):
+            ann_room = server.switchboard.calls[ann_call].room
+            bob_room = server.switchboard.calls[bob_call].room
+            assert isinstance(ann_room, WorkerRoom) and isinstance(bob_room, WorkerRoom)
+            assert ann_room.worker != bob_room.worker  # the least-loaded worker takes the next call
+
+            # Per-call CPU while media flows: in /metrics (per call and per worker) and in the receipt.
+            async with httpx.AsyncClient(base_url=server.url) as http:
+                deadline = time.monotonic() + 15
+                while True:
+                    text = (await http.get("/metrics")).text
+                    cpus = [
+                        metric(text, "telepresence_live_call_cpu_pct", call=c) for c in (ann_call, bob_call)
+                    ]
+                    if all(cpu is not None and cpu > 0 for cpu in cpus) or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.5)
+            print(f"\nper-call CPU (% of one core, 360p, loopback): {cpus}")
+            assert all(cpu is not None and cpu > 0 for cpu in cpus), text
+            for name in pids:
+                assert (metric(text, "telepresence_media_worker_cpu_pct", worker=name) or 0) > 0
+                assert metric(text, "telepresence_media_worker_rooms", worker=name) == 1
+            receipt = await ann_agent.expect("receipt", timeout=10)
+            while receipt.get("cpu_pct") is None:
+                receipt = await ann_agent.expect("receipt", timeout=10)
+            assert receipt["cpu_pct"] > 0 and receipt["stages"]["compose"]["p50"] > 0
+
+            # Ann's agent steps away (her call carries on); a third customer waits behind her.
+            await ann_agent.send("set_status", status="away")
+            cy = Client(await websockets.connect(server.ws_url), "Cy")
+            await cy.send("join", name="Cy")
+            assert (await cy.expect("queue_status"))["position"] == 1
+
+            os.kill(pids[ann_room.worker], signal.SIGKILL)
+            ended = await ann_ws.expect("call_ended", timeout=10)
+            assert ended["reason"] == "agent_left" and ended["requeued"] is True
+            assert (await ann_ws.expect("queue_status", timeout=5))["position"] == 1
+            assert (await cy.expect("queue_status", timeout=5))["position"] == 2
+            assert (await ann_agent.expect("call_ended"))["call_id"] == ann_call
+
+            # Bob's call is untouched: live, and his picture keeps coming.
+            assert server.switchboard.calls[bob_call].active
+            seen = bob.video(0).count
+            await wait_for(lambda: bob.video(0).count > seen + 30 and red_band(bob.video(0).latest, FULL))
+            assert not [m for m in bob_ws.received if m["type"] == "call_ended"]
+
+            # A new worker takes the dead one's place, and takes calls.
+            replaced = pool.workers[ann_room.worker]
+            await wait_for(lambda: replaced.alive and replaced.pid != pids[ann_room.worker], timeout=20)
+            assert not alive(pids[ann_room.worker])  # reaped, not a zombie
+            await cy.close()
+        live = [w.pid for w in pool.workers.values()]
+    # The server's shutdown stopped every worker.
+    assert live and not [pid for pid in live if alive(pid)]
+
+
+async def test_an_offer_is_answered_in_a_worker_when_the_call_starts_on_it(tmp_path):
+    """One worker: the room is made there on the first offer; closing the call closes it there."""
+    async with media_server(tmp_path, media_workers=1) as server:
+        pool = server.switchboard.media.pool
+        async with call_with_media(server, "Dee") as (agent_ws, customer_ws, call_id, _):
+            room = server.switchboard.calls[call_id].room
+            assert isinstance(room, WorkerRoom) and room.room_id in pool.rooms
+            await agent_ws.send("end_call")
+            assert (await customer_ws.expect("call_ended", timeout=10))["reason"] == "agent_hung_up"
+            await wait_for(lambda: room.room_id not in pool.rooms and not pool.workers["media-0"].rooms)
+
+
+def _serve(tmp_path: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "TELEPRESENCE_STATE_DIR": str(tmp_path), "TELEPRESENCE_SECRET": "s" * 32}
+    return subprocess.Popen(
+        [sys.executable, "-m", "telepresence", "serve", "--port", str(port), "--log-level", "warning",
+         "--media-workers", str(workers)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def _workers_of(server: subprocess.Popen[bytes], port: int, count: int) -> list[int]:
+    """Wait until the server answers and has ``count`` children besides multiprocessing's tracker."""
+    deadline = time.monotonic() + 60
+    async with httpx.AsyncClient() as http:
+        while True:
+            assert server.poll() is None and time.monotonic() < deadline
+            with contextlib.suppress(httpx.HTTPError):
+                text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+                if len(re.findall(r'^telepresence_media_worker_cpu_pct\{worker="media', text, re.M)) == count:
+                    return children(server.pid)
+            await asyncio.sleep(0.2)
+
+
+async def test_serve_uses_workers_and_leaves_none_behind(tmp_path):
+    # Stopped as an operator stops it (SIGTERM, or Ctrl-C): workers are stopped first.
+    port = free_port()
+    server = _serve(tmp_path, port, 2)
+    try:
+        kids = await _workers_of(server, port, 2)
+        assert len(kids) >= 2
+        server.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal it caught.
+        assert await asyncio.to_thread(server.wait, 20) in (0, -signal.SIGTERM)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    await wait_for(lambda: not [pid for pid in kids if alive(pid)], timeout=10)
+
+    # Killed outright: each worker sees its socket close and exits on its own.
+    port = free_port()
+    server = _serve(tmp_path, port, 1)
+    try:
+        kids = await _workers_of(server, port, 1)
+        server.kill()
+        server.wait()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    await wait_for(lambda: not [pid for pid in kids if alive(pid)], timeout=15)
