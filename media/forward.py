@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import logging
 import time
 import weakref
@@ -39,6 +38,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
 from media import aiortc_internals as internals
+from media.passthrough import UNCAPPED_BPS, VIDEO_TIME_BASE, is_keyframe
 from media.tracks import FrameSlot, TrackDrain
 
 logger = logging.getLogger(__name__)
@@ -49,24 +49,10 @@ AUDIO_PTIME = 0.020
 AUDIO_SAMPLES = int(AUDIO_RATE * AUDIO_PTIME)
 
 VIDEO_RATE = 90000
-VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_RATE)
 QUEUE_FRAMES = 3  # a sender this far behind skips to the next keyframe
 KEYFRAME_ASK_S = 0.3  # at most one keyframe request upstream this often
 IDLE_WAIT_S = 0.1  # how often a track with nothing to send looks again (a mode change, a stop)
 ESTIMATE_EVERY_S = 1.0  # the agent's estimate goes upstream when it changes, or this often
-UNCAPPED_BPS = 50_000_000  # a REMB this high lifts an earlier cap
-
-
-def is_keyframe(codec: str, data: bytes) -> bool:
-    """Whether an encoded frame (H.264 in Annex B, as aiortc depayloads it, or VP8) starts a picture."""
-    if codec == "VP8":
-        return bool(data) and not data[0] & 0x01  # the frame tag's P bit: 0 for a key frame
-    start = 0
-    while (start := data.find(b"\x00\x00\x01", start)) != -1 and start + 3 < len(data):
-        if data[start + 3] & 0x1F == 5:  # an IDR slice
-            return True
-        start += 3
-    return False
 
 
 class SlotTrack(MediaStreamTrack):
