@@ -23,7 +23,10 @@ step at a time, in this order, and back the other way once the machine is under
 1. the screen tile's frame rate: 15 fps, then 5 fps;
 2. then the screen tile's resolution: half;
 
-never the agent's face (camera or avatar) and never audio. See :data:`SHED_STEPS`.
+never the agent's face (camera or avatar) and never audio. See :data:`SHED_STEPS`. Each
+step reaches the agents of running calls as a ``sender_limits`` message
+(:func:`sender_limits`): their browser caps its screen sender, so the server decodes and
+composes fewer screen pixels.
 
 Pure decisions (:func:`busy_pct`, :func:`smooth`, :func:`seats`, :class:`CallCost`,
 :func:`next_shed_level`) take numbers and return numbers, so they are tested without
@@ -186,6 +189,17 @@ SHED_STEPS: tuple[ShedStep, ...] = (
 )
 
 
+def sender_limits(step: ShedStep, call_id: str) -> dict[str, object]:
+    """The ``sender_limits`` message (docs/protocol.md) that asks an agent's browser to hold its
+    screen sender to ``step`` (``max_fps`` null: no cap)."""
+    return {
+        "type": "sender_limits",
+        "call_id": call_id,
+        "step": step.name,
+        "screen": {"max_fps": step.screen_fps, "scale_down_by": round(1 / step.screen_scale, 2)},
+    }
+
+
 def next_shed_level(
     level: int,
     *,
@@ -222,7 +236,8 @@ class Admission:
     """The machine's CPU budget: samples ``/proc/stat`` on a task it owns, answers :meth:`seats`.
 
     ``on_sample`` is called after every sample (the switchboard wakes its timer task, which
-    asks :meth:`seats` and hands the answer to the matchmaker).
+    asks :meth:`seats` and hands the answer to the matchmaker); ``on_shed`` with the new step
+    whenever the shedding level moves.
     """
 
     def __init__(
@@ -233,6 +248,7 @@ class Admission:
         call_pct: float,
         metrics: Metrics,
         on_sample: Callable[[], None] = lambda: None,
+        on_shed: Callable[[ShedStep], None] = lambda step: None,
         read: Callable[[], CpuTimes] = read_proc_stat,
         interval_s: float = SAMPLE_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
@@ -242,6 +258,7 @@ class Admission:
         self.cost = CallCost(call_pct)
         self.metrics = metrics
         self.on_sample = on_sample
+        self.on_shed = on_shed
         self.read = read
         self.interval_s = interval_s
         self.clock = clock
@@ -359,6 +376,7 @@ class Admission:
             self.shed_level = level
             self._shed_changed_at = now
             self.metrics.shed_level.set(level)
+            self.on_shed(self.shedding)
 
     async def _run(self) -> None:
         before = self.read()

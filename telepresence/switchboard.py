@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from media.room import Role
 from telepresence import protocol as p
-from telepresence.admission import Admission
+from telepresence.admission import Admission, ShedStep, sender_limits
 from telepresence.auth import Claims, TokenAuthority, new_id
 from telepresence.calls import Call
 from telepresence.config import Settings, labels
@@ -107,6 +107,7 @@ class Switchboard(Reception):
             call_pct=settings.call_cpu_pct,
             metrics=metrics,
             on_sample=self._wake.set,  # the timer step hands the new figure to the matchmaker
+            on_shed=self._shed,
         )
 
     # --------------------------------------------------------------- lifecycle
@@ -491,6 +492,8 @@ class Switchboard(Reception):
             }
         )
         agent.conn.send({"type": "agent_status", "status": self._agent_status(agent)})
+        if self.admission.shed_level:
+            agent.conn.send(sender_limits(self.admission.shedding, call.id))
         logger.info("call %s: customer %s with agent %s", call.id, customer.customer_id, agent.agent_id)
 
     async def _call_ended(self, event: CallEnded, now: float) -> list[Event]:
@@ -604,6 +607,12 @@ class Switchboard(Reception):
         starts = [c.started_at for c in self.calls.values() if c.active]
         offers = sum(len(a.offers) for a in self.agents.values())
         await self._apply(self.matchmaker.set_admission(self.admission.seats(now, starts, offers), now))
+
+    def _shed(self, step: ShedStep) -> None:
+        """Running calls shed (or get back) quality: each agent's browser caps its screen sender."""
+        for call in self.calls.values():
+            if call.active:
+                self._send_call(call, "agent", sender_limits(step, call.id))
 
     # --------------------------------------------------------------- outbound
 

@@ -118,3 +118,28 @@ async def test_with_room_in_the_budget_customers_are_offered_at_once(tmp_path: P
         for customer in (ann, bob):
             status = await customer.latest("queue_status")
             assert status is None or status["capacity"] is False
+
+
+async def test_over_the_shed_threshold_agents_are_asked_to_cap_their_screen_first(tmp_path: Path) -> None:
+    # Any machine is busier than 1 %: running calls shed, first the screen's frame rate.
+    async with (
+        run_server(tmp_path, cpu_shed_pct=1, wrap_up_s=0) as server,
+        clients(server) as connect,
+    ):
+        sam = await login(connect, server, "sam", available=False)
+        await sam.send("auto_answer", enabled=True)
+        await sam.send("set_status", status="available")
+        ann = await join(connect, "Ann")
+        started = await ann.expect("call_started")
+        limits = await sam.expect("sender_limits", call_id=started["call_id"])
+        # Every step caps the screen's frame rate (the order itself: test_admission_logic.py).
+        assert limits["step"] != "full" and limits["screen"]["max_fps"] in (15.0, 5.0)
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            assert metric((await http.get("/metrics")).text, "telepresence_shed_level") >= 1
+        # A call that starts while shedding is told at once.
+        await sam.send("end_call")
+        await ann.expect("call_ended")
+        bob = await join(connect, "Bob")
+        started = await bob.expect("call_started")
+        limits = await sam.expect("sender_limits", call_id=started["call_id"])
+        assert limits["step"] != "full" and limits["screen"]["max_fps"] is not None

@@ -17,6 +17,7 @@ const state = {
   send: null,
   muted: false,
   layout: "agent",
+  limits: null, // the server's sender_limits for our screen (its CPU is short), if any
 };
 
 const { toggle: toggleShare, stop: stopShare } = screenSharing(state, renderControls);
@@ -55,6 +56,7 @@ export async function startMedia(send) {
   state.media?.close();
   const media = new MediaSession({ role: "agent", send, onState: onPeerState, onStats: showQuality });
   state.media = media;
+  if (state.limits) media.limit("screen", state.limits); // applied once negotiated
   if (state.mic) state.mic.enabled = !state.muted;
   await media.negotiate({ mic: state.mic, camera: state.camera });
   if (state.media !== media) return;
@@ -98,6 +100,7 @@ export function stopMedia() {
   state.mic = state.camera = null;
   state.muted = false;
   state.layout = "agent";
+  state.limits = null; // the server says them again at the next call if it still needs them
   $("customer-screen-tile").hidden = true;
   $("receipt").querySelector("tbody").replaceChildren();
   $("receipt-browsers").querySelector("tbody").replaceChildren();
@@ -117,6 +120,16 @@ export function onScreenShare(message) {
   if (message.from !== "customer") return;
   $("customer-screen-tile").hidden = !message.active;
   announce(message.active ? "The customer is sharing their screen." : "The customer stopped sharing their screen.");
+}
+
+/**
+ * The server's CPU is short (or no longer is): hold our screen sender to its limits, so the
+ * server decodes and composes fewer screen pixels (docs/protocol.md, "Capacity"). Never the camera.
+ */
+export function onSenderLimits(message) {
+  const screen = message.screen || {};
+  state.limits = { maxFramerate: screen.max_fps ?? null, scaleResolutionDownBy: screen.scale_down_by || 1 };
+  state.media?.limit("screen", state.limits);
 }
 
 export function onMediaStatus(message) {

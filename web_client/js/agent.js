@@ -1,7 +1,16 @@
 // The agent console: log in with a token, go available, take offers, chat, end and wrap up.
 // Speaks only the protocol in docs/protocol.md (and reads /api/status for the queue table).
 
-import { onAnswer, onLayout, onMediaStatus, onReceipt, onScreenShare, startMedia, stopMedia } from "./agent-call.js";
+import {
+  onAnswer,
+  onLayout,
+  onMediaStatus,
+  onReceipt,
+  onScreenShare,
+  onSenderLimits,
+  startMedia,
+  stopMedia,
+} from "./agent-call.js";
 import { ProtocolClient, closedFor } from "./protocol.js";
 import {
   $,
@@ -135,6 +144,7 @@ function start(token) {
   client.on("layout", onLayout);
   client.on("screen_share", onScreenShare);
   client.on("media_status", onMediaStatus);
+  client.on("sender_limits", onSenderLimits);
   client.on("receipt", (m) => {
     if (page.call && m.call_id === page.call.call_id) onReceipt(m);
   });

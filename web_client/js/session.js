@@ -67,6 +67,7 @@ export class MediaSession {
     this._rounds = 0;
     this._watched = null;
     this._glass = [];
+    this.limits = {}; // section name -> sender limits kept across negotiations (see limit())
   }
 
   /**
@@ -134,6 +135,7 @@ export class MediaSession {
     if (!pc || pc.signalingState !== "have-local-offer") return false;
     try {
       await pc.setRemoteDescription({ type: "answer", sdp });
+      for (const name of Object.keys(this.limits)) this._applyLimits(name);
       return true;
     } catch (error) {
       console.error("the server's answer could not be applied", error);
@@ -162,6 +164,37 @@ export class MediaSession {
     if (!transceiver || !this.pc) return false;
     await transceiver.sender.replaceTrack(track);
     return true;
+  }
+
+  /**
+   * Hold the sender of the section called `name` to `limits`: `maxFramerate` (null: no cap) and
+   * `scaleResolutionDownBy` (1: full size). Kept, and applied again after each negotiation
+   * (the server asks with `sender_limits` when its CPU is short).
+   * @returns {Promise<boolean>} whether it was applied now (false: not negotiated yet, or refused)
+   */
+  async limit(name, limits) {
+    this.limits[name] = limits;
+    return this._applyLimits(name);
+  }
+
+  async _applyLimits(name) {
+    const sender = this.transceivers.get(name)?.sender;
+    const limits = this.limits[name];
+    if (!sender || !limits) return false;
+    try {
+      const params = sender.getParameters();
+      if (!params.encodings?.length) return false; // before the answer: applied then
+      for (const encoding of params.encodings) {
+        if (limits.maxFramerate) encoding.maxFramerate = limits.maxFramerate;
+        else delete encoding.maxFramerate;
+        encoding.scaleResolutionDownBy = limits.scaleResolutionDownBy || 1;
+      }
+      await sender.setParameters(params);
+      return true;
+    } catch (error) {
+      console.warn(`sender limits on ${name} not applied`, error);
+      return false;
+    }
   }
 
   close() {
