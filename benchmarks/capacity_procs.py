@@ -94,17 +94,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def _stop(process: asyncio.subprocess.Process, first: int, grace: float) -> None:
-    """Signal, wait, then kill what is left of the process's session (it has one of its own)."""
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(first)
-        try:
-            await asyncio.wait_for(process.wait(), grace)
-        except TimeoutError:
+async def _stop(process: asyncio.subprocess.Process, first: int, grace: float, exiting: float = 0) -> None:
+    """Wait ``exiting`` s for a process on its way out, signal, wait, kill; then kill what is left
+    of its session (it has one of its own).
+
+    ``os.kill``, not ``Process.send_signal``: the latter polls (``waitpid``) first and may reap
+    the child under asyncio's child watcher, which then reports it as unknown.
+    """
+    for sig, wait in ((None, exiting), (first, grace), (signal.SIGKILL, None)):
+        if process.returncode is not None:
+            break
+        if sig is not None:
             with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
+                os.kill(process.pid, sig)
+        try:
+            await asyncio.wait_for(process.wait(), wait)
+        except TimeoutError:
+            pass
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)  # children it left behind (its session's group)
 
@@ -198,4 +204,4 @@ class ClientProcess:
             # Closing the calls: replies to read (an unread pipe would block the child).
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.process.stdout.read(), 30)  # type: ignore[union-attr]
-        await _stop(self.process, signal.SIGTERM, 10)
+        await _stop(self.process, signal.SIGTERM, 10, exiting=10)
