@@ -15,7 +15,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from media.avatar.track import AvatarTrack
 from telepresence.exceptions import InvalidStateError
 from telepresence.room_handle import RoomHandle
 
@@ -47,7 +46,6 @@ class Call:
     ended_reason: str | None = None
     room: RoomHandle | None = None
     peer_states: dict[str, str] = field(default_factory=dict)  # role -> connection state
-    greeter: AvatarTrack | None = None  # a waiting customer's own avatar greeter
     hand_over_on_agent_media: bool = False  # a call grown from a wait: the avatar hands over
 
     def move(self, state: CallState) -> None:

@@ -6,8 +6,8 @@ may wait for that. Rooms are closed by tasks this object owns, so ending a call
 never waits on peers shutting down, and :meth:`MediaControl.stop` awaits them all.
 
 A room lives in a media worker process (``media_workers`` > 0, the least-loaded one)
-or in this process (``media_workers = 0``; and calls that open on an avatar, which is
-rendered here); both are a :class:`~telepresence.room_handle.RoomHandle`, so nothing
+or in this process (``media_workers = 0``; and rooms made while a brand's live host
+runs, as the host is rendered here); both are a :class:`~telepresence.room_handle.RoomHandle`, so nothing
 else cares where. A worker that dies ends its calls as an agent drop does: the
 customer goes back to their place in the queue.
 """
@@ -23,7 +23,6 @@ from typing import Any
 from aiortc import RTCIceServer
 from aiortc.mediastreams import MediaStreamTrack
 
-from media.avatar.track import AvatarTrack
 from media.layout import AVATAR
 from media.peers import Bitrate
 from media.room import MediaError, Role
@@ -150,9 +149,15 @@ class MediaControl:
     def _lost_handler(self, call: Call) -> Callable[[], None]:
         def on_lost() -> None:
             logger.error("%s: its media worker died; the customer goes back to their place", call.id)
-            if call.active and call.agent_id and self._requeue_call is not None:
+            if not call.active:
+                return
+            if not call.agent_id:  # a waiting customer's greeter: they keep their place, offer again
+                failed = {"type": "media_status", "call_id": call.id, "role": "customer", "state": "failed"}
+                self._send(call, "customer", failed)
+                self.close(call)
+            elif self._requeue_call is not None:
                 self._spawn(self._requeue_call(call), f"{call.id} media lost")
-            elif call.active and call.agent_id:
+            else:
                 self._spawn(self._end_call(call, "media_failed"), f"{call.id} media lost")
 
         return on_lost
@@ -171,7 +176,8 @@ class MediaControl:
         return on_peer_state
 
     def _make_room(self, call: Call) -> RoomHandle:
-        """In the least-loaded worker; here with no workers, or for a call that opens on the avatar."""
+        """In the least-loaded worker; here with no workers, or while a live host runs (its
+        picture is made in this process)."""
         spec = {
             "label": call.id,
             "agent_name": call.agent_id,
@@ -180,7 +186,7 @@ class MediaControl:
             "codec": self.settings.video_codec,
         }
         room: RoomHandle | None = None
-        if self.pool is not None and not self.greets:
+        if self.pool is not None and self.hosts.host is None:
             try:
                 room = self.pool.create_room(**spec, ice_servers=[s.urls for s in self._ice_servers])
             except WorkerGone:
@@ -198,22 +204,22 @@ class MediaControl:
         The brand's live host if one runs; otherwise, for a waiting customer, a scripted
         greeter of their own that reads them their place and expected wait.
         """
-        if self.hosts.host is not None:
+        if self.hosts.host is not None and isinstance(room, LocalRoom):
             track: MediaStreamTrack = self.hosts.host.viewer_track()
+            await room.compositor.attach(AVATAR, track, label=call.id)
+            room.set_layout("avatar")
         elif call.agent_id == "" and self._greeter_spec is not None:
-            call.greeter = AvatarTrack(self._greeter_spec)
-            track = call.greeter
+            try:
+                await room.greet(self.settings.greeter_look)
+            except MediaError as exc:
+                raise ProtocolError(exc.code, exc.message) from None
         else:
             return
-        assert isinstance(room, LocalRoom)  # _make_room keeps calls that greet in this process
-        await room.compositor.attach(AVATAR, track, label=call.id)
-        room.set_layout("avatar")
         self._tell_both(call, {"type": "layout", "call_id": call.id, "layout": "avatar"})
 
     def announce(self, lobby: Call, position: int | None, wait_s: float | None) -> None:
         """A waiting customer's own greeter says their place and expected wait."""
-        greeter = lobby.greeter
-        if greeter is None or position is None:
+        if lobby.room is None or not lobby.room.greeting or position is None:
             return
         if wait_s is None:
             wait = "Everyone is busy right now, and you keep your place"
@@ -221,7 +227,7 @@ class MediaControl:
             wait = "It should be less than a minute"
         else:
             wait = f"It should be about {round(wait_s / 60)} minute{'s' if round(wait_s / 60) > 1 else ''}"
-        _say_now(greeter, f"You are number {position} in line. {wait}.")
+        lobby.room.say(f"You are number {position} in line. {wait}.")
 
     def adopt(self, lobby: Call, call: Call) -> None:
         """A waiting customer's media becomes the call's: no renegotiation for the customer.
@@ -231,7 +237,7 @@ class MediaControl:
         room, lobby.room = lobby.room, None
         if room is None:
             return
-        call.room, call.greeter, call.peer_states = room, lobby.greeter, dict(lobby.peer_states)
+        call.room, call.peer_states = room, dict(lobby.peer_states)
         call.hand_over_on_agent_media = True
         room.set_agent_name(call.agent_id)
         room.on_peer_state = self._peer_state_handler(call)
@@ -240,8 +246,7 @@ class MediaControl:
         if "connected" in call.peer_states.values():
             call.move(CallState.NEGOTIATING)
             call.move(CallState.LIVE)
-        if call.greeter is not None:
-            _say_now(call.greeter, f"{call.agent_id} is here for you now.")
+        room.say(f"{call.agent_id} is here for you now.")
 
     def handover(self, calls: list[Call]) -> None:
         """The host hands over: calls showing the avatar switch to their human agent."""
@@ -324,9 +329,6 @@ class MediaControl:
     def close(self, call: Call) -> None:
         """The call ended: log its receipt, feed the metrics, close its room in the background."""
         room, call.room = call.room, None
-        greeter, call.greeter = call.greeter, None
-        if greeter is not None:
-            greeter.stop()
         self.rooms.pop(call.id, None)
         if room is None:
             return
@@ -368,10 +370,3 @@ def _format(summary: dict[str, dict[str, float]]) -> str:
         ", ".join(f"{stage} p50 {f['p50']:.1f} p95 {f['p95']:.1f} ms" for stage, f in sorted(summary.items()))
         or "no frames"
     )
-
-
-def _say_now(greeter: AvatarTrack, text: str) -> None:
-    """Say ``text`` at once, cutting off whatever the greeter was saying."""
-    now = greeter.now()
-    greeter.controller.interrupt(now)
-    greeter.controller.submit({"command": "say", "text": text}, now)

@@ -82,7 +82,7 @@ class MediaWorker:
             self._create(room_id, message)
             return
         room = self.rooms.get(room_id)
-        if op in ("answer", "screen_shared", "close"):
+        if op in ("answer", "screen_shared", "greet", "close"):
             self._spawn(self._request(op, room_id, room, message), f"{self.name} {op} {room_id}")
         elif room is None:
             return  # closed already: a late one-way message has nothing to act on
@@ -92,6 +92,8 @@ class MediaWorker:
             room.set_agent_name(message["name"])
         elif op == "stat":
             room.record_stat(message["name"], float(message["value"]))
+        elif op == "say":
+            room.say(message["text"])
         else:
             logger.warning("unknown op %r", op)
 
@@ -122,6 +124,8 @@ class MediaWorker:
             elif op == "answer":
                 reply["sdp"] = await room.answer(message["role"], message["sdp"])
                 reply["missing"] = room.missing.get(message["role"], [])
+            elif op == "greet":
+                await room.greet(message["look"])
             else:
                 await room.screen_shared(bool(message["active"]))
             if room is not None:

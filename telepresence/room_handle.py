@@ -2,17 +2,21 @@
 
 :class:`RoomHandle` is the whole interface :class:`~telepresence.media_control.MediaControl`
 uses. :class:`LocalRoom` is a :class:`media.room.Room` in this process (``media_workers
-= 0``, and calls that show an avatar: the avatar is rendered here); the worker proxy
+= 0``, and calls while a brand's live host runs: the host is rendered here); the worker proxy
 (:mod:`telepresence.worker_room`) is the same interface for a room in a media worker
 process. The switchboard never asks which one it has.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from media.avatar.track import AvatarTrack
+from media.layout import AVATAR
 from media.room import Role, Room
+from telepresence.hosts import resolve_look
 
 PeerStateFn = Callable[[Role, str], None]
 
@@ -32,6 +36,11 @@ class RoomHandle(Protocol):
 
     @property
     def layout(self) -> str: ...
+
+    @property
+    def greeting(self) -> bool:
+        """Whether the room shows a greeter of its own (:meth:`greet`)."""
+        ...
 
     async def answer(self, role: Role, sdp: str) -> str:
         """The answer SDP to ``role``'s offer. Raises media.answer.MediaError."""
@@ -53,6 +62,14 @@ class RoomHandle(Protocol):
         """Per stage p50/p95 in milliseconds, so far."""
         ...
 
+    async def greet(self, look: str) -> None:
+        """Open on a scripted avatar greeter of the room's own, in the shipped ``look``."""
+        ...
+
+    def say(self, text: str) -> None:
+        """The greeter says ``text`` now, cutting off whatever it was saying (no greeter: nothing)."""
+        ...
+
     async def close(self) -> None:
         """Close the peers and the compositor. Safe to call twice."""
         ...
@@ -66,6 +83,11 @@ class LocalRoom(Room):
         self.on_lost: Callable[[], None] | None = None  # never lost: it lives and dies with us
         self.cpu_pct: float | None = None
         self.worker = ""
+        self.greeter: AvatarTrack | None = None
+
+    @property
+    def greeting(self) -> bool:
+        return self.greeter is not None
 
     def set_agent_name(self, name: str) -> None:
         self.compositor.agent_name = name
@@ -75,3 +97,25 @@ class LocalRoom(Room):
 
     def receipt_summary(self) -> dict[str, dict[str, float]]:
         return self.compositor.receipt.summary()
+
+    async def greet(self, look: str) -> None:
+        if self.greeter is None:
+            self.greeter = AvatarTrack(_look(look))
+            await self.compositor.attach(AVATAR, self.greeter, label=self.label)
+        self.set_layout("avatar")
+
+    def say(self, text: str) -> None:
+        if self.greeter is not None:
+            now = self.greeter.now()
+            self.greeter.controller.interrupt(now)
+            self.greeter.controller.submit({"command": "say", "text": text}, now)
+
+    async def close(self) -> None:
+        greeter, self.greeter = self.greeter, None
+        if greeter is not None:
+            greeter.stop()
+        await super().close()
+
+
+# Looks are shipped files: each is read once per process, and its spec shared by every greeter.
+_look = functools.lru_cache(maxsize=8)(resolve_look)

@@ -65,6 +65,7 @@ class WorkerRoom:
         self._forget = forget
         self._lost = False
         self._closed: asyncio.Future[None] | None = None
+        self.greeting = False
 
     @property
     def layout(self) -> str:
@@ -90,6 +91,14 @@ class WorkerRoom:
 
     def receipt_summary(self) -> dict[str, dict[str, float]]:
         return self._stages
+
+    async def greet(self, look: str) -> None:
+        await self._request({"op": "greet", "look": look}, self._answer_timeout_s)
+        self.greeting = True
+
+    def say(self, text: str) -> None:
+        if self.greeting:
+            self._send({"op": "say", "text": text})
 
     def update(self, stats: dict[str, Any]) -> None:
         """The worker's periodic figures for this room: its CPU share and receipt so far."""

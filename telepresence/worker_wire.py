@@ -9,9 +9,10 @@ from the worker). A closed stream means the other side is gone.
 Control -> worker ``op``: ``create`` (room, label, agent_name, size, fps, codec,
 ice_servers), ``answer`` (room, role, sdp; reply: sdp, layout, missing),
 ``set_layout`` (room, layout), ``screen_shared`` (room, active; reply: layout),
-``agent_name`` (room, name), ``stat`` (room, name, value), ``close`` (room; reply),
-``stop``. Worker -> control ``event``: ``hello`` (pid), ``peer_state`` (room, role,
-state), ``stats`` (cpu_pct, rooms: {room: {cpu_pct, stages}}).
+``greet`` (room, look; reply: layout), ``say`` (room, text), ``agent_name`` (room,
+name), ``stat`` (room, name, value), ``close`` (room; reply), ``stop``.
+Worker -> control ``event``: ``hello`` (pid), ``peer_state`` (room, role, state),
+``stats`` (cpu_pct, rooms: {room: {cpu_pct, stages}}).
 """
 
 from __future__ import annotations

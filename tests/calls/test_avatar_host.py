@@ -212,7 +212,7 @@ async def test_a_waiting_customer_is_greeted_with_their_place_and_the_call_grows
             await customer.negotiate(signalling(ann))
             assert (await ann.expect("layout"))["layout"] == "avatar"
             await customer.video(0).wait(15)
-            greeter = server.switchboard.customers[_customer_id(server, "Ann")].lobby.greeter
+            greeter = server.switchboard.customers[_customer_id(server, "Ann")].lobby.room.greeter
             await wait_for(lambda: "number 2" in (greeter.controller.caption_at(greeter.now()) or ""))
             await first.send("leave")  # Ann moves up: her greeter tells her
             await ann.expect("queue_status", position=1)

@@ -149,6 +149,37 @@ async def test_an_offer_is_answered_in_a_worker_when_the_call_starts_on_it(tmp_p
             await wait_for(lambda: room.room_id not in pool.rooms and not pool.workers["media-0"].rooms)
 
 
+async def test_a_waiting_customers_greeter_runs_in_a_worker_and_the_call_grows_there(tmp_path):
+    async with media_server(tmp_path, media_workers=1, greeter_look="aurora") as server:
+        ann = Client(await websockets.connect(server.ws_url), "Ann")
+        await ann.send("join", name="Ann")
+        assert (await ann.expect("welcome"))["greeter"] is True
+        customer = BrowserPeer.customer()
+        async with customer:
+            await customer.negotiate(signalling(ann))
+            assert (await ann.expect("layout"))["layout"] == "avatar"
+            await customer.video(0).wait(15)
+            lobby = next(iter(server.switchboard.customers.values())).lobby
+            assert isinstance(lobby.room, WorkerRoom) and lobby.room.greeting
+            room = lobby.room
+
+            agent_ws = Client(await websockets.connect(server.ws_url), "sam")
+            await agent_ws.send("login", token=server.token("sam"))
+            await agent_ws.expect("logged_in")
+            await agent_ws.send("auto_answer", enabled=True)
+            await agent_ws.send("set_status", status="available")
+            call_id = (await ann.expect("call_started"))["call_id"]
+            assert server.switchboard.calls[call_id].room is room  # the same room, in the same worker
+            agent = BrowserPeer.agent(camera=TestCardTrack(640, 360, fps=30, label="", tint=RED))
+            async with agent:
+                await agent.negotiate(signalling(agent_ws))
+                await ann.expect("layout", layout="agent", timeout=15)
+                await wait_for(lambda: red_band(customer.video(0).latest, FULL), timeout=20)
+            assert len([m for m in ann.received if m["type"] == "webrtc_answer"]) == 1
+            await agent_ws.close()
+        await ann.close()
+
+
 def _serve(tmp_path: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "TELEPRESENCE_STATE_DIR": str(tmp_path), "TELEPRESENCE_SECRET": "s" * 32}
     return subprocess.Popen(
