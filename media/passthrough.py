@@ -144,6 +144,24 @@ class CameraPassthrough:
         except TimeoutError:
             return None
 
+    def pause_decoding(self) -> None:
+        """Stop feeding the camera's decoder: while its frames are forwarded, nothing draws them."""
+        buffer = self._buffer()
+        if buffer is not None:
+            buffer.forward_only = True
+
+    def resume_decoding(self) -> None:
+        """Feed the decoder again, from the camera's next keyframe (ask for it: :meth:`request_keyframe`)."""
+        buffer = self._buffer()
+        if buffer is not None and buffer.forward_only:
+            codec = self.codec or ""
+            buffer.decode_from = lambda frame: is_keyframe(codec, frame.data)
+            buffer.forward_only = False
+
+    def _buffer(self):
+        receiver = self._receiver() if self._receiver is not None else None
+        return internals.jitter_buffer(receiver) if receiver is not None else None
+
     async def cap_upstream(self, bps: float) -> None:
         """Tell the agent's browser to send the camera at most at ``bps`` (REMB)."""
         receiver = self._receiver() if self._receiver is not None else None

@@ -63,6 +63,9 @@ class MarkerJitterBuffer(JitterBuffer):
     forward_only: bool = False
     # Frames handed on to the receiver's decoder.
     to_decoder: int = 0
+    # Set when decoding resumes after ``forward_only``: frames reach the decoder again only from
+    # one this says is a keyframe (the decoder's references are stale until then).
+    decode_from: Callable[[JitterFrame], bool] | None = None
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         pli, frame = super().add(packet)
@@ -72,6 +75,10 @@ class MarkerJitterBuffer(JitterBuffer):
             self.on_frame(frame)
         if self.forward_only:
             return pli, None
+        if self.decode_from is not None:
+            if not self.decode_from(frame):
+                return pli, None
+            self.decode_from = None
         self.to_decoder += 1
         return pli, frame
 

@@ -140,8 +140,9 @@ class Program:
             self._pump = None
         for track in list(self._viewers):
             track.stop()
-        if self.forwarding:
-            await self._stop_forwarding()
+        self.forwarding = False
+        if self.passthrough is not None:
+            self.passthrough.wanted = False
 
     # ---------------------------------------------------------------- pump
 
@@ -181,6 +182,7 @@ class Program:
             if keyframe is not None:
                 self.forwarding = True
                 p.switches += 1
+                p.pause_decoding()  # nothing composes the camera while it is forwarded
                 self._keyframe_due = False
                 logger.info("%s: forwarding the agent's camera as it came", self.label)
                 return {p.codec: keyframe}
@@ -237,6 +239,8 @@ class Program:
         p = self.passthrough
         if p is not None:
             p.wanted = False
+            p.resume_decoding()
+            await p.request_keyframe()  # the compositor's picture of the camera resumes on it
             if self._capped is not None:
                 self._capped = None
                 await p.cap_upstream(UNCAPPED_BPS)  # the composite needs no cap on the camera
