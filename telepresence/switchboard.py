@@ -674,7 +674,7 @@ class Switchboard(Reception):
                 counts[self._agent_status(agent)] += 1
         for state, count in counts.items():
             self.metrics.agents.labels(state).set(count)
-        self.metrics.admission_waiting.set(self.matchmaker.admission_waiting())
+        self.metrics.admission_waiting.set(self.matchmaker.admission_waiting(now))
 
     def status_report(self) -> Message:
         """Aggregates for /api/status: no customer's name or chat."""
@@ -695,7 +695,7 @@ class Switchboard(Reception):
             if agent.claims.role == "agent":
                 agents[self._agent_status(agent)] += 1
         live = sum(1 for c in self.calls.values() if c.active)
-        admission = self.admission.report(waiting=self.matchmaker.admission_waiting())
+        admission = self.admission.report(waiting=self.matchmaker.admission_waiting(now))
         return {"queues": queues, "agents": agents, "calls": {"active": live}, "admission": admission}
 
     def _agent_status(self, session: AgentSession) -> str:

@@ -584,10 +584,11 @@ class Matchmaker:
             return self._resume_offers(now)
         return []
 
-    def admission_waiting(self) -> int:
-        """Customers the CPU budget holds back now (they would be next, but no call may start)."""
-        view = self._capacity_view()
-        return 0 if view is None else max(0, len(view[0]) - view[2])
+    def admission_waiting(self, now: float) -> int:
+        """Customers the CPU budget holds back now (an agent would take them sooner)."""
+        if self._admits is None:
+            return 0
+        return sum(1 for status in self.statuses(now).values() if status.at_capacity)
 
     def _may_offer(self) -> bool:
         return self._admits is None or self._admits > 0
@@ -629,16 +630,20 @@ class Matchmaker:
 
     def _capacity_status(self, status: CustomerStatus, view: _CapacityView | None) -> CustomerStatus:
         """A status with the CPU budget in it: a call frees CPU as it ends, like a seat, whatever
-        the queue. The wait is the longer of the agents' and the machine's."""
+        the queue. The wait is the longer of the agents' and the machine's; the customer is held
+        back by capacity when the machine's is the longer (an agent would be there sooner)."""
         if view is None or status.state in (CustomerState.OFFERED, CustomerState.IN_CALL):
             return status
         places, calls, admits = view
         customer = self._customers[status.customer_id]
         ahead = bisect.bisect_left(places, customer.place)
         cpu_wait = expected_wait(ahead, admits, calls + admits, self.handle_times.mean(customer.key))
-        wait = status.expected_wait_s
-        wait = None if wait is None or cpu_wait is None else max(wait, cpu_wait)
-        return dataclasses.replace(status, expected_wait_s=wait, at_capacity=ahead >= admits)
+        agent_wait = status.expected_wait_s
+        if agent_wait is None:  # nobody to serve them: agents, not CPU, are what is missing
+            return status
+        at_capacity = cpu_wait is None or cpu_wait > agent_wait
+        wait = None if cpu_wait is None else max(agent_wait, cpu_wait)
+        return dataclasses.replace(status, expected_wait_s=wait, at_capacity=at_capacity)
 
     def agent_states(self) -> dict[str, str]:
         """Each agent's state: ``available``, ``busy`` (no free seat), ``wrap_up`` or ``away``."""

@@ -29,7 +29,7 @@ def test_no_limit_changes_nothing():
     mm.add_agent("sam", 0, available=True)
     assert mm.set_admission(None, 0) == []
     assert offers(mm.enqueue("ann", GENERAL, 1)) == [("ann", "sam")]
-    assert mm.admission_waiting() == 0
+    assert mm.admission_waiting(1) == 0
 
 
 def test_at_capacity_a_free_agent_gets_no_offer_and_the_customer_is_told_why():
@@ -43,7 +43,7 @@ def test_at_capacity_a_free_agent_gets_no_offer_and_the_customer_is_told_why():
     assert status.state is CustomerState.WAITING and status.position == 1
     assert status.at_capacity
     assert mm.agent_states()["lea"] == "available"  # the agent is free: the machine is not
-    assert mm.admission_waiting() == 1
+    assert mm.admission_waiting(3) == 1
 
 
 def test_expected_wait_counts_the_machine_turnover():
@@ -81,7 +81,7 @@ def test_offers_resume_in_place_order_across_queues_as_the_limit_rises():
     assert mm.status("bob", 5).at_capacity and mm.status("cat", 5).at_capacity
     events = mm.set_admission(1, 6)  # one call started since: the shell grants one more
     assert offers(events) == [("bob", "gen")]
-    assert mm.status("cat", 6).at_capacity
+    assert not mm.status("cat", 6).at_capacity  # every agent is busy now: agents are the limit
 
 
 def test_each_offer_uses_the_limit_and_a_declined_offer_gives_it_back():
@@ -132,17 +132,48 @@ def test_a_freed_agent_waits_for_the_budget_too():
     assert offers(mm.set_admission(1, 4)) == [("bob", "sam")]
 
 
-def test_the_limit_changes_every_waiting_customers_status():
+def test_the_limit_moving_marks_the_queues_changed_and_staying_put_does_not():
+    mm = make()
+    mm.add_agent("sam", 0, available=True)
+    mm.add_agent("lea", 0, available=True)
+    in_call(mm, "ann", "sam", 0)
+    mm.set_admission(0, 1)
+    mm.enqueue("bob", GENERAL, 1)  # Lea is free: only the CPU holds Bob back
+    assert mm.statuses(1)["bob"].at_capacity
+    mm.take_changed_queues()
+    assert mm.set_admission(0, 2) == []
+    assert mm.take_changed_queues() == set()  # nothing to push to anyone
+    events = mm.set_admission(1, 3)
+    assert offers(events) == [("bob", "lea")]
+    assert GENERAL in mm.take_changed_queues()
+
+
+def test_customers_waiting_for_a_busy_agent_are_not_at_capacity_and_hear_nothing_new():
+    """With every agent busy the agents are the limit: a CPU limit moving does not flip their flag."""
+    mm = make()
+    mm.add_agent("sam", 0, available=True)
+    mm.add_agent("lea", 0, available=True)
+    in_call(mm, "ann", "sam", 0)
+    in_call(mm, "bob", "lea", 0)
+    mm.set_admission(3, 1)
+    mm.enqueue("cat", GENERAL, 2)
+    mm.enqueue("dan", GENERAL, 3)
+    before = mm.statuses(4)
+    assert not any(s.at_capacity for s in before.values() if s.state is CustomerState.WAITING)
+    for limit in (0, 2, 1, 3):
+        mm.set_admission(limit, 5)
+        assert {c: mm.statuses(5)[c] for c in ("cat", "dan")} == {c: before[c] for c in ("cat", "dan")}
+    assert mm.admission_waiting(5) == 0
+
+
+def test_a_customer_nobody_serves_waits_for_agents_not_capacity():
     mm = make()
     mm.add_agent("sam", 0, available=True)
     in_call(mm, "ann", "sam", 0)
-    mm.enqueue("bob", GENERAL, 1)
-    mm.take_changed_queues()
-    mm.set_admission(0, 2)
-    assert GENERAL in mm.take_changed_queues()
-    assert mm.statuses(2)["bob"].at_capacity
-    mm.set_admission(0, 3)
-    assert mm.take_changed_queues() == set()
+    mm.set_admission(0, 1)
+    mm.enqueue("bob", TECH, 2)
+    status = mm.status("bob", 2)
+    assert status.expected_wait_s is None and not status.at_capacity
 
 
 def test_a_negative_limit_is_refused():
