@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,9 +29,9 @@ from telepresence import protocol as p
 from telepresence.calls import Call, CallState
 from telepresence.config import Settings
 from telepresence.hosts import HostDesk, resolve_look
+from telepresence.media_load import MediaLoad
 from telepresence.metrics import Metrics
 from telepresence.protocol import ProtocolError
-from telepresence.room_cpu import CpuMeter
 from telepresence.room_handle import LocalRoom, RoomHandle
 from telepresence.worker_pool import WorkerPool
 from telepresence.worker_room import WorkerGone
@@ -71,8 +70,7 @@ class MediaControl:
         self._tasks: set[asyncio.Task[None]] = set()
         self._next_receipt = 0.0
         self.pool: WorkerPool | None = None
-        self.rooms: dict[str, RoomHandle] = {}  # by call (or lobby) id: what /metrics reports
-        self._meter = CpuMeter()  # this process, and the rooms it holds itself
+        self.load = MediaLoad(metrics)  # every live room, and what each costs
 
     async def start(self) -> None:
         """Start the media worker processes (``media_workers``); none: rooms run here."""
@@ -195,7 +193,7 @@ class MediaControl:
             room = LocalRoom(**spec, bitrate=Bitrate(), ice_servers=self._ice_servers)
         room.on_peer_state = self._peer_state_handler(call)
         room.on_lost = self._lost_handler(call)
-        self.rooms[call.id] = room
+        self.load.rooms[call.id] = room
         return room
 
     async def _greet(self, call: Call, room: RoomHandle) -> None:
@@ -242,7 +240,7 @@ class MediaControl:
         room.set_agent_name(call.agent_id)
         room.on_peer_state = self._peer_state_handler(call)
         room.on_lost = self._lost_handler(call)
-        self.rooms[call.id] = self.rooms.pop(lobby.id, room)
+        self.load.rooms[call.id] = self.load.rooms.pop(lobby.id, room)
         if "connected" in call.peer_states.values():
             call.move(CallState.NEGOTIATING)
             call.move(CallState.LIVE)
@@ -273,7 +271,7 @@ class MediaControl:
         """The call's latency receipt so far: per stage p50/p95 in milliseconds, and what a browser lacks."""
         if call.room is None:
             return None
-        self._sample_cpu()
+        self.load.sample()
         return {
             "type": "receipt",
             "call_id": call.id,
@@ -282,33 +280,9 @@ class MediaControl:
             "cpu_pct": call.room.cpu_pct,
         }
 
-    def _sample_cpu(self) -> None:
-        """This process's CPU and its own rooms' shares, at most once a second (workers
-        measure theirs and send it: telepresence.room_cpu)."""
-        if time.monotonic() - self._meter.sampled_at < 1.0:
-            return
-        local = [(call_id, room) for call_id, room in self.rooms.items() if isinstance(room, LocalRoom)]
-        self._meter.sample(local)
-        for call_id, room in local:
-            room.cpu_pct = self._meter.room_pct.get(call_id)
-
     def refresh_gauges(self) -> None:
         """Per media process and per live call CPU for /metrics (ended calls drop out)."""
-        self._sample_cpu()
-        for gauge in (self.metrics.worker_cpu, self.metrics.worker_rooms, self.metrics.live_call_cpu):
-            gauge.clear()
-        self.metrics.worker_cpu.labels("control").set(round(self._meter.process_pct, 1))
-        counts = {"control": 0}
-        if self.pool is not None:
-            for name, cpu in self.pool.cpu_by_worker().items():
-                self.metrics.worker_cpu.labels(name).set(cpu)
-                counts[name] = 0
-        for call_id, room in self.rooms.items():
-            counts[room.worker or "control"] = counts.get(room.worker or "control", 0) + 1
-            if room.cpu_pct is not None:
-                self.metrics.live_call_cpu.labels(call_id, room.worker or "control").set(room.cpu_pct)
-        for name, count in counts.items():
-            self.metrics.worker_rooms.labels(name).set(count)
+        self.load.publish(self.pool)
 
     @property
     def next_receipt_at(self) -> float:
@@ -329,7 +303,7 @@ class MediaControl:
     def close(self, call: Call) -> None:
         """The call ended: log its receipt, feed the metrics, close its room in the background."""
         room, call.room = call.room, None
-        self.rooms.pop(call.id, None)
+        self.load.rooms.pop(call.id, None)
         if room is None:
             return
         summary = room.receipt_summary()

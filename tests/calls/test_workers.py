@@ -137,6 +137,24 @@ async def test_calls_spread_over_workers_and_a_killed_worker_ends_only_its_call(
     assert live and not [pid for pid in live if alive(pid)]
 
 
+async def test_calls_in_the_control_process_report_their_cpu_too(tmp_path):
+    async with media_server(tmp_path) as server:  # media_workers=0: the test helpers' default
+        assert server.switchboard.media.pool is None
+        async with call_with_media(server, "Eve") as (agent_ws, _, call_id, _):
+            async with httpx.AsyncClient(base_url=server.url) as http:
+                await asyncio.sleep(1.1)  # one sampling interval
+                text = (await http.get("/metrics")).text
+            assert (metric(text, "telepresence_live_call_cpu_pct", call=call_id, worker="control") or 0) > 0
+            assert metric(text, "telepresence_media_worker_rooms", worker="control") == 1
+            receipt = await agent_ws.expect("receipt", timeout=10)
+            assert receipt["cpu_pct"] is None or receipt["cpu_pct"] > 0
+            await agent_ws.send("end_call")
+            await agent_ws.expect("call_ended")
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            text = (await http.get("/metrics")).text
+        assert metric(text, "telepresence_live_call_cpu_pct", call=call_id) is None  # ended: no series
+
+
 async def test_an_offer_is_answered_in_a_worker_when_the_call_starts_on_it(tmp_path):
     """One worker: the room is made there on the first offer; closing the call closes it there."""
     async with media_server(tmp_path, media_workers=1) as server:
