@@ -101,6 +101,7 @@ export function stopMedia() {
   state.muted = false;
   state.layout = "agent";
   state.limits = null; // the server says them again at the next call if it still needs them
+  delete $("media").dataset.screenLimit;
   $("customer-screen-tile").hidden = true;
   $("receipt").querySelector("tbody").replaceChildren();
   $("receipt-browsers").querySelector("tbody").replaceChildren();
@@ -130,6 +131,14 @@ export function onSenderLimits(message) {
   const screen = message.screen || {};
   state.limits = { maxFramerate: screen.max_fps ?? null, scaleResolutionDownBy: screen.scale_down_by || 1 };
   state.media?.limit("screen", state.limits);
+  const media = $("media");
+  if (media.dataset.screenLimit === message.step) return;
+  media.dataset.screenLimit = message.step;
+  announce(
+    message.step === "full"
+      ? "The server has room again: your screen share is sent in full."
+      : "The server is busy: your screen share is sent at a lower frame rate or size for now.",
+  );
 }
 
 export function onMediaStatus(message) {
