@@ -31,6 +31,7 @@ from typing import Any
 
 from benchmarks import browser_summary as summary
 from benchmarks.browser_probes import init_script
+from benchmarks.capacity_procs import tree_ticks
 from benchmarks.progress import progress
 from telepresence.auth import Claims, TokenAuthority, load_or_create_secret
 from tests.browser.chrome import agent_takes_the_call, chromium, customer_joins, new_page, state
@@ -148,9 +149,8 @@ class Server:
         return self.authority.mint(Claims(name=name, role="agent", expires_at=time.time() + 3600))
 
     def cpu_s(self) -> float:
-        """User + system CPU seconds the server process has used."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU seconds the server has used: its process and its media workers."""
+        return sum(tree_ticks(self.pid).values()) / os.sysconf("SC_CLK_TCK")
 
 
 def _spawn_server(port: int, state_dir: Path) -> subprocess.Popen:
