@@ -286,10 +286,13 @@ class ForwardTrack(SlotTrack):
         packet.pts = self._next_pts(time.monotonic())
         packet.time_base = VIDEO_TIME_BASE
         packet.is_keyframe = keyframe
+        starting = keyframe and self.queue.waiting
         if self.queue.put(packet, keyframe):
             self._ask()
-        else:
-            self._poke()
+            return
+        if starting:
+            logger.info("%s: forwarding %s as it came, from a keyframe", self.forward.label, self.codec)
+        self._poke()
 
     def _restart(self) -> None:
         """A new source, or a new mode: start again on a keyframe."""
