@@ -115,6 +115,10 @@ def _judge(calls: list[dict[str, Any]], expected: int) -> tuple[bool, str, dict[
         "g2g_p95_ms": _pct(pooled, 95),
         "g2g_worst_p95_ms": max((p for p in p95s if p is not None), default=None),
         "frames": sum(c["frames"] for c in calls),
+        # Frames that are the agent's own as it sent them (the server's passthrough), not composites.
+        "forwarded_share": round(
+            sum(c["forwarded"] for c in calls) / max(1, sum(c["frames"] for c in calls)), 2
+        ),
         "g2g_samples": len(pooled),
         "agent_fps_min": min((c["agent_fps"] for c in calls), default=0.0),
         "voice_to_customer_pps_min": min((c["voice_to_customer_pps"] for c in calls), default=0.0),
@@ -229,6 +233,7 @@ async def _ramp(size: str, plan: Plan, workdir: Path, video: Path, opus: Path) -
                     f"(peak {step['server_cpu_peak_1s']}), clients {step['client_cpu_pct']} %, fps min "
                     f"{step['fps_min']}, g2g p50/p95 {step['g2g_p50_ms']}/{step['g2g_p95_ms']} ms "
                     f"(worst p95 {step['g2g_worst_p95_ms']}), agents' fps min {step['agent_fps_min']}, "
+                    f"forwarded {step['forwarded_share']:.0%}, "
                     f"load {step['load_avg_1m']}" + (f": {step['why']}" if step["why"] else "")
                 )
                 if not step["passed"]:
@@ -298,6 +303,7 @@ def summarize(ramps: dict[str, Ramp], plan: Plan, load: tuple[float, float]) -> 
                     "fps_min",
                     "g2g_p95_ms",
                     "agent_fps_min",
+                    "forwarded_share",
                     "why",
                 )
             }

@@ -180,6 +180,7 @@ class Call:
         }.values():
             read_abs_capture_time(transport)
         composite_codec = negotiated_codec(self.customer["camera"]) or codec
+        self.probe.knows(composite_codec, self.loops[codec])
         if self.check:
             self.probe.decode_as(composite_codec)
         async with asyncio.timeout(30):
@@ -195,6 +196,7 @@ class Call:
             "name": self.name,
             "frames": window["frames"],
             "fps": round(window["frames"] / span, 2),
+            "forwarded": window["forwarded"],
             "latencies": [round(ms, 1) for ms in window["latencies"]],
             "stamped": [[round(s, 1), round(a, 1)] for s, a in window["stamped"]],
             "agent_fps": round(len(sent) / span, 2),

@@ -129,6 +129,18 @@ def encode_opus_loop(frequency: float = 440.0, seconds: float = 1.0) -> EncodedL
     return EncodedLoop("OPUS", packets)
 
 
+def frame_key(codec: str, data: bytes) -> int:
+    """A frame's identity by content: H.264 by its NAL units (start codes differ after aiortc's
+    depayloader), anything else by its bytes. A received frame with the key of a loop frame is
+    the agent's own frame, forwarded by the server as it came."""
+    if codec == "H264":
+        return hash(tuple(unit for unit in _START_CODE.split(data) if unit))
+    return hash(data)
+
+
+_START_CODE = re.compile(b"\x00\x00\x00?\x01")
+
+
 class LoopTrack(MediaStreamTrack):
     """Pre-encoded packets for aiortc's packet path, paced in real time, looped.
 
@@ -242,11 +254,19 @@ class FrameProbe:
         self.latencies: list[tuple[float, float]] = []  # (arrival, ms) by abs-capture-time
         self.stamped: list[tuple[float, float, float]] = []  # (arrival, stamp ms, abs ms) when decoding
         self.frame_ids: list[int] = []
+        self.forwarded: list[float] = []  # arrivals of frames that are the agent's own, as sent
+        self.known: set[int] = set()  # frame_key of every loop frame
+        self.codec = ""
         self._captured: OrderedDict[int, int] = OrderedDict()
         self._sent_at = sent_at
         self._decoder = None
         if codec is not None:
             self.decode_as(codec)
+
+    def knows(self, codec: str, loop: EncodedLoop) -> None:
+        """Count the frames that are ``loop``'s own, arriving as ``codec``."""
+        self.codec = codec
+        self.known = {frame_key(loop.codec, data) for data in loop.frames} if codec == loop.codec else set()
 
     def decode_as(self, codec: str) -> None:
         self._decoder = av.CodecContext.create("h264" if codec == "H264" else "vp8", "r")
@@ -265,6 +285,8 @@ class FrameProbe:
         latency = (now - ntp_seconds(captured)) * 1000 if captured is not None else None
         if latency is not None:
             self.latencies.append((now, latency))
+        if self.known and frame_key(self.codec, frame.data) in self.known:
+            self.forwarded.append(now)
         if self._decoder is not None and self._sent_at is not None:
             self._check_stamp(frame.data, now, latency)
 
@@ -285,10 +307,12 @@ class FrameProbe:
         frames = bisect.bisect_left(self.arrivals, t1) - bisect.bisect_left(self.arrivals, t0)
         latencies = [ms for at, ms in self.latencies if t0 <= at < t1]
         stamped = [(s, a) for at, s, a in self.stamped if t0 <= at < t1]
-        return {"frames": frames, "latencies": latencies, "stamped": stamped}
+        forwarded = bisect.bisect_left(self.forwarded, t1) - bisect.bisect_left(self.forwarded, t0)
+        return {"frames": frames, "forwarded": forwarded, "latencies": latencies, "stamped": stamped}
 
     def prune(self, before: float) -> None:
         del self.arrivals[: bisect.bisect_left(self.arrivals, before)]
+        del self.forwarded[: bisect.bisect_left(self.forwarded, before)]
         self.latencies = [x for x in self.latencies if x[0] >= before]
         self.stamped = [x for x in self.stamped if x[0] >= before]
 
