@@ -16,7 +16,7 @@ mapped from the agent's RTCP sender reports; the agent's reports map each RTP ti
 the wall time its loop handed that frame to aiortc). A browser would add its decode and
 render (~1-2 ms decode, one display refresh). Frames are stamped by frame index, not time
 (a looped buffer carries the time of encoding), so, as a check of that clock, the first
-call of each size also decodes every frame: the stamp's index names the loop frame, the
+call of each size also decodes its first 150 frames: the stamp's index names the loop frame, the
 agent's record of when it last sent that index gives an independent latency;
 ``stamp_check_ms`` is the median of (stamp latency - abs-capture-time latency) over those
 frames, both taken at the same arrival moment: ~0 when the server's capture clock is right.
