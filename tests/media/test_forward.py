@@ -11,6 +11,7 @@ import pytest
 from aiortc import RTCRtpSender
 
 from media import aiortc_internals as internals
+from media.bitrate import RateGovernor
 from media.browser import BrowserPeer
 from media.forward import KeyframeQueue
 from media.planes import frame_planes
@@ -58,6 +59,10 @@ def mean_v(frame) -> float:
     return float(v[v.shape[0] * 7 // 8 :, :].mean())  # the test card's tinted band
 
 
+def camera_sender(customer: BrowserPeer):
+    return next(t.sender for t in customer.pc.getTransceivers() if t.kind == "video" and t.sender.track)
+
+
 def server_receiver(room: Room, section: int):
     videos = [t for t in room.peers["customer"].getTransceivers() if t.kind == "video"]
     return videos[section].receiver
@@ -89,11 +94,7 @@ async def test_the_agents_picture_loss_reports_reach_the_customers_camera():
     async with call() as (room, agent, customer):
         await wait_for(lambda: room.customer_camera.forwarded > 10)
         asked = []
-        sender = next(
-            t.sender
-            for t in customer.pc.getTransceivers()
-            if t.sender.track is not None and t.kind == "video"
-        )
+        sender = camera_sender(customer)
 
         def count(send_keyframe):
             def counted() -> None:
@@ -164,6 +165,23 @@ async def test_a_codec_the_two_sides_do_not_share_is_decoded_and_encoded_again(c
         assert read_stamp(agent.video(CAMERA).latest) is not None
         assert agent.video(CAMERA).darkest_mean > 40
         assert "decoding and encoding it again" in caplog.text
+
+
+async def test_the_agents_estimate_caps_the_customers_camera(monkeypatch):
+    async with call() as (room, agent, customer):
+        await wait_for(lambda: room.customer_camera.forwarded > 10)
+
+        # From now on the agent's browser says it can take 300 kbps of the customer's camera.
+        def says_300_kbps(governor, bps, now):
+            governor.last_estimate = 300_000.0
+            return governor.running
+
+        monkeypatch.setattr(RateGovernor, "estimate", says_300_kbps)
+        sender = [t for t in room.peers["agent"].getTransceivers() if t.kind == "video"][CAMERA].sender
+        internals.encoder(sender).governor.last_estimate = 300_000.0
+        camera = camera_sender(customer)
+        # The customer's (aiortc) sender takes the REMB the server passes on: at most 300 kbps.
+        await wait_for(lambda: getattr(internals.encoder(camera), "target_bitrate", None) == 300_000)
 
 
 def packet(data: bytes) -> av.Packet:
