@@ -344,6 +344,8 @@ class Matchmaker:
             self._touch_agent(self._agents[offer.agent_id])
             events.append(OfferWithdrawn(offer.id, customer_id, offer.agent_id, "customer_left"))
             events += self._fill_agent(offer.agent_id, now)
+            if self._admits is not None:  # the admit it gave back may serve another agent's customer
+                events += self._resume_offers(now)
         elif customer.state is CustomerState.WAITING:
             self._remove(customer)
         elif customer.state in HELD:
@@ -867,6 +869,8 @@ class Matchmaker:
         """After customers went back to their places: offer them on, earliest place first,
         so that nobody later jumps them; then refill the seats the agents in ``freed`` still
         have (a decline, a timeout, a customer gone: they take whoever is next for them)."""
+        if self._admits is not None:  # under a CPU limit, what it allows goes in place order
+            return self._resume_offers(now)
         events: list[Event] = []
         for customer in sorted(back, key=lambda c: c.place):
             events += self._offer_customer(customer, now)
