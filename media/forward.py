@@ -218,6 +218,9 @@ class EncodedForward:
             return
         output = self._current_output()
         decode = self.mode == "decode"
+        if decode and buffer.forward_only:
+            codec = self.source_codec or ""
+            buffer.decode_from = lambda frame: is_keyframe(codec, frame.data)  # (asked for below)
         buffer.forward_only = not decode  # no output, nothing to decode for
         if decode and self._drain is None and receiver.track is not None and output is not None:
             self.fallbacks += 1

@@ -41,14 +41,17 @@ def customer_peer(tint=(0, 200, 0), screen: bool = True, only: str | None = None
 
 
 @contextlib.asynccontextmanager
-async def call(codec: str = "VP8", **customer):
+async def call(codec: str = "VP8", customer_first: bool = False, **customer):
     room = Room(label="forward", size="360p", codec=codec)
     agent = BrowserPeer.agent(camera=TestCardTrack(320, 180, fps=15, label=""))
     peer = customer_peer(**customer)
     try:
         async with agent, peer:
-            await agent.negotiate(room.answer)  # the agent first: the source comes later
-            await peer.negotiate(room.answer)
+            first, second = (peer, agent) if customer_first else (agent, peer)
+            await first.negotiate(room.answer)  # by default the agent: the source comes later
+            if customer_first:
+                await asyncio.sleep(0.5)  # the customer's stream is well under way
+            await second.negotiate(room.answer)
             yield room, agent, peer
     finally:
         await room.close()
@@ -155,9 +158,10 @@ async def test_an_agent_reload_gets_the_customers_camera_again():
             assert again.video(CAMERA).darkest_mean > 40
 
 
-async def test_a_codec_the_two_sides_do_not_share_is_decoded_and_encoded_again(caplog):
-    caplog.set_level(logging.INFO, logger="media.forward")
-    async with call("H264", only="VP8") as (room, agent, customer):
+@pytest.mark.parametrize("customer_first", [False, True], ids=["agent-first", "customer-first"])
+async def test_a_codec_the_two_sides_do_not_share_is_decoded_and_encoded_again(caplog, customer_first):
+    caplog.set_level(logging.INFO)
+    async with call("H264", customer_first, only="VP8") as (room, agent, customer):
         assert customer.codec(0) == "VP8" and agent.codec(CAMERA) == "H264"
         await wait_for(lambda: agent.video(CAMERA).count > 20)
         assert room.customer_camera.mode == "decode" and room.customer_camera.fallbacks == 1
@@ -165,6 +169,7 @@ async def test_a_codec_the_two_sides_do_not_share_is_decoded_and_encoded_again(c
         assert read_stamp(agent.video(CAMERA).latest) is not None
         assert agent.video(CAMERA).darkest_mean > 40
         assert "decoding and encoding it again" in caplog.text
+        assert "failed to decode" not in caplog.text  # the server's decoder started on a keyframe
 
 
 async def test_the_agents_estimate_caps_the_customers_camera(monkeypatch):
