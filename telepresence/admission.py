@@ -379,7 +379,11 @@ class Admission:
             self.on_shed(self.shedding)
 
     async def _run(self) -> None:
-        before = self.read()
+        try:
+            before = self.read()
+        except (OSError, ValueError) as exc:  # not Linux, or /proc hidden: no figure to go by
+            logger.warning("admission: cannot read the machine's CPU (%s); admission control is off", exc)
+            return
         self.cores = before.cores
         last = self.clock()
         while True:

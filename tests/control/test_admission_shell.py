@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from telepresence.admission import Admission, CpuTimes, ShedStep
+from telepresence.admission import Admission, CpuTimes, ShedStep, read_proc_stat
 from telepresence.metrics import Metrics
 
 
@@ -103,3 +103,19 @@ async def test_the_sampler_reads_the_real_machine_and_stops_cleanly():
     count = len(samples)
     await asyncio.sleep(0.15)
     assert len(samples) == count  # stopped means stopped
+
+
+async def test_a_machine_whose_cpu_cannot_be_read_runs_without_admission(caplog, tmp_path):
+    def unreadable() -> CpuTimes:
+        return read_proc_stat(tmp_path / "no-such-stat")
+
+    admission = Admission(budget_pct=85, shed_pct=95, call_pct=40, metrics=Metrics(), read=unreadable)
+    await admission.start()
+    for _ in range(100):
+        if any("admission control is off" in r.getMessage() for r in caplog.records):
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("no warning")
+    await admission.stop()
+    assert admission.seats(0, [0.0], 0) is None
