@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.capacity_media import LOOP_FRAMES, EncodedLoop, encode_opus_loop, encode_video_loop
-from benchmarks.capacity_procs import TICKS, ClientProcess, CpuMeter, Server
+from benchmarks.capacity_procs import TICKS, ClientProcess, CpuMeter, Server, machine_ticks
 from telepresence.app import authority_for
 from telepresence.auth import Claims
 from telepresence.config import Settings
@@ -149,6 +149,7 @@ async def _window(
 ) -> dict[str, Any]:
     server.start()
     clients_cpu.start()
+    busy0, total0 = machine_ticks()
     t0 = time.time()
     ticks = max(1, round(seconds))
     for _ in range(ticks):
@@ -156,6 +157,8 @@ async def _window(
         server.sample()
         clients_cpu.sample()
     t1 = time.time()
+    busy1, total1 = machine_ticks()
+    machine = 100.0 * (os.cpu_count() or 1) * (busy1 - busy0) / max(1, total1 - total0)
     replies = await asyncio.gather(*(c.ask(cmd="stats", t0=t0, t1=t1) for c in clients))
     stats = [call for reply in replies for call in reply.get("calls", [])]
     passed, why, figures = _judge(stats, calls)
@@ -168,6 +171,10 @@ async def _window(
         "server_cpu_peak_1s": round(max(server.seconds), 1),
         "server_busy_processes": sum(1 for t in server.busy.values() if t / TICKS / span > 0.05),
         "client_cpu_pct": round(statistics.fmean(clients_cpu.seconds), 1),
+        # Everything else on the machine (other people's work, the kernel's), % of one core.
+        "others_cpu_pct": round(
+            machine - statistics.fmean(server.seconds) - statistics.fmean(clients_cpu.seconds), 1
+        ),
         "load_avg_1m": round(os.getloadavg()[0], 2),
         **figures,
     }
@@ -230,6 +237,7 @@ async def _ramp(size: str, plan: Plan, workdir: Path, video: Path, opus: Path) -
                 _say(
                     f"{size}: {calls} calls {'ok  ' if step['passed'] else 'FAIL'} "
                     f"server {step['server_cpu_pct']} % "
+                    f"others {step['others_cpu_pct']} % "
                     f"(peak {step['server_cpu_peak_1s']}), clients {step['client_cpu_pct']} %, fps min "
                     f"{step['fps_min']}, g2g p50/p95 {step['g2g_p50_ms']}/{step['g2g_p95_ms']} ms "
                     f"(worst p95 {step['g2g_worst_p95_ms']}), agents' fps min {step['agent_fps_min']}, "
@@ -267,6 +275,10 @@ def summarize(ramps: dict[str, Ramp], plan: Plan, load: tuple[float, float]) -> 
         "cores_used_peak_1s": round(max((s["server_cpu_peak_1s"] for s in steps), default=0.0) / 100, 2),
         "server_busy_processes": max((s["server_busy_processes"] for s in steps), default=0),
         "cpu_per_call_from": source,
+        # What other work on the machine used during the windows (median over steps, % of one core).
+        "others_cpu_pct_median": round(statistics.median([s["others_cpu_pct"] for s in steps]), 1)
+        if steps
+        else None,
         "plan": plan.label,
         "load_avg_1m": {"start": round(load[0], 2), "end": round(load[1], 2)},
         "cores": os.cpu_count(),
@@ -300,6 +312,7 @@ def summarize(ramps: dict[str, Ramp], plan: Plan, load: tuple[float, float]) -> 
                     "passed",
                     "server_cpu_pct",
                     "client_cpu_pct",
+                    "others_cpu_pct",
                     "fps_min",
                     "g2g_p95_ms",
                     "agent_fps_min",
