@@ -9,6 +9,8 @@ A worker that dies (a crash, ``kill -9``) is noticed by its socket closing: its 
 requests fail at once, each of its rooms is told it is lost (the call ends and the
 customer is re-queued, see MediaControl), and a new worker takes its name. Every task
 here has an owner that cancels and awaits it; :meth:`WorkerPool.stop` leaves no process.
+A worker that hangs (alive, but silent for :data:`SILENT_S` while it should report every
+second) is killed, and then handled as one that died.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import logging
 import multiprocessing
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +32,8 @@ from telepresence.worker_room import WorkerGone, WorkerRoom
 logger = logging.getLogger(__name__)
 
 STATS_INTERVAL_S = 1.0
+SILENT_S = 15.0  # a worker reports every second; this long without a word, it is stuck
+STARTING_S = 60.0  # a fresh interpreter importing aiortc, PyAV, numpy on a loaded machine
 
 
 class WorkerProcess:
@@ -47,6 +52,8 @@ class WorkerProcess:
         self.cpu_pct = 0.0
         self.pid: int | None = None
         self.alive = False
+        self.last_heard = time.monotonic()
+        self.ready = False  # said hello: it has imported everything and serves its socket
         self._log_level = log_level
         self._close_timeout_s = close_timeout_s
         self._on_event = on_event
@@ -74,6 +81,7 @@ class WorkerProcess:
         reader, self._writer = await asyncio.open_connection(sock=ours)
         self.pid = self._process.pid
         self.alive = True
+        self.last_heard = time.monotonic()
         self._reader_task = asyncio.create_task(self._read(reader), name=f"{self.name} reader")
         logger.info("%s started (pid %s)", self.name, self.pid)
 
@@ -98,6 +106,7 @@ class WorkerProcess:
     async def _read(self, reader: asyncio.StreamReader) -> None:
         try:
             while (message := await wire.read(reader)) is not None:
+                self.last_heard = time.monotonic()
                 request_id = message.get("id")
                 if request_id is not None:
                     future = self._pending.get(request_id)
@@ -106,7 +115,9 @@ class WorkerProcess:
                 elif message.get("event") == "stats":
                     self.cpu_pct = float(message.get("cpu_pct") or 0.0)
                     self._on_event(self, message)
-                elif message.get("event") != "hello":
+                elif message.get("event") == "hello":
+                    self.ready = True
+                else:
                     self._on_event(self, message)
         except Exception:
             # A garbled stream is a broken worker: treat it as gone (it is killed in stop()).
@@ -117,6 +128,16 @@ class WorkerProcess:
                 if not future.done():
                     future.set_exception(WorkerGone(self.name))
             self._on_exit(self)
+
+    def silent_for(self, now: float, allowance: float) -> float:
+        """How long past ``allowance`` the worker has been silent (> 0: it is stuck). A worker
+        still starting (no hello yet) is allowed :data:`STARTING_S`."""
+        return now - self.last_heard - (allowance if self.ready else STARTING_S)
+
+    def kill(self) -> None:
+        """Kill a stuck worker; its socket closes and it is handled as one that died."""
+        if self._process is not None and self._process.is_alive():
+            self._process.kill()
 
     async def stop(self, timeout: float) -> None:
         """Ask the worker to stop; kill it if it has not within ``timeout``. Safe to call twice."""
@@ -162,6 +183,7 @@ class WorkerPool:
         self._next_room = 0
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self.silent_s = SILENT_S  # how long a worker may say nothing before it is killed
 
     def _make(self, name: str) -> WorkerProcess:
         return WorkerProcess(name, self._log_level, self._stop_timeout_s, self._on_event, self._on_exit)
@@ -169,6 +191,18 @@ class WorkerPool:
     async def start(self) -> None:
         for worker in self.workers.values():
             await worker.start()
+        self._spawn(self._watch(), "media worker watchdog")
+
+    async def _watch(self) -> None:
+        """Kill workers that have gone silent (a stuck event loop serves none of its calls)."""
+        while True:
+            await asyncio.sleep(self.silent_s / 3)
+            now = time.monotonic()
+            for worker in list(self.workers.values()):
+                if worker.alive and worker.silent_for(now, self.silent_s) > 0:
+                    silent = now - worker.last_heard
+                    logger.error("%s (pid %s) silent for %.0f s; killing it", worker.name, worker.pid, silent)
+                    worker.kill()
 
     def create_room(self, **room: Any) -> WorkerRoom:
         """A room in the least-loaded live worker. Raises WorkerGone when none is alive."""
@@ -219,8 +253,11 @@ class WorkerPool:
             room = self.rooms.get(room_id)
             if room is not None:
                 room.lost()
-        task = asyncio.ensure_future(self._replace(worker))
-        task.set_name(f"replace {worker.name}")
+        self._spawn(self._replace(worker), f"replace {worker.name}")
+
+    def _spawn(self, coroutine: Any, name: str) -> None:
+        task = asyncio.ensure_future(coroutine)
+        task.set_name(name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -137,6 +137,19 @@ async def test_calls_spread_over_workers_and_a_killed_worker_ends_only_its_call(
     assert live and not [pid for pid in live if alive(pid)]
 
 
+async def test_a_stuck_worker_is_killed_and_replaced_and_its_call_requeued(tmp_path):
+    async with media_server(tmp_path, media_workers=1) as server:
+        pool = server.switchboard.media.pool
+        async with call_with_media(server, "Fay") as (_, customer_ws, _, _):
+            pool.silent_s = 1.5  # the watchdog's allowance (15 s by default)
+            pid = pool.workers["media-0"].pid
+            os.kill(pid, signal.SIGSTOP)  # alive, but its event loop serves nobody
+            ended = await customer_ws.expect("call_ended", timeout=15)
+            assert ended["reason"] == "agent_left" and ended["requeued"] is True
+            await wait_for(lambda: pool.workers["media-0"].alive and pool.workers["media-0"].pid != pid, 20)
+            assert not alive(pid)
+
+
 async def test_calls_in_the_control_process_report_their_cpu_too(tmp_path):
     async with media_server(tmp_path) as server:  # media_workers=0: the test helpers' default
         assert server.switchboard.media.pool is None
