@@ -451,6 +451,15 @@ function renderQueues(status) {
   );
   if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: 3, class: "muted" }, "Nobody is waiting.")));
   $("queues").querySelector("tbody").replaceChildren(...rows);
+  // Customers the server's CPU budget holds back (docs/protocol.md, "Capacity").
+  const admission = status.admission;
+  const capacity = $("capacity");
+  const held = admission?.waiting_for_capacity || 0;
+  capacity.hidden = !admission || (admission.open && !held);
+  if (!capacity.hidden) {
+    const who = held === 1 ? "1 customer waits" : `${held} customers wait`;
+    capacity.textContent = `The server is at capacity (CPU ${Math.round(admission.cpu_busy_pct ?? 0)} % of a ${Math.round(admission.cpu_budget_pct)} % budget): ${who} for a running call to end.`;
+  }
 }
 
 // ------------------------------------------------------------------ controls

@@ -1,5 +1,5 @@
-"""Shedding in real Chromium: a server over its CPU threshold caps the agent's screen sender,
-never the camera (docs/protocol.md, "Capacity")."""
+"""Capacity in real Chromium (docs/protocol.md, "Capacity"): a server over its CPU threshold caps
+the agent's screen sender, never the camera; an agent console shows customers waiting for capacity."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import re
 from playwright.async_api import expect
 
 from tests.browser.chrome import agent_takes_the_call, chromium, customer_joins, new_page
-from tests.conftest import run_server
+from tests.conftest import join, login, run_server
+from tests.control.test_admission import clients, measured
 
 # Keep every peer connection the page makes, to read its senders' parameters.
 RECORD_PEER_CONNECTIONS = """
@@ -69,3 +70,25 @@ async def test_a_busy_server_caps_the_agents_screen_sender_and_never_the_camera(
         else:
             raise AssertionError(await agent.evaluate(SENDER_LIMITS))
         assert customer.errors == [] and agent.errors == []  # type: ignore[attr-defined]
+
+
+async def test_an_agent_console_shows_customers_waiting_for_capacity(tmp_path):
+    async with (
+        run_server(tmp_path, cpu_budget_pct=1, wrap_up_s=0) as server,  # spent by one call
+        clients(server) as connect,
+        chromium() as browser,
+    ):
+        lea = await login(connect, server, "lea")
+        await measured(server)
+        ann = await join(connect, "Ann")
+        await lea.send("accept", offer_id=(await lea.expect("offer"))["offer_id"])
+        await ann.expect("call_started")  # one call: the budget is spent
+        page = await new_page(browser, viewport={"width": 1280, "height": 900})
+        await page.goto(f"{server.url}/agent#token={server.token('sam')}")
+        await page.get_by_test_id("go-available").click()
+        await expect(page.get_by_test_id("go-available")).to_have_attribute("aria-pressed", "true")
+        bob = await join(connect, "Bob")
+        await bob.expect("queue_status", capacity=True)  # Sam is free, yet Bob waits
+        await expect(page.get_by_test_id("capacity")).to_contain_text("1 customer waits", timeout=15_000)
+        await expect(page.get_by_test_id("capacity")).to_contain_text("at capacity")
+        assert page.errors == []  # type: ignore[attr-defined]
