@@ -39,6 +39,7 @@ from aiortc.rtp import RtpPacket
 
 from media import aiortc_internals as internals
 from media.passthrough import UNCAPPED_BPS, VIDEO_TIME_BASE, is_keyframe
+from media.peers import MarkerJitterBuffer
 from media.tracks import FrameSlot, TrackDrain
 
 logger = logging.getLogger(__name__)
@@ -155,8 +156,8 @@ class EncodedForward:
     async def attach(self, receiver: RTCRtpReceiver, codec: str) -> None:
         """Forward ``receiver``'s stream (in ``codec``) from now on, replacing any earlier source."""
         await self.detach()
-        buffer = internals.jitter_buffer(receiver)
-        if buffer is None or not hasattr(buffer, "on_frame"):
+        buffer = _marker_buffer(receiver)
+        if buffer is None:
             raise ValueError(f"{self.label}: the receiver does not complete frames (no MarkerJitterBuffer)")
         self._receiver = weakref.ref(receiver)
         self.source_codec = codec
@@ -168,8 +169,8 @@ class EncodedForward:
     async def detach(self) -> None:
         """The source went away: the output shows nothing new until the next :meth:`attach`."""
         receiver = self._receiver() if self._receiver is not None else None
-        buffer = internals.jitter_buffer(receiver) if receiver is not None else None
-        if buffer is not None and getattr(buffer, "on_frame", None) == self._on_frame:
+        buffer = _marker_buffer(receiver)
+        if buffer is not None and buffer.on_frame == self._on_frame:
             buffer.on_frame = None
         for undo in self._undo:
             undo()
@@ -213,7 +214,7 @@ class EncodedForward:
     def _apply(self) -> None:
         """Decode the source only where the output cannot take its frames as they are."""
         receiver = self._receiver() if self._receiver is not None else None
-        buffer = internals.jitter_buffer(receiver) if receiver is not None else None
+        buffer = _marker_buffer(receiver)
         if receiver is None or buffer is None:
             return
         output = self._current_output()
@@ -262,6 +263,11 @@ class EncodedForward:
         receiver = self._receiver() if self._receiver is not None else None
         if receiver is not None and self._ssrc is not None:
             await internals.send_remb(receiver, int(min(bps, UNCAPPED_BPS)), [self._ssrc])
+
+
+def _marker_buffer(receiver: RTCRtpReceiver | None) -> MarkerJitterBuffer | None:
+    buffer = internals.jitter_buffer(receiver) if receiver is not None else None
+    return buffer if isinstance(buffer, MarkerJitterBuffer) else None
 
 
 class ForwardTrack(SlotTrack):
