@@ -287,8 +287,13 @@ class WorkerPool:
 async def _exited(process: Any, timeout: float) -> bool:
     """Wait until ``process`` (a multiprocessing.Process) has exited, at most ``timeout`` seconds."""
     loop = asyncio.get_running_loop()
-    exited = loop.create_future()
-    loop.add_reader(process.sentinel, lambda: exited.done() or exited.set_result(None))
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def on_exit() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(process.sentinel, on_exit)
     try:
         await asyncio.wait_for(exited, timeout)
     except TimeoutError:
