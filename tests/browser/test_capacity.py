@@ -87,8 +87,11 @@ async def test_an_agent_console_shows_customers_waiting_for_capacity(tmp_path):
         await page.goto(f"{server.url}/agent#token={server.token('sam')}")
         await page.get_by_test_id("go-available").click()
         await expect(page.get_by_test_id("go-available")).to_have_attribute("aria-pressed", "true")
-        bob = await join(connect, "Bob")
-        await bob.expect("queue_status", capacity=True)  # Sam is free, yet Bob waits
+        # Bob, in a browser: Sam is free, yet Bob waits, and his page says why.
+        bob = await new_page(browser, viewport={"width": 390, "height": 844})
+        await customer_joins(bob, server.url, name="Bob")
+        await expect(bob.get_by_test_id("queue-detail")).to_contain_text("at capacity")
         await expect(page.get_by_test_id("capacity")).to_contain_text("1 customer waits", timeout=15_000)
         await expect(page.get_by_test_id("capacity")).to_contain_text("at capacity")
-        assert page.errors == []  # type: ignore[attr-defined]
+        await expect(page.get_by_test_id("accept")).to_be_hidden()  # no offer for Sam
+        assert page.errors == [] and bob.errors == []  # type: ignore[attr-defined]
