@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 from typing import Any
 
@@ -36,9 +35,7 @@ logger = logging.getLogger(__name__)
 def run(
     sock: socket.socket, name: str, log_level: str, stats_interval_s: float, close_timeout_s: float
 ) -> None:
-    """The worker process's entry point (a multiprocessing "spawn" target)."""
-    # Ctrl-C reaches the whole process group; the control process decides when workers stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """The worker process's main (after telepresence.worker_main has set its signals)."""
     logging.basicConfig(
         level=log_level.upper(), format=f"%(asctime)s %(levelname)s {name} %(name)s: %(message)s"
     )

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from telepresence import media_worker
+from telepresence import worker_main
 from telepresence import worker_wire as wire
 from telepresence.metrics import Metrics
 from telepresence.worker_room import WorkerGone, WorkerRoom
@@ -69,7 +69,7 @@ class WorkerProcess:
         ours, theirs = socket.socketpair()
         context = multiprocessing.get_context("spawn")
         self._process = context.Process(
-            target=media_worker.run,
+            target=worker_main.main,
             args=(theirs, self.name, self._log_level, STATS_INTERVAL_S, self._close_timeout_s),
             name=self.name,
             daemon=True,  # multiprocessing also ends it if this process exits without stop()
@@ -226,8 +226,8 @@ class WorkerPool:
         return proxy
 
     def cpu_by_worker(self) -> dict[str, float]:
-        """Each live worker's own CPU, % of one core, over its last stats interval."""
-        return {name: w.cpu_pct for name, w in self.workers.items() if w.alive}
+        """Each serving worker's own CPU, % of one core, over its last stats interval."""
+        return {name: w.cpu_pct for name, w in self.workers.items() if w.alive and w.ready}
 
     def _forget(self, room: WorkerRoom) -> None:
         self.rooms.pop(room.room_id, None)

@@ -213,12 +213,15 @@ async def test_a_waiting_customers_greeter_runs_in_a_worker_and_the_call_grows_t
 
 def _serve(tmp_path: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "TELEPRESENCE_STATE_DIR": str(tmp_path), "TELEPRESENCE_SECRET": "s" * 32}
-    return subprocess.Popen(
-        [sys.executable, "-m", "telepresence", "serve", "--port", str(port), "--log-level", "warning",
-         "--media-workers", str(workers)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+    with (tmp_path / "serve.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "telepresence", "serve", "--port", str(port), "--log-level", "warning",
+             "--media-workers", str(workers)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,  # its own process group, as a service manager runs it
+        )  # fmt: skip
 
 
 async def _workers_of(server: subprocess.Popen[bytes], port: int, count: int) -> list[int]:
@@ -235,15 +238,17 @@ async def _workers_of(server: subprocess.Popen[bytes], port: int, count: int) ->
 
 
 async def test_serve_uses_workers_and_leaves_none_behind(tmp_path):
-    # Stopped as an operator stops it (SIGTERM, or Ctrl-C): workers are stopped first.
+    # Stopped as a service manager stops it, SIGTERM to its whole process group: the workers
+    # wait for the server, which stops them once its calls are closed.
     port = free_port()
     server = _serve(tmp_path, port, 2)
     try:
         kids = await _workers_of(server, port, 2)
         assert len(kids) >= 2
-        server.send_signal(signal.SIGTERM)
+        os.killpg(server.pid, signal.SIGTERM)
         # uvicorn shuts down gracefully, then re-raises the signal it caught.
         assert await asyncio.to_thread(server.wait, 20) in (0, -signal.SIGTERM)
+        assert "died" not in (tmp_path / "serve.log").read_text()  # no worker fell to the SIGTERM
     finally:
         if server.poll() is None:
             server.kill()
