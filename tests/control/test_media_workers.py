@@ -1,4 +1,4 @@
-"""Media worker settings and the control <-> worker framing (no processes: see tests/calls/test_workers.py)."""
+"""Media worker settings and the control <-> worker framing (processes: tests/calls/test_workers.py)."""
 
 from __future__ import annotations
 
