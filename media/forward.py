@@ -10,7 +10,7 @@ server decodes only what the compositor draws) and gives them to the agent's sen
   first shows garbage), and asks the source for one (RTCP PLI) when it needs it: when
   forwarding starts, when the source changes, when the agent's browser asks (its PLI or
   FIR reaches the server's sender), when frames had to be skipped;
-- at most :data:`QUEUE_FRAMES` frames wait for a sender that fell behind: it skips to the
+- at most :data:`media.encoded.QUEUE_FRAMES` frames wait for a sender that fell behind: it skips to the
   next keyframe (asking for one) rather than queueing, so it never adds latency;
 - the source may come late (the customer negotiates after the agent), go away (a reload
   is a new peer with a new SSRC) and come back: the outgoing track keeps running, on one
@@ -29,7 +29,6 @@ import contextlib
 import logging
 import time
 import weakref
-from collections import deque
 
 import av
 from aiortc import RTCRtpReceiver, RTCRtpSender
@@ -38,7 +37,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
 from media import aiortc_internals as internals
-from media.passthrough import UNCAPPED_BPS, VIDEO_TIME_BASE, is_keyframe
+from media.encoded import UNCAPPED_BPS, VIDEO_RATE, VIDEO_TIME_BASE, KeyframeQueue, is_keyframe
 from media.peers import MarkerJitterBuffer
 from media.tracks import FrameSlot, TrackDrain
 
@@ -49,8 +48,6 @@ AUDIO_RATE = 48000
 AUDIO_PTIME = 0.020
 AUDIO_SAMPLES = int(AUDIO_RATE * AUDIO_PTIME)
 
-VIDEO_RATE = 90000
-QUEUE_FRAMES = 3  # a sender this far behind skips to the next keyframe
 KEYFRAME_ASK_S = 0.3  # at most one keyframe request upstream this often
 IDLE_WAIT_S = 0.1  # how often a track with nothing to send looks again (a mode change, a stop)
 ESTIMATE_EVERY_S = 1.0  # the agent's estimate goes upstream when it changes, or this often
@@ -86,49 +83,6 @@ class SlotTrack(MediaStreamTrack):
             if frame is not None:
                 return frame
             await self.slot.wait_newer(self._version, timeout=0.5)
-
-
-class KeyframeQueue:
-    """Encoded frames waiting for a sender, at most ``size``; it starts on a keyframe and, when the
-    sender falls behind, drops what waits and skips to the next keyframe (which it asks for).
-
-    Pure (no clock, no I/O): :meth:`put` says when to ask the source for a keyframe.
-    """
-
-    def __init__(self, size: int = QUEUE_FRAMES) -> None:
-        self.size = size
-        self.skipped = 0  # frames not passed on: before a keyframe, or for a sender behind
-        self.waiting = True  # for a keyframe: a decoder fed a delta frame first shows garbage
-        self._frames: deque[av.Packet] = deque()
-
-    def __len__(self) -> int:
-        return len(self._frames)
-
-    def put(self, packet: av.Packet, keyframe: bool) -> bool:
-        """Queue ``packet`` if it may go out; True if the source should be asked for a keyframe."""
-        if keyframe:
-            self.skipped += len(self._frames)  # stale: the keyframe does not need them
-            self._frames.clear()
-            self.waiting = False
-        elif self.waiting:
-            self.skipped += 1
-            return True
-        elif len(self._frames) >= self.size:
-            # The next delta frames need the ones dropped now: wait for a keyframe, not a queue.
-            self.restart()
-            self.skipped += 1
-            return True
-        self._frames.append(packet)
-        return False
-
-    def get(self) -> av.Packet | None:
-        return self._frames.popleft() if self._frames else None
-
-    def restart(self) -> None:
-        """Drop what waits; pass nothing on before the next keyframe (a new source, a new mode)."""
-        self.skipped += len(self._frames)
-        self._frames.clear()
-        self.waiting = True
 
 
 class EncodedForward:

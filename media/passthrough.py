@@ -13,7 +13,7 @@ viewers' bandwidth estimate caps the agent's sender (REMB), as an SFU does.
 from __future__ import annotations
 
 import asyncio
-import fractions
+import contextlib
 import logging
 import time
 import weakref
@@ -25,25 +25,11 @@ from aiortc.jitterbuffer import JitterFrame
 
 from media import aiortc_internals as internals
 from media.capture_clock import CaptureClock, CaptureTimes, CompositeTimes
+from media.encoded import UNCAPPED_BPS, VIDEO_RATE, VIDEO_TIME_BASE, KeyframeQueue, is_keyframe
 
 logger = logging.getLogger(__name__)
 
-VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
-QUEUE_FRAMES = 3  # a program that falls behind skips to a keyframe rather than queueing
 STALL_S = 0.5  # no camera frame for this long: the composite (and its clock) takes over
-UNCAPPED_BPS = 50_000_000  # a REMB this high lifts an earlier cap
-
-
-def is_keyframe(codec: str, data: bytes) -> bool:
-    """Whether an encoded frame (H.264 in Annex B, as aiortc depayloads it, or VP8) starts a picture."""
-    if codec == "VP8":
-        return bool(data) and not data[0] & 0x01  # the frame tag's P bit: 0 for a key frame
-    start = 0
-    while (start := data.find(b"\x00\x00\x01", start)) != -1 and start + 3 < len(data):
-        if data[start + 3] & 0x1F == 5:  # an IDR slice
-            return True
-        start += 3
-    return False
 
 
 class CameraPassthrough:
@@ -59,14 +45,14 @@ class CameraPassthrough:
         self.codec: str | None = None
         self.forwarded = 0
         self.switches = 0
-        self._queue: asyncio.Queue[av.Packet] = asyncio.Queue(maxsize=QUEUE_FRAMES)
+        self._queue = KeyframeQueue()
+        self._arrived = asyncio.Event()
         self._receiver: weakref.ref[RTCRtpReceiver] | None = None
         self._clock: CaptureClock | None = None
         self._arrivals: CaptureTimes | None = None
         self._ssrc: int | None = None
         self._wanted = False  # frames go to the queue (forwarding, or waiting for a keyframe)
         self.keyframe_needed = False  # frames were dropped: the agent's browser must be asked
-        self._skipping = False  # dropping frames until the camera's next keyframe
         self._last_frame_at = 0.0
 
     def follow(
@@ -90,7 +76,7 @@ class CameraPassthrough:
         if not self._wanted or self.codec is None:
             return
         packet = av.Packet(frame.data)
-        packet.pts = round(now * 90000)  # a timeline of its own, keyed for capture times
+        packet.pts = round(now * VIDEO_RATE)  # a timeline of its own, keyed for capture times
         packet.time_base = VIDEO_TIME_BASE
         packet.is_keyframe = is_keyframe(self.codec, frame.data)
         captured = self._clock.capture_time(frame.timestamp) if self._clock is not None else None
@@ -99,17 +85,10 @@ class CameraPassthrough:
         arrived = self._arrivals(frame.timestamp) if self._arrivals is not None else None
         if arrived is not None:
             self.times.arrival_times.note(packet.pts, arrived)
-        if self._skipping and not packet.is_keyframe:
-            return
-        self._skipping = False
-        if self._queue.full():
-            # Behind: the next frames would reference the dropped ones; start again on a keyframe.
-            while not self._queue.empty():
-                self._queue.get_nowait()
-            if not packet.is_keyframe:
-                self._skipping = self.keyframe_needed = True
-                return
-        self._queue.put_nowait(packet)
+        if self._queue.put(packet, packet.is_keyframe):
+            self.keyframe_needed = True
+        else:
+            self._arrived.set()
 
     @property
     def wanted(self) -> bool:
@@ -119,9 +98,8 @@ class CameraPassthrough:
     @wanted.setter
     def wanted(self, wanted: bool) -> None:
         if not wanted:
-            while not self._queue.empty():  # stale by the time they would be wanted again
-                self._queue.get_nowait()
-            self.keyframe_needed = self._skipping = False
+            self._queue.restart()  # stale by the time they would be wanted again
+            self.keyframe_needed = False
         self._wanted = wanted
 
     def fresh(self) -> bool:
@@ -129,20 +107,19 @@ class CameraPassthrough:
         return time.monotonic() - self._last_frame_at < STALL_S
 
     def take_keyframe(self) -> av.Packet | None:
-        """The first keyframe queued, with everything before it dropped; None if there is none yet."""
-        while not self._queue.empty():
-            packet = self._queue.get_nowait()
-            if packet.is_keyframe:
-                return packet
-        return None
+        """The keyframe to start forwarding on (the queue starts with one), or None if none came yet."""
+        return self._queue.get()
 
     async def next_frame(self, timeout: float) -> av.Packet | None:
         """The camera's next frame, or None if none came within ``timeout``."""
-        try:
-            async with asyncio.timeout(timeout):
-                return await self._queue.get()
-        except TimeoutError:
-            return None
+        packet = self._queue.get()
+        if packet is None:
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._arrived.wait()
+            packet = self._queue.get()
+        return packet
 
     def pause_decoding(self) -> None:
         """Stop feeding the camera's decoder: while its frames are forwarded, nothing draws them."""

@@ -30,7 +30,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media import aiortc_internals as internals
 from media.bitrate import Bitrate
-from media.passthrough import STALL_S, UNCAPPED_BPS, VIDEO_TIME_BASE, CameraPassthrough, is_keyframe
+from media.encoded import UNCAPPED_BPS, VIDEO_TIME_BASE, KeyframeQueue, is_keyframe
+from media.passthrough import STALL_S, CameraPassthrough
 from media.peers import FastH264Encoder, SafeVp8Encoder
 from media.receipt import LatencyReceipt
 
@@ -263,33 +264,16 @@ class _ViewerTrack(MediaStreamTrack):
         self.codec = codec
         self._program = weakref.ref(program)  # the program's pump holds the viewers, not back
         self._sender = weakref.ref(sender)
-        self._queue: asyncio.Queue[av.Packet] = asyncio.Queue(maxsize=VIEWER_QUEUE)
-        self._need_keyframe = True  # a viewer starts on a keyframe
-        self.skipped = 0
+        self.queue = KeyframeQueue(VIEWER_QUEUE)
+        self._arrived = asyncio.Event()
 
     def offer(self, packet: av.Packet) -> None:
-        if self._need_keyframe:
-            if not packet.is_keyframe:
-                self.skipped += 1
-                program = self._program()
-                if program is not None and not program._keyframe_due:
-                    program.request_keyframe()
-                return
-            self._need_keyframe = False
-        if self._queue.full():
-            # Behind: what is queued is stale and the next frames would reference what is
-            # dropped, so start again from a keyframe.
-            while not self._queue.empty():
-                self._queue.get_nowait()
-                self.skipped += 1
-            self._need_keyframe = not packet.is_keyframe
-            if self._need_keyframe:
-                self.skipped += 1
-                program = self._program()
-                if program is not None:
-                    program.request_keyframe()
-                return
-        self._queue.put_nowait(packet)
+        if self.queue.put(packet, packet.is_keyframe):
+            program = self._program()
+            if program is not None and not program._keyframe_due:
+                program.request_keyframe()
+        else:
+            self._arrived.set()
 
     def estimate(self) -> float | None:
         sender = self._sender()
@@ -297,12 +281,13 @@ class _ViewerTrack(MediaStreamTrack):
         return getattr(governor, "last_estimate", None)
 
     async def recv(self) -> av.Packet:  # type: ignore[override]
-        if self.readyState != "live":
-            raise MediaStreamError
         while True:
-            try:
-                async with asyncio.timeout(0.5):
-                    return await self._queue.get()
-            except TimeoutError:
-                if self.readyState != "live":
-                    raise MediaStreamError from None
+            if self.readyState != "live":
+                raise MediaStreamError
+            packet = self.queue.get()
+            if packet is not None:
+                return packet
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.5):  # then look again whether the track still lives
+                    await self._arrived.wait()

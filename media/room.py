@@ -7,8 +7,11 @@ room finds each transceiver by its section's name: the agent's mic, camera (gets
 preview of the composite), screen, customer_camera, customer_screen; the customer's mic,
 camera (gets the composite) and screen.
 
-Every received track is drained (into a compositor slot or a forwarding slot; voices are
-forwarded as packets, media.voice), every outgoing track is set up at answer time, so
+Only what the compositor draws is decoded: the agent's camera and screen (the camera not
+while it is forwarded as it came, media.passthrough). The customer's camera and screen
+reach the agent as the encoded frames they came in (media.forward), voices as packets
+(media.voice), and what the customer sees is encoded once for the customer and the
+agent's preview (media.program). Every outgoing track is set up at answer time, so
 nothing renegotiates when a camera or a screen comes and goes: the compositor changes
 layout instead.
 """
@@ -53,7 +56,6 @@ from media.peers import Bitrate, negotiated_codec, tune_video_sender
 from media.program import Program
 from media.round_trip import ReferenceTimeReplies
 from media.sections import SectionMismatch, match
-from media.tracks import TrackDrain
 from media.voice import OPUS_RATE, VoiceRelay
 
 logger = logging.getLogger(__name__)
@@ -112,7 +114,6 @@ class Room:
         self.to_agent_audio = VoiceRelay(f"{label} customer->agent")
         self.peers: dict[Role, RTCPeerConnection] = {}
         self._outgoing: dict[Role, list[MediaStreamTrack]] = {role: [] for role in ROLES}
-        self._drains: dict[Role, list[TrackDrain]] = {role: [] for role in ROLES}
         self.feedback: dict[Role, FeedbackSender] = {}
         self._round_trips: dict[Role, ReferenceTimeReplies] = {}
         # What each side's browser did not offer that the call would use (the receipt shows it).
@@ -304,9 +305,6 @@ class Room:
         feedback = self.feedback.pop(role, None)
         if feedback is not None:
             await feedback.stop()
-        for drain in self._drains[role]:
-            await drain.stop()
-        self._drains[role].clear()
         for track in self._outgoing[role]:
             track.stop()
         self._outgoing[role].clear()

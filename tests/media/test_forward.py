@@ -13,7 +13,7 @@ from aiortc import RTCRtpSender
 from media import aiortc_internals as internals
 from media.bitrate import RateGovernor
 from media.browser import BrowserPeer
-from media.forward import KeyframeQueue
+from media.encoded import KeyframeQueue
 from media.planes import frame_planes
 from media.room import Room
 from media.sources import ScreenTrack, TestCardTrack

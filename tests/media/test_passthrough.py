@@ -9,7 +9,7 @@ import pytest
 from media import aiortc_internals as internals
 from media.bitrate import RateGovernor
 from media.browser import BrowserPeer, ToneTrack
-from media.passthrough import is_keyframe
+from media.encoded import is_keyframe
 from media.room import Room
 from media.sources import TestCardTrack
 from media.stamp import read_stamp
