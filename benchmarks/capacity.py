@@ -170,6 +170,10 @@ async def _window(
         "server_cpu_pct": round(statistics.fmean(server.seconds), 1),
         "server_cpu_peak_1s": round(max(server.seconds), 1),
         "server_busy_processes": sum(1 for t in server.busy.values() if t / TICKS / span > 0.05),
+        # Each process of the server's tree, busiest first (% of one core): is one of them full?
+        "server_process_cpu": sorted(
+            (round(100 * t / TICKS / span, 1) for t in server.busy.values()), reverse=True
+        ),
         "client_cpu_pct": round(statistics.fmean(clients_cpu.seconds), 1),
         # Everything else on the machine (other people's work, the kernel's), % of one core.
         "others_cpu_pct": round(
@@ -236,7 +240,7 @@ async def _ramp(size: str, plan: Plan, workdir: Path, video: Path, opus: Path) -
                 ramp.steps.append(step)
                 _say(
                     f"{size}: {calls} calls {'ok  ' if step['passed'] else 'FAIL'} "
-                    f"server {step['server_cpu_pct']} % "
+                    f"server {step['server_cpu_pct']} % {step['server_process_cpu'][:4]} "
                     f"others {step['others_cpu_pct']} % "
                     f"(peak {step['server_cpu_peak_1s']}), clients {step['client_cpu_pct']} %, fps min "
                     f"{step['fps_min']}, g2g p50/p95 {step['g2g_p50_ms']}/{step['g2g_p95_ms']} ms "
@@ -311,6 +315,7 @@ def summarize(ramps: dict[str, Ramp], plan: Plan, load: tuple[float, float]) -> 
                     "calls",
                     "passed",
                     "server_cpu_pct",
+                    "server_process_cpu",
                     "client_cpu_pct",
                     "others_cpu_pct",
                     "fps_min",
