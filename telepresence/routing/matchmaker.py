@@ -28,8 +28,8 @@ in a row is set away.
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import enum
+import itertools
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
@@ -185,6 +185,7 @@ class Matchmaker:
         self._next_offer = 0
         # How many more offers the machine's CPU budget allows now; None: no limit (admission.py).
         self._admits: int | None = None
+        self._places: list[int] | None = None  # everyone's place in line, sorted; None: to redo
 
     # ----------------------------------------------------------------- agents
 
@@ -523,10 +524,12 @@ class Matchmaker:
                 continue
             free, total = self._slots(key)
             mean = self.handle_times.mean(key)
-            for ahead, (_, customer_id) in enumerate(queue):
+            for ahead, (place, customer_id) in enumerate(queue):
                 wait = expected_wait(ahead, free, total, mean)
                 status = CustomerStatus(customer_id, CustomerState.WAITING, ahead + 1, wait)
-                result[customer_id] = self._capacity_status(status, view)
+                result[customer_id] = (
+                    status if view is None else self._capacity_status(status, view, place, mean)
+                )
         for customer_id, customer in self._customers.items():
             if customer.state is not CustomerState.WAITING and (keys is None or customer.key in keys):
                 result[customer_id] = self._capacity_status(self._queue_status(customer_id, now), view)
@@ -626,26 +629,38 @@ class Matchmaker:
         the calls the machine holds (offered or live) and the admits left; None: no limit."""
         if self._admits is None:
             return None
-        competing = (CustomerState.WAITING, *HELD)
-        places = sorted(c.place for c in self._customers.values() if c.state in competing)
-        return places, sum(len(a.customers) for a in self._agents.values()), self._admits
+        if self._places is None:  # redone only after someone joined, left or moved line
+            # The queues hold exactly the WAITING customers, the preference lines the held ones.
+            lines = itertools.chain(self._queues.values(), self._preferring.values())
+            self._places = sorted(place for line in lines for place, _ in line)
+        return self._places, sum(len(a.customers) for a in self._agents.values()), self._admits
 
-    def _capacity_status(self, status: CustomerStatus, view: _CapacityView | None) -> CustomerStatus:
+    def _capacity_status(
+        self,
+        status: CustomerStatus,
+        view: _CapacityView | None,
+        place: int | None = None,
+        mean: float | None = None,
+    ) -> CustomerStatus:
         """A status with the CPU budget in it: a call frees CPU as it ends, like a seat, whatever
         the queue. The wait is the longer of the agents' and the machine's; the customer is held
-        back by capacity when the machine's is the longer (an agent would be there sooner)."""
-        if view is None or status.state in (CustomerState.OFFERED, CustomerState.IN_CALL):
-            return status
-        places, calls, admits = view
-        customer = self._customers[status.customer_id]
-        ahead = bisect.bisect_left(places, customer.place)
-        cpu_wait = expected_wait(ahead, admits, calls + admits, self.handle_times.mean(customer.key))
+        back by capacity when the machine's is the longer (an agent would be there sooner).
+        ``place`` and ``mean`` (the customer's, and their queue's handle time) when known."""
         agent_wait = status.expected_wait_s
-        if agent_wait is None:  # nobody to serve them: agents, not CPU, are what is missing
-            return status
+        if (
+            view is None
+            or agent_wait is None
+            or status.state in (CustomerState.OFFERED, CustomerState.IN_CALL)
+        ):
+            return status  # no limit; or nobody to serve them: agents, not CPU, are what is missing
+        if place is None or mean is None:
+            customer = self._customers[status.customer_id]
+            place, mean = customer.place, self.handle_times.mean(customer.key)
+        places, calls, admits = view
+        cpu_wait = expected_wait(bisect.bisect_left(places, place), admits, calls + admits, mean)
         at_capacity = cpu_wait is None or cpu_wait > agent_wait
         wait = None if cpu_wait is None else max(agent_wait, cpu_wait)
-        return dataclasses.replace(status, expected_wait_s=wait, at_capacity=at_capacity)
+        return CustomerStatus(status.customer_id, status.state, status.position, wait, at_capacity)
 
     def agent_states(self) -> dict[str, str]:
         """Each agent's state: ``available``, ``busy`` (no free seat), ``wrap_up`` or ``away``."""
@@ -703,10 +718,12 @@ class Matchmaker:
 
     def _insert(self, customer: _Customer) -> None:
         customer.state = CustomerState.WAITING
+        self._places = None
         self._changed.add(customer.key)
         bisect.insort(self._queues.setdefault(customer.key, []), (customer.place, customer.id))
 
     def _remove(self, customer: _Customer) -> None:
+        self._places = None
         queue = self._queues[customer.key]
         index = bisect.bisect_left(queue, (customer.place, customer.id))
         assert queue[index][1] == customer.id
@@ -715,12 +732,14 @@ class Matchmaker:
 
     def _hold(self, customer: _Customer, state: CustomerState) -> None:
         customer.state = state
+        self._places = None
         self._timed.add(customer.id)
         held = self._preferring.setdefault(customer.last_agent or "", [])
         bisect.insort(held, (customer.place, customer.id))
         self._touch_held(customer)
 
     def _unhold(self, customer: _Customer) -> None:
+        self._places = None
         held = self._preferring[customer.last_agent or ""]
         held.remove((customer.place, customer.id))
         self._touch_held(customer)

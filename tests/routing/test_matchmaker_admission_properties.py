@@ -193,6 +193,16 @@ class AdmissionMachine(RuleBasedStateMachine):
             ):
                 assert statuses[first].at_capacity, statuses[first]
 
+    @invariant()
+    def the_line_the_machine_turns_over_is_never_stale(self) -> None:
+        """Everyone's place, as the CPU estimate counts them (cached between changes)."""
+        view = self.mm._capacity_view()
+        if view is None:
+            return
+        queued = (CustomerState.WAITING, CustomerState.CHOOSING, CustomerState.WAITING_FOR_AGENT)
+        competing = [c for c in self.customers if self.mm.customer_state(c) in queued]
+        assert len(view[0]) == len(competing) and view[0] == sorted(view[0])
+
     def teardown(self) -> None:
         # Lifted limit, every agent available, every offer accepted, time past every deadline:
         # everyone is served.
