@@ -4,12 +4,17 @@ How a room's share is counted, per sample interval (about a second):
 
 1. The process's CPU time (user + system of all its threads, ``os.times()``) is read at
    both ends of the interval: ``process``.
-2. Each room's own threads are read from ``/proc/self/task/<tid>/stat``: the decoder
-   thread aiortc runs for every track a room receives (one per receiver). Their CPU
-   in the interval is the room's ``own`` time, measured exactly.
-3. Everything else (the event loop: RTP/RTCP, SRTP, composing, packet forwarding; the
-   shared executor threads that encode; in the control process also signalling) cannot
-   be told apart per room, so ``process - sum(own)`` is split evenly between the rooms.
+2. A room's ``own`` time, measured per room:
+   - its decoder threads (aiortc runs one for every track a room receives), read from
+     ``/proc/self/task/<tid>/stat``;
+   - its encoders' ``encode`` calls (the room's program encoder, media.program, and any
+     sender's own encoder): the calling thread's CPU time (``time.thread_time``) around
+     each call, which runs on the shared executor threads. An encoder is timed from the
+     first sample after it appears (a new encoder's first second goes to the rest), and
+     threads an encoder library starts itself are not seen (they go to the rest).
+3. Everything else (the event loop: RTP/RTCP, SRTP, composing, packet forwarding; in
+   the control process also signalling) cannot be told apart per room, so
+   ``process - sum(own)`` is split evenly between the rooms.
 
 A room's CPU % = (own + rest / rooms) / interval * 100, in % of one core. A room that
 joins or leaves mid-interval still gets an even share of that interval's rest; the error
@@ -19,8 +24,10 @@ is at most one interval's share. :func:`attribute` is the pure arithmetic.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from media import aiortc_internals as internals
 from media.room import Room
@@ -64,6 +71,44 @@ def room_threads(room: Room) -> list[int]:
     return tids
 
 
+def room_encoders(room: Room) -> list[Any]:
+    """The encoders a room runs: its program's (one per codec) and any sender's own."""
+    program = getattr(room, "program", None)
+    encoders = list(getattr(program, "encoders", {}).values())
+    for pc in list(room.peers.values()):
+        for sender in pc.getSenders():
+            encoder = internals.encoder(sender)
+            if encoder is not None:
+                encoders.append(encoder)
+    return encoders
+
+
+class EncodeClock:
+    """CPU seconds one room's encoders have spent encoding (thread CPU time around each call)."""
+
+    def __init__(self) -> None:
+        self.cpu_s = 0.0
+        self._lock = threading.Lock()  # encodes of one room may finish on two threads at once
+
+    def watch(self, encoder: Any) -> None:
+        """Time ``encoder.encode`` from now on (once per encoder)."""
+        if getattr(encoder, "_encode_clock", None) is self:
+            return
+        encode = encoder.encode
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.thread_time()
+            try:
+                return encode(*args, **kwargs)
+            finally:
+                spent = time.thread_time() - start
+                with self._lock:
+                    self.cpu_s += spent
+
+        encoder.encode = timed
+        encoder._encode_clock = self
+
+
 class CpuMeter:
     """Samples this process's CPU and each room's share of it.
 
@@ -86,6 +131,7 @@ class CpuMeter:
         self._at = clock()
         self._process_s = process()
         self._threads: dict[int, float] = {}
+        self._encodes: dict[str, tuple[EncodeClock, float]] = {}  # room -> (clock, its last reading)
         self.process_pct = 0.0
         self.room_pct: dict[str, float] = {}
 
@@ -101,8 +147,13 @@ class CpuMeter:
             return
         own: dict[str, float] = {}
         seen: dict[int, float] = {}
+        encodes: dict[str, tuple[EncodeClock, float]] = {}
         for label, room in rooms:
-            own[label] = 0.0
+            clock, last = self._encodes.get(label) or (EncodeClock(), 0.0)
+            own[label] = clock.cpu_s - last
+            encodes[label] = (clock, clock.cpu_s)
+            for encoder in room_encoders(room):
+                clock.watch(encoder)
             for tid in room_threads(room):
                 cpu = self._thread(tid)
                 if cpu is not None:
@@ -111,4 +162,4 @@ class CpuMeter:
         spent = attribute(process_s - self._process_s, own)
         self.process_pct = (process_s - self._process_s) / interval * 100
         self.room_pct = {label: round(cpu / interval * 100, 1) for label, cpu in spent.items()}
-        self._at, self._process_s, self._threads = now, process_s, seen
+        self._at, self._process_s, self._threads, self._encodes = now, process_s, seen, encodes

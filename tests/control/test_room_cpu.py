@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import threading
+import time
 
 import pytest
 
-from telepresence.room_cpu import CpuMeter, attribute, process_cpu_s, thread_cpu_s
+from telepresence.room_cpu import CpuMeter, EncodeClock, attribute, process_cpu_s, thread_cpu_s
 
 
 def test_each_room_gets_its_own_threads_and_an_even_share_of_the_rest():
@@ -35,23 +35,38 @@ def test_the_meter_turns_cpu_seconds_into_percent_of_one_core_per_interval():
 
 
 def test_thread_and_process_cpu_are_read_from_the_kernel():
-    spin = threading.Event()
+    stop = threading.Event()
     tids = []
 
     def busy() -> None:
         tids.append(threading.get_native_id())
         total = 0
-        while not spin.is_set():
+        while not stop.is_set():
             total += sum(range(1000))
 
     thread = threading.Thread(target=busy)
     before = process_cpu_s()
     thread.start()
     try:
-        spin.wait(0.3)
+        stop.wait(0.3)
+        assert (thread_cpu_s(tids[0]) or 0) > 0.05  # a live thread's own CPU
     finally:
-        spin.set()
+        stop.set()
         thread.join()
-    assert thread_cpu_s(tids[0]) is None  # ended: its /proc entry is gone
     assert process_cpu_s() - before > 0.05
-    assert thread_cpu_s(threading.get_native_id()) is not None and os.times().user > 0
+    assert thread_cpu_s(2**22 + 12345) is None  # no such thread
+
+
+def test_an_encode_clock_times_each_encode_call_once_per_encoder():
+    class Encoder:
+        def encode(self, frame, force_keyframe=False):
+            end = time.thread_time() + 0.02
+            while time.thread_time() < end:
+                pass
+            return [frame], 0
+
+    clock, encoder = EncodeClock(), Encoder()
+    clock.watch(encoder)
+    clock.watch(encoder)  # watched twice: timed once
+    assert encoder.encode(b"x") == ([b"x"], 0)
+    assert 0.02 <= clock.cpu_s < 0.04
