@@ -61,7 +61,11 @@ class MediaWorker:
         stats = asyncio.create_task(self._push_stats(), name=f"{self.name} stats")
         try:
             while (message := await wire.read(reader)) is not None and message.get("op") != "stop":
-                self._dispatch(message)
+                try:
+                    self._dispatch(message)
+                except Exception:
+                    # A bad message (a bug) costs that message, not this worker's other calls.
+                    logger.exception("%s: could not apply %r", self.name, message.get("op"))
         finally:
             stats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
