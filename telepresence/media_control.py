@@ -7,9 +7,10 @@ never waits on peers shutting down, and :meth:`MediaControl.stop` awaits them al
 
 A room lives in a media worker process (``media_workers`` > 0, the least-loaded one)
 or in this process (``media_workers = 0``; and rooms made while a brand's live host
-runs, as the host is rendered here); both are a :class:`~telepresence.room_handle.RoomHandle`, so nothing
-else cares where. A worker that dies ends its calls as an agent drop does: the
-customer goes back to their place in the queue.
+runs, as the host is rendered here); both are a
+:class:`~telepresence.room_handle.RoomHandle`, so nothing else cares where. A worker
+that dies ends its calls as an agent drop does: the customer goes back to their place
+in the queue.
 """
 
 from __future__ import annotations
