@@ -22,8 +22,10 @@ agent's record of when it last sent that index gives an independent latency;
 frames, both taken at the same arrival moment: ~0 when the server's capture clock is right.
 
 **A step passes** when every customer gets >= 29 fps and its glass-to-glass p95 < 150 ms over
-the step's window (after a settle time); a failed step is measured once more, and the ramp
-stops at the second failure (one noisy window on a shared machine does not end the ramp).
+the step's window (after a settle time); a failed step is measured once more, and again for
+as long as the rest of the machine keeps more than half a core busy (up to 30 s quick, 90 s
+full): the ramp stops at a failure in a quiet window, or when the patience runs out (the step
+then says ``contended``). One noisy window on a shared machine does not end the ramp.
 ``calls_720p30`` / ``calls_360p30`` are the most calls of a passing step.
 
 **CPU** (benchmarks.capacity_procs): the server's process tree (its media worker processes
@@ -60,6 +62,9 @@ from telepresence.config import Settings
 SIZES = {"720p": (1280, 720), "360p": (640, 360)}
 MIN_FPS = 29.0
 MAX_P95_MS = 150.0
+# A failure measured while the rest of the machine used more than this (% of one core) is measured
+# again, for up to the plan's patience: the suite measures the server, not the neighbours.
+QUIET_OTHERS_PCT = 50.0
 TARGETS = {"server_cpu_pct_per_call": 12.0, "calls_720p30": 10, "calls_360p30": 24}
 SECRET = "capacity-benchmark-secret-0123456789"
 
@@ -71,13 +76,16 @@ class Plan:
     window_s: float
     idle_s: float
     clients: int = 2
-    retry: bool = True
+    retry: bool = True  # a failed step is measured again (and again while others load the machine)
+    patience_s: float = 30.0  # how long a failure may wait for the machine to quieten
     label: str = ""
     loop_frames: int = LOOP_FRAMES
 
 
 QUICK = Plan(caps={"720p": 12, "360p": 26}, settle_s=1.5, window_s=3.0, idle_s=2.0, label="quick")
-FULL = Plan(caps={"720p": 20, "360p": 40}, settle_s=3.0, window_s=10.0, idle_s=5.0, label="full")
+FULL = Plan(
+    caps={"720p": 20, "360p": 40}, settle_s=3.0, window_s=10.0, idle_s=5.0, patience_s=90.0, label="full"
+)
 
 
 def _say(text: str) -> None:
@@ -229,12 +237,20 @@ async def _ramp(size: str, plan: Plan, workdir: Path, video: Path, opus: Path) -
                     break
                 await asyncio.sleep(plan.settle_s)
                 step = await _window(server_cpu, clients_cpu, clients, calls, plan.window_s)
-                if not step["passed"] and plan.retry:
-                    _say(f"{size}: {calls} calls failed ({step['why']}); measuring again")
-                    step = {
-                        **await _window(server_cpu, clients_cpu, clients, calls, plan.window_s),
-                        "retried": True,
-                    }
+                tries, patience = 1, time.monotonic() + plan.patience_s
+                while not step["passed"] and plan.retry:
+                    contended = step["others_cpu_pct"] > QUIET_OTHERS_PCT
+                    if tries >= 2 and not (contended and time.monotonic() < patience):
+                        break
+                    _say(
+                        f"{size}: {calls} calls failed ({step['why']}"
+                        + (f"; others used {step['others_cpu_pct']} % of a core" if contended else "")
+                        + "); measuring again"
+                    )
+                    step = await _window(server_cpu, clients_cpu, clients, calls, plan.window_s)
+                    tries += 1
+                step["tries"] = tries
+                step["contended"] = not step["passed"] and step["others_cpu_pct"] > QUIET_OTHERS_PCT
                 step["setup_s"] = reply.get("setup_s")
                 step["codec"] = reply.get("codec")
                 ramp.steps.append(step)
@@ -308,6 +324,7 @@ def summarize(ramps: dict[str, Ramp], plan: Plan, load: tuple[float, float]) -> 
         checks = [s["stamp_check_ms"] for s in ramp.steps if "stamp_check_ms" in s]
         summary[f"stamp_check_ms_{size}"] = round(statistics.median(checks), 1) if checks else None
         summary[f"client_limited_{size}"] = any(s.get("client_limited") for s in ramp.steps)
+        summary[f"stopped_contended_{size}"] = bool(last.get("contended"))
         summary[f"steps_{size}"] = [
             {
                 k: s.get(k)
