@@ -63,7 +63,7 @@ class Settings:
     # Media worker processes, each owning whole calls' media (telepresence/worker_pool.py): by
     # default one per core, so Python's packet and frame work uses every core. 0: calls' media
     # runs in the control process (one core). Calls that show an avatar always run there.
-    media_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    media_workers: int = field(default_factory=lambda: usable_cores())
     # Admission control (telepresence/admission.py, docs/protocol.md "Capacity"). The machine
     # (all its cores, whatever runs there) may be kept this busy before new customers wait;
     # 100 turns admission off.
@@ -112,6 +112,14 @@ class Settings:
             if not 0 < value <= top:  # also refuses NaN
                 raise ValueError(f"setting {name}: {value!r} is not in (0, {top:g}]")
         return settings
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), which a container may limit."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 _LABEL = re.compile(r"[a-z0-9_.\-]{1,40}")

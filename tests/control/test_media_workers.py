@@ -14,7 +14,7 @@ from telepresence.config import Settings
 
 
 def test_serve_uses_a_worker_per_core_by_default_and_zero_keeps_media_in_process(tmp_path):
-    assert Settings.load(env={}).media_workers == (os.cpu_count() or 1)
+    assert Settings.load(env={}).media_workers == len(os.sched_getaffinity(0))
     assert Settings.load(env={"TELEPRESENCE_MEDIA_WORKERS": "3"}).media_workers == 3
     assert Settings.load(env={}, media_workers=0).media_workers == 0
     with pytest.raises(ValueError, match="media_workers"):
