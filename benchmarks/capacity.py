@@ -21,7 +21,9 @@ agent's record of when it last sent that index gives an independent latency;
 ``stamp_check_ms`` is the median of (stamp latency - abs-capture-time latency) over those
 frames, both taken at the same arrival moment: ~0 when the server's capture clock is right.
 
-**A step passes** when every customer gets >= 29 fps and its glass-to-glass p95 < 150 ms over
+**A step passes** when every customer gets >= 29 new frames a second (its frames, but never more
+than its agent sent: the server repeats the last composite while a camera stalls) and its
+glass-to-glass p95 < 150 ms over
 the step's window (after a settle time); a failed step is measured once more, and again for
 as long as the rest of the machine keeps more than half a core busy (up to 30 s quick, 90 s
 full): the ramp stops at a failure in a quiet window, or when the patience runs out (the step
@@ -114,11 +116,16 @@ class Ramp:
 
 def _judge(calls: list[dict[str, Any]], expected: int) -> tuple[bool, str, dict[str, Any]]:
     """Whether every customer got >= 29 fps and p95 < 150 ms, why not, and the step's figures."""
+    for c in calls:
+        # New pictures a second: a customer cannot see more of the agent than the agent sent (the
+        # server repeats the last composite while a camera stalls, and those repeats count as frames).
+        c["fps_new"] = min(c["fps"], c["agent_fps"])
     pooled = [ms for c in calls for ms in c["latencies"]]
     p95s = [_pct(c["latencies"], 95) for c in calls]
     figures: dict[str, Any] = {
-        "fps_min": min((c["fps"] for c in calls), default=0.0),
-        "fps_median": round(statistics.median([c["fps"] for c in calls]), 2) if calls else 0.0,
+        "fps_min": min((c["fps_new"] for c in calls), default=0.0),
+        "fps_median": round(statistics.median([c["fps_new"] for c in calls]), 2) if calls else 0.0,
+        "customer_fps_min": min((c["fps"] for c in calls), default=0.0),
         "g2g_p50_ms": _pct(pooled, 50),
         "g2g_p95_ms": _pct(pooled, 95),
         "g2g_worst_p95_ms": max((p for p in p95s if p is not None), default=None),
@@ -141,14 +148,21 @@ def _judge(calls: list[dict[str, Any]], expected: int) -> tuple[bool, str, dict[
     why = ""
     if len(calls) < expected:
         why = f"{expected - len(calls)} call(s) missing from the clients' stats"
-    elif ended := [c["name"] for c in calls if c["ended"] or c["state"] != "connected"]:
+    elif ended := [
+        c["name"] for c in calls if c["ended"] or c["state"] != "connected" or c["agent_state"] != "connected"
+    ]:
         why = f"call(s) ended or disconnected: {ended[:3]}"
-    elif slow := [c for c in calls if c["fps"] < MIN_FPS]:
-        why = f"{len(slow)} customer(s) under {MIN_FPS:g} fps (lowest {min(c['fps'] for c in slow)})"
+    elif slow := [c for c in calls if c["fps_new"] < MIN_FPS]:
+        why = f"{len(slow)} customer(s) under {MIN_FPS:g} fps (lowest {min(c['fps_new'] for c in slow)})"
     elif blind := [c["name"] for c, p in zip(calls, p95s, strict=True) if p is None]:
         why = f"no glass-to-glass samples for {blind[:3]}"
     elif late := [p for p in p95s if p is not None and p >= MAX_P95_MS]:
         why = f"{len(late)} customer(s) with glass-to-glass p95 >= {MAX_P95_MS:g} ms (worst {max(late)})"
+    if why:  # which calls, for the reader of a failure
+        figures["calls_detail"] = [
+            {"name": c["name"], "fps": c["fps"], "agent_fps": c["agent_fps"], "p95": p, "slips": c["slips"]}
+            for c, p in zip(calls, p95s, strict=True)
+        ]
     return not why, why, figures
 
 
@@ -340,6 +354,7 @@ def summarize(ramps: dict[str, Ramp], plan: Plan, load: tuple[float, float]) -> 
                     "agent_fps_min",
                     "forwarded_share",
                     "why",
+                    "calls_detail",
                 )
             }
             for s in ramp.steps

@@ -206,6 +206,7 @@ class Call:
             "preview_pps": round(_counter(self.agent["camera"]).rate(t0, t1), 1),
             "ended": bool(self.customer_ws and self.customer_ws.saw("call_ended")),
             "state": self.customer_pc.connectionState,
+            "agent_state": self.agent_pc.connectionState,
         }
         before = t1 - 90
         self.probe.prune(before)
