@@ -7,7 +7,8 @@ fewest rooms, then lowest CPU.
 
 A worker that dies (a crash, ``kill -9``) is noticed by its socket closing: its pending
 requests fail at once, each of its rooms is told it is lost (the call ends and the
-customer is re-queued, see MediaControl), and a new worker takes its name. Every task
+customer is re-queued, see MediaControl), and a new worker takes its name (after a wait
+that doubles, up to 30 s, while workers keep dying before they serve). Every task
 here has an owner that cancels and awaits it; :meth:`WorkerPool.stop` leaves no process.
 A worker that hangs (alive, but silent for :data:`SILENT_S` while it should report every
 second) is killed, and then handled as one that died.
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 STATS_INTERVAL_S = 1.0
 SILENT_S = 15.0  # a worker reports every second; this long without a word, it is stuck
 STARTING_S = 60.0  # a fresh interpreter importing aiortc, PyAV, numpy on a loaded machine
+RESTART_BACKOFF_MAX_S = 30.0  # a worker that keeps dying before it serves: at most this between tries
 
 
 class WorkerProcess:
@@ -184,6 +186,7 @@ class WorkerPool:
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.silent_s = SILENT_S  # how long a worker may say nothing before it is killed
+        self._failures: dict[str, int] = {}  # by worker name: deaths in a row before serving
 
     def _make(self, name: str) -> WorkerProcess:
         return WorkerProcess(name, self._log_level, self._stop_timeout_s, self._on_event, self._on_exit)
@@ -263,6 +266,10 @@ class WorkerPool:
 
     async def _replace(self, dead: WorkerProcess) -> None:
         await dead.stop(self._stop_timeout_s)  # reaps the dead process (no zombie)
+        # One that died before it could serve will likely do so again: wait longer each time.
+        failures = self._failures[dead.name] = 0 if dead.ready else self._failures.get(dead.name, 0) + 1
+        if failures:
+            await asyncio.sleep(min(RESTART_BACKOFF_MAX_S, 2.0 ** (failures - 1)))
         if self._stopping:
             return
         worker = self._make(dead.name)

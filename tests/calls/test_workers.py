@@ -24,6 +24,8 @@ import websockets
 from media.browser import BrowserPeer, ToneTrack
 from media.layout import AGENT, compute_layout
 from media.sources import TestCardTrack
+from telepresence.metrics import Metrics
+from telepresence.worker_pool import WorkerPool
 from telepresence.worker_room import WorkerRoom
 from tests.calls.test_media_calls import SIZE, media_server, open_call, red_band, signalling, wait_for
 from tests.conftest import Client, free_port
@@ -148,6 +150,25 @@ async def test_a_stuck_worker_is_killed_and_replaced_and_its_call_requeued(tmp_p
             assert ended["reason"] == "agent_left" and ended["requeued"] is True
             await wait_for(lambda: pool.workers["media-0"].alive and pool.workers["media-0"].pid != pid, 20)
             assert not alive(pid)
+
+
+async def test_a_worker_that_dies_before_serving_is_restarted_after_a_growing_wait():
+    pool = WorkerPool(1, Metrics())
+    await pool.start()
+    pids = []
+    try:
+        for wait_s in (1.0, 2.0):
+            dying = pool.workers["media-0"]
+            pids.append(dying.pid)
+            os.kill(dying.pid, signal.SIGKILL)  # long before it has imported what it needs
+            killed_at = time.monotonic()
+            await wait_for(lambda d=dying: pool.workers["media-0"] is not d, timeout=20)
+            assert time.monotonic() - killed_at >= wait_s
+        await wait_for(lambda: pool.workers["media-0"].ready, timeout=60)  # and in the end it serves
+        pids.append(pool.workers["media-0"].pid)
+    finally:
+        await pool.stop()
+    assert not [pid for pid in pids if alive(pid)]
 
 
 async def test_calls_in_the_control_process_report_their_cpu_too(tmp_path):
