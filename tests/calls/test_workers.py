@@ -164,6 +164,7 @@ async def test_a_worker_that_dies_before_serving_is_restarted_after_a_growing_wa
             killed_at = time.monotonic()
             await wait_for(lambda d=dying: pool.workers["media-0"] is not d, timeout=20)
             assert time.monotonic() - killed_at >= wait_s
+            await wait_for(lambda: pool.workers["media-0"].alive, timeout=20)  # started: it has a pid
         await wait_for(lambda: pool.workers["media-0"].ready, timeout=60)  # and in the end it serves
         pids.append(pool.workers["media-0"].pid)
     finally:
