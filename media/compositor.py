@@ -182,8 +182,9 @@ class CompositorTrack(MediaStreamTrack):
 
     @property
     def shows_only_agent(self) -> bool:
-        """Whether the composite is exactly the agent's camera: its layout alone, at the output's
-        size, no cross-fade (media.passthrough may then forward the camera's own frames)."""
+        """Whether the composite would only be the agent's camera: its layout alone, no cross-fade,
+        a camera no larger than the output (media.passthrough may then forward the camera's own
+        frames, at their own size, as a direct call would show them)."""
         slot = self.slots.get(AGENT)
         latest = slot.latest if slot is not None else None
         return (
@@ -191,7 +192,8 @@ class CompositorTrack(MediaStreamTrack):
             and self._fade_from is None
             and latest is not None
             and slot.present
-            and (latest.frame.width, latest.frame.height) == (self.size.width, self.size.height)
+            and latest.frame.width <= self.size.width
+            and latest.frame.height <= self.size.height
         )
 
     @property

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import time
 import weakref
+from collections import deque
 from collections.abc import Iterable
 
 import av
@@ -39,6 +40,26 @@ logger = logging.getLogger(__name__)
 
 VIEWER_QUEUE = 2  # encoded frames a viewer may have waiting before it skips to a keyframe
 KEYFRAME_ASK_S = 1.0  # ask a source for a keyframe at most this often while waiting for one
+CAP_BELOW = 0.85  # the customer's estimate caps the forwarded camera once under this share of its rate
+RATE_WINDOW_S = 1.0
+
+
+class RateMeter:
+    """Bits per second over the last :data:`RATE_WINDOW_S` (None until a window's worth is seen)."""
+
+    def __init__(self) -> None:
+        self._sizes: deque[tuple[float, int]] = deque()
+
+    def add(self, size: int, now: float) -> None:
+        self._sizes.append((now, size))
+        while self._sizes and now - self._sizes[0][0] > 2 * RATE_WINDOW_S:
+            self._sizes.popleft()
+
+    def bps(self, now: float) -> float | None:
+        if not self._sizes or now - self._sizes[0][0] < RATE_WINDOW_S:
+            return None
+        recent = sum(size for at, size in self._sizes if now - at <= RATE_WINDOW_S)
+        return recent * 8 / RATE_WINDOW_S
 
 
 class _WholeFrameVp8(SafeVp8Encoder):
@@ -99,17 +120,19 @@ class Program:
         self._asked = 0.0
         self._capped: float | None = None
         self._capped_at = 0.0
+        self._forwarded_rate = RateMeter()
         self._pump: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
     # ------------------------------------------------------------- viewers
 
-    def viewer(self, sender: RTCRtpSender, codec: str) -> MediaStreamTrack:
+    def viewer(self, sender: RTCRtpSender, codec: str, *, steers: bool = True) -> MediaStreamTrack:
         """A track for ``sender`` (negotiated ``codec``: "VP8" or "H264"): this program's packets;
-        the sender's keyframe requests come here."""
+        the sender's keyframe requests come here. A viewer that ``steers`` (the customer, not the
+        agent's preview) sets the bitrate with what its browser says it can receive."""
         if codec not in ("VP8", "H264"):
             raise ValueError(f"no encoder for video codec {codec!r}")
-        track = _ViewerTrack(self, sender, codec)
+        track = _ViewerTrack(self, sender, codec, steers)
         self._viewers.add(track)
         own = weakref.ref(self)
 
@@ -174,6 +197,7 @@ class Program:
                 packet = await p.next_frame(STALL_S)
                 if packet is not None:
                     p.forwarded += 1
+                    self._forwarded_rate.add(packet.size, time.monotonic())
                     return {p.codec: packet}
             await self._stop_forwarding()
         elif self._may_forward(viewers):
@@ -228,11 +252,21 @@ class Program:
             self._keyframe_due = p.keyframe_needed = False
             self._asked = time.monotonic()
             await p.request_keyframe()
+        # Capped only while the customer cannot take what the camera sends: a cap at an estimate
+        # that can only follow what it is sent (the agent's own, for its preview; a customer's
+        # early REMB) would hold the camera at its starting rate for good.
         estimate = self._viewers_estimate(viewers)
         now = time.monotonic()
-        if estimate is not None and (estimate != self._capped or now - self._capped_at > 1.0):
-            self._capped, self._capped_at = estimate, now
-            await p.cap_upstream(estimate)
+        sending = self._forwarded_rate.bps(now)
+        if estimate is not None and sending is not None and estimate < CAP_BELOW * sending:
+            if estimate != self._capped or now - self._capped_at > 1.0:
+                self._capped, self._capped_at = estimate, now
+                await p.cap_upstream(estimate)
+        elif (
+            self._capped is not None and estimate is not None and sending is not None and estimate >= sending
+        ):
+            self._capped = None
+            await p.cap_upstream(UNCAPPED_BPS)
 
     async def _stop_forwarding(self) -> None:
         self.forwarding = False
@@ -249,8 +283,8 @@ class Program:
 
     @staticmethod
     def _viewers_estimate(viewers: list[_ViewerTrack]) -> float | None:
-        """The lowest of what the viewers' browsers say they can receive (their REMB)."""
-        estimates = [e for e in (v.estimate() for v in viewers) if e is not None]
+        """The lowest of what the steering viewers' browsers say they can receive (their REMB)."""
+        estimates = [e for e in (v.estimate() for v in viewers if v.steers) if e is not None]
         return min(estimates) if estimates else None
 
 
@@ -259,9 +293,10 @@ class _ViewerTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, program: Program, sender: RTCRtpSender, codec: str) -> None:
+    def __init__(self, program: Program, sender: RTCRtpSender, codec: str, steers: bool) -> None:
         super().__init__()
         self.codec = codec
+        self.steers = steers
         self._program = weakref.ref(program)  # the program's pump holds the viewers, not back
         self._sender = weakref.ref(sender)
         self.queue = KeyframeQueue(VIEWER_QUEUE)

@@ -279,7 +279,9 @@ class Room:
         """Send what the customer sees (the customer's picture; the agent's preview of it)."""
         answer_with_codec_first(transceiver, self.codec)
         codec = negotiated_codec(transceiver) or self.codec.upper()
-        self._send(transceiver, self.program.viewer(transceiver.sender, codec), role)
+        # The customer's browser steers the bitrate; the agent's preview takes what it gets.
+        viewer = self.program.viewer(transceiver.sender, codec, steers=role == "customer")
+        self._send(transceiver, viewer, role)
 
     def _send(self, transceiver: RTCRtpTransceiver, track: MediaStreamTrack, role: Role) -> None:
         transceiver.sender.replaceTrack(track)

@@ -95,12 +95,13 @@ COUNT_FRAMES = """(video) => {
 }"""
 
 # The RGB of a few points of the frame on show, drawn at its own size.
-SAMPLE = """(video, points) => {
+# The picture drawn at ``frame``'s size, as the page's 16:9 video box shows it whatever size
+# arrives (the agent's camera is forwarded at its own size, the composite at the server's).
+SAMPLE = """(video, [points, frame]) => {
   const canvas = document.createElement("canvas");
-  canvas.width = video.videoWidth;
-  canvas.height = video.videoHeight;
+  [canvas.width, canvas.height] = frame;
   const context = canvas.getContext("2d", { willReadFrequently: true });
-  context.drawImage(video, 0, 0);
+  context.drawImage(video, 0, 0, frame[0], frame[1]);
   return points.map(([x, y]) => {
     const d = context.getImageData(x - 2, y - 2, 5, 5).data;
     const sum = [0, 0, 0];
@@ -129,8 +130,18 @@ async def playing(page: Page, testid: str, *, frames: int = 10, timeout_s: float
             raise AssertionError(f"{testid} is not playing: first {first}, last {probe}")
 
 
-async def sample(page: Page, testid: str, points: Sequence[tuple[int, int]]) -> list[list[int]]:
-    return await page.get_by_test_id(testid).evaluate(SAMPLE, [list(p) for p in points])
+async def sample(
+    page: Page, testid: str, points: Sequence[tuple[int, int]], frame: tuple[int, int] = (640, 360)
+) -> list[list[int]]:
+    """The colours at ``points`` of the video's picture drawn at ``frame``'s size (the tests' 360p)."""
+    return await page.get_by_test_id(testid).evaluate(SAMPLE, [[list(p) for p in points], list(frame)])
+
+
+def at_most(probe: dict, size) -> bool:
+    """Whether a playing video's picture is ``size`` or smaller at its aspect (16:9): the
+    composite, or the agent's camera forwarded as it came while its browser ramps up."""
+    width, height = probe["width"], probe["height"]
+    return 0 < width <= size.width and 0 < height <= size.height and abs(width * 9 - height * 16) <= 16
 
 
 def is_red(rgb: Sequence[int]) -> bool:

@@ -9,7 +9,8 @@ import pytest
 from media import aiortc_internals as internals
 from media.bitrate import RateGovernor
 from media.browser import BrowserPeer, ToneTrack
-from media.encoded import is_keyframe
+from media.encoded import UNCAPPED_BPS, is_keyframe
+from media.passthrough import CameraPassthrough
 from media.room import Room
 from media.sources import TestCardTrack
 from media.stamp import read_stamp
@@ -63,29 +64,66 @@ async def test_the_camera_is_forwarded_in_the_agent_layout_and_composited_in_oth
         assert customer.video(0).darkest_mean > 40  # never a black frame on the way
 
 
-async def test_a_camera_at_another_size_is_always_composited():
+async def test_a_smaller_camera_is_forwarded_at_its_own_size_and_a_larger_one_composited():
+    # Smaller (a browser's camera still ramping up): the customer sees it as a direct call would.
     async with call("H264", camera_size=(320, 180)) as (room, _, customer):
-        frame = await customer.video(0).wait(10)
+        await wait_for(lambda: room.passthrough.forwarded > 10)
+        frame = await customer.video(0).next_frame()
+        assert (frame.width, frame.height) == (320, 180)
+    # Larger than the composite: scaled down to the size the centre set, never sent bigger.
+    async with call("H264", camera_size=(1280, 720)) as (room, _, customer):
         await wait_for(lambda: customer.video(0).count > 30)
-        assert (frame.width, frame.height) == (640, 360)  # the composite, upscaled
+        frame = await customer.video(0).next_frame()
+        assert (frame.width, frame.height) == (640, 360)
         assert room.passthrough.forwarded == 0
 
 
-async def test_while_forwarding_the_customers_estimate_caps_the_agents_sender(monkeypatch):
+def customer_says(monkeypatch, room: Room, bps: float) -> None:
+    """From now on the customer's browser says (REMB) it can take ``bps``."""
+
+    def says(governor, _bps, _now):
+        governor.last_estimate = bps
+        return governor.running
+
+    monkeypatch.setattr(RateGovernor, "estimate", says)
+    sender = next(t.sender for t in room.peers["customer"].getTransceivers() if t.kind == "video")
+    internals.encoder(sender).governor.last_estimate = bps
+
+
+def caps_sent(monkeypatch) -> list[float]:
+    """The caps the server sends the agent's browser (REMB), as they go."""
+    sent: list[float] = []
+    original = CameraPassthrough.cap_upstream
+
+    async def recording(self, bps):
+        sent.append(bps)
+        await original(self, bps)
+
+    monkeypatch.setattr(CameraPassthrough, "cap_upstream", recording)
+    return sent
+
+
+async def test_while_forwarding_a_customer_who_cannot_take_the_camera_caps_the_agents_sender(monkeypatch):
     async with call("VP8") as (room, agent, _):
         await wait_for(lambda: room.passthrough.forwarded > 10)
-
-        # From now on the customer's browser says it can take 300 kbps.
-        def says_300_kbps(governor, bps, now):
-            governor.last_estimate = 300_000.0
-            return governor.running
-
-        monkeypatch.setattr(RateGovernor, "estimate", says_300_kbps)
-        sender = next(t.sender for t in room.peers["customer"].getTransceivers() if t.kind == "video")
-        internals.encoder(sender).governor.last_estimate = 300_000.0
+        caps = caps_sent(monkeypatch)
+        customer_says(monkeypatch, room, 100_000.0)  # less than any camera sends
         camera_sender = next(t.sender for t in agent.pc.getTransceivers() if t.kind == "video")
-        # The agent's (aiortc) sender takes the REMB the server passes on: at most 300 kbps.
-        await wait_for(lambda: getattr(internals.encoder(camera_sender), "target_bitrate", None) == 300_000)
+        await wait_for(lambda: 100_000.0 in caps)
+        # The agent's (aiortc) sender takes the REMB the server passes on: down to its floor.
+        await wait_for(lambda: internals.encoder(camera_sender).target_bitrate <= 250_000)
         # Back to the composite: the cap is lifted.
         room.set_layout("side_by_side")
-        await wait_for(lambda: internals.encoder(camera_sender).target_bitrate > 300_000)
+        await wait_for(lambda: caps[-1] == UNCAPPED_BPS)
+
+
+async def test_a_customer_who_takes_what_the_camera_sends_does_not_hold_it_back(monkeypatch):
+    # An estimate can only follow what it is sent: capping the camera at it would keep the
+    # camera at its starting rate for good (an agent's upload stuck at ~150 kbps in Chromium).
+    async with call("VP8") as (room, _, _customer):
+        await wait_for(lambda: room.passthrough.forwarded > 10)
+        caps = caps_sent(monkeypatch)
+        customer_says(monkeypatch, room, 5_000_000.0)
+        forwarded = room.passthrough.forwarded
+        await wait_for(lambda: room.passthrough.forwarded > forwarded + 60)
+        assert caps == []
