@@ -1,5 +1,6 @@
 """Routing: pure matchmaking of customers and agents (no I/O, time passed in)."""
 
+from telepresence.routing.errors import RoutingError
 from telepresence.routing.estimate import HandleTimes, expected_wait
 from telepresence.routing.events import (
     AgentSetAway,
@@ -10,15 +11,9 @@ from telepresence.routing.events import (
     OfferWithdrawn,
     Paired,
 )
-from telepresence.routing.matchmaker import (
-    AgentState,
-    CustomerState,
-    CustomerStatus,
-    Matchmaker,
-    QueueStats,
-    RoutingError,
-)
+from telepresence.routing.matchmaker import Matchmaker
 from telepresence.routing.queues import GENERAL, QueueKey, QueueRegister
+from telepresence.routing.records import AgentState, CustomerState, CustomerStatus, QueueStats
 
 __all__ = [
     "GENERAL",

@@ -1,0 +1,199 @@
+"""What the Matchmaker tells: positions, expected waits, queue stats. Pure: reads, never moves anyone.
+
+A customer's wait is the agents' (their seats' turnover, :func:`~telepresence.routing.estimate.expected_wait`)
+and, under a CPU admission limit, the machine's: a call frees CPU as it ends, like a seat,
+whatever the queue. The longer of the two is the customer's wait.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections.abc import Collection
+
+from telepresence.routing.estimate import expected_wait
+from telepresence.routing.queues import QueueKey
+from telepresence.routing.records import (
+    SEATED,
+    Agent,
+    AgentState,
+    Customer,
+    CustomerState,
+    CustomerStatus,
+    QueueStats,
+)
+from telepresence.routing.state import MatchState
+
+CapacityView = tuple[list[int], int, int]  # competing places (sorted), calls held, admits left
+
+
+class Statuses(MatchState):
+    """The Matchmaker's read side: where each customer stands, and how the queues do."""
+
+    def status(self, customer_id: str, now: float) -> CustomerStatus:
+        """Where one customer stands: position in their queue and expected wait."""
+        return self._capacity_status(self._queue_status(customer_id, now), self._capacity_view())
+
+    def _queue_status(self, customer_id: str, now: float) -> CustomerStatus:
+        """:meth:`status` as the agents alone make it (the CPU budget is :meth:`_capacity_status`'s)."""
+        customer = self._customer(customer_id)
+        if customer.state in (CustomerState.OFFERED, CustomerState.IN_CALL):
+            return CustomerStatus(customer_id, customer.state, None, 0.0)
+        queue = self._queues.get(customer.key, [])
+        ahead = bisect.bisect_left(queue, (customer.place, customer.id))
+        if customer.state is CustomerState.WAITING_FOR_AGENT:
+            agent = self._agents.get(customer.last_agent or "")
+            wait = self._agent_wait(agent, customer) if agent else None
+            return CustomerStatus(customer_id, customer.state, ahead + 1, wait)
+        return CustomerStatus(customer_id, customer.state, ahead + 1, self._queue_wait(customer, ahead))
+
+    def statuses(self, now: float, keys: Collection[QueueKey] | None = None) -> dict[str, CustomerStatus]:
+        """Every customer's status (for pushing updates), in one pass per queue.
+
+        ``keys``: only the customers of these queues (say, :meth:`take_changed_queues`).
+        """
+        result: dict[str, CustomerStatus] = {}
+        view = self._capacity_view()
+        for key, queue in self._queues.items():
+            if keys is not None and key not in keys:
+                continue
+            free, total = self._slots(key)
+            mean = self.handle_times.mean(key)
+            for ahead, (place, customer_id) in enumerate(queue):
+                wait = expected_wait(ahead, free, total, mean)
+                status = CustomerStatus(customer_id, CustomerState.WAITING, ahead + 1, wait)
+                result[customer_id] = (
+                    status if view is None else self._capacity_status(status, view, place, mean)
+                )
+        for customer_id, customer in self._customers.items():
+            if customer.state is not CustomerState.WAITING and (keys is None or customer.key in keys):
+                result[customer_id] = self._capacity_status(self._queue_status(customer_id, now), view)
+        return result
+
+    def take_changed_queues(self) -> set[QueueKey]:
+        """The queues whose customers' statuses may have changed since the last call; clears them.
+
+        A queue changes when a customer joins, leaves or changes state in it, when its
+        handle-time average moves, and when an agent who serves it changes availability
+        or seats (which moves the expected waits).
+        """
+        changed, self._changed = self._changed, set()
+        return changed
+
+    def queue_stats(self, now: float) -> list[QueueStats]:
+        """Per queue: waiting count, longest wait, answered, in target, abandoned."""
+        waiting: dict[QueueKey, list[Customer]] = {key: [] for key in self.queues}
+        for customer in self._customers.values():
+            if customer.state not in (CustomerState.OFFERED, CustomerState.IN_CALL):
+                waiting.setdefault(customer.key, []).append(customer)
+        stats = []
+        for key in sorted(waiting):
+            counters = self.queues.counters(key)
+            people = waiting[key]
+            longest = max((now - c.joined_at for c in people), default=0.0)
+            stats.append(
+                QueueStats(
+                    key,
+                    len(people),
+                    longest,
+                    counters.answered,
+                    counters.answered_in_target,
+                    counters.abandoned,
+                )
+            )
+        return stats
+
+    def admission_waiting(self, now: float) -> int:
+        """Customers the CPU budget holds back now (an agent would take them sooner)."""
+        if self._admits is None:
+            return 0
+        return sum(1 for status in self.statuses(now).values() if status.at_capacity)
+
+    def _capacity_view(self) -> CapacityView | None:
+        """For :meth:`_capacity_status`: the places of everyone competing for a call (sorted),
+        the calls the machine holds (offered or live) and the admits left; None: no limit."""
+        if self._admits is None:
+            return None
+        if self._places is None:  # redone only after someone joined, left or moved line
+            # The queues hold exactly the WAITING customers, the preference lines the held ones.
+            lines = itertools.chain(self._queues.values(), self._preferring.values())
+            self._places = sorted(place for line in lines for place, _ in line)
+        return self._places, sum(len(a.customers) for a in self._agents.values()), self._admits
+
+    def _capacity_status(
+        self,
+        status: CustomerStatus,
+        view: CapacityView | None,
+        place: int | None = None,
+        mean: float | None = None,
+    ) -> CustomerStatus:
+        """A status with the CPU budget in it: a call frees CPU as it ends, like a seat, whatever
+        the queue. The wait is the longer of the agents' and the machine's; the customer is held
+        back by capacity when the machine's is the longer (an agent would be there sooner).
+        ``place`` and ``mean`` (the customer's, and their queue's handle time) when known."""
+        agent_wait = status.expected_wait_s
+        if (
+            view is None
+            or agent_wait is None
+            or status.state in (CustomerState.OFFERED, CustomerState.IN_CALL)
+        ):
+            return status  # no limit; or nobody to serve them: agents, not CPU, are what is missing
+        if place is None or mean is None:
+            customer = self._customers[status.customer_id]
+            place, mean = customer.place, self.handle_times.mean(customer.key)
+        places, calls, admits = view
+        cpu_wait = expected_wait(bisect.bisect_left(places, place), admits, calls + admits, mean)
+        at_capacity = cpu_wait is None or cpu_wait > agent_wait
+        wait = None if cpu_wait is None else max(agent_wait, cpu_wait)
+        return CustomerStatus(status.customer_id, status.state, status.position, wait, at_capacity)
+
+    def agent_states(self) -> dict[str, str]:
+        """Each agent's state: ``available``, ``busy`` (no free seat), ``wrap_up`` or ``away``."""
+        result = {}
+        for agent in self._agents.values():
+            if agent.state is not AgentState.AVAILABLE:
+                result[agent.id] = agent.state.value
+            else:
+                result[agent.id] = "available" if agent.free_seats else "busy"
+        return result
+
+    def agent_customers(self, agent_id: str) -> frozenset[str]:
+        return frozenset(self._agent(agent_id).customers)
+
+    def customer_state(self, customer_id: str) -> CustomerState | None:
+        customer = self._customers.get(customer_id)
+        return customer.state if customer else None
+
+    def customer_agent(self, customer_id: str) -> str | None:
+        customer = self._customers.get(customer_id)
+        return customer.agent_id if customer else None
+
+    def has_agent(self, agent_id: str) -> bool:
+        return agent_id in self._agents
+
+    def offer(self, offer_id: str) -> tuple[str, str, float] | None:
+        """(customer id, agent id, expires at) of a pending offer."""
+        offer = self._offers.get(offer_id)
+        return (offer.customer_id, offer.agent_id, offer.expires_at) if offer else None
+
+    def _slots(self, key: QueueKey) -> tuple[int, int]:
+        """(free seats, all seats) of available agents serving ``key``."""
+        free = total = 0
+        for agent in self._agents.values():
+            if agent.state in SEATED and agent.serves(key):
+                total += agent.capacity
+                free += agent.free_seats
+        return free, total
+
+    def _queue_wait(self, customer: Customer, ahead: int | None = None) -> float | None:
+        if ahead is None:
+            queue = self._queues.get(customer.key, [])
+            ahead = bisect.bisect_left(queue, (customer.place, customer.id))
+        free, total = self._slots(customer.key)
+        return expected_wait(ahead, free, total, self.handle_times.mean(customer.key))
+
+    def _agent_wait(self, agent: Agent, customer: Customer) -> float | None:
+        if agent.state not in SEATED:
+            return None
+        ahead = bisect.bisect_left(self._preferring.get(agent.id, []), (customer.place, customer.id))
+        return expected_wait(ahead, agent.free_seats, agent.capacity, self.handle_times.mean(customer.key))
