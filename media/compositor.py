@@ -34,8 +34,9 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from media.capture_clock import CompositeTimes
 from media.layout import AGENT, AVATAR, LAYOUTS, SCREEN, Rect, Size, Tile, compute_layout, parse_size
 from media.placeholder import render_placeholder
-from media.planes import Planes, frame_planes, scale_plane
+from media.planes import Planes, frame_planes
 from media.receipt import LatencyReceipt
+from media.screen_limits import ScreenLimits, fit_planes
 from media.stamp import read_stamp, write_stamp
 from media.tracks import FrameSlot, TrackDrain
 
@@ -94,6 +95,7 @@ class CompositorTrack(MediaStreamTrack):
         self.receipt = receipt if receipt is not None else LatencyReceipt()
         self._clock = clock
         self._layout = layout
+        self.screen_limits = ScreenLimits(clock)  # the screen's rate and detail (media.screen_limits)
         self.slots: dict[str, FrameSlot] = {}
         self.drains: dict[str, TrackDrain] = {}
         w, h = self.size.width, self.size.height
@@ -128,7 +130,7 @@ class CompositorTrack(MediaStreamTrack):
         """The slot for input ``name``, created on first use (a screen hides when it ends, others freeze)."""
         slot = self.slots.get(name)
         if slot is None:
-            slot = self.slots[name] = FrameSlot(name, hide_when_ended=name == SCREEN)
+            slot = self.slots[name] = self.screen_limits.slot(name) if name == SCREEN else FrameSlot(name)
         return slot
 
     async def attach(self, name: str, track: MediaStreamTrack, *, label: str = "") -> TrackDrain:
@@ -404,13 +406,7 @@ class CompositorTrack(MediaStreamTrack):
                 converted = (version, frame.reformat(format="yuv420p", threads=1))
                 self._converted[name] = converted
             frame = converted[1]
-        planes = frame_planes(frame)
-        if (frame.width, frame.height) != (width, height):
-            scratch = self._scratch.setdefault(name, ({}, {}, {}))
-            planes = (
-                scale_plane(planes[0], width, height, scratch[0]),
-                scale_plane(planes[1], width // 2, height // 2, scratch[1]),
-                scale_plane(planes[2], width // 2, height // 2, scratch[2]),
-            )
+        scratch, scale = self._scratch.setdefault(name, ({}, {}, {})), self.screen_limits.scale_of(name)
+        planes = fit_planes(frame_planes(frame), width, height, scratch, scale)
         self._cache[name] = (version, width, height, planes)
         return planes

@@ -22,8 +22,8 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Callable, Sequence
-from typing import Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
 
 import av
 from aiortc import RTCIceServer, RTCPeerConnection, RTCRtpReceiver, RTCRtpTransceiver
@@ -134,6 +134,17 @@ class Room:
     def set_layout(self, name: str) -> None:
         """Switch the composite's layout (no renegotiation; a short cross-fade)."""
         self.compositor.set_layout(name)
+
+    def set_screen_limits(self, max_fps: float | None, scale: float = 1.0) -> None:
+        """Hold the screen tile to ``max_fps`` new frames a second and ``scale`` of its detail
+        (``None``, 1.0: as sent), whatever its sender sends (media.screen_limits). The agent's
+        camera and the avatar are never limited."""
+        self.compositor.screen_limits.set(max_fps, scale)
+
+    @property
+    def encoders(self) -> Mapping[str, Any]:
+        """The encoders of what the customer sees (the program's, one per codec in use)."""
+        return self.program.encoders
 
     async def screen_shared(self, active: bool) -> None:
         """The agent started or stopped sharing: show the screen, or forget its last picture.

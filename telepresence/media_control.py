@@ -27,6 +27,7 @@ from media.layout import AVATAR
 from media.peers import Bitrate
 from media.room import MediaError, Role
 from telepresence import protocol as p
+from telepresence.admission import SHED_STEPS, ShedStep
 from telepresence.calls import Call, CallState
 from telepresence.config import Settings
 from telepresence.hosts import HostDesk, resolve_look
@@ -72,6 +73,7 @@ class MediaControl:
         self._next_receipt = 0.0
         self.pool: WorkerPool | None = None
         self.load = MediaLoad(metrics)  # every live room, and what each costs
+        self.shedding: ShedStep = SHED_STEPS[0]  # the step in force: every room's screen is held to it
 
     async def start(self) -> None:
         """Start the media worker processes (``media_workers``); none: rooms run here."""
@@ -194,6 +196,8 @@ class MediaControl:
             room = LocalRoom(**spec, bitrate=Bitrate(), ice_servers=self._ice_servers)
         room.on_peer_state = self._peer_state_handler(call)
         room.on_lost = self._lost_handler(call)
+        if self.shedding.screen_fps is not None or self.shedding.screen_scale < 1:
+            room.set_screen_limits(self.shedding.screen_fps, self.shedding.screen_scale)
         self.load.rooms[call.id] = room
         return room
 
@@ -261,6 +265,13 @@ class MediaControl:
         for call in calls:
             if isinstance(call.room, LocalRoom):  # avatars are only ever in rooms of this process
                 await call.room.compositor.detach(AVATAR)
+
+    def shed(self, step: ShedStep) -> None:
+        """Hold every live room's screen tile to ``step`` on the server too, whatever the agent's
+        browser sends (telepresence.admission); rooms made later start with it."""
+        self.shedding = step
+        for room in list(self.load.rooms.values()):
+            room.set_screen_limits(step.screen_fps, step.screen_scale)
 
     # ---------------------------------------------------------------- output
 

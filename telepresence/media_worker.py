@@ -89,6 +89,8 @@ class MediaWorker:
             return  # closed already: a late one-way message has nothing to act on
         elif op == "set_layout":
             room.set_layout(message["layout"])
+        elif op == "screen_limits":
+            room.set_screen_limits(message["max_fps"], float(message["scale"]))
         elif op == "agent_name":
             room.set_agent_name(message["name"])
         elif op == "stat":
@@ -151,7 +153,11 @@ class MediaWorker:
             await asyncio.sleep(self._stats_interval_s)
             self._meter.sample(self.rooms.items())
             rooms = {
-                room_id: {"cpu_pct": self._meter.room_pct.get(room_id), "stages": room.receipt_summary()}
+                room_id: {
+                    "cpu_pct": self._meter.room_pct.get(room_id),
+                    "stages": room.receipt_summary(),
+                    "screen_limits": _screen_limits(room),
+                }
                 for room_id, room in self.rooms.items()
             }
             self._send({"event": "stats", "cpu_pct": round(self._meter.process_pct, 1), "rooms": rooms})
@@ -175,3 +181,9 @@ class MediaWorker:
             task.cancel()
         if closing | self._tasks:
             await asyncio.wait(closing | self._tasks)
+
+
+def _screen_limits(room: LocalRoom) -> list[float | None]:
+    """What a room holds its screen tile to: [max_fps (None: none), scale]."""
+    limits = room.compositor.screen_limits
+    return [limits.max_fps, limits.scale]

@@ -73,8 +73,7 @@ def room_threads(room: Room) -> list[int]:
 
 def room_encoders(room: Room) -> list[Any]:
     """The encoders a room runs: its program's (one per codec) and any sender's own."""
-    program = getattr(room, "program", None)
-    encoders = list(getattr(program, "encoders", {}).values())
+    encoders = list(room.encoders.values())
     for pc in list(room.peers.values()):
         for sender in pc.getSenders():
             encoder = internals.encoder(sender)

@@ -48,6 +48,11 @@ class RoomHandle(Protocol):
 
     def set_layout(self, name: str) -> None: ...
 
+    def set_screen_limits(self, max_fps: float | None, scale: float) -> None:
+        """Hold the screen tile to ``max_fps`` new frames a second (None: as sent) and ``scale``
+        of its detail (1.0: full), whatever the agent's browser sends (media.screen_limits)."""
+        ...
+
     async def screen_shared(self, active: bool) -> None: ...
 
     def set_agent_name(self, name: str) -> None:

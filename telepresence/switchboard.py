@@ -609,7 +609,9 @@ class Switchboard(Reception):
         await self._apply(self.matchmaker.set_admission(self.admission.seats(now, starts, offers), now))
 
     def _shed(self, step: ShedStep) -> None:
-        """Running calls shed (or get back) quality: each agent's browser caps its screen sender."""
+        """Running calls shed (or get back) quality: each agent's browser caps its screen sender,
+        and each room holds its screen tile to the step whatever the browser sends."""
+        self.media.shed(step)
         for call in self.calls.values():
             if call.active:
                 self._send_call(call, "agent", sender_limits(step, call.id))

@@ -58,6 +58,8 @@ class WorkerRoom:
         self.on_lost: Callable[[], None] | None = None
         self.missing: dict[Role, list[str]] = {}
         self.cpu_pct: float | None = None
+        # The screen limits (max_fps, scale) the worker's room enforced at its last stats; None: not yet.
+        self.screen_limits: tuple[float | None, float] | None = None
         self._layout = "agent"
         self._stages: dict[str, dict[str, float]] = {}
         self._answer_timeout_s = answer_timeout_s
@@ -80,6 +82,9 @@ class WorkerRoom:
         self._layout = name
         self._send({"op": "set_layout", "layout": name})
 
+    def set_screen_limits(self, max_fps: float | None, scale: float) -> None:
+        self._send({"op": "screen_limits", "max_fps": max_fps, "scale": scale})
+
     async def screen_shared(self, active: bool) -> None:
         await self._request({"op": "screen_shared", "active": active}, self._answer_timeout_s)
 
@@ -101,10 +106,13 @@ class WorkerRoom:
             self._send({"op": "say", "text": text})
 
     def update(self, stats: dict[str, Any]) -> None:
-        """The worker's periodic figures for this room: its CPU share and receipt so far."""
+        """The worker's periodic figures for this room: its CPU share, receipt so far and screen limits."""
         if stats.get("cpu_pct") is not None:
             self.cpu_pct = float(stats["cpu_pct"])
         self._stages = stats.get("stages") or {}
+        if stats.get("screen_limits") is not None:
+            max_fps, scale = stats["screen_limits"]
+            self.screen_limits = (max_fps, float(scale))
 
     def lost(self) -> None:
         """The worker died with this room in it: tell the owner once."""

@@ -17,9 +17,10 @@ def test_each_room_gets_its_own_threads_and_an_even_share_of_the_rest():
 
 
 class FakeRoom:
-    """What CpuMeter reads of a room: its peers (none here, so no own threads)."""
+    """What CpuMeter reads of a room: its peers (none here, so no own threads) and encoders."""
 
     peers: dict = {}
+    encoders: dict = {}
 
 
 def test_the_meter_turns_cpu_seconds_into_percent_of_one_core_per_interval():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError
 
-import media.compositor as compositor_module
+import media.screen_limits as screen_limits_module
 from media.compositor import BACKGROUND_YUV, CompositorTrack
 from media.layout import AGENT, AVATAR, SCREEN, SIZES, compute_layout
 from media.planes import frame_planes
@@ -87,13 +87,13 @@ def test_placeholder_when_the_agent_camera_is_absent_and_never_an_empty_frame():
 
 def test_resize_runs_once_per_input_frame(monkeypatch):
     calls = []
-    real = compositor_module.scale_plane
+    real = screen_limits_module.scale_plane  # the compositor's resizes go through media.screen_limits
 
     def spy(plane, width, height, scratch=None):
         calls.append((width, height))
         return real(plane, width, height, scratch)
 
-    monkeypatch.setattr(compositor_module, "scale_plane", spy)
+    monkeypatch.setattr(screen_limits_module, "scale_plane", spy)
     comp = CompositorTrack(size="720p", layout="screen")
     comp.slot(SCREEN).put(flat(SCREEN_YUV))
     comp.slot(AGENT).put(flat(AGENT_YUV))
