@@ -1,0 +1,238 @@
+"""Suite "matchmaker", part (b): position fan-out over WebSockets to a real server on loopback.
+
+See :mod:`benchmarks.matchmaker` for what is timed and the targets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import resource
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.matchmaker_decisions import pct
+from benchmarks.progress import progress
+
+SOCKETS = 1_000
+
+
+def _serve(port: int, state_dir: str, per_message_deflate: bool = True) -> None:
+    """The server process: the app as ``telepresence serve`` runs it (uvicorn defaults), with its
+    rooms in this process (``media_workers=0``): no call starts here, and a daemonic process may
+    not have children."""
+    import uvicorn
+
+    from telepresence.app import create_app
+    from telepresence.config import Settings
+
+    settings = Settings.load(
+        env={},
+        state_dir=Path(state_dir),
+        secret="bench-secret-0123456789abcdef",
+        port=port,
+        log_level="warning",
+        media_workers=0,
+    )
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        ws_max_size=settings.max_message_bytes + 1024,
+        timeout_graceful_shutdown=2,
+        ws_per_message_deflate=per_message_deflate,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _raise_fd_limit(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raise RuntimeError(f"need {needed} open files, the limit is {soft} (ulimit -n)")
+
+
+class _Socket:
+    """One customer socket: a reader task notes each queue_status position as it arrives."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.position: int | None = None
+        self.target: int | None = None
+        self.arrived_at = 0.0
+        self.round: _Round | None = None
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        with contextlib.suppress(Exception):
+            async for raw in self.ws:
+                message = json.loads(raw)
+                if message["type"] != "queue_status":
+                    continue
+                self.position = message["position"]
+                if self.round is not None and self.position == self.target:
+                    self.arrived_at = time.perf_counter()
+                    self.round.arrived()
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self.reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.reader
+
+
+class _Round:
+    def __init__(self, count: int) -> None:
+        self.left = count
+        self.done = asyncio.Event()
+
+    def arrived(self) -> None:
+        self.left -= 1
+        if self.left == 0:
+            self.done.set()
+
+
+async def _join(url: str, name: str) -> _Socket:
+    import websockets
+
+    ws = await websockets.connect(url, max_size=None, open_timeout=30)
+    await ws.send(json.dumps({"type": "join", "name": name, "topic": "fan-out"}))
+    sock = _Socket(ws)
+    for _ in range(500):
+        if sock.position is not None:
+            return sock
+        await asyncio.sleep(0.01)
+    raise RuntimeError(f"{name}: no queue_status after joining")
+
+
+WARM_UP = 2  # untimed events first: the first ones pay for lazy set-up
+
+
+def _rss_mb(pid: int) -> float | None:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
+class _Server:
+    """One server process on loopback with its customer sockets: the heads, then 1,000 more."""
+
+    def __init__(self, *, per_message_deflate: bool) -> None:
+        self.port = _free_port()
+        self.state_dir = tempfile.TemporaryDirectory()
+        self.process = multiprocessing.get_context("spawn").Process(
+            target=_serve, args=(self.port, self.state_dir.name, per_message_deflate), daemon=True
+        )
+        self.heads: list[_Socket] = []
+        self.watchers: list[_Socket] = []
+        self.idle_mb: float | None = None
+        self.total_ms: list[float] = []
+        self.first_ms: list[float] = []
+
+    async def start(self) -> None:
+        self.process.start()
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                break
+            if not self.process.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the benchmark server did not start")
+            await asyncio.sleep(0.05)
+        self.idle_mb = _rss_mb(self.process.pid)  # type: ignore[arg-type]
+
+    async def connect(self, heads: int, desc: str) -> None:
+        url = f"ws://127.0.0.1:{self.port}/ws"
+        self.heads = [await _join(url, f"head-{i}") for i in range(heads)]  # first in the queue
+        batch = 50
+        for start in progress(range(0, SOCKETS, batch), desc=f"connecting ({desc})", total=SOCKETS // batch):
+            count = min(batch, SOCKETS - start)
+            self.watchers += await asyncio.gather(
+                *(_join(url, f"customer-{start + i}") for i in range(count))
+            )
+        await asyncio.sleep(0.5)  # let every join's updates land
+        expected = list(range(heads + 1, heads + SOCKETS + 1))
+        assert sorted(w.position for w in self.watchers) == expected  # type: ignore[type-var]
+
+    async def head_leaves(self, index: int, record: bool) -> None:
+        """The head customer leaves: time until every watcher has read its new position."""
+        round_ = _Round(len(self.watchers))
+        for watcher in self.watchers:
+            watcher.target = watcher.position - 1  # type: ignore[operator]
+            watcher.round = round_
+        sent = time.perf_counter()
+        await self.heads[index].ws.send(json.dumps({"type": "leave"}))
+        await asyncio.wait_for(round_.done.wait(), 30)
+        for watcher in self.watchers:
+            watcher.round = None
+        if record:
+            arrivals = [w.arrived_at - sent for w in self.watchers]
+            self.total_ms.append(max(arrivals) * 1000)
+            self.first_ms.append(min(arrivals) * 1000)
+
+    def summary(self) -> dict[str, Any]:
+        rss_mb = _rss_mb(self.process.pid)  # type: ignore[arg-type]
+        per_socket = None
+        if rss_mb is not None and self.idle_mb is not None:
+            per_socket = round((rss_mb - self.idle_mb) * 1024 / (len(self.heads) + len(self.watchers)))
+        return {
+            "p50_ms": round(pct(self.total_ms, 0.50), 2),
+            "p95_ms": round(pct(self.total_ms, 0.95), 2),
+            "max_ms": round(max(self.total_ms), 2),
+            "first_socket_p50_ms": round(pct(self.first_ms, 0.50), 2),
+            "server_rss_mb": rss_mb,
+            "server_kb_per_socket": per_socket,
+        }
+
+    async def close(self) -> None:
+        # The server goes first: 1,000 customers dropping one by one would each move the
+        # others' places, which is work (and log noise) nobody is measuring.
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(10)
+        await asyncio.gather(*(s.close() for s in self.heads + self.watchers), return_exceptions=True)
+        self.state_dir.cleanup()
+
+
+async def bench_fanout(events: int) -> dict[str, Any]:
+    """The server as ``telepresence serve`` runs it, and the same with permessage-deflate off
+    (uvicorn ``ws_per_message_deflate=False``), their events interleaved so load hits both alike."""
+    heads = events + WARM_UP
+    _raise_fd_limit(2 * (SOCKETS + heads) + 256)
+    servers = {
+        "fanout": _Server(per_message_deflate=True),
+        "fanout_no_deflate": _Server(per_message_deflate=False),
+    }
+    try:
+        for name, server in servers.items():
+            await server.start()
+            await server.connect(heads, name)
+        for index in progress(range(heads), desc="fan-out", total=heads):
+            for server in servers.values():
+                await server.head_leaves(index, record=index >= WARM_UP)
+                await asyncio.sleep(0.05)
+        summary: dict[str, Any] = {"sockets": SOCKETS, "fanout_events": events}
+        for name, server in servers.items():
+            summary.update({f"{name}_{key}": value for key, value in server.summary().items()})
+        return summary
+    finally:
+        for server in servers.values():
+            await server.close()
