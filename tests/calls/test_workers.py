@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import re
 import signal
@@ -18,12 +19,15 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import httpx
 import websockets
 
 from media.browser import BrowserPeer, ToneTrack
-from media.layout import AGENT, compute_layout
-from media.sources import TestCardTrack
+from media.layout import AGENT, SCREEN, compute_layout
+from media.planes import frame_planes
+from media.sources import ScreenTrack, TestCardTrack
+from telepresence.admission import SHED_STEPS
 from telepresence.metrics import Metrics
 from telepresence.worker_pool import WorkerPool
 from telepresence.worker_room import WorkerRoom
@@ -289,3 +293,59 @@ async def test_serve_uses_workers_and_leaves_none_behind(tmp_path):
             server.kill()
             server.wait()
     await wait_for(lambda: not [pid for pid in kids if alive(pid)], timeout=15)
+
+
+def screen_changes(frames: list, pip) -> int:
+    """Composites whose screen tile (the agent's picture-in-picture left out) moved from the one
+    before: the shared screen's pointer moves with every frame its sender sends."""
+    changes = 0
+    for before, after in itertools.pairwise(frames):
+        diff = cv2.absdiff(frame_planes(before)[0], frame_planes(after)[0])
+        diff[pip.y : pip.bottom, pip.x : pip.right] = 0
+        changes += int(diff.max() > 80)
+    return changes
+
+
+async def test_a_shed_step_reaches_the_room_in_its_worker_and_a_new_room_starts_with_it(tmp_path):
+    # Any machine is busier than 1 %: running calls shed, a step per 5 s, down to the last (and
+    # stay there). Admission is off (budget 100), so the second call starts whatever the CPU.
+    last = SHED_STEPS[-1]
+    async with media_server(tmp_path, media_workers=1, cpu_shed_pct=1, cpu_budget_pct=100) as server:
+        agent_ws, customer_ws, call_id = await open_call(server, "Gil")
+        # This agent's "browser" ignores sender_limits: it sends its screen at 30 fps whatever.
+        camera = TestCardTrack(320, 180, fps=30, label="", tint=RED)
+        agent = BrowserPeer.agent(camera=camera, screen=ScreenTrack(640, 360, fps=30))
+        customer = BrowserPeer.customer()
+        async with agent, customer:
+            await agent.negotiate(signalling(agent_ws))
+            await customer.negotiate(signalling(customer_ws))
+            await customer.video(0).wait(20)
+            await agent_ws.send("screen_share", active=True)
+            await customer_ws.expect("layout", layout="screen", timeout=10)
+            room = server.switchboard.calls[call_id].room
+            assert isinstance(room, WorkerRoom)
+            await agent_ws.expect("sender_limits", call_id=call_id, timeout=20)
+            # The worker's room enforces the step too: 5 fps, half the detail.
+            await wait_for(lambda: room.screen_limits == (last.screen_fps, last.screen_scale), timeout=40)
+            assert server.switchboard.admission.shedding == last
+
+            frames, start = [], time.monotonic()
+            while time.monotonic() - start < 3.0:
+                seen = customer.video(0).count
+                await wait_for(lambda seen=seen: customer.video(0).count > seen, timeout=5)
+                frames.append(customer.video(0).latest)
+            tiles = {t.name: t.cell for t in compute_layout(SIZE, "screen", {AGENT, SCREEN})}
+            changes = screen_changes(frames, tiles[AGENT]) / 3.0
+            print(f"\ncomposites {len(frames) / 3:.1f}/s, screen tile changes {changes:.1f}/s (sent: 30/s)")
+            assert len(frames) >= 30  # the composite keeps flowing at the camera's pace
+            assert 1 <= changes <= 8
+        await agent_ws.send("end_call")
+        await agent_ws.expect("call_ended")
+        await agent_ws.close()  # Gil's agent goes: the next customer is Hal's agent's
+        await customer_ws.close()
+
+        async with call_with_media(server, "Hal") as (_, _, call_id, _):
+            room = server.switchboard.calls[call_id].room
+            assert isinstance(room, WorkerRoom)
+            await wait_for(lambda: room.screen_limits is not None, timeout=5)
+            assert room.screen_limits == (last.screen_fps, last.screen_scale)  # from its creation on
