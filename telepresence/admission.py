@@ -26,7 +26,8 @@ step at a time, in this order, and back the other way once the machine is under
 never the agent's face (camera or avatar) and never audio. See :data:`SHED_STEPS`. Each
 step reaches the agents of running calls as a ``sender_limits`` message
 (:func:`sender_limits`): their browser caps its screen sender, so the server decodes and
-composes fewer screen pixels.
+composes fewer screen pixels; and every room enforces it too (media.screen_limits), for
+a screen source that does not listen.
 
 Pure decisions (:func:`busy_pct`, :func:`smooth`, :func:`seats`, :class:`CallCost`,
 :func:`next_shed_level`) take numbers and return numbers, so they are tested without

@@ -10,9 +10,10 @@ Control -> worker ``op``: ``create`` (room, label, agent_name, size, fps, codec,
 ice_servers), ``answer`` (room, role, sdp; reply: sdp, layout, missing),
 ``set_layout`` (room, layout), ``screen_shared`` (room, active; reply: layout),
 ``greet`` (room, look; reply: layout), ``say`` (room, text), ``agent_name`` (room,
-name), ``stat`` (room, name, value), ``close`` (room; reply), ``stop``.
+name), ``stat`` (room, name, value), ``screen_limits`` (room, max_fps, scale: a shedding
+step, telepresence.admission), ``close`` (room; reply), ``stop``.
 Worker -> control ``event``: ``hello`` (pid), ``peer_state`` (room, role, state),
-``stats`` (cpu_pct, rooms: {room: {cpu_pct, stages}}).
+``stats`` (cpu_pct, rooms: {room: {cpu_pct, stages, screen_limits: [max_fps, scale]}}).
 """
 
 from __future__ import annotations
