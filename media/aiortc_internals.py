@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 from aiortc.rtp import (
@@ -63,6 +65,11 @@ PRIVATE_METHODS: tuple[tuple[type, str], ...] = (
     (RTCDtlsTransport, "_send_rtp"),
     (RTCDtlsTransport, "_handle_rtcp_data"),
     (JitterBuffer, "_remove_frame"),
+    # Overridden by media.peers (the tuned encoders) and media.program (whole-frame output).
+    (H264Encoder, "_encode_frame"),
+    (H264Encoder, "_split_bitstream"),
+    (H264Encoder, "_packetize"),
+    (Vp8Encoder, "_packetize"),
 )
 
 
