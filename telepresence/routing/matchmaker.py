@@ -54,6 +54,8 @@ class Matchmaker(Offers, Statuses):
     The state and its bookkeeping are :class:`~telepresence.routing.state.MatchState`'s, the
     offer lifecycle :class:`~telepresence.routing.offers.Offers`', what it reports
     :class:`~telepresence.routing.status.Statuses`'; here are the commands of agents and customers.
+    Its options (timeouts, windows, handle times, wrap-up, the centre's labels) are the
+    keyword arguments of :class:`~telepresence.routing.state.MatchState`.
     """
 
     # ----------------------------------------------------------------- agents
