@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
+from aiortc import RTCRtpSender
 
 from media import aiortc_internals as internals
 from media.bitrate import RateGovernor
@@ -26,12 +27,33 @@ def test_keyframes_are_told_apart_in_h264_and_vp8():
     assert not is_keyframe("VP8", b"")
 
 
+def only_codec(peer: BrowserPeer, name: str) -> None:
+    """Make ``peer`` offer video codec ``name`` alone (a browser that lacks the other)."""
+    codecs = [
+        c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType.upper() == f"VIDEO/{name}"
+    ]
+    for transceiver in peer.pc.getTransceivers():
+        if transceiver.kind == "video":
+            transceiver.setCodecPreferences(codecs)
+
+
 @contextlib.asynccontextmanager
-async def call(codec: str = "VP8", camera_size: tuple[int, int] = (640, 360), stamp: bool = False):
-    """A 360p room with an aiortc agent (its camera at ``camera_size``) and customer, connected."""
+async def call(
+    codec: str = "VP8",
+    camera_size: tuple[int, int] = (640, 360),
+    stamp: bool = False,
+    *,
+    layout: str = "agent",
+    agent_codec: str | None = None,
+):
+    """A 360p room in ``layout`` with an aiortc agent (its camera at ``camera_size``; offering
+    ``agent_codec`` alone if given) and customer, connected."""
     room = Room(label="passthrough", size="360p", codec=codec)
+    room.set_layout(layout)
     camera = TestCardTrack(*camera_size, fps=30, stamp=stamp, label="")
     agent = BrowserPeer.agent(camera=camera, mic=ToneTrack(440))
+    if agent_codec is not None:
+        only_codec(agent, agent_codec)
     customer = BrowserPeer.customer()
     try:
         async with agent, customer:

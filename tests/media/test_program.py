@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
-from aiortc import RTCRtpSender
 
 from media import aiortc_internals as internals
-from media.browser import BrowserPeer, ToneTrack
 from media.peers import FastH264Encoder, SafeVp8Encoder
 from media.room import Room
-from media.sources import TestCardTrack
 from media.stamp import read_stamp
+from tests.media.test_passthrough import call as passthrough_call
 from tests.media.test_room import wait_for
 
 
@@ -31,35 +27,10 @@ def encodes(monkeypatch):
     return calls
 
 
-def only_codec(peer: BrowserPeer, name: str) -> None:
-    """Make ``peer`` offer video codec ``name`` alone (a browser that lacks the other)."""
-    codecs = [
-        c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType.upper() == f"VIDEO/{name}"
-    ]
-    for transceiver in peer.pc.getTransceivers():
-        if transceiver.kind == "video":
-            transceiver.setCodecPreferences(codecs)
-
-
-@contextlib.asynccontextmanager
-async def call(codec: str, *, agent_codec: str | None = None, layout: str = "side_by_side"):
+def call(codec: str, *, agent_codec: str | None = None, layout: str = "side_by_side"):
     """A 360p room in ``layout`` (side by side: always composed) with an aiortc agent (a 360p
-    camera) and customer, connected."""
-    room = Room(label="program", size="360p", codec=codec)
-    room.set_layout(layout)
-    agent = BrowserPeer.agent(
-        camera=TestCardTrack(640, 360, fps=30, stamp=True, label=""), mic=ToneTrack(440)
-    )
-    if agent_codec is not None:
-        only_codec(agent, agent_codec)
-    customer = BrowserPeer.customer()
-    try:
-        async with agent, customer:
-            await agent.negotiate(room.answer)
-            await customer.negotiate(room.answer)
-            yield room, agent, customer
-    finally:
-        await room.close()
+    stamped camera) and customer, connected."""
+    return passthrough_call(codec, stamp=True, layout=layout, agent_codec=agent_codec)
 
 
 def senders_encoders(room: Room) -> list[object]:
