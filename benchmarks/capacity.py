@@ -197,7 +197,8 @@ async def _window(
             (round(100 * t / TICKS / span, 1) for t in server.busy.values()), reverse=True
         ),
         "client_cpu_pct": round(statistics.fmean(clients_cpu.seconds), 1),
-        # Everything else on the machine (other people's work, the kernel's), % of one core.
+        # Everything else on the machine (other people's work, the kernel's), % of one core; /proc/stat
+        # and the processes' own times are read a moment apart, so near zero it reads a few % either way.
         "others_cpu_pct": round(
             machine - statistics.fmean(server.seconds) - statistics.fmean(clients_cpu.seconds), 1
         ),
