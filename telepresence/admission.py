@@ -204,6 +204,7 @@ def sender_limits(step: ShedStep, call_id: str) -> dict[str, object]:
 def next_shed_level(
     level: int,
     *,
+    calls: int,
     busy_pct: float | None,
     shed_pct: float,
     budget_pct: float,
@@ -215,8 +216,11 @@ def next_shed_level(
 
     One step deeper while the machine is over ``shed_pct``; one step back while it is under
     ``min(budget_pct, shed_pct) - RESTORE_MARGIN_PCT``; between the two, where it is; at most
-    one step per ``hold_s`` so each step's effect is seen before the next.
+    one step per ``hold_s`` so each step's effect is seen before the next. With no call
+    running there is nothing to shed (the machine is busy with something else): full quality.
     """
+    if calls == 0:
+        return 0
     if busy_pct is None or (changed_at is not None and now - changed_at < hold_s):
         return level
     if shed_pct < 100.0 and busy_pct > shed_pct and level < len(SHED_STEPS) - 1:
@@ -269,6 +273,7 @@ class Admission:
         self.shed_level = 0
         self._shed_changed_at: float | None = None
         self._calls = 0  # settled calls at the last seats() answer
+        self._running = 0  # every running call at the last seats() answer
         self._steady_since = clock()  # when the set of calls last changed
         self._task: asyncio.Task[None] | None = None
         metrics.admission_open.set(1)
@@ -314,6 +319,7 @@ class Admission:
         if settled != self._calls or starting:
             self._steady_since = now
         self._calls = settled
+        self._running = len(call_starts)
         allowed = seats(
             busy_pct=self.busy_pct,
             budget_pct=self.budget_pct,
@@ -360,6 +366,7 @@ class Admission:
             self.metrics.call_cpu.set(round(self.cost.pct, 1))
         level = next_shed_level(
             self.shed_level,
+            calls=self._running,
             busy_pct=self.busy_pct,
             shed_pct=self.shed_pct,
             budget_pct=self.budget_pct,

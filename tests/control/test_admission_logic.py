@@ -114,7 +114,7 @@ def test_shedding_goes_one_step_at_a_time_screen_fps_then_resolution():
     level, changed_at = 0, None
     for now in range(0, 60, 5):
         new = next_shed_level(
-            level, busy_pct=99.0, shed_pct=95.0, budget_pct=85.0, now=now, changed_at=changed_at
+            level, calls=3, busy_pct=99.0, shed_pct=95.0, budget_pct=85.0, now=now, changed_at=changed_at
         )
         assert new - level in (0, 1)
         if new != level:
@@ -124,13 +124,20 @@ def test_shedding_goes_one_step_at_a_time_screen_fps_then_resolution():
 
 def test_shedding_waits_between_steps_and_holds_in_the_band():
     kw = dict(shed_pct=95.0, budget_pct=85.0)
-    assert next_shed_level(1, busy_pct=99.0, now=3.0, changed_at=0.0, **kw) == 1  # too soon
-    assert next_shed_level(1, busy_pct=90.0, now=30.0, changed_at=0.0, **kw) == 1  # in the band
-    assert next_shed_level(2, busy_pct=70.0, now=30.0, changed_at=0.0, **kw) == 1  # back one
-    assert next_shed_level(0, busy_pct=70.0, now=30.0, changed_at=0.0, **kw) == 0
-    assert next_shed_level(0, busy_pct=None, now=30.0, changed_at=None, **kw) == 0
+    assert next_shed_level(1, calls=1, busy_pct=99.0, now=3.0, changed_at=0.0, **kw) == 1  # too soon
+    assert next_shed_level(1, calls=1, busy_pct=90.0, now=30.0, changed_at=0.0, **kw) == 1  # in the band
+    assert next_shed_level(2, calls=1, busy_pct=70.0, now=30.0, changed_at=0.0, **kw) == 1  # back one
+    assert next_shed_level(0, calls=1, busy_pct=70.0, now=30.0, changed_at=0.0, **kw) == 0
+    assert next_shed_level(0, calls=1, busy_pct=None, now=30.0, changed_at=None, **kw) == 0
+    # No call running: nothing to shed, whatever else keeps the machine busy.
+    assert next_shed_level(2, calls=0, busy_pct=100.0, now=30.0, changed_at=None, **kw) == 0
     # 100 % never sheds.
-    assert next_shed_level(0, busy_pct=100.0, now=30.0, changed_at=None, shed_pct=100.0, budget_pct=85.0) == 0
+    assert (
+        next_shed_level(
+            0, calls=1, busy_pct=100.0, now=30.0, changed_at=None, shed_pct=100.0, budget_pct=85.0
+        )
+        == 0
+    )
 
 
 @pytest.mark.parametrize(

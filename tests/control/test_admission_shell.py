@@ -69,6 +69,9 @@ def test_shedding_steps_reach_the_owner_and_the_metric():
     admission = Admission(
         budget_pct=85, shed_pct=90, call_pct=40, metrics=metrics, clock=clock, on_shed=steps.append
     )
+    admission.sample(reading(99, 0), reading(99, 1), 1)
+    assert steps == []  # no call running: nothing to shed, whatever keeps the machine busy
+    admission.seats(0, [0.0, 0.0], 0)  # two calls
     for at in range(0, 60, 1):
         clock.now = at
         admission.sample(reading(99, at), reading(99, at + 1), 1)
