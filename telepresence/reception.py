@@ -10,53 +10,41 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from telepresence import protocol as p
-from telepresence.auth import AuthError, Claims, TokenAuthority, new_id, new_ticket
+from telepresence.auth import AuthError, TokenAuthority, new_id, new_ticket
+from telepresence.call_lifecycle import CallLifecycle
 from telepresence.config import Settings
+from telepresence.directory import Directory
+from telepresence.host_control import HostControl
+from telepresence.media_control import MediaControl
 from telepresence.protocol import ProtocolError
-from telepresence.routing import Event, Matchmaker, QueueKey
-from telepresence.sessions import AgentSession, Connection, CustomerSession, Message
+from telepresence.reports import Reports
+from telepresence.routing import Matchmaker, QueueKey
+from telepresence.sessions import AgentSession, Connection, CustomerSession
 from telepresence.store import Store
-
-if TYPE_CHECKING:
-    from telepresence.calls import Call
-    from telepresence.host_control import HostControl
-    from telepresence.media_control import MediaControl
 
 logger = logging.getLogger(__name__)
 
 
+@dataclass(kw_only=True, eq=False)  # a part of the switchboard, equal only to itself
 class Reception:
-    """Join, rejoin and login; mixed into the switchboard, whose state it uses."""
+    """Join, rejoin and login: the messages of a socket that is nobody yet."""
 
     settings: Settings
     authority: TokenAuthority
     store: Store
     matchmaker: Matchmaker
+    directory: Directory
+    lifecycle: CallLifecycle
+    reports: Reports
     media: MediaControl
     host_control: HostControl
-    customers: dict[str, CustomerSession]
-    agents: dict[str, AgentSession]
-    operators: dict[str, AgentSession]
-    calls: dict[str, Call]
     clock: Callable[[], float]
     wall_clock: Callable[[], float]
-    _by_conn: dict[str, CustomerSession | AgentSession]
-    _status_owed: set[str]
 
-    # Provided by the switchboard (declared here so this part reads on its own).
-    async def _apply(self, events: list[Event]) -> None: ...
-    async def _save_ticket(self, session: CustomerSession) -> None: ...
-    async def _send_offer(self, agent: AgentSession, offer_id: str) -> None: ...
-    async def _transcript_of(self, call: Call) -> list[Message]: ...
-    def _staff(self, claims: Claims) -> dict[str, AgentSession]: ...
-    def _agent_status(self, session: AgentSession) -> str: ...
-    def _calls_of(self, session: AgentSession) -> list[str]: ...
-    def _call_for_agent(self, call: Call) -> Message: ...
-
-    async def _handle_anonymous(self, conn: Connection, message: p.ClientMessage) -> None:
+    async def from_anonymous(self, conn: Connection, message: p.ClientMessage) -> None:
         if isinstance(message, p.Join):
             await self._join(conn, message)
         elif isinstance(message, p.Rejoin):
@@ -73,8 +61,8 @@ class Reception:
                 customer_id = self.authority.customer_id_from_key(message.customer_key)
             except AuthError:
                 customer_id = None  # a stale or foreign key: treat as a new customer
-        if customer_id and customer_id in self.customers:
-            existing = self.customers[customer_id]
+        if customer_id and customer_id in self.directory.customers:
+            existing = self.directory.customers[customer_id]
             if existing.conn is None:
                 await self._rejoin(conn, existing.ticket)  # a crashed tab joining again keeps its place
                 return
@@ -86,9 +74,9 @@ class Reception:
         session = CustomerSession(customer_id, new_ticket(), message.name, message.topic, key, conn)
         history = await self.store.get_history(customer_id)
         last_agent = history[-1]["agent"] if history else None
-        self.customers[customer_id] = session
-        self._by_conn[conn.id] = session
-        await self._save_ticket(session)
+        self.directory.customers[customer_id] = session
+        self.directory.by_conn[conn.id] = session
+        await self.lifecycle.save_ticket(session)
         conn.send(
             {
                 "type": "welcome",
@@ -100,7 +88,7 @@ class Reception:
             }
         )
         logger.info("customer %s joined %s", customer_id, key)
-        await self._apply(self.matchmaker.enqueue(customer_id, key, now, last_agent=last_agent))
+        await self.lifecycle.apply(self.matchmaker.enqueue(customer_id, key, now, last_agent=last_agent))
 
     def _check_queue(self, key: QueueKey) -> None:
         """Where the centre lists its skills (or languages), a customer may only name those."""
@@ -112,17 +100,17 @@ class Reception:
 
     async def _rejoin(self, conn: Connection, ticket: str) -> None:
         record = await self.store.get_ticket(ticket)
-        session = self.customers.get(record["customer_id"]) if record else None
+        session = self.directory.customers.get(record["customer_id"]) if record else None
         if session is None or session.ticket != ticket:
             raise ProtocolError("unknown_ticket", "that ticket has expired; please join the queue again")
         if session.conn is not None:
-            self._by_conn.pop(session.conn.id, None)
+            self.directory.by_conn.pop(session.conn.id, None)
             session.conn.close(4001, "this conversation was opened in another tab")
         session.conn = conn
         session.dropped_until = None
         session.last_status = None
-        self._status_owed.add(session.customer_id)
-        self._by_conn[conn.id] = session
+        self.reports.owe_status(session.customer_id)
+        self.directory.by_conn[conn.id] = session
         now = self.clock()
         conn.send(
             {
@@ -136,8 +124,8 @@ class Reception:
         )
         conn.send({"type": "transcript", "messages": await self.store.get_chat(session.ticket)})
         if session.call_id:
-            call = self.calls[session.call_id]
-            agent = self.agents.get(call.agent_id)
+            call = self.directory.calls[session.call_id]
+            agent = self.directory.agents.get(call.agent_id)
             conn.send(
                 {
                     "type": "call_started",
@@ -149,7 +137,7 @@ class Reception:
             if agent:
                 agent.conn.send({"type": "peer_status", "call_id": call.id, "status": "connected"})
         else:
-            await self._apply(self.matchmaker.resume(session.customer_id, now))
+            await self.lifecycle.apply(self.matchmaker.resume(session.customer_id, now))
         logger.info("customer %s rejoined", session.customer_id)
 
     async def _login(self, conn: Connection, message: p.Login) -> None:
@@ -157,34 +145,33 @@ class Reception:
             claims = self.authority.verify(message.token, self.wall_clock())
         except AuthError as exc:
             raise ProtocolError("auth_failed", str(exc)) from None
-        staff = self._staff(claims)
+        staff = self.directory.staff(claims)
         previous = staff.get(claims.name)
         if previous is not None:
             # The newest tab (or a reload within the grace period) wins; calls carry over.
             if previous.dropped_until is None:
-                self._by_conn.pop(previous.conn.id, None)
+                self.directory.by_conn.pop(previous.conn.id, None)
                 previous.conn.close(4001, "logged in from another tab")
             previous.conn = conn
             session = previous
             if session.dropped_until is not None:
                 session.dropped_until = None
                 if session.wants_available and not session.wrap_up:
-                    await self._apply(self.matchmaker.set_available(session.agent_id, True, self.clock()))
-                for call_id in self._calls_of(session):
-                    customer = self.customers.get(self.calls[call_id].customer_id)
-                    if customer is not None and customer.conn is not None:
-                        customer.conn.send({"type": "peer_status", "call_id": call_id, "status": "connected"})
+                    await self.lifecycle.apply(
+                        self.matchmaker.set_available(session.agent_id, True, self.clock())
+                    )
+                self.directory.send_peer_status(session, "connected")
         else:
             session = AgentSession(claims, conn)
             staff[claims.name] = session
             if claims.role == "agent":
                 now = self.clock()
-                await self._apply(
+                await self.lifecycle.apply(
                     self.matchmaker.add_agent(
                         claims.name, now, skills=claims.skills, languages=claims.languages
                     )
                 )
-        self._by_conn[conn.id] = session
+        self.directory.by_conn[conn.id] = session
         conn.send(
             {
                 "type": "logged_in",
@@ -192,18 +179,18 @@ class Reception:
                 "role": claims.role,
                 "skills": list(claims.skills),
                 "languages": list(claims.languages),
-                "status": self._agent_status(session),
+                "status": self.directory.agent_status(session),
                 "calls": [
                     {
-                        **self._call_for_agent(self.calls[c]),
-                        "transcript": await self._transcript_of(self.calls[c]),
+                        **self.directory.call_for_agent(self.directory.calls[c]),
+                        "transcript": await self.lifecycle.transcript_of(self.directory.calls[c]),
                     }
-                    for c in self._calls_of(session)
+                    for c in self.directory.calls_of(session)
                 ],
             }
         )
         if claims.role == "operator":
             conn.send(self.host_control.status())
         for offer_id in sorted(session.offers):  # offers pending when the old tab went
-            await self._send_offer(session, offer_id)
+            await self.lifecycle.send_offer(session, offer_id)
         logger.info("agent %s logged in (%s)", claims.name, claims.role)
