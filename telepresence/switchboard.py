@@ -146,11 +146,11 @@ class Switchboard:
             clock=clock,
             wall_clock=wall_clock,
         )
-        self.grace = GracePeriods(
+        self.grace_periods = GracePeriods(
             settings=settings, matchmaker=self.matchmaker, directory=self.directory, lifecycle=self.lifecycle
         )
 
-    # The directory's tables, as tests and the host API read them.
+    # The directory's tables, where tests read them (the parts use self.directory).
     @property
     def customers(self) -> dict[str, CustomerSession]:
         return self.directory.customers
@@ -158,10 +158,6 @@ class Switchboard:
     @property
     def agents(self) -> dict[str, AgentSession]:
         return self.directory.agents
-
-    @property
-    def operators(self) -> dict[str, AgentSession]:
-        return self.directory.operators
 
     @property
     def calls(self) -> dict[str, Call]:
@@ -245,7 +241,7 @@ class Switchboard:
     async def disconnected(self, conn: Connection) -> None:
         """A socket closed. Agents drop at once; customers keep their place for a grace period."""
         async with self._lock:
-            await self.grace.socket_closed(conn, self.clock())
+            await self.grace_periods.socket_closed(conn, self.clock())
             self.reports.publish()
             self._wake.set()
 
@@ -306,7 +302,7 @@ class Switchboard:
                 async with self._lock:
                     now = self.clock()
                     await self.lifecycle.apply(self.matchmaker.tick(now))
-                    await self.grace.expire(now)
+                    await self.grace_periods.expire(now)
                     await self._admit()
                     self.media.push_receipts(self.directory.active_calls(), self.clock())
                     self.reports.publish()
@@ -315,7 +311,7 @@ class Switchboard:
                 logger.exception("timer step failed")
 
     def _next_deadline(self) -> float | None:
-        times = [self.matchmaker.next_deadline(), *self.grace.deadlines()]
+        times = [self.matchmaker.next_deadline(), *self.grace_periods.deadlines()]
         if any(c.active and c.room is not None for c in self.directory.calls.values()):
             times.append(self.media.next_receipt_at)
         return min((t for t in times if t is not None), default=None)
