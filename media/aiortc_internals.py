@@ -120,6 +120,20 @@ def tap_received_rtp(receiver: RTCRtpReceiver, tap: Callable[[RtpPacket], None])
     return lambda: receiver.__dict__.pop("_handle_rtp_packet", None)
 
 
+def drop_received_rtp(receiver: RTCRtpReceiver, drop: Callable[[RtpPacket], bool]) -> None:
+    """Lose each RTP packet ``drop`` says to, as a lossy link would, before aiortc sees it
+    (its receiver reports and NACKs then count it lost): for tests of loss."""
+
+    def wrap(handle):
+        async def lossy(packet, arrival_time_ms):
+            if not drop(packet):
+                await handle(packet, arrival_time_ms=arrival_time_ms)
+
+        return lossy
+
+    _wrap_method(receiver, "_handle_rtp_packet", wrap)
+
+
 class _NoFrames(JitterBuffer):
     """A jitter buffer that keeps nothing: the receiver's stream is forwarded, never decoded."""
 

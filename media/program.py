@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 VIEWER_QUEUE = 2  # encoded frames a viewer may have waiting before it skips to a keyframe
 KEYFRAME_ASK_S = 1.0  # ask a source for a keyframe at most this often while waiting for one
 CAP_BELOW = 0.85  # the customer's estimate caps the forwarded camera once under this share of its rate
+LOSSY = 0.05  # ... and the customer's receiver reports lose at least this share of packets
+LIFT_AFTER_S = 3.0  # a cap is lifted after this long without loss
+CHECK_EVERY_S = 1.0  # receiver reports come about once a second
 RATE_WINDOW_S = 1.0
 
 
@@ -119,8 +122,9 @@ class Program:
         self._keyframe_due = True
         self._asked = 0.0
         self._capped: float | None = None
-        self._capped_at = 0.0
         self._forwarded_rate = RateMeter()
+        self._checked_at = 0.0
+        self._clear_since: float | None = None
         self._pump: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -252,21 +256,37 @@ class Program:
             self._keyframe_due = p.keyframe_needed = False
             self._asked = time.monotonic()
             await p.request_keyframe()
-        # Capped only while the customer cannot take what the camera sends: a cap at an estimate
-        # that can only follow what it is sent (the agent's own, for its preview; a customer's
-        # early REMB) would hold the camera at its starting rate for good.
-        estimate = self._viewers_estimate(viewers)
         now = time.monotonic()
+        if now - self._checked_at >= CHECK_EVERY_S:
+            self._checked_at = now
+            await self._cap_if_congested(viewers, now)
+
+    async def _cap_if_congested(self, viewers: list[_ViewerTrack], now: float) -> None:
+        """Cap the agent's camera at the customer's estimate while the customer's link cannot take
+        it: the estimate under what is forwarded AND the customer losing packets. An estimate
+        alone would not do: a receive-side estimate follows what it is sent, so a cap at it
+        held the camera at its starting rate, then walked it down (240 kbps in Chromium)."""
+        p = self.passthrough
+        assert p is not None
+        steering = [v for v in viewers if v.steers]
+        estimate = self._viewers_estimate(steering)
         sending = self._forwarded_rate.bps(now)
-        if estimate is not None and sending is not None and estimate < CAP_BELOW * sending:
-            if estimate != self._capped or now - self._capped_at > 1.0:
-                self._capped, self._capped_at = estimate, now
-                await p.cap_upstream(estimate)
-        elif (
-            self._capped is not None and estimate is not None and sending is not None and estimate >= sending
-        ):
-            self._capped = None
-            await p.cap_upstream(UNCAPPED_BPS)
+        losses = [loss for loss in [await v.loss() for v in steering] if loss is not None]
+        loss = max(losses) if losses else 0.0
+        congested = estimate is not None and sending is not None and estimate < CAP_BELOW * sending
+        if congested and loss >= LOSSY:
+            self._clear_since = None
+            self._capped = estimate
+            await p.cap_upstream(estimate)
+        elif self._capped is not None:
+            if loss >= LOSSY / 5:
+                self._clear_since = None
+                await p.cap_upstream(self._capped)  # held: REMB is a standing limit, said again
+            elif self._clear_since is None:
+                self._clear_since = now
+            elif now - self._clear_since >= LIFT_AFTER_S:
+                self._capped = self._clear_since = None
+                await p.cap_upstream(UNCAPPED_BPS)
 
     async def _stop_forwarding(self) -> None:
         self.forwarding = False
@@ -309,6 +329,16 @@ class _ViewerTrack(MediaStreamTrack):
                 program.request_keyframe()
         else:
             self._arrived.set()
+
+    async def loss(self) -> float | None:
+        """The share of packets the viewer's browser last reported lost (its receiver report)."""
+        sender = self._sender()
+        if sender is None:
+            return None
+        for stats in (await sender.getStats()).values():
+            if stats.type == "remote-inbound-rtp":
+                return getattr(stats, "fractionLost", None)
+        return None
 
     def estimate(self) -> float | None:
         sender = self._sender()

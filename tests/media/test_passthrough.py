@@ -126,10 +126,14 @@ def caps_sent(monkeypatch) -> list[float]:
 
 
 async def test_while_forwarding_a_customer_who_cannot_take_the_camera_caps_the_agents_sender(monkeypatch):
-    async with call("VP8") as (room, agent, _):
+    async with call("VP8") as (room, agent, customer):
         await wait_for(lambda: room.passthrough.forwarded > 10)
         caps = caps_sent(monkeypatch)
         customer_says(monkeypatch, room, 100_000.0)  # less than any camera sends
+        # ... and its link loses a third of the packets (its receiver reports say so).
+        video = next(t.receiver for t in customer.pc.getTransceivers() if t.kind == "video")
+        arrived = iter(range(1_000_000))
+        internals.drop_received_rtp(video, lambda _packet: next(arrived) % 3 == 0)
         camera_sender = next(t.sender for t in agent.pc.getTransceivers() if t.kind == "video")
         await wait_for(lambda: 100_000.0 in caps)
         # The agent's (aiortc) sender takes the REMB the server passes on: down to its floor.
@@ -137,6 +141,18 @@ async def test_while_forwarding_a_customer_who_cannot_take_the_camera_caps_the_a
         # Back to the composite: the cap is lifted.
         room.set_layout("side_by_side")
         await wait_for(lambda: caps[-1] == UNCAPPED_BPS)
+
+
+async def test_a_low_estimate_without_loss_does_not_hold_the_camera_back(monkeypatch):
+    # A receive-side estimate follows what it is sent: as a cap, it held a Chromium agent's
+    # camera at its starting rate, then walked it down to 240 kbps.
+    async with call("VP8") as (room, _, _customer):
+        await wait_for(lambda: room.passthrough.forwarded > 10)
+        caps = caps_sent(monkeypatch)
+        customer_says(monkeypatch, room, 100_000.0)
+        forwarded = room.passthrough.forwarded
+        await wait_for(lambda: room.passthrough.forwarded > forwarded + 90)  # 3 s of reports
+        assert caps == []
 
 
 async def test_a_customer_who_takes_what_the_camera_sends_does_not_hold_it_back(monkeypatch):
