@@ -36,7 +36,10 @@ the median over the passing 720p steps of (server CPU - idle CPU) / calls (from 
 step if none passed, said by ``cpu_per_call_from``). ``cores_used`` is the highest step mean
 of the server's CPU / 100: how many cores its processes together kept busy over a whole
 window; ``cores_used_peak_1s`` is the highest one-second sample / 100, ``server_busy_processes``
-the most processes of the tree that used > 5 % of a core in a window. The clients' own CPU is
+the most processes of the tree that used > 5 % of a core in a window. ``composed_<size>`` and
+``server_cpu_pct_per_call_composed``: the first call measured once more in layout
+``side_by_side`` (the agent alone, but decoded, composed and encoded for the customer: no
+passthrough), then back to ``agent`` for the ramp. The clients' own CPU is
 given beside it (``client_cpu_pct``); an agent that could not keep 29.5 fps marks the step
 ``client_limited``.
 """
@@ -49,25 +52,21 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from benchmarks.capacity_media import LOOP_FRAMES, EncodedLoop, encode_opus_loop, encode_video_loop
 from benchmarks.capacity_procs import TICKS, ClientProcess, CpuMeter, Server, machine_ticks
+from benchmarks.capacity_summary import Ramp, judge, summarize
 from telepresence.app import authority_for
 from telepresence.auth import Claims
 from telepresence.config import Settings
 
 SIZES = {"720p": (1280, 720), "360p": (640, 360)}
-MIN_FPS = 29.0
-MAX_P95_MS = 150.0
 # A failure measured while the rest of the machine used more than this (% of one core) is measured
 # again, for up to the plan's patience: the suite measures the server, not the neighbours.
 QUIET_OTHERS_PCT = 50.0
-TARGETS = {"server_cpu_pct_per_call": 12.0, "calls_720p30": 10, "calls_360p30": 24}
 SECRET = "capacity-benchmark-secret-0123456789"
 
 
@@ -82,6 +81,7 @@ class Plan:
     patience_s: float = 30.0  # how long a failure may wait for the machine to quieten
     label: str = ""
     loop_frames: int = LOOP_FRAMES
+    composed: bool = True  # measure the first call once more with the composite encoded for it
 
 
 QUICK = Plan(caps={"720p": 12, "360p": 26}, settle_s=1.5, window_s=3.0, idle_s=2.0, label="quick")
@@ -92,78 +92,6 @@ FULL = Plan(
 
 def _say(text: str) -> None:
     print(f"[capacity] {text}", file=sys.stderr, flush=True)
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    return round(float(np.percentile(values, q)), 1) if values else None
-
-
-@dataclass
-class Ramp:
-    size: str
-    idle_cpu_pct: float = 0.0
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    capped: bool = False
-
-    @property
-    def passing(self) -> list[dict[str, Any]]:
-        return [s for s in self.steps if s["passed"]]
-
-    @property
-    def calls(self) -> int:
-        return max((s["calls"] for s in self.passing), default=0)
-
-
-def _judge(calls: list[dict[str, Any]], expected: int) -> tuple[bool, str, dict[str, Any]]:
-    """Whether every customer got >= 29 fps and p95 < 150 ms, why not, and the step's figures."""
-    for c in calls:
-        # New pictures a second: a customer cannot see more of the agent than the agent sent (the
-        # server repeats the last composite while a camera stalls, and those repeats count as frames).
-        c["fps_new"] = min(c["fps"], c["agent_fps"])
-    pooled = [ms for c in calls for ms in c["latencies"]]
-    p95s = [_pct(c["latencies"], 95) for c in calls]
-    figures: dict[str, Any] = {
-        "fps_min": min((c["fps_new"] for c in calls), default=0.0),
-        "fps_median": round(statistics.median([c["fps_new"] for c in calls]), 2) if calls else 0.0,
-        "customer_fps_min": min((c["fps"] for c in calls), default=0.0),
-        "g2g_p50_ms": _pct(pooled, 50),
-        "g2g_p95_ms": _pct(pooled, 95),
-        "g2g_worst_p95_ms": max((p for p in p95s if p is not None), default=None),
-        "frames": sum(c["frames"] for c in calls),
-        # Frames that are the agent's own as it sent them (the server's passthrough), not composites.
-        "forwarded_share": round(
-            sum(c["forwarded"] for c in calls) / max(1, sum(c["frames"] for c in calls)), 2
-        ),
-        "g2g_samples": len(pooled),
-        "agent_fps_min": min((c["agent_fps"] for c in calls), default=0.0),
-        "voice_to_customer_pps_min": min((c["voice_to_customer_pps"] for c in calls), default=0.0),
-        "voice_to_agent_pps_min": min((c["voice_to_agent_pps"] for c in calls), default=0.0),
-        "preview_pps_median": statistics.median([c["preview_pps"] for c in calls]) if calls else 0.0,
-    }
-    stamped = [s - a for c in calls for s, a in c["stamped"]]
-    if stamped:
-        figures["stamp_check_ms"] = round(statistics.median(stamped), 1)
-        figures["stamp_check_n"] = len(stamped)
-    figures["client_limited"] = figures["agent_fps_min"] < MIN_FPS + 0.5
-    why = ""
-    if len(calls) < expected:
-        why = f"{expected - len(calls)} call(s) missing from the clients' stats"
-    elif ended := [
-        c["name"] for c in calls if c["ended"] or c["state"] != "connected" or c["agent_state"] != "connected"
-    ]:
-        why = f"call(s) ended or disconnected: {ended[:3]}"
-    elif slow := [c for c in calls if c["fps_new"] < MIN_FPS]:
-        why = f"{len(slow)} customer(s) under {MIN_FPS:g} fps (lowest {min(c['fps_new'] for c in slow)})"
-    elif blind := [c["name"] for c, p in zip(calls, p95s, strict=True) if p is None]:
-        why = f"no glass-to-glass samples for {blind[:3]}"
-    elif late := [p for p in p95s if p is not None and p >= MAX_P95_MS]:
-        why = f"{len(late)} customer(s) with glass-to-glass p95 >= {MAX_P95_MS:g} ms (worst {max(late)})"
-    if why:  # which calls, for the reader of a failure
-        figures["calls_detail"] = [
-            {"name": c["name"], "fps": c["fps"], "agent_fps": c["agent_fps"], "p95": p, "slips": c["slips"]}
-            for c, p in zip(calls, p95s, strict=True)
-        ]
-    return not why, why, figures
 
 
 async def _window(
@@ -183,7 +111,7 @@ async def _window(
     machine = 100.0 * (os.cpu_count() or 1) * (busy1 - busy0) / max(1, total1 - total0)
     replies = await asyncio.gather(*(c.ask(cmd="stats", t0=t0, t1=t1) for c in clients))
     stats = [call for reply in replies for call in reply.get("calls", [])]
-    passed, why, figures = _judge(stats, calls)
+    passed, why, figures = judge(stats, calls)
     span = t1 - t0
     return {
         "calls": calls,
@@ -217,6 +145,20 @@ async def _idle(server: CpuMeter, seconds: float, patience: float = 30.0) -> flo
         await asyncio.sleep(seconds)
         readings.append(server.sample())
     return round(min(readings), 1)
+
+
+async def _composed(
+    server: CpuMeter, clients_cpu: CpuMeter, clients: list[ClientProcess], plan: Plan
+) -> dict[str, Any]:
+    """The one call again with the composite decoded, composed and encoded for its customer
+    (layout side_by_side, which with no customer camera shows the agent alone, but is no
+    passthrough); then back to the agent layout for the ramp."""
+    await asyncio.gather(*(c.ask(cmd="layout", layout="side_by_side") for c in clients))
+    await asyncio.sleep(plan.settle_s + 1)
+    step = await _window(server, clients_cpu, clients, 1, plan.window_s)
+    await asyncio.gather(*(c.ask(cmd="layout", layout="agent") for c in clients))
+    await asyncio.sleep(plan.settle_s + 1)
+    return step
 
 
 async def _ramp(size: str, plan: Plan, workdir: Path, video: Path, opus: Path) -> Ramp:
@@ -266,6 +208,13 @@ async def _ramp(size: str, plan: Plan, workdir: Path, video: Path, opus: Path) -
                     tries += 1
                 step["tries"] = tries
                 step["contended"] = not step["passed"] and step["others_cpu_pct"] > QUIET_OTHERS_PCT
+                if calls == 1 and step["passed"] and plan.composed:
+                    ramp.composed = await _composed(server_cpu, clients_cpu, clients, plan)
+                    _say(
+                        f"{size}: 1 call composed: server {ramp.composed['server_cpu_pct']} %, g2g p50/p95 "
+                        f"{ramp.composed['g2g_p50_ms']}/{ramp.composed['g2g_p95_ms']} ms, fps min "
+                        f"{ramp.composed['fps_min']}, forwarded {ramp.composed['forwarded_share']:.0%}"
+                    )
                 step["setup_s"] = reply.get("setup_s")
                 step["codec"] = reply.get("codec")
                 ramp.steps.append(step)
@@ -289,85 +238,6 @@ async def _ramp(size: str, plan: Plan, workdir: Path, video: Path, opus: Path) -
     return ramp
 
 
-def summarize(ramps: dict[str, Ramp], plan: Plan, load: tuple[float, float]) -> dict[str, Any]:
-    """The suite's JSON: the issue's keys first, then what they rest on."""
-    r720, r360 = ramps.get("720p"), ramps.get("360p")
-    per_call, source = None, None
-    if r720 is not None and r720.steps:
-        measured = [s for s in r720.steps if "server_cpu_pct" in s]
-        chosen = [s for s in measured if s["passed"]] or measured[:1]
-        source = "passing steps" if r720.passing else "first step (none passed)"
-        if chosen:
-            per_call = round(
-                statistics.median([(s["server_cpu_pct"] - r720.idle_cpu_pct) / s["calls"] for s in chosen]), 1
-            )
-    steps = [s for r in ramps.values() for s in r.steps if "server_cpu_pct" in s]
-    summary: dict[str, Any] = {
-        "server_cpu_pct_per_call": per_call,
-        "calls_720p30": r720.calls if r720 else None,
-        "calls_360p30": r360.calls if r360 else None,
-        "cores_used": round(max((s["server_cpu_pct"] for s in steps), default=0.0) / 100, 2),
-        "cores_used_peak_1s": round(max((s["server_cpu_peak_1s"] for s in steps), default=0.0) / 100, 2),
-        "server_busy_processes": max((s["server_busy_processes"] for s in steps), default=0),
-        "cpu_per_call_from": source,
-        # What other work on the machine used during the windows (median over steps, % of one core).
-        "others_cpu_pct_median": round(statistics.median([s["others_cpu_pct"] for s in steps]), 1)
-        if steps
-        else None,
-        "plan": plan.label,
-        "load_avg_1m": {"start": round(load[0], 2), "end": round(load[1], 2)},
-        "cores": os.cpu_count(),
-    }
-    for size, ramp in ramps.items():
-        best = next((s for s in reversed(ramp.passing)), None)
-        last = ramp.steps[-1] if ramp.steps else {}
-        key = size.rstrip("p")
-        summary[f"capped_{size}"] = ramp.capped
-        summary[f"idle_cpu_pct_{size}"] = ramp.idle_cpu_pct
-        summary[f"stopped_{size}"] = last.get("why") or None
-        for name in (
-            "fps_min",
-            "g2g_p50_ms",
-            "g2g_p95_ms",
-            "g2g_worst_p95_ms",
-            "server_cpu_pct",
-            "client_cpu_pct",
-        ):
-            summary[f"{name}_at_{key}"] = best.get(name) if best else None
-        summary[f"frames_{size}"] = sum(s.get("frames", 0) for s in ramp.steps)
-        summary[f"g2g_samples_{size}"] = sum(s.get("g2g_samples", 0) for s in ramp.steps)
-        checks = [s["stamp_check_ms"] for s in ramp.steps if "stamp_check_ms" in s]
-        summary[f"stamp_check_ms_{size}"] = round(statistics.median(checks), 1) if checks else None
-        summary[f"client_limited_{size}"] = any(s.get("client_limited") for s in ramp.steps)
-        summary[f"stopped_contended_{size}"] = bool(last.get("contended"))
-        summary[f"steps_{size}"] = [
-            {
-                k: s.get(k)
-                for k in (
-                    "calls",
-                    "passed",
-                    "server_cpu_pct",
-                    "server_process_cpu",
-                    "client_cpu_pct",
-                    "others_cpu_pct",
-                    "fps_min",
-                    "g2g_p95_ms",
-                    "agent_fps_min",
-                    "forwarded_share",
-                    "why",
-                    "calls_detail",
-                )
-            }
-            for s in ramp.steps
-        ]
-    summary["targets"] = {
-        "server_cpu_pct_per_call": per_call is not None and per_call <= TARGETS["server_cpu_pct_per_call"],
-        "calls_720p30": (summary["calls_720p30"] or 0) >= TARGETS["calls_720p30"],
-        "calls_360p30": (summary["calls_360p30"] or 0) >= TARGETS["calls_360p30"],
-    }
-    return summary
-
-
 async def measure(plan: Plan) -> dict[str, Any]:
     """Ramp every size in ``plan.caps``; the summary of :func:`summarize`."""
     load_start = os.getloadavg()[0]
@@ -384,7 +254,7 @@ async def measure(plan: Plan) -> dict[str, Any]:
             loop.save(video)
             _say(f"{size}: {len(loop.frames)} frames encoded once in {time.monotonic() - started:.1f} s")
             ramps[size] = await _ramp(size, plan, workdir, video, opus)
-    return summarize(ramps, plan, (load_start, os.getloadavg()[0]))
+    return summarize(ramps, plan.label, (load_start, os.getloadavg()[0]))
 
 
 def run(quick: bool = False) -> dict[str, Any]:

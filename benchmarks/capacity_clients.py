@@ -8,6 +8,7 @@ reads one JSON command a line on stdin and answers one JSON line on stdout:
   agent signs in (auto-answer, available), the customer joins, both negotiate; answers when
   the customer has its first frame: ``{"ok": true, "setup_s", "codec"}`` or ``{"ok": false, "error"}``.
 - ``{"cmd": "stats", "t0": WALL_S, "t1": WALL_S}``: per call, what happened in that window.
+- ``{"cmd": "layout", "layout": NAME}``: every agent sets its call's layout.
 - ``{"cmd": "close"}`` (or stdin closing): every call ends, every peer closes, the process exits.
 
 The agent sends the pre-encoded loops (:mod:`benchmarks.capacity_media`) as its camera and
@@ -251,6 +252,10 @@ async def main(video_path: str, opus_path: str) -> None:
                     call = Call(command["name"], loops, opus, command.get("check", False))
                     calls.append(call)
                     reply.update(await call.open(command["url"], command["token"]))
+                elif command["cmd"] == "layout":  # the agents choose what their customers see
+                    for call in calls:
+                        if call.agent_ws is not None:
+                            await call.agent_ws.send("set_layout", layout=command["layout"])
                 elif command["cmd"] == "stats":
                     reply["calls"] = [c.stats(command["t0"], command["t1"]) for c in calls]
                 elif command["cmd"] == "close":
