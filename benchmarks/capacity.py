@@ -153,6 +153,9 @@ async def _composed(
     """The one call again with the composite decoded, composed and encoded for its customer
     (layout side_by_side, which with no customer camera shows the agent alone, but is no
     passthrough); then back to the agent layout for the ramp."""
+    # The first call decodes meanwhile: composites may come without abs-capture-time (its stamps then).
+    frames = round((plan.settle_s + 1.5 + plan.window_s) * 30)
+    await asyncio.gather(*(c.ask(cmd="decode", frames=frames) for c in clients))
     await asyncio.gather(*(c.ask(cmd="layout", layout="side_by_side") for c in clients))
     await asyncio.sleep(plan.settle_s + 1)
     step = await _window(server, clients_cpu, clients, 1, plan.window_s)
@@ -213,7 +216,8 @@ async def _ramp(size: str, plan: Plan, workdir: Path, video: Path, opus: Path) -
                     _say(
                         f"{size}: 1 call composed: server {ramp.composed['server_cpu_pct']} %, g2g p50/p95 "
                         f"{ramp.composed['g2g_p50_ms']}/{ramp.composed['g2g_p95_ms']} ms, fps min "
-                        f"{ramp.composed['fps_min']}, forwarded {ramp.composed['forwarded_share']:.0%}"
+                        f"{ramp.composed['fps_min']}, forwarded {ramp.composed['forwarded_share']:.0%}, "
+                        f"latency by {ramp.composed['latency_by']}"
                     )
                 step["setup_s"] = reply.get("setup_s")
                 step["codec"] = reply.get("codec")

@@ -9,6 +9,7 @@ reads one JSON command a line on stdin and answers one JSON line on stdout:
   the customer has its first frame: ``{"ok": true, "setup_s", "codec"}`` or ``{"ok": false, "error"}``.
 - ``{"cmd": "stats", "t0": WALL_S, "t1": WALL_S}``: per call, what happened in that window.
 - ``{"cmd": "layout", "layout": NAME}``: every agent sets its call's layout.
+- ``{"cmd": "decode", "frames": N}``: check calls decode their next N frames (stamps).
 - ``{"cmd": "close"}`` (or stdin closing): every call ends, every peer closes, the process exits.
 
 The agent sends the pre-encoded loops (:mod:`benchmarks.capacity_media`) as its camera and
@@ -130,6 +131,7 @@ class Call:
         self.customer_mic = LoopTrack("audio", opus)
         self.probe = FrameProbe(sent_at=self.camera.sent_at if check else None)
         self.check = check
+        self.composite_codec = ""
         self.agent_ws: Signal | None = None
         self.customer_ws: Signal | None = None
         self.agent_pc, self.agent = _peer("agent", {"mic": self.agent_mic, "camera": self.camera})
@@ -180,7 +182,7 @@ class Call:
             id(t.receiver.transport): t.receiver.transport for t in self.customer.values()
         }.values():
             read_abs_capture_time(transport)
-        composite_codec = negotiated_codec(self.customer["camera"]) or codec
+        self.composite_codec = composite_codec = negotiated_codec(self.customer["camera"]) or codec
         self.probe.knows(composite_codec, self.loops[codec])
         if self.check:
             self.probe.decode_as(composite_codec)
@@ -198,7 +200,13 @@ class Call:
             "frames": window["frames"],
             "fps": round(window["frames"] / span, 2),
             "forwarded": window["forwarded"],
-            "latencies": [round(ms, 1) for ms in window["latencies"]],
+            # By abs-capture-time; by stamp alone where the frames had none but this call decoded them.
+            "latencies": [round(ms, 1) for ms in window["latencies"] or window["by_stamp"]],
+            "latency_by": "abs-capture-time"
+            if window["latencies"]
+            else "stamp"
+            if window["by_stamp"]
+            else None,
             "stamped": [[round(s, 1), round(a, 1)] for s, a in window["stamped"]],
             "agent_fps": round(len(sent) / span, 2),
             "slips": self.camera.slips,
@@ -252,6 +260,10 @@ async def main(video_path: str, opus_path: str) -> None:
                     call = Call(command["name"], loops, opus, command.get("check", False))
                     calls.append(call)
                     reply.update(await call.open(command["url"], command["token"]))
+                elif command["cmd"] == "decode":  # check calls read the stamps of their next frames
+                    for call in calls:
+                        if call.check:
+                            call.probe.decode_as(call.composite_codec, command["frames"])
                 elif command["cmd"] == "layout":  # the agents choose what their customers see
                     for call in calls:
                         if call.agent_ws is not None:

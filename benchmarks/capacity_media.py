@@ -253,7 +253,8 @@ class FrameProbe:
         self.arrivals: list[float] = []
         self.latencies: list[tuple[float, float]] = []  # (arrival, ms) by abs-capture-time
         self.stamped: list[tuple[float, float, float]] = []  # (arrival, stamp ms, abs ms) when decoding
-        self.frame_ids: list[int] = []
+        self.by_stamp: list[tuple[float, float]] = []  # (arrival, ms) by stamp alone, when decoding
+        self._decode_left = 0
         self.forwarded: list[float] = []  # arrivals of frames that are the agent's own, as sent
         self.known: set[int] = set()  # frame_key of every loop frame
         self.codec = ""
@@ -268,8 +269,10 @@ class FrameProbe:
         self.codec = codec
         self.known = {frame_key(loop.codec, data) for data in loop.frames} if codec == loop.codec else set()
 
-    def decode_as(self, codec: str) -> None:
+    def decode_as(self, codec: str, frames: int = CHECK_FRAMES) -> None:
+        """Decode the next ``frames`` frames to read their stamps (a fresh decoder: from a keyframe)."""
         self._decoder = av.CodecContext.create("h264" if codec == "H264" else "vp8", "r")
+        self._decode_left = frames
 
     def on_packet(self, packet: RtpPacket) -> None:
         captured = getattr(packet.extensions, "abs_capture_time", None)
@@ -295,16 +298,18 @@ class FrameProbe:
             pictures = self._decoder.decode(av.Packet(data))
         except av.error.FFmpegError:
             return  # a frame before the first keyframe
-        if len(self.stamped) >= CHECK_FRAMES:
+        self._decode_left -= 1
+        if self._decode_left <= 0:
             # Enough to check the clock: a 720p decode costs ~2-4 ms of this process's event loop,
             # which other calls' packets share.
             self._decoder = None
         for picture in pictures:
             stamp = read_stamp(picture)
             sent = self._sent_at.get(stamp.frame_id) if stamp is not None else None
-            if sent is not None and latency is not None:
-                self.frame_ids.append(stamp.frame_id)
-                self.stamped.append((now, (now - sent) * 1000, latency))
+            if sent is not None:
+                self.by_stamp.append((now, (now - sent) * 1000))
+                if latency is not None:
+                    self.stamped.append((now, (now - sent) * 1000, latency))
 
     def window(self, t0: float, t1: float) -> dict:
         """Frames and latencies that completed in [t0, t1)."""
@@ -312,13 +317,21 @@ class FrameProbe:
         latencies = [ms for at, ms in self.latencies if t0 <= at < t1]
         stamped = [(s, a) for at, s, a in self.stamped if t0 <= at < t1]
         forwarded = bisect.bisect_left(self.forwarded, t1) - bisect.bisect_left(self.forwarded, t0)
-        return {"frames": frames, "forwarded": forwarded, "latencies": latencies, "stamped": stamped}
+        by_stamp = [ms for at, ms in self.by_stamp if t0 <= at < t1]
+        return {
+            "frames": frames,
+            "forwarded": forwarded,
+            "latencies": latencies,
+            "stamped": stamped,
+            "by_stamp": by_stamp,
+        }
 
     def prune(self, before: float) -> None:
         del self.arrivals[: bisect.bisect_left(self.arrivals, before)]
         del self.forwarded[: bisect.bisect_left(self.forwarded, before)]
         self.latencies = [x for x in self.latencies if x[0] >= before]
         self.stamped = [x for x in self.stamped if x[0] >= before]
+        self.by_stamp = [x for x in self.by_stamp if x[0] >= before]
 
 
 class CountingBuffer(MarkerJitterBuffer):

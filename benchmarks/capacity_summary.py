@@ -65,6 +65,7 @@ def judge(calls: list[dict[str, Any]], expected: int) -> tuple[bool, str, dict[s
         "voice_to_agent_pps_min": min((c["voice_to_agent_pps"] for c in calls), default=0.0),
         "preview_pps_median": statistics.median([c["preview_pps"] for c in calls]) if calls else 0.0,
     }
+    figures["latency_by"] = sorted({c["latency_by"] for c in calls if c.get("latency_by")})
     stamped = [s - a for c in calls for s, a in c["stamped"]]
     if stamped:
         figures["stamp_check_ms"] = round(statistics.median(stamped), 1)
@@ -147,7 +148,7 @@ def summarize(ramps: dict[str, Ramp], plan: str, load: tuple[float, float]) -> d
             "server_cpu_pct": round(composed["server_cpu_pct"] - ramp.idle_cpu_pct, 1) if composed else None,
             **{
                 k: composed.get(k)
-                for k in ("fps_min", "g2g_p50_ms", "g2g_p95_ms", "forwarded_share", "passed")
+                for k in ("fps_min", "g2g_p50_ms", "g2g_p95_ms", "forwarded_share", "latency_by", "passed")
             },
         }
         summary[f"steps_{size}"] = [
