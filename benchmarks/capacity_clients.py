@@ -35,6 +35,7 @@ from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSess
 from aiortc.mediastreams import MediaStreamTrack
 
 from benchmarks.capacity_media import (
+    ABS_CAPTURE_TIME_ID,
     CountingBuffer,
     EncodedLoop,
     FrameProbe,
@@ -42,7 +43,6 @@ from benchmarks.capacity_media import (
     PacketCounter,
     encode_video_loop,
     offer_abs_capture_time,
-    read_abs_capture_time,
 )
 from media import aiortc_internals as internals
 from media.capture_clock import align_sender_reports
@@ -181,7 +181,7 @@ class Call:
         for transport in {
             id(t.receiver.transport): t.receiver.transport for t in self.customer.values()
         }.values():
-            read_abs_capture_time(transport)
+            internals.read_abs_capture_time(transport, ABS_CAPTURE_TIME_ID)
         self.composite_codec = composite_codec = negotiated_codec(self.customer["camera"]) or codec
         self.probe.knows(composite_codec, self.loops[codec])
         if self.check:

@@ -14,9 +14,9 @@
   names the loop frame, and the agent's own record of when it last sent that frame gives a
   second, independent latency (the check of the first).
 
-aiortc does not parse ``abs-capture-time``: :class:`AbsCaptureTimeReader` wraps a transport's
-header-extension map to read it (the id is the one :func:`offer_abs_capture_time` adds to
-the offer, which the server echoes).
+aiortc does not parse ``abs-capture-time``: ``media.aiortc_internals.read_abs_capture_time``
+makes a transport read it (the id is the one :func:`offer_abs_capture_time` adds to the
+offer, which the server echoes).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import av
 import numpy as np
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.rtp import RtpPacket, unpack_header_extensions
+from aiortc.rtp import RtpPacket
 
 from media.capture_clock import CaptureTimes, ntp_seconds
 from media.peers import MarkerJitterBuffer
@@ -216,34 +216,6 @@ def offer_abs_capture_time(sdp: str) -> str:
             part = part[:at] + line + part[at:]
         out.append(part)
     return "".join(out)
-
-
-class AbsCaptureTimeReader:
-    """A transport's header-extension map that also reads abs-capture-time into
-    ``packet.extensions.abs_capture_time`` (64-bit NTP); everything else is the wrapped map's."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-
-    def configure(self, parameters) -> None:
-        self.inner.configure(parameters)
-
-    def set(self, values):
-        return self.inner.set(values)
-
-    def get(self, extension_profile: int, extension_value: bytes):
-        values = self.inner.get(extension_profile, extension_value)
-        for x_id, x_value in unpack_header_extensions(extension_profile, extension_value):
-            if x_id == ABS_CAPTURE_TIME_ID and len(x_value) >= 8:
-                values.abs_capture_time = int.from_bytes(x_value[:8], "big")
-        return values
-
-
-def read_abs_capture_time(transport) -> None:
-    """Make ``transport`` (an RTCDtlsTransport) read abs-capture-time on the packets it parses."""
-    current = transport._rtp_header_extensions_map  # aiortc private: see the module docstring
-    if not isinstance(current, AbsCaptureTimeReader):
-        transport._rtp_header_extensions_map = AbsCaptureTimeReader(current)
 
 
 class FrameProbe:

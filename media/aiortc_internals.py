@@ -48,6 +48,7 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("RTCRtpTransceiver", "_codecs"),
     ("RTCRtpTransceiver", "_headerExtensions"),
     ("RTCDtlsTransport", "_rtp_router"),
+    ("RTCDtlsTransport", "_rtp_header_extensions_map"),
     # MarkerJitterBuffer (media.peers) extends the buffer and reads its state.
     ("JitterBuffer", "_origin"),
     ("JitterBuffer", "_packets"),
@@ -383,6 +384,35 @@ class _ExtensionsMap(HeaderExtensionsMap):
         elements = _unpack_extensions(profile, data)
         elements.append((self.abs_capture_time_id, captured.to_bytes(8, "big")))
         return pack_header_extensions(elements)
+
+
+class _AbsCaptureTimeReader:
+    """A transport's header-extension map that also reads abs-capture-time (extension ``ident``)
+    into ``packet.extensions.abs_capture_time`` (64-bit NTP); the rest is the wrapped map's."""
+
+    def __init__(self, inner: Any, ident: int) -> None:
+        self.inner, self.ident = inner, ident
+
+    def configure(self, parameters: Any) -> None:
+        self.inner.configure(parameters)
+
+    def set(self, values: Any) -> tuple[int, bytes]:
+        return self.inner.set(values)
+
+    def get(self, extension_profile: int, extension_value: bytes) -> Any:
+        values = self.inner.get(extension_profile, extension_value)
+        for x_id, x_value in _unpack_extensions(extension_profile, extension_value):
+            if x_id == self.ident and len(x_value) >= 8:
+                values.abs_capture_time = int.from_bytes(x_value[:8], "big")
+        return values
+
+
+def read_abs_capture_time(transport: RTCDtlsTransport, ident: int) -> None:
+    """Make ``transport`` read abs-capture-time (negotiated as extension ``ident``) on the packets
+    it receives: ``packet.extensions.abs_capture_time`` (aiortc does not parse it)."""
+    current = transport._rtp_header_extensions_map  # type: ignore[attr-defined]
+    if not isinstance(current, _AbsCaptureTimeReader):
+        transport._rtp_header_extensions_map = _AbsCaptureTimeReader(current, ident)  # type: ignore[attr-defined]
 
 
 def _unpack_extensions(profile: int, data: bytes) -> list[tuple[int, bytes]]:
