@@ -44,6 +44,7 @@ CAP_BELOW = 0.85  # the customer's estimate caps the forwarded camera once under
 LOSSY = 0.05  # ... and the customer's receiver reports lose at least this share of packets
 LIFT_AFTER_S = 3.0  # a cap is lifted after this long without loss
 CHECK_EVERY_S = 1.0  # receiver reports come about once a second
+PAUSE_AFTER_ERROR_S = 0.1  # a source that keeps failing is not retried in a tight loop
 RATE_WINDOW_S = 1.0
 
 
@@ -187,6 +188,13 @@ class Program:
                 for viewer in viewers:
                     viewer.stop()
                 return
+            except Exception:
+                # One bad frame (an encoder error, a source gone mid-read) must not end the
+                # picture for good: start again from a keyframe.
+                logger.exception("%s: a frame failed; going on from a keyframe", self.label)
+                self.request_keyframe()
+                await asyncio.sleep(PAUSE_AFTER_ERROR_S)
+                continue
             for codec, packet in packets.items():
                 for viewer in viewers:
                     if viewer.codec == codec:

@@ -106,3 +106,22 @@ async def test_a_keyframe_request_from_either_viewer_reaches_the_one_encoder():
         internals.force_keyframe(sender)  # what the agent browser's PLI does
         assert room.program._keyframe_due
         await wait_for(lambda: not room.program._keyframe_due)
+
+
+async def test_a_frame_that_fails_to_encode_does_not_end_the_picture(monkeypatch):
+    async with call("VP8") as (room, _, customer):
+        await wait_for(lambda: customer.video(0).count > 10)
+        encoder = room.program.encoders["VP8"]
+        failed: list[int] = []
+        encode = encoder.encode
+
+        def fails_once(frame, force_keyframe=False):
+            if not failed:
+                failed.append(1)
+                raise ValueError("a frame the encoder cannot take")
+            return encode(frame, force_keyframe)
+
+        monkeypatch.setattr(encoder, "encode", fails_once)
+        shown = customer.video(0).count
+        await wait_for(lambda: failed and customer.video(0).count > shown + 20)
+        assert customer.video(0).darkest_mean > 40
