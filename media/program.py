@@ -11,8 +11,10 @@ forwarding starts, a forced one of the encoder when the composite resumes, so a 
 decoder is never handed a frame whose references it does not have. A viewer that falls
 behind drops what it has queued and waits for the next keyframe (asking for one) rather
 than queueing; a viewer's keyframe request (PLI/FIR from its browser) goes to whichever
-source is live. The encoder's bitrate follows the lowest estimate among the viewers, and
-while the camera is forwarded that estimate caps the agent's sender (REMB), as an SFU does.
+source is live. The encoder's bitrate follows what the customer's browser says it can
+receive (the agent's preview does not steer); while the camera is forwarded, that estimate
+caps the agent's sender (REMB) only while the customer is also losing packets (an estimate
+that follows what it is sent would otherwise hold the camera down).
 """
 
 from __future__ import annotations
