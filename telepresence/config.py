@@ -64,6 +64,9 @@ class Settings:
     # default one per core, so Python's packet and frame work uses every core. 0: calls' media
     # runs in the control process (one core). Calls that show an avatar always run there.
     media_workers: int = field(default_factory=lambda: usable_cores())
+    # The workers' niceness (-20..19): below 0 they run ahead of other work on the machine, so
+    # a busy neighbour delays calls' packets less (needs CAP_SYS_NICE; without it, 0).
+    media_worker_nice: int = -5
     # Admission control (telepresence/admission.py, docs/protocol.md "Capacity"). The machine
     # (all its cores, whatever runs there) may be kept this busy before new customers wait;
     # 100 turns admission off.
@@ -102,6 +105,8 @@ class Settings:
                 raise ValueError(f"setting {name}: {bad[0]!r} is not a label (letters, digits, _ . -)")
         if settings.media_workers < 0:
             raise ValueError(f"setting media_workers: {settings.media_workers} is below 0")
+        if not -20 <= settings.media_worker_nice <= 19:
+            raise ValueError(f"setting media_worker_nice: {settings.media_worker_nice} is not in -20..19")
         settings.video_codec = settings.video_codec.upper()
         if settings.video_codec not in ("VP8", "H264"):
             raise ValueError(f"setting video_codec: {settings.video_codec!r} is not VP8 or H264")

@@ -83,6 +83,7 @@ class MediaControl:
                 self.metrics,
                 log_level=self.settings.log_level,
                 stop_timeout_s=self.settings.shutdown_timeout_s,
+                nice=self.settings.media_worker_nice,
             )
             await self.pool.start()
 

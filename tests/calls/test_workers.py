@@ -21,6 +21,7 @@ from pathlib import Path
 
 import cv2
 import httpx
+import pytest
 import websockets
 
 from media.browser import BrowserPeer, ToneTrack
@@ -154,6 +155,22 @@ async def test_a_stuck_worker_is_killed_and_replaced_and_its_call_requeued(tmp_p
             assert ended["reason"] == "agent_left" and ended["requeued"] is True
             await wait_for(lambda: pool.workers["media-0"].alive and pool.workers["media-0"].pid != pid, 20)
             assert not alive(pid)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="raising a process's priority needs root (CAP_SYS_NICE)")
+async def test_workers_run_at_the_priority_set_and_a_replacement_too():
+    pool = WorkerPool(1, Metrics(), nice=-3)
+    await pool.start()
+    try:
+        first = pool.workers["media-0"]
+        assert os.getpriority(os.PRIO_PROCESS, first.pid) == -3
+        os.kill(first.pid, signal.SIGKILL)
+        await wait_for(
+            lambda: pool.workers["media-0"] is not first and pool.workers["media-0"].alive, timeout=20
+        )
+        assert os.getpriority(os.PRIO_PROCESS, pool.workers["media-0"].pid) == -3
+    finally:
+        await pool.stop()
 
 
 async def test_a_worker_that_dies_before_serving_is_restarted_after_a_growing_wait():
