@@ -216,14 +216,12 @@ def next_shed_level(
 
     One step deeper while the machine is over ``shed_pct``; one step back while it is under
     ``min(budget_pct, shed_pct) - RESTORE_MARGIN_PCT``; between the two, where it is; at most
-    one step per ``hold_s`` so each step's effect is seen before the next. With no call
-    running there is nothing to shed (the machine is busy with something else): full quality.
+    one step per ``hold_s`` so each step's effect is seen before the next. Never deeper while
+    no call runs: then the machine is busy with something else, and shedding saves nothing.
     """
-    if calls == 0:
-        return 0
     if busy_pct is None or (changed_at is not None and now - changed_at < hold_s):
         return level
-    if shed_pct < 100.0 and busy_pct > shed_pct and level < len(SHED_STEPS) - 1:
+    if calls > 0 and shed_pct < 100.0 and busy_pct > shed_pct and level < len(SHED_STEPS) - 1:
         return level + 1
     if busy_pct < min(budget_pct, shed_pct) - RESTORE_MARGIN_PCT and level > 0:
         return level - 1
@@ -319,6 +317,9 @@ class Admission:
         if settled != self._calls or starting:
             self._steady_since = now
         self._calls = settled
+        if self._running == 0 and call_starts:
+            self._running = len(call_starts)
+            self._reshed(now)  # the first call on a busy machine sheds at once
         self._running = len(call_starts)
         allowed = seats(
             busy_pct=self.busy_pct,
@@ -364,6 +365,10 @@ class Admission:
         if now - self._steady_since >= SETTLE_S:
             self.cost.observe(self.busy_pct * self.cores, self._calls)
             self.metrics.call_cpu.set(round(self.cost.pct, 1))
+        self._reshed(now)
+
+    def _reshed(self, now: float) -> None:
+        """Move the shedding level one step if the busy figure and the running calls say so."""
         level = next_shed_level(
             self.shed_level,
             calls=self._running,

@@ -324,10 +324,10 @@ def screen_changes(frames: list, pip) -> int:
 
 
 async def test_a_shed_step_reaches_the_room_in_its_worker_and_a_new_room_starts_with_it(tmp_path):
-    # Any machine is busier than 1 %: running calls shed, a step per 5 s, down to the last (and
+    # Any machine is busier than 0.01 %: running calls shed, a step per 5 s, down to the last (and
     # stay there). Admission is off (budget 100), so the second call starts whatever the CPU.
     last = SHED_STEPS[-1]
-    async with media_server(tmp_path, media_workers=1, cpu_shed_pct=1, cpu_budget_pct=100) as server:
+    async with media_server(tmp_path, media_workers=1, cpu_shed_pct=0.01, cpu_budget_pct=100) as server:
         agent_ws, customer_ws, call_id = await open_call(server, "Gil")
         # This agent's "browser" ignores sender_limits: it sends its screen at 30 fps whatever.
         camera = TestCardTrack(320, 180, fps=30, label="", tint=RED)

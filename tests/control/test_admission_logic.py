@@ -129,8 +129,9 @@ def test_shedding_waits_between_steps_and_holds_in_the_band():
     assert next_shed_level(2, calls=1, busy_pct=70.0, now=30.0, changed_at=0.0, **kw) == 1  # back one
     assert next_shed_level(0, calls=1, busy_pct=70.0, now=30.0, changed_at=0.0, **kw) == 0
     assert next_shed_level(0, calls=1, busy_pct=None, now=30.0, changed_at=None, **kw) == 0
-    # No call running: nothing to shed, whatever else keeps the machine busy.
-    assert next_shed_level(2, calls=0, busy_pct=100.0, now=30.0, changed_at=None, **kw) == 0
+    # No call running: never deeper, whatever else keeps the machine busy (it saves nothing).
+    assert next_shed_level(0, calls=0, busy_pct=100.0, now=30.0, changed_at=None, **kw) == 0
+    assert next_shed_level(2, calls=0, busy_pct=100.0, now=30.0, changed_at=None, **kw) == 2
     # 100 % never sheds.
     assert (
         next_shed_level(
