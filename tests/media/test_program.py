@@ -99,13 +99,25 @@ async def test_in_passthrough_nothing_is_composed_or_encoded_and_the_preview_get
         assert customer.video(0).darkest_mean > 40 and agent.video(0).darkest_mean > 40
 
 
-async def test_a_keyframe_request_from_either_viewer_reaches_the_one_encoder():
+async def test_a_keyframe_request_from_either_viewer_reaches_the_one_encoder(monkeypatch):
     async with call("VP8") as (room, agent, customer):
         await wait_for(lambda: customer.video(0).count > 10)
-        sender = next(t.sender for t in room.peers["agent"].getTransceivers() if t.kind == "video")
-        internals.force_keyframe(sender)  # what the agent browser's PLI does
-        assert room.program._keyframe_due
-        await wait_for(lambda: not room.program._keyframe_due)
+        encoder = room.program.encoders["VP8"]
+        forced: list[bool] = []
+        encode = encoder.encode
+
+        def noting(frame, force_keyframe=False):
+            forced.append(force_keyframe)
+            return encode(frame, force_keyframe)
+
+        monkeypatch.setattr(encoder, "encode", noting)
+        for role in ("agent", "customer"):
+            await wait_for(lambda: len(forced) > 5)
+            forced.clear()
+            sender = next(t.sender for t in room.peers[role].getTransceivers() if t.kind == "video")
+            internals.force_keyframe(sender)  # what that browser's PLI does
+            await wait_for(lambda: any(forced))  # the one encoder made a keyframe for both
+            forced.clear()
 
 
 async def test_a_frame_that_fails_to_encode_does_not_end_the_picture(monkeypatch):
