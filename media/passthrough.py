@@ -64,6 +64,7 @@ class CameraPassthrough:
         if buffer is None or not hasattr(buffer, "on_frame"):
             return
         self._receiver = weakref.ref(receiver)
+        self._ssrc = None  # a new peer (a reload): its SSRC comes with its first packet
         self.codec, self._clock, self._arrivals = codec, clock, arrivals
         buffer.on_frame = self._on_frame
         internals.tap_received_rtp(receiver, self._note_ssrc)
@@ -122,18 +123,24 @@ class CameraPassthrough:
         return packet
 
     def pause_decoding(self) -> None:
-        """Stop feeding the camera's decoder: while its frames are forwarded, nothing draws them."""
+        """Feed the camera's decoder its keyframes only while its frames are forwarded: nothing
+        draws them, but the compositor must see a new size (a browser changes it on a keyframe)
+        to stop forwarding a camera grown larger than the composite."""
         buffer = self._buffer()
         if buffer is not None:
+            codec = self.codec or ""
+            buffer.decode_keyframes = lambda frame: is_keyframe(codec, frame.data)
             buffer.forward_only = True
 
     def resume_decoding(self) -> None:
-        """Feed the decoder again, from the camera's next keyframe (ask for it: :meth:`request_keyframe`)."""
+        """Feed the decoder every frame again, from the camera's next keyframe (ask for it:
+        :meth:`request_keyframe`)."""
         buffer = self._buffer()
         if buffer is not None and buffer.forward_only:
             codec = self.codec or ""
             buffer.decode_from = lambda frame: is_keyframe(codec, frame.data)
             buffer.forward_only = False
+            buffer.decode_keyframes = None
 
     def _buffer(self):
         receiver = self._receiver() if self._receiver is not None else None

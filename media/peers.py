@@ -66,6 +66,11 @@ class MarkerJitterBuffer(JitterBuffer):
     # Set when decoding resumes after ``forward_only``: frames reach the decoder again only from
     # one this says is a keyframe (the decoder's references are stale until then).
     decode_from: Callable[[JitterFrame], bool] | None = None
+    # While ``forward_only``, frames this says are keyframes still reach the decoder (a browser
+    # changes resolution on a keyframe): what draws the stream knows its current size, at the
+    # cost of a keyframe's decode now and then.
+    decode_keyframes: Callable[[JitterFrame], bool] | None = None
+    keyframes_decoded: int = 0  # those, counted
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         pli, frame = super().add(packet)
@@ -74,8 +79,10 @@ class MarkerJitterBuffer(JitterBuffer):
         if self.on_frame is not None:
             self.on_frame(frame)
         if self.forward_only:
-            return pli, None
-        if self.decode_from is not None:
+            if self.decode_keyframes is None or not self.decode_keyframes(frame):
+                return pli, None
+            self.keyframes_decoded += 1
+        elif self.decode_from is not None:
             if not self.decode_from(frame):
                 return pli, None
             self.decode_from = None

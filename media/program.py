@@ -152,7 +152,7 @@ class Program:
             return ask_the_source
 
         internals.wrap_keyframe_request(sender, wrap)
-        if self._pump is None:
+        if self._pump is None or self._pump.done():
             self._pump = asyncio.get_running_loop().create_task(self._run(), name=f"{self.label} program")
         self._wake.set()
         return track

@@ -165,3 +165,39 @@ async def test_a_customer_who_takes_what_the_camera_sends_does_not_hold_it_back(
         forwarded = room.passthrough.forwarded
         await wait_for(lambda: room.passthrough.forwarded > forwarded + 60)
         assert caps == []
+
+
+class GrowingCamera(TestCardTrack):
+    """A test card that the agent's browser starts sending at 1280x720 when told (its encoder
+    then starts again on a keyframe, as a browser's does on a resolution change)."""
+
+    grown = False
+
+    async def recv(self):
+        frame = await super().recv()
+        if not self.grown:
+            return frame
+        big = frame.reformat(width=1280, height=720)
+        big.pts, big.time_base = frame.pts, frame.time_base
+        return big
+
+
+async def test_a_forwarded_camera_that_grows_past_the_composite_goes_back_to_the_composite():
+    room = Room(label="growing", size="360p", codec="VP8")
+    camera = GrowingCamera(640, 360, fps=30, label="")
+    agent = BrowserPeer.agent(camera=camera, mic=ToneTrack(440))
+    customer = BrowserPeer.customer()
+    try:
+        async with agent, customer:
+            await agent.negotiate(room.answer)
+            await customer.negotiate(room.answer)
+            await wait_for(lambda: room.passthrough.forwarded > 20)
+            camera.grown = True  # decoding is paused: only its keyframe tells the size
+            await wait_for(lambda: not room.passthrough_active)
+            shown = customer.video(0).count
+            await wait_for(lambda: customer.video(0).count > shown + 10)
+            frame = await customer.video(0).next_frame()
+            assert (frame.width, frame.height) == (640, 360)  # the composite, never 720p
+            assert customer.video(0).darkest_mean > 40
+    finally:
+        await room.close()
