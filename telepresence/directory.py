@@ -75,11 +75,10 @@ class Directory:
             conn.send(message)
 
     def send_agent_of(self, session: CustomerSession, message: Message) -> None:
-        """Send to the agent of a customer's call, if there is one."""
+        """Send to the agent of a customer's call, if there is one and it is connected."""
         call = self.calls.get(session.call_id or "")
-        agent = self.agents.get(call.agent_id) if call else None
-        if agent is not None:
-            agent.conn.send(message)
+        if call is not None:
+            self.send_call(call, "agent", message)
 
     def send_peer_status(self, agent: AgentSession, status: str) -> None:
         """Tell the connected customers of an agent's calls that the agent is ``status``."""

@@ -151,15 +151,21 @@ class MediaWorker:
         """Every interval: this process's CPU and each room's share, and the rooms' receipts."""
         while True:
             await asyncio.sleep(self._stats_interval_s)
-            self._meter.sample(self.rooms.items())
-            rooms = {
-                room_id: {
-                    "cpu_pct": self._meter.room_pct.get(room_id),
-                    "stages": room.receipt_summary(),
-                    "screen_limits": _screen_limits(room),
+            try:
+                self._meter.sample(self.rooms.items())
+                rooms = {
+                    room_id: {
+                        "cpu_pct": self._meter.room_pct.get(room_id),
+                        "stages": room.receipt_summary(),
+                        "screen_limits": _screen_limits(room),
+                    }
+                    for room_id, room in self.rooms.items()
                 }
-                for room_id, room in self.rooms.items()
-            }
+            except Exception:
+                # A figure that cannot be had must not silence the worker: the watchdog would
+                # take that for a hang and end every call here.
+                logger.exception("stats failed; reporting the process alone")
+                rooms = {}
             self._send({"event": "stats", "cpu_pct": round(self._meter.process_pct, 1), "rooms": rooms})
 
     # -------------------------------------------------------------- closing

@@ -239,7 +239,9 @@ class WorkerPool:
         live = [w for w in self.workers.values() if w.alive]
         if not live or self._stopping:
             raise WorkerGone("no media worker is running")
-        worker = min(live, key=lambda w: (len(w.rooms), w.cpu_pct))
+        # A worker still importing (just started or replaced) serves only if none is ready.
+        ready = [w for w in live if w.ready] or live
+        worker = min(ready, key=lambda w: (len(w.rooms), w.cpu_pct))
         self._next_room += 1
         room_id = f"r{self._next_room}"
         worker.rooms.add(room_id)
