@@ -33,6 +33,25 @@ class Bitrate:
         return max(self.min, min(value, self.max))
 
 
+class SentRate:
+    """Bits per second put out over the last :data:`SENT_WINDOW_S` (None before half a window's
+    history). ``add`` may be called from an encoder's thread: one append is safe."""
+
+    def __init__(self) -> None:
+        self._sent: deque[tuple[float, int]] = deque()
+
+    def add(self, size: int, now: float) -> None:
+        self._sent.append((now, size))
+        while self._sent and self._sent[0][0] < now - SENT_WINDOW_S:
+            self._sent.popleft()
+
+    def bps(self, now: float) -> float | None:
+        samples = list(self._sent)
+        if not samples or now - samples[0][0] < SENT_WINDOW_S / 2:
+            return None
+        return sum(size for at, size in samples if at >= now - SENT_WINDOW_S) * 8 / SENT_WINDOW_S
+
+
 @dataclass(slots=True)
 class RateGovernor:
     """The bitrate an encoder should run at, given the estimates a browser sends (time passed in).
@@ -51,23 +70,18 @@ class RateGovernor:
     changes: int = 0
     last_estimate: float | None = None  # what the browser said last (bits per second)
     _since: float | None = None
-    _sent: deque[tuple[float, int]] = field(default_factory=deque)
+    _sent: SentRate = field(default_factory=lambda: SentRate())
 
     def __post_init__(self) -> None:
         self.running = self.bitrate.clamp(self.bitrate.start)
 
     def sent(self, size: int, now: float) -> None:
         """The encoder put out ``size`` bytes (called from its thread; one append is safe)."""
-        self._sent.append((now, size))
-        while self._sent and self._sent[0][0] < now - SENT_WINDOW_S:
-            self._sent.popleft()
+        self._sent.add(size, now)
 
     def sending_bps(self, now: float) -> float | None:
-        """What the encoder put out over the last second; None before it has a second's history."""
-        samples = list(self._sent)
-        if not samples or now - samples[0][0] < SENT_WINDOW_S / 2:
-            return None
-        return sum(size for at, size in samples if at >= now - SENT_WINDOW_S) * 8 / SENT_WINDOW_S
+        """What the encoder put out over the last second; None before it has half a second's history."""
+        return self._sent.bps(now)
 
     def estimate(self, bps: float, now: float) -> int:
         """Take a new estimate; returns the rate to run at (the same value if nothing changes)."""

@@ -18,6 +18,7 @@ VIDEO_RATE = 90000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_RATE)
 QUEUE_FRAMES = 3  # a receiver this far behind skips to the next keyframe
 UNCAPPED_BPS = 50_000_000  # a REMB this high lifts an earlier cap on a sender
+KEYFRAME_ASK_S = 0.3  # a source is asked for a keyframe at most this often
 
 
 def is_keyframe(codec: str, data: bytes) -> bool:

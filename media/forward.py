@@ -37,7 +37,14 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
 from media import aiortc_internals as internals
-from media.encoded import UNCAPPED_BPS, VIDEO_RATE, VIDEO_TIME_BASE, KeyframeQueue, is_keyframe
+from media.encoded import (
+    KEYFRAME_ASK_S,
+    UNCAPPED_BPS,
+    VIDEO_RATE,
+    VIDEO_TIME_BASE,
+    KeyframeQueue,
+    is_keyframe,
+)
 from media.peers import MarkerJitterBuffer
 from media.tracks import FrameSlot, TrackDrain
 
@@ -48,7 +55,6 @@ AUDIO_RATE = 48000
 AUDIO_PTIME = 0.020
 AUDIO_SAMPLES = int(AUDIO_RATE * AUDIO_PTIME)
 
-KEYFRAME_ASK_S = 0.3  # at most one keyframe request upstream this often
 IDLE_WAIT_S = 0.1  # how often a track with nothing to send looks again (a mode change, a stop)
 ESTIMATE_EVERY_S = 1.0  # the agent's estimate goes upstream when it changes, or this often
 

@@ -24,7 +24,6 @@ import contextlib
 import logging
 import time
 import weakref
-from collections import deque
 from collections.abc import Iterable
 
 import av
@@ -32,8 +31,8 @@ from aiortc import RTCRtpSender
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media import aiortc_internals as internals
-from media.bitrate import Bitrate
-from media.encoded import UNCAPPED_BPS, VIDEO_TIME_BASE, KeyframeQueue, is_keyframe
+from media.bitrate import Bitrate, SentRate
+from media.encoded import KEYFRAME_ASK_S, UNCAPPED_BPS, VIDEO_TIME_BASE, KeyframeQueue, is_keyframe
 from media.passthrough import STALL_S, CameraPassthrough
 from media.peers import FastH264Encoder, SafeVp8Encoder
 from media.receipt import LatencyReceipt
@@ -41,31 +40,11 @@ from media.receipt import LatencyReceipt
 logger = logging.getLogger(__name__)
 
 VIEWER_QUEUE = 2  # encoded frames a viewer may have waiting before it skips to a keyframe
-KEYFRAME_ASK_S = 1.0  # ask a source for a keyframe at most this often while waiting for one
 CAP_BELOW = 0.85  # the customer's estimate caps the forwarded camera once under this share of its rate
 LOSSY = 0.05  # ... and the customer's receiver reports lose at least this share of packets
 LIFT_AFTER_S = 3.0  # a cap is lifted after this long without loss
 CHECK_EVERY_S = 1.0  # receiver reports come about once a second
 PAUSE_AFTER_ERROR_S = 0.1  # a source that keeps failing is not retried in a tight loop
-RATE_WINDOW_S = 1.0
-
-
-class RateMeter:
-    """Bits per second over the last :data:`RATE_WINDOW_S` (None until a window's worth is seen)."""
-
-    def __init__(self) -> None:
-        self._sizes: deque[tuple[float, int]] = deque()
-
-    def add(self, size: int, now: float) -> None:
-        self._sizes.append((now, size))
-        while self._sizes and now - self._sizes[0][0] > 2 * RATE_WINDOW_S:
-            self._sizes.popleft()
-
-    def bps(self, now: float) -> float | None:
-        if not self._sizes or now - self._sizes[0][0] < RATE_WINDOW_S:
-            return None
-        recent = sum(size for at, size in self._sizes if now - at <= RATE_WINDOW_S)
-        return recent * 8 / RATE_WINDOW_S
 
 
 class _WholeFrameVp8(SafeVp8Encoder):
@@ -125,7 +104,7 @@ class Program:
         self._keyframe_due = True
         self._asked = 0.0
         self._capped: float | None = None
-        self._forwarded_rate = RateMeter()
+        self._forwarded_rate = SentRate()
         self._checked_at = 0.0
         self._clear_since: float | None = None
         self._pump: asyncio.Task[None] | None = None
@@ -262,7 +241,7 @@ class Program:
         """Keyframe requests and the viewers' estimate go upstream to the agent's browser."""
         p = self.passthrough
         assert p is not None
-        if (self._keyframe_due or p.keyframe_needed) and time.monotonic() - self._asked > KEYFRAME_ASK_S / 4:
+        if (self._keyframe_due or p.keyframe_needed) and time.monotonic() - self._asked > KEYFRAME_ASK_S:
             self._keyframe_due = p.keyframe_needed = False
             self._asked = time.monotonic()
             await p.request_keyframe()

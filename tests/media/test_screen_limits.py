@@ -16,6 +16,7 @@ from media.room import Room
 from media.screen_limits import FpsGate, LimitedSlot, ScreenLimits, detail_size, fit_planes
 from media.sources import ScreenTrack, TestCardTrack
 from media.tracks import FrameSlot
+from tests.media.test_room import wait_for
 
 # ------------------------------------------------------------------ pure
 
@@ -125,14 +126,6 @@ async def test_the_screen_slot_drops_frames_past_the_cap_and_a_new_scale_redraws
 
 
 # ------------------------------------------------------------------ a real room
-
-
-async def wait_for(predicate, timeout=10.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
 
 
 async def rate(slot: FrameSlot, seconds: float) -> float:
