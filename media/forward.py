@@ -274,7 +274,6 @@ class ForwardTrack(SlotTrack):
 
     def _poke(self) -> None:
         self._changed.set()
-        self._changed = asyncio.Event()
 
     def _next_pts(self, at: float) -> int:
         # One timeline, the server's clock at arrival, across sources and modes: a reload or a
@@ -288,6 +287,7 @@ class ForwardTrack(SlotTrack):
         while True:
             if self.readyState != "live":
                 raise MediaStreamError
+            self._changed.clear()  # before looking: a poke from here on wakes the wait below
             mode = self.forward.mode
             if mode is not None:
                 await self._ask_upstream(mode)
@@ -303,13 +303,12 @@ class ForwardTrack(SlotTrack):
                     frame.pts = self._next_pts(latest.arrived if latest is not None else time.monotonic())
                     frame.time_base = VIDEO_TIME_BASE
                     return frame
-            changed = self._changed
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(IDLE_WAIT_S):
                     if mode == "decode":
                         await self.slot.wait_newer(self._version, timeout=None)
                     else:
-                        await changed.wait()
+                        await self._changed.wait()
 
     async def _ask_upstream(self, mode: str) -> None:
         """A keyframe request due goes to the source (at most every KEYFRAME_ASK_S: one held back
