@@ -297,17 +297,22 @@ class WorkerPool:
         await dead.stop(self._stop_timeout_s)  # reaps the dead process (no zombie)
         # One that died before it could serve will likely do so again: wait longer each time.
         failures = self._failures[dead.name] = 0 if dead.ready else self._failures.get(dead.name, 0) + 1
-        if failures:
-            await asyncio.sleep(min(RESTART_BACKOFF_MAX_S, 2.0 ** (failures - 1)))
-        if self._stopping:
-            return
-        worker = self._make(dead.name)
-        self.workers[dead.name] = worker
-        try:
-            await worker.start()
-        except Exception:
-            # The pool carries on with the workers it has; new rooms go to them.
-            logger.exception("%s could not be restarted", dead.name)
+        while True:
+            if failures:
+                await asyncio.sleep(min(RESTART_BACKOFF_MAX_S, 2.0 ** (failures - 1)))
+            if self._stopping:
+                return
+            worker = self._make(dead.name)
+            self.workers[dead.name] = worker
+            try:
+                await worker.start()
+                return
+            except Exception:
+                # The pool carries on with the workers it has (new rooms go to them) and tries
+                # again, waiting longer each time: a worker that never starts has no exit to
+                # bring it back.
+                logger.exception("%s could not be restarted", dead.name)
+                failures = self._failures[dead.name] = self._failures.get(dead.name, 0) + 1
 
     async def stop(self) -> None:
         """Stop every worker (each closes its rooms), kill any that hangs. Safe to call twice."""
