@@ -56,7 +56,7 @@ class MediaControl:
         *,
         send: SendFn,
         end_call: EndFn,
-        requeue_call: RequeueFn | None = None,
+        requeue_call: RequeueFn,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -157,10 +157,8 @@ class MediaControl:
                 failed = {"type": "media_status", "call_id": call.id, "role": "customer", "state": "failed"}
                 self._send(call, "customer", failed)
                 self.close(call)
-            elif self._requeue_call is not None:
-                self._spawn(self._requeue_call(call), f"{call.id} media lost")
             else:
-                self._spawn(self._end_call(call, "media_failed"), f"{call.id} media lost")
+                self._spawn(self._requeue_call(call), f"{call.id} media lost")
 
         return on_lost
 
