@@ -317,10 +317,10 @@ class Admission:
         if settled != self._calls or starting:
             self._steady_since = now
         self._calls = settled
-        if self._running == 0 and call_starts:
-            self._running = len(call_starts)
-            self._reshed(now)  # the first call on a busy machine sheds at once
+        first_call = self._running == 0 and bool(call_starts)
         self._running = len(call_starts)
+        if first_call:
+            self._reshed(now)  # the first call on a busy machine sheds at once
         allowed = seats(
             busy_pct=self.busy_pct,
             budget_pct=self.budget_pct,
