@@ -299,16 +299,20 @@ class Switchboard:
             except TimeoutError:
                 pass
             try:
-                async with self._lock:
-                    now = self.clock()
-                    await self.lifecycle.apply(self.matchmaker.tick(now))
-                    await self.grace_periods.expire(now)
-                    await self._admit()
-                    self.media.push_receipts(self.directory.active_calls(), self.clock())
-                    self.reports.publish()
+                await self.run_due()
             except Exception:
                 # A bug in one expiry must not stop every later one.
                 logger.exception("timer step failed")
+
+    async def run_due(self) -> None:
+        """Apply everything due at the clock's now: offers, grace periods, wrap-up, receipts."""
+        async with self._lock:
+            now = self.clock()
+            await self.lifecycle.apply(self.matchmaker.tick(now))
+            await self.grace_periods.expire(now)
+            await self._admit()
+            self.media.push_receipts(self.directory.active_calls(), self.clock())
+            self.reports.publish()
 
     def _next_deadline(self) -> float | None:
         times = [self.matchmaker.next_deadline(), *self.grace_periods.deadlines()]
