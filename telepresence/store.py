@@ -2,7 +2,8 @@
 
 The :class:`Store` protocol is async and deals only in JSON-compatible values (no
 live objects), so a Redis store can stand behind the same interface when several
-server processes share one queue. :class:`MemoryStore` is the embedded default.
+server processes share one queue. :class:`MemoryStore` is the embedded default;
+:class:`~telepresence.redis_store.RedisStore` the shared one.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 Json = dict[str, Any]
 
@@ -108,7 +112,14 @@ class MemoryStore:
             del self._tickets[ticket]
 
 
-def create_store(kind: str) -> Store:
+def create_store(kind: str, redis: Redis | None = None) -> Store:
+    """The store for these settings: on ``redis`` when the centre has one, whatever ``kind`` says."""
+    if redis is not None:
+        from telepresence.redis_store import RedisStore
+
+        return RedisStore(redis)
     if kind == "memory":
         return MemoryStore()
-    raise ValueError(f"unknown store {kind!r} (this version has: memory)")
+    if kind == "redis":
+        raise ValueError("store 'redis' needs a Redis URL (redis_url, --redis)")
+    raise ValueError(f"unknown store {kind!r} (this version has: memory, redis)")

@@ -7,7 +7,7 @@ import contextlib
 import json
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import websockets
 from telepresence.app import create_app
 from telepresence.auth import Claims, TokenAuthority
 from telepresence.config import Settings
+from tests.redis_server import REDIS_SERVER, RedisServer
 
 TEST_SECRET = "test-secret-0123456789abcdef"
 
@@ -40,6 +41,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """This test's own running ``redis-server`` (``.url``, ``.port``, ``stop/kill/start()``)."""
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+    server = RedisServer(free_port(), tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
 
 
 @dataclass
