@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 import time
@@ -21,13 +22,25 @@ def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
 
 
 def serve(args: argparse.Namespace) -> int:
+    settings = _settings(
+        args,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        media_workers=args.media_workers,
+        redis_url=args.redis,
+    )
+    if settings.redis_url is not None:
+        # Before the slow imports below: a wrong URL or secret is said within a second or two.
+        problem = _redis_problem(settings.redis_url, settings)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
+
     import uvicorn
 
     from telepresence.app import authority_for, create_app
 
-    settings = _settings(
-        args, host=args.host, port=args.port, log_level=args.log_level, media_workers=args.media_workers
-    )
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -57,6 +70,25 @@ def serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
     )
     return 0
+
+
+def _redis_problem(url: str, settings: Settings) -> str | None:
+    """Why this centre cannot start on the Redis at ``url`` (unreachable, another centre's), or None."""
+    from telepresence.auth import load_or_create_secret
+    from telepresence.redis_link import CentreMismatch, RedisUnavailable, open_redis
+
+    # The secret tokens are signed with, wherever it comes from: the one the centre must share.
+    secret = load_or_create_secret(settings.secret, settings.state_dir / "secret")
+
+    async def check() -> None:
+        client = await open_redis(url, secret)
+        await client.aclose()
+
+    try:
+        asyncio.run(check())
+    except (RedisUnavailable, CentreMismatch) as exc:
+        return str(exc)
+    return None
 
 
 def _workers_line(count: int) -> str:
@@ -101,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--media-workers",
         type=int,
         help="media worker processes, each owning whole calls (default: one per core; 0: in this process)",
+    )
+    serve_parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="redis://HOST:PORT/DB: every process with this URL and secret is one contact centre",
     )
     serve_parser.add_argument("--agent-name", default="agent", help="name in the printed agent link")
     serve_parser.set_defaults(handler=serve)

@@ -21,6 +21,10 @@ class Settings:
     state_dir: Path = field(default_factory=lambda: Path.home() / ".telepresence")
     secret: str | None = None
     store: str = "memory"
+    # redis://HOST:PORT/DB (also rediss://, unix://): every process started with the same URL
+    # and secret is one contact centre, and the store is Redis whatever ``store`` says. None
+    # (or an empty TELEPRESENCE_REDIS_URL): this process alone, in memory.
+    redis_url: str | None = None
     web_root: Path = WEB_ROOT
     # Routing.
     offer_timeout_s: float = 20.0
@@ -107,6 +111,9 @@ class Settings:
             raise ValueError(f"setting media_workers: {settings.media_workers} is below 0")
         if not -20 <= settings.media_worker_nice <= 19:
             raise ValueError(f"setting media_worker_nice: {settings.media_worker_nice} is not in -20..19")
+        if settings.redis_url is not None and not settings.redis_url.startswith(_REDIS_SCHEMES):
+            # The value is not shown: it may hold a password.
+            raise ValueError("setting redis_url: not a redis://, rediss:// or unix:// URL")
         settings.video_codec = settings.video_codec.upper()
         if settings.video_codec not in ("VP8", "H264"):
             raise ValueError(f"setting video_codec: {settings.video_codec!r} is not VP8 or H264")
@@ -127,6 +134,7 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _LABEL = re.compile(r"[a-z0-9_.\-]{1,40}")
 
 
@@ -137,6 +145,8 @@ def labels(text: str) -> tuple[str, ...]:
 
 def _coerce(name: str, kind: object, value: object) -> object:
     kind = str(kind)
+    if value == "" and kind.endswith("| None"):
+        return None  # an empty env var (TELEPRESENCE_REDIS_URL=) unsets an optional setting
     try:
         if kind.startswith("float"):
             return float(value)  # type: ignore[arg-type]
