@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
@@ -17,6 +18,7 @@ from starlette.websockets import WebSocket
 from media import sections
 from media.heap import map_large_blocks
 from telepresence.auth import AuthError, TokenAuthority, load_or_create_secret
+from telepresence.centre.node import CentreNode
 from telepresence.config import Settings
 from telepresence.host_control import is_host_message
 from telepresence.metrics import Metrics
@@ -36,20 +38,38 @@ def authority_for(settings: Settings) -> TokenAuthority:
     return TokenAuthority(load_or_create_secret(settings.secret, settings.state_dir / "secret"))
 
 
+UNSUPPORTED_ACROSS_PROCESSES = {
+    "type": "error",
+    "code": "unsupported",
+    "message": "the avatar host runs on a single-process centre (no --redis) in this version",
+}
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the app. State lives on ``app.state``, created and torn down by the lifespan."""
     settings = settings or Settings.load()
-    authority = authority_for(settings)
+    secret = load_or_create_secret(settings.secret, settings.state_dir / "secret")
+    authority = TokenAuthority(secret)
     metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         map_large_blocks()  # calls' frames must not fragment the heap (media/heap.py)
+        app.state.started_at = time.time()
+        if settings.redis_url:
+            # One of many processes of one centre (telepresence/centre/).
+            centre = CentreNode(settings, authority, metrics, secret)
+            await centre.start()
+            app.state.centre, app.state.switchboard = centre, None
+            try:
+                yield
+            finally:
+                await centre.stop()
+            return
         store = create_store(settings.store)
         switchboard = Switchboard(settings, store, authority, metrics)
         await switchboard.start()
-        app.state.switchboard = switchboard
-        app.state.started_at = time.time()
+        app.state.centre, app.state.switchboard = None, switchboard
         try:
             yield
         finally:
@@ -57,17 +77,31 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await store.close()
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        centre: CentreNode | None = request.app.state.centre
+        if centre is None:
+            return JSONResponse({"status": "ok"})
+        healthy, report = await centre.health()
+        return JSONResponse(report, status_code=200 if healthy else 503)
 
     async def metrics_endpoint(request: Request) -> Response:
-        request.app.state.switchboard.refresh_gauges()
+        if request.app.state.switchboard is not None:
+            request.app.state.switchboard.refresh_gauges()
         return Response(metrics.render(), media_type=PROMETHEUS_TEXT)
 
     async def api_status(request: Request) -> Response:
-        return JSONResponse(request.app.state.switchboard.status_report())
+        centre: CentreNode | None = request.app.state.centre
+        if centre is None:
+            return JSONResponse(request.app.state.switchboard.status_report())
+        try:
+            return JSONResponse(await centre.status())
+        except (RedisError, OSError, TimeoutError):
+            _, report = await centre.health()
+            return JSONResponse(report, status_code=503)
 
     async def host_api(request: Request) -> Response:
         """The brands' control API: the operator messages of the WebSocket, over HTTP."""
+        if request.app.state.centre is not None:
+            return JSONResponse(UNSUPPORTED_ACROSS_PROCESSES, status_code=501)
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         try:
             if scheme.lower() != "bearer" or not token:
@@ -94,7 +128,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return JSONResponse(reply or {"type": "ok"})
 
     async def websocket_endpoint(websocket: WebSocket) -> None:
-        await serve_socket(websocket, websocket.app.state.switchboard, settings, metrics)
+        state = websocket.app.state
+        handler = state.centre.door if state.centre is not None else state.switchboard
+        await serve_socket(websocket, handler, settings, metrics)
 
     def page(name: str):  # noqa: ANN202 - a small route factory
         async def endpoint(request: Request) -> Response:

@@ -34,11 +34,11 @@ class Reports:
     admission: Admission
     clock: Callable[[], float]
     # Customers to tell their status at the next publish even if their queue did not change.
-    _status_owed: set[str] = field(default_factory=set, init=False)
+    status_owed: set[str] = field(default_factory=set, init=False)
 
     def owe_status(self, customer_id: str) -> None:
         """Tell this customer their status at the next publish (a tab that rejoined)."""
-        self._status_owed.add(customer_id)
+        self.status_owed.add(customer_id)
 
     def publish(self) -> None:
         """Push each customer's position and wait if it changed.
@@ -48,7 +48,7 @@ class Reports:
         nothing however long the queues are. (Gauges are refreshed when /metrics is read.)
         """
         changed = self.matchmaker.take_changed_queues()
-        owed, self._status_owed = self._status_owed, set()
+        owed, self.status_owed = self.status_owed, set()
         if not changed and not owed:
             return
         now = self.clock()

@@ -13,14 +13,14 @@ import contextlib
 import itertools
 import json
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from telepresence.config import Settings
 from telepresence.metrics import Metrics
-from telepresence.protocol import ProtocolError, parse_client_message
-from telepresence.switchboard import Switchboard
+from telepresence.protocol import ClientMessage, ProtocolError, parse_client_message
+from telepresence.sessions import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,14 @@ _ids = itertools.count(1)
 _CLOSE = object()
 # After this many messages dropped in a row for flooding, the socket is closed.
 FLOOD_STRIKES = 20
+
+
+class MessageHandler(Protocol):
+    """Who a socket's messages go to: the switchboard, or a door of a centre of many processes."""
+
+    async def handle(self, conn: Connection, message: ClientMessage) -> None: ...
+
+    async def disconnected(self, conn: Connection) -> None: ...
 
 
 class TokenBucket:
@@ -104,7 +112,7 @@ class SocketConnection:
 
 
 async def serve_socket(
-    websocket: WebSocket, switchboard: Switchboard, settings: Settings, metrics: Metrics
+    websocket: WebSocket, switchboard: MessageHandler, settings: Settings, metrics: Metrics
 ) -> None:
     """Run one signalling socket until it closes."""
     await websocket.accept()

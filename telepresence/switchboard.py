@@ -63,6 +63,7 @@ class Switchboard:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        media: MediaControl | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -86,12 +87,14 @@ class Switchboard:
         self._wake = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
         self._closing = False
-        self.media = MediaControl(
+        # The rooms, here; or a stand-in that sends media messages to another process
+        # (telepresence.centre.media_router).
+        self.media = media or MediaControl(
             settings,
             metrics,
             send=self.directory.send_call,
-            end_call=self._end_call_for_media,
-            requeue_call=self._requeue_for_media,
+            end_call=self.end_call_for_media,
+            requeue_call=self.requeue_for_media,
         )
         self.host_control = HostControl(
             self.media,
@@ -267,7 +270,7 @@ class Switchboard:
             raise ProtocolError("out_of_order", "media can be negotiated only in a call")
         return call, role
 
-    async def _end_call_for_media(self, call: Call, reason: str) -> None:
+    async def end_call_for_media(self, call: Call, reason: str) -> None:
         async with self._lock:
             if call.active and self.matchmaker.customer_state(call.customer_id) is CustomerState.IN_CALL:
                 await self.lifecycle.apply(
@@ -276,7 +279,7 @@ class Switchboard:
                 self.reports.publish()
                 self._wake.set()
 
-    async def _requeue_for_media(self, call: Call) -> None:
+    async def requeue_for_media(self, call: Call) -> None:
         """The call's media process died: the call ends as an agent drop ends it (reason
         ``agent_left``), the customer back at their place in the queue."""
         async with self._lock:
@@ -290,7 +293,7 @@ class Switchboard:
     async def _run_timers(self) -> None:
         """The one task that expires offers, affinity windows, grace periods and wrap-up."""
         while True:
-            deadline = self._next_deadline()
+            deadline = self.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
             self._wake.clear()
             try:
@@ -314,7 +317,7 @@ class Switchboard:
             self.media.push_receipts(self.directory.active_calls(), self.clock())
             self.reports.publish()
 
-    def _next_deadline(self) -> float | None:
+    def next_deadline(self) -> float | None:
         times = [self.matchmaker.next_deadline(), *self.grace_periods.deadlines()]
         if any(c.active and c.room is not None for c in self.directory.calls.values()):
             times.append(self.media.next_receipt_at)

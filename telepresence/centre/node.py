@@ -1,0 +1,143 @@
+"""This process's part in a centre of many: its door, and its campaign to lead.
+
+Started by the app's lifespan when ``redis_url`` is set. The node is named by the address
+it serves (``host:port``, as /api/status shows it); each start is a new incarnation, so
+messages meant for the sockets of an earlier life of the same address go nowhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from telepresence.auth import TokenAuthority
+from telepresence.centre import keys
+from telepresence.centre.door import Door
+from telepresence.centre.leader import Leader, LeaseLost
+from telepresence.centre.lease import CAMPAIGN_S, Lease
+from telepresence.centre.media_router import MediaRouter
+from telepresence.centre.remote import Effects
+from telepresence.config import Settings
+from telepresence.metrics import Metrics
+from telepresence.redis_link import open_redis, redact_url
+from telepresence.redis_store import RedisStore
+from telepresence.switchboard import Switchboard
+
+logger = logging.getLogger(__name__)
+
+HEALTH_TIMEOUT_S = 1.0
+
+
+class CentreNode:
+    """The door and, while this process holds the lease, the leader."""
+
+    def __init__(
+        self, settings: Settings, authority: TokenAuthority, metrics: Metrics, secret: bytes
+    ) -> None:
+        assert settings.redis_url, "a centre node needs redis_url"
+        self.settings = settings
+        self.url = settings.redis_url
+        self._authority = authority
+        self._metrics = metrics
+        self._secret = secret
+        self.node = f"{settings.host}:{settings.port}"
+        self.incarnation = secrets.token_hex(4)
+        self.leader: Leader | None = None
+        self._campaign: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._text = await open_redis(self.url, self._secret)  # refuses another centre's database
+        self._redis = Redis.from_url(self.url)  # bytes: snapshots are binary
+        self.store = RedisStore(self._text)
+        self.door = Door(
+            self._redis, self.settings, self._metrics, node=self.node, incarnation=self.incarnation
+        )
+        await self.door.start()
+        self.lease = Lease(self._redis, self.door.me)
+        self._campaign = asyncio.create_task(self._campaign_for_lead(), name="centre-campaign")
+        logger.info("node %s joined the centre at %s", self.node, redact_url(self.url))
+
+    async def stop(self) -> None:
+        if self._campaign is not None:
+            self._campaign.cancel()
+            await asyncio.gather(self._campaign, return_exceptions=True)
+        await self.door.stop()
+        await self._redis.aclose()
+        await self._text.aclose()
+
+    async def _campaign_for_lead(self) -> None:
+        unreachable = False
+        while True:
+            try:
+                if await self.lease.acquire():
+                    await self._lead()
+                unreachable = False
+            except RedisError as exc:
+                if not unreachable:
+                    logger.error("Redis at %s is unreachable: %s", redact_url(self.url), exc)
+                unreachable = True
+            await asyncio.sleep(CAMPAIGN_S)
+
+    async def _lead(self) -> None:
+        self.leader = Leader(self._redis, self.lease, self._metrics, self._make_switchboard)
+        try:
+            await self.leader.run()
+        except LeaseLost as exc:
+            logger.warning("no longer leading: %s", exc)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._release())
+            raise
+        except Exception:
+            # Redis lost mid-step, or a bug: this term's memory may be ahead of what was
+            # committed, so it is dropped; the next term starts again from the commit.
+            logger.exception("the leader's term ended")
+            await self._release()
+        finally:
+            self.leader = None
+
+    async def _release(self) -> None:
+        try:
+            await self.lease.release()
+        except RedisError:
+            pass  # it expires by itself
+
+    def _make_switchboard(self, effects: Effects) -> tuple[Switchboard, MediaRouter]:
+        router = MediaRouter(effects)
+        # Wall-clock time: deadlines in the snapshot must mean the same on every machine.
+        switchboard = Switchboard(
+            self.settings,
+            self.store,
+            self._authority,
+            self._metrics,
+            clock=time.time,
+            wall_clock=time.time,
+            media=router,  # type: ignore[arg-type]  # the same calls, sent to the hosting door
+        )
+        router.bind(switchboard.directory)
+        return switchboard, router
+
+    # ---------------------------------------------------------------- reports
+
+    async def status(self) -> dict[str, Any]:
+        """/api/status: the centre's figures as of the leader's last commit, this node and the leader."""
+        raw, leader = await asyncio.wait_for(self._text.mget(keys.STATUS, keys.LEADER), HEALTH_TIMEOUT_S)
+        report = json.loads(raw) if raw else {}
+        return {**report, "node": self.node, "leader": leader.partition("#")[0] if leader else None}
+
+    async def health(self) -> tuple[bool, dict[str, Any]]:
+        try:
+            await asyncio.wait_for(self._text.ping(), HEALTH_TIMEOUT_S)
+        except (RedisError, OSError, TimeoutError) as exc:
+            return False, {
+                "status": "unavailable",
+                "node": self.node,
+                "reason": f"Redis at {redact_url(self.url)} is unreachable: {exc or type(exc).__name__}",
+            }
+        return True, {"status": "ok", "node": self.node, "leading": self.leader is not None}
