@@ -52,6 +52,10 @@ class ServeProcess:
             time.sleep(0.1)
         raise AssertionError(f"serve on {self.port} did not start:\n{self.log()}")
 
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def log(self) -> str:
         return self._log.read_text(errors="replace")[-4000:]
 
