@@ -119,6 +119,17 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(8)}"
 
 
+class Ids:
+    """Where the switchboard's new ids and tickets come from: fresh random ones here; a
+    sequence a successor can replay on a centre of many processes (telepresence.centre.ids)."""
+
+    def new_id(self, prefix: str) -> str:
+        return new_id(prefix)
+
+    def new_ticket(self) -> str:
+        return new_ticket()
+
+
 def load_or_create_secret(env_value: str | None, path: Path) -> bytes:
     """The secret from the environment, else from ``path``, else a new one written there (0600)."""
     if env_value:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from telepresence.admission import Admission, sender_limits
-from telepresence.auth import new_id
+from telepresence.auth import Ids
 from telepresence.calls import Call
 from telepresence.config import Settings
 from telepresence.directory import Directory
@@ -51,6 +51,7 @@ class CallLifecycle:
     admission: Admission
     clock: Callable[[], float]
     wall_clock: Callable[[], float]
+    ids: Ids
 
     # ----------------------------------------------------------------- events
 
@@ -127,7 +128,7 @@ class CallLifecycle:
         agent = self.directory.agents[event.agent_id]
         agent.offers.discard(event.offer_id)
         customer = self.directory.customers[event.customer_id]
-        call = Call(new_id("call"), customer.customer_id, agent.agent_id, started_at=now)
+        call = Call(self.ids.new_id("call"), customer.customer_id, agent.agent_id, started_at=now)
         self.directory.calls[call.id] = call
         customer.call_id = call.id
         customer.last_status = None  # so a later re-queue always pushes a fresh status

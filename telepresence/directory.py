@@ -9,6 +9,8 @@ nothing: the switchboard's parts add and remove its entries.
 
 from __future__ import annotations
 
+import hmac
+
 from media.room import Role
 from telepresence.auth import Claims
 from telepresence.calls import Call
@@ -32,6 +34,10 @@ class Directory:
     def staff(self, claims: Claims) -> dict[str, AgentSession]:
         """The agents or the operators, whichever ``claims`` names one of."""
         return self.agents if claims.role == "agent" else self.operators
+
+    def customer_by_ticket(self, ticket: str) -> CustomerSession | None:
+        """The customer a rejoin ticket belongs to (a scan: rejoins are rare next to messages)."""
+        return next((c for c in self.customers.values() if hmac.compare_digest(c.ticket, ticket)), None)
 
     def calls_of(self, session: AgentSession) -> list[str]:
         """The ids of an agent's active calls, oldest first."""

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from telepresence import protocol as p
-from telepresence.auth import AuthError, TokenAuthority, new_id, new_ticket
+from telepresence.auth import AuthError, Ids, TokenAuthority
 from telepresence.call_lifecycle import CallLifecycle
 from telepresence.config import Settings
 from telepresence.directory import Directory
@@ -43,6 +43,7 @@ class Reception:
     host_control: HostControl
     clock: Callable[[], float]
     wall_clock: Callable[[], float]
+    ids: Ids
 
     async def from_anonymous(self, conn: Connection, message: p.ClientMessage) -> None:
         if isinstance(message, p.Join):
@@ -69,9 +70,9 @@ class Reception:
             raise ProtocolError("already_queued", "you are already in the queue in another tab")
         key = QueueKey(message.skill.lower(), message.language.lower())
         self._check_queue(key)
-        customer_id = customer_id or new_id("cust")
+        customer_id = customer_id or self.ids.new_id("cust")
         now = self.clock()
-        session = CustomerSession(customer_id, new_ticket(), message.name, message.topic, key, conn)
+        session = CustomerSession(customer_id, self.ids.new_ticket(), message.name, message.topic, key, conn)
         history = await self.store.get_history(customer_id)
         last_agent = history[-1]["agent"] if history else None
         self.directory.customers[customer_id] = session
@@ -99,9 +100,10 @@ class Reception:
             raise ProtocolError("unknown_queue", f"this centre does not serve the language {key.language!r}")
 
     async def _rejoin(self, conn: Connection, ticket: str) -> None:
-        record = await self.store.get_ticket(ticket)
-        session = self.directory.customers.get(record["customer_id"]) if record else None
-        if session is None or session.ticket != ticket:
+        # The directory, not the store, knows a live ticket: a decision must depend only on
+        # the switchboard's state (a centre's new leader replays decisions: telepresence/centre).
+        session = self.directory.customer_by_ticket(ticket)
+        if session is None:
             raise ProtocolError("unknown_ticket", "that ticket has expired; please join the queue again")
         if session.conn is not None:
             self.directory.by_conn.pop(session.conn.id, None)

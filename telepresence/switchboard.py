@@ -29,7 +29,7 @@ from collections.abc import Callable
 from media.room import Role
 from telepresence import protocol as p
 from telepresence.admission import Admission, ShedStep, sender_limits
-from telepresence.auth import TokenAuthority, new_id
+from telepresence.auth import Ids, TokenAuthority
 from telepresence.call_lifecycle import CallLifecycle
 from telepresence.calls import Call
 from telepresence.config import Settings, labels
@@ -64,6 +64,7 @@ class Switchboard:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         media: MediaControl | None = None,
+        ids: Ids | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -71,6 +72,7 @@ class Switchboard:
         self.metrics = metrics
         self.clock = clock
         self.wall_clock = wall_clock
+        self.ids = ids or Ids()
         self.matchmaker = Matchmaker(
             offer_timeout_s=settings.offer_timeout_s,
             affinity_window_s=settings.affinity_window_s,
@@ -119,6 +121,7 @@ class Switchboard:
             admission=self.admission,
             clock=clock,
             wall_clock=wall_clock,
+            ids=self.ids,
         )
         self.reports = Reports(
             metrics=metrics,
@@ -140,6 +143,7 @@ class Switchboard:
             host_control=self.host_control,
             clock=clock,
             wall_clock=wall_clock,
+            ids=self.ids,
         )
         self.session_messages = SessionMessages(
             store=store,
@@ -258,7 +262,9 @@ class Switchboard:
             role: Role = "customer"
             if call is None and self.media.greets:
                 if session.lobby is None:
-                    session.lobby = Call(new_id("lobby"), session.customer_id, "", started_at=self.clock())
+                    session.lobby = Call(
+                        self.ids.new_id("lobby"), session.customer_id, "", started_at=self.clock()
+                    )
                 call = session.lobby
         elif session.claims.role == "agent":
             calls = self.directory.calls_of(session)

@@ -3,10 +3,10 @@
 PREFIX = "tp:"
 LEADER = PREFIX + "leader"  # the lease: the leading node's incarnation, with a time to live
 INBOX = PREFIX + "inbox"  # stream: what the doors' sockets said, in the order the leader applies it
-SNAPSHOT = PREFIX + "snapshot"  # the centre's state as of the last commit
-APPLIED = PREFIX + "applied"  # the last inbox entry that snapshot includes
+STEPS = PREFIX + "steps"  # stream: each committed step of the leader (which entries, at what time)
+SNAPSHOT = PREFIX + "snapshot"  # the centre's state after some step (pickled with that step's id)
 STATUS = PREFIX + "status"  # /api/status as of the last commit (JSON)
-METRICS = PREFIX + "metrics"  # the leader's centre-wide metrics as of the last commit (Prometheus text)
+METRICS = PREFIX + "metrics"  # the leader's centre-wide metrics (Prometheus text), refreshed each second
 
 
 def outbox(node: str) -> str:

@@ -1,14 +1,17 @@
-"""The leader: the centre's one switchboard, applying the inbox in order, committing atomically.
+"""The leader: the centre's one switchboard, applying the inbox in order, step by step.
 
-A term starts from the last committed snapshot and the inbox entries after it. Each step
-reads what the doors appended, applies it (and whatever fell due: offers expiring, grace
-periods ending) to a real :class:`~telepresence.switchboard.Switchboard` whose sockets are
+A step reads what the doors appended to the inbox, applies it (and whatever fell due:
+offers expiring, grace periods ending; and doors found gone) to a real
+:class:`~telepresence.switchboard.Switchboard` whose sockets are
 :class:`~telepresence.centre.remote.RemoteConnection` s, then commits in ONE Lua script:
-the lease still ours, the new snapshot, the last entry applied, /api/status, and every
-message caused, on the outbox stream of the door that holds each socket. A leader that
-dies before a commit leaves no trace; its successor applies the same entries again, so
-no decision is lost or taken twice. The store's writes (tickets, chat, history) are not in
-the commit: an entry applied twice may append its chat line twice (docs/scale-out.md).
+the lease still ours, the step's record (:class:`~telepresence.centre.replay.StepRecord`),
+/api/status, and every message caused, on the outbox stream of the door that holds each
+socket. A leader that dies before a commit leaves no trace: its successor applies the same
+entries again. Every few seconds the leader also writes a snapshot of the whole state; a
+new term restores the latest and replays the steps recorded since, silently (their
+messages were sent), so no decision is lost or taken twice. The store's writes are outside
+the commit: an entry applied again after a leader died mid-step may append its chat line
+or history twice (docs/scale-out.md).
 
 The leader also watches the doors' heartbeats: the sockets of a door that is gone are
 closed as a socket close is (customers keep their place for ``rejoin_grace_s``), and the
@@ -21,38 +24,49 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from telepresence import protocol as p
+from telepresence.auth import TokenAuthority
 from telepresence.centre import keys, snapshot
+from telepresence.centre.ids import DerivedIds
 from telepresence.centre.lease import RENEW_S, Lease
 from telepresence.centre.media_router import MediaRouter
 from telepresence.centre.remote import Effects, RemoteConnection, SocketAddress
+from telepresence.centre.replay import ReplayStore, StepRecord
+from telepresence.config import Settings
 from telepresence.host_control import is_host_message
 from telepresence.metrics import Metrics
 from telepresence.protocol import ProtocolError, parse_client_message
 from telepresence.sessions import AgentSession
+from telepresence.store import Store
 from telepresence.switchboard import Switchboard
 
 logger = logging.getLogger(__name__)
 
-BATCH = 256  # inbox entries applied per commit at most
+BATCH = 256  # inbox entries applied in one step at most
 DOOR_CHECK_S = 1.0
 DOOR_GONE_S = 2.0  # a heartbeat missing this long (after its own time to live) is a dead door
+SNAPSHOT_EVERY_S = 5.0  # bounds a successor's replay; a snapshot of 10,000 waiting costs ~30 ms
 OUTBOX_MAXLEN = 10_000
 
-_COMMIT = """
+_COMMIT_STEP = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+local id = redis.call('XADD', KEYS[2], '*', 'r', ARGV[2])
+redis.call('SET', KEYS[3], ARGV[3])
+for k = 4, #KEYS do
+    redis.call('XADD', KEYS[k], 'MAXLEN', '~', ARGV[4], '*', 'e', ARGV[k + 1])
+end
+return id
+"""
+_COMMIT_SNAPSHOT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2])
-redis.call('SET', KEYS[3], ARGV[3])
-redis.call('SET', KEYS[4], ARGV[4])
-if ARGV[3] ~= '0-0' then redis.call('XTRIM', KEYS[5], 'MINID', ARGV[3]) end
-for k = 6, #KEYS do
-    redis.call('XADD', KEYS[k], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[k])
-end
+if ARGV[3] ~= '0-0' then redis.call('XTRIM', KEYS[3], 'MINID', ARGV[3]) end
+if ARGV[4] ~= '0-0' then redis.call('XTRIM', KEYS[4], 'MINID', ARGV[4]) end
 return 1
 """
 
@@ -68,17 +82,41 @@ class Leader:
         self,
         redis: Redis,
         lease: Lease,
+        *,
+        settings: Settings,
+        store: Store,
+        authority: TokenAuthority,
         metrics: Metrics,
-        make: Callable[[Effects], tuple[Switchboard, MediaRouter]],
+        secret: bytes,
     ) -> None:
         self._redis = redis
         self._lease = lease
         self._metrics = metrics
+        self._secret = secret
         self._effects = Effects()
-        self.switchboard, self._router = make(self._effects)
-        self._commit = redis.register_script(_COMMIT)
+        self._store = ReplayStore(store)
+        self._router = MediaRouter(self._effects)
+        self._now = time.time()
+        # Wall-clock time, set once a step: deadlines in the state mean the same on every
+        # machine, and a replayed step reads the time its first run read.
+        self.switchboard = Switchboard(
+            settings,
+            self._store,  # type: ignore[arg-type]  # the Store protocol, writes muted in replays
+            authority,
+            metrics,
+            clock=lambda: self._now,
+            wall_clock=lambda: self._now,
+            media=self._router,  # type: ignore[arg-type]  # the same calls, sent to the hosting door
+            ids=DerivedIds(secret),
+        )
+        self._router.bind(self.switchboard.directory)
+        self._commit_step = redis.register_script(_COMMIT_STEP)
+        self._commit_snapshot = redis.register_script(_COMMIT_SNAPSHOT)
         self._conns: dict[str, RemoteConnection] = {}
-        self._applied = "0-0"
+        self._applied = "0-0"  # the last inbox entry applied
+        self._step = "0-0"  # the last step committed (or replayed)
+        self._snapshot_at = 0.0
+        self._steps_since_snapshot = 0
         self._missing_since: dict[
             str, float
         ] = {}  # "node#incarnation" -> when its heartbeat was first missed
@@ -86,7 +124,7 @@ class Leader:
 
     async def run(self) -> None:
         """Lead until the lease is lost (raises :class:`LeaseLost`) or the task is cancelled."""
-        await self._load()
+        await self._resume()
         renewing = asyncio.create_task(self._renew(), name="leader-lease")
         stepping = asyncio.create_task(self._steps(), name="leader-steps")
         try:
@@ -98,45 +136,80 @@ class Leader:
                 task.cancel()
             await asyncio.gather(renewing, stepping, return_exceptions=True)
 
-    async def _load(self) -> None:
-        data, applied = await self._redis.mget(keys.SNAPSHOT, keys.APPLIED)
-        if data is not None:
-            self._conns = snapshot.restore(data, self.switchboard, self._router, self._effects)
-        self._applied = applied.decode() if applied else "0-0"
-        logger.info(
-            "leading the centre from inbox entry %s: %d waiting or talking, %d staff",
-            self._applied,
-            len(self.switchboard.directory.customers),
-            len(self.switchboard.directory.agents) + len(self.switchboard.directory.operators),
-        )
-
     async def _renew(self) -> None:
         while True:
             await asyncio.sleep(RENEW_S)
             if not await self._lease.renew():
                 raise LeaseLost("the lease was taken over")
 
+    # ------------------------------------------------------------ resuming
+
+    async def _resume(self) -> None:
+        """The last snapshot, then every step committed since, replayed without a word."""
+        data = await self._redis.get(keys.SNAPSHOT)
+        if data is not None:
+            restored = snapshot.restore(data, self.switchboard, self._router, self._effects)
+            self._conns, self._applied, self._step = restored.conns, restored.applied, restored.step
+        records = await self._redis.xrange(keys.STEPS, min=f"({self._step}" if self._step != "0-0" else "-")
+        self._store.muted = True
+        try:
+            for step_id, fields in records:
+                await self._replay(StepRecord.decode(json.loads(fields[b"r"])))
+                self._step = step_id.decode()
+        finally:
+            self._store.muted = False
+            self._effects.take()  # sent when those steps were committed
+        logger.info(
+            "leading the centre from step %s (%d replayed): %d waiting or talking, %d staff",
+            self._step,
+            len(records),
+            len(self.switchboard.directory.customers),
+            len(self.switchboard.directory.agents) + len(self.switchboard.directory.operators),
+        )
+        await self._write_snapshot()
+
+    async def _replay(self, record: StepRecord) -> None:
+        self._now = record.now
+        if record.to != self._applied:
+            entries = await self._redis.xrange(keys.INBOX, min=f"({self._applied}", max=record.to)
+            for entry_id, fields in entries:
+                await self._apply(json.loads(fields[b"e"]))
+                self._applied = entry_id.decode()
+        if record.due:
+            await self.switchboard.run_due()
+        if record.gone:
+            await self._doors_gone(set(record.gone))
+
+    # ------------------------------------------------------------ stepping
+
     async def _steps(self) -> None:
         while True:
             switchboard = self.switchboard
             deadline = switchboard.next_deadline()
-            wait_ms = 1000 if deadline is None else int(min(1.0, max(0.0, deadline - time.time())) * 1000)
-            found = await self._redis.xread({keys.INBOX: self._applied}, count=BATCH, block=max(1, wait_ms))
+            wait_s = 1.0 if deadline is None else min(1.0, max(0.0, deadline - time.time()))
+            found = await self._redis.xread(
+                {keys.INBOX: self._applied}, count=BATCH, block=max(1, int(wait_s * 1000))
+            )
             entries = found[0][1] if found else []
+            self._now = now = time.time()
             for entry_id, fields in entries:
                 await self._apply(json.loads(fields[b"e"]))
                 self._applied = entry_id.decode()
-            now = time.time()
             due = deadline is not None and deadline <= now
             if due:
                 await switchboard.run_due()
+            gone: set[str] = set()
             if now >= self._next_door_check:
                 self._next_door_check = now + DOOR_CHECK_S
-                due = await self._check_doors(now) or due
-            if entries or due or self._effects.by_node:
-                await self.commit()
-
-    # ------------------------------------------------------------- applying
+                gone = await self._gone_doors(now)
+                if gone:
+                    await self._doors_gone(gone)
+            if entries or due or gone or self._effects.by_node:
+                await self._commit(StepRecord(self._applied, now, due, sorted(gone)))
+            if self._steps_since_snapshot and (
+                now - self._snapshot_at >= SNAPSHOT_EVERY_S or self._steps_since_snapshot >= 1000
+            ):
+                await self._write_snapshot()
 
     async def _apply(self, entry: dict[str, Any]) -> None:
         kind = entry.get("kind")
@@ -150,6 +223,8 @@ class Leader:
             except ProtocolError as exc:
                 self._metrics.protocol_errors.labels(exc.code).inc()
                 conn.send(exc.to_message())
+            except RedisError:
+                raise  # the store failed mid-message: this term ends, the next applies it again
             except Exception:
                 # A bug costs this one message, never the centre.
                 logger.exception("%s: error handling a message", conn.id)
@@ -189,16 +264,16 @@ class Leader:
 
     # ---------------------------------------------------------------- doors
 
-    async def _check_doors(self, now: float) -> bool:
-        """Close the sockets, and re-queue the calls, of doors whose heartbeat stopped. True if any."""
-        lives = {conn.address.node: set() for conn in self._conns.values()}
+    async def _gone_doors(self, now: float) -> set[str]:
+        """The lives of doors ("node#incarnation") whose heartbeat has stopped for good."""
+        lives: dict[str, set[str]] = {}
         for conn in self._conns.values():
-            lives[conn.address.node].add(conn.address.incarnation)
+            lives.setdefault(conn.address.node, set()).add(conn.address.incarnation)
         for host in self._router.rooms.values():
             node, _, incarnation = host.partition("#")
             lives.setdefault(node, set()).add(incarnation)
         if not lives:
-            return False
+            return set()
         nodes = sorted(lives)
         beating = await self._redis.mget([keys.alive(node) for node in nodes])
         gone: set[str] = set()
@@ -210,57 +285,58 @@ class Leader:
                     self._missing_since.pop(life, None)
                 elif now - self._missing_since.setdefault(life, now) >= DOOR_GONE_S:
                     gone.add(life)
-        if not gone:
-            return False
-        await self._doors_gone(gone)
-        return True
+                    del self._missing_since[life]
+        return gone
 
     async def _doors_gone(self, gone: set[str]) -> None:
         switchboard = self.switchboard
         for call_id in self._router.calls_hosted_by(gone):
-            self._router.rooms.pop(call_id, None)
             call = switchboard.directory.calls.get(call_id)
             if call is not None:
                 logger.warning(
                     "%s: its media's process is gone; the customer goes back to the queue", call_id
                 )
-                await switchboard.requeue_for_media(call)
+                await switchboard.requeue_for_media(
+                    call
+                )  # closes the room: a door cut off but alive hears it
+            self._router.rooms.pop(call_id, None)
         for conn in [c for c in self._conns.values() if f"{c.address.node}#{c.address.incarnation}" in gone]:
             del self._conns[conn.id]
             conn.close(
                 1012, "the server restarted"
             )  # the door may be alive but cut off: its browser reconnects
             await switchboard.disconnected(conn)
-        for life in gone:
-            self._missing_since.pop(life, None)
         logger.warning("doors gone: %s", ", ".join(sorted(gone)))
 
     # ------------------------------------------------------------- committing
 
-    async def commit(self) -> None:
-        """State, status and effects, all or nothing, only while the lease is ours."""
-        switchboard = self.switchboard
-        state = snapshot.capture(switchboard, self._router)
-        status = json.dumps(switchboard.status_report())
+    async def _commit(self, record: StepRecord) -> None:
+        """The step's record, status and messages, all or nothing, only while the lease is ours."""
+        status = json.dumps(self.switchboard.status_report())
         outboxes = self._effects.take()
         nodes = sorted(outboxes)
-        ok = await self._commit(
-            keys=[
-                keys.LEADER,
-                keys.SNAPSHOT,
-                keys.APPLIED,
-                keys.STATUS,
-                keys.INBOX,
-                *map(keys.outbox, nodes),
-            ],
+        step = await self._commit_step(
+            keys=[keys.LEADER, keys.STEPS, keys.STATUS, *map(keys.outbox, nodes)],
             args=[
                 self._lease.holder,
-                state,
-                self._applied,
+                json.dumps(record.encode()),
                 status,
                 OUTBOX_MAXLEN,
                 *[json.dumps(outboxes[n]) for n in nodes],
             ],
         )
-        if not ok:
+        if step is None:
             raise LeaseLost("the lease was lost before a commit")
+        self._step = step.decode() if isinstance(step, bytes) else str(step)
+        self._steps_since_snapshot += 1
+
+    async def _write_snapshot(self) -> None:
+        data = snapshot.capture(self.switchboard, self._router, applied=self._applied, step=self._step)
+        ok = await self._commit_snapshot(
+            keys=[keys.LEADER, keys.SNAPSHOT, keys.STEPS, keys.INBOX],
+            args=[self._lease.holder, data, self._step, self._applied],
+        )
+        if not ok:
+            raise LeaseLost("the lease was lost before a snapshot")
+        self._snapshot_at = time.time()
+        self._steps_since_snapshot = 0

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 Message = dict[str, Any]
 Deliver = Callable[[str, Message], Awaitable[None]]  # (conn id, message): to whichever door holds it
 ToLeader = Callable[[Message], Awaitable[None]]
+ENDED_KEPT = 10_000  # ids of calls closed here, remembered so a late message cannot bring a room back
 
 
 class MediaHost:
@@ -43,6 +44,10 @@ class MediaHost:
         self.calls: dict[str, Call] = {}
         self._parties: dict[str, dict[Role, str | None]] = {}  # call id -> role -> conn id
         self._turns: dict[str, asyncio.Lock] = {}  # one call's messages are handled in order
+        # Calls closed here, oldest first. A message the leader forwarded before the call ended
+        # may still wait for its turn (behind an offer being answered) or not have started at
+        # all when the close comes: it must not make the call, and a room, anew.
+        self._ended: dict[str, None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.media = MediaControl(
             settings, metrics, send=self._send, end_call=self._end_call, requeue_call=self._requeue_call
@@ -85,7 +90,12 @@ class MediaHost:
 
     async def _handle(self, described: Message, role: Role, body: str) -> None:
         call_id = described["id"]
+        if call_id in self._ended:
+            return
         async with self._turns.setdefault(call_id, asyncio.Lock()):
+            if call_id in self._ended:
+                logger.debug("%s: a %s media message came after the call ended", call_id, role)
+                return
             call = self.calls.get(call_id)
             if call is None:
                 call = self.calls[call_id] = Call(
@@ -95,6 +105,7 @@ class MediaHost:
                 "customer": described["customer_conn"],
                 "agent": described["agent_conn"],
             }
+            had_room = call.room is not None
             try:
                 await self.media.handle(call, role, parse_client_message(body))
             except ProtocolError as exc:
@@ -102,6 +113,8 @@ class MediaHost:
             except Exception:
                 logger.exception("%s: media message from the %s failed", call_id, role)
                 self._send(call, role, {"type": "error", "code": "internal", "message": "media failed"})
+            if call.room is not None and not had_room:
+                self.media.refresh_gauges()  # a new room counts on this process's /metrics at once
 
     async def _refuse(self, described: Message, role: Role) -> None:
         conn = described[f"{role}_conn"]
@@ -111,12 +124,16 @@ class MediaHost:
             )
 
     def _close(self, call_id: str) -> None:
+        self._ended[call_id] = None
+        if len(self._ended) > ENDED_KEPT:
+            del self._ended[next(iter(self._ended))]
         call = self.calls.pop(call_id, None)
         self._parties.pop(call_id, None)
         self._turns.pop(call_id, None)
         if call is not None:
             call.end("ended")
             self.media.close(call)
+            self.media.refresh_gauges()
 
     # ---------------------------------------------------------------- output
 
@@ -135,6 +152,9 @@ class MediaHost:
         while True:
             await asyncio.sleep(self._settings.receipt_interval_s)
             self.media.push_receipts(list(self.calls.values()), time.monotonic())
+            # /metrics reads the gauges as last published: a door has no switchboard to refresh
+            # them on each read, so its rooms and their CPU are published here, and on each change.
+            self.media.refresh_gauges()
 
     def _spawn(self, work: Awaitable[None], label: str) -> None:
         task = asyncio.ensure_future(work)

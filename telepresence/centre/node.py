@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 import secrets
-import time
 from typing import Any
 
 from redis.asyncio import Redis
@@ -22,13 +21,10 @@ from telepresence.centre import keys
 from telepresence.centre.door import Door
 from telepresence.centre.leader import Leader, LeaseLost
 from telepresence.centre.lease import CAMPAIGN_S, Lease
-from telepresence.centre.media_router import MediaRouter
-from telepresence.centre.remote import Effects
 from telepresence.config import Settings
 from telepresence.metrics import Metrics
 from telepresence.redis_link import open_redis, redact_url
 from telepresence.redis_store import RedisStore
-from telepresence.switchboard import Switchboard
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +50,8 @@ class CentreNode:
 
     async def start(self) -> None:
         self._text = await open_redis(self.url, self._secret)  # refuses another centre's database
-        self._redis = Redis.from_url(self.url)  # bytes: snapshots are binary
+        # Bytes (snapshots are binary); a read that hangs ends after 5 s (XREAD blocks for 1 s at most).
+        self._redis = Redis.from_url(self.url, socket_timeout=5.0, socket_connect_timeout=3.0)
         self.store = RedisStore(self._text)
         self.door = Door(
             self._redis, self.settings, self._metrics, node=self.node, incarnation=self.incarnation
@@ -86,7 +83,15 @@ class CentreNode:
             await asyncio.sleep(CAMPAIGN_S)
 
     async def _lead(self) -> None:
-        self.leader = Leader(self._redis, self.lease, self._metrics, self._make_switchboard)
+        self.leader = Leader(
+            self._redis,
+            self.lease,
+            settings=self.settings,
+            store=self.store,
+            authority=self._authority,
+            metrics=self._metrics,
+            secret=self._secret,
+        )
         try:
             await self.leader.run()
         except LeaseLost as exc:
@@ -107,21 +112,6 @@ class CentreNode:
             await self.lease.release()
         except RedisError:
             pass  # it expires by itself
-
-    def _make_switchboard(self, effects: Effects) -> tuple[Switchboard, MediaRouter]:
-        router = MediaRouter(effects)
-        # Wall-clock time: deadlines in the snapshot must mean the same on every machine.
-        switchboard = Switchboard(
-            self.settings,
-            self.store,
-            self._authority,
-            self._metrics,
-            clock=time.time,
-            wall_clock=time.time,
-            media=router,  # type: ignore[arg-type]  # the same calls, sent to the hosting door
-        )
-        router.bind(switchboard.directory)
-        return switchboard, router
 
     # ---------------------------------------------------------------- reports
 

@@ -8,6 +8,7 @@ customer sees a distinct place; /api/status agrees on every process; a process k
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import httpx
@@ -111,6 +112,10 @@ async def test_kill_9_of_the_leader_elects_another_within_5_s_and_keeps_every_pl
     new_leader = await eventually(lambda: (s := follower.status())["leader"] not in (None, leader.node) and s["leader"])
     assert time.monotonic() - killed_at < 5.0
     assert new_leader in (follower.node, third.node)
+    # It replayed the steps committed since the last snapshot (the joins above among them).
+    successor = follower if new_leader == follower.node else third
+    replayed = re.findall(r"\((\d+) replayed\)", successor.log())
+    assert replayed and int(replayed[-1]) >= 3, successor.log()
 
     # The customer whose socket was on the dead process comes back through another, at the same place.
     back = await centre.connect(third, "first again")
