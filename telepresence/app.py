@@ -84,9 +84,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return JSONResponse(report, status_code=200 if healthy else 503)
 
     async def metrics_endpoint(request: Request) -> Response:
-        if request.app.state.switchboard is not None:
+        centre: CentreNode | None = request.app.state.centre
+        if centre is None:
             request.app.state.switchboard.refresh_gauges()
-        return Response(metrics.render(), media_type=PROMETHEUS_TEXT)
+            return Response(metrics.render(), media_type=PROMETHEUS_TEXT)
+        try:
+            return Response(await centre.metrics_text(), media_type=PROMETHEUS_TEXT)
+        except (RedisError, OSError, TimeoutError):
+            _, report = await centre.health()
+            return JSONResponse(report, status_code=503)
 
     async def api_status(request: Request) -> Response:
         centre: CentreNode | None = request.app.state.centre

@@ -117,3 +117,37 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+# What the whole centre counts (the leader's switchboard), as opposed to what one process
+# counts (its sockets, rooms, workers, CPU): on a centre of many processes every process
+# serves the leader's figures for these (telepresence/centre/leader.py).
+CENTRE_FAMILIES = frozenset(
+    {
+        "telepresence_queue_waiting",
+        "telepresence_queue_longest_wait_seconds",
+        "telepresence_queue_service_level",
+        "telepresence_agents",
+        "telepresence_offers",
+        "telepresence_time_to_answer_seconds",
+        "telepresence_abandoned",
+        "telepresence_calls",
+        "telepresence_admission_waiting",
+        "telepresence_admission_refusals",
+    }
+)
+
+
+def select_families(text: bytes, families: frozenset[str], *, keep: bool) -> bytes:
+    """The blocks of a Prometheus text exposition that belong (``keep``) or do not belong to
+    ``families`` (a counter's ``_total`` and ``_created`` blocks go with its family)."""
+    out: list[bytes] = []
+    keeping = True
+    for line in text.splitlines(keepends=True):
+        if line.startswith(b"# HELP "):
+            name = line.split(b" ", 3)[2].decode()
+            ours = any(name == f or name.startswith(f + "_") for f in families)
+            keeping = ours == keep
+        if keeping:
+            out.append(line)
+    return b"".join(out)

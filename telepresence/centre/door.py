@@ -39,6 +39,10 @@ UNAVAILABLE = ProtocolError(
 )
 
 
+class NameTaken(Exception):
+    """Another live process of the centre already answers to this node's name."""
+
+
 class Door:
     """This process's sockets and rooms on a centre of many processes."""
 
@@ -57,6 +61,7 @@ class Door:
         )
 
     async def start(self) -> None:
+        await self._claim_name()
         await self._beat()
         await self.media_host.start()
         last = await self._redis.xrevrange(keys.outbox(self.node), count=1)
@@ -72,8 +77,9 @@ class Door:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         await self.media_host.stop()
-        try:
-            await self._redis.delete(keys.alive(self.node))  # the leader need not wait for the TTL
+        try:  # the leader need not wait for the heartbeat's time to live
+            if await self._redis.get(keys.alive(self.node)) == self.incarnation.encode():
+                await self._redis.delete(keys.alive(self.node))
         except RedisError:
             pass
 
@@ -177,6 +183,19 @@ class Door:
                 if reachable:
                     logger.error("Redis is unreachable: %s", exc)
                 reachable = False
+
+    async def _claim_name(self) -> None:
+        """Wait out the heartbeat of an earlier life of this address (a kill -9); refuse to
+        start while another live process of the centre answers to the same name."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + HEARTBEAT_TTL_MS / 1000 + HEARTBEAT_S
+        while await self._redis.exists(keys.alive(self.node)):
+            if loop.time() > deadline:
+                raise NameTaken(
+                    f"another process of this centre runs as {self.node} (its heartbeat goes on): "
+                    "give each process its own --host/--port"
+                )
+            await asyncio.sleep(0.2)
 
     async def _beat(self) -> None:
         await self._redis.set(keys.alive(self.node), self.incarnation, px=HEARTBEAT_TTL_MS)

@@ -39,7 +39,7 @@ from telepresence.centre.remote import Effects, RemoteConnection, SocketAddress
 from telepresence.centre.replay import ReplayStore, StepRecord
 from telepresence.config import Settings
 from telepresence.host_control import is_host_message
-from telepresence.metrics import Metrics
+from telepresence.metrics import CENTRE_FAMILIES, Metrics, select_families
 from telepresence.protocol import ProtocolError, parse_client_message
 from telepresence.sessions import AgentSession
 from telepresence.store import Store
@@ -52,6 +52,7 @@ DOOR_CHECK_S = 1.0
 DOOR_GONE_S = 2.0  # a heartbeat missing this long (after its own time to live) is a dead door
 SNAPSHOT_EVERY_S = 5.0  # bounds a successor's replay; a snapshot of 10,000 waiting costs ~30 ms
 OUTBOX_MAXLEN = 10_000
+METRICS_EVERY_S = 1.0
 
 _COMMIT_STEP = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
@@ -97,13 +98,17 @@ class Leader:
         self._store = ReplayStore(store)
         self._router = MediaRouter(self._effects)
         self._now = time.time()
+        # The centre's figures, apart from this process's own (its sockets, rooms, workers):
+        # published for every process's /metrics once a second.
+        self.centre_metrics = Metrics()
+        self._metrics_at = 0.0
         # Wall-clock time, set once a step: deadlines in the state mean the same on every
         # machine, and a replayed step reads the time its first run read.
         self.switchboard = Switchboard(
             settings,
             self._store,  # type: ignore[arg-type]  # the Store protocol, writes muted in replays
             authority,
-            metrics,
+            self.centre_metrics,
             clock=lambda: self._now,
             wall_clock=lambda: self._now,
             media=self._router,  # type: ignore[arg-type]  # the same calls, sent to the hosting door
@@ -206,6 +211,8 @@ class Leader:
                     await self._doors_gone(gone)
             if entries or due or gone or self._effects.by_node:
                 await self._commit(StepRecord(self._applied, now, due, sorted(gone)))
+            if now - self._metrics_at >= METRICS_EVERY_S:
+                await self._publish_metrics(now)
             if self._steps_since_snapshot and (
                 now - self._snapshot_at >= SNAPSHOT_EVERY_S or self._steps_since_snapshot >= 1000
             ):
@@ -329,6 +336,13 @@ class Leader:
             raise LeaseLost("the lease was lost before a commit")
         self._step = step.decode() if isinstance(step, bytes) else str(step)
         self._steps_since_snapshot += 1
+
+    async def _publish_metrics(self, now: float) -> None:
+        """The centre's figures for every process's /metrics (not part of any commit: figures only)."""
+        self._metrics_at = now
+        self.switchboard.refresh_gauges()
+        text = select_families(self.centre_metrics.render(), CENTRE_FAMILIES, keep=True)
+        await self._redis.set(keys.METRICS, text, px=int(10 * METRICS_EVERY_S * 1000))
 
     async def _write_snapshot(self) -> None:
         data = snapshot.capture(self.switchboard, self._router, applied=self._applied, step=self._step)

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import secrets
+import socket
 from typing import Any
 
 from redis.asyncio import Redis
@@ -22,7 +23,7 @@ from telepresence.centre.door import Door
 from telepresence.centre.leader import Leader, LeaseLost
 from telepresence.centre.lease import CAMPAIGN_S, Lease
 from telepresence.config import Settings
-from telepresence.metrics import Metrics
+from telepresence.metrics import CENTRE_FAMILIES, Metrics, select_families
 from telepresence.redis_link import open_redis, redact_url
 from telepresence.redis_store import RedisStore
 
@@ -43,7 +44,10 @@ class CentreNode:
         self._authority = authority
         self._metrics = metrics
         self._secret = secret
-        self.node = f"{settings.host}:{settings.port}"
+        # What other processes and /api/status call this one: unique in the centre (a door
+        # refuses to start under a name a live process holds).
+        host = socket.gethostname() if settings.host in ("0.0.0.0", "::", "") else settings.host
+        self.node = f"{host}:{settings.port}"
         self.incarnation = secrets.token_hex(4)
         self.leader: Leader | None = None
         self._campaign: asyncio.Task[None] | None = None
@@ -120,6 +124,12 @@ class CentreNode:
         raw, leader = await asyncio.wait_for(self._text.mget(keys.STATUS, keys.LEADER), HEALTH_TIMEOUT_S)
         report = json.loads(raw) if raw else {}
         return {**report, "node": self.node, "leader": leader.partition("#")[0] if leader else None}
+
+    async def metrics_text(self) -> bytes:
+        """/metrics: this process's own figures, and the centre's as the leader last published them."""
+        own = select_families(self._metrics.render(), CENTRE_FAMILIES, keep=False)
+        centre = await asyncio.wait_for(self._redis.get(keys.METRICS), HEALTH_TIMEOUT_S)
+        return own + (centre or b"")
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
         try:

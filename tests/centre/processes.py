@@ -73,5 +73,8 @@ class ServeProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def metrics(self) -> str:
+        return httpx.get(f"{self.url}/metrics", timeout=3).text
+
     def status(self) -> dict:
         return httpx.get(f"{self.url}/api/status", timeout=3).json()

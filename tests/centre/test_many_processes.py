@@ -91,6 +91,15 @@ async def test_waiting_customers_on_three_processes_see_distinct_places_and_ever
     assert {s["node"] for s in statuses} == {p.node for p in processes}
     assert len({s["leader"] for s in statuses}) == 1
 
+    def centre_metrics() -> bool:  # the leader's figures, whichever process is asked
+        lines = [
+            sorted(line for line in p.metrics().splitlines() if line.startswith("telepresence_queue_waiting"))
+            for p in processes
+        ]
+        return lines[0] == ['telepresence_queue_waiting{queue="billing/en"} 6.0'] and all(x == lines[0] for x in lines)
+
+    await eventually(centre_metrics)
+
     # The first leaves: everyone behind moves up, on every process.
     await customers[0].send("leave")
     await customers[0].expect("left")
