@@ -52,7 +52,7 @@ class Directory:
             return "wrap_up"
         if not self._matchmaker.has_agent(session.agent_id):
             return "away"
-        return self._matchmaker.agent_states()[session.agent_id]
+        return self._matchmaker.agent_state(session.agent_id)
 
     def agent_counts(self) -> dict[str, int]:
         """How many agents (operators aside) show each status."""

@@ -4,10 +4,10 @@ A step reads what the doors appended to the inbox, applies it (and whatever fell
 offers expiring, grace periods ending; and doors found gone) to a real
 :class:`~telepresence.switchboard.Switchboard` whose sockets are
 :class:`~telepresence.centre.remote.RemoteConnection` s, then commits in ONE Lua script:
-the lease still ours, the step's record (:class:`~telepresence.centre.replay.StepRecord`),
-/api/status, and every message caused, on the outbox stream of the door that holds each
-socket. A leader that dies before a commit leaves no trace: its successor applies the same
-entries again. Every few seconds the leader also writes a snapshot of the whole state; a
+the lease still ours, the step's record (:class:`~telepresence.centre.replay.StepRecord`)
+and every message caused, on the outbox stream of the door that holds each socket. A
+leader that dies before a commit leaves no trace: its successor applies the same entries
+again. Every few seconds the leader also writes a snapshot of the whole state; a
 new term restores the latest and replays the steps recorded since, silently (their
 messages were sent), so no decision is lost or taken twice. The store's writes are outside
 the commit: an entry applied again after a leader died mid-step may append its chat line
@@ -50,16 +50,19 @@ logger = logging.getLogger(__name__)
 BATCH = 256  # inbox entries applied in one step at most
 DOOR_CHECK_S = 1.0
 DOOR_GONE_S = 2.0  # a heartbeat missing this long (after its own time to live) is a dead door
-SNAPSHOT_EVERY_S = 5.0  # bounds a successor's replay; a snapshot of 10,000 waiting costs ~30 ms
+# Bounds a successor's replay; a snapshot of 10,000 waiting (and their sessions) costs ~150 ms.
+SNAPSHOT_EVERY_S = 10.0
+SNAPSHOT_EVERY_STEPS = 2000
+# /api/status is written at most this often: its queue figures cost ~25 ms at 10,000 waiting.
+STATUS_EVERY_S = 0.5
 OUTBOX_MAXLEN = 10_000
 METRICS_EVERY_S = 1.0
 
 _COMMIT_STEP = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
 local id = redis.call('XADD', KEYS[2], '*', 'r', ARGV[2])
-redis.call('SET', KEYS[3], ARGV[3])
-for k = 4, #KEYS do
-    redis.call('XADD', KEYS[k], 'MAXLEN', '~', ARGV[4], '*', 'e', ARGV[k + 1])
+for k = 3, #KEYS do
+    redis.call('XADD', KEYS[k], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[k + 1])
 end
 return id
 """
@@ -102,6 +105,8 @@ class Leader:
         # published for every process's /metrics once a second.
         self.centre_metrics = Metrics()
         self._metrics_at = 0.0
+        self._status_at = 0.0
+        self._status_stale = True
         # Wall-clock time, set once a step: deadlines in the state mean the same on every
         # machine, and a replayed step reads the time its first run read.
         self.switchboard = Switchboard(
@@ -192,6 +197,8 @@ class Leader:
             switchboard = self.switchboard
             deadline = switchboard.next_deadline()
             wait_s = 1.0 if deadline is None else min(1.0, max(0.0, deadline - time.time()))
+            if self._status_stale:
+                wait_s = min(wait_s, max(0.0, self._status_at + STATUS_EVERY_S - time.time()))
             found = await self._redis.xread(
                 {keys.INBOX: self._applied}, count=BATCH, block=max(1, int(wait_s * 1000))
             )
@@ -211,10 +218,13 @@ class Leader:
                     await self._doors_gone(gone)
             if entries or due or gone or self._effects.by_node:
                 await self._commit(StepRecord(self._applied, now, due, sorted(gone)))
+            if self._status_stale and now - self._status_at >= STATUS_EVERY_S:
+                await self._publish_status(now)
             if now - self._metrics_at >= METRICS_EVERY_S:
                 await self._publish_metrics(now)
             if self._steps_since_snapshot and (
-                now - self._snapshot_at >= SNAPSHOT_EVERY_S or self._steps_since_snapshot >= 1000
+                now - self._snapshot_at >= SNAPSHOT_EVERY_S
+                or self._steps_since_snapshot >= SNAPSHOT_EVERY_STEPS
             ):
                 await self._write_snapshot()
 
@@ -318,16 +328,14 @@ class Leader:
     # ------------------------------------------------------------- committing
 
     async def _commit(self, record: StepRecord) -> None:
-        """The step's record, status and messages, all or nothing, only while the lease is ours."""
-        status = json.dumps(self.switchboard.status_report())
+        """The step's record and messages, all or nothing, only while the lease is ours."""
         outboxes = self._effects.take()
         nodes = sorted(outboxes)
         step = await self._commit_step(
-            keys=[keys.LEADER, keys.STEPS, keys.STATUS, *map(keys.outbox, nodes)],
+            keys=[keys.LEADER, keys.STEPS, *map(keys.outbox, nodes)],
             args=[
                 self._lease.holder,
                 json.dumps(record.encode()),
-                status,
                 OUTBOX_MAXLEN,
                 *[json.dumps(outboxes[n]) for n in nodes],
             ],
@@ -336,6 +344,13 @@ class Leader:
             raise LeaseLost("the lease was lost before a commit")
         self._step = step.decode() if isinstance(step, bytes) else str(step)
         self._steps_since_snapshot += 1
+        self._status_stale = True
+
+    async def _publish_status(self, now: float) -> None:
+        """/api/status for every process (figures only: not part of any commit)."""
+        self._status_at = now
+        self._status_stale = False
+        await self._redis.set(keys.STATUS, json.dumps(self.switchboard.status_report()))
 
     async def _publish_metrics(self, now: float) -> None:
         """The centre's figures for every process's /metrics (not part of any commit: figures only)."""

@@ -149,13 +149,14 @@ class Statuses(MatchState):
 
     def agent_states(self) -> dict[str, str]:
         """Each agent's state: ``available``, ``busy`` (no free seat), ``wrap_up`` or ``away``."""
-        result = {}
-        for agent in self._agents.values():
-            if agent.state is not AgentState.AVAILABLE:
-                result[agent.id] = agent.state.value
-            else:
-                result[agent.id] = "available" if agent.free_seats else "busy"
-        return result
+        return {agent_id: self.agent_state(agent_id) for agent_id in self._agents}
+
+    def agent_state(self, agent_id: str) -> str:
+        """One agent's state, as :meth:`agent_states` reports it."""
+        agent = self._agent(agent_id)
+        if agent.state is not AgentState.AVAILABLE:
+            return agent.state.value
+        return "available" if agent.free_seats else "busy"
 
     def agent_customers(self, agent_id: str) -> frozenset[str]:
         return frozenset(self._agent(agent_id).customers)
