@@ -38,6 +38,32 @@ class MessageHandler(Protocol):
     async def disconnected(self, conn: Connection) -> None: ...
 
 
+INTERNAL_ERROR = {"type": "error", "code": "internal", "message": "the server could not handle that message"}
+
+
+async def handle_frame(
+    handler: MessageHandler,
+    conn: Connection,
+    raw: str | bytes,
+    metrics: Metrics,
+    *,
+    reraise: tuple[type[Exception], ...] = (),
+) -> None:
+    """Validate one client frame and hand it over; a refusal goes back to the sender as an
+    ``error`` (counted by code), and a bug costs this one message, never the server or other
+    sockets. ``reraise``: failures that are not the message's (the caller ends its work)."""
+    try:
+        await handler.handle(conn, parse_client_message(raw))
+    except ProtocolError as exc:
+        metrics.protocol_errors.labels(exc.code).inc()
+        conn.send(exc.to_message())
+    except reraise:
+        raise
+    except Exception:
+        logger.exception("%s: error handling a message", conn.id)
+        conn.send(dict(INTERNAL_ERROR))
+
+
 class TokenBucket:
     """``rate`` tokens a second up to ``burst``; pure, time passed in."""
 
@@ -151,21 +177,7 @@ async def serve_socket(
                     )
                 continue
             strikes = 0
-            try:
-                await switchboard.handle(conn, parse_client_message(raw))
-            except ProtocolError as exc:
-                metrics.protocol_errors.labels(exc.code).inc()
-                conn.send(exc.to_message())
-            except Exception:
-                # A bug must cost this one message, never the server or other sockets.
-                logger.exception("%s: error handling a message", conn.id)
-                conn.send(
-                    {
-                        "type": "error",
-                        "code": "internal",
-                        "message": "the server could not handle that message",
-                    }
-                )
+            await handle_frame(switchboard, conn, raw, metrics)
     except WebSocketDisconnect:
         pass
     finally:

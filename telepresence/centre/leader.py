@@ -40,8 +40,9 @@ from telepresence.centre.replay import ReplayStore, StepRecord
 from telepresence.config import Settings
 from telepresence.host_control import is_host_message
 from telepresence.metrics import CENTRE_FAMILIES, Metrics, select_families
-from telepresence.protocol import ProtocolError, parse_client_message
-from telepresence.sessions import AgentSession
+from telepresence.protocol import ProtocolError
+from telepresence.sessions import AgentSession, Connection
+from telepresence.signalling import handle_frame
 from telepresence.store import Store
 from telepresence.switchboard import Switchboard
 
@@ -232,26 +233,9 @@ class Leader:
         kind = entry.get("kind")
         switchboard = self.switchboard
         if kind == "message":
+            # A Redis error is the store failing mid-message: this term ends, the next applies it again.
             conn = self._conn(entry["conn"])
-            try:
-                message = parse_client_message(entry["body"])
-                self._refuse_host_messages(conn, message)
-                await switchboard.handle(conn, message)
-            except ProtocolError as exc:
-                self._metrics.protocol_errors.labels(exc.code).inc()
-                conn.send(exc.to_message())
-            except RedisError:
-                raise  # the store failed mid-message: this term ends, the next applies it again
-            except Exception:
-                # A bug costs this one message, never the centre.
-                logger.exception("%s: error handling a message", conn.id)
-                conn.send(
-                    {
-                        "type": "error",
-                        "code": "internal",
-                        "message": "the server could not handle that message",
-                    }
-                )
+            await handle_frame(self, conn, entry["body"], self._metrics, reraise=(RedisError,))
         elif kind == "closed":
             conn = self._conns.pop(entry["conn"], None)
             if conn is not None:
@@ -271,13 +255,15 @@ class Leader:
             conn = self._conns[conn_id] = RemoteConnection(SocketAddress.parse(conn_id), self._effects)
         return conn
 
-    def _refuse_host_messages(self, conn: RemoteConnection, message: p.ClientMessage) -> None:
+    async def handle(self, conn: Connection, message: p.ClientMessage) -> None:
+        """The switchboard's, but the avatar host's messages are refused: it needs one process."""
         session = self.switchboard.directory.by_conn.get(conn.id)
         is_operator = isinstance(session, AgentSession) and session.claims.role == "operator"
         if is_operator and (is_host_message(message) or isinstance(message, p.WebRtcOffer)):
             raise ProtocolError(
                 "unsupported", "the avatar host runs on a single-process centre (no --redis) in this version"
             )
+        await self.switchboard.handle(conn, message)
 
     # ---------------------------------------------------------------- doors
 

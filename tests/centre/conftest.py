@@ -64,7 +64,9 @@ class Centre:
         await customer.expect("welcome")
         return customer
 
-    async def login(self, process: ServeProcess, name: str, *, available: bool = True, **claims: Any) -> Client:
+    async def login(
+        self, process: ServeProcess, name: str, *, available: bool = True, **claims: Any
+    ) -> Client:
         agent = await self.connect(process, name)
         await agent.send("login", token=self.token(name, **claims))
         await agent.expect("logged_in")

@@ -37,7 +37,16 @@ class ServeProcess:
             "TELEPRESENCE_CPU_BUDGET_PCT": "100",
             **{f"TELEPRESENCE_{k.upper()}": str(v) for k, v in self._settings.items()},
         }
-        command = [sys.executable, "-m", "telepresence", "serve", "--port", str(self.port), "--redis", self._redis_url]
+        command = [
+            sys.executable,
+            "-m",
+            "telepresence",
+            "serve",
+            "--port",
+            str(self.port),
+            "--redis",
+            self._redis_url,
+        ]
         with self._log.open("ab") as log:
             self._process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
@@ -72,6 +81,9 @@ class ServeProcess:
                 self._process.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+    def healthy(self) -> bool:
+        return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
 
     def metrics(self) -> str:
         return httpx.get(f"{self.url}/metrics", timeout=3).text

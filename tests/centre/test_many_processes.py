@@ -96,7 +96,9 @@ async def test_waiting_customers_on_three_processes_see_distinct_places_and_ever
             sorted(line for line in p.metrics().splitlines() if line.startswith("telepresence_queue_waiting"))
             for p in processes
         ]
-        return lines[0] == ['telepresence_queue_waiting{queue="billing/en"} 6.0'] and all(x == lines[0] for x in lines)
+        return lines[0] == ['telepresence_queue_waiting{queue="billing/en"} 6.0'] and all(
+            x == lines[0] for x in lines
+        )
 
     await eventually(centre_metrics)
 
@@ -110,7 +112,9 @@ async def test_kill_9_of_the_leader_elects_another_within_5_s_and_keeps_every_pl
     await centre.start(3)
     leader = centre.leader()
     follower, third = centre.others(leader)
-    first = await centre.join(leader, "first", skill="billing", language="en")  # its socket dies with the leader
+    first = await centre.join(
+        leader, "first", skill="billing", language="en"
+    )  # its socket dies with the leader
     second = await centre.join(follower, "second", skill="billing", language="en")
     last = await centre.join(third, "last", skill="billing", language="en")
     assert [await place(c) for c in (first, second, last)] == [1, 2, 3]
@@ -118,7 +122,9 @@ async def test_kill_9_of_the_leader_elects_another_within_5_s_and_keeps_every_pl
 
     leader.kill()
     killed_at = time.monotonic()
-    new_leader = await eventually(lambda: (s := follower.status())["leader"] not in (None, leader.node) and s["leader"])
+    new_leader = await eventually(
+        lambda: (s := follower.status())["leader"] not in (None, leader.node) and s["leader"]
+    )
     assert time.monotonic() - killed_at < 5.0
     assert new_leader in (follower.node, third.node)
     # It replayed the steps committed since the last snapshot (the joins above among them).
@@ -192,14 +198,16 @@ async def test_redis_restarted_mid_run_the_processes_say_so_then_carry_on(centre
     assert [await place(first), await place(second)] == [1, 2]
 
     centre.redis.stop()
-    health = httpx.get(f"{one.url}/healthz", timeout=5)
+    health = await asyncio.to_thread(httpx.get, f"{one.url}/healthz", timeout=5)
     assert health.status_code == 503 and "Redis" in health.json()["reason"]
     await first.send("chat", text="anyone there?")
     error = await first.expect("error")
     assert error["code"] == "unavailable"
 
     centre.redis.start()
-    await eventually(lambda: all(httpx.get(f"{p.url}/healthz", timeout=2).status_code == 200 for p in (one, two)))
+    await eventually(
+        lambda: all(httpx.get(f"{p.url}/healthz", timeout=2).status_code == 200 for p in (one, two))
+    )
     third = None
     for _ in range(50):  # the first messages after the restart may meet a leader still being elected
         third = await centre.join(two, "third")

@@ -15,8 +15,8 @@ from typing import Any
 from telepresence.auth import Claims, TokenAuthority
 from telepresence.config import Settings
 from telepresence.metrics import Metrics
-from telepresence.protocol import ProtocolError, parse_client_message
 from telepresence.sessions import Message
+from telepresence.signalling import handle_frame
 from telepresence.store import MemoryStore
 from telepresence.switchboard import Switchboard
 
@@ -144,10 +144,7 @@ class Centre:
     async def send_raw(self, conn: FakeConnection, raw: str | bytes) -> None:
         """One frame from the client, validated and handled as ``/ws`` handles it (size and
         rate limits apart: those belong to the socket)."""
-        try:
-            await self.switchboard.handle(conn, parse_client_message(raw))
-        except ProtocolError as exc:
-            conn.send(exc.to_message())
+        await handle_frame(self.switchboard, conn, raw, self.switchboard.metrics)
         await self.switchboard.run_due()
 
     async def close(self, conn: FakeConnection) -> None:
@@ -219,20 +216,13 @@ class Centre:
 
     # ----------------------------------------------------------------- time
 
-    def next_deadline(self) -> float | None:
-        """When the switchboard's timer would next have something to do (media receipts apart:
-        this tier runs no rooms)."""
-        switchboard = self.switchboard
-        times = [switchboard.matchmaker.next_deadline(), *switchboard.grace_periods.deadlines()]
-        return min((t for t in times if t is not None), default=None)
-
     async def advance(self, seconds: float) -> None:
         """Move the clock on by ``seconds``, running every timer step due on the way at its own
         time, as the timer task would (an offer that times out at 30 s hands the customer to
         the next agent at 30 s, whose own offer then runs from there)."""
         target = self.clock.now + seconds
         for _ in range(10_000):
-            due = self.next_deadline()
+            due = self.switchboard.next_deadline()
             if due is None or due > target:
                 break
             self.clock.advance(max(0.0, due - self.clock.now))
