@@ -30,6 +30,10 @@ def serve(args: argparse.Namespace) -> int:
         media_workers=args.media_workers,
         redis_url=args.redis,
     )
+    tls = _tls_problem(args)
+    if tls:
+        print(f"error: {tls}", file=sys.stderr)
+        return 2
     if settings.redis_url is not None:
         # Before the slow imports below: a wrong URL or secret is said within a second or two.
         problem = _redis_problem(settings.redis_url, settings)
@@ -49,7 +53,7 @@ def serve(args: argparse.Namespace) -> int:
         Claims(name=args.agent_name, role="agent", expires_at=time.time() + 8 * 3600)
     )
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    base = f"http://{shown_host}:{settings.port}"
+    base = f"{'https' if args.certfile else 'http'}://{shown_host}:{settings.port}"
     print(
         "\n  Telepresence is starting.\n"
         f"  Customer page:  {base}/\n"
@@ -68,8 +72,25 @@ def serve(args: argparse.Namespace) -> int:
         # Per-message deflate costs ~47 KB of server memory a socket for small JSON messages.
         ws_per_message_deflate=False,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
+        # Browsers allow camera and microphone only in a secure context: https, or localhost.
+        ssl_certfile=args.certfile,
+        ssl_keyfile=args.keyfile,
     )
     return 0
+
+
+def _tls_problem(args: argparse.Namespace) -> str | None:
+    """Why ``--certfile`` / ``--keyfile`` cannot serve TLS (one without the other, unreadable), or None."""
+    if bool(args.certfile) != bool(args.keyfile):
+        return "--certfile and --keyfile go together (a PEM certificate chain and its private key)"
+    if args.certfile:
+        import ssl
+
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(args.certfile, args.keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            return f"cannot serve TLS with {args.certfile} and {args.keyfile}: {exc}"
+    return None
 
 
 def _redis_problem(url: str, settings: Settings) -> str | None:
@@ -139,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="redis://HOST:PORT/DB: every process with this URL and secret is one contact centre",
     )
+    serve_parser.add_argument("--certfile", help="serve https/wss with this PEM certificate (chain)")
+    serve_parser.add_argument("--keyfile", help="the private key of --certfile (PEM)")
     serve_parser.add_argument("--agent-name", default="agent", help="name in the printed agent link")
     serve_parser.set_defaults(handler=serve)
 
