@@ -17,6 +17,7 @@ from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpTransceiver,
     RTCSessionDescription,
@@ -41,12 +42,13 @@ class MediaError(Exception):
 
 
 async def receive_offer(
-    sdp: str, ice_servers: Sequence[RTCIceServer] = ()
+    sdp: str, ice_servers: Sequence[RTCIceServer] = (), ice_transport_policy: str = "all"
 ) -> tuple[RTCPeerConnection, list[RTCRtpTransceiver], list[RTCRtpTransceiver]]:
     """A new answering peer with a browser's offer applied, and its audio and video transceivers.
 
     Raises :class:`MediaError` (with the peer closed) for an offer that cannot be used:
-    not SDP, no codec in common, or no video section.
+    not SDP, no codec in common, or no video section. ``ice_transport_policy`` "relay": TURN
+    relay candidates only (aiortc passes it to aioice's ``TransportPolicy.RELAY``).
     """
     if not sdp.lstrip().startswith("v=0"):
         raise MediaError("bad_sdp", "the offer is not a session description (it must start with v=0)")
@@ -54,7 +56,11 @@ async def receive_offer(
     # MAX_BUNDLE: under aiortc's default (BALANCED) the second and later video sections stay
     # on a transport that BUNDLE negotiation stops, and never send.
     pc = RTCPeerConnection(
-        RTCConfiguration(iceServers=list(ice_servers), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        RTCConfiguration(
+            iceServers=list(ice_servers),
+            iceTransportPolicy=RTCIceTransportPolicy(ice_transport_policy),
+            bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+        )
     )
     enable_low_latency_receive(pc)
     try:

@@ -74,6 +74,7 @@ class Room:
         codec: the video codec the server prefers when answering ("VP8" or "H264").
         bitrate: the video encoders' bitrate range.
         ice_servers: STUN/TURN servers for the server's peers (none on loopback).
+        ice_transport_policy: "all", or "relay" for TURN relay candidates only.
         on_peer_state: called with (role, connection state) on every change.
     """
 
@@ -87,12 +88,14 @@ class Room:
         codec: str = "VP8",
         bitrate: Bitrate | None = None,
         ice_servers: Sequence[RTCIceServer] = (),
+        ice_transport_policy: str = "all",
         on_peer_state: Callable[[Role, str], None] | None = None,
     ) -> None:
         self.label = label
         self.codec = codec
         self.bitrate = bitrate
         self.ice_servers = list(ice_servers)
+        self.ice_transport_policy = ice_transport_policy
         self.on_peer_state = on_peer_state
         self.compositor = CompositorTrack(size=size, layout="agent", agent_name=agent_name, fps=fps)
         compositor = self.compositor  # not ``self``: the room must not be in a reference cycle
@@ -167,7 +170,7 @@ class Room:
         if self._closed is not None:
             raise MediaError("call_ended", "this call's media is closed")
         await self._close_peer(role)
-        pc, _, _ = await receive_offer(sdp, self.ice_servers)
+        pc, _, _ = await receive_offer(sdp, self.ice_servers, self.ice_transport_policy)
         try:
             sections = match(role, pc.getTransceivers())
         except SectionMismatch as exc:

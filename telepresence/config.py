@@ -9,6 +9,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from telepresence.turn import IceConfig
+
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web_client"
 
 
@@ -59,6 +61,15 @@ class Settings:
     video_codec: str = "H264"
     # STUN/TURN for the server's peers, comma-separated URLs (none: host candidates, fine on a LAN).
     ice_servers: str = ""
+    # TURN (coturn with use-auth-secret), comma-separated turn:/turns: URLs, e.g.
+    # "turn:turn.example.com:3478?transport=udp,turns:turn.example.com:5349". Each socket (and
+    # each room's own peers) gets credentials of its own, minted from turn_secret (coturn's
+    # static-auth-secret; env TELEPRESENCE_TURN_SECRET, never logged), valid turn_ttl_s.
+    turn_urls: str = ""
+    turn_secret: str | None = field(default=None, repr=False)
+    turn_ttl_s: float = 86400.0
+    # "relay": browsers and the server's peers use TURN relays only (strict networks, tests).
+    ice_transport_policy: str = "all"
     receipt_interval_s: float = 2.0
     # A shipped avatar look ("aurora", "harbor") that greets waiting customers who turn their
     # media on, reading them their place and expected wait; "" for none. Each greeter renders
@@ -123,6 +134,8 @@ class Settings:
             value = getattr(settings, name)
             if not 0 < value <= top:  # also refuses NaN
                 raise ValueError(f"setting {name}: {value!r} is not in (0, {top:g}]")
+        settings.ice_transport_policy = settings.ice_transport_policy.strip().lower()
+        IceConfig.from_settings(settings)  # a malformed URL, or TURN without its secret, fails here
         return settings
 
 

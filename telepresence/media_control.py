@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,6 +36,7 @@ from telepresence.media_load import MediaLoad
 from telepresence.metrics import Metrics
 from telepresence.protocol import ProtocolError
 from telepresence.room_handle import LocalRoom, RoomHandle
+from telepresence.turn import IceConfig
 from telepresence.worker_pool import WorkerPool
 from telepresence.worker_room import WorkerGone
 
@@ -57,16 +59,19 @@ class MediaControl:
         send: SendFn,
         end_call: EndFn,
         requeue_call: RequeueFn,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self._send = send
         self._end_call = end_call
         self._requeue_call = requeue_call
-        self._ice_servers = [
-            RTCIceServer(urls=u.strip()) for u in settings.ice_servers.split(",") if u.strip()
-        ]
-        self.hosts = HostDesk(self._ice_servers)
+        # The server's peers get TURN credentials of their own, minted per room (server-<call id>)
+        # when the room is made; the Unix time comes from ``wall_clock``.
+        self._ice = IceConfig.from_settings(settings)
+        self._wall_clock = wall_clock
+        # A live host's peers: the ice_servers setting only (no TURN credentials to expire).
+        self.hosts = HostDesk([RTCIceServer(**s) for s in self._ice.plain_servers(browser=False)])
         # Resolved once, at start-up: a bad look is a configuration error, not a customer's.
         self._greeter_spec = resolve_look(settings.greeter_look) if settings.greeter_look else None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -185,20 +190,31 @@ class MediaControl:
             "fps": self.settings.video_fps,
             "codec": self.settings.video_codec,
         }
+        ice = self.server_ice_servers(call.id)
         room: RoomHandle | None = None
         if self.pool is not None and self.hosts.host is None:
             try:
-                room = self.pool.create_room(**spec, ice_servers=[s.urls for s in self._ice_servers])
+                room = self.pool.create_room(**spec, ice_servers=ice, ice_transport_policy=self._ice.policy)
             except WorkerGone:
                 logger.warning("%s: no media worker is running; the call's media runs here", call.id)
         if room is None:
-            room = LocalRoom(**spec, bitrate=Bitrate(), ice_servers=self._ice_servers)
+            room = LocalRoom(
+                **spec,
+                bitrate=Bitrate(),
+                ice_servers=[RTCIceServer(**server) for server in ice],
+                ice_transport_policy=self._ice.policy,
+            )
         room.on_peer_state = self._peer_state_handler(call)
         room.on_lost = self._lost_handler(call)
         if self.shedding.screen_fps is not None or self.shedding.screen_scale < 1:
             room.set_screen_limits(self.shedding.screen_fps, self.shedding.screen_scale)
         self.load.rooms[call.id] = room
         return room
+
+    def server_ice_servers(self, label: str) -> list[dict[str, Any]]:
+        """The ICE servers of one room's own peers, as RTCIceServer dicts: TURN credentials
+        minted for ``server-<label>`` now (valid ``turn_ttl_s``), and the ice_servers setting."""
+        return self._ice.ice_servers(f"server-{label}", self._wall_clock(), browser=False)
 
     async def _greet(self, call: Call, room: RoomHandle) -> None:
         """The call (or the wait) opens on the avatar; a layout change hands over to the agent.

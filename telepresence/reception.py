@@ -24,6 +24,7 @@ from telepresence.reports import Reports
 from telepresence.routing import Matchmaker, QueueKey
 from telepresence.sessions import AgentSession, Connection, CustomerSession
 from telepresence.store import Store
+from telepresence.turn import IceConfig
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class Reception:
                 "queue": str(key),
                 "returning": bool(history),
                 "greeter": self.media.greets,
+                **self._ice_fields(),
             }
         )
         logger.info("customer %s joined %s", customer_id, key)
@@ -122,6 +124,7 @@ class Reception:
                 "queue": str(session.key),
                 "rejoined": True,
                 "greeter": self.media.greets,
+                **self._ice_fields(),
             }
         )
         conn.send({"type": "transcript", "messages": await self.store.get_chat(session.ticket)})
@@ -141,6 +144,14 @@ class Reception:
         else:
             await self.lifecycle.apply(self.matchmaker.resume(session.customer_id, now))
         logger.info("customer %s rejoined", session.customer_id)
+
+    def _ice_fields(self) -> dict[str, object]:
+        """``ice_servers`` (TURN credentials of this socket's own) and ``ice_transport_policy``.
+
+        Minted from the switchboard's wall clock and an id from ``self.ids``: a centre's new
+        leader replaying this step mints the same ones (telepresence/centre)."""
+        ice = IceConfig.from_settings(self.settings)
+        return ice.browser_fields(self.ids.new_id("turn") if ice.has_turn else "", self.wall_clock())
 
     async def _login(self, conn: Connection, message: p.Login) -> None:
         try:
@@ -189,6 +200,7 @@ class Reception:
                     }
                     for c in self.directory.calls_of(session)
                 ],
+                **self._ice_fields(),
             }
         )
         if claims.role == "operator":
