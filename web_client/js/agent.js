@@ -12,6 +12,7 @@ import {
   stopMedia,
 } from "./agent-call.js";
 import { ProtocolClient, closedFor } from "./protocol.js";
+import { useIceServers } from "./session.js";
 import {
   $,
   announce,
@@ -126,6 +127,7 @@ function start(token) {
   const client = new ProtocolClient({ hello });
   page.client = client;
   client.onState(onConnection);
+  client.on("logged_in", useIceServers); // before onLoggedIn, which may offer media at once
   client.on("logged_in", onLoggedIn);
   client.on("agent_status", onAgentStatus);
   client.on("auto_answer", (m) => {

@@ -16,6 +16,7 @@ import {
 } from "./customer-store.js";
 import { hideChoice, showChoice, showQueueStatus, showRequeued, wireWaitingView } from "./customer-waiting.js";
 import { CLOSE, ProtocolClient, closedFor } from "./protocol.js";
+import { useIceServers } from "./session.js";
 import {
   $,
   announce,
@@ -134,6 +135,7 @@ function start() {
   const client = new ProtocolClient({ hello });
   page.client = client;
   client.onState(setConnection);
+  client.on("welcome", useIceServers); // before onWelcome, which may offer media at once
   client.on("welcome", onWelcome);
   client.on("transcript", (m) => renderChat(chatLog, m.messages || [], "customer"));
   client.on("queue_status", onQueueStatus);

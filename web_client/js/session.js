@@ -29,6 +29,24 @@ const ABILITIES = { screen_capture: canShareScreen };
 
 const sends = (direction) => direction === "sendrecv" || direction === "sendonly";
 
+// The STUN/TURN servers the server named in this socket's `welcome` or `logged_in`
+// (docs/protocol.md): TURN credentials of this socket's own, and "relay" where only relayed
+// paths may be used. Every connection made afterwards uses them.
+let ice = { iceServers: [], iceTransportPolicy: "all" };
+
+/**
+ * Use the ICE servers of a `welcome` or `logged_in` message for the connections made from now
+ * on (each new socket gets fresh credentials, so every `welcome` / `logged_in` replaces them).
+ *   client.on("welcome", useIceServers);
+ */
+export function useIceServers(message) {
+  if (!Array.isArray(message?.ice_servers)) return; // a server without the field: keep what we had
+  ice = {
+    iceServers: message.ice_servers,
+    iceTransportPolicy: message.ice_transport_policy === "relay" ? "relay" : "all",
+  };
+}
+
 /**
  * One side's peer connection to the server.
  *
@@ -101,7 +119,7 @@ export class MediaSession {
   async negotiate(tracks = {}) {
     this._closePc();
     const generation = ++this.generation;
-    const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", iceServers: [] });
+    const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", ...ice });
     this.pc = pc;
     this.transceivers = new Map();
     for (const section of this.sections) {

@@ -6,7 +6,7 @@ import { attach } from "./media.js";
 import { CLOSE, ProtocolClient } from "./protocol.js";
 import { EXPRESSION_KEYS, GESTURE_KEYS, guardrails } from "./studio-looks.js";
 import { LevelMeter, openOperatorDevices } from "./studio-media.js";
-import { MediaSession } from "./session.js";
+import { MediaSession, useIceServers } from "./session.js";
 import { $, announce, clearNotice, el, notice, session, showView, takeToken } from "./ui.js";
 
 const TOKEN_STORE = "telepresence.operator_token";
@@ -86,6 +86,7 @@ function login(token) {
   page.client?.close();
   const client = new ProtocolClient({ hello: (c) => c.send("login", { token: page.token }) });
   page.client = client;
+  client.on("logged_in", useIceServers); // before onLoggedIn, which may offer media at once
   client.on("logged_in", onLoggedIn);
   client.on("host_status", onHostStatus);
   client.on("host_event", onHostEvent);
