@@ -255,7 +255,9 @@ class Lab:
         """
         from benchmarks.netlab.impair import Impairment
 
-        impairment = Impairment(self, "home" if role == "customer" else role, profile, seed=seed, reorder=reorder)
+        impairment = Impairment(
+            self, "home" if role == "customer" else role, profile, seed=seed, reorder=reorder
+        )
         self._impairments.append(impairment)
         return impairment
 

@@ -8,6 +8,9 @@
 - ``ping --host H --port P --count N --interval-ms I``: UDP echo, one JSON line a reply
   ``{"seq", "sent", "rtt_ms"}`` (``sent`` on CLOCK_MONOTONIC, which namespaces share), then
   ``{"summary": {"sent", "received", "loss", "rtt_p50_ms", ...}}``.
+
+Each runs SCHED_FIFO when allowed, like the impairment forwarder: what they measure is the
+network, not the scheduler of a busy machine.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import struct
 import sys
 import time
 from typing import Any
+
+from benchmarks.netlab.impair import try_realtime
 
 PING = struct.Struct("!Id")  # seq, monotonic send time
 
@@ -121,7 +126,9 @@ def summarise(rtts: dict[int, float], count: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("serve", "who", "ping"):
         command = sub.add_parser(name)
@@ -134,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.choices["ping"].add_argument("--size", type=int, default=200)
     sub.choices["ping"].add_argument("--linger-s", type=float, default=1.0)
     args = parser.parse_args(argv)
+    # Measure the network, not the scheduler of a busy machine.
+    try_realtime()
     if args.command == "serve":
         asyncio.run(_serve(args.host, args.port))
     elif args.command == "who":
@@ -150,3 +159,88 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# -- the parent's side: drive the probes in a Lab ---------------------------------------------
+
+
+class ProbeServer:
+    """``probe serve`` running in one of a lab's namespaces, for the length of a ``with`` block."""
+
+    def __init__(self, lab: Any, role: str = "server", port: int = 7000) -> None:
+        self.lab, self.role, self.port = lab, role, port
+        self.host = lab.address(role)
+        self.process: Any = None
+
+    def __enter__(self) -> ProbeServer:
+        import subprocess
+
+        self.process = self.lab.popen(
+            self.role,
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.netlab.probe",
+                "serve",
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        ready, _, _ = select.select([self.process.stdout], [], [], 10)
+        if not ready or '"ready"' not in self.process.stdout.readline():
+            self.lab.stop(self.process)
+            raise RuntimeError(f"probe server in {self.role} did not start")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.lab.stop(self.process)
+
+    def who(self, role: str, proto: str = "udp", timeout: float = 1.0) -> str | None:
+        """The address this server sees ``role`` come from over ``proto``; None when it gets nothing."""
+        argv = [
+            sys.executable,
+            "-m",
+            "benchmarks.netlab.probe",
+            "who",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+        ]
+        try:
+            return self.lab.run_in(role, [*argv, "--proto", proto, "--timeout", str(timeout)]).strip()
+        except Exception:  # exit 1: timed out or refused, which is what a firewall test wants to see
+            return None
+
+    def ping(
+        self, role: str, count: int, interval_ms: float = 20.0, size: int = 200, linger_s: float = 1.0
+    ) -> Any:
+        """Start a UDP ping from ``role`` to this server; returns the Popen (JSON lines on stdout)."""
+        import subprocess
+
+        argv = [
+            sys.executable,
+            "-m",
+            "benchmarks.netlab.probe",
+            "ping",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+        ]
+        argv += ["--count", str(count), "--interval-ms", str(interval_ms), "--size", str(size)]
+        argv += ["--linger-s", str(linger_s)]
+        return self.lab.popen(role, argv, stdout=subprocess.PIPE, text=True)
+
+    def ping_summary(
+        self, role: str, count: int, interval_ms: float = 20.0, size: int = 200
+    ) -> dict[str, Any]:
+        """Run a UDP ping from ``role`` to the end; its summary (see :func:`summarise`)."""
+        process = self.ping(role, count, interval_ms, size, linger_s=0.5)
+        out, _ = process.communicate(timeout=count * interval_ms / 1000 + 30)
+        self.lab.stop(process)
+        return json.loads(out.strip().splitlines()[-1])["summary"]
