@@ -53,6 +53,7 @@ async def receive_offer(
     if not sdp.lstrip().startswith("v=0"):
         raise MediaError("bad_sdp", "the offer is not a session description (it must start with v=0)")
     description = _parse_checked(sdp)
+    sdp = share_bundled_candidates(sdp, description)
     # MAX_BUNDLE: under aiortc's default (BALANCED) the second and later video sections stay
     # on a transport that BUNDLE negotiation stops, and never send.
     pc = RTCPeerConnection(
@@ -111,6 +112,46 @@ def _parse_checked(sdp: str) -> aiortc_sdp.SessionDescription:
         if group.semantic == "BUNDLE" and missing:
             raise MediaError("bad_sdp", f"the offer bundles sections it does not have (mid {missing[0]!r})")
     return description
+
+
+def share_bundled_candidates(sdp: str, description: aiortc_sdp.SessionDescription) -> str:
+    """The offer with every candidate of its BUNDLE group listed in each of the group's sections.
+
+    aiortc 1.16 keeps, per ICE transport, the candidates of the LAST section using it
+    (``setRemoteDescription``: ``iceCandidates[iceTransport] = media``). Under BUNDLE one
+    transport serves every section and browsers list candidates in the first section only
+    (Firefox adds ``end-of-candidates`` to each), so the offer's candidates were lost: the
+    server learnt a browser's address only from the checks that reached it (peer-reflexive),
+    which never happens when the server must relay (``ice_transport_policy`` "relay") or sits
+    behind NAT.
+    """
+    bundle = next((g for g in description.group if g.semantic == "BUNDLE" and g.items), None)
+    newline = "\r\n" if "\r\n" in sdp else "\n"
+    head, *sections = sdp.rstrip("\r\n").split(f"{newline}m=")
+    if bundle is None or len(sections) < 2:
+        return sdp
+    bundled = [i for i, s in enumerate(sections) if _mid(s, newline) in bundle.items]
+    shared: list[str] = []
+    end = False
+    for i in bundled:
+        for line in sections[i].split(newline):
+            if line.startswith("a=candidate:") and line not in shared:
+                shared.append(line)
+            end = end or line == "a=end-of-candidates"
+    if not shared:
+        return sdp
+    for i in bundled:
+        kept = [
+            line
+            for line in sections[i].split(newline)
+            if not line.startswith("a=candidate:") and line != "a=end-of-candidates"
+        ]
+        sections[i] = newline.join(kept + shared + (["a=end-of-candidates"] if end else []))
+    return f"{newline}m=".join([head, *sections]) + newline
+
+
+def _mid(section: str, newline: str) -> str | None:
+    return next((line[6:] for line in section.split(newline) if line.startswith("a=mid:")), None)
 
 
 async def close_peer(pc: RTCPeerConnection) -> None:

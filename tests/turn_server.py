@@ -113,6 +113,7 @@ class TurnServer:
             "allow-loopback-peers",
             "no-software-attribute",
             f"pidfile={self.directory / 'turnserver.pid'}",
+            f"userdb={self.directory / 'turndb'}",  # not the system's /var/lib/turn/turndb
             f"log-file={self.log}",
             "simple-log",
             "verbose",

@@ -9,6 +9,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import importlib.util
 import json
 import logging
 import time
@@ -21,6 +22,7 @@ from aioice import Connection, TransportPolicy
 from aioice.stun import TransactionFailed
 from aioice.turn import create_turn_endpoint
 from aiortc import (
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCIceServer,
     RTCIceTransportPolicy,
@@ -351,6 +353,31 @@ async def test_the_servers_answering_peer_connects_relayed_only_through_coturn(c
         await browser.close()
 
 
+@pytest.mark.parametrize("end_in_each", [False, True], ids=["chromium", "firefox"])
+async def test_a_bundled_offers_candidates_reach_the_answering_peer(end_in_each: bool) -> None:
+    """Browsers list candidates in the first bundled section only (Firefox ends each section with
+    end-of-candidates); aiortc alone would keep the last section's: none."""
+    browser = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    browser.addTransceiver("audio", direction="sendrecv")
+    browser.addTransceiver("video", direction="recvonly")
+    browser.addTransceiver("video", direction="recvonly")
+    await browser.setLocalDescription(await browser.createOffer())
+    head, *sections = browser.localDescription.sdp.split("\r\nm=")
+    candidates = [line for line in sections[0].split("\r\n") if line.startswith("a=candidate:")]
+    assert candidates
+    for i in range(1, len(sections)):
+        lines = [line for line in sections[i].split("\r\n") if not line.startswith("a=candidate:")]
+        sections[i] = "\r\n".join(line for line in lines if end_in_each or line != "a=end-of-candidates")
+    offer = "\r\nm=".join([head, *sections])
+    server, _, _ = await receive_offer(offer)
+    try:
+        transport = server.getTransceivers()[0].receiver.transport.transport
+        assert len(transport.getRemoteCandidates()) == len(candidates)
+    finally:
+        await close_peer(server)
+        await browser.close()
+
+
 async def test_the_servers_rooms_get_credentials_of_their_own_and_the_policy() -> None:
     settings = load(
         **TURN_SETTINGS, ice_servers="stun:stun.example.com", ice_transport_policy="relay", media_workers=0
@@ -378,3 +405,70 @@ async def test_the_servers_rooms_get_credentials_of_their_own_and_the_policy() -
     finally:
         media.close(call)
         await media.stop()
+
+
+needs_chromium = pytest.mark.skipif(
+    not Path("/usr/bin/chromium").exists() or importlib.util.find_spec("playwright") is None,
+    reason="needs Debian's Chromium (apt-get install -y chromium) and playwright",
+)
+
+# Every RTCPeerConnection a page makes, with the configuration it was given.
+RECORD_PEERS = """
+  const Native = window.RTCPeerConnection;
+  window.__peers = [];
+  window.RTCPeerConnection = class extends Native {
+    constructor(config) { super(config); window.__peers.push({ pc: this, config }); }
+  };
+"""
+# The newest peer's configuration and the candidate types of its selected pair.
+RELAYED = """async () => {
+  const { pc, config } = window.__peers[window.__peers.length - 1];
+  const stats = [...(await pc.getStats()).values()];
+  const pair = stats.find((s) => s.type === "candidate-pair" && s.nominated && s.state === "succeeded");
+  const byId = Object.fromEntries(stats.map((s) => [s.id, s]));
+  return { policy: config.iceTransportPolicy, servers: config.iceServers, state: pc.connectionState,
+           local: pair && byId[pair.localCandidateId].candidateType,
+           remote: pair && byId[pair.remoteCandidateId].candidateType };
+}"""
+
+
+@needs_coturn
+@needs_chromium
+@pytest.mark.browser
+async def test_a_browser_call_relayed_only_through_coturn(tmp_path: Path, coturn: TurnServer) -> None:
+    """Chromium customer and agent pages and the server's peers, all relay-only: media flows
+    through coturn, with the credentials each socket was sent."""
+    from tests.browser.chrome import agent_takes_the_call, chromium, customer_joins, new_page, playing
+    from tests.conftest import run_server
+
+    async with (
+        run_server(
+            tmp_path,
+            video_size="360p",
+            wrap_up_s=0,
+            turn_urls=f"{coturn.url('udp')},{coturn.url('tcp')}",
+            turn_secret=SECRET,
+            ice_transport_policy="relay",
+        ) as server,
+        chromium() as browser,
+    ):
+        customer = await new_page(browser, permissions=["camera", "microphone"])
+        agent = await new_page(browser)
+        for page in (customer, agent):
+            await page.add_init_script(RECORD_PEERS)
+        await customer_joins(customer, server.url)
+        await agent_takes_the_call(agent, server)
+        await playing(customer, "remote-video", frames=5)
+        await playing(agent, "remote-video", frames=5)
+        users = set()
+        for page in (customer, agent):
+            seen = await page.evaluate(RELAYED)
+            assert seen["policy"] == "relay" and seen["state"] == "connected", seen
+            assert seen["local"] == "relay" and seen["remote"] == "relay", seen
+            (entry,) = seen["servers"]
+            assert entry["credential"] == turn.password(SECRET, entry["username"])
+            users.add(entry["username"])
+        assert len(users) == 2
+        log = coturn.log_tail(200_000)
+        assert all(user in log for user in users)
+        assert ":server-call-" in log  # the server's own peers allocated with credentials of their own
