@@ -449,6 +449,7 @@ async def test_a_browser_call_relayed_only_through_coturn(tmp_path: Path, coturn
             turn_urls=f"{coturn.url('udp')},{coturn.url('tcp')}",
             turn_secret=SECRET,
             ice_transport_policy="relay",
+            media_workers=1,  # the room's peers in a media worker process, as served by default
         ) as server,
         chromium() as browser,
     ):
