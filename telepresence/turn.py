@@ -13,6 +13,7 @@ and refuses a username whose expiry has passed, so nothing is shared with it but
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import math
@@ -113,26 +114,17 @@ class IceConfig:
 
     @classmethod
     def from_settings(cls, settings: Any) -> IceConfig:
-        """From a :class:`~telepresence.config.Settings` (or anything with its ICE fields)."""
-        policy = str(settings.ice_transport_policy).strip().lower()
-        if policy not in POLICIES:
-            raise ValueError(f"setting ice_transport_policy: {policy!r} is not all or relay")
-        ttl = float(settings.turn_ttl_s)
-        if not (math.isfinite(ttl) and ttl >= 1):  # also refuses NaN
-            raise ValueError(f"setting turn_ttl_s: {ttl!r} is not a number of seconds >= 1")
-        stun = parse_urls(settings.ice_servers, "ice_servers")
-        turn = parse_urls(settings.turn_urls, "turn_urls")
-        if turn and not settings.turn_secret:
-            raise ValueError(
-                "setting turn_urls needs turn_secret (coturn's static-auth-secret; "
-                "env TELEPRESENCE_TURN_SECRET) to mint credentials"
-            )
-        if policy == "relay" and not turn:
-            raise ValueError(
-                "setting ice_transport_policy: relay needs turn_urls (and turn_secret): "
-                "with no TURN server there is no relay to use"
-            )
-        return cls(stun, turn, settings.turn_secret or None, ttl, policy)  # type: ignore[arg-type]
+        """From a :class:`~telepresence.config.Settings` (or anything with its ICE fields).
+
+        Cached by value: the switchboard asks on every join and login (~40 us to check afresh).
+        """
+        return _checked(
+            str(settings.ice_servers),
+            str(settings.turn_urls),
+            settings.turn_secret or None,
+            float(settings.turn_ttl_s),
+            str(settings.ice_transport_policy),
+        )
 
     @property
     def has_turn(self) -> bool:
@@ -171,3 +163,25 @@ class IceConfig:
     def browser_fields(self, id: str, now: float) -> dict[str, Any]:
         """What ``welcome`` and ``logged_in`` carry: ``ice_servers`` and ``ice_transport_policy``."""
         return {"ice_servers": self.ice_servers(id, now), "ice_transport_policy": self.policy}
+
+
+@functools.lru_cache(maxsize=8)
+def _checked(ice_servers: str, turn_urls: str, secret: str | None, ttl: float, policy_text: str) -> IceConfig:
+    policy = policy_text.strip().lower()
+    if policy not in POLICIES:
+        raise ValueError(f"setting ice_transport_policy: {policy!r} is not all or relay")
+    if not (math.isfinite(ttl) and ttl >= 1):  # also refuses NaN
+        raise ValueError(f"setting turn_ttl_s: {ttl!r} is not a number of seconds >= 1")
+    stun = parse_urls(ice_servers, "ice_servers")
+    turn = parse_urls(turn_urls, "turn_urls")
+    if turn and not secret:
+        raise ValueError(
+            "setting turn_urls needs turn_secret (coturn's static-auth-secret; "
+            "env TELEPRESENCE_TURN_SECRET) to mint credentials"
+        )
+    if policy == "relay" and not turn:
+        raise ValueError(
+            "setting ice_transport_policy: relay needs turn_urls (and turn_secret): "
+            "with no TURN server there is no relay to use"
+        )
+    return IceConfig(stun, turn, secret, ttl, policy)  # type: ignore[arg-type]
