@@ -255,19 +255,50 @@ def open_tun(name: str) -> int:
     return fd
 
 
+class Shaper:
+    """When each packet of one direction leaves, or that it is lost: pure (no I/O, no clock).
+
+    ``admit(size, now)`` returns the packet's release time on the same clock as ``now``, or
+    None when the packet is dropped. ``link`` may be replaced at any time; it applies from the
+    next packet.
+    """
+
+    def __init__(self, rng: random.Random, reorder: bool = False, link: Link | None = None) -> None:
+        self.link = link or Link()
+        self._rng = rng
+        self._reorder = reorder
+        self._last_release = -math.inf
+        self._link_free = -math.inf
+
+    def admit(self, size: int, now: float) -> float | None:
+        link = self.link
+        # Both draws always happen, so a profile switch does not shift the loss pattern.
+        lost = self._rng.random() < link.loss
+        jitter = self._rng.uniform(-link.jitter_ms, link.jitter_ms)
+        if lost:
+            return None
+        release = now + max(0.0, link.delay_ms + jitter) / 1000
+        if link.rate_kbps:
+            start = max(release, self._link_free)
+            if start - release > link.queue_ms / 1000:
+                return None  # tail drop: the bottleneck's queue is full
+            self._link_free = start + size * 8 / (link.rate_kbps * 1000)
+            release = self._link_free
+        if not self._reorder:
+            release = max(release, self._last_release)
+            self._last_release = release
+        return release
+
+
 class Direction:
-    """One TUN device's packets: read, drop or delay, write back. Loop-driven, no threads."""
+    """One TUN device's packets: read, drop or delay (by a :class:`Shaper`), write back."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, rng: random.Random, reorder: bool) -> None:
         self._loop = loop
         self._fd = fd
-        self._rng = rng
-        self._reorder = reorder
-        self.link = Link()
+        self.shaper = Shaper(rng, reorder)
         self._heap: list[tuple[float, int, bytes]] = []
         self._seq = 0
-        self._last_release = 0.0
-        self._link_free = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self.received = self.dropped = self.sent = 0
@@ -279,31 +310,14 @@ class Direction:
                 packet = os.read(self._fd, 65536)
             except BlockingIOError:
                 break
-            self._admit(packet, self._loop.time())
-        self._flush()
-
-    def _admit(self, packet: bytes, now: float) -> None:
-        self.received += 1
-        link = self.link
-        # Both draws always happen, so a profile switch does not shift the loss pattern.
-        lost = self._rng.random() < link.loss
-        jitter = self._rng.uniform(-link.jitter_ms, link.jitter_ms)
-        if lost:
-            self.dropped += 1
-            return
-        release = now + max(0.0, link.delay_ms + jitter) / 1000
-        if link.rate_kbps:
-            start = max(release, self._link_free)
-            if start - release > link.queue_ms / 1000:
+            self.received += 1
+            release = self.shaper.admit(len(packet), self._loop.time())
+            if release is None:
                 self.dropped += 1
-                return
-            self._link_free = start + len(packet) * 8 / (link.rate_kbps * 1000)
-            release = self._link_free
-        if not self._reorder:
-            release = max(release, self._last_release)
-            self._last_release = release
-        self._seq += 1
-        heapq.heappush(self._heap, (release, self._seq, packet))
+                continue
+            self._seq += 1
+            heapq.heappush(self._heap, (release, self._seq, packet))
+        self._flush()
 
     def _flush(self) -> None:
         # Release what is due within 0.2 ms: a second wake-up would cost more than that.
@@ -363,7 +377,7 @@ async def forward(up: str, down: str, seed: int, reorder: bool) -> None:
                 message = json.loads(line)
                 if message["cmd"] == "set":
                     for name in ("up", "down"):
-                        directions[name].link = Link(**message[name])
+                        directions[name].shaper.link = Link(**message[name])
                     answer({"ok": True})
                 elif message["cmd"] == "stats":
                     answer({**{k: d.stats() for k, d in directions.items()}, "cpu_s": time.process_time()})
