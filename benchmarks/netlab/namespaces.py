@@ -83,7 +83,7 @@ def unavailable() -> str | None:
             return f"`{tool}` is not installed (Debian: apt-get install {package})"
     if not os.path.exists("/dev/net/tun"):
         return "/dev/net/tun is missing (the impairment forwarder needs a TUN device)"
-    probe = f"{PREFIX}probe{os.getpid()}"
+    probe = f"{PREFIX}{os.getpid()}-probe"
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
     if made.returncode != 0:
         return f"`ip netns add` failed: {made.stderr.strip()}"
@@ -133,8 +133,8 @@ def cleanup_stale(prefix: str = PREFIX, *, everything: bool = False) -> list[str
         if not netns.startswith(prefix):
             continue
         pid_text = netns[len(prefix) :].split("-", 1)[0]
-        if not everything and pid_text.isdigit() and _pid_alive(int(pid_text)):
-            continue
+        if not everything and (not pid_text.isdigit() or _pid_alive(int(pid_text))):
+            continue  # a live run's, or not named by a Lab
         _kill_namespace(netns)
         removed.append(netns)
     return removed
