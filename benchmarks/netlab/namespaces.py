@@ -17,8 +17,9 @@ or TLS) gets through. IPv6 is off everywhere, so ICE gathers one address a peer.
 
 Nothing is made in the root namespace: veths are created with both ends inside namespaces and
 every rule lives in a namespace's own tables, so deleting the namespaces removes everything.
-:class:`Lab` does that on exit, whatever ended the block (an exception, KeyboardInterrupt), and
-:func:`cleanup_stale` removes what a killed run (``kill -9``) left behind.
+:class:`Lab` does that on exit, whatever ended the block (an exception, KeyboardInterrupt,
+SIGTERM where nobody else handles it), and :func:`cleanup_stale` removes what a killed run
+(``kill -9``) left behind.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -162,8 +164,8 @@ class Lab:
 
     >>> with Lab() as lab:
     ...     server = lab.popen("server", ["python", "-m", "http.server", "-b", lab.address("server")])
-    ...     lab.run_in("customer", ["curl", f"http://{lab.address('server')}:8000/"])
-    ...     lab.impair("home", "mobile").set("bad")   # delay and loss on the customer's access link
+    ...     impairment = lab.impair("customer", "mobile")  # the customer's access link
+    ...     impairment.set("bad")  # from the next packet on
 
     Args:
         prefix: the start of every namespace name; :func:`cleanup_stale` takes the same.
@@ -177,6 +179,7 @@ class Lab:
         self._made: list[str] = []
         self._processes: list[subprocess.Popen[Any]] = []
         self._impairments: list[Impairment] = []
+        self._previous_sigterm: Any = None
 
     # -- names and addresses ---------------------------------------------------------------
 
@@ -268,6 +271,7 @@ class Lab:
     # -- lifecycle -------------------------------------------------------------------------
 
     def __enter__(self) -> Lab:
+        self._trap_sigterm()
         try:
             self._build()
         except BaseException:
@@ -342,6 +346,22 @@ class Lab:
             for netns in reversed(self._made):
                 _kill_namespace(netns)
             self._made.clear()
+            if self._previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
+                self._previous_sigterm = None
+
+    def _trap_sigterm(self) -> None:
+        """Turn SIGTERM (a CI timeout, ``kill``) into SystemExit, so that the ``with`` block unwinds
+        and tears the lab down; only where nobody handles SIGTERM already (the default action
+        would end the process at once and leave every namespace behind)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 @contextlib.contextmanager

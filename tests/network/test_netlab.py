@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -144,3 +145,32 @@ def test_switching_profile_at_run_time_takes_effect_within_a_second(lab: Lab) ->
     during = [r["rtt_ms"] for r in replies if to_bad + 0.01 < r["sent"] < to_clean - 0.3]
     assert before and max(before) < 20
     assert during and min(during) >= 195
+
+
+def test_closing_an_impairment_puts_the_plain_link_back(lab: Lab) -> None:
+    impairment = lab.impair("customer", "bad")
+    assert "tu-home" in lab.ip("internet", "-o", "link")
+    impairment.close()
+    assert "tu-home" not in lab.ip("internet", "-o", "link")
+    assert "lookup" not in lab.ip("internet", "rule").replace("lookup local", "").replace(
+        "lookup main", ""
+    ).replace("lookup default", "")
+    with ProbeServer(lab) as server:
+        summary = server.ping_summary("customer", count=20, interval_ms=5)
+    assert summary["loss"] == 0 and summary["rtt_p50_ms"] < 20
+
+
+def test_sigterm_unwinds_the_block_and_tears_the_lab_down(_stale_swept: None) -> None:
+    script = (
+        "import os, signal\n"
+        "from benchmarks.netlab import Lab\n"
+        "with Lab() as lab:\n"
+        "    print(lab.tag, flush=True)\n"
+        "    lab.impair('customer', 'mobile')\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    signal.pause()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    tag = done.stdout.split()[0]
+    assert done.returncode == 128 + 15, done.stderr
+    assert not [n for n in list_namespaces() if n.startswith(tag + "-")]
