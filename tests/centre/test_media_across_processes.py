@@ -208,10 +208,44 @@ async def test_killing_the_process_of_the_room_requeues_the_customer_at_the_head
             ended = await customer_ws.expect("call_ended", timeout=10)
             took = time.monotonic() - killed
             assert ended["call_id"] == call_id and ended["requeued"] is True, ended
-            assert took < 6.5, f"call_ended {took:.1f} s after the kill"
+            assert took < 7, f"call_ended {took:.1f} s after the kill"  # by design at most ~6 s
             status = await after(customer_ws, ended, "queue_status")
             assert status["position"] == 1, status
             print(f"\nroom's process killed: customer re-queued after {took:.2f} s")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Leader._doors_gone re-queues the dead door's calls before it closes that door's sockets:"
+    " the agent there is still available, so the customer is paired with them again at once",
+)
+async def test_a_customer_requeued_from_a_dead_room_is_taken_by_a_live_agent_with_media(sides):
+    async with a_call(sides) as (agent_ws, customer_ws, call_id):
+        async with agent_peer() as agent, customer_peer() as customer:
+            await agent.negotiate(signalling(agent_ws))
+            await customer.negotiate(signalling(customer_ws))
+            await customer.video(0).wait(15)
+            sides.agent_side.kill()
+            ended = await customer_ws.expect("call_ended", timeout=10)
+            assert ended["requeued"] is True
+            assert (await after(customer_ws, ended, "queue_status"))["position"] == 1
+
+        # The next agent, on the customer's own process, takes them; that call has media too.
+        other = await sides.centre.connect(sides.customer_side, "another agent")
+        await other.send("login", token=sides.centre.token("kim"))
+        await other.expect("logged_in")
+        await other.send("auto_answer", enabled=True)
+        await other.send("set_status", status="available")
+        again = await after(customer_ws, ended, "call_started", timeout=10)
+        assert again["call_id"] != call_id and again["agent"]["name"] == "kim", again
+        await other.expect("call_started", timeout=10)
+        async with agent_peer() as agent, customer_peer() as customer:
+            await agent.negotiate(signalling(other))
+            await customer.negotiate(signalling(customer_ws))
+            full = compute_layout(SIZE, "agent", {AGENT})[0].content
+            await customer.video(0).wait(15)
+            await wait_for(lambda: red_band(customer.video(0).latest, full), what="the new agent's card")
+            assert rooms_on(sides.customer_side) == 1
 
 
 async def test_the_leader_killed_mid_call_leaves_the_media_alone_and_its_successor_routes_it(sides):
