@@ -355,8 +355,13 @@ async def forward(up: str, down: str, seed: int, reorder: bool) -> None:
         "up": Direction(loop, open_tun(up), random.Random(seed), reorder),
         "down": Direction(loop, open_tun(down), random.Random(seed + 1), reorder),
     }
-    done = loop.create_future()
-    loop.add_signal_handler(signal.SIGTERM, lambda: done.done() or done.set_result(None))
+    done: asyncio.Future[None] = loop.create_future()
+
+    def finish() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_signal_handler(signal.SIGTERM, finish)
     buffer = b""
 
     def answer(message: dict[str, Any]) -> None:
@@ -366,9 +371,8 @@ async def forward(up: str, down: str, seed: int, reorder: bool) -> None:
     def on_command() -> None:
         nonlocal buffer
         chunk = os.read(sys.stdin.fileno(), 65536)
-        if not chunk:
-            if not done.done():
-                done.set_result(None)
+        if not chunk:  # the Impairment is gone: so is the forwarder
+            finish()
             return
         buffer += chunk
         while b"\n" in buffer:
