@@ -60,7 +60,13 @@ class Host:
     """One live avatar host and the operator's studio connection that drives it."""
 
     def __init__(
-        self, host_id: str, operator: str, look: str, spec: AvatarSpec, ice_servers: list[RTCIceServer]
+        self,
+        host_id: str,
+        operator: str,
+        look: str,
+        spec: AvatarSpec,
+        ice_servers: list[RTCIceServer],
+        ice_transport_policy: str = "all",
     ) -> None:
         self.id = host_id
         self.operator = operator
@@ -71,6 +77,7 @@ class Host:
         self._viewers: list[MediaStreamTrack] = []
         self._own: list[MediaStreamTrack] = []  # the studio previews
         self._ice_servers = ice_servers
+        self._ice_transport_policy = ice_transport_policy
         self._studio: RTCPeerConnection | None = None
         self._feedback: FeedbackSender | None = None
         self._listeners: list[Listener] = []
@@ -159,7 +166,7 @@ class Host:
     async def studio_answer(self, sdp: str) -> str:
         """Answer the studio's offer: its camera drives the face, its mic the voice; back goes the avatar."""
         await self._close_studio()
-        pc, audio, video = await receive_offer(sdp, self._ice_servers)
+        pc, audio, video = await receive_offer(sdp, self._ice_servers, self._ice_transport_policy)
         self._studio = pc
         # The studio's sections, by name (media/sections.py, role "operator").
         camera = video[position_of_kind("operator", "camera")]
@@ -201,9 +208,15 @@ class Host:
 class HostDesk:
     """The server's live host, if one is running (one per server: the brand's greeter)."""
 
-    def __init__(self, ice_servers: list[RTCIceServer] | None = None) -> None:
+    def __init__(
+        self,
+        ice_servers_for: Callable[[str], list[RTCIceServer]] = lambda host_id: [],
+        ice_transport_policy: str = "all",
+    ) -> None:
         self.host: Host | None = None
-        self._ice_servers = ice_servers or []
+        # A host's own peers' ICE servers, for its id: TURN credentials minted when it starts.
+        self._ice_servers_for = ice_servers_for
+        self._ice_transport_policy = ice_transport_policy
         self._count = 0
 
     async def start(self, operator: str, look: str) -> Host:
@@ -213,7 +226,10 @@ class HostDesk:
             )
         spec = resolve_look(look)
         self._count += 1
-        self.host = Host(f"host-{self._count}", operator, look, spec, self._ice_servers)
+        host_id = f"host-{self._count}"
+        self.host = Host(
+            host_id, operator, look, spec, self._ice_servers_for(host_id), self._ice_transport_policy
+        )
         logger.info("%s started by %s with look %s", self.host.id, operator, look)
         return self.host
 

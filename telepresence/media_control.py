@@ -70,8 +70,11 @@ class MediaControl:
         # when the room is made; the Unix time comes from ``wall_clock``.
         self._ice = IceConfig.from_settings(settings)
         self._wall_clock = wall_clock
-        # A live host's peers: the ice_servers setting only (no TURN credentials to expire).
-        self.hosts = HostDesk([RTCIceServer(**s) for s in self._ice.plain_servers(browser=False)])
+        # A live host's peers: credentials minted for server-host-N when it starts (valid turn_ttl_s).
+        self.hosts = HostDesk(
+            lambda host_id: [RTCIceServer(**server) for server in self.server_ice_servers(host_id)],
+            self._ice.policy,
+        )
         # Resolved once, at start-up: a bad look is a configuration error, not a customer's.
         self._greeter_spec = resolve_look(settings.greeter_look) if settings.greeter_look else None
         self._tasks: set[asyncio.Task[None]] = set()

@@ -29,7 +29,7 @@ class MediaRouter:
     def __init__(self, effects: Effects) -> None:
         self._effects = effects
         self._directory: Directory | None = None  # the switchboard's, once it exists (bind)
-        self.hosts = HostDesk([])  # never started here: host messages are refused by the leader
+        self.hosts = HostDesk()  # never started here: host messages are refused by the leader
         self.shedding: ShedStep = SHED_STEPS[0]
         # call id -> the hosting door, as "node#incarnation" (kept in the centre's snapshot)
         self.rooms: dict[str, str] = {}

@@ -407,6 +407,31 @@ async def test_the_servers_rooms_get_credentials_of_their_own_and_the_policy() -
         await media.stop()
 
 
+async def test_the_live_hosts_peers_get_credentials_of_their_own_and_the_policy() -> None:
+    settings = load(**TURN_SETTINGS, ice_transport_policy="relay", media_workers=0)
+
+    async def nothing(*_: object) -> None:
+        return None
+
+    media = MediaControl(
+        settings,
+        Metrics(),
+        send=lambda *_: None,
+        end_call=nothing,
+        requeue_call=nothing,
+        wall_clock=lambda: 1_800_000_000.0,
+    )
+    host = await media.hosts.start("olga", "aurora")
+    try:
+        (server,) = host._ice_servers
+        assert server.username == f"{1_800_000_000 + 86400}:server-{host.id}"
+        assert server.credential == turn.password(SECRET, server.username)
+        assert host._ice_transport_policy == "relay"
+    finally:
+        await media.hosts.stop()
+        await media.stop()
+
+
 needs_chromium = pytest.mark.skipif(
     not Path("/usr/bin/chromium").exists() or importlib.util.find_spec("playwright") is None,
     reason="needs Debian's Chromium (apt-get install -y chromium) and playwright",
