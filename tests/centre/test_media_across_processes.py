@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import os
 import re
+import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -246,6 +248,44 @@ async def test_a_customer_requeued_from_a_dead_room_is_taken_by_a_live_agent_wit
             await customer.video(0).wait(15)
             await wait_for(lambda: red_band(customer.video(0).latest, full), what="the new agent's card")
             assert rooms_on(sides.customer_side) == 1
+
+
+def media_workers_of(process: ServeProcess) -> list[int]:
+    """The pids of a serve process's media workers (its spawned children, not the resource tracker)."""
+    pid = process._process.pid  # type: ignore[union-attr]
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    found = []
+    for child in map(int, children):
+        command = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+        if b"spawn_main" in command and b"resource_tracker" not in command:
+            found.append(child)
+    return found
+
+
+async def test_a_media_worker_dying_on_the_rooms_process_requeues_the_customer_on_another(centre):
+    await centre.start(2, **MEDIA)
+    [agent_side] = await centre.start(1, media_workers=1, **MEDIA)
+    leader = await eventually(lambda: leading(centre))
+    customer_side = next(p for p in centre.processes if p not in (leader, agent_side))
+    sides = Sides(centre, leader, customer_side, agent_side)
+    async with a_call(sides) as (agent_ws, customer_ws, call_id):
+        async with agent_peer() as agent, customer_peer() as customer:
+            await agent.negotiate(signalling(agent_ws))
+            await customer.negotiate(signalling(customer_ws))
+            await customer.video(0).wait(20)
+            full = compute_layout(SIZE, "agent", {AGENT})[0].content
+            await wait_for(lambda: red_band(customer.video(0).latest, full), what="the agent's card")
+            assert rooms_on(agent_side) == 1  # in its worker
+            await agent_ws.send("set_status", status="away")  # the call carries on; no new offer after it
+            await agent_ws.expect("agent_status", status="away")
+            [worker] = media_workers_of(agent_side)
+            os.kill(worker, signal.SIGKILL)
+            ended = await customer_ws.expect("call_ended", timeout=10)
+            assert ended["call_id"] == call_id and ended["requeued"] is True, ended
+            assert ended["reason"] == "agent_left"  # as on one process (tests/calls/test_workers.py)
+            assert (await agent_ws.expect("call_ended", timeout=10))["call_id"] == call_id
+            assert (await after(customer_ws, ended, "queue_status"))["position"] == 1
+            assert agent_side.running
 
 
 async def test_the_leader_killed_mid_call_leaves_the_media_alone_and_its_successor_routes_it(sides):
