@@ -339,6 +339,31 @@ async def test_a_customer_whose_process_dies_rejoins_on_another_and_media_resume
                 await eventually(lambda: rooms_on(sides.agent_side) == 0)
 
 
+async def test_the_agent_opening_the_console_on_another_process_mid_call_keeps_the_room(sides):
+    async with a_call(sides) as (agent_ws, customer_ws, call_id):
+        async with agent_peer() as agent, customer_peer() as customer:
+            await agent.negotiate(signalling(agent_ws))
+            await customer.negotiate(signalling(customer_ws))
+            await customer.video(0).wait(15)
+
+            # The newest tab wins: the console opened on the leader's process takes the call over.
+            console = await sides.centre.connect(sides.leader, "agent, new console")
+            await console.send("login", token=sides.centre.token("sam"))
+            logged_in = await console.expect("logged_in")
+            assert [c["call_id"] for c in logged_in["calls"]] == [call_id]
+            async with agent_peer() as again:  # its page offers afresh; the room stays where it is
+                await again.negotiate(signalling(console))
+                await again.video(0).wait(15)  # the preview of the composite
+                await wait_for(lambda: again.audio.loudness() > 500, what="the customer's voice")
+                await console.send("set_layout", layout="side_by_side")
+                assert (await customer_ws.expect("layout", timeout=10))["layout"] == "side_by_side"
+                assert (await console.expect("layout", timeout=10))["layout"] == "side_by_side"
+                assert (await console.expect("receipt", timeout=10))["call_id"] == call_id
+                assert rooms_on(sides.agent_side) == 1 and rooms_on(sides.leader) == 0
+                seen = customer.video(0).count
+                await wait_for(lambda: customer.video(0).count > seen + 30, what="the composite playing on")
+
+
 async def test_a_call_that_ends_while_its_offers_are_on_their_way_leaves_no_room(sides):
     async with a_call(sides) as (agent_ws, customer_ws, call_id):
         async with agent_peer() as agent, customer_peer() as customer:
