@@ -11,10 +11,10 @@ one fails there, in one place, instead of as a silent loss of a fix.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterBuffer
@@ -54,6 +54,8 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("JitterBuffer", "_packets"),
     ("JitterBuffer", "_is_video"),
     ("JitterBuffer", "_prefetch"),
+    # limit_gathering: the gatherer's aioice connection.
+    ("RTCIceGatherer", "_connection"),
 )
 PRIVATE_METHODS: tuple[tuple[type, str], ...] = (
     (RTCRtpSender, "_next_encoded_frame"),
@@ -338,6 +340,28 @@ async def send_rtcp(transport: RTCDtlsTransport, packets: bytes) -> None:
 
 
 # -- negotiation ----------------------------------------------------------------
+
+
+def limit_gathering(pc: RTCPeerConnection, allowed: Sequence[str], timeout_s: float) -> None:
+    """Before ``pc`` gathers: host candidates only on the ``allowed`` addresses (empty: every
+    interface aioice finds, docker bridges and VPNs included), and STUN and TURN servers waited
+    for at most ``timeout_s`` (aioice waits 5 s for one that never answers, and no answer can
+    go out before gathering ends: aiortc has no trickle ICE)."""
+    gatherers = {id(t.iceGatherer): t.iceGatherer for t in _ice_transports(pc)}
+    for gatherer in gatherers.values():
+        connection = gatherer._connection
+        gather = connection.get_component_candidates  # aioice's own, public method
+
+        def limited(component: int, addresses: list[str], timeout: float = 5, _gather: Any = gather) -> Any:
+            wanted = [a for a in addresses if a in allowed] if allowed else addresses
+            return _gather(component=component, addresses=wanted, timeout=timeout_s)
+
+        connection.get_component_candidates = limited
+
+
+def _ice_transports(pc: RTCPeerConnection) -> list[Any]:
+    transports = [t.sender.transport for t in pc.getTransceivers() if t.sender.transport is not None]
+    return [dtls.transport for dtls in transports]
 
 
 def answer_header_extension(transceiver: RTCRtpTransceiver, offered: Any, uri: str) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from aiortc import (
     RTCBundlePolicy,
@@ -41,8 +42,24 @@ class MediaError(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class IceGathering:
+    """Where and how long the server's peers gather ICE candidates (settings ``ice_addresses``,
+    ``ice_gather_timeout_s``): only useful interfaces, and no answer held back for seconds
+    by a STUN or TURN server that does not answer."""
+
+    addresses: tuple[str, ...] = ()  # host candidates only on these; empty: every interface
+    timeout_s: float = 5.0  # at most this for STUN and TURN servers (aioice's own default)
+
+
+AIOICE_DEFAULTS = IceGathering()
+
+
 async def receive_offer(
-    sdp: str, ice_servers: Sequence[RTCIceServer] = (), ice_transport_policy: str = "all"
+    sdp: str,
+    ice_servers: Sequence[RTCIceServer] = (),
+    ice_transport_policy: str = "all",
+    gathering: IceGathering = AIOICE_DEFAULTS,
 ) -> tuple[RTCPeerConnection, list[RTCRtpTransceiver], list[RTCRtpTransceiver]]:
     """A new answering peer with a browser's offer applied, and its audio and video transceivers.
 
@@ -73,6 +90,7 @@ async def receive_offer(
                 internals.answer_header_extension(
                     transceiver, offered[transceiver.mid], internals.ABS_CAPTURE_TIME_URI
                 )
+        internals.limit_gathering(pc, gathering.addresses, gathering.timeout_s)
     except Exception as exc:  # aiortc raises ValueError, OperationError, ... on bad SDP
         await close_peer(pc)
         if "send parameters" in str(exc):

@@ -32,7 +32,9 @@ from aiortc.rtp import RtpPacket
 
 from media import aiortc_internals as internals
 from media.answer import (
+    AIOICE_DEFAULTS,
     RCVR_RTT,
+    IceGathering,
     MediaError,
     answer_with_codec_first,
     close_peer,
@@ -75,6 +77,7 @@ class Room:
         bitrate: the video encoders' bitrate range.
         ice_servers: STUN/TURN servers for the server's peers (none on loopback).
         ice_transport_policy: "all", or "relay" for TURN relay candidates only.
+        gathering: which interfaces, and how long STUN and TURN servers are waited for.
         on_peer_state: called with (role, connection state) on every change.
     """
 
@@ -89,6 +92,7 @@ class Room:
         bitrate: Bitrate | None = None,
         ice_servers: Sequence[RTCIceServer] = (),
         ice_transport_policy: str = "all",
+        gathering: IceGathering = AIOICE_DEFAULTS,
         on_peer_state: Callable[[Role, str], None] | None = None,
     ) -> None:
         self.label = label
@@ -96,6 +100,7 @@ class Room:
         self.bitrate = bitrate
         self.ice_servers = list(ice_servers)
         self.ice_transport_policy = ice_transport_policy
+        self.gathering = gathering
         self.on_peer_state = on_peer_state
         self.compositor = CompositorTrack(size=size, layout="agent", agent_name=agent_name, fps=fps)
         compositor = self.compositor  # not ``self``: the room must not be in a reference cycle
@@ -170,7 +175,7 @@ class Room:
         if self._closed is not None:
             raise MediaError("call_ended", "this call's media is closed")
         await self._close_peer(role)
-        pc, _, _ = await receive_offer(sdp, self.ice_servers, self.ice_transport_policy)
+        pc, _, _ = await receive_offer(sdp, self.ice_servers, self.ice_transport_policy, self.gathering)
         try:
             sections = match(role, pc.getTransceivers())
         except SectionMismatch as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -70,6 +71,11 @@ class Settings:
     turn_ttl_s: float = 86400.0
     # "relay": browsers and the server's peers use TURN relays only (strict networks, tests).
     ice_transport_policy: str = "all"
+    # The server's own addresses its peers offer (comma-separated IPs; empty: every interface,
+    # docker bridges and VPNs too, each one more pair for every browser to check), and how
+    # long they wait for STUN/TURN servers before answering (aioice waits 5 s for a dead one).
+    ice_addresses: str = ""
+    ice_gather_timeout_s: float = 2.0
     receipt_interval_s: float = 2.0
     # A shipped avatar look ("aurora", "harbor") that greets waiting customers who turn their
     # media on, reading them their place and expected wait; "" for none. Each greeter renders
@@ -135,8 +141,22 @@ class Settings:
             if not 0 < value <= top:  # also refuses NaN
                 raise ValueError(f"setting {name}: {value!r} is not in (0, {top:g}]")
         settings.ice_transport_policy = settings.ice_transport_policy.strip().lower()
+        for address in ice_addresses(settings):
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"setting ice_addresses: {address!r} is not an IP address") from None
+        if not 0 < settings.ice_gather_timeout_s <= 30:
+            raise ValueError(
+                f"setting ice_gather_timeout_s: {settings.ice_gather_timeout_s!r} is not in (0, 30]"
+            )
         IceConfig.from_settings(settings)  # a malformed URL, or TURN without its secret, fails here
         return settings
+
+
+def ice_addresses(settings: Settings) -> tuple[str, ...]:
+    """The ``ice_addresses`` setting as a tuple (empty: every interface)."""
+    return tuple(part.strip() for part in settings.ice_addresses.split(",") if part.strip())
 
 
 def usable_cores() -> int:

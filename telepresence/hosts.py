@@ -24,7 +24,7 @@ from aiortc import (
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
-from media.answer import receive_offer
+from media.answer import AIOICE_DEFAULTS, IceGathering, receive_offer
 from media.avatar.controller import AvatarController
 from media.avatar.drivers.face import FaceDriver
 from media.avatar.drivers.script import AvatarEvent, ScriptError
@@ -67,6 +67,7 @@ class Host:
         spec: AvatarSpec,
         ice_servers: list[RTCIceServer],
         ice_transport_policy: str = "all",
+        gathering: IceGathering = AIOICE_DEFAULTS,
     ) -> None:
         self.id = host_id
         self.operator = operator
@@ -78,6 +79,7 @@ class Host:
         self._own: list[MediaStreamTrack] = []  # the studio previews
         self._ice_servers = ice_servers
         self._ice_transport_policy = ice_transport_policy
+        self._gathering = gathering
         self._studio: RTCPeerConnection | None = None
         self._feedback: FeedbackSender | None = None
         self._listeners: list[Listener] = []
@@ -166,7 +168,9 @@ class Host:
     async def studio_answer(self, sdp: str) -> str:
         """Answer the studio's offer: its camera drives the face, its mic the voice; back goes the avatar."""
         await self._close_studio()
-        pc, audio, video = await receive_offer(sdp, self._ice_servers, self._ice_transport_policy)
+        pc, audio, video = await receive_offer(
+            sdp, self._ice_servers, self._ice_transport_policy, self._gathering
+        )
         self._studio = pc
         # The studio's sections, by name (media/sections.py, role "operator").
         camera = video[position_of_kind("operator", "camera")]
@@ -212,11 +216,13 @@ class HostDesk:
         self,
         ice_servers_for: Callable[[str], list[RTCIceServer]] = lambda host_id: [],
         ice_transport_policy: str = "all",
+        gathering: IceGathering = AIOICE_DEFAULTS,
     ) -> None:
         self.host: Host | None = None
         # A host's own peers' ICE servers, for its id: TURN credentials minted when it starts.
         self._ice_servers_for = ice_servers_for
         self._ice_transport_policy = ice_transport_policy
+        self._gathering = gathering
         self._count = 0
 
     async def start(self, operator: str, look: str) -> Host:
@@ -228,7 +234,13 @@ class HostDesk:
         self._count += 1
         host_id = f"host-{self._count}"
         self.host = Host(
-            host_id, operator, look, spec, self._ice_servers_for(host_id), self._ice_transport_policy
+            host_id,
+            operator,
+            look,
+            spec,
+            self._ice_servers_for(host_id),
+            self._ice_transport_policy,
+            self._gathering,
         )
         logger.info("%s started by %s with look %s", self.host.id, operator, look)
         return self.host

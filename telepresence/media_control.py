@@ -16,6 +16,7 @@ in the queue.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,13 +25,14 @@ from typing import Any
 from aiortc import RTCIceServer
 from aiortc.mediastreams import MediaStreamTrack
 
+from media.answer import IceGathering
 from media.layout import AVATAR
 from media.peers import Bitrate
 from media.room import MediaError, Role
 from telepresence import protocol as p
 from telepresence.admission import SHED_STEPS, ShedStep
 from telepresence.calls import Call, CallState
-from telepresence.config import Settings
+from telepresence.config import Settings, ice_addresses
 from telepresence.hosts import HostDesk, resolve_look
 from telepresence.media_load import MediaLoad
 from telepresence.metrics import Metrics
@@ -69,11 +71,13 @@ class MediaControl:
         # The server's peers get TURN credentials of their own, minted per room (server-<call id>)
         # when the room is made; the Unix time comes from ``wall_clock``.
         self._ice = IceConfig.from_settings(settings)
+        self.gathering = IceGathering(ice_addresses(settings), settings.ice_gather_timeout_s)
         self._wall_clock = wall_clock
         # A live host's peers: credentials minted for server-host-N when it starts (valid turn_ttl_s).
         self.hosts = HostDesk(
             lambda host_id: [RTCIceServer(**server) for server in self.server_ice_servers(host_id)],
             self._ice.policy,
+            self.gathering,
         )
         # Resolved once, at start-up: a bad look is a configuration error, not a customer's.
         self._greeter_spec = resolve_look(settings.greeter_look) if settings.greeter_look else None
@@ -197,7 +201,12 @@ class MediaControl:
         room: RoomHandle | None = None
         if self.pool is not None and self.hosts.host is None:
             try:
-                room = self.pool.create_room(**spec, ice_servers=ice, ice_transport_policy=self._ice.policy)
+                room = self.pool.create_room(
+                    **spec,
+                    ice_servers=ice,
+                    ice_transport_policy=self._ice.policy,
+                    gathering=dataclasses.asdict(self.gathering),
+                )
             except WorkerGone:
                 logger.warning("%s: no media worker is running; the call's media runs here", call.id)
         if room is None:
@@ -206,6 +215,7 @@ class MediaControl:
                 bitrate=Bitrate(),
                 ice_servers=[RTCIceServer(**server) for server in ice],
                 ice_transport_policy=self._ice.policy,
+                gathering=self.gathering,
             )
         room.on_peer_state = self._peer_state_handler(call)
         room.on_lost = self._lost_handler(call)

@@ -21,7 +21,7 @@ from typing import Any
 
 from aiortc import RTCIceServer
 
-from media.answer import MediaError
+from media.answer import AIOICE_DEFAULTS, IceGathering, MediaError
 from media.heap import map_large_blocks
 from media.peers import Bitrate
 from media.room import Role
@@ -119,6 +119,9 @@ class MediaWorker:
             bitrate=Bitrate(),
             ice_servers=[_ice_server(server) for server in message["ice_servers"]],
             ice_transport_policy=message.get("ice_transport_policy", "all"),
+            gathering=IceGathering(tuple(gathering["addresses"]), gathering["timeout_s"])
+            if (gathering := message.get("gathering"))
+            else AIOICE_DEFAULTS,
             on_peer_state=on_peer_state,
         )
 

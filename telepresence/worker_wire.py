@@ -8,7 +8,8 @@ from the worker). A closed stream means the other side is gone.
 
 Control -> worker ``op``: ``create`` (room, label, agent_name, size, fps, codec,
 ice_servers: RTCIceServer dicts with the room's own TURN credentials,
-ice_transport_policy), ``answer`` (room, role, sdp; reply: sdp, layout, missing),
+ice_transport_policy, gathering: {addresses, timeout_s}), ``answer`` (room, role, sdp;
+reply: sdp, layout, missing),
 ``set_layout`` (room, layout), ``screen_shared`` (room, active; reply: layout),
 ``greet`` (room, look; reply: layout), ``say`` (room, text), ``agent_name`` (room,
 name), ``stat`` (room, name, value), ``screen_limits`` (room, max_fps, scale: a shedding

@@ -31,6 +31,7 @@ async def _instances() -> dict[str, object]:
             "RTCRtpSender": transceiver.sender,
             "RTCRtpTransceiver": transceiver,
             "RTCDtlsTransport": transceiver.receiver.transport,
+            "RTCIceGatherer": transceiver.receiver.transport.transport.iceGatherer,
             "JitterBuffer": JitterBuffer(capacity=16, is_video=True),
             "Vp8Encoder": Vp8Encoder(),
             "H264Encoder": H264Encoder(),
