@@ -14,7 +14,7 @@
 import SECTIONS from "./sections.json" with { type: "json" };
 import { canShareScreen } from "./media.js";
 
-const ICE_GATHER_MS = 4000; // send what we have after this, rather than never
+const ICE_GATHER_MS = 2500; // send what we have after this: a STUN/TURN server that never answers costs no more
 const STATS_MS = 2000; // quality indicator refresh
 const REPORT_EVERY = 3; // media_stats every third stats round (6 s)
 const REPORTED = ["jitter_buffer_ms", "decode_ms", "frames_dropped", "freeze_count", "fps", "packets_lost", "jitter_ms", "rtt_ms", "glass_to_glass_ms"];
@@ -136,8 +136,9 @@ export class MediaSession {
       if (this.pc === pc) this.onState(pc.connectionState);
     });
     this.onState("connecting");
+    const gathering = gathered(pc, ice); // listening before the first candidate can come
     await pc.setLocalDescription();
-    await gathered(pc);
+    await gathering;
     if (this.pc !== pc || generation !== this.generation) return false; // replaced meanwhile
     const sent = Boolean(this.send("webrtc_offer", { sdp: pc.localDescription.sdp }));
     if (this.stats) this._startStats();
@@ -296,21 +297,31 @@ function median(values) {
   return sorted[Math.floor(sorted.length / 2)];
 }
 
-/** Resolves when `pc` has gathered its ICE candidates (or after ICE_GATHER_MS): aiortc has no trickle ICE. */
-function gathered(pc) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
+/**
+ * Resolves when `pc` has gathered enough ICE candidates to send the offer (aiortc has no trickle
+ * ICE: what is not in the offer is never used): when gathering completes; or, with a TURN
+ * server, at the first relay candidate (a path no NAT or firewall blocks), with only STUN at the
+ * first server-reflexive one; or after ICE_GATHER_MS whatever came.
+ */
+function gathered(pc, config) {
+  const urls = config.iceServers.flatMap((server) => [].concat(server.urls));
+  const enoughType = urls.some((url) => /^turns?:/.test(url)) ? "relay" : urls.some((url) => url.startsWith("stun:")) ? "srflx" : null;
   return new Promise((resolve) => {
-    const done = () => {
-      if (pc.iceGatheringState !== "complete") return;
-      pc.removeEventListener("icegatheringstatechange", done);
+    const finish = () => {
+      pc.removeEventListener("icegatheringstatechange", onState);
+      pc.removeEventListener("icecandidate", onCandidate);
       clearTimeout(timer);
       resolve();
     };
-    const timer = setTimeout(() => {
-      pc.removeEventListener("icegatheringstatechange", done);
-      resolve();
-    }, ICE_GATHER_MS);
-    pc.addEventListener("icegatheringstatechange", done);
+    const onState = () => {
+      if (pc.iceGatheringState === "complete") finish();
+    };
+    const onCandidate = (event) => {
+      if (!event.candidate || (enoughType && event.candidate.type === enoughType)) finish();
+    };
+    const timer = setTimeout(finish, ICE_GATHER_MS);
+    pc.addEventListener("icegatheringstatechange", onState);
+    pc.addEventListener("icecandidate", onCandidate);
   });
 }
 
