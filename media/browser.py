@@ -3,7 +3,9 @@
 :class:`BrowserPeer` lays out its media sections exactly as the web client does, from the
 same table (:mod:`media.sections`, docs/protocol.md "WebRTC"), offers after gathering, and
 drains everything it receives into sinks a test can look at: the newest decoded video
-frame per video section, and the loudness of the audio it hears.
+frame per video section, and the loudness of the audio it hears. Given the ``ice_servers`` and
+``ice_transport_policy`` of ``welcome`` / ``logged_in``, it gathers through TURN as a browser does
+(without them: host candidates only).
 """
 
 from __future__ import annotations
@@ -12,11 +14,19 @@ import asyncio
 import fractions
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 import av
 import numpy as np
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media.forward import AUDIO_RATE, AUDIO_SAMPLES
@@ -25,6 +35,40 @@ from media.planes import frame_planes
 from media.sections import sections_of
 
 AnswerFn = Callable[[str, str], Awaitable[str]]
+IceServers = Sequence[Mapping[str, Any] | RTCIceServer]
+
+
+def rtc_configuration(
+    ice_servers: IceServers = (), ice_transport_policy: str = "all", *, turn_transport: str | None = None
+) -> RTCConfiguration:
+    """A browser's RTCConfiguration from what ``welcome`` / ``logged_in`` carry.
+
+    ``ice_servers``: RTCIceServer dicts (``urls``, ``username``, ``credential``) or RTCIceServer;
+    ``ice_transport_policy``: "all" or "relay". aiortc uses only the first TURN URL it finds
+    where a browser tries each; ``turn_transport`` ("udp" or "tcp") keeps only the TURN URLs
+    with that transport, for a peer whose network allows just that one (UDP blocked: "tcp").
+    Bundled as browsers do (MAX_BUNDLE: with aiortc's default, BALANCED, an offer with two
+    video sections keeps the second on a transport the BUNDLE answer then stops).
+    """
+    servers = [s if isinstance(s, RTCIceServer) else RTCIceServer(**s) for s in ice_servers]
+    if turn_transport is not None:
+        servers = [_only_turn_over(s, turn_transport) for s in servers]
+    return RTCConfiguration(
+        iceServers=[s for s in servers if s.urls],
+        iceTransportPolicy=RTCIceTransportPolicy(ice_transport_policy),
+        bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+    )
+
+
+def _only_turn_over(server: RTCIceServer, transport: str) -> RTCIceServer:
+    urls = [server.urls] if isinstance(server.urls, str) else list(server.urls)
+    kept = [u for u in urls if not u.startswith("turn") or _turn_transport(u) == transport]
+    return RTCIceServer(kept, server.username, server.credential, server.credentialType)
+
+
+def _turn_transport(url: str) -> str:
+    _, _, query = url.partition("?transport=")
+    return query or ("tcp" if url.startswith("turns:") else "udp")
 
 
 class ToneTrack(MediaStreamTrack):
@@ -115,11 +159,15 @@ class BrowserPeer:
     :meth:`customer`, :meth:`operator`); the constructor takes any layout, for offers a browser
     would not make."""
 
-    def __init__(self, role: str, sections: list[tuple[str, MediaStreamTrack | None, str]]) -> None:
+    def __init__(
+        self,
+        role: str,
+        sections: list[tuple[str, MediaStreamTrack | None, str]],
+        *,
+        configuration: RTCConfiguration | None = None,
+    ) -> None:
         self.role = role
-        # MAX_BUNDLE, as browsers do: with aiortc's default (BALANCED) an offer with two video
-        # sections keeps the second on a transport the BUNDLE answer then stops, so it never sends.
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        self.pc = RTCPeerConnection(configuration or rtc_configuration())
         enable_low_latency_receive(self.pc)
         self.audio = AudioSink()
         self._video_sinks: list[VideoSink] = []
@@ -149,11 +197,13 @@ class BrowserPeer:
         tracks: Mapping[str, MediaStreamTrack | None] | None = None,
         *,
         last: str | None = None,
+        configuration: RTCConfiguration | None = None,
     ) -> BrowserPeer:
         """The role's sections as web_client/js/session.js builds them: in the table's order, the
         direction without a track where the table gives one, ``tracks`` by section name. ``last``
         names the last section to offer (a browser leaves out only a tail); every one by default,
-        as a browser that can share a screen does."""
+        as a browser that can share a screen does. ``configuration``: see :func:`rtc_configuration`
+        (by default no ICE servers: host candidates only)."""
         tracks = dict(tracks or {})
         table = sections_of(role)
         unknown = set(tracks) - {s.name for s in table}
@@ -166,7 +216,7 @@ class BrowserPeer:
             layout.append((section.kind, track if direction != "recvonly" else None, direction))
             if section.name == last:
                 break
-        return cls(role, layout)
+        return cls(role, layout, configuration=configuration)
 
     @classmethod
     def agent(
@@ -175,9 +225,11 @@ class BrowserPeer:
         camera: MediaStreamTrack | None = None,
         screen: MediaStreamTrack | None = None,
         mic: MediaStreamTrack | None = None,
+        configuration: RTCConfiguration | None = None,
     ) -> BrowserPeer:
         """Sections: mic, camera (back: the preview), screen, customer_camera, customer_screen."""
-        return cls.for_role("agent", {"mic": mic, "camera": camera, "screen": screen})
+        tracks = {"mic": mic, "camera": camera, "screen": screen}
+        return cls.for_role("agent", tracks, configuration=configuration)
 
     @classmethod
     def customer(
@@ -187,18 +239,23 @@ class BrowserPeer:
         screen: MediaStreamTrack | None = None,
         mic: MediaStreamTrack | None = None,
         video: bool = True,
+        configuration: RTCConfiguration | None = None,
     ) -> BrowserPeer:
         """Sections: mic (back: the agent's voice), camera (back: the composite; receive-only without
         a camera), screen. ``video=False`` offers the mic alone (an offer the server refuses)."""
         tracks = {"mic": mic, "camera": camera, "screen": screen}
-        return cls.for_role("customer", tracks, last=None if video else "mic")
+        return cls.for_role("customer", tracks, last=None if video else "mic", configuration=configuration)
 
     @classmethod
     def operator(
-        cls, *, camera: MediaStreamTrack | None = None, mic: MediaStreamTrack | None = None
+        cls,
+        *,
+        camera: MediaStreamTrack | None = None,
+        mic: MediaStreamTrack | None = None,
+        configuration: RTCConfiguration | None = None,
     ) -> BrowserPeer:
         """The studio's sections: mic (drives the avatar's mouth), camera (its face; back: the avatar)."""
-        return cls.for_role("operator", {"mic": mic, "camera": camera})
+        return cls.for_role("operator", {"mic": mic, "camera": camera}, configuration=configuration)
 
     def video(self, index: int) -> VideoSink:
         """The sink of the ``index``-th video section."""

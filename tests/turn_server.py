@@ -9,6 +9,9 @@ no CLI, no database: everything it needs is in a config file of its own director
     server.start()
     ... server.url("udp") -> "turn:127.0.0.1:PORT?transport=udp"
     server.stop()
+
+``prefix`` runs it (and the readiness probe) under a command, e.g. ``["ip", "netns", "exec", NS]``
+for coturn inside a network namespace of benchmarks/netlab, on that namespace's address.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 TURNSERVER = shutil.which("turnserver")
@@ -71,6 +75,7 @@ class TurnServer:
         relay_ip: str = "127.0.0.1",
         extra: tuple[str, ...] = (),
         start_timeout_s: float = 10.0,
+        prefix: Sequence[str] = (),
     ) -> None:
         if TURNSERVER is None:
             raise RuntimeError("turnserver is not installed (Debian: apt-get install coturn)")
@@ -82,6 +87,7 @@ class TurnServer:
         self.listening_ip = listening_ip
         self.relay_ip = relay_ip
         self.extra = extra
+        self.prefix = tuple(prefix)
         self.config = directory / "turnserver.conf"
         self.log = directory / "turnserver.log"
         self._start_timeout_s = start_timeout_s
@@ -130,7 +136,7 @@ class TurnServer:
             return
         self.write_config()
         self._process = subprocess.Popen(
-            [str(TURNSERVER), "-c", str(self.config), "--no-stdout-log"],
+            [*self.prefix, str(TURNSERVER), "-c", str(self.config), "--no-stdout-log"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             cwd=self.directory,
@@ -164,6 +170,13 @@ class TurnServer:
         self.stop()
 
     def _accepts(self) -> bool:
+        if self.prefix:  # somewhere this process cannot connect to: probe from there
+            probe = f"exec 3<>/dev/tcp/{self.listening_ip}/{self.port}"
+            try:
+                done = subprocess.run([*self.prefix, "bash", "-c", probe], capture_output=True, timeout=2)
+            except subprocess.TimeoutExpired:
+                return False
+            return done.returncode == 0
         try:
             with socket.create_connection((self.listening_ip, self.port), timeout=0.5):
                 return True
