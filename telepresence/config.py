@@ -47,6 +47,9 @@ class Settings:
     rejoin_grace_s: float = 60.0
     # A dropped agent tab keeps its calls this long (a reload); its customers are told.
     agent_grace_s: float = 15.0
+    # A call's media that fails (ICE or DTLS: a browser that changed networks, Wi-Fi to mobile)
+    # waits this long for that browser to offer again before the call ends (media_failed).
+    media_reconnect_s: float = 15.0
     # Per-socket flood control: a token bucket, then close 1008.
     rate_per_s: float = 20.0
     rate_burst: int = 40

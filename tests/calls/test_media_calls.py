@@ -51,6 +51,7 @@ async def media_server(tmp_path, **overrides):
         "wrap_up_s": 0,
         "rejoin_grace_s": 0.3,
         "agent_grace_s": 0.3,
+        "media_reconnect_s": 0.3,  # failed media ends the call soon after (no browser comes back here)
         **overrides,
     }
     async with run_server(tmp_path, **settings) as server:

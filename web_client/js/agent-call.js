@@ -4,7 +4,7 @@
 // agent.js owns the protocol flow and calls in here.
 
 import { attach, canShareScreen, openDevices, screenSharing } from "./media.js";
-import { MediaSession, QUALITY_WORDS } from "./session.js";
+import { MediaSession, QUALITY_WORDS, RECONNECT_MS } from "./session.js";
 import { $, announce, el, notice } from "./ui.js";
 
 const CAMERA = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
@@ -54,7 +54,14 @@ export async function startMedia(send) {
   if (state.send !== send) return; // the call ended meanwhile
   stopShare({ tell: false });
   state.media?.close();
-  const media = new MediaSession({ role: "agent", send, onState: onPeerState, onStats: showQuality });
+  const media = new MediaSession({
+    role: "agent",
+    send,
+    onState: onPeerState,
+    onStats: showQuality,
+    // A network change: connect afresh; the call goes on meanwhile.
+    onLost: () => setTimeout(() => state.send === send && startMedia(send).catch(console.error), RECONNECT_MS),
+  });
   state.media = media;
   if (state.limits) media.limit("screen", state.limits); // applied once negotiated
   if (state.mic) state.mic.enabled = !state.muted;
@@ -187,7 +194,7 @@ export function onReceipt(message) {
 
 function onPeerState(pcState) {
   $("media").dataset.connection = pcState;
-  if (pcState === "failed") notice("The video connection failed.", "error");
+  if (pcState === "failed") notice("The video connection was lost. Reconnecting…", "error");
 }
 
 function showQuality(figures) {

@@ -7,7 +7,7 @@
 // elements, `media.js` (devices) and `session.js` (the connection).
 
 import { attach, canShareScreen, openDevices, screenSharing } from "./media.js";
-import { MediaSession, QUALITY_WORDS } from "./session.js";
+import { MediaSession, QUALITY_WORDS, RECONNECT_MS } from "./session.js";
 import { $, announce, notice } from "./ui.js";
 
 const CAMERA = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 30 } };
@@ -96,7 +96,14 @@ async function negotiate(send) {
   if (state.send !== send) return; // the call (or the wait) ended while we waited
   stopShare({ tell: false });
   state.media?.close();
-  const media = new MediaSession({ role: "customer", send, onState: onPeerState, onStats: showQuality });
+  const media = new MediaSession({
+    role: "customer",
+    send,
+    onState: onPeerState,
+    onStats: showQuality,
+    // A network change (Wi-Fi to mobile): connect afresh; the call goes on meanwhile.
+    onLost: () => setTimeout(() => state.send === send && !state.greeting && negotiate(send).catch(console.error), RECONNECT_MS),
+  });
   state.media = media;
   if (state.mic) state.mic.enabled = !state.muted;
   showRemote();
@@ -180,7 +187,7 @@ function onPeerState(pcState) {
     showRemote();
     return;
   }
-  notice("The video connection failed. We are trying again…", "error");
+  notice("The video connection was lost. Reconnecting…", "error");
 }
 
 function showQuality(figures) {

@@ -14,6 +14,8 @@
 import SECTIONS from "./sections.json" with { type: "json" };
 import { canShareScreen } from "./media.js";
 
+const LOST_AFTER_MS = 3000; // "disconnected" this long (a network change): connect afresh
+export const RECONNECT_MS = 1000; // a page's pause before it connects afresh (the new network settles)
 const ICE_GATHER_MS = 2500; // send what we have after this: a STUN/TURN server that never answers costs no more
 const STATS_MS = 2000; // quality indicator refresh
 const REPORT_EVERY = 3; // media_stats every third stats round (6 s)
@@ -66,17 +68,26 @@ export class MediaSession {
    * @param {(type: string, fields: object) => boolean} options.send  sends a protocol message
    * @param {(state: string) => void} [options.onState]  the peer connection's state
    * @param {(stats: object) => void} [options.onStats]  quality figures every few seconds
+   * @param {() => void} [options.onLost]  the connection failed, or stayed disconnected for
+   *   LOST_AFTER_MS, or the browser came back online while not connected (Wi-Fi to mobile):
+   *   the page negotiates afresh (the server keeps the call, replacing this side's connection)
    * @param {boolean} [options.stats]  measure, and report media_stats to the server (calls only:
    *   an operator's media_stats is refused)
    */
-  constructor({ role, send, onState = () => {}, onStats = () => {}, stats = true }) {
+  constructor({ role, send, onState = () => {}, onStats = () => {}, onLost = null, stats = true }) {
     if (!SECTIONS[role]) throw new Error(`no media sections for role ${role}`);
     this.role = role;
     this.sections = SECTIONS[role];
     this.send = send;
     this.onState = onState;
     this.onStats = onStats;
+    this.onLost = onLost;
     this.stats = stats;
+    this._lostTimer = null;
+    this._online = () => {
+      if (this.pc && this.pc.connectionState !== "connected") this._lost();
+    };
+    if (onLost) window.addEventListener("online", this._online);
     this.pc = null;
     this.transceivers = new Map(); // section name -> RTCRtpTransceiver
     this.generation = 0;
@@ -133,7 +144,9 @@ export class MediaSession {
       this.transceivers.set(section.name, transceiver);
     }
     pc.addEventListener("connectionstatechange", () => {
-      if (this.pc === pc) this.onState(pc.connectionState);
+      if (this.pc !== pc) return;
+      this.onState(pc.connectionState);
+      this._watchLoss(pc.connectionState);
     });
     this.onState("connecting");
     const gathering = gathered(pc, ice); // listening before the first candidate can come
@@ -143,6 +156,23 @@ export class MediaSession {
     const sent = Boolean(this.send("webrtc_offer", { sdp: pc.localDescription.sdp }));
     if (this.stats) this._startStats();
     return sent;
+  }
+
+  /** A connection that fails, or stays disconnected, is lost: the page connects afresh. */
+  _watchLoss(state) {
+    clearTimeout(this._lostTimer);
+    this._lostTimer = null;
+    if (state === "failed") this._lost();
+    else if (state === "disconnected") this._lostTimer = setTimeout(() => this._lost(), LOST_AFTER_MS);
+  }
+
+  _lost() {
+    clearTimeout(this._lostTimer);
+    this._lostTimer = null;
+    const onLost = this.onLost;
+    this.onLost = null; // once per session: the page's fresh session watches the next connection
+    window.removeEventListener("online", this._online);
+    onLost?.();
   }
 
   /**
@@ -218,6 +248,9 @@ export class MediaSession {
 
   close() {
     this.generation += 1;
+    clearTimeout(this._lostTimer);
+    this.onLost = null;
+    window.removeEventListener("online", this._online);
     this._closePc();
     this.transceivers = new Map();
   }
