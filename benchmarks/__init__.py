@@ -13,4 +13,5 @@ SUITES = {
     "avatar": "benchmarks.avatar",
     "browser": "benchmarks.browser",
     "capacity": "benchmarks.capacity",
+    "network": "benchmarks.network",
 }

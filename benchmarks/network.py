@@ -1,0 +1,291 @@
+"""Suite "network": a call through the server in network namespaces, under network profiles.
+
+Set-up (benchmarks.netlab): a real ``telepresence serve`` in the lab's ``server`` namespace, an
+aiortc agent in ``agent`` (its firewall open: this suite measures loss and delay, not TURN) and
+an aiortc customer in ``customer``, behind NAT (benchmarks.network_peer; each a subprocess
+reporting JSON on stdout). The agent sends a stamped, moving 720p30 test card (encoded live as a
+browser's realtime encoder would) and a tone; the customer sends a tone, decodes the composite
+and reads each frame's stamp when aiortc hands it the decoded frame. All namespaces share the
+machine's clock, so a stamp's age is glass-to-glass.
+
+The impairment: the customer's access link carries a profile's WHOLE figures (the agent's link
+is clean), so what the customer and the agent see end to end, customer <-> server <-> agent, is
+the profile: ``wifi`` 20 ms RTT, 5 ms jitter, 0.5 % loss; ``mobile`` 100 ms, 20 ms, 2 %;
+``bad`` 200 ms, 5 %; half of each on either direction (netlab's PROFILES). The server's
+sender to the customer and the customer's receiver take all of it; the agent's sender and the
+server's receiver of the agent's camera none (their loss handling is not exercised here).
+
+Per profile, one fresh call: the profile is set before the customer joins, so signalling, ICE
+and DTLS run through it. ``time_to_media_ms``: the customer's ``call_started`` to its first
+decoded frame carrying the agent's stamp. Then, after ``settle_s``, a window (quick 15 s, full
+60 s): ``g2g_p50_ms``/``g2g_p95_ms`` over the stamped frames, ``fps`` (frames presented /
+window), ``freezes_over_500ms`` (gaps between presented frames > 500 ms), ``longest_stall_ms``,
+``bitrate_kbps`` (the composite's RTP received: payloads, retransmissions included, + 12 bytes
+a packet). ``bad`` then switches back to clean for ``after_s`` more seconds: ``recovery_s`` is
+the time from the switch until the video is back within clean's figures (for 2 s at least:
+benchmarks.network_figures.recovery_s); ``after_switch`` has that stretch's own figures.
+``lost_packets`` (what aiortc's receiver counted lost after retransmissions), ``receiver`` (the
+customer receiver's loss handling: packets seen missing, NACKs, PLIs, retransmissions received),
+``stalls_over_400ms`` (each long gap explained: the packet missing before it, when NACKs named
+it, when its retransmission came, PLIs) and the forwarder's own drop counts tell the network's
+part from the server's and the receiver's. With ``NETWORK_SUITE_RAW_DIR`` set, every call's raw
+records go there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.netlab import PROFILES, Lab, cleanup_stale, unavailable
+from benchmarks.network_figures import explain_stalls, loss_counts, recovery_s, window_figures
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFIX = "tpnb"  # namespaces of this suite (the tests' are netlab's default prefix)
+PORT = 8080
+ORDER = ("clean", "wifi", "mobile", "bad")
+RAW_ENV = "NETWORK_SUITE_RAW_DIR"  # set: every call's raw records are written there as JSON
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run measures. ``after_s``: ``bad`` goes on for this long after switching to clean."""
+
+    profiles: tuple[str, ...] = ORDER
+    settle_s: float = 2.0
+    window_s: float = 60.0
+    after_s: float = 15.0
+    width: int = 1280
+    height: int = 720
+    label: str = "full"
+
+
+FULL = Plan()
+QUICK = Plan(window_s=15.0, after_s=10.0, label="quick")
+
+
+def log(message: str) -> None:
+    print(f"[network {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class PeerProcess:
+    """A benchmarks.network_peer process in a namespace: its JSON events through a queue."""
+
+    def __init__(self, lab: Lab, role: str, args: list[str], logdir: Path) -> None:
+        self.role = role
+        self.stderr_path = logdir / f"{role}-{time.time_ns()}.log"
+        base = f"http://{lab.address('server')}:{PORT}"
+        argv = [sys.executable, "-m", "benchmarks.network_peer", role, base, *args]
+        with self.stderr_path.open("wb") as err:
+            self.process = lab.popen(role, argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
+        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        threading.Thread(target=self._read, name=f"{role} events", daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            try:
+                self.events.put(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a stray print from a library: not an event
+        self.events.put(None)
+
+    def expect(self, event: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                got = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise RuntimeError(f"{self.role}: no {event} within {timeout:.0f} s") from None
+            if got is None:
+                raise RuntimeError(
+                    f"{self.role} exited ({self.process.wait()}) before {event}: {self.tail()}"
+                )
+            if got["event"] == "error":
+                raise RuntimeError(f"{self.role}: {got['error']} {self.tail()}")
+            if got["event"] == event:
+                return got
+
+    def tail(self, chars: int = 1500) -> str:
+        return self.stderr_path.read_text(errors="replace")[-chars:]
+
+
+def one_way_ms(profile: str) -> float:
+    link = PROFILES[profile]
+    return (link.up.delay_ms + link.down.delay_ms) / 2
+
+
+def measure_profile(
+    lab: Lab,
+    impairment: Any,
+    profile: str,
+    plan: Plan,
+    token: str,
+    logdir: Path,
+    clean: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """One fresh call under ``profile``: its figures."""
+    impairment.set(profile)
+    before = impairment.stats()
+    agent = PeerProcess(
+        lab, "agent", ["--token", token, "--width", str(plan.width), "--height", str(plan.height)], logdir
+    )
+    customer: PeerProcess | None = None
+    try:
+        agent.expect("ready", 120)
+        after = plan.after_s if profile == "bad" else 0.0
+        hold = plan.settle_s + plan.window_s + after
+        customer = PeerProcess(lab, "customer", ["--hold-s", str(hold)], logdir)
+        media = customer.expect("media", 120)
+        start = media["first_stamped"] + plan.settle_s
+        end = start + plan.window_s
+        switch = None
+        if after:
+            time.sleep(max(0.0, end - time.time()))
+            impairment.set("clean")
+            switch = time.time()
+            log(f"{profile}: switched to clean")
+        result = customer.expect("result", hold + 60)
+        sent = agent.expect("result", 60)
+    finally:
+        for peer in (customer, agent):
+            if peer is not None:
+                lab.stop(peer.process, timeout=10)
+    counts = impairment.stats()
+    figures = window_figures(result["frames"], result["bytes"], start, switch or end)
+    lost = [(t, n) for t, n in result["lost"] if start <= t <= (switch or end)]
+    out: dict[str, Any] = {
+        "time_to_media_ms": round((media["first_stamped"] - media["call_started"]) * 1000),
+        "time_to_first_frame_ms": round((media["first_frame"] - media["call_started"]) * 1000),
+        **figures,
+        "lost_packets": lost[-1][1] - lost[0][1] if len(lost) >= 2 else None,
+        "window_s": round((switch or end) - start, 1),
+        "composite": f"{result['codec']} {result['size']}",
+        "agent_camera_fps": round(sent["camera_frames"] / max(sent["camera_s"], 1e-3), 1),
+        "dropped_by_network": {d: counts[d]["dropped"] - before[d]["dropped"] for d in ("up", "down")},
+        "packets_through": {d: counts[d]["received"] - before[d]["received"] for d in ("up", "down")},
+    }
+    out["receiver"] = loss_counts(result["loss"], start, switch or end)
+    out["stalls_over_400ms"] = explain_stalls(result["frames"], result["loss"], start, switch or end)
+    raw_dir = os.environ.get(RAW_ENV)
+    if raw_dir:
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        raw = {"window": [start, end], "switch": switch, "customer": result, "agent": sent, "media": media}
+        (Path(raw_dir) / f"{plan.label}-{profile}-{stamp}.json").write_text(json.dumps(raw))
+    if switch is not None:
+        last = result["frames"][-1][0] if result["frames"] else switch
+        out["recovery_s"] = recovery_s(result["frames"], switch, min(last, switch + after), clean)
+        out["after_switch"] = window_figures(result["frames"], result["bytes"], switch, switch + after)
+    return out
+
+
+def targets(summary: dict[str, Any], window_s: float) -> dict[str, Any]:
+    """The issue's targets, each with the figure it was judged on (None: not measured)."""
+    mobile, bad = summary.get("mobile") or {}, summary.get("bad") or {}
+    checks: dict[str, Any] = {}
+    if "fps" in mobile:
+        limit = one_way_ms("mobile") + 150
+        checks["mobile_g2g_p95"] = {
+            "ms": mobile["g2g_p95_ms"],
+            "limit": limit,
+            "met": mobile["g2g_p95_ms"] is not None and mobile["g2g_p95_ms"] <= limit,
+        }
+        checks["mobile_fps"] = {"fps": mobile["fps"], "limit": 25, "met": mobile["fps"] >= 25}
+        checks["mobile_freezes"] = {
+            "freezes": mobile["freezes_over_500ms"],
+            "in_s": window_s,
+            "met": mobile["freezes_over_500ms"] == 0,
+        }
+        checks["mobile_time_to_media"] = {
+            "ms": mobile["time_to_media_ms"],
+            "limit": 1500,
+            "met": mobile["time_to_media_ms"] <= 1500,
+        }
+    if "fps" in bad:
+        checks["bad_no_stall_over_2s"] = {
+            "ms": bad["longest_stall_ms"],
+            "met": bad["longest_stall_ms"] <= 2000,
+        }
+        checks["bad_recovery_5s"] = {
+            "s": bad.get("recovery_s"),
+            "met": bad.get("recovery_s") is not None and bad["recovery_s"] <= 5,
+        }
+    return checks
+
+
+def measure(plan: Plan) -> dict[str, Any]:
+    """Run ``plan`` in a fresh lab; the suite's summary."""
+    from telepresence.auth import Claims, TokenAuthority
+
+    began = time.monotonic()
+    load_before = os.getloadavg()[0]
+    cleanup_stale(PREFIX)
+    secret = secrets.token_hex(16)
+    token = TokenAuthority(secret.encode()).mint(
+        Claims(name="agent", role="agent", skills=(), languages=(), expires_at=time.time() + 3600)
+    )
+    summary: dict[str, Any] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="network-suite-") as tmp,
+        Lab(PREFIX, agent_udp_blocked=False) as lab,
+    ):
+        logdir = Path(tmp)
+        env = {
+            **os.environ,
+            "TELEPRESENCE_SECRET": secret,
+            "TELEPRESENCE_STATE_DIR": tmp,
+            "TELEPRESENCE_MEDIA_WORKERS": "0",
+            "TELEPRESENCE_CPU_BUDGET_PCT": "100",
+        }
+        argv = [
+            sys.executable,
+            "-m",
+            "telepresence",
+            "serve",
+            "--host",
+            lab.address("server"),
+            "--port",
+            str(PORT),
+            "--log-level",
+            "warning",
+        ]
+        with (logdir / "serve.log").open("wb") as out:
+            server = lab.popen("server", argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        impairment = lab.impair("customer", "clean", seed=13)
+        for profile in plan.profiles:
+            log(f"{profile}: a fresh call, {plan.window_s:.0f} s window")
+            try:
+                figures = measure_profile(lab, impairment, profile, plan, token, logdir, summary.get("clean"))
+            except Exception as exc:  # one profile's failure is reported, the others still run
+                server_tail = (logdir / "serve.log").read_text(errors="replace")[-1500:]
+                figures = {"error": f"{type(exc).__name__}: {exc}", "server_log": server_tail}
+            summary[profile] = figures
+            log(f"{profile}: " + json.dumps({k: v for k, v in figures.items() if not isinstance(v, dict)}))
+            if server.poll() is not None:
+                log("the server exited: " + (logdir / "serve.log").read_text(errors="replace")[-1500:])
+                break
+    summary["targets"] = targets(summary, plan.window_s)
+    summary["plan"] = asdict(plan)
+    summary["impaired"] = "the customer's access link, with the whole profile (the agent's link is clean)"
+    summary["load_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    summary["cores"] = os.cpu_count()
+    summary["runtime_s"] = round(time.monotonic() - began, 1)
+    return summary
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    reason = unavailable()
+    if reason is not None:
+        log(f"skipped: {reason}")
+        return {"skipped": reason}
+    return measure(QUICK if quick else FULL)

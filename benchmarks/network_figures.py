@@ -1,0 +1,156 @@
+"""The network suite's figures from what a customer recorded: pure functions, no I/O, no clock.
+
+Inputs are the customer peer's records (benchmarks.network_peer): ``frames``, a list of
+``(t, g2g_ms | None)`` for every decoded composite frame (wall-clock seconds; None when the
+stamp did not read), and ``bytes``, ``(t, cumulative received video bytes)`` samples.
+"""
+
+from __future__ import annotations
+
+import bisect
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+FREEZE_S = 0.5  # a gap between presented frames longer than this is a freeze (the issue's)
+RECOVERY_WINDOW_S = 1.0  # recovery is judged on 1 s windows ...
+RECOVERY_STEP_S = 0.1  # ... starting every 100 ms
+RECOVERY_HOLD_S = 2.0  # ... held for this long ...
+RECOVERY_FPS_SHARE = 0.9  # a window is "back" when it shows >= 90 % of clean's frame rate ...
+# ... and its median glass-to-glass is no more than clean's p95 (a median, not every frame:
+# clean itself has 5 % of its frames above its p95).
+DEFAULT_CLEAN = {"fps": 28.0, "g2g_p95_ms": 150.0}  # when the run has no clean profile
+
+Frames = Sequence[tuple[float, float | None]]
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile (0-100), linear between ranks; None without values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def between(frames: Frames, start: float, end: float) -> list[tuple[float, float | None]]:
+    """The frames presented in ``[start, end)`` (``frames`` in time order)."""
+    times = [t for t, _ in frames]
+    return list(frames[bisect.bisect_left(times, start) : bisect.bisect_left(times, end)])
+
+
+def gaps(frames: Frames, start: float, end: float) -> list[float]:
+    """Seconds between consecutive presented frames over ``[start, end)``, counting from the last
+    frame before ``start`` (a freeze already running at the start counts) and up to ``end``
+    (a freeze still running at the end counts)."""
+    times = [t for t, _ in frames]
+    before = bisect.bisect_left(times, start)
+    inside = times[before : bisect.bisect_left(times, end)]
+    lead = [times[before - 1]] if before > 0 else [] if inside else [start]
+    points = lead + inside + [end]
+    return [b - a for a, b in zip(points, points[1:], strict=False)]
+
+
+def bitrate_kbps(samples: Sequence[tuple[float, int]], start: float, end: float) -> float | None:
+    """Mean received video bitrate over the samples inside ``[start, end]``."""
+    inside = [(t, b) for t, b in samples if start <= t <= end]
+    if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+        return None
+    (t0, b0), (t1, b1) = inside[0], inside[-1]
+    return round((b1 - b0) * 8 / (t1 - t0) / 1000, 1)
+
+
+def window_figures(
+    frames: Frames, samples: Sequence[tuple[float, int]], start: float, end: float
+) -> dict[str, Any]:
+    """g2g p50/p95, fps, freezes over 500 ms, longest stall and bitrate over ``[start, end)``."""
+    inside = between(frames, start, end)
+    g2g = [float(age) for _, age in inside if age is not None]
+    stalls = gaps(frames, start, end)
+    p50, p95 = percentile(g2g, 50), percentile(g2g, 95)
+    return {
+        "g2g_p50_ms": None if p50 is None else round(p50, 1),
+        "g2g_p95_ms": None if p95 is None else round(p95, 1),
+        "fps": round(len(inside) / (end - start), 2),
+        "freezes_over_500ms": sum(1 for gap in stalls if gap > FREEZE_S),
+        "longest_stall_ms": round(max(stalls, default=0.0) * 1000),
+        "bitrate_kbps": bitrate_kbps(samples, start, end),
+        "frames": len(inside),
+        "g2g_samples": len(g2g),
+    }
+
+
+def recovery_s(frames: Frames, switch: float, end: float, clean: dict[str, Any] | None) -> float | None:
+    """Seconds from ``switch`` (the impairment ending) until the video is back within clean's
+    figures: the middle of the first 1 s window that starts :data:`RECOVERY_HOLD_S` of good
+    windows (stepping 100 ms), a good window having >= 90 % of clean's fps and a median g2g <=
+    clean's p95 (a median flips half a window after a step: the middle is where the step was;
+    0.5 means at once). A later relapse (this machine's load shows as such too) does not undo a
+    recovery: the window after the switch has its own figures. None: not back before ``end``."""
+    reference = clean if clean and clean.get("fps") and clean.get("g2g_p95_ms") else DEFAULT_CLEAN
+    fps_floor = RECOVERY_FPS_SHARE * reference["fps"]
+    g2g_ceiling = reference["g2g_p95_ms"]
+    needed = round(RECOVERY_HOLD_S / RECOVERY_STEP_S) + 1
+    streak = 0
+    s = switch
+    while s + RECOVERY_WINDOW_S <= end + 1e-9:
+        window = between(frames, s, s + RECOVERY_WINDOW_S)
+        g2g = [float(age) for _, age in window if age is not None]
+        good = (
+            len(window) / RECOVERY_WINDOW_S >= fps_floor
+            and bool(g2g)
+            and statistics.median(g2g) <= g2g_ceiling
+        )
+        streak = streak + 1 if good else 0
+        if streak == needed:
+            first = s - (needed - 1) * RECOVERY_STEP_S
+            return round(first + RECOVERY_WINDOW_S / 2 - switch, 2)
+        s += RECOVERY_STEP_S
+    return None
+
+
+def loss_counts(loss: dict[str, Any], start: float, end: float) -> dict[str, int]:
+    """The customer receiver's loss handling over ``[start, end)``: sequence numbers seen missing,
+    NACKs and PLIs it sent, retransmissions that came."""
+
+    def inside(rows: Sequence[Any]) -> int:
+        return sum(1 for row in rows if start <= (row[0] if isinstance(row, list | tuple) else row) < end)
+
+    return {
+        "missing": inside(loss["gaps"]),
+        "nacks_sent": inside(loss["nacks"]),
+        "plis_sent": inside(loss["plis"]),
+        "retransmissions": inside(loss["rtx"]),
+    }
+
+
+def explain_stalls(
+    frames: Frames, loss: dict[str, Any], start: float, end: float, over_s: float = 0.4
+) -> list[dict[str, Any]]:
+    """For each gap between presented frames longer than ``over_s`` in ``[start, end)``: when it
+    began (s into the window), how long it lasted, which packet went missing just before it, how
+    many NACKs named that packet and when (ms after the gap began), when its retransmission came,
+    and the PLIs sent meanwhile. What stalls a receiver on loss, read from what it did."""
+    times = [t for t, _ in frames]
+    out = []
+    for a, b in zip(times, times[1:], strict=False):
+        if b - a <= over_s or not (start <= b and a < end):
+            continue
+        missing = [q for t, q in loss["gaps"] if a - 0.5 <= t <= b]
+        first = missing[0] if missing else None
+        named = [t for t, seqs in loss["nacks"] if first is not None and first in seqs and t <= b + 0.01]
+        came = [t for t, q in loss["rtx"] if q == first and t <= b + 0.01]
+        out.append(
+            {
+                "at_s": round(a - start, 2),
+                "ms": round((b - a) * 1000),
+                "missing": len(missing),
+                "first_missing": first,
+                "nacks_ms": [round((t - a) * 1000) for t in named],
+                "rtx_ms": [round((t - a) * 1000) for t in came],
+                "plis_ms": [round((t - a) * 1000) for t in loss["plis"] if a - 0.5 <= t <= b + 0.01],
+            }
+        )
+    return out
