@@ -293,22 +293,19 @@ class Leader:
 
     async def _doors_gone(self, gone: set[str]) -> None:
         switchboard = self.switchboard
-        for call_id in self._router.calls_hosted_by(gone):
-            call = switchboard.directory.calls.get(call_id)
-            if call is not None:
-                logger.warning(
-                    "%s: its media's process is gone; the customer goes back to the queue", call_id
-                )
-                await switchboard.requeue_for_media(
-                    call
-                )  # closes the room: a door cut off but alive hears it
-            self._router.rooms.pop(call_id, None)
+        # Sockets first: an agent on the gone door drops (away) before its calls' customers go
+        # back to the queue, so they are not offered straight back to that agent.
         for conn in [c for c in self._conns.values() if f"{c.address.node}#{c.address.incarnation}" in gone]:
             del self._conns[conn.id]
-            conn.close(
-                1012, "the server restarted"
-            )  # the door may be alive but cut off: its browser reconnects
+            # The door may be alive but cut off: its browser reconnects.
+            conn.close(1012, "the server restarted")
             await switchboard.disconnected(conn)
+        for call_id in self._router.calls_hosted_by(gone):
+            call = switchboard.directory.calls.get(call_id)
+            if call is not None and call.active:
+                logger.warning("%s: its media process is gone; its customer is re-queued", call_id)
+                await switchboard.requeue_for_media(call)  # closes the room (a door cut off hears it)
+            self._router.rooms.pop(call_id, None)
         logger.warning("doors gone: %s", ", ".join(sorted(gone)))
 
     # ------------------------------------------------------------- committing

@@ -45,7 +45,9 @@ class Centre:
     def leader(self) -> ServeProcess:
         """The process that leads now, as the first live process's /api/status says."""
         name = self.alive()[0].status()["leader"]
-        return next(p for p in self.processes if p.node == name)
+        found = [p for p in self.processes if p.node == name]
+        assert found, f"no process leads now (status says {name!r})"
+        return found[0]
 
     def alive(self) -> list[ServeProcess]:
         return [p for p in self.processes if p.running]

@@ -28,7 +28,7 @@ class ServeProcess:
         self._log = state_dir / f"serve-{self.port}.log"
         self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout_s: float = 20.0) -> ServeProcess:
+    def start(self, timeout_s: float = 60.0) -> ServeProcess:  # a busy machine imports slowly
         env = {
             **os.environ,
             "TELEPRESENCE_SECRET": TEST_SECRET,

@@ -216,11 +216,6 @@ async def test_killing_the_process_of_the_room_requeues_the_customer_at_the_head
             print(f"\nroom's process killed: customer re-queued after {took:.2f} s")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Leader._doors_gone re-queues the dead door's calls before it closes that door's sockets:"
-    " the agent there is still available, so the customer is paired with them again at once",
-)
 async def test_a_customer_requeued_from_a_dead_room_is_taken_by_a_live_agent_with_media(sides):
     async with a_call(sides) as (agent_ws, customer_ws, call_id):
         async with agent_peer() as agent, customer_peer() as customer:
