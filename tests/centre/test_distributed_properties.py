@@ -731,9 +731,7 @@ def check_settled(customers: list[Customer], agents: list[Agent], report: dict[s
     live = {call_id for view in agent_views.values() for call_id in view.calls}
     if report["calls"]["active"] != len(live):
         problems.append(f"/api/status: {report['calls']['active']} active calls, agents hold {sorted(live)}")
-    states = Counter(
-        "busy" if view.calls or view.offers else (view.status or "?") for view in agent_views.values()
-    )
+    states = Counter(seat_state(view) for view in agent_views.values())
     if {k: v for k, v in report["agents"].items() if v} != dict(states):
         seats = {n: (v.status, v.calls, v.offers) for n, v in agent_views.items()}
         heard = {a.name: [str(m)[:140] for m in a.socket.messages[-6:]] for a in agents}
@@ -741,6 +739,15 @@ def check_settled(customers: list[Customer], agents: list[Agent], report: dict[s
             f"/api/status: agents {report['agents']}, clients {dict(states)}: {seats}; heard {heard}"
         )
     return problems
+
+
+def seat_state(view: AgentView) -> str:
+    """The agent's state as /api/status counts it. No agent_status follows a declined or
+    withdrawn offer (docs/protocol.md lists when one is sent), so the last one told may
+    still say busy: busy with a free seat is available again."""
+    if view.calls or view.offers:
+        return "busy"
+    return "available" if view.status == "busy" else view.status or "?"
 
 
 def ended_for_good_by_agent(customer: Customer, agents: list[Agent]) -> bool:
