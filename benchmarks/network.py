@@ -3,10 +3,10 @@
 Set-up (benchmarks.netlab): a real ``telepresence serve`` in the lab's ``server`` namespace, an
 aiortc agent in ``agent`` (its firewall open: this suite measures loss and delay, not TURN) and
 an aiortc customer in ``customer``, behind NAT (benchmarks.network_peer; each a subprocess
-reporting JSON on stdout). The agent sends a stamped, moving 720p30 test card (encoded live as a
-browser's realtime encoder would) and a tone; the customer sends a tone, decodes the composite
-and reads each frame's stamp when aiortc hands it the decoded frame. All namespaces share the
-machine's clock, so a stamp's age is glass-to-glass.
+reporting JSON on stdout). The agent sends a stamped, moving 720p30 test card with sensor noise
+(encoded live, ~2 Mbps, as a browser's realtime encoder would) and a tone; the customer sends a
+tone, decodes the composite and reads each frame's stamp when aiortc hands it the decoded frame.
+All namespaces share the machine's clock, so a stamp's age is glass-to-glass.
 
 The impairment: the customer's access link carries a profile's WHOLE figures (the agent's link
 is clean), so what the customer and the agent see end to end, customer <-> server <-> agent, is
@@ -17,19 +17,25 @@ server's receiver of the agent's camera none (their loss handling is not exercis
 
 Per profile, one fresh call: the profile is set before the customer joins, so signalling, ICE
 and DTLS run through it. ``time_to_media_ms``: the customer's ``call_started`` to its first
-decoded frame carrying the agent's stamp. Then, after ``settle_s``, a window (quick 15 s, full
-60 s): ``g2g_p50_ms``/``g2g_p95_ms`` over the stamped frames, ``fps`` (frames presented /
-window), ``freezes_over_500ms`` (gaps between presented frames > 500 ms), ``longest_stall_ms``,
-``bitrate_kbps`` (the composite's RTP received: payloads, retransmissions included, + 12 bytes
-a packet). ``bad`` then switches back to clean for ``after_s`` more seconds: ``recovery_s`` is
-the time from the switch until the video is back within clean's figures (for 2 s at least:
-benchmarks.network_figures.recovery_s); ``after_switch`` has that stretch's own figures.
-``lost_packets`` (what aiortc's receiver counted lost after retransmissions), ``receiver`` (the
-customer receiver's loss handling: packets seen missing, NACKs, PLIs, retransmissions received),
-``stalls_over_400ms`` (each long gap explained: the packet missing before it, when NACKs named
-it, when its retransmission came, PLIs) and the forwarder's own drop counts tell the network's
-part from the server's and the receiver's. With ``NETWORK_SUITE_RAW_DIR`` set, every call's raw
-records go there.
+decoded frame carrying the agent's stamp (``time_to_media_phases_ms``: when the offer left, the
+answer came, ICE and DTLS completed, the first RTP came, ms after ``call_started``). Then, after
+``settle_s``, a window (quick 15 s, full 60 s): ``g2g_p50_ms``/``g2g_p95_ms`` over the stamped
+frames, ``fps`` (frames presented / window), ``freezes_over_500ms`` (gaps between presented
+frames > 500 ms), ``longest_stall_ms``, ``bitrate_kbps`` (the composite's RTP received:
+payloads, retransmissions included, + 12 bytes a packet). ``bad`` then switches back to clean
+for ``after_s`` more seconds: ``recovery_s`` is the time from the switch until the video is back
+within clean's figures (for 2 s at least: benchmarks.network_figures.recovery_s);
+``after_switch`` has that stretch's own figures. ``receiver_hold_p50_ms``/``_p95_ms``: decoded
+minus the arrival of the frame's last packet (what the customer's jitter buffer, waiting behind
+a lost packet, and its decoder added). ``cpu``: over the window, % of one core, the suite's own
+processes (server, peers, forwarder) and the rest of the machine (``others_pct``: a shared
+machine's other work, which shows as latency and freezes). ``lost_packets`` (what aiortc's
+receiver counted lost after retransmissions), ``receiver`` (the customer receiver's loss
+handling: packets seen missing, NACKs, PLIs, retransmissions received), ``stalls_over_400ms``
+(each long gap explained: the packet missing before it, when NACKs named it, when its
+retransmission came, PLIs) and the forwarder's own drop counts tell the network's part from the
+server's and the receiver's. With ``NETWORK_SUITE_RAW_DIR`` set, every call's raw records go
+there.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.capacity_procs import TICKS, machine_ticks, tree_ticks
 from benchmarks.netlab import PROFILES, Lab, cleanup_stale, unavailable
 from benchmarks.network_figures import explain_stalls, loss_counts, recovery_s, window_figures
 
@@ -125,6 +132,26 @@ def one_way_ms(profile: str) -> float:
     return (link.up.delay_ms + link.down.delay_ms) / 2
 
 
+class CpuShare:
+    """CPU over a stretch, % of one core: the suite's own processes (server, peers, forwarder) and
+    the rest of the machine (other engineers' work on a shared machine)."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self._start = self._read()
+
+    def _read(self) -> tuple[int, int, int, float]:
+        busy, total = machine_ticks()
+        own = sum(sum(tree_ticks(pid).values()) for pid in self.pids)
+        return busy, total, own, time.monotonic()
+
+    def result(self) -> dict[str, float]:
+        (b0, t0, o0, m0), (b1, t1, o1, m1) = self._start, self._read()
+        machine = 100.0 * (os.cpu_count() or 1) * (b1 - b0) / max(1, t1 - t0)
+        own = 100.0 * (o1 - o0) / TICKS / max(1e-6, m1 - m0)
+        return {"suite_pct": round(own), "others_pct": round(machine - own), "machine_pct": round(machine)}
+
+
 def measure_profile(
     lab: Lab,
     impairment: Any,
@@ -133,6 +160,7 @@ def measure_profile(
     token: str,
     logdir: Path,
     clean: dict[str, Any] | None,
+    server_pid: int,
 ) -> dict[str, Any]:
     """One fresh call under ``profile``: its figures."""
     impairment.set(profile)
@@ -150,8 +178,11 @@ def measure_profile(
         start = media["first_stamped"] + plan.settle_s
         end = start + plan.window_s
         switch = None
+        time.sleep(max(0.0, start - time.time()))
+        cpu = CpuShare([server_pid, agent.process.pid, customer.process.pid, impairment.pid])
+        time.sleep(max(0.0, end - time.time()))
+        cpu_figures = cpu.result()
         if after:
-            time.sleep(max(0.0, end - time.time()))
             impairment.set("clean")
             switch = time.time()
             log(f"{profile}: switched to clean")
@@ -167,6 +198,8 @@ def measure_profile(
     out: dict[str, Any] = {
         "time_to_media_ms": round((media["first_stamped"] - media["call_started"]) * 1000),
         "time_to_first_frame_ms": round((media["first_frame"] - media["call_started"]) * 1000),
+        # call_started -> offer sent (gathered), answer, ICE, DTLS, first RTP, first frame (ms)
+        "time_to_media_phases_ms": media.get("phases_ms"),
         **figures,
         "lost_packets": lost[-1][1] - lost[0][1] if len(lost) >= 2 else None,
         "window_s": round((switch or end) - start, 1),
@@ -174,6 +207,7 @@ def measure_profile(
         "agent_camera_fps": round(sent["camera_frames"] / max(sent["camera_s"], 1e-3), 1),
         "dropped_by_network": {d: counts[d]["dropped"] - before[d]["dropped"] for d in ("up", "down")},
         "packets_through": {d: counts[d]["received"] - before[d]["received"] for d in ("up", "down")},
+        "cpu": cpu_figures,
     }
     out["receiver"] = loss_counts(result["loss"], start, switch or end)
     out["stalls_over_400ms"] = explain_stalls(result["frames"], result["loss"], start, switch or end)
@@ -265,7 +299,9 @@ def measure(plan: Plan) -> dict[str, Any]:
         for profile in plan.profiles:
             log(f"{profile}: a fresh call, {plan.window_s:.0f} s window")
             try:
-                figures = measure_profile(lab, impairment, profile, plan, token, logdir, summary.get("clean"))
+                figures = measure_profile(
+                    lab, impairment, profile, plan, token, logdir, summary.get("clean"), server.pid
+                )
             except Exception as exc:  # one profile's failure is reported, the others still run
                 server_tail = (logdir / "serve.log").read_text(errors="replace")[-1500:]
                 figures = {"error": f"{type(exc).__name__}: {exc}", "server_log": server_tail}

@@ -1,8 +1,9 @@
 """The network suite's figures from what a customer recorded: pure functions, no I/O, no clock.
 
 Inputs are the customer peer's records (benchmarks.network_peer): ``frames``, a list of
-``(t, g2g_ms | None)`` for every decoded composite frame (wall-clock seconds; None when the
-stamp did not read), and ``bytes``, ``(t, cumulative received video bytes)`` samples.
+``(t, g2g_ms | None[, arrived | None])`` for every decoded composite frame (wall-clock seconds;
+None when the stamp did not read; ``arrived``: when the last packet it needed came), and
+``bytes``, ``(t, cumulative received video bytes)`` samples.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ RECOVERY_FPS_SHARE = 0.9  # a window is "back" when it shows >= 90 % of clean's 
 # clean itself has 5 % of its frames above its p95).
 DEFAULT_CLEAN = {"fps": 28.0, "g2g_p95_ms": 150.0}  # when the run has no clean profile
 
-Frames = Sequence[tuple[float, float | None]]
+Frames = Sequence[Sequence[Any]]  # (t, g2g_ms | None) or (t, g2g_ms | None, arrived | None)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -35,9 +36,9 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def between(frames: Frames, start: float, end: float) -> list[tuple[float, float | None]]:
+def between(frames: Frames, start: float, end: float) -> list[Sequence[Any]]:
     """The frames presented in ``[start, end)`` (``frames`` in time order)."""
-    times = [t for t, _ in frames]
+    times = [f[0] for f in frames]
     return list(frames[bisect.bisect_left(times, start) : bisect.bisect_left(times, end)])
 
 
@@ -45,7 +46,7 @@ def gaps(frames: Frames, start: float, end: float) -> list[float]:
     """Seconds between consecutive presented frames over ``[start, end)``, counting from the last
     frame before ``start`` (a freeze already running at the start counts) and up to ``end``
     (a freeze still running at the end counts)."""
-    times = [t for t, _ in frames]
+    times = [f[0] for f in frames]
     before = bisect.bisect_left(times, start)
     inside = times[before : bisect.bisect_left(times, end)]
     lead = [times[before - 1]] if before > 0 else [] if inside else [start]
@@ -67,10 +68,15 @@ def window_figures(
 ) -> dict[str, Any]:
     """g2g p50/p95, fps, freezes over 500 ms, longest stall and bitrate over ``[start, end)``."""
     inside = between(frames, start, end)
-    g2g = [float(age) for _, age in inside if age is not None]
+    g2g = [float(f[1]) for f in inside if f[1] is not None]
+    # What the receiver added: decoded minus the arrival of the frame's last packet.
+    hold = [(f[0] - f[2]) * 1000 for f in inside if len(f) > 2 and f[2] is not None]
     stalls = gaps(frames, start, end)
     p50, p95 = percentile(g2g, 50), percentile(g2g, 95)
+    hold50, hold95 = percentile(hold, 50), percentile(hold, 95)
     return {
+        "receiver_hold_p50_ms": None if hold50 is None else round(hold50, 1),
+        "receiver_hold_p95_ms": None if hold95 is None else round(hold95, 1),
         "g2g_p50_ms": None if p50 is None else round(p50, 1),
         "g2g_p95_ms": None if p95 is None else round(p95, 1),
         "fps": round(len(inside) / (end - start), 2),
@@ -97,7 +103,7 @@ def recovery_s(frames: Frames, switch: float, end: float, clean: dict[str, Any] 
     s = switch
     while s + RECOVERY_WINDOW_S <= end + 1e-9:
         window = between(frames, s, s + RECOVERY_WINDOW_S)
-        g2g = [float(age) for _, age in window if age is not None]
+        g2g = [float(f[1]) for f in window if f[1] is not None]
         good = (
             len(window) / RECOVERY_WINDOW_S >= fps_floor
             and bool(g2g)
@@ -111,18 +117,31 @@ def recovery_s(frames: Frames, switch: float, end: float, clean: dict[str, Any] 
     return None
 
 
-def loss_counts(loss: dict[str, Any], start: float, end: float) -> dict[str, int]:
+def loss_counts(loss: dict[str, Any], start: float, end: float) -> dict[str, Any]:
     """The customer receiver's loss handling over ``[start, end)``: sequence numbers seen missing,
-    NACKs and PLIs it sent, retransmissions that came."""
-
-    def inside(rows: Sequence[Any]) -> int:
-        return sum(1 for row in rows if start <= (row[0] if isinstance(row, list | tuple) else row) < end)
-
+    NACKs and PLIs it sent, retransmissions that came; per missing packet, the time from its first
+    NACK to its first retransmission (p50/p95/max), how many were named by more than one NACK
+    (its NACK or retransmission lost, or late), and how many never came back."""
+    gaps = [q for t, q in loss["gaps"] if start <= t < end]
+    first_nack: dict[int, float] = {}
+    named: dict[int, int] = {}
+    for t, seqs, *_ in loss["nacks"]:
+        for q in seqs:
+            first_nack.setdefault(q, t)
+            named[q] = named.get(q, 0) + 1
+    first_rtx: dict[int, float] = {}
+    for t, q in loss["rtx"]:
+        first_rtx.setdefault(q, t)
+    waits = [(first_rtx[q] - first_nack[q]) * 1000 for q in gaps if q in first_nack and q in first_rtx]
+    p50, p95 = percentile(waits, 50), percentile(waits, 95)
     return {
-        "missing": inside(loss["gaps"]),
-        "nacks_sent": inside(loss["nacks"]),
-        "plis_sent": inside(loss["plis"]),
-        "retransmissions": inside(loss["rtx"]),
+        "missing": len(gaps),
+        "nacks_sent": sum(1 for t, *_ in loss["nacks"] if start <= t < end),
+        "plis_sent": sum(1 for t in loss["plis"] if start <= t < end),
+        "retransmissions": sum(1 for t, _ in loss["rtx"] if start <= t < end),
+        "nack_to_rtx_ms": [None if v is None else round(v) for v in (p50, p95, max(waits, default=None))],
+        "nacked_again": sum(1 for q in gaps if named.get(q, 0) > 1),
+        "never_retransmitted": sum(1 for q in gaps if q not in first_rtx),
     }
 
 
@@ -130,27 +149,41 @@ def explain_stalls(
     frames: Frames, loss: dict[str, Any], start: float, end: float, over_s: float = 0.4
 ) -> list[dict[str, Any]]:
     """For each gap between presented frames longer than ``over_s`` in ``[start, end)``: when it
-    began (s into the window), how long it lasted, which packet went missing just before it, how
-    many NACKs named that packet and when (ms after the gap began), when its retransmission came,
-    and the PLIs sent meanwhile. What stalls a receiver on loss, read from what it did."""
-    times = [t for t, _ in frames]
+    began (s into the window), how long it lasted, and the packet that held it: the earliest one
+    seen missing before the gap ended whose retransmission had not come by then (None: no packet
+    was missing, the stall came from elsewhere: CPU). For that packet: when each NACK naming it
+    was sent (ms after the gap began) and how many sequence numbers past it the receiver already
+    was (the sender keeps the last 128: aiortc's RTP_HISTORY_SIZE), when its retransmission came
+    (None: never), and the PLIs sent meanwhile (a PLI at the gap's end: the jitter buffer gave up)."""
+    times = [f[0] for f in frames]
+    first_rtx: dict[int, float] = {}
+    for t, q in loss["rtx"]:
+        first_rtx.setdefault(q, t)
     out = []
     for a, b in zip(times, times[1:], strict=False):
         if b - a <= over_s or not (start <= b and a < end):
             continue
-        missing = [q for t, q in loss["gaps"] if a - 0.5 <= t <= b]
-        first = missing[0] if missing else None
-        named = [t for t, seqs in loss["nacks"] if first is not None and first in seqs and t <= b + 0.01]
-        came = [t for t, q in loss["rtx"] if q == first and t <= b + 0.01]
-        out.append(
-            {
-                "at_s": round(a - start, 2),
-                "ms": round((b - a) * 1000),
-                "missing": len(missing),
-                "first_missing": first,
-                "nacks_ms": [round((t - a) * 1000) for t in named],
-                "rtx_ms": [round((t - a) * 1000) for t in came],
-                "plis_ms": [round((t - a) * 1000) for t in loss["plis"] if a - 0.5 <= t <= b + 0.01],
+        held = [(t, q) for t, q in loss["gaps"] if t <= b and first_rtx.get(q, b + 1) > b - 0.005]
+        held = [(t, q) for t, q in held if t >= a - 2.0]
+        entry: dict[str, Any] = {"at_s": round(a - start, 2), "ms": round((b - a) * 1000), "held_by": None}
+        if held:
+            _, q = held[0]
+
+            # How far past it the receiver already was when it sent each NACK naming it (the highest
+            # sequence number received; older logs: the newest one the NACK names).
+            def past(seqs: list[int], rest: list[Any], q: int = q) -> int:
+                highest = (
+                    rest[0] if rest and rest[0] is not None else max(seqs, key=lambda s: (s - q) % 65536)
+                )
+                return (highest - q) % 65536
+
+            nacks = [(t, past(seqs, rest)) for t, seqs, *rest in loss["nacks"] if q in seqs]
+            came = first_rtx.get(q)
+            entry["held_by"] = {
+                "seq": q,
+                "nacks_ms_past": [[round((t - a) * 1000), n] for t, n in nacks],
+                "rtx_ms": None if came is None else round((came - a) * 1000),
             }
-        )
+        entry["plis_ms"] = [round((t - a) * 1000) for t in loss["plis"] if a - 0.5 <= t <= b + 0.01]
+        out.append(entry)
     return out

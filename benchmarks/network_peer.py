@@ -12,12 +12,14 @@ result (the suite computes every figure from them; clocks are shared by all name
   a CPU-starved sender from a lossy network).
 - customer: ``{"event": "media", "call_started", "first_frame", "first_stamped"}`` (wall-clock
   seconds) at the first agent frame it decodes; after ``--hold-s`` more seconds,
-  ``{"event": "result", "frames": [[t, g2g_ms | null], ...], "bytes": [[t, RTP bytes of the composite], ...],
-  "lost": [[t, packets lost], ...], "size", "codec"}`` then hangs up.
+  ``{"event": "result", "frames": [[t, g2g_ms | null, last packet's arrival | null], ...],
+  "bytes": [[t, RTP bytes of the composite], ...], "lost": [[t, packets lost], ...], "size",
+  "codec", "loss"}`` then hangs up (``loss``: the composite receiver's gaps, NACKs, PLIs and
+  retransmissions, benchmarks.network_media.LossLog).
 - either: ``{"event": "error", "error"}`` on a failure (exit 1).
 
-The agent sends a stamped moving test card (media.sources, media.stamp) encoded as a browser's
-realtime encoder would (media.peers.tune_video_sender) and a tone; it never decodes what it
+The agent sends a stamped moving test card with sensor noise (benchmarks.network_media) encoded as
+a browser's realtime encoder would (media.peers.tune_video_sender) and a tone; it never decodes what it
 receives (the preview of the composite), which would only cost the shared cores. The customer
 sends a tone (no camera: the suite measures the composite's path), decodes the composite and
 reads each frame's stamp the moment aiortc hands the decoded frame over: glass-to-glass.
@@ -30,134 +32,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fractions
 import json
-import math
 import sys
 import time
 from typing import Any
 
-import av
-import cv2
 import httpx
-import numpy as np
 import websockets
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from benchmarks.network_media import LossLog, NoisyCard, Presented, Tone
 from media.aiortc_internals import stop_decoding, tap_received_rtp
-from media.forward import AUDIO_RATE, AUDIO_SAMPLES
 from media.peers import enable_low_latency_receive, negotiated_codec, tune_video_sender
 from media.sections import sections_of
-from media.sources import TestCardTrack
-from media.stamp import luma_view, read_stamp, strip_height
 
 
 def say(event: str, **fields: Any) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)
-
-
-class Tone(MediaStreamTrack):
-    """A microphone that hums: 20 ms frames of 48 kHz mono, paced in real time."""
-
-    kind = "audio"
-
-    def __init__(self, frequency: float) -> None:
-        super().__init__()
-        self.frequency = frequency
-        self._samples = 0
-        self._start: float | None = None
-
-    async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        loop = asyncio.get_running_loop()
-        if self._start is None:
-            self._start = loop.time()
-        delay = self._start + self._samples / AUDIO_RATE - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        t = (np.arange(AUDIO_SAMPLES) + self._samples) / AUDIO_RATE
-        pcm = (4000 * np.sin(2 * math.pi * self.frequency * t)).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate, frame.pts = AUDIO_RATE, self._samples
-        frame.time_base = fractions.Fraction(1, AUDIO_RATE)
-        self._samples += AUDIO_SAMPLES
-        return frame
-
-
-class NoisyCard(TestCardTrack):
-    """The stamped test card with a camera's sensor noise below the stamp, so that the encoder
-    spends about a real camera's bits (a clean card takes ~0.3 Mbps at 720p; with noise the
-    encoder runs at its target, 1.5 Mbps to start)."""
-
-    def __init__(self, width: int, height: int) -> None:
-        super().__init__(width, height, fps=30, stamp=True, label="agent")
-        rng = np.random.default_rng(13)
-        rows = height - strip_height(width)
-        self._noise = [rng.integers(0, 13, (rows, width), dtype=np.uint8) for _ in range(5)]
-
-    async def recv(self) -> av.VideoFrame:
-        frame = await super().recv()
-        below = luma_view(frame)[strip_height(frame.width) :]
-        cv2.add(
-            below, self._noise[self.frames % len(self._noise)], dst=below
-        )  # saturating, in place: ~0.1 ms
-        return frame
-
-
-class LossLog:
-    """What the customer's receiver did about loss on the composite: the sequence numbers that
-    never came in order (a gap seen), the NACKs and PLIs it sent, the retransmissions (RTX) that
-    came back, each with its wall-clock time."""
-
-    def __init__(self) -> None:
-        self.gaps: list[tuple[float, int]] = []
-        self.nacks: list[tuple[float, list[int]]] = []
-        self.plis: list[float] = []
-        self.rtx: list[tuple[float, int]] = []
-        self._highest: int | None = None
-        self._media_ssrc: int | None = None
-
-    def on_rtp(self, packet: Any) -> None:
-        now = time.time()
-        if self._media_ssrc is None:
-            self._media_ssrc = packet.ssrc  # the first packet is the stream's own (RTX only answers NACKs)
-        if packet.ssrc != self._media_ssrc:
-            if len(packet.payload) >= 2:  # RTX: the original sequence number first
-                self.rtx.append((now, int.from_bytes(packet.payload[:2], "big")))
-            return
-        seq = packet.sequence_number
-        if self._highest is not None:
-            ahead = (seq - self._highest) % 65536
-            if 1 < ahead < 1000:
-                self.gaps.extend((now, (self._highest + i) % 65536) for i in range(1, ahead))
-            if ahead >= 65536 - 1000:
-                return  # late or retransmitted in place
-        self._highest = seq
-
-    def watch(self, receiver: Any) -> None:
-        """Log the receiver's NACKs and PLIs (wrapping its own sending methods)."""
-        send_nack, send_pli = receiver._send_rtcp_nack, receiver._send_rtcp_pli
-
-        async def nack(media_ssrc: int, lost: list[int]) -> None:
-            self.nacks.append((time.time(), list(lost)))
-            await send_nack(media_ssrc, lost)
-
-        async def pli(media_ssrc: int) -> None:
-            self.plis.append(time.time())
-            await send_pli(media_ssrc)
-
-        receiver._send_rtcp_nack, receiver._send_rtcp_pli = nack, pli
-
-    def to_json(self) -> dict[str, Any]:
-        r = lambda t: round(t, 4)  # noqa: E731
-        return {
-            "gaps": [[r(t), q] for t, q in self.gaps],
-            "nacks": [[r(t), q] for t, q in self.nacks],
-            "plis": [r(t) for t in self.plis],
-            "rtx": [[r(t), q] for t, q in self.rtx],
-        }
 
 
 class Signalling:
@@ -191,6 +83,18 @@ class Peer:
     def __init__(self, role: str, tracks: dict[str, MediaStreamTrack], on_video: Any) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         self.tasks: set[asyncio.Task[None]] = set()
+        self.marks: dict[str, float] = {}  # wall-clock times of the set-up's steps, by name
+
+        @self.pc.on("iceconnectionstatechange")
+        def on_ice() -> None:
+            if self.pc.iceConnectionState == "completed":
+                self.marks.setdefault("ice_connected", time.time())
+
+        @self.pc.on("connectionstatechange")
+        def on_connection() -> None:
+            if self.pc.connectionState == "connected":  # DTLS done too
+                self.marks.setdefault("dtls_connected", time.time())
+
         for section in sections_of(role):
             track = tracks.get(section.name)
             direction = section.direction if track else section.direction_without_track or section.direction
@@ -220,8 +124,10 @@ class Peer:
 
     async def negotiate(self, signalling: Signalling) -> None:
         await self.pc.setLocalDescription(await self.pc.createOffer())  # gathers (no trickle ICE)
+        self.marks["offer_sent"] = time.time()
         await signalling.send("webrtc_offer", sdp=self.pc.localDescription.sdp)
         answer = await signalling.expect("webrtc_answer", timeout=30)
+        self.marks["answered"] = time.time()
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
 
     async def packets_lost(self) -> int:
@@ -268,30 +174,6 @@ async def agent(ws_url: str, token: str, width: int, height: int) -> None:
         await signalling.ws.close()
 
 
-class Presented:
-    """Every decoded composite frame: when aiortc handed it over and its stamp's age (ms)."""
-
-    def __init__(self) -> None:
-        self.frames: list[tuple[float, int | None]] = []
-        self.first_stamped = asyncio.Event()
-        self.size = ""
-        self.bytes = 0  # RTP received on the composite: payload and a 12-byte header a packet
-
-    def count_bytes(self, packet: Any) -> None:
-        self.bytes += 12 + len(packet.payload)
-
-    async def drain(self, track: MediaStreamTrack) -> None:
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                frame = await track.recv()
-                now = time.time()
-                stamp = read_stamp(frame)
-                self.frames.append((now, stamp.age_ms(now) if stamp is not None else None))
-                if stamp is not None and not self.first_stamped.is_set():
-                    self.size = f"{frame.width}x{frame.height}"
-                    self.first_stamped.set()
-
-
 async def customer(ws_url: str, hold_s: float) -> None:
     signalling = Signalling(await websockets.connect(ws_url, max_size=None))
     await signalling.send("join", name="Network suite customer")
@@ -305,8 +187,9 @@ async def customer(ws_url: str, hold_s: float) -> None:
     def on_video(index: int, receiver: Any, track: MediaStreamTrack) -> None:
         if index == 0:  # the camera section: back comes the composite
             composite["transceiver"] = next(t for t in peer.pc.getTransceivers() if t.receiver is receiver)
+            presented.receiver = receiver
             peer.own(presented.drain(track))
-            tap_received_rtp(receiver, lambda packet: (presented.count_bytes(packet), losses.on_rtp(packet)))
+            tap_received_rtp(receiver, lambda packet: (presented.on_rtp(packet), losses.on_rtp(packet)))
             losses.watch(receiver)
         else:
             stop_decoding(receiver)
@@ -317,8 +200,23 @@ async def customer(ws_url: str, hold_s: float) -> None:
         await peer.negotiate(signalling)
         await asyncio.wait_for(presented.first_stamped.wait(), 60)
         first = presented.frames[0][0]
-        first_stamped = next(t for t, age in presented.frames if age is not None)
-        say("media", call_started=call_started, first_frame=first, first_stamped=first_stamped)
+        first_stamped = next(f[0] for f in presented.frames if f[1] is not None)
+        marks = {
+            **peer.marks,
+            "first_rtp": presented.first_rtp,
+            "first_frame": first,
+            "first_stamped": first_stamped,
+        }
+        phases = {
+            name: round((t - call_started) * 1000) for name, t in sorted(marks.items(), key=lambda m: m[1])
+        }
+        say(
+            "media",
+            call_started=call_started,
+            first_frame=first,
+            first_stamped=first_stamped,
+            phases_ms=phases,
+        )
         samples: list[tuple[float, int]] = []
         lost: list[tuple[float, int]] = []
         end = time.time() + hold_s
@@ -329,7 +227,9 @@ async def customer(ws_url: str, hold_s: float) -> None:
         codec = negotiated_codec(composite["transceiver"]) if "transceiver" in composite else None
         say(
             "result",
-            frames=[[round(t, 4), age] for t, age in presented.frames],
+            frames=[
+                [round(t, 4), age, arrived and round(arrived, 4)] for t, age, arrived in presented.frames
+            ],
             bytes=[[round(t, 3), b] for t, b in samples],
             lost=[[round(t, 3), n] for t, n in lost],
             size=presented.size,
