@@ -71,6 +71,8 @@ class CallLifecycle:
                     agent.conn.send(
                         {"type": "offer_withdrawn", "offer_id": event.offer_id, "reason": event.reason}
                     )
+                    # The pending offer showed them busy: say what they are now (available, away).
+                    agent.conn.send({"type": "agent_status", "status": self.directory.agent_status(agent)})
             elif isinstance(event, Paired):
                 await self._paired(event, now)
             elif isinstance(event, ChoiceOffered):

@@ -67,6 +67,12 @@ for k = 3, #KEYS do
 end
 return id
 """
+_PUBLISH = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+FIGURES_TTL_MS = 60_000  # /api/status and the centre's metrics vanish with no leader to refresh them
 _COMMIT_SNAPSHOT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2])
@@ -123,6 +129,7 @@ class Leader:
         self._router.bind(self.switchboard.directory)
         self._commit_step = redis.register_script(_COMMIT_STEP)
         self._commit_snapshot = redis.register_script(_COMMIT_SNAPSHOT)
+        self._publish = redis.register_script(_PUBLISH)  # figures only while the lease is ours
         self._conns: dict[str, RemoteConnection] = {}
         self._applied = "0-0"  # the last inbox entry applied
         self._step = "0-0"  # the last step committed (or replayed)
@@ -219,7 +226,8 @@ class Leader:
                     await self._doors_gone(gone)
             if entries or due or gone or self._effects.by_node:
                 await self._commit(StepRecord(self._applied, now, due, sorted(gone)))
-            if self._status_stale and now - self._status_at >= STATUS_EVERY_S:
+            since = now - self._status_at
+            if (self._status_stale and since >= STATUS_EVERY_S) or since >= FIGURES_TTL_MS / 2000:
                 await self._publish_status(now)
             if now - self._metrics_at >= METRICS_EVERY_S:
                 await self._publish_metrics(now)
@@ -333,14 +341,17 @@ class Leader:
         """/api/status for every process (figures only: not part of any commit)."""
         self._status_at = now
         self._status_stale = False
-        await self._redis.set(keys.STATUS, json.dumps(self.switchboard.status_report()))
+        status = json.dumps(self.switchboard.status_report())
+        await self._publish(
+            keys=[keys.LEADER, keys.STATUS], args=[self._lease.holder, status, FIGURES_TTL_MS]
+        )
 
     async def _publish_metrics(self, now: float) -> None:
         """The centre's figures for every process's /metrics (not part of any commit: figures only)."""
         self._metrics_at = now
         self.switchboard.refresh_gauges()
         text = select_families(self.centre_metrics.render(), CENTRE_FAMILIES, keep=True)
-        await self._redis.set(keys.METRICS, text, px=int(10 * METRICS_EVERY_S * 1000))
+        await self._publish(keys=[keys.LEADER, keys.METRICS], args=[self._lease.holder, text, FIGURES_TTL_MS])
 
     async def _write_snapshot(self) -> None:
         data = snapshot.capture(self.switchboard, self._router, applied=self._applied, step=self._step)
