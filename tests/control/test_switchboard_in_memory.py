@@ -179,7 +179,6 @@ async def test_declined_offer_goes_to_the_next_agent(centre: Centre) -> None:
     assert offered_names(lea) == ["Ann"]
     # The offer showed Sam busy; with it gone he is told he is available again.
     assert sam.last("agent_status")["status"] == "available"
-    assert lea.last("agent_status")["status"] == "busy"  # Ann's offer is his now
 
 
 async def test_a_declining_agent_is_not_offered_the_same_customer_until_the_cool_off_ends(
