@@ -177,7 +177,14 @@ async def test_declined_offer_goes_to_the_next_agent(centre: Centre) -> None:
         "reason": "declined",
     }
     assert offered_names(lea) == ["Ann"]
-    # The offer showed Sam busy; with it gone he is told he is available again.
+
+
+async def test_an_agent_whose_offer_goes_is_told_their_status_again(centre: Centre) -> None:
+    ann = await centre.join("Ann")
+    sam = await centre.login("sam")  # available: Ann is offered at once, and Sam shows busy
+    assert sam.last("agent_status")["status"] == "busy"
+    await centre.send(ann, {"type": "leave"})
+    assert sam.last("offer_withdrawn")["reason"] == "customer_left"
     assert sam.last("agent_status")["status"] == "available"
 
 
