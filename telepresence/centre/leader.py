@@ -142,9 +142,10 @@ class Leader:
 
     async def run(self) -> None:
         """Lead until the lease is lost (raises :class:`LeaseLost`) or the task is cancelled."""
-        await self._resume()
+        # Renewing from the start: loading a large snapshot and replaying may take longer than
+        # the lease lives, and a lease lost there would make every successor fail the same way.
         renewing = asyncio.create_task(self._renew(), name="leader-lease")
-        stepping = asyncio.create_task(self._steps(), name="leader-steps")
+        stepping = asyncio.create_task(self._resume_and_step(), name="leader-steps")
         try:
             done, _ = await asyncio.wait({renewing, stepping}, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -153,6 +154,10 @@ class Leader:
             for task in (renewing, stepping):
                 task.cancel()
             await asyncio.gather(renewing, stepping, return_exceptions=True)
+
+    async def _resume_and_step(self) -> None:
+        await self._resume()
+        await self._steps()
 
     async def _renew(self) -> None:
         while True:
@@ -193,6 +198,7 @@ class Leader:
             for entry_id, fields in entries:
                 await self._apply(json.loads(fields[b"e"]))
                 self._applied = entry_id.decode()
+                await asyncio.sleep(0)
         if record.due:
             await self.switchboard.run_due()
         if record.gone:
@@ -215,6 +221,7 @@ class Leader:
             for entry_id, fields in entries:
                 await self._apply(json.loads(fields[b"e"]))
                 self._applied = entry_id.decode()
+                await asyncio.sleep(0)  # the lease's renewal must never wait for a whole batch
             due = deadline is not None and deadline <= now
             if due:
                 await switchboard.run_due()

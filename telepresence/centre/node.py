@@ -14,7 +14,7 @@ import secrets
 import socket
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from telepresence.auth import TokenAuthority
@@ -54,8 +54,13 @@ class CentreNode:
 
     async def start(self) -> None:
         self._text = await open_redis(self.url, self._secret)  # refuses another centre's database
-        # Bytes (snapshots are binary); a read that hangs ends after 5 s (XREAD blocks for 1 s at most).
-        self._redis = Redis.from_url(self.url, socket_timeout=5.0, socket_connect_timeout=3.0)
+        # Bytes (snapshots are binary); a read that hangs ends after 5 s (XREAD blocks for 1 s at
+        # most). A bounded pool that waits: thousands of sockets closing at once must not open
+        # thousands of connections to Redis.
+        pool = BlockingConnectionPool.from_url(
+            self.url, max_connections=64, timeout=10, socket_timeout=5.0, socket_connect_timeout=3.0
+        )
+        self._redis = Redis.from_pool(pool)  # closes the pool with the client
         self.store = RedisStore(self._text)
         self.door = Door(
             self._redis, self.settings, self._metrics, node=self.node, incarnation=self.incarnation
