@@ -14,6 +14,9 @@ the profile: ``wifi`` 20 ms RTT, 5 ms jitter, 0.5 % loss; ``mobile`` 100 ms, 20 
 ``bad`` 200 ms, 5 %; half of each on either direction (netlab's PROFILES). The server's
 sender to the customer and the customer's receiver take all of it; the agent's sender and the
 server's receiver of the agent's camera none (their loss handling is not exercised here).
+With ``NETWORK_SUITE_IMPAIR=both`` half of each profile goes on the customer's link and half on
+the agent's (delay and jitter halved, each link losing ``1 - sqrt(1 - loss)``), which exercises
+the server's receivers too.
 
 Per profile, one fresh call: the profile is set before the customer joins, so signalling, ICE
 and DTLS run through it. ``time_to_media_ms``: the customer's ``call_started`` to its first
@@ -54,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.capacity_procs import TICKS, machine_ticks, tree_ticks
-from benchmarks.netlab import PROFILES, Lab, cleanup_stale, unavailable
+from benchmarks.netlab import PROFILES, Lab, Link, Profile, cleanup_stale, unavailable
 from benchmarks.network_figures import explain_stalls, loss_counts, recovery_s, window_figures
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +65,9 @@ PREFIX = "tpnb"  # namespaces of this suite (the tests' are netlab's default pre
 PORT = 8080
 ORDER = ("clean", "wifi", "mobile", "bad")
 RAW_ENV = "NETWORK_SUITE_RAW_DIR"  # set: every call's raw records are written there as JSON
+# "both": half of each profile on the customer's link and half on the agent's, so the server's
+# receivers (the agent's camera) see loss too; default: the whole profile on the customer's link.
+IMPAIR_ENV = "NETWORK_SUITE_IMPAIR"
 
 
 @dataclass(frozen=True)
@@ -152,9 +158,44 @@ class CpuShare:
         return {"suite_pct": round(own), "others_pct": round(machine - own), "machine_pct": round(machine)}
 
 
+def half(profile: str) -> Profile:
+    """Half a profile's delay and jitter, and the loss that, met twice, loses the profile's."""
+
+    def link(whole: Link) -> Link:
+        return Link(whole.delay_ms / 2, whole.jitter_ms / 2, 1 - (1 - whole.loss) ** 0.5, whole.rate_kbps)
+
+    whole = PROFILES[profile]
+    return Profile(f"half-{profile}", up=link(whole.up), down=link(whole.down))
+
+
+class Links:
+    """The impaired links: the customer's with the whole profile, or (``both``) the customer's and
+    the agent's with half of it each."""
+
+    def __init__(self, lab: Lab, both: bool) -> None:
+        self.both = both
+        self.roles = ("customer", "agent") if both else ("customer",)
+        self.impairments = {role: lab.impair(role, "clean", seed=13 + i) for i, role in enumerate(self.roles)}
+
+    def set(self, profile: str) -> None:
+        for impairment in self.impairments.values():
+            impairment.set(half(profile) if self.both else profile)
+
+    def dropped(self) -> dict[str, int]:
+        return {
+            f"{role} {d}": stats[d]["dropped"]
+            for role, stats in ((r, i.stats()) for r, i in self.impairments.items())
+            for d in ("up", "down")
+        }
+
+    @property
+    def pids(self) -> list[int]:
+        return [i.pid for i in self.impairments.values()]
+
+
 def measure_profile(
     lab: Lab,
-    impairment: Any,
+    links: Links,
     profile: str,
     plan: Plan,
     token: str,
@@ -163,8 +204,8 @@ def measure_profile(
     server_pid: int,
 ) -> dict[str, Any]:
     """One fresh call under ``profile``: its figures."""
-    impairment.set(profile)
-    before = impairment.stats()
+    links.set(profile)
+    before = links.dropped()
     agent = PeerProcess(
         lab, "agent", ["--token", token, "--width", str(plan.width), "--height", str(plan.height)], logdir
     )
@@ -179,11 +220,11 @@ def measure_profile(
         end = start + plan.window_s
         switch = None
         time.sleep(max(0.0, start - time.time()))
-        cpu = CpuShare([server_pid, agent.process.pid, customer.process.pid, impairment.pid])
+        cpu = CpuShare([server_pid, agent.process.pid, customer.process.pid, *links.pids])
         time.sleep(max(0.0, end - time.time()))
         cpu_figures = cpu.result()
         if after:
-            impairment.set("clean")
+            links.set("clean")
             switch = time.time()
             log(f"{profile}: switched to clean")
         result = customer.expect("result", hold + 60)
@@ -192,7 +233,7 @@ def measure_profile(
         for peer in (customer, agent):
             if peer is not None:
                 lab.stop(peer.process, timeout=10)
-    counts = impairment.stats()
+    dropped = links.dropped()
     figures = window_figures(result["frames"], result["bytes"], start, switch or end)
     lost = [(t, n) for t, n in result["lost"] if start <= t <= (switch or end)]
     out: dict[str, Any] = {
@@ -205,8 +246,7 @@ def measure_profile(
         "window_s": round((switch or end) - start, 1),
         "composite": f"{result['codec']} {result['size']}",
         "agent_camera_fps": round(sent["camera_frames"] / max(sent["camera_s"], 1e-3), 1),
-        "dropped_by_network": {d: counts[d]["dropped"] - before[d]["dropped"] for d in ("up", "down")},
-        "packets_through": {d: counts[d]["received"] - before[d]["received"] for d in ("up", "down")},
+        "dropped_by_network": {k: dropped[k] - before[k] for k in dropped},
         "cpu": cpu_figures,
     }
     out["receiver"] = loss_counts(result["loss"], start, switch or end)
@@ -295,12 +335,12 @@ def measure(plan: Plan) -> dict[str, Any]:
         ]
         with (logdir / "serve.log").open("wb") as out:
             server = lab.popen("server", argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-        impairment = lab.impair("customer", "clean", seed=13)
+        links = Links(lab, both=os.environ.get(IMPAIR_ENV) == "both")
         for profile in plan.profiles:
             log(f"{profile}: a fresh call, {plan.window_s:.0f} s window")
             try:
                 figures = measure_profile(
-                    lab, impairment, profile, plan, token, logdir, summary.get("clean"), server.pid
+                    lab, links, profile, plan, token, logdir, summary.get("clean"), server.pid
                 )
             except Exception as exc:  # one profile's failure is reported, the others still run
                 server_tail = (logdir / "serve.log").read_text(errors="replace")[-1500:]
@@ -312,7 +352,11 @@ def measure(plan: Plan) -> dict[str, Any]:
                 break
     summary["targets"] = targets(summary, plan.window_s)
     summary["plan"] = asdict(plan)
-    summary["impaired"] = "the customer's access link, with the whole profile (the agent's link is clean)"
+    summary["impaired"] = (
+        "half the profile on the customer's link, half on the agent's"
+        if os.environ.get(IMPAIR_ENV) == "both"
+        else "the customer's access link, with the whole profile (the agent's link is clean)"
+    )
     summary["load_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     summary["cores"] = os.cpu_count()
     summary["runtime_s"] = round(time.monotonic() - began, 1)

@@ -36,6 +36,20 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+def pictures(frames: Frames) -> list[Sequence[Any]]:
+    """The presented frames that show a new picture: a frame with the same stamp id as the one
+    before it is the server repeating its last composite (the agent's camera stalled); frames
+    without an id (older records, unstamped) all count."""
+    out = []
+    previous = None
+    for frame in frames:
+        ident = frame[3] if len(frame) > 3 else None
+        if ident is None or ident != previous:
+            out.append(frame)
+        previous = ident
+    return out
+
+
 def between(frames: Frames, start: float, end: float) -> list[Sequence[Any]]:
     """The frames presented in ``[start, end)`` (``frames`` in time order)."""
     times = [f[0] for f in frames]
@@ -66,12 +80,15 @@ def bitrate_kbps(samples: Sequence[tuple[float, int]], start: float, end: float)
 def window_figures(
     frames: Frames, samples: Sequence[tuple[float, int]], start: float, end: float
 ) -> dict[str, Any]:
-    """g2g p50/p95, fps, freezes over 500 ms, longest stall and bitrate over ``[start, end)``."""
+    """g2g p50/p95 (every presented frame: a repeat shows its age), fps and freezes (new
+    pictures: a repeated composite is a frozen picture), longest stall and bitrate over
+    ``[start, end)``; ``presented_fps`` counts repeats too."""
     inside = between(frames, start, end)
+    new = pictures(frames)
     g2g = [float(f[1]) for f in inside if f[1] is not None]
     # What the receiver added: decoded minus the arrival of the frame's last packet.
     hold = [(f[0] - f[2]) * 1000 for f in inside if len(f) > 2 and f[2] is not None]
-    stalls = gaps(frames, start, end)
+    stalls = gaps(new, start, end)
     p50, p95 = percentile(g2g, 50), percentile(g2g, 95)
     hold50, hold95 = percentile(hold, 50), percentile(hold, 95)
     return {
@@ -79,7 +96,8 @@ def window_figures(
         "receiver_hold_p95_ms": None if hold95 is None else round(hold95, 1),
         "g2g_p50_ms": None if p50 is None else round(p50, 1),
         "g2g_p95_ms": None if p95 is None else round(p95, 1),
-        "fps": round(len(inside) / (end - start), 2),
+        "fps": round(len(between(new, start, end)) / (end - start), 2),
+        "presented_fps": round(len(inside) / (end - start), 2),
         "freezes_over_500ms": sum(1 for gap in stalls if gap > FREEZE_S),
         "longest_stall_ms": round(max(stalls, default=0.0) * 1000),
         "bitrate_kbps": bitrate_kbps(samples, start, end),
@@ -99,13 +117,14 @@ def recovery_s(frames: Frames, switch: float, end: float, clean: dict[str, Any] 
     fps_floor = RECOVERY_FPS_SHARE * reference["fps"]
     g2g_ceiling = reference["g2g_p95_ms"]
     needed = round(RECOVERY_HOLD_S / RECOVERY_STEP_S) + 1
+    new = pictures(frames)
     streak = 0
     s = switch
     while s + RECOVERY_WINDOW_S <= end + 1e-9:
         window = between(frames, s, s + RECOVERY_WINDOW_S)
         g2g = [float(f[1]) for f in window if f[1] is not None]
         good = (
-            len(window) / RECOVERY_WINDOW_S >= fps_floor
+            len(between(new, s, s + RECOVERY_WINDOW_S)) / RECOVERY_WINDOW_S >= fps_floor
             and bool(g2g)
             and statistics.median(g2g) <= g2g_ceiling
         )
@@ -148,14 +167,16 @@ def loss_counts(loss: dict[str, Any], start: float, end: float) -> dict[str, Any
 def explain_stalls(
     frames: Frames, loss: dict[str, Any], start: float, end: float, over_s: float = 0.4
 ) -> list[dict[str, Any]]:
-    """For each gap between presented frames longer than ``over_s`` in ``[start, end)``: when it
+    """For each gap between new pictures longer than ``over_s`` in ``[start, end)``: when it
     began (s into the window), how long it lasted, and the packet that held it: the earliest one
     seen missing before the gap ended whose retransmission had not come by then (None: no packet
     was missing, the stall came from elsewhere: CPU). For that packet: when each NACK naming it
     was sent (ms after the gap began) and how many sequence numbers past it the receiver already
     was (the sender keeps the last 128: aiortc's RTP_HISTORY_SIZE), when its retransmission came
     (None: never), and the PLIs sent meanwhile (a PLI at the gap's end: the jitter buffer gave up)."""
-    times = [f[0] for f in frames]
+    times = [f[0] for f in pictures(frames)]
+    if times and times[-1] < end:
+        times.append(end)  # a stall still running at the end of the window
     first_rtx: dict[int, float] = {}
     for t, q in loss["rtx"]:
         first_rtx.setdefault(q, t)

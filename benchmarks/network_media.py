@@ -130,12 +130,14 @@ class LossLog:
 
 
 class Presented:
-    """Every decoded composite frame: when aiortc handed it over, its stamp's age (ms), and when
+    """Every decoded composite frame: when aiortc handed it over, its stamp's age (ms) and frame
+    id (the server repeats the last composite while the agent's camera stalls), and when
     the last packet it needed arrived (retransmissions included): decoded minus arrived is what
     the receiver's jitter buffer and decoder added (waiting behind a lost packet, or for CPU)."""
 
     def __init__(self) -> None:
-        self.frames: list[tuple[float, int | None, float | None]] = []
+        # (decoded, g2g ms, last packet's arrival, the stamp's frame id: a repeat shows the same)
+        self.frames: list[tuple[float, int | None, float | None, int | None]] = []
         self.receiver: Any = None  # the composite's RTCRtpReceiver, for its RTP timestamp origin
         self._arrived: dict[int, float] = {}  # RTP timestamp -> its latest packet's arrival
         self.first_stamped = asyncio.Event()
@@ -165,7 +167,8 @@ class Presented:
                 now = time.time()
                 stamp = read_stamp(frame)
                 age = stamp.age_ms(now) if stamp is not None else None
-                self.frames.append((now, age, self._arrival(frame.pts)))
+                ident = stamp.frame_id if stamp is not None else None
+                self.frames.append((now, age, self._arrival(frame.pts), ident))
                 if stamp is not None and not self.first_stamped.is_set():
                     self.size = f"{frame.width}x{frame.height}"
                     self.first_stamped.set()

@@ -12,7 +12,8 @@ result (the suite computes every figure from them; clocks are shared by all name
   a CPU-starved sender from a lossy network).
 - customer: ``{"event": "media", "call_started", "first_frame", "first_stamped"}`` (wall-clock
   seconds) at the first agent frame it decodes; after ``--hold-s`` more seconds,
-  ``{"event": "result", "frames": [[t, g2g_ms | null, last packet's arrival | null], ...],
+  ``{"event": "result", "frames": [[t, g2g_ms | null, last packet's arrival | null,
+  frame id | null], ...],
   "bytes": [[t, RTP bytes of the composite], ...], "lost": [[t, packets lost], ...], "size",
   "codec", "loss"}`` then hangs up (``loss``: the composite receiver's gaps, NACKs, PLIs and
   retransmissions, benchmarks.network_media.LossLog).
@@ -228,7 +229,8 @@ async def customer(ws_url: str, hold_s: float) -> None:
         say(
             "result",
             frames=[
-                [round(t, 4), age, arrived and round(arrived, 4)] for t, age, arrived in presented.frames
+                [round(t, 4), age, arrived and round(arrived, 4), ident]
+                for t, age, arrived, ident in presented.frames
             ],
             bytes=[[round(t, 3), b] for t, b in samples],
             lost=[[round(t, 3), n] for t, n in lost],

@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks import network
 from benchmarks.netlab import unavailable
-from benchmarks.network_figures import gaps, percentile, recovery_s, window_figures
+from benchmarks.network_figures import gaps, percentile, pictures, recovery_s, window_figures
 
 REQUIRED = {"time_to_media_ms", "g2g_p50_ms", "g2g_p95_ms", "fps", "freezes_over_500ms", "bitrate_kbps"}
 TINY = network.Plan(profiles=("mobile", "bad"), settle_s=0.5, window_s=3.0, after_s=3.0, label="tiny")
@@ -29,6 +29,16 @@ def test_window_figures_count_frames_freezes_and_bitrate() -> None:
     # A freeze running into the end of the window counts.
     assert gaps([(0.0, None)], 0.0, 1.0) == [1.0]
     assert percentile([], 50) is None
+
+
+def test_a_repeated_composite_is_a_frozen_picture() -> None:
+    # The server repeats its last composite while the agent's camera stalls: same stamp id.
+    fresh = [(i / 30, 20.0, None, i) for i in range(30)]
+    repeats = [(1 + i / 30, 20.0 + 33 * i, None, 29) for i in range(30)]
+    figures = window_figures(fresh + repeats, [], 0.0, 2.0)
+    assert len(pictures(fresh + repeats)) == 30
+    assert figures["fps"] == 15.0 and figures["presented_fps"] == 30.0
+    assert figures["freezes_over_500ms"] == 1 and figures["longest_stall_ms"] == 1033
 
 
 def test_recovery_is_where_two_seconds_of_clean_figures_begin() -> None:
