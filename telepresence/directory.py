@@ -37,7 +37,9 @@ class Directory:
 
     def customer_by_ticket(self, ticket: str) -> CustomerSession | None:
         """The customer a rejoin ticket belongs to (a scan: rejoins are rare next to messages)."""
-        return next((c for c in self.customers.values() if hmac.compare_digest(c.ticket, ticket)), None)
+        wanted = ticket.encode()  # compare_digest takes str only when it is ASCII: a client's may not be
+        matches = (c for c in self.customers.values() if hmac.compare_digest(c.ticket.encode(), wanted))
+        return next(matches, None)
 
     def calls_of(self, session: AgentSession) -> list[str]:
         """The ids of an agent's active calls, oldest first."""

@@ -615,3 +615,10 @@ def test_the_fake_connection_sends_only_json_and_nothing_after_a_close() -> None
     conn.send({"type": "pong"})
     assert conn.received == [{"type": "pong"}] and (conn.close_code, conn.close_reason) == (4001, "gone")
     assert json.loads(json.dumps(conn.received)) == conn.received
+
+
+async def test_a_rejoin_with_a_ticket_that_is_not_ascii_is_an_unknown_ticket(centre: Centre) -> None:
+    await centre.join("Ann")
+    stranger = centre.connect("stranger")
+    await centre.send(stranger, {"type": "rejoin", "ticket": "Z*\u00db\u2603"})
+    assert stranger.last("error")["code"] == "unknown_ticket"
