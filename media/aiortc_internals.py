@@ -14,6 +14,8 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import aiortc.rtcrtpreceiver
+import aiortc.rtcrtpsender
 from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
@@ -178,6 +180,14 @@ def first_rtp_timestamp(receiver: RTCRtpReceiver) -> int | None:
 
 
 # -- senders --------------------------------------------------------------------
+
+
+def keep_retransmission_history(packets: int) -> None:
+    """Keep the last ``packets`` sent RTP packets for NACKed retransmission, and NACK that far
+    back (aiortc keeps 128: half a second of a 2 Mbps stream, gone before a lossy link's second
+    NACK comes). Both are module globals aiortc reads at each use; this changes every peer."""
+    aiortc.rtcrtpsender.RTP_HISTORY_SIZE = packets
+    aiortc.rtcrtpreceiver.RTP_HISTORY_SIZE = packets
 
 
 def ssrc(sender: RTCRtpSender) -> int:

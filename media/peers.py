@@ -36,6 +36,7 @@ from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
+from aiortc.utils import uint16_add
 
 from media import aiortc_internals as internals
 from media.bitrate import Bitrate, RateGovernor
@@ -47,6 +48,12 @@ CODECS = ("VP8", "H264")
 
 
 # -- receive: complete frames on the marker bit ------------------------------
+
+
+# About two seconds of a 2 Mbps stream: a retransmission asked for again after a lost one
+# (a mobile link's second NACK comes 300-400 ms on) still finds its packet.
+RETRANSMISSION_HISTORY = 512
+internals.keep_retransmission_history(RETRANSMISSION_HISTORY)
 
 
 class MarkerJitterBuffer(JitterBuffer):
@@ -71,9 +78,30 @@ class MarkerJitterBuffer(JitterBuffer):
     # cost of a keyframe's decode now and then.
     decode_keyframes: Callable[[JitterFrame], bool] | None = None
     keyframes_decoded: int = 0  # those, counted
+    # A missing packet holds every later frame; after this long it is given up (its frame
+    # dropped, a keyframe asked for) rather than waited for until the buffer overflows
+    # (512 packets: 1.5-2.6 s of a frozen picture on a lossy link). Long enough for one NACK
+    # and its retransmission over a mobile link's round trip.
+    gap_timeout_s: float = 0.35
+    gaps_skipped: int = 0
+    clock: Callable[[], float] = staticmethod(time.monotonic)
+    _gap_since: float | None = None
+    _newest: int | None = None  # the highest sequence number received
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        if self._newest is None or 0 < uint16_add(packet.sequence_number, -self._newest) < 0x8000:
+            self._newest = packet.sequence_number
         pli, frame = super().add(packet)
+        if frame is None and self._held_by_gap():
+            now = self.clock()
+            if self._gap_since is None:
+                self._gap_since = now
+            elif now - self._gap_since >= self.gap_timeout_s:
+                self._skip_gap()
+                pli = True
+                frame = self._remove_frame(packet.sequence_number)
+        if frame is not None or not self._held_by_gap():
+            self._gap_since = None
         if frame is None:
             return pli, None
         if self.on_frame is not None:
@@ -88,6 +116,31 @@ class MarkerJitterBuffer(JitterBuffer):
             self.decode_from = None
         self.to_decoder += 1
         return pli, frame
+
+    def _held_by_gap(self) -> bool:
+        """Whether a packet is missing before the newest one (so nothing after it can go)."""
+        if self._origin is None or self._newest is None:
+            return False
+        span = uint16_add(self._newest, -self._origin)
+        if span >= self.capacity:
+            return False
+        return any(self._packets[(self._origin + count) % self.capacity] is None for count in range(span))
+
+    def _skip_gap(self) -> None:
+        """Give up the frame the first missing packet belongs to (its timestamp is that of the
+        packets either side of the gap; both, when the gap ends one frame): the decoder goes on
+        from the next whole frame, and the sender is asked for a keyframe."""
+        self.gaps_skipped += 1
+        assert self._origin is not None and self._newest is not None
+        span = uint16_add(self._newest, -self._origin)
+        slots = [self._packets[(self._origin + count) % self.capacity] for count in range(span + 1)]
+        first_gap = slots.index(None)
+        after = next(p for p in slots[first_gap:] if p is not None)
+        doomed = {after.timestamp} | ({slots[first_gap - 1].timestamp} if first_gap else set())  # type: ignore[union-attr]
+        drop = first_gap
+        while drop <= span and (slots[drop] is None or slots[drop].timestamp in doomed):  # type: ignore[union-attr]
+            drop += 1
+        self.remove(drop)
 
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
         frame = self._complete_on_marker()

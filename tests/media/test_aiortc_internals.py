@@ -121,3 +121,16 @@ def test_abs_capture_time_is_packed_beside_aiortcs_own_extensions():
     ]
     assert RtpPacket.parse(data, stock).extensions.mid == "1"  # the rest still reads as before
     assert RtpPacket.parse(data, stock).payload == b"x" * 10
+
+
+def test_the_retransmission_history_sizes_are_still_module_globals_read_at_each_use():
+    import inspect
+
+    import aiortc.rtcrtpreceiver
+    import aiortc.rtcrtpsender
+
+    for module in (aiortc.rtcrtpsender, aiortc.rtcrtpreceiver):
+        assert isinstance(module.RTP_HISTORY_SIZE, int), f"{module.__name__} has no RTP_HISTORY_SIZE"
+        assert "% RTP_HISTORY_SIZE" in inspect.getsource(module) or "-RTP_HISTORY_SIZE" in inspect.getsource(
+            module
+        ), f"{module.__name__} no longer reads RTP_HISTORY_SIZE where media.peers sets it"

@@ -67,6 +67,30 @@ def test_marker_buffer_falls_back_without_marker_bits():
     assert out[2].data == b"xy"  # released by the next frame's first packet, as stock aiortc does
 
 
+def test_a_packet_that_never_comes_is_given_up_after_the_gap_timeout():
+    now = [0.0]
+    buffer = MarkerJitterBuffer(capacity=128, is_video=True)
+    buffer.clock = lambda: now[0]
+    first = frame_packets(100, 1000, [b"a1", b"a2"])
+    second = frame_packets(102, 2000, [b"b1", b"b2", b"b3"])
+    third = frame_packets(105, 3000, [b"c1", b"c2"])
+    fourth = frame_packets(107, 4000, [b"d1"])
+    assert feed(buffer, first)[-1].data == b"a1a2"
+    del second[1]  # lost, and its retransmission too
+    assert feed(buffer, second + third) == [None] * 4  # held: the gap may yet be filled
+    now[0] = 0.3
+    pli, frame = buffer.add(fourth[0])
+    assert (pli, frame) == (False, None)  # still within gap_timeout_s
+    now[0] = 0.4
+    pli, frame = buffer.add(packet(108, 5000, False, b"e1"))
+    # The broken frame is dropped; the next whole one goes on, and a keyframe is asked for.
+    assert pli is True and frame.data == b"c1c2" and buffer.gaps_skipped == 1
+    assert buffer.add(packet(109, 5000, True, b"e2"))[1].data == b"d1"
+    assert buffer.add(packet(110, 6000, True, b"f"))[1].data == b"e1e2"
+    # The late packet, if it ever comes, is ignored.
+    assert buffer.add(packet(103, 2000, False, b"b2")) == (False, None)
+
+
 class BurstTrack(MediaStreamTrack):
     """Sends ``count`` stamped frames, then nothing (a paused camera), until stopped."""
 
