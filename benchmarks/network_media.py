@@ -1,6 +1,6 @@
 """What the network suite's peers send and how the customer watches what it receives.
 
-- :class:`Tone`: a microphone that hums. :class:`NoisyCard`: the stamped test card (media.sources,
+- :class:`NoisyCard`: the stamped test card (media.sources,
   media.stamp) with sensor noise, so the encoder spends a camera's bits.
 - :class:`Presented`: every decoded composite frame with its glass-to-glass time and the arrival of
   the last packet it needed. :class:`LossLog`: the receiver's gaps, NACKs, PLIs and
@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
-import math
 import time
 from typing import Any
 
@@ -21,38 +19,8 @@ import cv2
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from media.forward import AUDIO_RATE, AUDIO_SAMPLES
 from media.sources import TestCardTrack
 from media.stamp import luma_view, read_stamp, strip_height
-
-
-class Tone(MediaStreamTrack):
-    """A microphone that hums: 20 ms frames of 48 kHz mono, paced in real time."""
-
-    kind = "audio"
-
-    def __init__(self, frequency: float) -> None:
-        super().__init__()
-        self.frequency = frequency
-        self._samples = 0
-        self._start: float | None = None
-
-    async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        loop = asyncio.get_running_loop()
-        if self._start is None:
-            self._start = loop.time()
-        delay = self._start + self._samples / AUDIO_RATE - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        t = (np.arange(AUDIO_SAMPLES) + self._samples) / AUDIO_RATE
-        pcm = (4000 * np.sin(2 * math.pi * self.frequency * t)).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate, frame.pts = AUDIO_RATE, self._samples
-        frame.time_base = fractions.Fraction(1, AUDIO_RATE)
-        self._samples += AUDIO_SAMPLES
-        return frame
 
 
 class NoisyCard(TestCardTrack):

@@ -43,8 +43,9 @@ import websockets
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from benchmarks.network_media import LossLog, NoisyCard, Presented, Tone
+from benchmarks.network_media import LossLog, NoisyCard, Presented
 from media.aiortc_internals import stop_decoding, tap_received_rtp
+from media.browser import ToneTrack
 from media.peers import enable_low_latency_receive, negotiated_codec, tune_video_sender
 from media.sections import sections_of
 
@@ -161,7 +162,7 @@ async def agent(ws_url: str, token: str, width: int, height: int) -> None:
     def on_video(index: int, receiver: Any, track: MediaStreamTrack) -> None:
         stop_decoding(receiver)  # the preview and the customer's sections: never looked at
 
-    peer = Peer("agent", {"camera": camera, "mic": Tone(440)}, on_video)
+    peer = Peer("agent", {"camera": camera, "mic": ToneTrack(440, amplitude=4000)}, on_video)
     for transceiver in peer.pc.getTransceivers():
         if transceiver.sender.track is camera:
             tune_video_sender(transceiver.sender)
@@ -195,7 +196,7 @@ async def customer(ws_url: str, hold_s: float) -> None:
         else:
             stop_decoding(receiver)
 
-    peer = Peer("customer", {"mic": Tone(880)}, on_video)
+    peer = Peer("customer", {"mic": ToneTrack(880, amplitude=4000)}, on_video)
     enable_low_latency_receive(peer.pc)  # the marker-bit jitter buffer, as the server's receivers
     try:
         await peer.negotiate(signalling)
