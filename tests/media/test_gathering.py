@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from aioice.ice import get_host_addresses
-from aiortc import RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCIceServer, RTCPeerConnection
 from aiortc import sdp as aiortc_sdp
 
 from media.answer import IceGathering, close_peer, receive_offer
