@@ -92,15 +92,16 @@ class MarkerJitterBuffer(JitterBuffer):
         if self._newest is None or 0 < uint16_add(packet.sequence_number, -self._newest) < 0x8000:
             self._newest = packet.sequence_number
         pli, frame = super().add(packet)
-        if frame is None and self._held_by_gap():
+        if frame is None and self._held_by_gap():  # one scan a packet, of the packets held only
             now = self.clock()
             if self._gap_since is None:
                 self._gap_since = now
             elif now - self._gap_since >= self.gap_timeout_s:
                 self._skip_gap()
+                self._gap_since = None  # a gap after this one starts its own wait
                 pli = True
                 frame = self._remove_frame(packet.sequence_number)
-        if frame is not None or not self._held_by_gap():
+        else:
             self._gap_since = None
         if frame is None:
             return pli, None
