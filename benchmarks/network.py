@@ -57,12 +57,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.capacity_procs import TICKS, machine_ticks, tree_ticks
-from benchmarks.netlab import PROFILES, Lab, Link, Profile, cleanup_stale, unavailable
+from benchmarks.netlab import PROFILES, Lab, Link, Profile, cleanup_stale, start_serve, unavailable
+from benchmarks.netlab.serve import PORT
 from benchmarks.network_figures import explain_stalls, loss_counts, recovery_s, window_figures
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "tpnb"  # namespaces of this suite (the tests' are netlab's default prefix)
-PORT = 8080
 ORDER = ("clean", "wifi", "mobile", "bad")
 RAW_ENV = "NETWORK_SUITE_RAW_DIR"  # set: every call's raw records are written there as JSON
 # "both": half of each profile on the customer's link and half on the agent's, so the server's
@@ -314,27 +314,7 @@ def measure(plan: Plan) -> dict[str, Any]:
         Lab(PREFIX, agent_udp_blocked=False) as lab,
     ):
         logdir = Path(tmp)
-        env = {
-            **os.environ,
-            "TELEPRESENCE_SECRET": secret,
-            "TELEPRESENCE_STATE_DIR": tmp,
-            "TELEPRESENCE_MEDIA_WORKERS": "0",
-            "TELEPRESENCE_CPU_BUDGET_PCT": "100",
-        }
-        argv = [
-            sys.executable,
-            "-m",
-            "telepresence",
-            "serve",
-            "--host",
-            lab.address("server"),
-            "--port",
-            str(PORT),
-            "--log-level",
-            "warning",
-        ]
-        with (logdir / "serve.log").open("wb") as out:
-            server = lab.popen("server", argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        server, _ = start_serve(lab, logdir, secret, log_level="warning")
         links = Links(lab, both=os.environ.get(IMPAIR_ENV) == "both")
         for profile in plan.profiles:
             log(f"{profile}: a fresh call, {plan.window_s:.0f} s window")

@@ -8,10 +8,12 @@
   (this kernel has no ``netem``), switchable mid-run.
 - :mod:`benchmarks.netlab.probe`: UDP/TCP echo, "who am I" and UDP ping to run inside the lab.
 - :mod:`benchmarks.netlab.measure`: the impairment's accuracy and cost on this machine.
+- :mod:`benchmarks.netlab.serve`: :func:`start_serve`, ``telepresence serve`` in the server namespace.
 """
 
 from benchmarks.netlab.impair import PROFILES, Impairment, Link, Profile
 from benchmarks.netlab.namespaces import PREFIX, ROLES, SITES, Lab, NetlabError, cleanup_stale, unavailable
+from benchmarks.netlab.serve import start_serve
 
 __all__ = [
     "PREFIX",
@@ -24,5 +26,6 @@ __all__ = [
     "NetlabError",
     "Profile",
     "cleanup_stale",
+    "start_serve",
     "unavailable",
 ]

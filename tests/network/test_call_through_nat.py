@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import select
 import subprocess
 import sys
@@ -11,38 +10,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.netlab import Lab
+from benchmarks.netlab import Lab, start_serve
+from benchmarks.netlab.serve import PORT
 from telepresence.auth import Claims, TokenAuthority
 from tests.conftest import TEST_SECRET
 from tests.network.conftest import needs_netlab
 
 pytestmark = needs_netlab
 ROOT = Path(__file__).resolve().parents[2]
-PORT = 8080
 
 
 def start_server(lab: Lab, state_dir: Path) -> tuple[subprocess.Popen[bytes], Path]:
-    env = {
-        **os.environ,
-        "TELEPRESENCE_SECRET": TEST_SECRET,
-        "TELEPRESENCE_STATE_DIR": str(state_dir),
-        "TELEPRESENCE_MEDIA_WORKERS": "0",
-        "TELEPRESENCE_CPU_BUDGET_PCT": "100",
-    }
-    log = state_dir / "serve.log"
-    argv = [
-        sys.executable,
-        "-m",
-        "telepresence",
-        "serve",
-        "--host",
-        lab.address("server"),
-        "--port",
-        str(PORT),
-    ]
-    with log.open("ab") as out:
-        process = lab.popen("server", argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    return process, log
+    return start_serve(lab, state_dir, TEST_SECRET)
 
 
 def start_peer(lab: Lab, role: str, *args: str) -> subprocess.Popen[str]:

@@ -12,7 +12,6 @@ One lab and one coturn for the module; each test starts its own server with its 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.netlab import PREFIX, Lab, cleanup_stale
+from benchmarks.netlab import PREFIX, Lab, cleanup_stale, start_serve
 from benchmarks.netlab.namespaces import list_namespaces
 from telepresence.auth import Claims, TokenAuthority
 from tests.conftest import TEST_SECRET
@@ -73,28 +72,7 @@ def turn_urls(coturn: TurnServer) -> str:
 
 def start_server(lab: Lab, state_dir: Path, **settings: str) -> tuple[subprocess.Popen[bytes], Path]:
     """``telepresence serve`` in the server namespace with ``settings`` (TELEPRESENCE_* names)."""
-    env = {
-        **os.environ,
-        "TELEPRESENCE_SECRET": TEST_SECRET,
-        "TELEPRESENCE_STATE_DIR": str(state_dir),
-        "TELEPRESENCE_MEDIA_WORKERS": "0",
-        "TELEPRESENCE_CPU_BUDGET_PCT": "100",
-        **{f"TELEPRESENCE_{name.upper()}": value for name, value in settings.items()},
-    }
-    log = state_dir / "serve.log"
-    argv = [
-        sys.executable,
-        "-m",
-        "telepresence",
-        "serve",
-        "--host",
-        lab.address("server"),
-        "--port",
-        str(PORT),
-    ]
-    with log.open("ab") as out:
-        process = lab.popen("server", argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    return process, log
+    return start_serve(lab, state_dir, TEST_SECRET, **settings)
 
 
 def agent_token() -> str:
