@@ -86,21 +86,29 @@ class MarkerJitterBuffer(JitterBuffer):
     gaps_skipped: int = 0
     clock: Callable[[], float] = staticmethod(time.monotonic)
     _gap_since: float | None = None
-    _newest: int | None = None  # the highest sequence number received
+    _newest: int | None = None  # the highest sequence number held
+    _maybe_gap = False  # a packet came more than one past the newest: look for a hole
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
-        if self._newest is None or 0 < uint16_add(packet.sequence_number, -self._newest) < 0x8000:
-            self._newest = packet.sequence_number
+        seq = packet.sequence_number
+        if self._newest is None or 0 < uint16_add(seq, -self._newest) < 0x8000:
+            if self._newest is not None and uint16_add(seq, -self._newest) > 1:
+                self._maybe_gap = True
+            self._newest = seq
         pli, frame = super().add(packet)
-        if frame is None and self._held_by_gap():  # one scan a packet, of the packets held only
+        newest = self._packets[self._newest % self.capacity]  # type: ignore[operator]
+        if newest is None or newest.sequence_number != self._newest:
+            self._newest = seq  # released, or the buffer started again (a sequence jump back)
+        # In order, nothing is scanned; after a jump, the held packets until the hole is found filled.
+        if self._maybe_gap and self._held_by_gap():
             now = self.clock()
             if self._gap_since is None:
                 self._gap_since = now
-            elif now - self._gap_since >= self.gap_timeout_s:
+            elif frame is None and now - self._gap_since >= self.gap_timeout_s:
                 self._skip_gap()
                 self._gap_since = None  # a gap after this one starts its own wait
                 pli = True
-                frame = self._remove_frame(packet.sequence_number)
+                frame = self._remove_frame(seq)
         else:
             self._gap_since = None
         if frame is None:
@@ -123,9 +131,12 @@ class MarkerJitterBuffer(JitterBuffer):
         if self._origin is None or self._newest is None:
             return False
         span = uint16_add(self._newest, -self._origin)
-        if span >= self.capacity:
-            return False
-        return any(self._packets[(self._origin + count) % self.capacity] is None for count in range(span))
+        if span < self.capacity and any(
+            self._packets[(self._origin + count) % self.capacity] is None for count in range(span)
+        ):
+            return True
+        self._maybe_gap = False
+        return False
 
     def _skip_gap(self) -> None:
         """Give up the frame the first missing packet belongs to (its timestamp is that of the
@@ -136,7 +147,9 @@ class MarkerJitterBuffer(JitterBuffer):
         span = uint16_add(self._newest, -self._origin)
         slots = [self._packets[(self._origin + count) % self.capacity] for count in range(span + 1)]
         first_gap = slots.index(None)
-        after = next(p for p in slots[first_gap:] if p is not None)
+        after = next((p for p in slots[first_gap:] if p is not None), None)
+        if after is None:
+            return
         doomed = {after.timestamp} | ({slots[first_gap - 1].timestamp} if first_gap else set())  # type: ignore[union-attr]
         drop = first_gap
         while drop <= span and (slots[drop] is None or slots[drop].timestamp in doomed):  # type: ignore[union-attr]

@@ -91,6 +91,21 @@ def test_a_packet_that_never_comes_is_given_up_after_the_gap_timeout():
     assert buffer.add(packet(103, 2000, False, b"b2")) == (False, None)
 
 
+def test_a_sequence_that_starts_again_further_back_is_not_taken_for_a_gap():
+    now = [0.0]
+    buffer = MarkerJitterBuffer(capacity=128, is_video=True)
+    buffer.clock = lambda: now[0]
+    for index in range(10):
+        feed(buffer, frame_packets(1000 + 2 * index, 1000 * index, [b"x", b"y"]))
+    # The sender starts again 110 packets back (aiortc's buffer resets): frames flow on.
+    out = feed(buffer, frame_packets(910, 50_000, [b"p", b"q"]))
+    r, s, t = frame_packets(912, 51_000, [b"r", b"s", b"t"])
+    out += feed(buffer, [r])
+    now[0] = 1.0  # a slow frame: nothing is missing, only late
+    out += feed(buffer, [s, t])
+    assert [f.data for f in out if f is not None] == [b"pq", b"rst"] and buffer.gaps_skipped == 0
+
+
 class BurstTrack(MediaStreamTrack):
     """Sends ``count`` stamped frames, then nothing (a paused camera), until stopped."""
 
