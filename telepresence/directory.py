@@ -15,7 +15,7 @@ from media.room import Role
 from telepresence.auth import Claims
 from telepresence.calls import Call
 from telepresence.routing import Matchmaker
-from telepresence.sessions import AgentSession, CustomerSession, Message
+from telepresence.sessions import AgentSession, Connection, CustomerSession, Message
 
 
 class Directory:
@@ -71,14 +71,17 @@ class Directory:
 
     # ---------------------------------------------------------------- sending
 
-    def send_call(self, call: Call, role: Role, message: Message) -> None:
-        """Send to one side of a call, if that side is connected."""
+    def conn_of(self, call: Call, role: Role) -> Connection | None:
+        """The socket of one side of a call, if that side is connected."""
         if role == "agent":
             agent = self.agents.get(call.agent_id)
-            conn = agent.conn if agent is not None and agent.dropped_until is None else None
-        else:
-            customer = self.customers.get(call.customer_id)
-            conn = customer.conn if customer is not None else None
+            return agent.conn if agent is not None and agent.dropped_until is None else None
+        customer = self.customers.get(call.customer_id)
+        return customer.conn if customer is not None else None
+
+    def send_call(self, call: Call, role: Role, message: Message) -> None:
+        """Send to one side of a call, if that side is connected."""
+        conn = self.conn_of(call, role)
         if conn is not None:
             conn.send(message)
 

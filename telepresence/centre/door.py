@@ -32,8 +32,6 @@ logger = logging.getLogger(__name__)
 Message = dict[str, Any]
 HEARTBEAT_S = 1.0
 HEARTBEAT_TTL_MS = 3000  # a door silent this long is gone: its sockets are closed for the leader
-INBOX_MAXLEN = 100_000  # far beyond what a leader leaves unread; a bound on a dead leader's backlog
-OUTBOX_MAXLEN = 10_000
 UNAVAILABLE = ProtocolError(
     "unavailable", "the contact centre cannot be reached just now; please try again in a moment"
 )
@@ -61,8 +59,7 @@ class Door:
         )
 
     async def start(self) -> None:
-        await self._claim_name()
-        await self._beat()
+        await self._claim_name()  # the first heartbeat
         await self.media_host.start()
         last = await self._redis.xrevrange(keys.outbox(self.node), count=1)
         start_after = last[0][0] if last else b"0-0"
@@ -110,12 +107,15 @@ class Door:
     async def to_leader(self, entry: Message) -> None:
         """Append to the centre's inbox; raises ``unavailable`` for the client when Redis is away."""
         try:
-            await self._redis.xadd(
-                keys.INBOX, {"e": json.dumps(entry)}, maxlen=INBOX_MAXLEN, approximate=True
-            )
+            await self._append_inbox(entry)
         except RedisError:
             logger.warning("the inbox is unreachable: a %s entry was refused", entry["kind"])
             raise UNAVAILABLE from None
+
+    async def _append_inbox(self, entry: Message) -> None:
+        await self._redis.xadd(
+            keys.INBOX, {"e": json.dumps(entry)}, maxlen=keys.INBOX_MAXLEN, approximate=True
+        )
 
     async def deliver(self, conn_id: str, message: Message) -> None:
         """Send to a socket on whichever door holds it (for this door's rooms)."""
@@ -126,7 +126,10 @@ class Door:
             return
         try:
             await self._redis.xadd(
-                keys.outbox(address.node), {"e": json.dumps([entry])}, maxlen=OUTBOX_MAXLEN, approximate=True
+                keys.outbox(address.node),
+                {"e": json.dumps([entry])},
+                maxlen=keys.OUTBOX_MAXLEN,
+                approximate=True,
             )
         except RedisError:
             logger.warning(
@@ -172,9 +175,7 @@ class Door:
             try:
                 await self._beat()
                 while self._unreported:
-                    await self._redis.xadd(
-                        keys.INBOX, {"e": json.dumps({"kind": "closed", "conn": self._unreported[0]})}
-                    )
+                    await self._append_inbox({"kind": "closed", "conn": self._unreported[0]})
                     self._unreported.pop(0)
                 if not reachable:
                     logger.info("Redis is reachable again")
@@ -189,7 +190,10 @@ class Door:
         start while another live process of the centre answers to the same name."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + HEARTBEAT_TTL_MS / 1000 + HEARTBEAT_S
-        while await self._redis.exists(keys.alive(self.node)):
+        # SET NX: of two processes starting under one name, only one gets it.
+        while not await self._redis.set(
+            keys.alive(self.node), self.incarnation, nx=True, px=HEARTBEAT_TTL_MS
+        ):
             if loop.time() > deadline:
                 raise NameTaken(
                     f"another process of this centre runs as {self.node} (its heartbeat goes on): "

@@ -9,6 +9,12 @@ STATUS = PREFIX + "status"  # /api/status as of the last commit (JSON)
 METRICS = PREFIX + "metrics"  # the leader's centre-wide metrics (Prometheus text), refreshed each second
 
 
+# Stream bounds (approximate trimming on append): far beyond what a leader leaves unread or a
+# door falls behind; a bound on what a dead leader or door leaves in Redis.
+INBOX_MAXLEN = 100_000
+OUTBOX_MAXLEN = 10_000
+
+
 def outbox(node: str) -> str:
     """The stream of messages for the sockets (and rooms) one door holds."""
     return f"{PREFIX}out:{node}"

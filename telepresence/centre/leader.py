@@ -56,7 +56,6 @@ SNAPSHOT_EVERY_S = 10.0
 SNAPSHOT_EVERY_STEPS = 2000
 # /api/status is written at most this often: its queue figures cost ~25 ms at 10,000 waiting.
 STATUS_EVERY_S = 0.5
-OUTBOX_MAXLEN = 10_000
 METRICS_EVERY_S = 1.0
 
 _COMMIT_STEP = """
@@ -107,6 +106,8 @@ class Leader:
         self._effects = Effects()
         self._store = ReplayStore(store)
         self._router = MediaRouter(self._effects)
+        # Wall-clock time, set once a step: deadlines in the state mean the same on every
+        # machine, and a replayed step reads the time its first run read.
         self._now = time.time()
         # The centre's figures, apart from this process's own (its sockets, rooms, workers):
         # published for every process's /metrics once a second.
@@ -114,8 +115,6 @@ class Leader:
         self._metrics_at = 0.0
         self._status_at = 0.0
         self._status_stale = True
-        # Wall-clock time, set once a step: deadlines in the state mean the same on every
-        # machine, and a replayed step reads the time its first run read.
         self.switchboard = Switchboard(
             settings,
             self._store,  # type: ignore[arg-type]  # the Store protocol, writes muted in replays
@@ -334,7 +333,7 @@ class Leader:
             args=[
                 self._lease.holder,
                 json.dumps(record.encode()),
-                OUTBOX_MAXLEN,
+                keys.OUTBOX_MAXLEN,
                 *[json.dumps(outboxes[n]) for n in nodes],
             ],
         )

@@ -48,8 +48,3 @@ class Lease:
 
     async def release(self) -> None:
         await self._release(keys=[keys.LEADER], args=[self.holder])
-
-    async def current(self) -> str | None:
-        """Who leads now (``node#incarnation``), if anyone."""
-        value = await self._redis.get(keys.LEADER)
-        return value.decode() if isinstance(value, bytes) else value

@@ -79,12 +79,7 @@ class MediaRouter:
 
     def _conn_of(self, call: Call, role: Role) -> RemoteConnection | None:
         assert self._directory is not None, "bind() the switchboard's directory first"
-        if role == "agent":
-            session = self._directory.agents.get(call.agent_id)
-            conn = session.conn if session is not None and session.dropped_until is None else None
-        else:
-            customer = self._directory.customers.get(call.customer_id)
-            conn = customer.conn if customer is not None else None
+        conn = self._directory.conn_of(call, role)
         return conn if isinstance(conn, RemoteConnection) else None
 
     def close(self, call: Call) -> None:

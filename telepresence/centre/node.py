@@ -25,7 +25,7 @@ from telepresence.centre.lease import CAMPAIGN_S, Lease
 from telepresence.config import Settings
 from telepresence.metrics import CENTRE_FAMILIES, Metrics, select_families
 from telepresence.redis_link import open_redis, redact_url
-from telepresence.redis_store import RedisStore
+from telepresence.store import create_store
 
 logger = logging.getLogger(__name__)
 
@@ -61,11 +61,17 @@ class CentreNode:
             self.url, max_connections=64, timeout=10, socket_timeout=5.0, socket_connect_timeout=3.0
         )
         self._redis = Redis.from_pool(pool)  # closes the pool with the client
-        self.store = RedisStore(self._text)
+        self.store = create_store(self.settings.store, self._text)
         self.door = Door(
             self._redis, self.settings, self._metrics, node=self.node, incarnation=self.incarnation
         )
-        await self.door.start()
+        try:
+            await self.door.start()
+        except BaseException:  # a name a live process holds, Redis gone: nothing left open
+            await self.door.stop()
+            await self._redis.aclose()
+            await self._text.aclose()
+            raise
         self.lease = Lease(self._redis, self.door.me)
         self._campaign = asyncio.create_task(self._campaign_for_lead(), name="centre-campaign")
         logger.info("node %s joined the centre at %s", self.node, redact_url(self.url))
