@@ -65,6 +65,6 @@ def test_a_tiny_run_measures_every_profile_figure() -> None:
         assert figures["frames"] > 10 and figures["g2g_samples"] > 10, figures  # stamps were read
         assert figures["bitrate_kbps"] > 0, figures
         assert 0 < figures["time_to_media_ms"] < 30_000, figures
-        assert sum(figures["dropped_by_network"].values()) >= 0, figures
+        assert sum(figures["dropped_by_network"].values()) > 0, figures  # 2-5 % of every packet
     assert "recovery_s" in summary["bad"] and "longest_stall_ms" in summary["bad"], summary["bad"]
     assert {"mobile_g2g_p95", "mobile_fps", "bad_no_stall_over_2s"} <= summary["targets"].keys()

@@ -48,3 +48,4 @@ async def test_a_customer_whose_connection_is_lost_reconnects_and_the_call_goes_
         await expect(state(customer)).to_have_attribute("data-state", "in_call")
         assert call.active and call is server.switchboard.calls[call.id]
         await playing(agent, "preview-video")
+        await playing(agent, "remote-video")  # the customer's camera, over their new connection

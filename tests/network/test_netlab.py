@@ -143,8 +143,10 @@ def test_switching_profile_at_run_time_takes_effect_within_a_second(lab: Lab) ->
     assert to_bad_s < 1.0 and to_clean_s < 1.0
     before = [r["rtt_ms"] for r in replies if r["sent"] < to_bad - 0.02]
     during = [r["rtt_ms"] for r in replies if to_bad + 0.01 < r["sent"] < to_clean - 0.3]
+    after = [r["rtt_ms"] for r in replies if r["sent"] > to_clean + 0.3]
     assert before and max(before) < 20
     assert during and min(during) >= 195
+    assert after and max(after) < 20  # the switch back took
 
 
 def test_closing_an_impairment_puts_the_plain_link_back(lab: Lab) -> None:

@@ -85,7 +85,8 @@ export class MediaSession {
     this.stats = stats;
     this._lostTimer = null;
     this._online = () => {
-      if (this.pc && this.pc.connectionState !== "connected") this._lost();
+      // Back online with a connection that broke: connect afresh (never one still being made).
+      if (["disconnected", "failed"].includes(this.pc?.connectionState)) this._lost();
     };
     if (onLost) window.addEventListener("online", this._online);
     this.pc = null;
