@@ -4,7 +4,7 @@
 // agent.js owns the protocol flow and calls in here.
 
 import { attach, canShareScreen, openDevices, screenSharing } from "./media.js";
-import { MediaSession, QUALITY_WORDS, RECONNECT_MS } from "./session.js";
+import { MediaSession, QUALITY_WORDS } from "./session.js";
 import { $, announce, el, notice } from "./ui.js";
 
 const CAMERA = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
@@ -60,7 +60,7 @@ export async function startMedia(send) {
     onState: onPeerState,
     onStats: showQuality,
     // A network change: connect afresh; the call goes on meanwhile.
-    onLost: () => setTimeout(() => state.send === send && startMedia(send).catch(console.error), RECONNECT_MS),
+    onLost: () => state.send === send && startMedia(send).catch(console.error),
   });
   state.media = media;
   if (state.limits) media.limit("screen", state.limits); // applied once negotiated

@@ -7,7 +7,7 @@
 // elements, `media.js` (devices) and `session.js` (the connection).
 
 import { attach, canShareScreen, openDevices, screenSharing } from "./media.js";
-import { MediaSession, QUALITY_WORDS, RECONNECT_MS } from "./session.js";
+import { MediaSession, QUALITY_WORDS } from "./session.js";
 import { $, announce, notice } from "./ui.js";
 
 const CAMERA = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 30 } };
@@ -102,7 +102,7 @@ async function negotiate(send) {
     onState: onPeerState,
     onStats: showQuality,
     // A network change (Wi-Fi to mobile): connect afresh; the call goes on meanwhile.
-    onLost: () => setTimeout(() => state.send === send && !state.greeting && negotiate(send).catch(console.error), RECONNECT_MS),
+    onLost: () => state.send === send && !state.greeting && negotiate(send).catch(console.error),
   });
   state.media = media;
   if (state.mic) state.mic.enabled = !state.muted;

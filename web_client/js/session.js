@@ -15,7 +15,7 @@ import SECTIONS from "./sections.json" with { type: "json" };
 import { canShareScreen } from "./media.js";
 
 const LOST_AFTER_MS = 3000; // "disconnected" this long (a network change): connect afresh
-export const RECONNECT_MS = 1000; // a page's pause before it connects afresh (the new network settles)
+const RECONNECT_MS = 1000; // the pause before the page connects afresh (the new network settles)
 const ICE_GATHER_MS = 2500; // send what we have after this: a STUN/TURN server that never answers costs no more
 const STATS_MS = 2000; // quality indicator refresh
 const REPORT_EVERY = 3; // media_stats every third stats round (6 s)
@@ -173,7 +173,7 @@ export class MediaSession {
     const onLost = this.onLost;
     this.onLost = null; // once per session: the page's fresh session watches the next connection
     window.removeEventListener("online", this._online);
-    onLost?.();
+    if (onLost) setTimeout(onLost, RECONNECT_MS); // the page checks its call is still on
   }
 
   /**
