@@ -43,6 +43,12 @@ def run(
     asyncio.run(MediaWorker(name, stats_interval_s, close_timeout_s).run(sock))
 
 
+def _ice_server(server: str | dict[str, Any]) -> RTCIceServer:
+    """An RTCIceServer dict from the control process ({urls, username?, credential?}); a bare
+    URL string is what an older control process sent."""
+    return RTCIceServer(urls=server) if isinstance(server, str) else RTCIceServer(**server)
+
+
 class MediaWorker:
     """The rooms of one worker process and the loop that serves the control process."""
 
@@ -111,7 +117,7 @@ class MediaWorker:
             fps=message["fps"],
             codec=message["codec"],
             bitrate=Bitrate(),
-            ice_servers=[RTCIceServer(**server) for server in message["ice_servers"]],
+            ice_servers=[_ice_server(server) for server in message["ice_servers"]],
             ice_transport_policy=message.get("ice_transport_policy", "all"),
             gathering=IceGathering(tuple(gathering["addresses"]), gathering["timeout_s"])
             if (gathering := message.get("gathering"))
