@@ -448,8 +448,14 @@ RECORD_PEERS = """
 # The newest peer's configuration and the candidate types of its selected pair.
 RELAYED = """async () => {
   const { pc, config } = window.__peers[window.__peers.length - 1];
-  const stats = [...(await pc.getStats()).values()];
-  const pair = stats.find((s) => s.type === "candidate-pair" && s.nominated && s.state === "succeeded");
+  // The pair the transport selected (the standard's answer); a nominated pair can lag behind it.
+  let stats = [], pair;
+  for (let tries = 0; tries < 50 && !pair; tries++) {
+    if (tries) await new Promise((resolve) => setTimeout(resolve, 100));
+    stats = [...(await pc.getStats()).values()];
+    const transport = stats.find((s) => s.type === "transport" && s.selectedCandidatePairId);
+    pair = transport && stats.find((s) => s.id === transport.selectedCandidatePairId);
+  }
   const byId = Object.fromEntries(stats.map((s) => [s.id, s]));
   return { policy: config.iceTransportPolicy, servers: config.iceServers, state: pc.connectionState,
            local: pair && byId[pair.localCandidateId].candidateType,
