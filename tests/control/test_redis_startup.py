@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -86,6 +87,21 @@ async def test_an_unreachable_redis_is_reported_within_the_timeout():
     with pytest.raises(RedisUnavailable, match=r"cannot reach Redis at redis://:\*\*\*@127\.0\.0\.1"):
         await open_redis(f"redis://:pw@127.0.0.1:{free_port()}/0", SECRET, timeout_s=1.0)
     assert time.monotonic() - started < 3
+
+
+async def test_a_redis_that_accepts_but_never_answers_times_out():
+    """A host that takes the connection and then says nothing (a hung Redis, a black-holing
+    proxy): only the PING's timeout can end the wait, not a refused connect."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel completes the handshake; nobody ever reads or writes
+    try:
+        started = time.monotonic()
+        with pytest.raises(RedisUnavailable, match="no answer within 0.5 s"):
+            await open_redis(f"redis://127.0.0.1:{silent.getsockname()[1]}/0", SECRET, timeout_s=0.5)
+        assert time.monotonic() - started < 3
+    finally:
+        silent.close()
 
 
 async def test_redis_comes_back_after_a_restart_with_the_claim_kept(redis_server):
