@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from telepresence.admission import Admission, sender_limits
+from telepresence.admission import Admission
 from telepresence.auth import Ids
 from telepresence.calls import Call
 from telepresence.config import Settings
@@ -33,6 +33,7 @@ from telepresence.routing import (
     Paired,
 )
 from telepresence.sessions import AgentSession, CustomerSession, Message, history_summary
+from telepresence.shedding import sender_limits
 from telepresence.store import Store
 
 logger = logging.getLogger(__name__)

@@ -30,7 +30,6 @@ from media.layout import AVATAR
 from media.peers import Bitrate
 from media.room import MediaError, Role
 from telepresence import protocol as p
-from telepresence.admission import SHED_STEPS, ShedStep
 from telepresence.calls import Call, CallState
 from telepresence.config import Settings, ice_addresses
 from telepresence.hosts import HostDesk, resolve_look
@@ -38,6 +37,7 @@ from telepresence.media_load import MediaLoad
 from telepresence.metrics import Metrics
 from telepresence.protocol import ProtocolError
 from telepresence.room_handle import LocalRoom, RoomHandle
+from telepresence.shedding import SHED_STEPS, ShedStep
 from telepresence.turn import IceConfig
 from telepresence.worker_pool import WorkerPool
 from telepresence.worker_room import WorkerGone

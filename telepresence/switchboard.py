@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 from media.room import Role
 from telepresence import protocol as p
-from telepresence.admission import Admission, ShedStep, sender_limits
+from telepresence.admission import Admission
 from telepresence.auth import Ids, TokenAuthority
 from telepresence.call_lifecycle import CallLifecycle
 from telepresence.calls import Call
@@ -44,6 +44,7 @@ from telepresence.reports import Reports
 from telepresence.routing import CustomerState, HandleTimes, Matchmaker
 from telepresence.session_messages import SessionMessages
 from telepresence.sessions import AgentSession, Connection, CustomerSession, Message
+from telepresence.shedding import ShedStep, sender_limits
 from telepresence.store import Store
 
 logger = logging.getLogger(__name__)

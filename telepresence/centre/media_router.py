@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from media.room import Role
 from telepresence import protocol as p
-from telepresence.admission import SHED_STEPS, ShedStep
 from telepresence.calls import Call
 from telepresence.centre.remote import Effects, RemoteConnection
 from telepresence.directory import Directory
 from telepresence.hosts import HostDesk
 from telepresence.protocol import ProtocolError
+from telepresence.shedding import SHED_STEPS, ShedStep
 
 
 class MediaRouter:

@@ -28,8 +28,8 @@ from media.browser import BrowserPeer, ToneTrack
 from media.layout import AGENT, SCREEN, compute_layout
 from media.planes import frame_planes
 from media.sources import ScreenTrack, TestCardTrack
-from telepresence.admission import SHED_STEPS
 from telepresence.metrics import Metrics
+from telepresence.shedding import SHED_STEPS
 from telepresence.worker_pool import WorkerPool
 from telepresence.worker_room import WorkerRoom
 from tests.calls.test_media_calls import SIZE, media_server, open_call, red_band, signalling, wait_for

@@ -8,16 +8,15 @@ import pytest
 
 from telepresence.admission import (
     REOPEN_MARGIN_PCT,
-    SHED_STEPS,
     CallCost,
     CpuTimes,
     busy_pct,
-    next_shed_level,
     parse_proc_stat,
     seats,
     smooth,
 )
 from telepresence.config import Settings
+from telepresence.shedding import SHED_STEPS, next_shed_level
 
 PROC_STAT = """cpu  100 10 50 800 20 5 5 10 0 0
 cpu0 50 5 25 400 10 2 3 5 0 0

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from telepresence.admission import Admission, CpuTimes, ShedStep, read_proc_stat
+from telepresence.admission import Admission, CpuTimes, read_proc_stat
 from telepresence.metrics import Metrics
+from telepresence.shedding import ShedStep
 
 
 class Clock:
