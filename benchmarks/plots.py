@@ -1,0 +1,228 @@
+"""PNG plots of a bench run: latency CDFs per path, per-stage bars, the capacity curve, plain bars.
+
+Drawn with matplotlib's object API (``Figure``, Agg canvas), never pyplot: no display,
+no global figure state. What a suite hands over decides what is drawn (benchmarks.results
+says how); a plot that cannot be drawn is skipped with a one-line reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from benchmarks.results import STAGES_KEY, SuiteResult
+
+DPI = 110
+
+
+def _save(figure: Figure, path: Path) -> None:
+    FigureCanvasAgg(figure)  # the Agg canvas: PNG without any display
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=DPI)
+
+
+def latency_cdf(name: str, samples: Mapping[str, list[float]], path: Path) -> str | None:
+    """One CDF line per path; returns why not when there is nothing to draw."""
+    drawn = {label: values for label, values in samples.items() if values}
+    if not drawn:
+        return "every path's samples are empty"
+    figure = Figure(figsize=(7, 4.2))
+    axes = figure.add_subplot()
+    for label, values in drawn.items():
+        ordered = np.sort(np.asarray(values, dtype=float))
+        share = np.arange(1, len(ordered) + 1) / len(ordered)
+        p50, p95 = np.percentile(ordered, [50, 95])
+        axes.step(ordered, share, where="post", label=f"{label}: p50 {p50:.1f}, p95 {p95:.1f} ms, n={len(ordered)}")
+    axes.axhline(0.95, color="grey", linewidth=0.6, linestyle=":")
+    axes.set_xlabel("glass-to-glass latency (ms)")
+    axes.set_ylabel("share of frames at or below")
+    axes.set_ylim(0, 1.01)
+    axes.set_title(f"{name}: latency CDF per path")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small", loc="lower right")
+    _save(figure, path)
+    return None
+
+
+def stage_table(summary: Mapping[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """``{path: {stage: {"p50"?, "p95"}}}`` from the ``stages`` key, or from the latency suite's
+    ``compose_p95_ms`` / ``encode_p95_ms`` figures when it hands over no stages."""
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    stages = summary.get(STAGES_KEY)
+    if isinstance(stages, Mapping):
+        for label, by_stage in stages.items():
+            if not isinstance(by_stage, Mapping):
+                continue
+            cells = {
+                str(stage): {q: float(v[q]) for q in ("p50", "p95") if isinstance(v.get(q), int | float)}
+                for stage, v in by_stage.items()
+                if isinstance(v, Mapping)
+            }
+            cells = {stage: qs for stage, qs in cells.items() if "p95" in qs}
+            if cells:
+                table[str(label)] = cells
+        return table
+    encode = summary.get("encode_p95_ms")
+    if isinstance(encode, Mapping):
+        for codec, ms in encode.items():
+            if isinstance(ms, int | float):
+                table.setdefault(f"server {codec}", {})["encode"] = {"p95": float(ms)}
+    compose = summary.get("compose_p95_ms")
+    if table and isinstance(compose, int | float):
+        # The latency suite reports its VP8 run's compose time only.
+        first = next(iter(table))
+        table[first]["compose"] = {"p95": float(compose)}
+    return table
+
+
+def stage_bars(name: str, table: Mapping[str, Mapping[str, Mapping[str, float]]], path: Path) -> str | None:
+    """Grouped bars: for each stage, one bar per path (p95; p50 as a darker inner bar when given)."""
+    if not table:
+        return "no per-stage timings (a 'stages' key, or the latency suite's encode/compose figures)"
+    stages = list(dict.fromkeys(stage for by_stage in table.values() for stage in by_stage))
+    labels = list(table)
+    width = 0.8 / len(labels)
+    figure = Figure(figsize=(max(6.0, 1.2 * len(stages) + 0.25 * len(labels)), 4.2))
+    axes = figure.add_subplot()
+    x = np.arange(len(stages))
+    for i, label in enumerate(labels):
+        p95 = [table[label].get(stage, {}).get("p95", 0.0) for stage in stages]
+        p50 = [table[label].get(stage, {}).get("p50", np.nan) for stage in stages]
+        offsets = x - 0.4 + width * (i + 0.5)
+        bars = axes.bar(offsets, p95, width * 0.95, label=f"{label} (p95)", alpha=0.55)
+        axes.bar(offsets, p50, width * 0.5, color=bars.patches[0].get_facecolor(), alpha=1.0)
+    axes.set_xticks(x, stages)
+    axes.set_ylabel("ms per frame (wide: p95, narrow: p50)")
+    axes.set_title(f"{name}: time per stage")
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(fontsize="x-small", ncols=2 if len(labels) > 6 else 1)
+    _save(figure, path)
+    return None
+
+
+def capacity_steps(summary: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
+    """The capacity suite's measured steps by composite size (``steps_720p`` ...)."""
+    found: dict[str, list[Mapping[str, Any]]] = {}
+    for key, steps in summary.items():
+        if key.startswith("steps_") and isinstance(steps, list):
+            measured = [
+                s
+                for s in steps
+                if isinstance(s, Mapping) and isinstance(s.get("calls"), int) and s.get("server_cpu_pct") is not None
+            ]
+            if measured:
+                found[key.removeprefix("steps_")] = measured
+    return found
+
+
+def capacity_curve(steps: Mapping[str, list[Mapping[str, Any]]], path: Path) -> str | None:
+    """Server CPU and glass-to-glass p95 against calls, one line per size; failed steps marked x."""
+    if not steps:
+        return "the capacity suite measured no step"
+    figure = Figure(figsize=(7, 4.2))
+    cpu_axes = figure.add_subplot()
+    p95_axes = cpu_axes.twinx()
+    for size, rows in steps.items():
+        calls = [s["calls"] for s in rows]
+        line = cpu_axes.plot(calls, [s["server_cpu_pct"] for s in rows], marker="o", label=f"{size} server CPU")
+        colour = line[0].get_color()
+        p95 = [s.get("g2g_p95_ms") if s.get("g2g_p95_ms") is not None else np.nan for s in rows]
+        p95_axes.plot(calls, p95, linestyle="--", color=colour, alpha=0.7, label=f"{size} g2g p95")
+        failed = [s for s in rows if not s.get("passed")]
+        cpu_axes.plot(
+            [s["calls"] for s in failed],
+            [s["server_cpu_pct"] for s in failed],
+            "x",
+            color="red",
+            markersize=10,
+            label=f"{size} step failed" if failed else None,
+        )
+    cpu_axes.set_xlabel("calls")
+    cpu_axes.set_ylabel("server CPU (% of one core)")
+    p95_axes.set_ylabel("glass-to-glass p95 (ms), dashed")
+    cpu_axes.set_title("capacity: server CPU and latency as calls are added")
+    cpu_axes.grid(alpha=0.3)
+    handles = cpu_axes.get_legend_handles_labels()
+    more = p95_axes.get_legend_handles_labels()
+    cpu_axes.legend(handles[0] + more[0], handles[1] + more[1], fontsize="x-small", loc="upper left")
+    _save(figure, path)
+    return None
+
+
+def scalar_figures(summary: Mapping[str, Any]) -> tuple[dict[str, float], str]:
+    """The suite's top-level numbers for a plain bar plot: its ``*_ms`` figures (one unit), or
+    every number when it has none; and the axis label."""
+    numbers = {
+        key: float(value)
+        for key, value in summary.items()
+        if isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
+    }
+    in_ms = {key: value for key, value in numbers.items() if key.endswith("_ms")}
+    if in_ms:
+        return in_ms, "ms"
+    return numbers, "as reported (mixed units)"
+
+
+def figure_bars(name: str, summary: Mapping[str, Any], path: Path) -> str | None:
+    figures, unit = scalar_figures(summary)
+    if not figures:
+        return "no numeric top-level figures"
+    figure = Figure(figsize=(7, max(2.5, 0.32 * len(figures) + 1.2)))
+    axes = figure.add_subplot()
+    names = list(figures)
+    axes.barh(names, [figures[n] for n in names], color="tab:blue", alpha=0.7)
+    for y, n in enumerate(names):
+        axes.annotate(f" {figures[n]:g}", (figures[n], y), va="center", fontsize="x-small")
+    axes.invert_yaxis()
+    axes.set_xlabel(unit)
+    axes.set_title(f"{name}: figures")
+    axes.grid(axis="x", alpha=0.3)
+    _save(figure, path)
+    return None
+
+
+def write_plots(results: list[SuiteResult], directory: Path) -> dict[str, Any]:
+    """Every plot the results allow, as PNGs in ``directory``: ``{"written": [file names],
+    "skipped": {plot: one-line reason}}``."""
+    written: list[str] = []
+    skipped: dict[str, str] = {}
+
+    def attempt(file: str, draw, *args) -> bool:
+        try:
+            why = draw(*args, directory / file)
+        except Exception as exc:  # a plot must never lose the run's results
+            why = f"drawing failed: {type(exc).__name__}: {exc}"
+        if why is None:
+            written.append(file)
+            return True
+        skipped[file] = why
+        return False
+
+    ran = {r.name for r in results}
+    for r in results:
+        if not r.ok or r.summary is None:
+            skipped[f"{r.name} plots"] = "the suite failed"
+            continue
+        dedicated = False
+        if r.samples:
+            dedicated |= attempt(f"latency_cdf_{r.name}.png", latency_cdf, r.name, r.samples)
+        else:
+            skipped[f"latency_cdf_{r.name}.png"] = "the suite hands over no 'samples' (benchmarks/results.py)"
+        table = stage_table(r.summary)
+        if table:
+            dedicated |= attempt(f"stages_{r.name}.png", stage_bars, r.name, table)
+        else:
+            skipped[f"stages_{r.name}.png"] = "no per-stage timings ('stages' key)"
+        steps = capacity_steps(r.summary)
+        if steps or r.name == "capacity":
+            dedicated |= attempt("capacity_curve.png", capacity_curve, steps)
+        if not dedicated:
+            attempt(f"figures_{r.name}.png", figure_bars, r.name, r.summary)
+    if "capacity" not in ran:
+        skipped["capacity_curve.png"] = "the capacity suite did not run"
+    return {"written": written, "skipped": skipped}
