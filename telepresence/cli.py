@@ -1,4 +1,4 @@
-"""``telepresence serve`` and ``telepresence token``."""
+"""``telepresence serve``, ``telepresence token`` and ``telepresence bench``."""
 
 from __future__ import annotations
 
@@ -139,6 +139,19 @@ def token(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench(args: argparse.Namespace) -> int:
+    from benchmarks import bench as runner
+
+    out = Path(args.out) if args.out else runner.DEFAULT_OUT
+    if args.suite == "tune":
+        target = runner.DEFAULT_TARGET_MS if args.target_ms is None else args.target_ms
+        return runner.tune(args.quick, target, out)
+    if args.target_ms is not None:
+        print("error: --target-ms goes with `telepresence bench tune`", file=sys.stderr)
+        return 2
+    return runner.bench(args.suite, args.quick, out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="telepresence", description="Talk to a person: the telepresence server."
@@ -172,6 +185,31 @@ def build_parser() -> argparse.ArgumentParser:
     token_parser.add_argument("--role", choices=["agent", "operator"], default="agent")
     token_parser.add_argument("--ttl", default="8h", help="lifetime: 8h, 30m, 2d ... (default 8h)")
     token_parser.set_defaults(handler=token)
+
+    # Light imports (a dict of module names, a constant): the suites load only when run.
+    from benchmarks import SUITES
+    from benchmarks.bench import DEFAULT_TARGET_MS
+
+    bench_parser = commands.add_parser(
+        "bench",
+        help="run the benchmarks (all, or one suite), or `bench tune` the video settings",
+        description="Results go to benchmarks/results/<timestamp>/: summary.json, summary.md, PNG plots.",
+    )
+    bench_parser.add_argument(
+        "suite",
+        nargs="?",
+        choices=[*SUITES, "tune"],
+        help="one suite (default: all, one after another); tune: sweep size, fps, codec and bitrate",
+    )
+    bench_parser.add_argument("--quick", action="store_true", help="fewer samples, for a smoke run")
+    bench_parser.add_argument("--out", metavar="DIR", help="write DIR/<timestamp>/ (default benchmarks/results/)")
+    bench_parser.add_argument(
+        "--target-ms",
+        type=float,
+        metavar="N",
+        help=f"tune only: the glass-to-glass p95 to meet (default {DEFAULT_TARGET_MS:g} ms)",
+    )
+    bench_parser.set_defaults(handler=bench)
     return parser
 
 
