@@ -202,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="one suite (default: all, one after another); tune: sweep size, fps, codec and bitrate",
     )
     bench_parser.add_argument("--quick", action="store_true", help="fewer samples, for a smoke run")
-    bench_parser.add_argument("--out", metavar="DIR", help="write DIR/<timestamp>/ (default benchmarks/results/)")
+    bench_parser.add_argument(
+        "--out", metavar="DIR", help="write DIR/<timestamp>/ (default benchmarks/results/)"
+    )
     bench_parser.add_argument(
         "--target-ms",
         type=float,
