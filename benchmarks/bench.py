@@ -41,7 +41,11 @@ def run_suite(name: str, quick: bool, suites: Mapping[str, str] = SUITES) -> Sui
     load_before, started = load_average(), time.monotonic()
 
     def timing() -> dict[str, Any]:
-        return {"seconds": time.monotonic() - started, "load_before": load_before, "load_after": load_average()}
+        return {
+            "seconds": time.monotonic() - started,
+            "load_before": load_before,
+            "load_after": load_average(),
+        }
 
     try:
         module = importlib.import_module(suites[name])
@@ -112,7 +116,9 @@ def bench(suite: str | None, quick: bool, out: Path = DEFAULT_OUT, suites: Mappi
         (only,) = results
         print(json.dumps(only.summary if only.ok else {"error": only.error}, sort_keys=True))
     else:
-        print(json.dumps({r.name: r.summary if r.ok else {"error": r.error} for r in results}, sort_keys=True))
+        print(
+            json.dumps({r.name: r.summary if r.ok else {"error": r.error} for r in results}, sort_keys=True)
+        )
     return 0 if all(r.ok for r in results) else 1
 
 
@@ -135,7 +141,11 @@ def tune(quick: bool, target_ms: float, out: Path = DEFAULT_OUT, plan: Any = Non
         result = SuiteResult.failed("tune", exc, seconds=time.monotonic() - started, load_before=load_before)
     else:
         result = SuiteResult.from_summary(
-            "tune", summary, seconds=time.monotonic() - started, load_before=load_before, load_after=load_average()
+            "tune",
+            summary,
+            seconds=time.monotonic() - started,
+            load_before=load_before,
+            load_after=load_average(),
         )
     directory, _ = write_run([result], out, _header(quick, facts, target_ms=target_ms), suffix="-tune")
     print(_comment("\n".join(describe(facts))))
@@ -157,7 +167,9 @@ def tune(quick: bool, target_ms: float, out: Path = DEFAULT_OUT, plan: Any = Non
 
 
 def _points_table(points: list[dict[str, Any]]) -> str:
-    lines = [f"{'setting':<22} {'p50 ms':>7} {'p95 ms':>7} {'fps':>5} {'n':>5}/{'exp':<5} {'enc p95':>7}  verdict"]
+    lines = [
+        f"{'setting':<22} {'p50 ms':>7} {'p95 ms':>7} {'fps':>5} {'n':>5}/{'exp':<5} {'enc p95':>7}  verdict"
+    ]
     for p in points:
         verdict = "meets" if p["meets"] else p["why_not"]
         lines.append(

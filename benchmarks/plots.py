@@ -37,7 +37,9 @@ def latency_cdf(name: str, samples: Mapping[str, list[float]], path: Path) -> st
         ordered = np.sort(np.asarray(values, dtype=float))
         share = np.arange(1, len(ordered) + 1) / len(ordered)
         p50, p95 = np.percentile(ordered, [50, 95])
-        axes.step(ordered, share, where="post", label=f"{label}: p50 {p50:.1f}, p95 {p95:.1f} ms, n={len(ordered)}")
+        axes.step(
+            ordered, share, where="post", label=f"{label}: p50 {p50:.1f}, p95 {p95:.1f} ms, n={len(ordered)}"
+        )
     axes.axhline(0.95, color="grey", linewidth=0.6, linestyle=":")
     axes.set_xlabel("glass-to-glass latency (ms)")
     axes.set_ylabel("share of frames at or below")
@@ -113,7 +115,9 @@ def capacity_steps(summary: Mapping[str, Any]) -> dict[str, list[Mapping[str, An
             measured = [
                 s
                 for s in steps
-                if isinstance(s, Mapping) and isinstance(s.get("calls"), int) and s.get("server_cpu_pct") is not None
+                if isinstance(s, Mapping)
+                and isinstance(s.get("calls"), int)
+                and s.get("server_cpu_pct") is not None
             ]
             if measured:
                 found[key.removeprefix("steps_")] = measured
@@ -129,7 +133,9 @@ def capacity_curve(steps: Mapping[str, list[Mapping[str, Any]]], path: Path) -> 
     p95_axes = cpu_axes.twinx()
     for size, rows in steps.items():
         calls = [s["calls"] for s in rows]
-        line = cpu_axes.plot(calls, [s["server_cpu_pct"] for s in rows], marker="o", label=f"{size} server CPU")
+        line = cpu_axes.plot(
+            calls, [s["server_cpu_pct"] for s in rows], marker="o", label=f"{size} server CPU"
+        )
         colour = line[0].get_color()
         p95 = [s.get("g2g_p95_ms") if s.get("g2g_p95_ms") is not None else np.nan for s in rows]
         p95_axes.plot(calls, p95, linestyle="--", color=colour, alpha=0.7, label=f"{size} g2g p95")

@@ -1,0 +1,193 @@
+"""``telepresence bench``: real suite runs written to disk (JSON, Markdown, PNGs), a failing suite
+recorded while the others still run, and ``bench tune``'s TOML read by the real config loader.
+
+No timing is asserted: the figures are whatever this (shared) machine measured."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+
+from benchmarks import bench, tune
+from benchmarks.results import split_samples
+from benchmarks.tune_advice import Figures, Point, advise
+from telepresence import cli
+from telepresence.config import Settings
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _telepresence(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "telepresence", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _run_dir(out: Path) -> Path:
+    (directory,) = out.iterdir()  # one run, one timestamped directory
+    return directory
+
+
+def _assert_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == PNG_SIGNATURE, path
+    pixels = matplotlib.image.imread(path)  # decodes the whole image: a truncated file fails here
+    assert pixels.shape[0] > 100 and pixels.shape[1] > 100, pixels.shape
+    assert pixels.std() > 0, f"{path.name} is blank"
+
+
+def test_bench_compose_quick_writes_the_summary_the_table_and_a_plot(tmp_path: Path):
+    done = _telepresence("bench", "compose", "--quick", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    printed = json.loads(lines[-1])  # the last line is the suite's summary, as `python -m benchmarks` prints
+    assert "compose_p95_ms" in printed and printed["compose_p95_ms"] > 0
+    assert any(line.strip().startswith("CPU:") and "cores" in line for line in lines), done.stdout
+    assert any("aiortc" in line and "av " in line and "numpy" in line for line in lines), done.stdout
+
+    directory = _run_dir(tmp_path)
+    document = json.loads((directory / "summary.json").read_text())
+    assert document["quick"] is True
+    assert document["machine"]["cores"] >= 1 and document["machine"]["versions"]["aiortc"]
+    entry = document["suites"]["compose"]
+    assert entry["ok"] is True and entry["summary"] == printed
+    assert len(entry["load_before"]) == 3  # the machine is shared: the load is recorded with the figures
+
+    table = (directory / "summary.md").read_text()
+    assert "## compose" in table and "| compose | ok |" in table
+    for key, value in printed.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            assert f"| {key} | {value:g} |" in table, key
+    # compose hands over no samples or stages: the plain bar plot, and the reasons for the others.
+    assert document["plots"]["written"] == ["figures_compose.png"]
+    assert "latency_cdf_compose.png" in document["plots"]["skipped"]
+    _assert_png(directory / "figures_compose.png")
+    assert "![figures_compose.png](figures_compose.png)" in table
+
+
+def test_a_failing_suite_is_recorded_and_the_next_one_still_runs(tmp_path: Path, capsys):
+    suites = {"missing": "benchmarks.no_such_suite", "compose": "benchmarks.compose"}
+    code = bench.bench(None, quick=True, out=tmp_path, suites=suites)
+    assert code == 1
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "ModuleNotFoundError" in last["missing"]["error"]
+    assert last["compose"]["compose_p95_ms"] > 0
+
+    directory = _run_dir(tmp_path)
+    document = json.loads((directory / "summary.json").read_text())
+    missing = document["suites"]["missing"]
+    assert missing["ok"] is False and "benchmarks.no_such_suite" in missing["error"]
+    assert "Traceback" in missing["traceback"]
+    assert document["suites"]["compose"]["ok"] is True
+    table = (directory / "summary.md").read_text()
+    assert "| missing | **failed**: ModuleNotFoundError" in table
+    assert "| compose | ok |" in table
+    assert document["plots"]["skipped"]["missing plots"] == "the suite failed"
+
+
+# Two short points (the codecs at 360p): the sweep's method in seconds. `--quick` is four points.
+TINY_TUNE = tune.Plan(
+    sizes=("360p",),
+    fps=(30,),
+    codecs=("VP8", "H264"),
+    kbps=(1500,),
+    warmup_s=1.0,
+    window_s=1.5,
+    rounds=1,
+    label="tiny",
+)
+
+
+def test_tune_prints_toml_the_config_loader_reads_and_plots_its_samples(tmp_path: Path, capsys):
+    # A target every measured point meets on any machine: the snippet then sets the settings.
+    out = tmp_path / "results"
+    assert bench.tune(False, 100_000, out, plan=TINY_TUNE) == 0
+    config = tmp_path / "tuned.toml"
+    config.write_text(capsys.readouterr().out)  # everything tune prints is TOML: figures as comments
+    settings = Settings.load(config, env={})
+
+    directory = _run_dir(out)
+    summary = json.loads((directory / "summary.json").read_text())["suites"]["tune"]["summary"]
+    assert summary["met"] is True and summary["points_meeting"] >= 1
+    chosen = next(p for p in summary["points"] if p["label"] == summary["chosen"])
+    assert (settings.video_size, settings.video_fps, settings.video_codec) == (
+        chosen["size"],
+        float(chosen["fps"]),
+        chosen["codec"],
+    )
+    # Each point measured with stamped frames, and with the codec it asked for.
+    assert [p["label"] for p in summary["points"]] == ["360p30 VP8 1500k", "360p30 H264 1500k"]
+    for point in summary["points"]:
+        assert point["samples"] > 0 and point["codecs"] == [point["codec"]], point
+    assert (directory / "tune.toml").read_text() == summary["toml"]
+    samples = json.loads((directory / "samples.json").read_text())["tune"]
+    assert {p["label"] for p in summary["points"]} == set(samples)
+    for name in ("latency_cdf_tune.png", "stages_tune.png"):
+        _assert_png(directory / name)
+
+
+def test_tune_refuses_a_target_of_zero_before_sweeping(capsys):
+    assert cli.main(["bench", "tune", "--target-ms", "0"]) == 2
+    assert "above 0 ms" in capsys.readouterr().err
+
+
+def _figures(size: str, codec: str, p95: float, fps: float = 30.0, samples: int = 100) -> Figures:
+    return Figures(
+        Point(size, 30, codec, 1500),
+        p50_ms=p95 / 2,
+        p95_ms=p95,
+        fps_measured=fps,
+        samples=samples,
+        frames=100,
+        samples_expected=100,
+        codecs=[codec],
+    )
+
+
+def test_tune_chooses_the_best_picture_that_meets_the_target(tmp_path: Path):
+    figures = [
+        _figures("360p", "H264", 20),
+        _figures("720p", "VP8", 45),
+        _figures("720p", "H264", 30),
+        _figures("1080p", "H264", 80),  # too slow
+        _figures("1080p", "VP8", 30, fps=20),  # fast, but dropped a third of the frames
+        _figures("540p", "H264", 10, samples=50),  # half its stamps unreadable: not judged
+    ]
+    summary = advise(figures, target_ms=50)
+    assert summary["chosen"] == "720p30 H264 1500k"  # 720p, the lower p95 of the two codecs
+    why = {p["label"]: p["why_not"] for p in summary["points"]}
+    assert why["1080p30 H264 1500k"] == "p95 80 ms > 50 ms"
+    assert why["1080p30 VP8 1500k"] == "20 fps of 30"
+    assert why["540p30 H264 1500k"].startswith("only 50 of 100 frames")
+    config = tmp_path / "chosen.toml"
+    config.write_text(summary["toml"])
+    settings = Settings.load(config, env={})
+    assert (settings.video_size, settings.video_fps, settings.video_codec) == ("720p", 30.0, "H264")
+
+
+def test_when_nothing_meets_the_target_the_snippet_suggests_but_sets_nothing(tmp_path: Path):
+    summary = advise([_figures("720p", "VP8", 90), _figures("360p", "H264", 70)], target_ms=50)
+    assert summary["met"] is False and summary["chosen"] is None
+    assert "NO setting met the target" in summary["toml"] and '# video_size = "360p"' in summary["toml"]
+    config = tmp_path / "unmet.toml"
+    config.write_text(summary["toml"])
+    assert Settings.load(config, env={}) == Settings.load(None, env={})  # comments only: the defaults
+    with pytest.raises(ValueError, match="above 0 ms"):
+        advise([], target_ms=0)
+
+
+def test_samples_leave_the_summary_and_bad_ones_are_dropped_with_a_note():
+    summary = {"p50_ms": 12.0, "samples": {"direct": [1, 2.5, float("nan")], "server": "oops", 7: [3]}}
+    rest, samples, notes = split_samples(summary)
+    assert rest == {"p50_ms": 12.0}
+    assert samples == {"direct": [1.0, 2.5], "7": [3.0]}
+    assert len(notes) == 2 and any("'server'" in note for note in notes)
+    assert split_samples({"p50_ms": 1.0}) == ({"p50_ms": 1.0}, {}, [])
