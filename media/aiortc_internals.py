@@ -21,6 +21,7 @@ from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
+from aiortc.rtcrtpreceiver import NackGenerator
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     HeaderExtensionsMap,
@@ -41,6 +42,10 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("RTCRtpReceiver", "_RTCRtpReceiver__timestamp_mapper"),
     ("RTCRtpReceiver", "_RTCRtpReceiver__rtcp_ssrc"),
     ("RTCRtpReceiver", "_RTCRtpReceiver__decoder_thread"),  # per-call CPU (telepresence.room_cpu)
+    ("RTCRtpReceiver", "_RTCRtpReceiver__nack_generator"),  # NACKs asked again (media.repair)
+    ("RTCRtpReceiver", "_RTCRtpReceiver__codecs"),
+    ("RTCRtpReceiver", "_RTCRtpReceiver__rtx_ssrc"),  # route_retransmissions
+    ("RTCRtpReceiver", "_RTCRtpReceiver__started"),
     ("RTCRtpSender", "_RTCRtpSender__encoder"),
     ("RTCRtpSender", "_ssrc"),
     ("Vp8Encoder", "_Vp8Encoder__target_bitrate"),
@@ -89,6 +94,62 @@ def jitter_buffer(receiver: RTCRtpReceiver) -> JitterBuffer | None:
 
 def replace_jitter_buffer(receiver: RTCRtpReceiver, buffer: JitterBuffer) -> None:
     receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
+
+
+def nack_generator(receiver: RTCRtpReceiver) -> NackGenerator | None:
+    """The receiver's NACK generator (video receivers only)."""
+    generator = getattr(receiver, "_RTCRtpReceiver__nack_generator", None)
+    return generator if isinstance(generator, NackGenerator) else None
+
+
+def replace_nack_generator(receiver: RTCRtpReceiver, generator: NackGenerator) -> None:
+    receiver._RTCRtpReceiver__nack_generator = generator  # type: ignore[attr-defined]
+
+
+def receiver_codec_name(receiver: RTCRtpReceiver, payload_type: int) -> str | None:
+    """The codec ("VP8", "H264", "rtx") the receiver decodes ``payload_type`` with, once it receives."""
+    codec = getattr(receiver, "_RTCRtpReceiver__codecs", {}).get(payload_type)
+    return codec.name if codec is not None else None
+
+
+def media_ssrc(receiver: RTCRtpReceiver, packet: RtpPacket) -> int | None:
+    """The SSRC to address keyframe requests and REMB to: the packet's, unless it is a
+    retransmission (RTX has an SSRC of its own, which the sender does not answer to)."""
+    return None if receiver_codec_name(receiver, packet.payload_type) == "rtx" else packet.ssrc
+
+
+def route_retransmissions(receiver: RTCRtpReceiver) -> None:
+    """Make the receiver's transport route its retransmissions (RTX) to it.
+
+    aiortc's router finds a packet's receiver by SSRC, and one of an unknown SSRC by payload
+    type only when a single receiver has that type. It registers no RTX SSRC, and under
+    BUNDLE every video section shares the RTX payload types: every retransmission to a peer
+    with two video sections or more (a browser agent's camera and screen) was dropped, and a
+    lost packet was never repaired. The receiver's RTX SSRCs (from the remote description, as
+    it starts receiving) go into the router's SSRC table too.
+    """
+    own = weakref.ref(receiver)
+
+    def register() -> None:
+        receiver = own()
+        if receiver is None or receiver.transport is None:
+            return
+        table = receiver.transport._rtp_router.ssrc_table  # type: ignore[attr-defined]
+        for rtx_ssrc in receiver._RTCRtpReceiver__rtx_ssrc:  # type: ignore[attr-defined]
+            table.setdefault(rtx_ssrc, receiver)
+
+    if getattr(receiver, "_RTCRtpReceiver__started", False):
+        register()
+        return
+
+    def wrap(receive):
+        async def receive_and_route(parameters: Any) -> None:
+            await receive(parameters)
+            register()
+
+        return receive_and_route
+
+    _wrap_method(receiver, "receive", wrap)
 
 
 def stop_remb(receiver: RTCRtpReceiver) -> None:
@@ -486,3 +547,16 @@ def negotiated_transport_cc(transceiver: RTCRtpTransceiver) -> bool:
     """Both ends agreed on transport-cc for this section: the extension and the feedback."""
     has_feedback = any(TRANSPORT_CC_FEEDBACK in c.rtcpFeedback for c in codecs(transceiver))
     return has_feedback and negotiated_extension(transceiver, TRANSPORT_CC_URI)
+
+
+def answer_as_dtls_server(pc: RTCPeerConnection) -> None:
+    """Answer ``a=setup:passive``: take the DTLS server role, as WHIP/WHEP servers do (RFC 9725).
+
+    aiortc answers ``active`` (client); GStreamer's DTLS and aiortc's, as client and server
+    that way round, share no cipher. Call between setRemoteDescription(offer) and createAnswer.
+    """
+    for transceiver in pc.getTransceivers():
+        if transceiver.receiver.transport is not None:
+            transceiver.receiver.transport._set_role("server")  # type: ignore[attr-defined]
+    if pc.sctp is not None:
+        pc.sctp.transport._set_role("server")  # type: ignore[attr-defined]

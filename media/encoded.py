@@ -16,7 +16,10 @@ import av
 
 VIDEO_RATE = 90000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_RATE)
-QUEUE_FRAMES = 3  # a receiver this far behind skips to the next keyframe
+# A receiver this far behind skips to the next keyframe. Not fewer: a repaired loss releases the
+# frames held behind it at once (up to media.receive's 0.35 s gap timeout, ~11 at 30 fps), and a
+# queue that overflowed on them waited a round trip and a keyframe more (a 0.5-1.7 s freeze).
+QUEUE_FRAMES = 12
 UNCAPPED_BPS = 50_000_000  # a REMB this high lifts an earlier cap on a sender
 KEYFRAME_ASK_S = 0.3  # a source is asked for a keyframe at most this often
 

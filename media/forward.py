@@ -196,7 +196,10 @@ class EncodedForward:
             output._restart()  # a keyframe to start on, for the forward or for the decoder
 
     def _note_ssrc(self, packet: RtpPacket) -> None:
-        self._ssrc = packet.ssrc
+        receiver = self._receiver() if self._receiver is not None else None
+        ssrc = internals.media_ssrc(receiver, packet) if receiver is not None else None
+        if ssrc is not None:  # a retransmission's SSRC: PLIs sent there went unanswered
+            self._ssrc = ssrc
 
     def _on_frame(self, frame: JitterFrame) -> None:
         output = self._current_output()

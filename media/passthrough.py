@@ -54,6 +54,7 @@ class CameraPassthrough:
         self._wanted = False  # frames go to the queue (forwarding, or waiting for a keyframe)
         self.keyframe_needed = False  # frames were dropped: the agent's browser must be asked
         self._last_frame_at = 0.0
+        self._last_packet_at = 0.0
 
     def follow(
         self, receiver: RTCRtpReceiver, codec: str, clock: CaptureClock, arrivals: CaptureTimes
@@ -70,7 +71,12 @@ class CameraPassthrough:
         internals.tap_received_rtp(receiver, self._note_ssrc)
 
     def _note_ssrc(self, packet) -> None:
-        self._ssrc = packet.ssrc
+        receiver = self._receiver() if self._receiver is not None else None
+        ssrc = internals.media_ssrc(receiver, packet) if receiver is not None else None
+        if ssrc is not None:  # a retransmission's SSRC: PLIs sent there went unanswered
+            self._ssrc = ssrc
+            if packet.payload:  # the camera's media, not padding (a bandwidth probe)
+                self._last_packet_at = time.monotonic()
 
     def _on_frame(self, frame: JitterFrame) -> None:
         now = self._last_frame_at = time.monotonic()
@@ -104,8 +110,15 @@ class CameraPassthrough:
         self._wanted = wanted
 
     def fresh(self) -> bool:
-        """Whether the camera sent a frame lately (a stalled camera leaves it to the composite)."""
-        return time.monotonic() - self._last_frame_at < STALL_S
+        """Whether the camera sent a frame lately (a stalled camera leaves it to the composite).
+
+        Packets coming while no frame does is a loss being repaired (a retransmission, a
+        keyframe asked for): still fresh. The composite would show the camera's picture as
+        it was at the last keyframe its decoder was fed, seconds old, while forwarding."""
+        now = time.monotonic()
+        return now - self._last_frame_at < STALL_S or (
+            self._last_frame_at > 0 and now - self._last_packet_at < STALL_S
+        )
 
     def take_keyframe(self) -> av.Packet | None:
         """The keyframe to start forwarding on (the queue starts with one), or None if none came yet."""

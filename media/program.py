@@ -32,14 +32,21 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media import aiortc_internals as internals
 from media.bitrate import Bitrate, SentRate
-from media.encoded import KEYFRAME_ASK_S, UNCAPPED_BPS, VIDEO_TIME_BASE, KeyframeQueue, is_keyframe
+from media.encoded import (
+    KEYFRAME_ASK_S,
+    QUEUE_FRAMES,
+    UNCAPPED_BPS,
+    VIDEO_TIME_BASE,
+    KeyframeQueue,
+    is_keyframe,
+)
 from media.passthrough import STALL_S, CameraPassthrough
 from media.peers import FastH264Encoder, SafeVp8Encoder
 from media.receipt import LatencyReceipt
 
 logger = logging.getLogger(__name__)
 
-VIEWER_QUEUE = 2  # encoded frames a viewer may have waiting before it skips to a keyframe
+VIEWER_QUEUE = QUEUE_FRAMES  # encoded frames a viewer may have waiting before it skips to a keyframe
 CAP_BELOW = 0.85  # the customer's estimate caps the forwarded camera once under this share of its rate
 LOSSY = 0.05  # ... and the customer's receiver reports lose at least this share of packets
 LIFT_AFTER_S = 3.0  # a cap is lifted after this long without loss
@@ -98,6 +105,7 @@ class Program:
         self.bitrate = bitrate
         self.receipt = receipt
         self.encoders: dict[str, _WholeFrameVp8 | _WholeFrameH264] = {}
+        self.composed = 0  # pictures taken from the composite
         self.encodes = 0  # frames encoded (once per codec, whatever the number of viewers)
         self.forwarding = False  # the agent's camera is the source
         self._viewers: weakref.WeakSet[_ViewerTrack] = weakref.WeakSet()
@@ -192,6 +200,8 @@ class Program:
                     p.forwarded += 1
                     self._forwarded_rate.add(packet.size, time.monotonic())
                     return {p.codec: packet}
+                if p.fresh():
+                    return {}  # a loss being repaired: the composite's camera picture is older
             await self._stop_forwarding()
         elif self._may_forward(viewers):
             assert p is not None
@@ -217,6 +227,7 @@ class Program:
 
     async def _encode_composite(self, viewers: list[_ViewerTrack]) -> dict[str, av.Packet]:
         frame = await self.composite.recv()
+        self.composed += 1
         force, self._keyframe_due = self._keyframe_due, False
         loop = asyncio.get_running_loop()
         packets = {}
