@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import fractions
 import logging
-import sys
 import time
 from collections.abc import Callable
 
@@ -32,12 +31,13 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media.capture_clock import CompositeTimes
+from media.frame_pool import FramePool
 from media.layout import AGENT, AVATAR, LAYOUTS, SCREEN, Rect, Size, Tile, compute_layout, parse_size
 from media.placeholder import render_placeholder
 from media.planes import Planes, frame_planes
 from media.receipt import LatencyReceipt
 from media.screen_limits import ScreenLimits, fit_planes
-from media.stamp import read_stamp, write_stamp
+from media.stamp import read_stamp, strip_height, write_stamp
 from media.tracks import FrameSlot, TrackDrain
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,6 @@ BACKGROUND_YUV = (28, 136, 124)  # a dark slate, not black: letterbox bars and e
 STALL_INTERVALS = 2.0  # the primary is stalled after this many frame intervals without a frame
 MAX_PATIENCE_S = 0.25  # ... or after twice its own recent interval, but never longer than this
 PLACEHOLDER_VERSION = -1
-POOL_SIZE = 8  # output buffers kept for reuse; frames in flight beyond that get fresh ones
 
 
 def _overlaps(a: Rect, b: Rect) -> bool:
@@ -108,7 +107,7 @@ class CompositorTrack(MediaStreamTrack):
         self._converted: dict[str, tuple[int, av.VideoFrame]] = {}
         self._scratch: dict[str, tuple[dict, dict, dict]] = {}  # resize buffers, reused per input
         self._placeholders: dict[tuple[str, int, int], Planes] = {}
-        self._pool: list[np.ndarray] = []
+        self._outputs = FramePool(self._canvas, self._split)  # fresh frames, copying only what changed
         self._last_output: np.ndarray | None = None
         self._fade_from: np.ndarray | None = None
         self._fade_start = 0.0
@@ -163,7 +162,7 @@ class CompositorTrack(MediaStreamTrack):
             slot.clear()
         for cache in (self._cache, self._converted, self._scratch, self._placeholders):
             cache.clear()
-        self._pool.clear()
+        self._outputs.clear()
         self.times.clear()
         self._last_output = self._fade_from = None
 
@@ -278,21 +277,20 @@ class CompositorTrack(MediaStreamTrack):
         if not tiles and self.agent_name is not None:
             # An avatar layout with no avatar yet: show the agent (or placeholder), never an empty frame.
             tiles = compute_layout(self.size, "agent", present, sources)
-        self._paint(tiles)
+        self._outputs.painted(self._paint(tiles))
 
-        output = self._free_buffer()
+        alpha = 1.0
         if self._fade_from is not None:
             alpha = (now - self._fade_start) / self.fade_s if self.fade_s > 0 else 1.0
             if alpha >= 1:
                 self._fade_from = None
-                np.copyto(output, self._canvas)
-            else:
-                # The first frames after a switch are mostly the old picture: no black flash.
-                cv2.addWeighted(
-                    self._canvas, max(alpha, 0.05), self._fade_from, 1 - max(alpha, 0.05), 0, dst=output
-                )
+        if alpha >= 1:
+            output = self._outputs.take()
         else:
-            np.copyto(output, self._canvas)
+            # The first frames after a switch are mostly the old picture: no black flash.
+            output = self._outputs.take(copy=False)
+            weight = max(alpha, 0.05)
+            cv2.addWeighted(self._canvas, weight, self._fade_from, 1 - weight, 0, dst=output)
         self._last_output = output
 
         frame = av.VideoFrame.from_numpy_buffer(output, format="yuv420p")  # a view of ``output``, no copy
@@ -307,6 +305,7 @@ class CompositorTrack(MediaStreamTrack):
                 stamp = read_stamp(latest.frame)
                 if stamp is not None:
                     write_stamp(frame, stamp)
+                    self._outputs.stained(output, Rect(0, 0, frame.width, strip_height(frame.width)))
 
         frame.pts = self._next_pts(now)
         frame.time_base = VIDEO_TIME_BASE
@@ -316,19 +315,6 @@ class CompositorTrack(MediaStreamTrack):
             self.clock_frames += 1
         self.receipt.record("compose", (time.perf_counter() - started) * 1000)
         return frame
-
-    def _free_buffer(self) -> np.ndarray:
-        """An output buffer no live frame uses: recycled, because a fresh 1.4 MB allocation per
-        frame costs page faults (mmap'd by malloc) that show up in the p95."""
-        for buffer in self._pool:
-            # References: the pool list, the loop variable and getrefcount's argument. Any more
-            # means a VideoFrame (in the encoder, in a test), the last output or the fade holds it.
-            if sys.getrefcount(buffer) <= 3:
-                return buffer
-        buffer = np.empty_like(self._canvas)
-        if len(self._pool) < POOL_SIZE:
-            self._pool.append(buffer)
-        return buffer
 
     def _next_pts(self, now: float) -> int:
         if self._start is None:
@@ -345,9 +331,11 @@ class CompositorTrack(MediaStreamTrack):
         v = flat[w * h * 5 // 4 :].reshape(h // 2, w // 2)
         return y, u, v
 
-    def _paint(self, tiles: list[Tile]) -> None:
+    def _paint(self, tiles: list[Tile]) -> list[Rect] | None:
+        """Bring the canvas up to date; returns the rectangles repainted (``None``: all of it)."""
         key = (self._layout, tuple(tiles))
-        if key != self._key:
+        whole = key != self._key
+        if whole:
             self._key = key
             self._painted.clear()
             for plane, value in zip(self._planes, BACKGROUND_YUV, strict=True):
@@ -361,6 +349,7 @@ class CompositorTrack(MediaStreamTrack):
             self._paint_tile(tile, version)
             self._painted[tile.name] = (version, tile.content)
             dirty.append(tile.cell)
+        return None if whole else dirty
 
     def _version(self, name: str) -> int:
         slot = self.slots.get(name)

@@ -105,6 +105,11 @@ def read_luma(luma: np.ndarray) -> Stamp | None:
         return None
     # Average the middle half of each block: its edges ring after lossy coding.
     lo, hi = block // 4, block - block // 4
+    # The sync pair first: most frames a compositor looks at carry no stamp, and this
+    # answers them for a tenth of the cost of reading every block.
+    sync = luma[lo:hi, : len(SYNC) * block].reshape(hi - lo, len(SYNC), block)[:, :, lo:hi]
+    if tuple((sync.mean(axis=(0, 2)) > THRESHOLD).astype(int).tolist()) != SYNC:
+        return None
     cells = luma[lo:hi, : BITS * block].reshape(hi - lo, BITS, block)[:, :, lo:hi]
     bits = (cells.mean(axis=(0, 2)) > THRESHOLD).astype(int).tolist()
     if tuple(bits[: len(SYNC)]) != SYNC:
