@@ -8,15 +8,15 @@ reporting JSON on stdout). The agent sends a stamped, moving 720p30 test card wi
 tone, decodes the composite and reads each frame's stamp when aiortc hands it the decoded frame.
 All namespaces share the machine's clock, so a stamp's age is glass-to-glass.
 
-The impairment: the customer's access link carries a profile's WHOLE figures (the agent's link
-is clean), so what the customer and the agent see end to end, customer <-> server <-> agent, is
-the profile: ``wifi`` 20 ms RTT, 5 ms jitter, 0.5 % loss; ``mobile`` 100 ms, 20 ms, 2 %;
-``bad`` 200 ms, 5 %; half of each on either direction (netlab's PROFILES). The server's
-sender to the customer and the customer's receiver take all of it; the agent's sender and the
-server's receiver of the agent's camera none (their loss handling is not exercised here).
-With ``NETWORK_SUITE_IMPAIR=both`` half of each profile goes on the customer's link and half on
-the agent's (delay and jitter halved, each link losing ``1 - sqrt(1 - loss)``), which exercises
-the server's receivers too.
+The impairment: each profile is what the customer and the agent see end to end, customer <->
+server <-> agent: ``wifi`` 20 ms RTT, 5 ms jitter, 0.5 % loss; ``mobile`` 100 ms, 20 ms, 2 %;
+``bad`` 200 ms, 5 %; half of each on either direction (netlab's PROFILES). Half of it goes on
+the customer's access link and half on the agent's (delay and jitter halved, each link losing
+``1 - sqrt(1 - loss)``), so the agent's camera reaches the server through loss too and the
+server's receivers, not only its sender to the customer, must repair it. With
+``NETWORK_SUITE_IMPAIR=customer`` the customer's link takes the whole profile and the agent's
+is clean (the suite's placement before the agent's link was measured: the server's receivers
+then see no loss).
 
 Per profile, one fresh call: the profile is set before the customer joins, so signalling, ICE
 and DTLS run through it. ``time_to_media_ms``: the customer's ``call_started`` to its first
@@ -37,8 +37,10 @@ receiver counted lost after retransmissions), ``receiver`` (the customer receive
 handling: packets seen missing, NACKs, PLIs, retransmissions received), ``stalls_over_400ms``
 (each long gap explained: the packet missing before it, when NACKs named it, when its
 retransmission came, PLIs) and the forwarder's own drop counts tell the network's part from the
-server's and the receiver's. With ``NETWORK_SUITE_RAW_DIR`` set, every call's raw records go
-there.
+server's and the receiver's. ``samples_expected``: the composite frames the customer decoded
+in the window (each should carry a readable stamp); ``samples_measured``: those whose stamp read
+(glass-to-glass samples); the top level sums them over the profiles. With
+``NETWORK_SUITE_RAW_DIR`` set, every call's raw records go there.
 """
 
 from __future__ import annotations
@@ -65,8 +67,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "tpnb"  # namespaces of this suite (the tests' are netlab's default prefix)
 ORDER = ("clean", "wifi", "mobile", "bad")
 RAW_ENV = "NETWORK_SUITE_RAW_DIR"  # set: every call's raw records are written there as JSON
-# "both": half of each profile on the customer's link and half on the agent's, so the server's
-# receivers (the agent's camera) see loss too; default: the whole profile on the customer's link.
+# "customer": the whole profile on the customer's link (the agent's clean); default: half of each
+# profile on the customer's link and half on the agent's, so the server's receivers see loss too.
 IMPAIR_ENV = "NETWORK_SUITE_IMPAIR"
 
 
@@ -169,8 +171,8 @@ def half(profile: str) -> Profile:
 
 
 class Links:
-    """The impaired links: the customer's with the whole profile, or (``both``) the customer's and
-    the agent's with half of it each."""
+    """The impaired links: the customer's and the agent's with half of the profile each, or
+    (``both=False``) the customer's with all of it."""
 
     def __init__(self, lab: Lab, both: bool) -> None:
         self.both = both
@@ -248,6 +250,8 @@ def measure_profile(
         "agent_camera_fps": round(sent["camera_frames"] / max(sent["camera_s"], 1e-3), 1),
         "dropped_by_network": {k: dropped[k] - before[k] for k in dropped},
         "cpu": cpu_figures,
+        "samples_expected": figures["frames"],
+        "samples_measured": figures["g2g_samples"],
     }
     out["receiver"] = loss_counts(result["loss"], start, switch or end)
     out["stalls_over_400ms"] = explain_stalls(result["frames"], result["loss"], start, switch or end)
@@ -297,6 +301,10 @@ def targets(summary: dict[str, Any], window_s: float) -> dict[str, Any]:
     return checks
 
 
+def both_links() -> bool:
+    return os.environ.get(IMPAIR_ENV, "both") != "customer"
+
+
 def measure(plan: Plan) -> dict[str, Any]:
     """Run ``plan`` in a fresh lab; the suite's summary."""
     from telepresence.auth import Claims, TokenAuthority
@@ -315,7 +323,7 @@ def measure(plan: Plan) -> dict[str, Any]:
     ):
         logdir = Path(tmp)
         server, _ = start_serve(lab, logdir, secret, log_level="warning")
-        links = Links(lab, both=os.environ.get(IMPAIR_ENV) == "both")
+        links = Links(lab, both=both_links())
         for profile in plan.profiles:
             log(f"{profile}: a fresh call, {plan.window_s:.0f} s window")
             try:
@@ -334,9 +342,12 @@ def measure(plan: Plan) -> dict[str, Any]:
     summary["plan"] = asdict(plan)
     summary["impaired"] = (
         "half the profile on the customer's link, half on the agent's"
-        if os.environ.get(IMPAIR_ENV) == "both"
+        if both_links()
         else "the customer's access link, with the whole profile (the agent's link is clean)"
     )
+    measured = [f for f in (summary.get(p) for p in plan.profiles) if f and "error" not in f]
+    summary["samples_expected"] = sum(f["samples_expected"] for f in measured)
+    summary["samples_measured"] = sum(f["samples_measured"] for f in measured)
     summary["load_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     summary["cores"] = os.cpu_count()
     summary["runtime_s"] = round(time.monotonic() - began, 1)
