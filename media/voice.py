@@ -68,10 +68,12 @@ class VoiceRelay:
         self._next_out: int | None = None  # where the listener's timeline goes on
         self._last_out_at = 0.0
 
-    def attach(self, receiver: RTCRtpReceiver) -> None:
-        """Forward ``receiver``'s packets from now on (replacing any previous speaker)."""
+    def attach(self, receiver: RTCRtpReceiver, *, decode: bool = False) -> None:
+        """Forward ``receiver``'s packets from now on (replacing any previous speaker); ``decode``:
+        its decoder goes on too, for a reader of its track (the avatar's voice driver)."""
         self.detach()
-        internals.stop_decoding(receiver)
+        if not decode:
+            internals.stop_decoding(receiver)
         self._clock = CaptureClock(OPUS_RATE)
         self._ssrc = None
         self._undo = [
@@ -109,6 +111,10 @@ class VoiceRelay:
         out = av.Packet(packet.payload)
         out.pts = pts
         out.time_base = OPUS_TIME_BASE
+        self._deliver(out)
+
+    def _deliver(self, out: av.Packet) -> None:
+        """Queue one packet for the listener (a fan-out hands it to each of its listeners)."""
         if self._queue.full():
             self._queue.get_nowait()
             self.dropped += 1

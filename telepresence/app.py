@@ -20,7 +20,9 @@ from media.heap import map_large_blocks
 from telepresence.auth import AuthError, TokenAuthority, load_or_create_secret
 from telepresence.centre.node import CentreNode
 from telepresence.config import Settings
+from telepresence.door_registry import DOOR_PATHS, open_doors
 from telepresence.host_control import is_host_message
+from telepresence.media_doors import door_routes
 from telepresence.metrics import Metrics
 from telepresence.protocol import ProtocolError, parse_client_message
 from telepresence.signalling import serve_socket
@@ -70,9 +72,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         switchboard = Switchboard(settings, store, authority, metrics)
         await switchboard.start()
         app.state.centre, app.state.switchboard = None, switchboard
+        app.state.doors = open_doors(switchboard, settings, authority)  # WHIP and WHEP
         try:
             yield
         finally:
+            await app.state.doors.close()
             await switchboard.stop()
             await store.close()
 
@@ -162,12 +166,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/metrics", metrics_endpoint),
         Route("/api/status", api_status),
         Route("/api/host", host_api, methods=["GET", "POST"]),
+        *door_routes(DOOR_PATHS),
         WebSocketRoute("/ws", websocket_endpoint),
         # Generated, not a file: before the static mount, which would otherwise answer 404.
         Route(SECTIONS_PATH, sections_json),
         Mount("/static", StaticFiles(directory=settings.web_root, check_dir=False), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.doors = None  # made by the lifespan on a single-process centre
     app.state.settings = settings
     app.state.authority = authority
     app.state.metrics = metrics

@@ -1,4 +1,4 @@
-"""Signed tokens for agents and operators, keys for returning customers, tickets for tabs.
+"""Signed tokens for agents, operators and viewers, keys for returning customers, tickets for tabs.
 
 A token is ``base64url(json claims) "." base64url(HMAC-SHA256(secret, claims))``: small,
 stateless, checkable by every server process that shares the secret. The secret
@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-Role = Literal["agent", "operator", "customer"]
-STAFF_ROLES = ("agent", "operator")
+Role = Literal["agent", "operator", "viewer", "customer"]
+STAFF_ROLES = ("agent", "operator")  # who may log in on the WebSocket
+# What `telepresence token` mints. A viewer may only watch the host's WHEP stream
+# (setting whep_viewer_token_required); it logs in nowhere.
+TOKEN_ROLES = ("agent", "operator", "viewer")
 
 
 class AuthError(Exception):

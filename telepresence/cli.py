@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from telepresence.auth import Claims, parse_ttl
+from telepresence.auth import TOKEN_ROLES, Claims, parse_ttl
 from telepresence.config import Settings
 
 
@@ -178,11 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--agent-name", default="agent", help="name in the printed agent link")
     serve_parser.set_defaults(handler=serve)
 
-    token_parser = commands.add_parser("token", help="print a signed token for an agent or operator")
+    token_parser = commands.add_parser("token", help="print a signed token for an agent, operator or viewer")
     token_parser.add_argument("name")
     token_parser.add_argument("--skills", help="comma-separated, e.g. billing,returns")
     token_parser.add_argument("--languages", help="comma-separated, e.g. en,fr")
-    token_parser.add_argument("--role", choices=["agent", "operator"], default="agent")
+    token_parser.add_argument("--role", choices=list(TOKEN_ROLES), default="agent")
     token_parser.add_argument("--ttl", default="8h", help="lifetime: 8h, 30m, 2d ... (default 8h)")
     token_parser.set_defaults(handler=token)
 

@@ -100,6 +100,17 @@ class Settings:
     # What one more call costs, % of ONE core, until learnt from running calls (one 720p30
     # composed call measured ~37-40 %).
     call_cpu_pct: float = 40.0
+    # Standard media doors (docs/protocol.md "WHIP and WHEP"): POST /whip/studio, /whip/agent,
+    # /whep/host. /whep/host is open to anyone unless this is true; then it takes a viewer or
+    # operator token (`telepresence token NAME --role viewer`).
+    whep_viewer_token_required: bool = False
+    # Sessions open at once: per token (429 past it) and in all (503), so no client can grow
+    # the server's peers without bound.
+    media_door_sessions_per_token: int = 4
+    media_door_sessions_max: int = 100
+    # A session whose peer sent nothing (media, RTCP, consent checks) for this long has
+    # vanished without DELETE (a killed encoder): it is ended and its effects undone.
+    media_door_idle_s: float = 10.0
 
     @classmethod
     def load(
@@ -153,6 +164,11 @@ class Settings:
             raise ValueError(
                 f"setting ice_gather_timeout_s: {settings.ice_gather_timeout_s!r} is not in (0, 30]"
             )
+        for name in ("media_door_sessions_per_token", "media_door_sessions_max"):
+            if getattr(settings, name) < 1:
+                raise ValueError(f"setting {name}: {getattr(settings, name)} is below 1")
+        if not 2 <= settings.media_door_idle_s <= 600:  # also refuses NaN
+            raise ValueError(f"setting media_door_idle_s: {settings.media_door_idle_s!r} is not in [2, 600]")
         IceConfig.from_settings(settings)  # a malformed URL, or TURN without its secret, fails here
         return settings
 
@@ -170,6 +186,18 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _boolean(value: object) -> bool:
+    """true/false as TOML gives it, or as an env var spells it (1/0, yes/no, on/off)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _LABEL = re.compile(r"[a-z0-9_.\-]{1,40}")
 
@@ -184,6 +212,8 @@ def _coerce(name: str, kind: object, value: object) -> object:
     if value == "" and kind.endswith("| None"):
         return None  # an empty env var (TELEPRESENCE_REDIS_URL=) unsets an optional setting
     try:
+        if kind.startswith("bool"):
+            return _boolean(value)
         if kind.startswith("float"):
             return float(value)  # type: ignore[arg-type]
         if kind.startswith("int"):

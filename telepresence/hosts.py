@@ -6,7 +6,9 @@ server: the face driver turns landmarks into the avatar's rig, the real face nev
 reaches a customer) and with script commands, switches its look, and hands the
 calls it greets over to the human agents. Calls take the host's picture through a
 :class:`~aiortc.contrib.media.MediaRelay` (one reader of the avatar track, a proxy
-per call), so one host greets many customers.
+per call), so one host greets many customers. Its program for WHEP viewers (the
+avatar and the operator's voice) is encoded once for all of them (media.program,
+media.voice_fanout); the studio may also be a WHIP publisher (OBS, GStreamer).
 """
 
 from __future__ import annotations
@@ -17,10 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from aiortc import (
-    RTCIceServer,
-    RTCPeerConnection,
-)
+from aiortc import RTCIceServer, RTCPeerConnection, RTCRtpTransceiver
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
@@ -31,8 +30,10 @@ from media.avatar.drivers.script import AvatarEvent, ScriptError
 from media.avatar.spec import AvatarSpec, SpecError, load_spec, loads_spec, shipped_looks
 from media.avatar.track import AvatarTrack
 from media.congestion import FeedbackSender
-from media.peers import tune_video_sender
+from media.peers import Bitrate, tune_video_sender
+from media.program import Program
 from media.sections import position_of_kind
+from media.voice_fanout import VoiceFanout
 from telepresence.protocol import ProtocolError
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,9 @@ class Host:
         self._gathering = gathering
         self._studio: RTCPeerConnection | None = None
         self._feedback: FeedbackSender | None = None
+        # The program WHEP viewers get: the avatar encoded once, the studio's voice as it came.
+        self.voice = VoiceFanout(f"{host_id} voice")
+        self._program: Program | None = None
         self._listeners: list[Listener] = []
         self.track.controller.subscribe(self._on_event)
         self._ticker = asyncio.get_running_loop().create_task(self._tick(), name=f"{host_id} ticker")
@@ -171,14 +175,10 @@ class Host:
         pc, audio, video = await receive_offer(
             sdp, self._ice_servers, self._ice_transport_policy, self._gathering
         )
-        self._studio = pc
         # The studio's sections, by name (media/sections.py, role "operator").
         camera = video[position_of_kind("operator", "camera")]
         mic = audio[position_of_kind("operator", "mic")] if audio else None
-        if camera.receiver.track is not None:
-            self.face.drive(camera.receiver.track)
-        if mic is not None and mic.receiver.track is not None:
-            self.controller.voice.drive(mic.receiver.track)
+        await self.take_studio(pc, camera, mic)
         camera.sender.replaceTrack(self.viewer_track(counted=False))
         camera.direction = "sendrecv"
         tune_video_sender(camera.sender)
@@ -188,7 +188,49 @@ class Host:
         self._feedback.start()
         return pc.localDescription.sdp
 
+    @property
+    def studio(self) -> RTCPeerConnection | None:
+        """The studio's peer connection now (the studio page's, or a WHIP publisher's)."""
+        return self._studio
+
+    async def take_studio(
+        self, pc: RTCPeerConnection, camera: RTCRtpTransceiver, mic: RTCRtpTransceiver | None
+    ) -> None:
+        """``pc`` (its offer applied) is the studio from now on, replacing any other: its camera
+        drives the face, its microphone the mouth, and WHEP viewers hear that microphone."""
+        await self._close_studio()
+        self._studio = pc
+        if camera.receiver.track is not None:
+            self.face.drive(camera.receiver.track)
+        if mic is not None and mic.receiver.track is not None:
+            self.controller.voice.drive(mic.receiver.track)
+            self.voice.attach(mic.receiver, decode=True)  # the mouth's driver decodes it
+
+    async def release_studio(self, pc: RTCPeerConnection) -> None:
+        """``pc`` stops being the studio, if it still is (a WHIP publisher's session ended)."""
+        if self._studio is pc:
+            await self._close_studio()
+
+    def program(self) -> Program:
+        """The host's picture for WHEP viewers, encoded once for every one of them."""
+        if self._program is None:
+            self._program = Program(
+                self.viewer_track(counted=False), bitrate=Bitrate(), label=f"{self.id} program"
+            )
+        return self._program
+
+    def watch(self, video: RTCRtpTransceiver, codec: str, audio: list[RTCRtpTransceiver]) -> None:
+        """One WHEP viewer: the program on ``video`` (negotiated ``codec``), the voice on ``audio``."""
+        # A broadcast is not steered by one viewer's link: a viewer behind skips to a keyframe.
+        video.sender.replaceTrack(self.program().viewer(video.sender, codec, steers=False))
+        video.direction = "sendonly"
+        tune_video_sender(video.sender)
+        for transceiver in audio:
+            transceiver.sender.replaceTrack(self.voice.output())
+            transceiver.direction = "sendonly"
+
     async def _close_studio(self) -> None:
+        self.voice.detach()
         pc, self._studio = self._studio, None
         feedback, self._feedback = self._feedback, None
         if feedback is not None:
@@ -202,6 +244,9 @@ class Host:
         self._ticker.cancel()
         await asyncio.wait({self._ticker})
         await self._close_studio()
+        if self._program is not None:
+            await self._program.close()
+        self.voice.close()
         for viewer in self._viewers + self._own:
             viewer.stop()
         self.track.stop()

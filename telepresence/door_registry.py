@@ -1,0 +1,32 @@
+"""The server's standard media doors (WHIP in, WHEP out), each wired to what it drives."""
+
+from __future__ import annotations
+
+from telepresence.auth import TokenAuthority
+from telepresence.config import Settings
+from telepresence.host_doors import HostViewerDoor, StudioDoor
+from telepresence.media_doors import MediaDoors
+from telepresence.switchboard import Switchboard
+
+WHEP_HOST = "/whep/host"
+WHIP_STUDIO = "/whip/studio"
+DOOR_PATHS = [WHEP_HOST, WHIP_STUDIO]
+
+
+def open_doors(switchboard: Switchboard, settings: Settings, authority: TokenAuthority) -> MediaDoors:
+    """The doors of a single-process centre (its switchboard's media and live host)."""
+    media = switchboard.media
+    desk = media.hosts
+    doors = {
+        WHEP_HOST: HostViewerDoor(
+            desk, codec=settings.video_codec, token_required=settings.whep_viewer_token_required
+        ),
+        WHIP_STUDIO: StudioDoor(desk),
+    }
+    return MediaDoors(
+        settings,
+        authority,
+        doors,
+        server_ice_servers=media.server_ice_servers,
+        gathering=media.gathering,
+    )
