@@ -73,7 +73,12 @@ def _render(quick: bool) -> dict:
         renderer.render(rig, caption)
         times.append((time.perf_counter() - started) * 1000)
     times = times[10:]
-    return {"render_p50_ms": _p(times, 50), "render_p95_ms": _p(times, 95), "render_frames": len(times)}
+    return {
+        "render_p50_ms": _p(times, 50),
+        "render_p95_ms": _p(times, 95),
+        "render_frames": len(times),
+        "render_frames_expected": n - 10,
+    }
 
 
 def _face(quick: bool) -> dict:
@@ -92,6 +97,8 @@ def _face(quick: bool) -> dict:
     driver.close()
     times = times[5:]
     return {
+        "face_driver_frames": len(times),
+        "face_driver_frames_expected": n - 5,
         "face_driver_p50_ms": _p(times, 50),
         "face_driver_p95_ms": _p(times, 95),
         "face_found": round(found / n, 3),
@@ -166,7 +173,12 @@ async def _driver_to_pixels(quick: bool) -> dict:
     values = [m for _, m, _ in samples]
     threshold = (np.percentile(values, 5) + np.percentile(values, 95)) / 2 if values else 0
     latencies = []
-    for index, at, pose in camera.switches[4:]:  # the first seconds of a call are a start-up transient
+    # The first seconds of a call are a start-up transient; a switch in the last half second
+    # could not have shown yet. Every other switch is expected to be seen: one that is not
+    # (the mouth never crossed the threshold) is a failed sample, counted.
+    last_arrival = samples[-1][0] if samples else 0.0
+    judged = [s for s in camera.switches[4:] if s[1] < last_arrival - 0.5]
+    for index, at, pose in judged:
         for arrived, mouth, frame_id in samples:
             if arrived < at or (frame_id is not None and (frame_id - index) % 65536 > 30000):
                 continue
@@ -177,6 +189,7 @@ async def _driver_to_pixels(quick: bool) -> dict:
         "driver_to_pixels_p50_ms": _p(latencies, 50),
         "driver_to_pixels_p95_ms": _p(latencies, 95),
         "driver_to_pixels_switches": len(latencies),
+        "driver_to_pixels_switches_expected": len(judged),
         "customer_fps": round(len(samples) / elapsed, 1) if elapsed else 0.0,
         "mouth_threshold_px": round(float(threshold), 1),
         "face_inferences": face.inferences,
@@ -189,4 +202,15 @@ def run(quick: bool) -> dict:
     summary.update(_render(quick))
     summary.update(_face(quick))
     summary.update(asyncio.run(_driver_to_pixels(quick)))
+    parts = {
+        "render": ("render_frames_expected", "render_frames"),
+        "face_driver": ("face_driver_frames_expected", "face_driver_frames"),
+        "driver_to_pixels": ("driver_to_pixels_switches_expected", "driver_to_pixels_switches"),
+    }
+    summary["samples_by_part"] = {
+        part: {"expected": summary[expected], "measured": summary[measured]}
+        for part, (expected, measured) in parts.items()
+    }
+    summary["samples_expected"] = sum(c["expected"] for c in summary["samples_by_part"].values())
+    summary["samples_measured"] = sum(c["measured"] for c in summary["samples_by_part"].values())
     return summary

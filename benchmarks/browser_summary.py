@@ -77,6 +77,9 @@ def analyse(call: dict[str, Any]) -> dict[str, Any]:
         "p50_ms": _round(m.percentile(quiet.latencies, 50)),
         "p95_ms": _round(m.percentile(quiet.latencies, 95)),
         "frames": len(quiet.latencies),
+        # Every new picture shown in the window should give a latency; an unreadable stamp or a
+        # frame that changed while it was read (raced) is a failed sample, counted.
+        "samples_expected": quiet.presented + quiet.raced - quiet.repeated,
         "fps_shown": _round(len(quiet.latencies) / (q1 - q0) * 1000),
         "fps_decoded": _round(m.rate(rx, q0, q1, lambda s: (s.get("vin") or {}).get("frames"))),
         "receive_p50_ms": _round(m.percentile(quiet.received, 50)),
@@ -165,7 +168,10 @@ def summarise(runs: Sequence[dict[str, dict[str, Any]]], window_s: float) -> dic
         out[f"{prefix}bwe_end_kbps"] = med(rows, "bwe_end_kbps", 0)
         out[f"{prefix}bwe_2mbps_s"] = _round(median_or_never([r["bwe_2mbps_s"] for r in rows]), 2)
         out[f"{prefix}frames"] = sum(r["frames"] for r in rows)
+        out[f"{prefix}samples_expected"] = sum(r["samples_expected"] for r in rows)
         out[f"{prefix}beeps"] = sum(r["beeps"] for r in rows)
+    out["samples_expected"] = out["samples_expected"] + out["direct_samples_expected"]
+    out["samples_measured"] = out["frames"] + out["direct_frames"]
     out["agent_720p_s"] = _round(median_or_never([r["agent_720p_s"] for r in server]), 2)
     out["direct_720p_s"] = _round(median_or_never([r["agent_720p_s"] for r in direct]), 2)
     out["server_codec"] = server[0]["codec"] if server else None

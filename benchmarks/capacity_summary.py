@@ -172,6 +172,10 @@ def summarize(ramps: dict[str, Ramp], plan: str, load: tuple[float, float]) -> d
             for s in ramp.steps
         ]
     summary["server_cpu_pct_per_call_composed"] = summary.get("composed_720p", {}).get("server_cpu_pct")
+    # Every frame a customer completed in a window should give a glass-to-glass reading; one
+    # without (no abs-capture-time, no readable stamp) is a failed sample, counted here.
+    summary["samples_expected"] = sum(summary[f"frames_{size}"] for size in ramps)
+    summary["samples_measured"] = sum(summary[f"g2g_samples_{size}"] for size in ramps)
     summary["targets"] = {
         "server_cpu_pct_per_call": per_call is not None and per_call <= TARGETS["server_cpu_pct_per_call"],
         "calls_720p30": (summary["calls_720p30"] or 0) >= TARGETS["calls_720p30"],

@@ -295,6 +295,7 @@ def test_a_call_becomes_its_figures():
     figures = summary.analyse(fake_call())
     assert figures["p50_ms"] == figures["p95_ms"] == 50.0
     assert figures["frames"] == 90 and figures["repeated_frames"] == 1
+    assert figures["samples_expected"] == 90  # 91 shown, one a repeat: every new picture read
     assert figures["voice_ms"] == 120.0 and figures["beeps"] == 3
     assert figures["av_offset_ms"] == 70.0 and figures["capture_skew_ms"] == 2.0
     assert figures["receive_p50_ms"] == 20.0
@@ -323,6 +324,7 @@ def test_the_summary_has_every_figure_the_issue_asks_for():
     assert result["server_p50_ms"] == 61.0  # the median run, not the best
     assert result["ratio_p50"] == pytest.approx(61 / 50, abs=1e-3)
     assert result["frames"] == 3 * 90 and result["beeps"] == 9
+    assert result["samples_expected"] == result["samples_measured"] == 6 * 90  # server and direct calls
     assert result["voice_ms"] == 130.0 and result["av_offset_ms"] == 69.0  # 130 - 61
     assert result["targets"] == {
         "voice": True,  # 130 <= 120 + 20

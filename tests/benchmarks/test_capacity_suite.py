@@ -41,3 +41,5 @@ async def test_a_tiny_ramp_measures_frames_latency_and_cpu():
     assert summary["server_cpu_pct_per_call"] is not None and summary["server_cpu_pct_per_call"] > 0, summary
     assert 0 < summary["cores_used"] <= summary["cores"], summary
     assert summary["calls_720p30"] in (0, 1) and summary["calls_360p30"] in (0, 1), summary
+    assert summary["samples_expected"] == summary["frames_720p"] + summary["frames_360p"], summary
+    assert 0 < summary["samples_measured"] <= summary["samples_expected"], summary
