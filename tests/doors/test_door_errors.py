@@ -3,12 +3,17 @@ the answer's form, limits, and sessions that end by DELETE or by their peer vani
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 import time
 
 import pytest
+import websockets
 
 from telepresence.auth import Claims
 from tests.calls.test_media_calls import media_server
+from tests.conftest import TEST_SECRET, Client
 from tests.doors.whip import DoorRefused, WhipClient, http_client, only_codecs, start_host, viewer
 
 SDP = {"Content-Type": "application/sdp"}
@@ -171,3 +176,21 @@ async def test_no_host_no_doors(tmp_path):
                 await studio.answer("whip", offer)
             assert refused.value.status == 409
         assert not server.app.state.doors.sessions
+
+
+async def test_a_viewer_token_from_the_cli_opens_whep_and_nothing_else(tmp_path):
+    env = {**os.environ, "TELEPRESENCE_SECRET": TEST_SECRET, "TELEPRESENCE_STATE_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "telepresence", "token", "vic", "--role", "viewer", "--ttl", "1h"]
+    process = await asyncio.create_subprocess_exec(*command, env=env, stdout=asyncio.subprocess.PIPE)
+    output, _ = await process.communicate()
+    assert process.returncode == 0
+    token = output.decode().strip().splitlines()[-1]
+    async with media_server(tmp_path, whep_viewer_token_required=True) as server:
+        await start_host(server)
+        async with viewer() as peer:
+            await peer.negotiate(WhipClient(server.url, "/whep/host", token).answer)
+            await peer.video(0).wait(15)
+        socket = Client(await websockets.connect(server.ws_url), "vic")
+        await socket.send("login", token=token)
+        assert (await socket.expect("error"))["code"] == "auth_failed"
+        await socket.close()
