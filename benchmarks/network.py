@@ -16,7 +16,11 @@ the customer's access link and half on the agent's (delay and jitter halved, eac
 server's receivers, not only its sender to the customer, must repair it. With
 ``NETWORK_SUITE_IMPAIR=customer`` the customer's link takes the whole profile and the agent's
 is clean (the suite's placement before the agent's link was measured: the server's receivers
-then see no loss).
+then see no loss). ``capped``: the customer's downlink carries 1 Mbps, half what the agent's
+camera sends (RATE_PROFILES; on the customer's link only): whether the composite's bitrate
+follows the customer's link (the target ``capped_follows_the_link``: fps >= 25, no freeze,
+g2g p95 <= one-way delay + 150 ms, which a sender above the rate, queueing 300 ms at the
+bottleneck, misses).
 
 Per profile, one fresh call: the profile is set before the customer joins, so signalling, ICE
 and DTLS run through it. ``time_to_media_ms``: the customer's ``call_started`` to its first
@@ -65,7 +69,15 @@ from benchmarks.network_figures import explain_stalls, loss_counts, recovery_s, 
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "tpnb"  # namespaces of this suite (the tests' are netlab's default prefix)
-ORDER = ("clean", "wifi", "mobile", "bad")
+ORDER = ("clean", "wifi", "mobile", "capped", "bad")
+# A customer whose downlink carries half of what the agent's camera sends (~2 Mbps): the issue's
+# "the composite's bitrate follows the customer's link". 20 ms round trip, no random loss; past
+# the rate packets queue (up to 300 ms) and then drop at the tail, as a bottleneck router's do.
+# On the customer's link only, whatever NETWORK_SUITE_IMPAIR says (the agent's stays clean).
+CAPPED_KBPS = 1000
+RATE_PROFILES = {
+    "capped": Profile("capped", up=Link(10.0), down=Link(10.0, rate_kbps=CAPPED_KBPS)),
+}
 RAW_ENV = "NETWORK_SUITE_RAW_DIR"  # set: every call's raw records are written there as JSON
 # "customer": the whole profile on the customer's link (the agent's clean); default: half of each
 # profile on the customer's link and half on the agent's, so the server's receivers see loss too.
@@ -136,7 +148,7 @@ class PeerProcess:
 
 
 def one_way_ms(profile: str) -> float:
-    link = PROFILES[profile]
+    link = RATE_PROFILES.get(profile) or PROFILES[profile]
     return (link.up.delay_ms + link.down.delay_ms) / 2
 
 
@@ -180,8 +192,11 @@ class Links:
         self.impairments = {role: lab.impair(role, "clean", seed=13 + i) for i, role in enumerate(self.roles)}
 
     def set(self, profile: str) -> None:
-        for impairment in self.impairments.values():
-            impairment.set(half(profile) if self.both else profile)
+        for role, impairment in self.impairments.items():
+            if profile in RATE_PROFILES:
+                impairment.set(RATE_PROFILES[profile] if role == "customer" else "clean")
+            else:
+                impairment.set(half(profile) if self.both else profile)
 
     def dropped(self) -> dict[str, int]:
         return {
@@ -288,6 +303,23 @@ def targets(summary: dict[str, Any], window_s: float) -> dict[str, Any]:
             "ms": mobile["time_to_media_ms"],
             "limit": 1500,
             "met": mobile["time_to_media_ms"] <= 1500,
+        }
+    capped = summary.get("capped") or {}
+    if "fps" in capped:
+        # Following the link: the picture keeps flowing at the rate and the bottleneck's queue
+        # does not fill (a sender above the rate queues 300 ms, then loses packets at the tail).
+        dropped = (capped.get("dropped_by_network") or {}).get("customer down", 0)
+        checks["capped_follows_the_link"] = {
+            "rate_kbps": CAPPED_KBPS,
+            "bitrate_kbps": capped["bitrate_kbps"],
+            "fps": capped["fps"],
+            "freezes": capped["freezes_over_500ms"],
+            "g2g_p95_ms": capped["g2g_p95_ms"],
+            "tail_drops": dropped,
+            "met": capped["fps"] >= 25
+            and capped["freezes_over_500ms"] == 0
+            and capped["g2g_p95_ms"] is not None
+            and capped["g2g_p95_ms"] <= one_way_ms("capped") + 150,
         }
     if "fps" in bad:
         checks["bad_no_stall_over_2s"] = {

@@ -78,8 +78,12 @@ def test_after_a_lost_frame_only_a_keyframe_passes_and_the_keyframe_is_asked_for
     assert not wait.ask(False, 1.1) and not wait.ask(True, 1.2)  # within 0.3 s: not again
     assert wait.refused == 1
     assert wait.ask(False, 1.31)  # still waiting a retry interval on: asked again
+    # No keyframe yet: the next ask waits twice as long (a keyframe through a slow link takes
+    # longer than 0.3 s; a request every 0.3 s kept a new keyframe behind each one).
+    assert not wait.ask(False, 1.6) and wait.ask(False, 1.92)
+    assert not wait.ask(False, 3.0) and wait.ask(False, 3.13)
     assert wait.passes(True)  # the keyframe
     assert wait.passes(False)  # and the deltas after it
     assert not wait.ask(False, 1.4)  # nothing awaited: no PLI
     assert wait.ask(True, 1.41)  # a new loss after the keyframe asks at once
-    assert wait.asked == 3
+    assert wait.asked == 5
