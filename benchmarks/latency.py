@@ -1,184 +1,323 @@
-"""Suite "latency": glass-to-glass frame latency, read from stamps, through three paths in one run.
+"""Suite "latency": glass-to-glass frame latency, read from stamps, through several paths in one run.
 
-- direct: stock aiortc, peer to peer (source peer -> sink peer), no server;
-- relay: stock aiortc through a plain one-hop relay (source -> relay peer, which
-  decodes and re-encodes by forwarding the remote track -> sink);
-- server: the real server path: a browser-like agent peer (the source as its camera,
-  plus a 5 fps screen) -> ``media.room.Room`` (the server's peers with marker-bit
-  completion and tuned encoders, CompositorTrack in the "screen" layout, camera
-  picture-in-picture) -> a browser-like customer peer; once with VP8 and once with
-  H.264 (x264 ultrafast + zerolatency), the codec the server can prefer.
+Like for like (benchmarks.latency_paths): every path ends in the same final receiver (frames
+completed on the RTP marker bit, aiortc's decoder, a drain), every encoder is the server's
+(VP8: SafeVp8Encoder; H.264: x264 ultrafast + zerolatency) with one bitrate range (start
+1 Mbps, 0.5-3 Mbps), and every path carries the same content: the agent's camera, full
+frame, 720p30 (a moving test card, or ``--camera``: a V4L2 device or a video file).
 
-All 720p30, VP8 unless said, same bitrate range (aiortc's own: start 1 Mbps, 0.5-3 Mbps). The
-paths run one after another so they do not compete for the two cores. A stamp
-(media.stamp) carries the capture time; the sink reads it when the decoded frame
-lands in its slot. growth_ms: the server path again, with the screen input slow
-(2 fps with long stalls): p50 of the last window minus p50 of the first.
+- ``direct`` / ``direct_h264``: the agent's peer straight to the customer's, no server;
+- ``relay``: through a peer that decodes and encodes again (no compositor);
+- ``server`` / ``server_h264``: the real server path, browser-like agent peer ->
+  ``media.room.Room`` -> browser-like customer peer, layout ``agent`` with the camera's
+  passthrough off, so the server decodes, composes and encodes every frame;
+- ``server_screen``: the real call's layout (a 5 fps screen full frame, the camera
+  picture-in-picture): other content, so only reported, not compared.
+
+Headline: ``hop_p50_ms``, what the server adds over a direct call (server p50 - direct p50),
+against ``floor_ms``, the work the hop cannot avoid measured in the same run (decode +
+compose + encode of one frame of the same content, p50): ``hop_vs_floor`` (target <= 1.5).
+
+``growth_ms`` / ``growth_p95_ms``: the server path in the ``screen`` layout while the
+compositor's PRIMARY input, the agent's camera, stalls again and again (0.3-1.5 s every
+3 s; the fallback clock then carries the output) and another process keeps one core busy:
+p50 and p95 of the last window minus the first (5 min, windows of 60 s; --quick 20 s / 5 s).
+Targets 5 and 10 ms.
+
+Samples: a path expects every camera frame sent between the first and the last it read
+(frame ids run on by one) and measures those it read with a stamp; frames without one
+(unreadable, or composites on the fallback clock) are counted as ``unstamped``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
 
+import av
 import numpy as np
+from aiortc.codecs import depayload, get_decoder
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from benchmarks import latency_paths as paths
+from benchmarks.latency_paths import BITRATE, PathResult
 from benchmarks.progress import progress
-from media.browser import BrowserPeer, VideoSink
-from media.peers import Bitrate
-from media.room import Room
+from media.camera import CameraTrack
+from media.compositor import CompositorTrack
+from media.layout import AGENT
+from media.peers import SafeVp8Encoder
 from media.sources import ScreenTrack, TestCardTrack
-from media.stamp import read_stamp
-from media.testing import LoopbackCall
-from media.tracks import FrameSlot
 
-AIORTC_BITRATE = Bitrate(start=1_000_000, min=500_000, max=3_000_000)
-
-
-class SlowScreen(ScreenTrack):
-    """A screen share from a struggling machine: 2 fps, and every few frames a long stall."""
-
-    def __init__(self) -> None:
-        super().__init__(1280, 720, fps=2)
-
-    async def recv(self):
-        if self.frames and self.frames % 5 == 0:
-            await asyncio.sleep(1.5)
-        return await super().recv()
+STALLS_S = (0.3, 1.0, 0.5, 1.5)  # the agent camera's stalls, in turn
+STALL_EVERY_S = 3.0
+# The first seconds of a call carry a start-up transient (keyframes, REMB re-creating the
+# encoders): the growth run's first window starts after it, so growth means growth.
+GROWTH_SETTLE_S = 4.0
+TARGETS = {"hop_vs_floor": 1.5, "growth_ms": 5.0, "growth_p95_ms": 10.0, "lost_pct": 1.0}
 
 
-async def _sample(slot: FrameSlot, seconds: float, desc: str) -> list[tuple[float, float]]:
-    """(elapsed s, latency ms) for each stamped frame reaching ``slot`` during ``seconds``."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    samples: list[tuple[float, float]] = []
-    version = slot.version
-    ticks = progress(range(int(seconds * 10)), desc=desc)
-    next_tick = start
-    for _ in ticks:
-        next_tick += 0.1
-        while loop.time() < next_tick:
-            if await slot.wait_newer(version, max(0.0, next_tick - loop.time())):
-                latest = slot.latest
-                version = latest.version
-                slot.mark_read(version)
-                stamp = read_stamp(latest.frame)
-                if stamp is not None:
-                    samples.append((loop.time() - start, float(stamp.age_ms())))
-    return samples
+class StallingCamera(MediaStreamTrack):
+    """The agent's camera stalling now and then (a USB hiccup, a busy laptop): ``STALLS_S`` in
+    turn, one every ``every_s``. The camera keeps its own clock: after a stall it resumes with
+    a fresh picture, not a burst of old ones."""
 
+    kind = "video"
 
-def _camera() -> TestCardTrack:
-    return TestCardTrack(1280, 720, fps=30, stamp=True, label="agent")
+    def __init__(self, inner: MediaStreamTrack, every_s: float = STALL_EVERY_S) -> None:
+        super().__init__()
+        self.inner = inner
+        self.every_s = every_s
+        self.stalls = 0
+        self._lengths = itertools.cycle(STALLS_S)
+        self._next: float | None = None
 
-
-async def _direct(seconds: float, warmup: float) -> list[float]:
-    async with LoopbackCall([_camera()], low_latency=False, tuned=False, label="direct") as call:
-        slot = await call.wait_frames(1)
-        await asyncio.sleep(warmup)
-        return [ms for _, ms in await _sample(slot, seconds, "direct")]
-
-
-async def _relay(seconds: float, warmup: float) -> list[float]:
-    into_relay = LoopbackCall([_camera()], low_latency=False, tuned=False, drain=False, label="relay-in")
-    async with into_relay:
+    async def recv(self) -> av.VideoFrame:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while not into_relay.received and loop.time() < deadline:  # noqa: ASYNC110 - set by a callback
-            await asyncio.sleep(0.01)
-        # The relay forwards the decoded remote track as is: aiortc decodes and re-encodes it.
-        async with LoopbackCall(
-            into_relay.received[:1], low_latency=False, tuned=False, label="relay-out"
-        ) as out:
-            slot = await out.wait_frames(1)
-            await asyncio.sleep(warmup)
-            return [ms for _, ms in await _sample(slot, seconds, "relay")]
+        if self._next is None:
+            self._next = loop.time() + self.every_s
+        if loop.time() >= self._next:
+            self.stalls += 1
+            await asyncio.sleep(next(self._lengths))
+            self._next = loop.time() + self.every_s
+        return await self.inner.recv()
+
+    def stop(self) -> None:
+        super().stop()
+        self.inner.stop()
 
 
-async def _server(seconds: float, warmup: float, screen=None, desc: str = "server", codec: str = "VP8"):
-    """The real server path: a browser-like agent peer -> media.room.Room -> a browser-like customer peer."""
-    room = Room(label=desc, agent_name="Agent", size="720p", codec=codec, bitrate=AIORTC_BITRATE)
-    room.set_layout("screen")
-    agent = BrowserPeer.agent(camera=_camera(), screen=screen or ScreenTrack(1280, 720, fps=5))
-    customer = BrowserPeer.customer()
-    try:
-        async with agent, customer:
-            await agent.negotiate(room.answer)
-            await customer.negotiate(room.answer)
-            sink = customer.video(0)
-            await sink.wait(15)
-            await asyncio.sleep(warmup)
-            samples = await _sample_sink(sink, seconds, desc)
-    finally:
-        await room.close()
-    return samples, room.compositor
+class CpuLoad:
+    """Another process keeping one core busy for as long as the block runs (owned: killed after)."""
 
+    def __enter__(self) -> CpuLoad:
+        self._process = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        return self
 
-async def _sample_sink(sink: VideoSink, seconds: float, desc: str) -> list[tuple[float, float]]:
-    """(elapsed s, latency ms) for each stamped frame a browser-like peer decodes during ``seconds``."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    samples: list[tuple[float, float]] = []
-    next_tick = start
-    for _ in progress(range(int(seconds * 10)), desc=desc):
-        next_tick += 0.1
-        while (remaining := next_tick - loop.time()) > 0:
-            try:
-                frame = await sink.next_frame(remaining)
-            except TimeoutError:
-                break
-            stamp = read_stamp(frame)
-            if stamp is not None:
-                samples.append((loop.time() - start, float(stamp.age_ms())))
-    return samples
+    def __exit__(self, *exc_info: object) -> None:
+        self._process.terminate()
+        self._process.wait(timeout=10)
 
 
 def _p(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 1) if values else float("nan")
 
 
-async def _run(quick: bool) -> dict:
-    seconds, warmup = (6.0, 1.5) if quick else (20.0, 3.0)
-    direct = await _direct(seconds, warmup)
-    relay = await _relay(seconds, warmup)
-    server_samples, compositor = await _server(seconds, warmup)
-    server = [ms for _, ms in server_samples]
-    h264_samples, h264_compositor = await _server(seconds, warmup, desc="server h264", codec="H264")
-    h264 = [ms for _, ms in h264_samples]
-    # Growth: the issue asks for the first and last 20 s of a run with a slow input; quick uses 5 s.
-    # The first seconds of a call carry a start-up transient (keyframes and REMB re-creating the
-    # encoders, see README): both windows start after it, so growth means growth.
-    window = 5.0 if quick else 20.0
-    total = 15.0 if quick else 60.0
-    slow_samples, slow_compositor = await _server(total, 4.0, screen=SlowScreen(), desc="slow input")
-    first = [ms for t, ms in slow_samples if t < window]
-    last = [ms for t, ms in slow_samples if t >= total - window]
+def _cameras(camera: str | None) -> tuple[Callable[[], MediaStreamTrack], list[MediaStreamTrack]]:
+    """A factory of the agent's camera (a fresh track per path) and the list of those made,
+    to stop (a device is released for the next path)."""
+    made: list[MediaStreamTrack] = []
+
+    def make() -> MediaStreamTrack:
+        track: MediaStreamTrack
+        if camera is None:
+            track = TestCardTrack(1280, 720, fps=30, stamp=True, label="agent")
+        else:
+            track = CameraTrack(camera, width=1280, height=720, fps=30)
+        made.append(track)
+        return track
+
+    return make, made
+
+
+async def check_camera(camera: str) -> str:
+    """Open ``camera`` and wait for a picture: its description, or CameraUnavailable saying why."""
+    track = CameraTrack(camera)
+    try:
+        await track.first_frame()
+        return track.describe()
+    finally:
+        track.stop()
+
+
+async def floor(make_camera: Callable[[], MediaStreamTrack], frames: int) -> dict[str, Any]:
+    """Decode + compose + encode of one frame of the paths' content (VP8, the paths' range), p50.
+
+    The frames are the camera's, encoded once as the agent's browser would (untimed); then each
+    is decoded by aiortc's decoder, composed in the ``agent`` layout and encoded by the server's
+    encoder, one after another on this thread (the server spreads them over threads and the
+    event loop; the sum is the work, not the wait)."""
+    camera = make_camera()
+    pictures = [await camera.recv() for _ in range(frames)]
+    camera.stop()
+    params = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+    source, encoder, decoder = SafeVp8Encoder(BITRATE), SafeVp8Encoder(BITRATE), get_decoder(params)
+    compositor = CompositorTrack(size="720p", layout="agent", agent_name="Agent")
+    stages: dict[str, list[float]] = {"decode": [], "compose": [], "encode": [], "total": []}
+    failed = 0
+    for picture in progress(pictures, desc="floor", total=frames):
+        payloads, timestamp = source.encode(picture)
+        data = b"".join(depayload(params, payload) for payload in payloads)
+        started = time.perf_counter()
+        decoded = decoder.decode(JitterFrame(data=data, timestamp=timestamp))
+        decoded_at = time.perf_counter()
+        if not decoded:
+            failed += 1
+            continue
+        compositor.slot(AGENT).put(decoded[0])
+        out = compositor.compose()
+        composed_at = time.perf_counter()
+        encoder.encode(out)
+        done = time.perf_counter()
+        for stage, ms in zip(
+            stages,
+            (decoded_at - started, composed_at - decoded_at, done - composed_at, done - started),
+            strict=True,
+        ):
+            stages[stage].append(ms * 1000)
+    await compositor.close()
+    warm = min(10, len(stages["total"]) // 2)
     summary = {
-        "direct_p50_ms": _p(direct, 50),
-        "relay_p50_ms": _p(relay, 50),
-        "server_p50_ms": _p(server, 50),
-        "server_p95_ms": _p(server, 95),
-        "server_h264_p50_ms": _p(h264, 50),
-        "server_h264_p95_ms": _p(h264, 95),
-        "encode_p95_ms": {
-            "vp8": compositor.receipt.summary().get("encode", {}).get("p95"),
-            "h264": h264_compositor.receipt.summary().get("encode", {}).get("p95"),
-        },
-        "growth_ms": round(_p(last, 50) - _p(first, 50), 1),
-        "frames": {
-            "direct": len(direct),
-            "relay": len(relay),
-            "server": len(server),
-            "server_h264": len(h264),
-            "slow": len(slow_samples),
-        },
-        "compose_p95_ms": compositor.receipt.summary()["compose"]["p95"],
-        "slot_dropped": {name: slot.dropped for name, slot in slow_compositor.slots.items()},
+        stage: {"p50": _p(v[warm:], 50), "p95": _p(v[warm:], 95), "count": len(v) - warm}
+        for stage, v in stages.items()
     }
+    return {
+        "stages": summary,
+        "expected": frames - warm,
+        "measured": len(stages["total"]) - warm,
+        "failed": failed,
+    }
+
+
+async def growth(
+    make_camera: Callable[[], MediaStreamTrack], total: float, window: float, settle: float, every_s: float
+) -> dict[str, Any]:
+    """The server path in the ``screen`` layout, the agent's camera stalling, one core kept busy."""
+    cameras: list[StallingCamera] = []
+
+    def stalling() -> MediaStreamTrack:
+        cameras.append(StallingCamera(make_camera(), every_s))
+        return cameras[-1]
+
+    load_before = os.getloadavg()[0]
+    with CpuLoad():
+        result = await paths.server(
+            "growth", stalling, "VP8", total, settle, layout="screen", screen=ScreenTrack(1280, 720, fps=5)
+        )
+    rows = result.log.rows
+    first = [ms for t, _, ms in rows if t < window]
+    last = [ms for t, _, ms in rows if t >= total - window]
+    return {
+        "result": result,
+        "growth_ms": round(_p(last, 50) - _p(first, 50), 1),
+        "growth_p95_ms": round(_p(last, 95) - _p(first, 95), 1),
+        "first": {"p50": _p(first, 50), "p95": _p(first, 95), "n": len(first)},
+        "last": {"p50": _p(last, 50), "p95": _p(last, 95), "n": len(last)},
+        "stalls": sum(c.stalls for c in cameras),
+        "load": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+    }
+
+
+async def _run(quick: bool, camera: str | None, scale: float) -> dict[str, Any]:
+    seconds, warmup = (6.0, 1.5) if quick else (20.0, 3.0)
+    total, window = (20.0, 5.0) if quick else (300.0, 60.0)
+    seconds, total, window = seconds * scale, total * scale, window * scale
+    warmup, settle = max(0.3, warmup * scale), max(0.5, GROWTH_SETTLE_S * scale)
+    floor_frames = max(12, round((60 if quick else 150) * scale))
+    source = await check_camera(camera) if camera is not None else "test card 1280x720@30 (stamped)"
+    make, made = _cameras(camera)
+    results: dict[str, PathResult] = {}
+    plan = [
+        ("direct", lambda: paths.direct("direct", make, "VP8", seconds, warmup)),
+        ("direct_h264", lambda: paths.direct("direct_h264", make, "H264", seconds, warmup)),
+        ("relay", lambda: paths.relay("relay", make, seconds, warmup)),
+        ("server", lambda: paths.server("server", make, "VP8", seconds, warmup)),
+        ("server_h264", lambda: paths.server("server_h264", make, "H264", seconds, warmup)),
+        (
+            "server_screen",
+            lambda: paths.server(
+                "server_screen",
+                make,
+                "VP8",
+                seconds,
+                warmup,
+                layout="screen",
+                screen=ScreenTrack(1280, 720, fps=5),
+            ),
+        ),
+    ]
+    for name, measure in plan:  # one after another: they would compete for the two cores
+        try:
+            results[name] = await measure()
+        finally:
+            for track in made:
+                track.stop()
+            made.clear()
+    work = await floor(make, floor_frames)
+    grew = await growth(make, total, window, settle, max(0.5, STALL_EVERY_S * scale))
+    for track in made:
+        track.stop()
+    results["growth"] = grew["result"]
+    return _summary(results, work, grew, source)
+
+
+def _summary(results: dict[str, PathResult], work: dict[str, Any], grew: dict[str, Any], source: str) -> dict:
+    lat = {name: r.log.latencies for name, r in results.items()}
+    counts = {name: r.log.counts() for name, r in results.items()}
+    counts["floor"] = {"expected": work["expected"], "measured": work["measured"], "unstamped": 0}
+    summary: dict[str, Any] = {
+        "direct_p50_ms": _p(lat["direct"], 50),
+        "direct_h264_p50_ms": _p(lat["direct_h264"], 50),
+        "relay_p50_ms": _p(lat["relay"], 50),
+        "server_p50_ms": _p(lat["server"], 50),
+        "server_p95_ms": _p(lat["server"], 95),
+        "server_h264_p50_ms": _p(lat["server_h264"], 50),
+        "server_h264_p95_ms": _p(lat["server_h264"], 95),
+        "server_screen_p50_ms": _p(lat["server_screen"], 50),
+        "server_screen_p95_ms": _p(lat["server_screen"], 95),
+        "floor_ms": work["stages"]["total"]["p50"],
+        "floor_stages": work["stages"],
+        "growth_ms": grew["growth_ms"],
+        "growth_p95_ms": grew["growth_p95_ms"],
+        "growth": {k: grew[k] for k in ("first", "last", "stalls", "load")},
+        "encode_p95_ms": {
+            "vp8": results["server"].receipt.get("encode", {}).get("p95"),
+            "h264": results["server_h264"].receipt.get("encode", {}).get("p95"),
+        },
+        "compose_p95_ms": results["server"].receipt.get("compose", {}).get("p95"),
+        "slot_dropped": results["growth"].slot_dropped,
+        "frames": {name: len(values) for name, values in lat.items()},
+        "camera": source,
+        "paths": {name: r.config for name, r in results.items()},
+        "samples_by_path": counts,
+        "samples_expected": sum(c["expected"] for c in counts.values()),
+        "samples_measured": sum(c["measured"] for c in counts.values()),
+        "stages": {f"server {name}": results[name].receipt for name in ("server", "server_h264")},
+        "samples": {name: values for name, values in lat.items() if name != "growth"},
+    }
+    summary["stages"]["floor"] = work["stages"]
+    summary["hop_p50_ms"] = round(summary["server_p50_ms"] - summary["direct_p50_ms"], 1)
+    summary["hop_h264_p50_ms"] = round(summary["server_h264_p50_ms"] - summary["direct_h264_p50_ms"], 1)
+    summary["hop_vs_floor"] = (
+        round(summary["hop_p50_ms"] / summary["floor_ms"], 2) if summary["floor_ms"] else None
+    )
     summary["ratio"] = round(summary["server_p50_ms"] / summary["relay_p50_ms"], 3)
     summary["vs_direct"] = round(summary["server_p50_ms"] / summary["direct_p50_ms"], 3)
+    expected = summary["samples_expected"]
+    lost = 100 * (expected - summary["samples_measured"]) / expected if expected else 100.0
+    summary["samples_lost_pct"] = round(lost, 2)
+    summary["targets"] = {
+        "hop_vs_floor": summary["hop_vs_floor"] is not None
+        and summary["hop_vs_floor"] <= TARGETS["hop_vs_floor"],
+        "growth_ms": summary["growth_ms"] <= TARGETS["growth_ms"],
+        "growth_p95_ms": summary["growth_p95_ms"] <= TARGETS["growth_p95_ms"],
+        "samples": lost <= TARGETS["lost_pct"],
+    }
     return summary
 
 
-def run(quick: bool) -> dict:
-    """Measure the three paths and the growth run; returns the summary for the runner."""
-    return asyncio.run(_run(quick))
+def run(quick: bool, *, camera: str | None = None, scale: float = 1.0) -> dict:
+    """Measure every path, the floor and the growth run; returns the summary for the runner.
+
+    ``camera``: a V4L2 device or a video file as the agent's camera (media.camera; raises
+    CameraUnavailable, saying why, when it does not open or gives no picture). ``scale``
+    multiplies every measuring window, warm-up and the floor's frame count (a test's tiny run).
+    """
+    return asyncio.run(_run(quick, camera, scale))

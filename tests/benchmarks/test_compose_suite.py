@@ -1,0 +1,67 @@
+"""The compose suite, tiny: its JSON, and that its FFmpeg baseline is configured like the compositor."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import cv2
+import numpy as np
+
+from benchmarks import compose
+from media.compositor import CompositorTrack
+from media.layout import AGENT, AVATAR, SCREEN, SIZES, compute_layout
+from media.planes import frame_planes
+
+REQUIRED = {
+    "frames",
+    "compose_p50_ms",
+    "compose_p95_ms",
+    "ffmpeg_p50_ms",
+    "ffmpeg_p95_ms",
+    "ratio",
+    "ratio_area",
+    "ffmpeg_area_p95_ms",
+    "ffmpeg_fast_bilinear_p95_ms",
+    "ffmpeg_bicubic_p95_ms",
+    "samples_expected",
+    "samples_measured",
+}
+
+
+def test_a_tiny_run_reports_every_figure_and_restores_opencv_threads():
+    threads = cv2.getNumThreads()
+    summary = compose.run(quick=True, frames=24)
+    json.dumps(summary)
+    assert REQUIRED <= summary.keys()
+    assert summary["samples_expected"] == summary["samples_measured"] == summary["frames"] > 0
+    assert summary["opencv_threads"] == 1
+    assert cv2.getNumThreads() == threads  # pinned for the run only
+    assert summary["ratio_area"] == round(summary["compose_p95_ms"] / summary["ffmpeg_area_p95_ms"], 3)
+    assert set(summary["targets"]) == {"ratio_area"}
+
+
+def test_the_area_graph_draws_the_compositors_picture_and_the_others_do_not():
+    """Like for like: FFmpeg's box filter (area) gives the compositor's tiles almost to the bit;
+    bicubic and fast_bilinear are other filters (what they are reported beside it for)."""
+    inputs = asyncio.run(compose._inputs(compose.SCREEN_EVERY))
+    camera, avatar, screen = inputs[0]
+    assert screen is not None
+    compositor = CompositorTrack(size="720p", layout="screen", agent_name="Agent")
+    for name, frame in ((AGENT, camera), (AVATAR, avatar), (SCREEN, screen)):
+        compositor.slot(name).put(frame)
+    ours = frame_planes(compositor.compose())[0].astype(int)
+    tile = {t.name: t.content for t in compute_layout(SIZES["720p"], "screen", {AGENT, SCREEN, AVATAR})}[
+        AGENT
+    ]
+    region = (slice(tile.y, tile.bottom), slice(tile.x, tile.right))
+    differences = {}
+    for flags in compose.SCALERS:
+        graph = compose.Graph(flags)
+        assert graph.graph.threads == 1
+        theirs = frame_planes(graph.compose(screen, camera, avatar, 0))[0].astype(int)
+        differences[flags] = float(np.abs(ours[region] - theirs[region]).mean())
+    assert differences["area"] < 0.05, differences
+    assert differences["bicubic"] > 5 * differences["area"] and differences["fast_bilinear"] > 0.5, (
+        differences
+    )

@@ -1,0 +1,117 @@
+"""The latency suite, tiny: its JSON, and that every path was built alike (the same final receiver,
+codec, encoder and bitrate range on every path). No timing is asserted: the figures depend on the
+machine; what is checked is that they were measured, and measured like for like."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from benchmarks import __main__ as runner
+from benchmarks import latency, latency_paths
+from media.camera import CameraUnavailable
+
+REQUIRED = {
+    "direct_p50_ms",
+    "direct_h264_p50_ms",
+    "relay_p50_ms",
+    "server_p50_ms",
+    "server_p95_ms",
+    "server_h264_p50_ms",
+    "server_h264_p95_ms",
+    "hop_p50_ms",
+    "floor_ms",
+    "hop_vs_floor",
+    "growth_ms",
+    "growth_p95_ms",
+    "encode_p95_ms",
+    "compose_p95_ms",
+    "slot_dropped",
+    "frames",
+    "ratio",
+    "vs_direct",
+    "samples_expected",
+    "samples_measured",
+}
+VP8_PATHS = ("direct", "relay", "server", "server_screen", "growth")
+H264_PATHS = ("direct_h264", "server_h264")
+
+
+def test_a_tiny_run_measures_every_path_built_alike():
+    summary = latency.run(True, scale=0.1)
+    samples = summary.pop("samples")
+    json.dumps(summary)
+    assert REQUIRED <= summary.keys()
+    paths = summary["paths"]
+    assert set(paths) == {*VP8_PATHS, *H264_PATHS}
+    bitrate = [latency_paths.BITRATE.start, latency_paths.BITRATE.min, latency_paths.BITRATE.max]
+    for name, config in paths.items():
+        # The same final receiver: frames completed on the marker bit, on every path.
+        assert config["receiver"] == "MarkerJitterBuffer", (name, config)
+        assert config["bitrate"] == bitrate, (name, config)
+        codec = "H264" if name in H264_PATHS else "VP8"
+        assert config["codec"] == codec, (name, config)
+        assert config["encoder"] == ("FastH264Encoder" if codec == "H264" else "SafeVp8Encoder"), (
+            name,
+            config,
+        )
+        if name.startswith(("server", "growth")):
+            assert config["agent_encoder"] == {"encoder": config["encoder"], "bitrate": bitrate}, (
+                name,
+                config,
+            )
+    assert paths["relay"]["middle_receiver"] == "MarkerJitterBuffer"
+    assert paths["server"]["layout"] == "agent" and paths["server_screen"]["layout"] == "screen"
+    # Every path measured frames; what it did not measure is counted, not dropped.
+    for name, counts in summary["samples_by_path"].items():
+        assert 0 < counts["measured"] <= counts["expected"], (name, counts)
+    assert summary["samples_expected"] == sum(c["expected"] for c in summary["samples_by_path"].values())
+    assert summary["samples_measured"] == sum(c["measured"] for c in summary["samples_by_path"].values())
+    assert {name: len(values) for name, values in samples.items()} == {
+        name: n for name, n in summary["frames"].items() if name != "growth"
+    }
+    assert summary["hop_p50_ms"] == round(summary["server_p50_ms"] - summary["direct_p50_ms"], 1)
+    assert set(summary["floor_stages"]) == {"decode", "compose", "encode", "total"}
+    assert summary["growth"]["stalls"] >= 1  # the primary input did stall
+    assert set(summary["targets"]) == {"hop_vs_floor", "growth_ms", "growth_p95_ms", "samples"}
+
+
+def _clip(path: Path, frames: int = 30) -> Path:
+    """A small video file: what ``--camera`` is given when there is no webcam."""
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=30)
+    stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+    rng = np.random.default_rng(1)
+    for _ in range(frames):
+        picture = av.VideoFrame.from_ndarray(rng.integers(0, 255, (240, 320, 3), np.uint8), format="rgb24")
+        for packet in stream.encode(picture):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return path
+
+
+async def test_a_video_file_is_the_agents_camera_on_a_path(tmp_path: Path):
+    clip = str(_clip(tmp_path / "camera.mp4"))
+    assert "h264 320x240" in await latency.check_camera(clip)
+    make, made = latency._cameras(clip)
+    result = await latency_paths.direct("direct", make, "VP8", 1.0, 0.3)
+    for track in made:
+        track.stop()
+    counts = result.log.counts()
+    assert counts["measured"] > 10, counts  # the file's pictures, stamped when read, crossed the path
+
+
+def test_a_missing_camera_is_a_clear_error(capsys: pytest.CaptureFixture[str], tmp_path: Path):
+    with pytest.raises(CameraUnavailable, match="no such device"):
+        latency.run(True, camera="/dev/video99")
+    assert runner.main(["latency", "--quick", "--camera", str(tmp_path / "none.mp4")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        runner.main(["compose", "--camera", "/dev/video0"])
+    assert "takes no --camera" in capsys.readouterr().err
