@@ -144,6 +144,11 @@ class Program:
         self._wake.set()
         return track
 
+    @property
+    def watched(self) -> int:
+        """Viewers whose track is live."""
+        return sum(1 for v in self._viewers if v.readyState == "live")
+
     def request_keyframe(self) -> None:
         """The next frame from the live source is a keyframe (forwarding: the agent's browser is asked)."""
         self._keyframe_due = True

@@ -62,7 +62,14 @@ class HostViewerDoor:
         if codec not in ENCODED_CODECS:
             raise DoorError(422, f"offer VP8 or H264 video to receive the host (offered: {codec})")
         host.watch(picture, codec, audio)
-        return Opened(alive=lambda: self._desk.host is host)
+
+        async def undo() -> None:
+            for transceiver in pc.getTransceivers():
+                if transceiver.sender.track is not None:
+                    transceiver.sender.track.stop()
+            await host.unwatched()
+
+        return Opened(alive=lambda: self._desk.host is host, undo=undo)
 
 
 class StudioDoor:

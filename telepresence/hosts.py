@@ -219,6 +219,15 @@ class Host:
             )
         return self._program
 
+    async def unwatched(self) -> None:
+        """A WHEP viewer left: with none left, the program stops (its reader of the avatar too,
+        which would otherwise keep rendering for nobody)."""
+        program = self._program
+        if program is not None and not program.watched:
+            self._program = None
+            await program.close()
+            program.composite.stop()
+
     def watch(self, video: RTCRtpTransceiver, codec: str, audio: list[RTCRtpTransceiver]) -> None:
         """One WHEP viewer: the program on ``video`` (negotiated ``codec``), the voice on ``audio``."""
         # A broadcast is not steered by one viewer's link: a viewer behind skips to a keyframe.

@@ -38,6 +38,9 @@ async def test_two_viewers_share_one_encode(tmp_path):
             assert list(program.encoders) == ["H264"]
             # One encode per picture, whatever the number of viewers.
             assert program.encodes == program.composed > 20
+        # Both gone: the program stops reading the avatar (which would render for nobody).
+        await wait_for(lambda: not server.app.state.doors.sessions)
+        assert not program.watched and program.composite.readyState == "ended"
 
 
 async def test_viewers_of_two_codecs_get_one_encode_each(tmp_path):
