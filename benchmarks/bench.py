@@ -19,14 +19,17 @@ import importlib
 import json
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks import SUITES
 from benchmarks.machine import describe, load_average, machine_facts
 from benchmarks.results import SuiteResult, markdown, new_run_dir, write_json
+
+if TYPE_CHECKING:
+    from benchmarks.tune import Plan
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 DEFAULT_TARGET_MS = 50.0
@@ -36,8 +39,8 @@ def _say(text: str) -> None:
     print(f"[bench] {text}", file=sys.stderr, flush=True)
 
 
-def run_suite(name: str, quick: bool, suites: Mapping[str, str] = SUITES) -> SuiteResult:
-    """Import and run one suite; any failure (import, run, a bad summary) is the result's error."""
+def measure(name: str, run: Callable[[], Any]) -> SuiteResult:
+    """Call ``run`` (a suite's, or the tune sweep's); any failure is the result's error."""
     load_before, started = load_average(), time.monotonic()
 
     def timing() -> dict[str, Any]:
@@ -48,13 +51,17 @@ def run_suite(name: str, quick: bool, suites: Mapping[str, str] = SUITES) -> Sui
         }
 
     try:
-        module = importlib.import_module(suites[name])
-        summary = module.run(quick=quick)
+        summary = run()
     except (Exception, SystemExit) as exc:  # one suite's failure must not lose the others' results
         result = SuiteResult.failed(name, exc, **timing())
         _say(f"{name} FAILED after {result.seconds:.0f} s: {result.error}")
         return result
     return SuiteResult.from_summary(name, summary, **timing())
+
+
+def run_suite(name: str, quick: bool, suites: Mapping[str, str] = SUITES) -> SuiteResult:
+    """Import and run one suite, as ``python -m benchmarks`` does; an import error is its error too."""
+    return measure(name, lambda: importlib.import_module(suites[name]).run(quick=quick))
 
 
 def run_suites(names: list[str], quick: bool, suites: Mapping[str, str] = SUITES) -> list[SuiteResult]:
@@ -101,7 +108,8 @@ def bench(suite: str | None, quick: bool, out: Path = DEFAULT_OUT, suites: Mappi
     print(f"  load at the end: {' / '.join(f'{v:g}' for v in facts['load_avg_end'])}")
     for r in results:
         outcome = "ok" if r.ok else f"FAILED: {r.error}"
-        print(f"\n{r.name}: {outcome} ({r.seconds:.0f} s, load {r.load_before[:1]} -> {r.load_after[:1]})")
+        load = f"load (1 min) {_num(_head(r.load_before))} -> {_num(_head(r.load_after))}"
+        print(f"\n{r.name}: {outcome} ({r.seconds:.0f} s, {load})")
         if r.ok:
             print(f"  {json.dumps(r.summary, sort_keys=True)}")
         for note in r.notes:
@@ -126,7 +134,7 @@ def _comment(text: str) -> str:
     return "\n".join(f"# {line}".rstrip() for line in text.splitlines())
 
 
-def tune(quick: bool, target_ms: float, out: Path = DEFAULT_OUT, plan: Any = None) -> int:
+def tune(quick: bool, target_ms: float, out: Path = DEFAULT_OUT, plan: Plan | None = None) -> int:
     """Sweep the settings, write the results, print TOML (figures as comments); 1 if nothing met
     the target or the sweep failed."""
     from benchmarks import tune as sweep
@@ -134,19 +142,7 @@ def tune(quick: bool, target_ms: float, out: Path = DEFAULT_OUT, plan: Any = Non
 
     advise([], target_ms)  # a bad target fails here, before minutes of sweeping
     facts = machine_facts()
-    load_before, started = load_average(), time.monotonic()
-    try:
-        summary = sweep.run(quick, target_ms, plan)
-    except Exception as exc:  # recorded like a failing suite
-        result = SuiteResult.failed("tune", exc, seconds=time.monotonic() - started, load_before=load_before)
-    else:
-        result = SuiteResult.from_summary(
-            "tune",
-            summary,
-            seconds=time.monotonic() - started,
-            load_before=load_before,
-            load_after=load_average(),
-        )
+    result = measure("tune", lambda: sweep.run(quick, target_ms, plan))
     directory, _ = write_run([result], out, _header(quick, facts, target_ms=target_ms), suffix="-tune")
     print(_comment("\n".join(describe(facts))))
     if not result.ok or result.summary is None:
@@ -177,6 +173,10 @@ def _points_table(points: list[dict[str, Any]]) -> str:
             f"{p['samples']:>5}/{p['samples_expected']:<5} {_num(p['encode_p95_ms']):>7}  {verdict}"
         )
     return "\n".join(lines)
+
+
+def _head(values: list[float]) -> float | None:
+    return values[0] if values else None
 
 
 def _num(value: float | None) -> str:

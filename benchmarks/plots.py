@@ -7,6 +7,7 @@ says how); a plot that cannot be drawn is skipped with a one-line reason.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from benchmarks.results import STAGES_KEY, SuiteResult
+from benchmarks.results import STAGES_KEY, SuiteResult, flatten
 
 DPI = 110
 
@@ -76,9 +77,8 @@ def stage_table(summary: Mapping[str, Any]) -> dict[str, dict[str, dict[str, flo
                 table.setdefault(f"server {codec}", {})["encode"] = {"p95": float(ms)}
     compose = summary.get("compose_p95_ms")
     if table and isinstance(compose, int | float):
-        # The latency suite reports its VP8 run's compose time only.
-        first = next(iter(table))
-        table[first]["compose"] = {"p95": float(compose)}
+        # The latency suite reports the compose time of its VP8 run only.
+        table.setdefault("server vp8", {})["compose"] = {"p95": float(compose)}
     return table
 
 
@@ -161,30 +161,44 @@ def capacity_curve(steps: Mapping[str, list[Mapping[str, Any]]], path: Path) -> 
 
 
 def scalar_figures(summary: Mapping[str, Any]) -> tuple[dict[str, float], str]:
-    """The suite's top-level numbers for a plain bar plot: its ``*_ms`` figures (one unit), or
-    every number when it has none; and the axis label."""
+    """A suite's figures for a plain bar plot, and the axis label: its millisecond figures
+    (``*_ms``, top level and one level down, e.g. a network profile's ``mobile.g2g_p95_ms``),
+    or its top-level numbers when it has none. Its ``targets`` are limits, not figures."""
     numbers = {
-        key: float(value)
-        for key, value in summary.items()
-        if isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
+        name: float(value)
+        for name, value in flatten(summary, depth=1)
+        if isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and np.isfinite(value)
+        and not name.startswith("targets")
     }
-    in_ms = {key: value for key, value in numbers.items() if key.endswith("_ms")}
+    in_ms = {name: value for name, value in numbers.items() if _MS.search(name)}
     if in_ms:
         return in_ms, "ms"
-    return numbers, "as reported (mixed units)"
+    return {name: value for name, value in numbers.items() if "." not in name}, "as reported (mixed units)"
+
+
+_MS = re.compile(r"_ms(?![a-z])")
 
 
 def figure_bars(name: str, summary: Mapping[str, Any], path: Path) -> str | None:
     figures, unit = scalar_figures(summary)
     if not figures:
-        return "no numeric top-level figures"
-    figure = Figure(figsize=(7, max(2.5, 0.32 * len(figures) + 1.2)))
+        return "no numeric figures"
+    figure = Figure(figsize=(7.5, max(2.5, 0.26 * len(figures) + 1.2)))
     axes = figure.add_subplot()
     names = list(figures)
-    axes.barh(names, [figures[n] for n in names], color="tab:blue", alpha=0.7)
-    for y, n in enumerate(names):
-        axes.annotate(f" {figures[n]:g}", (figures[n], y), va="center", fontsize="x-small")
+    values = [figures[n] for n in names]
+    axes.barh(names, values, color="tab:blue", alpha=0.7)
+    for y, value in enumerate(values):
+        axes.annotate(f" {value:g}", (value, y), va="center", fontsize="xx-small")
+    positive = [v for v in values if v > 0]
+    if positive and max(positive) / min(positive) > 100:
+        # 3 ms beside 3,000 ms: a log axis keeps both readable (symlog: zero stays drawable).
+        axes.set_xscale("symlog", linthresh=1.0)
+        unit += ", log scale"
     axes.invert_yaxis()
+    axes.tick_params(axis="y", labelsize="x-small")
     axes.set_xlabel(unit)
     axes.set_title(f"{name}: figures")
     axes.grid(axis="x", alpha=0.3)

@@ -5,6 +5,7 @@ No timing is asserted: the figures are whatever this (shared) machine measured."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import matplotlib.image
 import pytest
 
 from benchmarks import bench, tune
+from benchmarks.machine import machine_facts
 from benchmarks.results import split_samples
 from benchmarks.tune_advice import Figures, Point, advise
 from telepresence import cli
@@ -191,3 +193,16 @@ def test_samples_leave_the_summary_and_bad_ones_are_dropped_with_a_note():
     assert samples == {"direct": [1.0, 2.5], "7": [3.0]}
     assert len(notes) == 2 and any("'server'" in note for note in notes)
     assert split_samples({"p50_ms": 1.0}) == ({"p50_ms": 1.0}, {}, [])
+
+
+@pytest.mark.slow
+def test_a_tiny_capacity_ramp_draws_the_capacity_curve(tmp_path: Path):
+    from benchmarks import capacity
+    from tests.benchmarks.test_capacity_suite import TINY
+
+    result = bench.measure("capacity", lambda: asyncio.run(capacity.measure(TINY)))
+    assert result.ok, result.traceback
+    directory, plots = bench.write_run([result], tmp_path, {"created": "now", "machine": machine_facts()})
+    assert "capacity_curve.png" in plots["written"], plots
+    _assert_png(directory / "capacity_curve.png")
+    assert "### steps_720p" in (directory / "summary.md").read_text()
