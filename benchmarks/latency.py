@@ -53,7 +53,7 @@ from benchmarks.progress import progress
 from media.camera import CameraTrack
 from media.compositor import CompositorTrack
 from media.layout import AGENT
-from media.peers import SafeVp8Encoder
+from media.peers import make_video_encoder
 from media.sources import ScreenTrack, TestCardTrack
 
 STALLS_S = (0.3, 1.0, 0.5, 1.5)  # the agent camera's stalls, in turn
@@ -61,6 +61,7 @@ STALL_EVERY_S = 3.0
 # The first seconds of a call carry a start-up transient (keyframes, REMB re-creating the
 # encoders): the growth run's first window starts after it, so growth means growth.
 GROWTH_SETTLE_S = 4.0
+CODEC_PARAMETERS = {"H264": {"packetization-mode": "1", "profile-level-id": "42e01f"}}
 TARGETS = {"hop_vs_floor": 1.5, "growth_ms": 5.0, "growth_p95_ms": 10.0, "lost_pct": 1.0}
 
 
@@ -137,8 +138,10 @@ async def check_camera(camera: str) -> str:
         track.stop()
 
 
-async def floor(make_camera: Callable[[], MediaStreamTrack], frames: int) -> dict[str, Any]:
-    """Decode + compose + encode of one frame of the paths' content (VP8, the paths' range), p50.
+async def floor(
+    make_camera: Callable[[], MediaStreamTrack], frames: int, codec: str = "VP8"
+) -> dict[str, Any]:
+    """Decode + compose + encode of one frame of the paths' content (``codec``, the paths' range).
 
     The frames are the camera's, encoded once as the agent's browser would (untimed); then each
     is decoded by aiortc's decoder, composed in the ``agent`` layout and encoded by the server's
@@ -147,12 +150,15 @@ async def floor(make_camera: Callable[[], MediaStreamTrack], frames: int) -> dic
     camera = make_camera()
     pictures = [await camera.recv() for _ in range(frames)]
     camera.stop()
-    params = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
-    source, encoder, decoder = SafeVp8Encoder(BITRATE), SafeVp8Encoder(BITRATE), get_decoder(params)
+    params = RTCRtpCodecParameters(
+        mimeType=f"video/{codec}", clockRate=90000, payloadType=96, parameters=CODEC_PARAMETERS.get(codec, {})
+    )
+    source, encoder = make_video_encoder(params, BITRATE), make_video_encoder(params, BITRATE)
+    decoder = get_decoder(params)
     compositor = CompositorTrack(size="720p", layout="agent", agent_name="Agent")
     stages: dict[str, list[float]] = {"decode": [], "compose": [], "encode": [], "total": []}
     failed = 0
-    for picture in progress(pictures, desc="floor", total=frames):
+    for picture in progress(pictures, desc=f"floor {codec}", total=frames):
         payloads, timestamp = source.encode(picture)
         data = b"".join(depayload(params, payload) for payload in payloads)
         started = time.perf_counter()
@@ -251,17 +257,29 @@ async def _run(quick: bool, camera: str | None, scale: float) -> dict[str, Any]:
                 track.stop()
             made.clear()
     work = await floor(make, floor_frames)
+    work_h264 = await floor(make, floor_frames, "H264")
     grew = await growth(make, total, window, settle, max(0.5, STALL_EVERY_S * scale))
     for track in made:
         track.stop()
     results["growth"] = grew["result"]
-    return _summary(results, work, grew, source)
+    return _summary(results, work, work_h264, grew, source)
 
 
-def _summary(results: dict[str, PathResult], work: dict[str, Any], grew: dict[str, Any], source: str) -> dict:
+def _summary(
+    results: dict[str, PathResult],
+    work: dict[str, Any],
+    work_h264: dict[str, Any],
+    grew: dict[str, Any],
+    source: str,
+) -> dict:
     lat = {name: r.log.latencies for name, r in results.items()}
     counts = {name: r.log.counts() for name, r in results.items()}
     counts["floor"] = {"expected": work["expected"], "measured": work["measured"], "unstamped": 0}
+    counts["floor_h264"] = {
+        "expected": work_h264["expected"],
+        "measured": work_h264["measured"],
+        "unstamped": 0,
+    }
     summary: dict[str, Any] = {
         "direct_p50_ms": _p(lat["direct"], 50),
         "direct_h264_p50_ms": _p(lat["direct_h264"], 50),
@@ -274,6 +292,8 @@ def _summary(results: dict[str, PathResult], work: dict[str, Any], grew: dict[st
         "server_screen_p95_ms": _p(lat["server_screen"], 95),
         "floor_ms": work["stages"]["total"]["p50"],
         "floor_stages": work["stages"],
+        "floor_h264_ms": work_h264["stages"]["total"]["p50"],
+        "floor_h264_stages": work_h264["stages"],
         "growth_ms": grew["growth_ms"],
         "growth_p95_ms": grew["growth_p95_ms"],
         "growth": {k: grew[k] for k in ("first", "last", "stalls", "load")},
@@ -292,7 +312,8 @@ def _summary(results: dict[str, PathResult], work: dict[str, Any], grew: dict[st
         "stages": {f"server {name}": results[name].receipt for name in ("server", "server_h264")},
         "samples": {name: values for name, values in lat.items() if name != "growth"},
     }
-    summary["stages"]["floor"] = work["stages"]
+    summary["stages"]["floor vp8"] = work["stages"]
+    summary["stages"]["floor h264"] = work_h264["stages"]
     summary["hop_p50_ms"] = round(summary["server_p50_ms"] - summary["direct_p50_ms"], 1)
     summary["hop_h264_p50_ms"] = round(summary["server_h264_p50_ms"] - summary["direct_h264_p50_ms"], 1)
     summary["hop_vs_floor"] = (
