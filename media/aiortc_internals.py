@@ -29,6 +29,7 @@ from aiortc.rtp import (
     RtpPacket,
     pack_header_extensions,
     pack_remb_fci,
+    unpack_remb_fci,
 )
 
 TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
@@ -226,6 +227,36 @@ async def send_remb(receiver: RTCRtpReceiver, bps: int, ssrcs: list[int]) -> Non
         fci=pack_remb_fci(bps, ssrcs),
     )  # type: ignore[attr-defined]
     await receiver._send_rtcp(packet)  # type: ignore[attr-defined]
+
+
+def limit_sent_remb(receiver: RTCRtpReceiver, limit: Callable[[], float | None]) -> None:
+    """Lower every REMB the receiver sends to ``limit()`` (None: as it is).
+
+    aiortc's receiver sends its own estimate (of ITS link) as REMB, and an aiortc sender takes
+    the last REMB it got: a cap sent for a slower viewer was overridden within a second by the
+    receiver's estimate of the clean link, and the sender swung between the two.
+    """
+
+    def wrap(send):
+        async def limited(packet: Any) -> None:
+            cap = limit()
+            if cap is not None and isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+                try:
+                    bps, ssrcs = unpack_remb_fci(packet.fci)
+                except ValueError:
+                    bps, ssrcs = 0, []
+                if bps > cap:
+                    packet = RtcpPsfbPacket(
+                        fmt=RTCP_PSFB_APP,
+                        ssrc=packet.ssrc,
+                        media_ssrc=packet.media_ssrc,
+                        fci=pack_remb_fci(int(cap), ssrcs),
+                    )
+            await send(packet)
+
+        return limited
+
+    _wrap_method(receiver, "_send_rtcp", wrap)
 
 
 def decoder_thread_id(receiver: RTCRtpReceiver) -> int | None:

@@ -55,6 +55,7 @@ class CameraPassthrough:
         self.keyframe_needed = False  # frames were dropped: the agent's browser must be asked
         self._last_frame_at = 0.0
         self._last_packet_at = 0.0
+        self._cap: float | None = None  # what the camera is capped at (REMB), None: not capped
 
     def follow(
         self, receiver: RTCRtpReceiver, codec: str, clock: CaptureClock, arrivals: CaptureTimes
@@ -69,6 +70,8 @@ class CameraPassthrough:
         self.codec, self._clock, self._arrivals = codec, clock, arrivals
         buffer.on_frame = self._on_frame
         internals.tap_received_rtp(receiver, self._note_ssrc)
+        own = weakref.ref(self)
+        internals.limit_sent_remb(receiver, lambda: (p := own()) and p._cap)
 
     def _note_ssrc(self, packet) -> None:
         receiver = self._receiver() if self._receiver is not None else None
@@ -160,7 +163,9 @@ class CameraPassthrough:
         return internals.jitter_buffer(receiver) if receiver is not None else None
 
     async def cap_upstream(self, bps: float) -> None:
-        """Tell the agent's browser to send the camera at most at ``bps`` (REMB)."""
+        """Tell the agent's browser to send the camera at most at ``bps`` (REMB); the receiver's
+        own estimates (of the agent's link) are held under it until the cap is lifted."""
+        self._cap = None if bps >= UNCAPPED_BPS else bps
         receiver = self._receiver() if self._receiver is not None else None
         if receiver is not None and self._ssrc is not None:
             await internals.send_remb(receiver, int(min(bps, UNCAPPED_BPS)), [self._ssrc])
