@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import pytest
@@ -138,6 +139,14 @@ async def test_while_forwarding_a_customer_who_cannot_take_the_camera_caps_the_a
         await wait_for(lambda: 100_000.0 in caps)
         # The agent's (aiortc) sender takes the REMB the server passes on: down to its floor.
         await wait_for(lambda: internals.encoder(camera_sender).target_bitrate <= 250_000)
+        # ... and stays there: the server's receiver of the camera sends REMB of its own (its
+        # estimate of the agent's link), which the sender took over the cap within a second.
+        highest = 0
+        forwarded = room.passthrough.forwarded
+        while room.passthrough.forwarded < forwarded + 120:  # 4 s of frames: past the sender's 2 s pause before a rise
+            highest = max(highest, internals.encoder(camera_sender).target_bitrate)
+            await asyncio.sleep(0.02)
+        assert highest <= 250_000, highest
         # Back to the composite: the cap is lifted.
         room.set_layout("side_by_side")
         await wait_for(lambda: caps[-1] == UNCAPPED_BPS)
