@@ -196,11 +196,12 @@ async def server(
     room.set_layout(layout)
     room.passthrough.eligible = lambda: False  # compose and encode every frame, as the floor does
     agent = BrowserPeer.agent(camera=camera(), screen=screen)
-    for transceiver in agent.pc.getTransceivers():
-        if transceiver.kind == "video" and transceiver.sender.track is not None:
-            tune_video_sender(
-                transceiver.sender, BITRATE
-            )  # the agent's camera: the same encoder as every path
+    senders = [
+        t.sender for t in agent.pc.getTransceivers() if t.kind == "video" and t.sender.track is not None
+    ]
+    for sender in senders:
+        tune_video_sender(sender, BITRATE)  # the agent's camera (and screen): every path's encoder and range
+    camera_sender = senders[0]  # the camera section comes before the screen's (media.sections)
     customer = BrowserPeer.customer()
     _record_sink(customer, 0, log)
     try:
@@ -214,7 +215,7 @@ async def server(
             config = {
                 **describe_receiver(videos[0].receiver, customer.codec(0)),
                 **describe_encoder(room.encoders.get(codec.upper())),
-                "agent_encoder": describe_encoder(internals.encoder(agent.pc.getTransceivers()[1].sender)),
+                "agent_encoder": describe_encoder(internals.encoder(camera_sender)),
                 "layout": layout,
                 "hops": 2,
             }
