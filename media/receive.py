@@ -65,8 +65,8 @@ class MarkerJitterBuffer(JitterBuffer):
     keyframes_decoded: int = 0  # those, counted
     # A missing packet holds every later frame; after this long it is given up (its frame
     # dropped, a keyframe asked for) rather than waited for until the buffer overflows
-    # (512 packets: 1.5-2.6 s of a frozen picture on a lossy link). Long enough for one NACK
-    # and its retransmission over a mobile link's round trip.
+    # (512 packets: 1.5-2.6 s of a frozen picture on a lossy link). Long enough for two or three
+    # NACKs (media.repair asks again every 1.5 round trips) over a mobile link.
     gap_timeout_s: float = 0.35
     gaps_skipped: int = 0
     clock: Callable[[], float] = staticmethod(time.monotonic)
