@@ -27,27 +27,39 @@ def _save(figure: Figure, path: Path) -> None:
     figure.savefig(path, format="png", dpi=DPI)
 
 
+LINES_PER_PANEL = 8  # more lines than this in one axes cannot be told apart
+
+
 def latency_cdf(name: str, samples: Mapping[str, list[float]], path: Path) -> str | None:
-    """One CDF line per path; returns why not when there is nothing to draw."""
-    drawn = {label: values for label, values in samples.items() if values}
+    """One CDF line per path (in panels of up to 8 lines); returns why not when there is nothing
+    to draw."""
+    drawn = [(label, np.sort(np.asarray(values, dtype=float))) for label, values in samples.items() if values]
     if not drawn:
         return "every path's samples are empty"
-    figure = Figure(figsize=(7, 4.2))
-    axes = figure.add_subplot()
-    for label, values in drawn.items():
-        ordered = np.sort(np.asarray(values, dtype=float))
-        share = np.arange(1, len(ordered) + 1) / len(ordered)
-        p50, p95 = np.percentile(ordered, [50, 95])
-        axes.step(
-            ordered, share, where="post", label=f"{label}: p50 {p50:.1f}, p95 {p95:.1f} ms, n={len(ordered)}"
-        )
-    axes.axhline(0.95, color="grey", linewidth=0.6, linestyle=":")
-    axes.set_xlabel("glass-to-glass latency (ms)")
-    axes.set_ylabel("share of frames at or below")
-    axes.set_ylim(0, 1.01)
-    axes.set_title(f"{name}: latency CDF per path")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small", loc="lower right")
+    panels = [drawn[i : i + LINES_PER_PANEL] for i in range(0, len(drawn), LINES_PER_PANEL)]
+    columns = min(2, len(panels))
+    rows = -(-len(panels) // columns)
+    figure = Figure(figsize=(7 * columns, 4.2 * rows))
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for axes, panel in zip(grid.flat, panels, strict=False):
+        for label, ordered in panel:
+            share = np.arange(1, len(ordered) + 1) / len(ordered)
+            p50, p95 = np.percentile(ordered, [50, 95])
+            axes.step(
+                ordered,
+                share,
+                where="post",
+                label=f"{label}: p50 {p50:.1f}, p95 {p95:.1f} ms, n={len(ordered)}",
+            )
+        axes.axhline(0.95, color="grey", linewidth=0.6, linestyle=":")
+        axes.set_xlabel("glass-to-glass latency (ms)")
+        axes.set_ylabel("share of frames at or below")
+        axes.set_ylim(0, 1.01)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize="x-small", loc="lower right")
+    for axes in list(grid.flat)[len(panels) :]:
+        axes.set_visible(False)
+    figure.suptitle(f"{name}: latency CDF per path")
     _save(figure, path)
     return None
 
@@ -83,26 +95,35 @@ def stage_table(summary: Mapping[str, Any]) -> dict[str, dict[str, dict[str, flo
 
 
 def stage_bars(name: str, table: Mapping[str, Mapping[str, Mapping[str, float]]], path: Path) -> str | None:
-    """Grouped bars: for each stage, one bar per path (p95; p50 as a darker inner bar when given)."""
+    """For each path, one bar per stage (p95; p50 as a darker inner bar when given): stages are few,
+    so each keeps one colour however many paths there are."""
     if not table:
         return "no per-stage timings (a 'stages' key, or the latency suite's encode/compose figures)"
     stages = list(dict.fromkeys(stage for by_stage in table.values() for stage in by_stage))
     labels = list(table)
-    width = 0.8 / len(labels)
-    figure = Figure(figsize=(max(6.0, 1.2 * len(stages) + 0.25 * len(labels)), 4.2))
+    width = 0.8 / len(stages)
+    figure = Figure(figsize=(max(6.0, 0.4 * len(labels) + 2), 4.6))
     axes = figure.add_subplot()
-    x = np.arange(len(stages))
-    for i, label in enumerate(labels):
-        p95 = [table[label].get(stage, {}).get("p95", 0.0) for stage in stages]
-        p50 = [table[label].get(stage, {}).get("p50", np.nan) for stage in stages]
+    x = np.arange(len(labels))
+    values: list[float] = []
+    for i, stage in enumerate(stages):
+        p95 = [table[label].get(stage, {}).get("p95", np.nan) for label in labels]
+        p50 = [table[label].get(stage, {}).get("p50", np.nan) for label in labels]
         offsets = x - 0.4 + width * (i + 0.5)
-        bars = axes.bar(offsets, p95, width * 0.95, label=f"{label} (p95)", alpha=0.55)
+        bars = axes.bar(offsets, p95, width * 0.95, label=f"{stage}", alpha=0.55)
         axes.bar(offsets, p50, width * 0.5, color=bars.patches[0].get_facecolor(), alpha=1.0)
-    axes.set_xticks(x, stages)
+        values += [v for v in p95 if np.isfinite(v)]
+    positive = [v for v in values if v > 0]
+    if positive and max(positive) / min(positive) > 100:
+        axes.set_yscale("symlog", linthresh=1.0)  # a 1 ms compose beside a 300 ms stall
+    axes.set_xticks(
+        x, labels, rotation=45 if len(labels) > 4 else 0, ha="right" if len(labels) > 4 else "center"
+    )
+    axes.tick_params(axis="x", labelsize="x-small" if len(labels) > 8 else "small")
     axes.set_ylabel("ms per frame (wide: p95, narrow: p50)")
     axes.set_title(f"{name}: time per stage")
     axes.grid(axis="y", alpha=0.3)
-    axes.legend(fontsize="x-small", ncols=2 if len(labels) > 6 else 1)
+    axes.legend(fontsize="x-small")
     _save(figure, path)
     return None
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -109,26 +110,34 @@ TINY_TUNE = tune.Plan(
 
 
 def test_tune_prints_toml_the_config_loader_reads_and_plots_its_samples(tmp_path: Path, capsys):
-    # A target every measured point meets on any machine: the snippet then sets the settings.
+    # A target any point meets in latency; on a loaded machine a point can still miss on frame
+    # rate or unreadable stamps, and then the suggestion comes commented out: both are checked.
     out = tmp_path / "results"
-    assert bench.tune(False, 100_000, out, plan=TINY_TUNE) == 0
-    config = tmp_path / "tuned.toml"
-    config.write_text(capsys.readouterr().out)  # everything tune prints is TOML: figures as comments
-    settings = Settings.load(config, env={})
-
+    code = bench.tune(False, 100_000, out, plan=TINY_TUNE)
+    printed = capsys.readouterr().out
     directory = _run_dir(out)
     summary = json.loads((directory / "summary.json").read_text())["suites"]["tune"]["summary"]
-    assert summary["met"] is True and summary["points_meeting"] >= 1
-    chosen = next(p for p in summary["points"] if p["label"] == summary["chosen"])
-    assert (settings.video_size, settings.video_fps, settings.video_codec) == (
-        chosen["size"],
-        float(chosen["fps"]),
-        chosen["codec"],
-    )
+    assert code == (0 if summary["met"] else 1)
+    suggested = summary["chosen"] or min(summary["points"], key=lambda p: p["p95_ms"])["label"]
+    point = next(p for p in summary["points"] if p["label"] == suggested)
+    wanted = (point["size"], float(point["fps"]), point["codec"])
+
+    config = tmp_path / "tuned.toml"
+    config.write_text(printed)  # everything tune prints is TOML: figures as comments
+    settings = Settings.load(config, env={})
+    if summary["met"]:
+        assert (settings.video_size, settings.video_fps, settings.video_codec) == wanted
+    else:
+        assert settings == Settings.load(None, env={})  # nothing set: the defaults
+        # The suggestion, uncommented, is the lowest p95 measured.
+        config.write_text(re.sub(r"^# (video_\w+ = )", r"\1", printed, flags=re.MULTILINE))
+        settings = Settings.load(config, env={})
+        assert (settings.video_size, settings.video_fps, settings.video_codec) == wanted
+
     # Each point measured with stamped frames, and with the codec it asked for.
     assert [p["label"] for p in summary["points"]] == ["360p30 VP8 1500k", "360p30 H264 1500k"]
-    for point in summary["points"]:
-        assert point["samples"] > 0 and point["codecs"] == [point["codec"]], point
+    for row in summary["points"]:
+        assert row["samples"] > 0 and row["codecs"] == [row["codec"]], row
     assert (directory / "tune.toml").read_text() == summary["toml"]
     samples = json.loads((directory / "samples.json").read_text())["tune"]
     assert {p["label"] for p in summary["points"]} == set(samples)
