@@ -64,27 +64,41 @@ def run_suite(name: str, quick: bool, suites: Mapping[str, str] = SUITES) -> Sui
     return measure(name, lambda: importlib.import_module(suites[name]).run(quick=quick))
 
 
-def run_suites(names: list[str], quick: bool, suites: Mapping[str, str] = SUITES) -> list[SuiteResult]:
-    results = []
+def run_suites(
+    names: list[str],
+    quick: bool,
+    suites: Mapping[str, str] = SUITES,
+    after_each: Callable[[list[SuiteResult]], None] | None = None,
+) -> list[SuiteResult]:
+    """The suites one after another; ``after_each`` gets the results so far (to save them)."""
+    results: list[SuiteResult] = []
     for name in names:
         _say(f"{name}{' --quick' if quick else ''} ({len(results) + 1}/{len(names)})")
         results.append(run_suite(name, quick, suites))
+        if after_each is not None:
+            after_each(results)
     return results
 
 
-def write_run(
-    results: list[SuiteResult], out: Path, header: dict[str, Any], suffix: str = ""
-) -> tuple[Path, dict[str, Any]]:
-    """The run's directory with summary.json, samples.json, the plots and summary.md."""
+def run_directory(out: Path, suffix: str = "") -> Path:
+    """A new ``out/<UTC timestamp><suffix>/``, made before anything runs: a place that cannot be
+    written is said at once, not after minutes of measuring."""
+    try:
+        return new_run_dir(out, datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + suffix)
+    except OSError as exc:
+        raise ValueError(f"cannot write results under {out}: {exc}") from None
+
+
+def write_run(results: list[SuiteResult], directory: Path, header: dict[str, Any]) -> dict[str, Any]:
+    """summary.json, samples.json, the plots and summary.md in ``directory``; the plots' record."""
     from benchmarks.plots import write_plots  # matplotlib loads only when results are written
 
-    directory = new_run_dir(out, datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + suffix)
     write_json(directory, header, results)  # first: a failing plot must not lose the figures
     plots = write_plots(results, directory)
     header = {**header, "plots": plots}
     write_json(directory, header, results)
     (directory / "summary.md").write_text(markdown(header, results, plots))
-    return directory, plots
+    return plots
 
 
 def _header(quick: bool, facts: dict[str, Any], **more: Any) -> dict[str, Any]:
@@ -98,10 +112,13 @@ def bench(suite: str | None, quick: bool, out: Path = DEFAULT_OUT, suites: Mappi
     unknown = [name for name in names if name not in suites]
     if unknown:
         raise ValueError(f"unknown suite {unknown[0]!r}: one of {', '.join(sorted(suites))}")
+    directory = run_directory(out)
     facts = machine_facts()
-    results = run_suites(names, quick, suites)
+    header = _header(quick, facts, suites_asked=names)
+    # summary.json after each suite: what was measured survives a crash or a Ctrl-C later on.
+    results = run_suites(names, quick, suites, after_each=lambda done: write_json(directory, header, done))
     facts["load_avg_end"] = load_average()
-    directory, plots = write_run(results, out, _header(quick, facts, suites_asked=names))
+    plots = write_run(results, directory, header)
     print("Machine:")
     for line in describe(facts):
         print(f"  {line}")
@@ -141,9 +158,10 @@ def tune(quick: bool, target_ms: float, out: Path = DEFAULT_OUT, plan: Plan | No
     from benchmarks.tune_advice import advise
 
     advise([], target_ms)  # a bad target fails here, before minutes of sweeping
+    directory = run_directory(out, suffix="-tune")
     facts = machine_facts()
     result = measure("tune", lambda: sweep.run(quick, target_ms, plan))
-    directory, _ = write_run([result], out, _header(quick, facts, target_ms=target_ms), suffix="-tune")
+    write_run([result], directory, _header(quick, facts, target_ms=target_ms))
     print(_comment("\n".join(describe(facts))))
     if not result.ok or result.summary is None:
         print(_comment(f"the sweep failed: {result.error}\nresults: {directory}"))

@@ -150,6 +150,15 @@ def test_tune_refuses_a_target_of_zero_before_sweeping(capsys):
     assert "above 0 ms" in capsys.readouterr().err
 
 
+def test_a_results_place_that_cannot_be_written_is_said_before_any_suite_runs(tmp_path: Path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    assert cli.main(["bench", "compose", "--quick", "--out", str(blocker)]) == 2
+    captured = capsys.readouterr()
+    assert f"cannot write results under {blocker}" in captured.err
+    assert "[bench] compose" not in captured.err  # refused before the suite started
+
+
 def _figures(size: str, codec: str, p95: float, fps: float = 30.0, samples: int = 100) -> Figures:
     return Figures(
         Point(size, 30, codec, 1500),
@@ -211,7 +220,8 @@ def test_a_tiny_capacity_ramp_draws_the_capacity_curve(tmp_path: Path):
 
     result = bench.measure("capacity", lambda: asyncio.run(capacity.measure(TINY)))
     assert result.ok, result.traceback
-    directory, plots = bench.write_run([result], tmp_path, {"created": "now", "machine": machine_facts()})
+    plots = bench.write_run([result], tmp_path, {"created": "now", "machine": machine_facts()})
+    directory = tmp_path
     assert "capacity_curve.png" in plots["written"], plots
     _assert_png(directory / "capacity_curve.png")
     assert "### steps_720p" in (directory / "summary.md").read_text()
