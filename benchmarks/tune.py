@@ -164,6 +164,7 @@ def _figures(point: Point, runs: list[dict[str, Any]], window_s: float) -> Figur
         encode_p95_ms=_median(encode),
         rounds=len(runs),
         codecs=sorted({run["codec"] for run in runs if run["codec"]}),
+        errors=[run["error"] for run in runs if "error" in run],
     )
 
 
@@ -175,7 +176,11 @@ async def sweep(plan: Plan, target_ms: float) -> dict[str, Any]:
     started = time.monotonic()
     order = [point for _ in range(plan.rounds) for point in points]
     for point in progress(order, desc="tune", total=len(order)):
-        runs[point].append(await measure_point(point, plan.warmup_s, plan.window_s))
+        try:
+            run = await measure_point(point, plan.warmup_s, plan.window_s)
+        except Exception as exc:  # one setting that cannot run (no first frame in time) is a verdict
+            run = {"latencies": [], "frames": 0, "fps": 0.0, "stages": {}, "codec": None, "error": repr(exc)}
+        runs[point].append(run)
     figures = [_figures(point, runs[point], plan.window_s) for point in points]
     summary = advise(figures, target_ms)
     summary.update(

@@ -52,11 +52,14 @@ class Figures:
     encode_p95_ms: float | None = None
     rounds: int = 1
     codecs: list[str] = field(default_factory=list)  # what was negotiated (the room's preference)
+    errors: list[str] = field(default_factory=list)  # rounds that could not run, and why
 
 
 def why_not(figures: Figures, target_ms: float) -> str | None:
     """Why a point misses the target, or None when it meets it."""
     point = figures.point
+    if figures.errors:
+        return f"{len(figures.errors)} round(s) failed: {figures.errors[0]}"
     if figures.p95_ms is None or figures.samples == 0:
         return "no latency samples"
     if figures.codecs and figures.codecs != [point.codec]:

@@ -6,6 +6,7 @@ No timing is asserted: the figures are whatever this (shared) machine measured."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import subprocess
@@ -225,3 +226,10 @@ def test_a_tiny_capacity_ramp_draws_the_capacity_curve(tmp_path: Path):
     assert "capacity_curve.png" in plots["written"], plots
     _assert_png(directory / "capacity_curve.png")
     assert "### steps_720p" in (directory / "summary.md").read_text()
+
+
+def test_a_point_whose_round_failed_does_not_meet_the_target():
+    failed = dataclasses.replace(_figures("720p", "H264", 20), errors=["TimeoutError()"])
+    summary = advise([failed, _figures("360p", "VP8", 30)], target_ms=50)
+    assert summary["chosen"] == "360p30 VP8 1500k"
+    assert summary["points"][0]["why_not"] == "1 round(s) failed: TimeoutError()"
