@@ -110,12 +110,11 @@ async def measure_point(point: Point, warmup_s: float, window_s: float) -> dict[
         codec=point.codec,
         bitrate=Bitrate(start=kbps, min=min(MIN_KBPS * 1000, kbps), max=kbps),
     )
-    room.set_layout("screen")
-    camera = TestCardTrack(*CAMERA_SIZE, fps=point.fps, stamp=True, label="agent")
-    agent = BrowserPeer.agent(camera=camera, screen=ScreenTrack(*CAMERA_SIZE, fps=5))
-    customer = BrowserPeer.customer()
     try:
-        async with agent, customer:
+        room.set_layout("screen")
+        camera = TestCardTrack(*CAMERA_SIZE, fps=point.fps, stamp=True, label="agent")
+        agent = BrowserPeer.agent(camera=camera, screen=ScreenTrack(*CAMERA_SIZE, fps=5))
+        async with agent, BrowserPeer.customer() as customer:
             await agent.negotiate(room.answer)
             await customer.negotiate(room.answer)
             sink = customer.video(0)
@@ -191,8 +190,11 @@ async def sweep(plan: Plan, target_ms: float) -> dict[str, Any]:
         load_avg_1m={"start": _first(load_start), "end": _first(load_average())},
         # For the bench writer's plots (stripped from the printed JSON): every point's latencies...
         samples={point.label: [ms for run in runs[point] for ms in run["latencies"]] for point in points},
-        # ... and the room's per-stage receipt of each point's last round.
-        stages={point.label: runs[point][-1]["stages"] for point in points},
+        # ... and the room's per-stage receipt of each point's last round that ran.
+        stages={
+            point.label: next((r["stages"] for r in reversed(runs[point]) if r["stages"]), {})
+            for point in points
+        },
     )
     return summary
 
