@@ -1,12 +1,14 @@
 """What the switchboard tells about the queues: each waiting customer's place, /metrics, /api/status.
 
 :meth:`Reports.publish` runs after every change and pushes a customer's position and
-expected wait only when it changed, reading only the queues the matchmaker reports
-changed; the gauges and the status report are computed when they are read.
+expected wait only when it changed, reading only the customers the matchmaker says may have
+moved (:meth:`~telepresence.routing.Matchmaker.take_status_changes`); the gauges and the
+status report are computed when they are read.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -43,21 +45,21 @@ class Reports:
     def publish(self) -> None:
         """Push each customer's position and wait if it changed.
 
-        Only the queues the matchmaker reports changed are read, and the customers owed a
-        fresh status (a tab that rejoined), so a message that moves nobody costs next to
-        nothing however long the queues are. (Gauges are refreshed when /metrics is read.)
+        Only the customers the matchmaker names as moved are read (a join at the back names
+        one, the head leaving everyone behind them), and the customers owed a fresh status
+        (a tab that rejoined), so a message that moves nobody costs next to nothing however
+        long the queues are; each status is made as it is sent. (Gauges: when /metrics is read.)
         """
-        changed = self.matchmaker.take_changed_queues()
-        owed, self.status_owed = self.status_owed, set()
-        if not changed and not owed:
-            return
         now = self.clock()
-        statuses = self.matchmaker.statuses(now, changed)
-        for customer_id in owed - statuses.keys():
-            if self.matchmaker.customer_state(customer_id) is not None:
-                statuses[customer_id] = self.matchmaker.status(customer_id, now)
-        for customer_id, status in statuses.items():
-            session = self.directory.customers.get(customer_id)
+        changes = self.matchmaker.take_status_changes(now)
+        owed, self.status_owed = self.status_owed, set()
+        owed_statuses = [
+            self.matchmaker.status(customer_id, now)
+            for customer_id in owed
+            if self.matchmaker.customer_state(customer_id) is not None
+        ]
+        for status in itertools.chain(owed_statuses, changes):
+            session = self.directory.customers.get(status.customer_id)
             if session is None or session.conn is None or status.state is CustomerState.IN_CALL:
                 continue
             message = {

@@ -1,5 +1,6 @@
 """Routing: pure matchmaking of customers and agents (no I/O, time passed in)."""
 
+from telepresence.routing.changes import LineMove, StatusChanges
 from telepresence.routing.errors import RoutingError
 from telepresence.routing.estimate import HandleTimes, expected_wait
 from telepresence.routing.events import (
@@ -25,6 +26,7 @@ __all__ = [
     "CustomerStatus",
     "Event",
     "HandleTimes",
+    "LineMove",
     "Matchmaker",
     "OfferMade",
     "OfferWithdrawn",
@@ -33,5 +35,6 @@ __all__ = [
     "QueueRegister",
     "QueueStats",
     "RoutingError",
+    "StatusChanges",
     "expected_wait",
 ]

@@ -241,7 +241,7 @@ class Matchmaker(Offers, Statuses):
             self._unhold(customer)
         elif customer.state is not CustomerState.SUSPENDED:
             return events  # in a call: the call decides what a drop means
-        customer.state = CustomerState.SUSPENDED
+        self._suspend(customer)
         self._changed.add(customer.key)
         return events
 

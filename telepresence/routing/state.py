@@ -56,11 +56,37 @@ class MatchState:
         self.queues = QueueRegister(skills, languages)
         # Queues whose customers' statuses may have changed since take_changed_queues().
         self._changed: set[QueueKey] = set()
+        # For take_status_changes(): per queue, the first index of its line that moved since,
+        # and the (free seats, seats, handle time) its waits were last reported with.
+        self._moved: dict[QueueKey, int] = {}
+        self._told_params: dict[QueueKey, tuple[int, int, float]] = {}
+        # SUSPENDED customers per queue: in no line, yet their position follows their queue's.
+        self._suspended: dict[QueueKey, set[str]] = {}
+        # (free, all) seats per queue as take_status_changes() counts them: kept up to date from
+        # the agents touched since, each agent's share as it was counted (agent, free, all).
+        self._seat_counts: dict[QueueKey, list[int]] = {}
+        self._counted: dict[str, tuple[Agent, int, int]] = {}
+        self._touched_agents: set[str] = set()
         self._next_place = 0
         self._next_offer = 0
         # How many more offers the machine's CPU budget allows now; None: no limit (admission.py).
         self._admits: int | None = None
         self._places: list[int] | None = None  # everyone's place in line, sorted; None: to redo
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """A state pickled before the incremental status bookkeeping (an older leader's
+        snapshot) gets it empty: the first report after is a full one."""
+        self.__dict__.update(state)
+        for name in ("_moved", "_told_params", "_seat_counts"):
+            self.__dict__.setdefault(name, {})
+        if "_counted" not in state:
+            self._touched_agents = set(self._agents)
+            self._counted = {}
+        if "_suspended" not in state:
+            self._suspended = {}
+            for customer in self._customers.values():
+                if customer.state is CustomerState.SUSPENDED:
+                    self._suspended.setdefault(customer.key, set()).add(customer.id)
 
     def _customer(self, customer_id: str) -> Customer:
         try:
@@ -76,20 +102,27 @@ class MatchState:
 
     def _touch_agent(self, agent: Agent) -> None:
         """An agent's seats or availability changed: so did the waits in every queue they serve."""
+        self._touched_agents.add(agent.id)
         self._changed.update(key for key in self.queues if agent.serves(key))
 
     def _forget_customer(self, customer: Customer) -> None:
         """The customer is gone; so is their queue if nobody is left in it and the centre never named it."""
         del self._customers[customer.id]
+        self._unsuspend(customer)
         if self.queues.gone(customer.key):
             self._queues.pop(customer.key, None)
+            self._seat_counts.pop(customer.key, None)
             self.handle_times.forget(customer.key)
 
     def _insert(self, customer: Customer) -> None:
+        self._unsuspend(customer)
         customer.state = CustomerState.WAITING
         self._places = None
-        self._changed.add(customer.key)
-        bisect.insort(self._queues.setdefault(customer.key, []), (customer.place, customer.id))
+        queue = self._queues.setdefault(customer.key, [])
+        entry = (customer.place, customer.id)
+        index = bisect.bisect_left(queue, entry)
+        queue.insert(index, entry)
+        self._line_moved(customer.key, index)
 
     def _remove(self, customer: Customer) -> None:
         self._places = None
@@ -97,9 +130,26 @@ class MatchState:
         index = bisect.bisect_left(queue, (customer.place, customer.id))
         assert queue[index][1] == customer.id
         del queue[index]
-        self._changed.add(customer.key)
+        self._line_moved(customer.key, index)
+
+    def _line_moved(self, key: QueueKey, index: int) -> None:
+        """Everyone from ``index`` on in ``key``'s line has a new index (the ones before do not)."""
+        self._changed.add(key)
+        self._moved[key] = min(index, self._moved.get(key, index))
+
+    def _suspend(self, customer: Customer) -> None:
+        customer.state = CustomerState.SUSPENDED
+        self._suspended.setdefault(customer.key, set()).add(customer.id)
+
+    def _unsuspend(self, customer: Customer) -> None:
+        suspended = self._suspended.get(customer.key)
+        if suspended is not None and customer.id in suspended:
+            suspended.discard(customer.id)
+            if not suspended:
+                del self._suspended[customer.key]
 
     def _hold(self, customer: Customer, state: CustomerState) -> None:
+        self._unsuspend(customer)
         customer.state = state
         self._places = None
         self._timed.add(customer.id)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 
+from telepresence.routing.changes import CapacityView, LineMove, StatusChanges, with_capacity
 from telepresence.routing.estimate import expected_wait
 from telepresence.routing.queues import QueueKey
 from telepresence.routing.records import (
@@ -24,8 +25,6 @@ from telepresence.routing.records import (
 )
 from telepresence.routing.state import MatchState
 
-CapacityView = tuple[list[int], int, int]  # competing places (sorted), calls held, admits left
-
 
 class Statuses(MatchState):
     """The Matchmaker's read side: where each customer stands, and how the queues do."""
@@ -34,8 +33,12 @@ class Statuses(MatchState):
         """Where one customer stands: position in their queue and expected wait."""
         return self._capacity_status(self._queue_status(customer_id, now), self._capacity_view())
 
-    def _queue_status(self, customer_id: str, now: float) -> CustomerStatus:
-        """:meth:`status` as the agents alone make it (the CPU budget is :meth:`_capacity_status`'s)."""
+    def _queue_status(
+        self, customer_id: str, now: float, seats: dict[QueueKey, tuple[int, int]] | None = None
+    ) -> CustomerStatus:
+        """:meth:`status` as the agents alone make it (the CPU budget is :meth:`_capacity_status`'s).
+
+        ``seats``: the (free, all) seats of queues already counted (:meth:`_seats_of`)."""
         customer = self._customer(customer_id)
         if customer.state in (CustomerState.OFFERED, CustomerState.IN_CALL):
             return CustomerStatus(customer_id, customer.state, None, 0.0)
@@ -45,7 +48,10 @@ class Statuses(MatchState):
             agent = self._agents.get(customer.last_agent or "")
             wait = self._agent_wait(agent, customer) if agent else None
             return CustomerStatus(customer_id, customer.state, ahead + 1, wait)
-        return CustomerStatus(customer_id, customer.state, ahead + 1, self._queue_wait(customer, ahead))
+        counted = seats.get(customer.key) if seats is not None else None
+        return CustomerStatus(
+            customer_id, customer.state, ahead + 1, self._queue_wait(customer, ahead, counted)
+        )
 
     def statuses(self, now: float, keys: Collection[QueueKey] | None = None) -> dict[str, CustomerStatus]:
         """Every customer's status (for pushing updates), in one pass per queue.
@@ -65,10 +71,69 @@ class Statuses(MatchState):
                 result[customer_id] = (
                     status if view is None else self._capacity_status(status, view, place, mean)
                 )
-        for customer_id, customer in self._customers.items():
-            if customer.state is not CustomerState.WAITING and (keys is None or customer.key in keys):
+        others = self._customers if keys is None else self._outside_lines(keys)
+        for customer_id in others:
+            if self._customers[customer_id].state is not CustomerState.WAITING:
                 result[customer_id] = self._capacity_status(self._queue_status(customer_id, now), view)
         return result
+
+    def take_status_changes(self, now: float) -> StatusChanges:
+        """Every customer whose status may have changed since the last call, compactly; clears
+        the changes (as :meth:`take_changed_queues`, which it includes, does).
+
+        Incremental: a queue's line is named from the first index that moved, unless its seats
+        or handle time moved since they were last reported (or a CPU budget limits offers:
+        then everyone's wait may move), so a join at the back costs one status, not the queue's.
+        The statuses of the lines are made as :class:`StatusChanges` is read.
+        """
+        changed, self._changed = self._changed, set()
+        moved, self._moved = self._moved, {}
+        if not changed:
+            return StatusChanges([], {})
+        view = self._capacity_view()
+        lines: list[LineMove] = []
+        seats_of = {key: self._counted_seats(key) for key in changed}
+        for key in changed:
+            queue = self._queues.get(key)
+            if not queue:
+                self._told_params.pop(key, None)
+                continue
+            free, seats = seats_of[key]
+            params = (free, seats, self.handle_times.mean(key))
+            start = moved.get(key, len(queue))
+            if view is not None or self._told_params.get(key) != params:
+                start = 0
+            self._told_params[key] = params
+            if start < len(queue):
+                lines.append(LineMove(key, start, queue[start:], *params, capacity=view))
+        others = {
+            customer_id: self._capacity_status(self._queue_status(customer_id, now, seats_of), view)
+            for customer_id in self._outside_lines(changed, in_call=False)
+        }
+        return StatusChanges(lines, others)
+
+    def _outside_lines(self, keys: Collection[QueueKey], *, in_call: bool = True) -> Iterator[str]:
+        """The customers of ``keys`` who are in no queue's line (held, suspended, offered and,
+        with ``in_call``, in a call), found without walking every customer: each of those
+        states has its own index."""
+        if not keys:
+            return
+        for key in keys:
+            yield from self._suspended.get(key, ())
+        customers = self._customers
+        for line in self._preferring.values():
+            for _, customer_id in line:
+                if customers[customer_id].key in keys:
+                    yield customer_id
+        if not in_call:
+            for offer in self._offers.values():
+                if customers[offer.customer_id].key in keys:
+                    yield offer.customer_id
+            return
+        for agent in self._agents.values():  # offered or in a call: in their agent's seats
+            for customer_id in agent.customers:
+                if customers[customer_id].key in keys:
+                    yield customer_id
 
     def take_changed_queues(self) -> set[QueueKey]:
         """The queues whose customers' statuses may have changed since the last call; clears them.
@@ -78,6 +143,9 @@ class Statuses(MatchState):
         or seats (which moves the expected waits).
         """
         changed, self._changed = self._changed, set()
+        for key in changed:  # the caller reports these in full: take_status_changes starts afresh
+            self._moved.pop(key, None)
+            self._told_params.pop(key, None)
         return changed
 
     def queue_stats(self, now: float) -> list[QueueStats]:
@@ -131,21 +199,12 @@ class Statuses(MatchState):
         the queue. The wait is the longer of the agents' and the machine's; the customer is held
         back by capacity when the machine's is the longer (an agent would be there sooner).
         ``place`` and ``mean`` (the customer's, and their queue's handle time) when known."""
-        agent_wait = status.expected_wait_s
-        if (
-            view is None
-            or agent_wait is None
-            or status.state in (CustomerState.OFFERED, CustomerState.IN_CALL)
-        ):
-            return status  # no limit; or nobody to serve them: agents, not CPU, are what is missing
+        if view is None:
+            return status
         if place is None or mean is None:
             customer = self._customers[status.customer_id]
             place, mean = customer.place, self.handle_times.mean(customer.key)
-        places, calls, admits = view
-        cpu_wait = expected_wait(bisect.bisect_left(places, place), admits, calls + admits, mean)
-        at_capacity = cpu_wait is None or cpu_wait > agent_wait
-        wait = None if cpu_wait is None else max(agent_wait, cpu_wait)
-        return CustomerStatus(status.customer_id, status.state, status.position, wait, at_capacity)
+        return with_capacity(status, view, place, mean)
 
     def agent_states(self) -> dict[str, str]:
         """Each agent's state: ``available``, ``busy`` (no free seat), ``wrap_up`` or ``away``."""
@@ -186,11 +245,40 @@ class Statuses(MatchState):
                 free += agent.free_seats
         return free, total
 
-    def _queue_wait(self, customer: Customer, ahead: int | None = None) -> float | None:
+    def _counted_seats(self, key: QueueKey) -> tuple[int, int]:
+        """:meth:`_slots` of ``key`` without walking every agent: the counts are moved by each
+        agent touched since the last count (every change of an agent's seats or state touches
+        it, within the same command), and a queue not counted yet is counted once in full."""
+        for agent_id in self._touched_agents:
+            agent = self._agents.get(agent_id)
+            counted = self._counted.pop(agent_id, None)
+            free, total = (
+                (agent.free_seats, agent.capacity if agent.state in SEATED else 0) if agent else (0, 0)
+            )
+            if agent is not None:
+                self._counted[agent_id] = (agent, free, total)
+            if counted is not None:
+                free, total = free - counted[1], total - counted[2]
+            served_by = agent or (counted[0] if counted else None)
+            if served_by is None or not (free or total):
+                continue
+            for queue, count in self._seat_counts.items():
+                if served_by.serves(queue):
+                    count[0] += free
+                    count[1] += total
+        self._touched_agents.clear()
+        count = self._seat_counts.get(key)
+        if count is None:
+            count = self._seat_counts[key] = list(self._slots(key))
+        return count[0], count[1]
+
+    def _queue_wait(
+        self, customer: Customer, ahead: int | None = None, seats: tuple[int, int] | None = None
+    ) -> float | None:
         if ahead is None:
             queue = self._queues.get(customer.key, [])
             ahead = bisect.bisect_left(queue, (customer.place, customer.id))
-        free, total = self._slots(customer.key)
+        free, total = seats if seats is not None else self._slots(customer.key)
         return expected_wait(ahead, free, total, self.handle_times.mean(customer.key))
 
     def _agent_wait(self, agent: Agent, customer: Customer) -> float | None:

@@ -636,6 +636,31 @@ def test_changed_queues_name_the_queues_whose_statuses_may_have_moved():
     assert mm.statuses(5) == {"ann": mm.status("ann", 5), "cat": mm.status("cat", 5)}
 
 
+def test_status_changes_name_only_the_customers_who_may_have_moved():
+    mm = make()
+    mm.add_agent("sam", 0, skills=["tech"])  # away: tech waits are unknown, general too
+    for now, customer in enumerate(["a", "b", "c", "d"]):
+        mm.enqueue(customer, TECH, now)
+    mm.enqueue("g", GENERAL, 4)
+    first = mm.take_status_changes(5)
+    assert {s.customer_id: s.position for s in first} == {"a": 1, "b": 2, "c": 3, "d": 4, "g": 1}
+    assert len(mm.take_status_changes(5)) == 0
+    mm.enqueue("e", TECH, 6)  # at the back: nobody else moves
+    assert [(s.customer_id, s.position) for s in mm.take_status_changes(6)] == [("e", 5)]
+    mm.leave("b", 7)  # everyone behind b moves up one; a stays where they were
+    assert [(s.customer_id, s.position) for s in mm.take_status_changes(7)] == [("c", 2), ("d", 3), ("e", 4)]
+    mm.suspend("d", 8)  # d leaves the line (their status says suspended); e moves up
+    moved = {s.customer_id: (s.state, s.position) for s in mm.take_status_changes(8)}
+    assert moved == {"d": (CustomerState.SUSPENDED, 3), "e": (CustomerState.WAITING, 3)}
+    # Sam's seat moves every wait in the queues he serves, so all of them are named.
+    assert offers(mm.set_available("sam", True, 9)) == [("a", "sam")]
+    changes = mm.take_status_changes(9)
+    named = {s.customer_id: s for s in changes}
+    assert set(named) == {"a", "c", "d", "e", "g"}
+    assert all(status == mm.status(customer_id, 9) for customer_id, status in named.items())
+    assert named["a"].state is CustomerState.OFFERED and named["c"].expected_wait_s == pytest.approx(180)
+
+
 def test_queue_stats_and_service_level():
     mm = make(service_target_s=20)
     mm.add_agent("sam", 0, skills=["billing"], available=True)

@@ -16,8 +16,9 @@ passes. A model built only from the events checks, after every step:
   nor while a customer holds out for them (this is what makes the queues drain);
 - positions: the waiting customers of each queue are numbered 1..n in place order, held and
   suspended customers are told the place they will come back to, offered and in-call ones none;
-- every status that changed is in a queue ``take_changed_queues()`` reports (the switchboard
-  pushes only those);
+- every status that changed is among those ``take_status_changes()`` names (the switchboard
+  pushes only those), each as ``status()`` makes it, and ``statuses()`` of some queues agrees
+  with the full ``statuses()``;
 - liveness: with every agent available, every offer accepted and time moving past every
   deadline, every customer still queued is eventually served.
 """
@@ -117,7 +118,7 @@ class MatchmakerMachine(RuleBasedStateMachine):
         self.now = 0.0
         self.next_customer = 0
         self.step_offers: list[OfferMade] = []
-        self.told: dict[str, tuple[QueueKey, object]] = {}  # customer -> (queue, last status)
+        self.told: dict[str, object] = {}  # customer -> their status at the last check
 
     # ------------------------------------------------------------ bookkeeping
 
@@ -356,7 +357,7 @@ class MatchmakerMachine(RuleBasedStateMachine):
         self.check_queues_exist_only_while_used()
         self.check_work_conserving()
         self.check_positions()
-        self.check_changed_queues()
+        self.check_status_changes()
 
     def check_queues_exist_only_while_used(self) -> None:
         """A queue the centre never named is kept only while someone is in it."""
@@ -408,20 +409,27 @@ class MatchmakerMachine(RuleBasedStateMachine):
             assert agent_id in model.agents, f"{customer_id} held for {agent_id}, who logged out"
             assert states.get(agent_id) != "available", f"{customer_id} held for free agent {agent_id}"
 
-    def check_changed_queues(self) -> None:
-        """Every status that changed is in a queue take_changed_queues() reports (the shell
-        pushes only those), and statuses() of those queues agrees with the full statuses."""
-        changed = self.mm.take_changed_queues()
+    def check_status_changes(self) -> None:
+        """Every status that changed since the last check is among take_status_changes()'s (the
+        shell pushes only those; a customer in a call hears of the call instead), made as
+        statuses() makes it; statuses() of the queues named agrees with the full statuses()."""
+        changes = self.mm.take_status_changes(self.now)
         statuses = self.mm.statuses(self.now)
-        now_told = {c: (self.model.customers[c].key, status) for c, status in statuses.items()}
-        for customer_id in set(now_told) | set(self.told):
-            before, after = self.told.get(customer_id), now_told.get(customer_id)
-            if before != after:
-                key = (after or before)[0]  # type: ignore[index]
-                assert key in changed, f"{customer_id}: {before} -> {after}, but {key} not reported changed"
-        partial = self.mm.statuses(self.now, changed)
-        assert partial == {c: s for c, s in statuses.items() if now_told[c][0] in changed}
-        self.told = now_told
+        reported: dict[str, object] = {}
+        for status in changes:
+            assert status.customer_id not in reported, f"{status.customer_id} named twice"
+            reported[status.customer_id] = status
+            assert status == statuses[status.customer_id], (status, statuses[status.customer_id])
+        assert len(changes) == len(reported)
+        for customer_id, status in statuses.items():
+            if self.told.get(customer_id) != status and status.state is not CustomerState.IN_CALL:
+                assert customer_id in reported, (
+                    f"{customer_id}: {self.told.get(customer_id)} -> {status}, unreported"
+                )
+        keys = {self.model.customers[c].key for c in reported}
+        partial = self.mm.statuses(self.now, keys)
+        assert partial == {c: s for c, s in statuses.items() if self.model.customers[c].key in keys}
+        self.told = dict(statuses)
 
     def check_positions(self) -> None:
         model, now = self.model, self.now
