@@ -141,7 +141,9 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         text = f"{value:g}"
     elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
-        text = f"{len(value)} rows (summary.json)"
+        text = f"{len(value)} rows (below)"
+    elif isinstance(value, str) and "\n" in value:
+        text = "(below)"
     elif isinstance(value, list | Mapping):
         text = json.dumps(value)
     else:
@@ -206,9 +208,13 @@ def markdown(header: dict[str, Any], results: list[SuiteResult], plots: Mapping[
 
 
 def _row_tables(summary: Mapping[str, Any]) -> list[str]:
-    """A table for each top-level list of records (the capacity suite's steps, tune's points)."""
+    """A table for each top-level list of records (the capacity suite's steps, tune's points), and
+    a code block for each text of several lines (tune's TOML)."""
     lines: list[str] = []
     for key, value in summary.items():
+        if isinstance(value, str) and "\n" in value:
+            lines += ["", f"### {key}", "", "~~~", value.rstrip("\n"), "~~~"]
+            continue
         if not (isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value)):
             continue
         columns = list(dict.fromkeys(k for row in value for k in row))

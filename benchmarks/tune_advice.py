@@ -121,12 +121,17 @@ def toml_snippet(chosen: Figures | None, target_ms: float, fallback: Figures | N
 
 
 def _row(figures: Figures, target_ms: float) -> dict[str, Any]:
-    row = asdict(figures)
-    row.update(row.pop("point"))
-    row["label"] = figures.point.label
-    row["meets"] = why_not(figures, target_ms) is None
-    row["why_not"] = why_not(figures, target_ms)
-    return row
+    """One point's row: its setting first, then its figures and verdict."""
+    figures_only = asdict(figures)
+    setting = figures_only.pop("point")
+    verdict = why_not(figures, target_ms)
+    return {
+        "label": figures.point.label,
+        **setting,
+        **figures_only,
+        "meets": verdict is None,
+        "why_not": verdict,
+    }
 
 
 def advise(figures: list[Figures], target_ms: float) -> dict[str, Any]:

@@ -140,6 +140,9 @@ def test_tune_prints_toml_the_config_loader_reads_and_plots_its_samples(tmp_path
     for row in summary["points"]:
         assert row["samples"] > 0 and row["codecs"] == [row["codec"]], row
     assert (directory / "tune.toml").read_text() == summary["toml"]
+    table = (directory / "summary.md").read_text()
+    assert "### points" in table and "\n| 360p30 H264 1500k | 360p | 30 | H264 | 1500 |" in table
+    assert "### toml" in table and summary["toml"].strip() in table
     samples = json.loads((directory / "samples.json").read_text())["tune"]
     assert {p["label"] for p in summary["points"]} == set(samples)
     for name in ("latency_cdf_tune.png", "stages_tune.png"):
