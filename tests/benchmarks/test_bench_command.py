@@ -18,7 +18,7 @@ import pytest
 
 from benchmarks import bench, tune
 from benchmarks.machine import machine_facts
-from benchmarks.results import split_samples
+from benchmarks.results import SuiteResult, split_samples
 from benchmarks.tune_advice import Figures, Point, advise
 from telepresence import cli
 from telepresence.config import Settings
@@ -236,3 +236,16 @@ def test_a_point_whose_round_failed_does_not_meet_the_target():
     summary = advise([failed, _figures("360p", "VP8", 30)], target_ms=50)
     assert summary["chosen"] == "360p30 VP8 1500k"
     assert summary["points"][0]["why_not"] == "1 round(s) failed: TimeoutError()"
+
+
+def test_without_matplotlib_the_figures_are_still_written_and_the_plots_say_why(tmp_path: Path, monkeypatch):
+    # An install without the `bench` extra: importing matplotlib fails.
+    monkeypatch.delitem(sys.modules, "benchmarks.plots", raising=False)
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    result = SuiteResult("compose", summary={"compose_p95_ms": 0.6})
+    plots = bench.write_run([result], tmp_path, {"created": "now", "machine": machine_facts()})
+    assert plots["written"] == [] and "telepresence[bench]" in plots["skipped"]["all plots"]
+    assert json.loads((tmp_path / "summary.json").read_text())["suites"]["compose"]["ok"] is True
+    assert "| compose_p95_ms | 0.6 |" in (tmp_path / "summary.md").read_text()
