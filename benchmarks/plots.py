@@ -8,6 +8,7 @@ says how); a plot that cannot be drawn is skipped with a one-line reason.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,10 @@ DPI = 110
 
 def _save(figure: Figure, path: Path) -> None:
     FigureCanvasAgg(figure)  # the Agg canvas: PNG without any display
-    figure.tight_layout()
+    with warnings.catch_warnings():
+        # A crowded figure that tight_layout cannot fit is still worth saving as it is.
+        warnings.simplefilter("ignore", UserWarning)
+        figure.tight_layout()
     figure.savefig(path, format="png", dpi=DPI)
 
 
