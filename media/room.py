@@ -13,7 +13,8 @@ reach the agent as the encoded frames they came in (media.forward), voices as pa
 (media.voice), and what the customer sees is encoded once for the customer and the
 agent's preview (media.program). Every outgoing track is set up at answer time, so
 nothing renegotiates when a camera or a screen comes and goes: the compositor changes
-layout instead.
+layout instead. The agent's camera may come from another peer for a while (an encoder
+publishing over WHIP, relayed by the control process: media.room_camera).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from media.layout import AGENT, SCREEN
 from media.passthrough import CameraPassthrough
 from media.peers import Bitrate, negotiated_codec, tune_video_sender
 from media.program import Program
+from media.room_camera import CameraFromElsewhere
 from media.round_trip import ReferenceTimeReplies
 from media.sections import SectionMismatch, match
 from media.voice import OPUS_RATE, VoiceRelay
@@ -66,7 +68,7 @@ Role = Literal["agent", "customer"]
 ROLES: tuple[Role, ...] = ("agent", "customer")
 
 
-class Room:
+class Room(CameraFromElsewhere):
     """The server side of one call's media.
 
     Args:
@@ -126,6 +128,9 @@ class Room:
         self._round_trips: dict[Role, ReferenceTimeReplies] = {}
         # What each side's browser did not offer that the call would use (the receipt shows it).
         self.missing: dict[Role, list[str]] = {}
+        # The agent browser's sections by name, for its camera and mic to come back to
+        # (media.room_camera: the agent's camera may come from another peer for a while).
+        self.agent_sections: dict[str, RTCRtpTransceiver] = {}
         self._closed: asyncio.Future[None] | None = None
 
     # ---------------------------------------------------------------- control
@@ -224,13 +229,21 @@ class Room:
     async def _wire_agent(self, sections: dict[str, RTCRtpTransceiver]) -> None:
         """Sections by name (media.sections): mic, camera, then optionally screen, customer_camera,
         customer_screen."""
-        self._relay_voice(sections["mic"], self.to_customer_audio, self.to_agent_audio, "agent")
+        self.agent_sections = sections
+        self._relay_voice(
+            sections["mic"],
+            self.to_customer_audio,
+            self.to_agent_audio,
+            "agent",
+            speaks=not self.camera_sends_voice,
+        )
         camera = sections["camera"]
         self._send_program(camera, "agent")
         if camera.receiver.track is not None:
-            await self.compositor.attach(AGENT, camera.receiver.track, label=self.label)
-            clock, arrivals = self._follow_agent_camera(camera.receiver)
-            self.passthrough.follow(camera.receiver, negotiated_codec(camera) or "", clock, arrivals)
+            if self.camera_peer is None:
+                await self._take_agent_camera(camera)
+            else:
+                await self._park_camera(camera)
         screen = sections.get("screen")
         if screen is not None and screen.receiver.track is not None:
             await self.compositor.attach(SCREEN, screen.receiver.track, label=self.label)
@@ -254,12 +267,33 @@ class Room:
                 answer_with_codec_first(transceiver, self.codec)  # the codec the agent's section takes
                 await forward.attach(transceiver.receiver, negotiated_codec(transceiver) or "")
 
+    async def _take_agent_camera(self, camera: RTCRtpTransceiver) -> None:
+        """``camera``'s track is the agent's camera in the composite, and what the passthrough
+        forwards, from its next keyframe (a new source must not follow the old one's frames)."""
+        assert camera.receiver.track is not None
+        await self.compositor.attach(AGENT, camera.receiver.track, label=self.label)
+        clock, arrivals = self._follow_agent_camera(camera.receiver)
+        self.passthrough.follow(camera.receiver, negotiated_codec(camera) or "", clock, arrivals)
+        if self.passthrough.wanted:
+            self.passthrough.wanted = False  # what it queued came from the other source
+            self.passthrough.wanted = True
+
     def _relay_voice(
-        self, transceiver: RTCRtpTransceiver, speaking: VoiceRelay, hearing: VoiceRelay, role: Role
+        self,
+        transceiver: RTCRtpTransceiver,
+        speaking: VoiceRelay,
+        hearing: VoiceRelay,
+        role: Role,
+        *,
+        speaks: bool = True,
     ) -> None:
-        """This side's microphone goes out through ``speaking``; it hears ``hearing``."""
+        """This side's microphone goes out through ``speaking`` (unless another peer speaks for
+        it: then it is only kept from decoding); it hears ``hearing``."""
         if transceiver.receiver.track is not None:
-            speaking.attach(transceiver.receiver)
+            if speaks:
+                speaking.attach(transceiver.receiver)
+            else:
+                internals.stop_decoding(transceiver.receiver)
         self._send(transceiver, hearing.output(), role)
         align_sender_reports(transceiver.sender, OPUS_RATE, hearing.capture_times)
 
@@ -319,7 +353,12 @@ class Room:
 
     async def _close_peer(self, role: Role) -> None:
         pc = self.peers.pop(role, None)
-        (self.to_customer_audio if role == "agent" else self.to_agent_audio).detach()
+        if role == "customer":
+            self.to_agent_audio.detach()
+        else:
+            self.agent_sections = {}  # a closed peer's: nothing to come back to
+            if not self.camera_sends_voice:
+                self.to_customer_audio.detach()
         round_trips = self._round_trips.pop(role, None)
         if round_trips is not None:
             round_trips.stop()
@@ -339,6 +378,7 @@ class Room:
             return
         self._closed = asyncio.get_running_loop().create_future()
         try:
+            await self.release_camera()  # closed: nothing is given back
             for role in ROLES:
                 await self._close_peer(role)
             self.to_agent_audio.detach()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from telepresence.agent_cameras import AgentCameras
+from telepresence.agent_door import AgentCameraDoor
 from telepresence.auth import TokenAuthority
 from telepresence.config import Settings
 from telepresence.host_doors import HostViewerDoor, StudioDoor
@@ -10,18 +12,28 @@ from telepresence.switchboard import Switchboard
 
 WHEP_HOST = "/whep/host"
 WHIP_STUDIO = "/whip/studio"
-DOOR_PATHS = [WHEP_HOST, WHIP_STUDIO]
+WHIP_AGENT = "/whip/agent"
+DOOR_PATHS = [WHEP_HOST, WHIP_STUDIO, WHIP_AGENT]
 
 
 def open_doors(switchboard: Switchboard, settings: Settings, authority: TokenAuthority) -> MediaDoors:
     """The doors of a single-process centre (its switchboard's media and live host)."""
     media = switchboard.media
     desk = media.hosts
+    directory = switchboard.directory
+
+    def send_agent(name: str, message: dict) -> None:
+        session = directory.agents.get(name)
+        if session is not None and session.dropped_until is None:
+            session.conn.send(message)
+
+    media.agent_cameras = AgentCameras(send_agent=send_agent, calls=directory.active_calls)
     doors = {
         WHEP_HOST: HostViewerDoor(
             desk, codec=settings.video_codec, token_required=settings.whep_viewer_token_required
         ),
         WHIP_STUDIO: StudioDoor(desk),
+        WHIP_AGENT: AgentCameraDoor(media.agent_cameras),
     }
     return MediaDoors(
         settings,

@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCIceServer
 from aiortc.mediastreams import MediaStreamTrack
@@ -41,6 +41,9 @@ from telepresence.shedding import SHED_STEPS, ShedStep
 from telepresence.turn import IceConfig
 from telepresence.worker_pool import WorkerPool
 from telepresence.worker_room import WorkerGone
+
+if TYPE_CHECKING:
+    from telepresence.agent_cameras import AgentCameras
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +91,7 @@ class MediaControl:
         self.pool: WorkerPool | None = None
         self.load = MediaLoad(metrics)  # every live room, and what each costs
         self.shedding: ShedStep = SHED_STEPS[0]  # the step in force: every room's screen is held to it
+        self.agent_cameras: AgentCameras | None = None  # agents' WHIP cameras (telepresence.door_registry)
 
     async def start(self) -> None:
         """Start the media worker processes (``media_workers``); none: rooms run here."""
@@ -156,6 +160,8 @@ class MediaControl:
             raise ProtocolError(exc.code, exc.message) from None
         if call.active:
             self._send(call, role, {"type": "webrtc_answer", "call_id": call.id, "sdp": answer})
+            if self.agent_cameras is not None:
+                self.agent_cameras.room_ready(call)  # the agent's WHIP camera, if they publish one
 
     def _room(self, call: Call) -> RoomHandle:
         if not call.active:
@@ -368,6 +374,8 @@ class MediaControl:
         """The call ended: log its receipt, feed the metrics, close its room in the background."""
         room, call.room = call.room, None
         self.load.rooms.pop(call.id, None)
+        if self.agent_cameras is not None:
+            self.agent_cameras.call_closed(call.id)
         for role in ("agent", "customer"):
             if waiting := self._reconnects.pop((call.id, role), None):
                 waiting.cancel()

@@ -73,7 +73,8 @@ class Opened:
 
 class Door(Protocol):
     """One endpoint's meaning. ``roles``: the token roles it takes; ``publishes``: WHIP (the
-    client sends media) rather than WHEP."""
+    client sends media) rather than WHEP. A door that owns something may have an async
+    ``close()``, awaited when the doors close."""
 
     roles: tuple[str, ...]
     publishes: bool
@@ -367,6 +368,10 @@ class MediaDoors:
         endings = [s.ending for s in self.sessions.values() if s.ending is not None]
         if endings:
             await asyncio.wait(endings)
+        for door in self.doors.values():
+            closing = getattr(door, "close", None)  # a door that owns something of its own
+            if closing is not None:
+                await closing()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -89,7 +89,7 @@ class MediaWorker:
             self._create(room_id, message)
             return
         room = self.rooms.get(room_id)
-        if op in ("answer", "screen_shared", "greet", "close"):
+        if op in ("answer", "camera", "release_camera", "screen_shared", "greet", "close"):
             self._spawn(self._request(op, room_id, room, message), f"{self.name} {op} {room_id}")
         elif room is None:
             return  # closed already: a late one-way message has nothing to act on
@@ -137,6 +137,10 @@ class MediaWorker:
             elif op == "answer":
                 reply["sdp"] = await room.answer(message["role"], message["sdp"])
                 reply["missing"] = room.missing.get(message["role"], [])
+            elif op == "camera":
+                reply["sdp"] = await room.answer_camera(message["sdp"])
+            elif op == "release_camera":
+                await room.release_camera()
             elif op == "greet":
                 await room.greet(message["look"])
             else:

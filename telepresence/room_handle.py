@@ -46,6 +46,15 @@ class RoomHandle(Protocol):
         """The answer SDP to ``role``'s offer. Raises media.answer.MediaError."""
         ...
 
+    async def answer_camera(self, sdp: str) -> str:
+        """The answer to a peer that sends the agent's camera (and voice) instead of their browser
+        (media.room_camera), until :meth:`release_camera`. Raises media.answer.MediaError."""
+        ...
+
+    async def release_camera(self) -> None:
+        """The agent's browser camera (and voice) again."""
+        ...
+
     def set_layout(self, name: str) -> None: ...
 
     def set_screen_limits(self, max_fps: float | None, scale: float) -> None:

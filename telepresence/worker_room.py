@@ -78,6 +78,13 @@ class WorkerRoom:
         self.missing[role] = reply.get("missing", [])
         return str(reply["sdp"])
 
+    async def answer_camera(self, sdp: str) -> str:
+        reply = await self._request({"op": "camera", "sdp": sdp}, self._answer_timeout_s)
+        return str(reply["sdp"])
+
+    async def release_camera(self) -> None:
+        await self._request({"op": "release_camera"}, self._answer_timeout_s)
+
     def set_layout(self, name: str) -> None:
         self._layout = name
         self._send({"op": "set_layout", "layout": name})

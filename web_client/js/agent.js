@@ -147,10 +147,20 @@ function start(token) {
   client.on("screen_share", onScreenShare);
   client.on("media_status", onMediaStatus);
   client.on("sender_limits", onSenderLimits);
+  client.on("camera_source", onCameraSource);
   client.on("receipt", (m) => {
     if (page.call && m.call_id === page.call.call_id) onReceipt(m);
   });
   client.connect();
+}
+
+/** The agent publishes over WHIP (an encoder's picture in their calls), or no longer does. */
+function onCameraSource(message) {
+  const note = $("camera-source");
+  if (note.dataset.source === message.source) return;
+  note.dataset.source = message.source;
+  note.hidden = message.source !== "whip";
+  announce(message.source === "whip" ? "Camera from WHIP." : "Your browser's camera is back in your calls.");
 }
 
 function stop() {
