@@ -34,7 +34,6 @@ from media import aiortc_internals as internals
 from media.bitrate import Bitrate, SentRate
 from media.encoded import (
     KEYFRAME_ASK_S,
-    QUEUE_FRAMES,
     UNCAPPED_BPS,
     VIDEO_TIME_BASE,
     KeyframeQueue,
@@ -46,7 +45,7 @@ from media.receipt import LatencyReceipt
 
 logger = logging.getLogger(__name__)
 
-VIEWER_QUEUE = QUEUE_FRAMES  # encoded frames a viewer may have waiting before it skips to a keyframe
+VIEWER_QUEUE = 2  # encoded frames a viewer may have waiting before it skips to a keyframe
 CAP_BELOW = 0.85  # the customer's estimate caps the forwarded camera once under this share of its rate
 LOSSY = 0.05  # ... and the customer's receiver reports lose at least this share of packets
 LIFT_AFTER_S = 3.0  # a cap is lifted after this long without loss
@@ -193,6 +192,11 @@ class Program:
                 for viewer in viewers:
                     if viewer.codec == codec:
                         viewer.offer(packet)
+            if self.forwarding:
+                # A repaired loss releases the camera's held frames at once: let the viewers'
+                # senders take each before the next, or their 2-frame queues overflow into a
+                # keyframe wait.
+                await asyncio.sleep(0)
 
     async def _next_packets(self, viewers: list[_ViewerTrack]) -> dict[str, av.Packet]:
         """The live source's next frame, encoded once for each codec the viewers take."""

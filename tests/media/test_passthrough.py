@@ -143,7 +143,7 @@ async def test_while_forwarding_a_customer_who_cannot_take_the_camera_caps_the_a
         # estimate of the agent's link), which the sender took over the cap within a second.
         highest = 0
         forwarded = room.passthrough.forwarded
-        while room.passthrough.forwarded < forwarded + 120:  # 4 s of frames: past the sender's 2 s pause before a rise
+        while room.passthrough.forwarded < forwarded + 120:  # 4 s: past the sender's pause before a rise
             highest = max(highest, internals.encoder(camera_sender).target_bitrate)
             await asyncio.sleep(0.02)
         assert highest <= 250_000, highest
@@ -210,3 +210,29 @@ async def test_a_forwarded_camera_that_grows_past_the_composite_goes_back_to_the
             assert customer.video(0).darkest_mean > 40
     finally:
         await room.close()
+
+
+async def test_a_burst_of_held_camera_frames_reaches_the_customer_without_a_keyframe_wait():
+    # A repaired loss releases every frame held behind it at once (up to the jitter buffer's gap
+    # timeout, ~11 at 30 fps). Queues sized for a sender that fell behind overflowed on them and
+    # the picture froze until a keyframe came (a round trip and a keyframe more).
+    async with call("VP8") as (room, _, _customer):
+        await wait_for(lambda: room.passthrough.forwarded > 10)
+        buffer = room.passthrough._buffer()
+        deliver = buffer.on_frame
+        held = []
+
+        def hold_then_release(frame):
+            held.append(frame)
+            if len(held) == 8:  # what ~0.27 s behind a lost packet releases
+                for frame in held:
+                    deliver(frame)
+
+        viewers = list(room.program._viewers)
+        skipped = [v.queue.skipped for v in viewers], room.passthrough._queue.skipped
+        buffer.on_frame = hold_then_release
+        await wait_for(lambda: len(held) >= 8)
+        buffer.on_frame = deliver
+        forwarded = room.passthrough.forwarded
+        await wait_for(lambda: room.passthrough.forwarded >= forwarded + 8)
+        assert ([v.queue.skipped for v in viewers], room.passthrough._queue.skipped) == skipped
