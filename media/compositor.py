@@ -31,7 +31,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media.capture_clock import CompositeTimes
-from media.frame_pool import FramePool
+from media.frame_pool import Canvas, FramePool
 from media.layout import AGENT, AVATAR, LAYOUTS, SCREEN, Rect, Size, Tile, compute_layout, parse_size
 from media.placeholder import render_placeholder
 from media.planes import Planes, frame_planes
@@ -51,6 +51,13 @@ PLACEHOLDER_VERSION = -1
 
 def _overlaps(a: Rect, b: Rect) -> bool:
     return a.x < b.right and b.x < a.right and a.y < b.bottom and b.y < a.bottom
+
+
+def _fill(planes: Planes, rect: Rect) -> None:
+    y, u, v = planes
+    y[rect.y : rect.bottom, rect.x : rect.right] = BACKGROUND_YUV[0]
+    u[rect.y // 2 : rect.bottom // 2, rect.x // 2 : rect.right // 2] = BACKGROUND_YUV[1]
+    v[rect.y // 2 : rect.bottom // 2, rect.x // 2 : rect.right // 2] = BACKGROUND_YUV[2]
 
 
 class CompositorTrack(MediaStreamTrack):
@@ -98,17 +105,15 @@ class CompositorTrack(MediaStreamTrack):
         self.slots: dict[str, FrameSlot] = {}
         self.drains: dict[str, TrackDrain] = {}
         w, h = self.size.width, self.size.height
-        # One contiguous yuv420p buffer, the layout av.VideoFrame.from_numpy_buffer expects.
-        self._canvas = np.empty((h * 3 // 2, w), np.uint8)
-        self._planes = self._split(self._canvas)
-        self._key: tuple | None = None
-        self._painted: dict[str, tuple[int, Rect]] = {}
+        self._layout_key: tuple | None = None
+        self._tiles: list[Tile] = []
         self._cache: dict[str, tuple[int, int, int, Planes]] = {}  # name -> (version, w, h, planes)
         self._converted: dict[str, tuple[int, av.VideoFrame]] = {}
         self._scratch: dict[str, tuple[dict, dict, dict]] = {}  # resize buffers, reused per input
         self._placeholders: dict[tuple[str, int, int], Planes] = {}
-        self._outputs = FramePool(self._canvas, self._split)  # fresh frames, copying only what changed
-        self._last_output: np.ndarray | None = None
+        # Output buffers, each painted in place with only what changed since it last went out; one
+        # contiguous yuv420p array each, the layout av.VideoFrame.from_numpy_buffer expects.
+        self._outputs = FramePool((h * 3 // 2, w), self._split)
         self._fade_from: np.ndarray | None = None
         self._fade_start = 0.0
         self._primary_seen = 0
@@ -164,7 +169,7 @@ class CompositorTrack(MediaStreamTrack):
             cache.clear()
         self._outputs.clear()
         self.times.clear()
-        self._last_output = self._fade_from = None
+        self._fade_from = None
 
     @property
     def agent_name(self) -> str | None:
@@ -174,7 +179,7 @@ class CompositorTrack(MediaStreamTrack):
     @agent_name.setter
     def agent_name(self, name: str | None) -> None:
         self._agent_name = name
-        self._key = None  # repaint everything with the new placeholder
+        self._outputs.forget()  # repaint everything with the new placeholder
 
     @property
     def layout(self) -> str:
@@ -212,8 +217,10 @@ class CompositorTrack(MediaStreamTrack):
         self._layout = name
         self._primary_seen = 0  # a different primary: its current frame is new to us
         self._primary_interval = 1 / self.fps  # ... and its cadence is yet to be learnt
-        if self.fade_s > 0 and self._last_output is not None:
-            self._fade_from = self._last_output
+        last = self._outputs.last()
+        if self.fade_s > 0 and last is not None:
+            # A copy: the buffer goes out again with the next frame.
+            self._fade_from = last.copy()
             self._fade_start = self._clock()
 
     # -- the track ---------------------------------------------------------
@@ -265,33 +272,27 @@ class CompositorTrack(MediaStreamTrack):
         """Compose one output frame from the slots' current pictures (synchronous, no waiting)."""
         started = time.perf_counter()
         now = self._clock()
-        sources: dict[str, Size] = {}
-        for name, slot in self.slots.items():
-            latest = slot.latest
-            if slot.present and latest is not None:
-                sources[name] = Size(latest.frame.width, latest.frame.height)
-        present = set(sources)
-        if AGENT not in present and self.agent_name is not None:
-            present.add(AGENT)  # the placeholder stands in
-        tiles = compute_layout(self.size, self._layout, present, sources)
-        if not tiles and self.agent_name is not None:
-            # An avatar layout with no avatar yet: show the agent (or placeholder), never an empty frame.
-            tiles = compute_layout(self.size, "agent", present, sources)
-        self._outputs.painted(self._paint(tiles))
+        shapes = tuple(
+            (name, latest.frame.width, latest.frame.height)
+            for name, slot in self.slots.items()
+            if slot.present and (latest := slot.latest) is not None
+        )
+        key = (self._layout, self.agent_name is not None, shapes)
+        if key != self._layout_key:  # the tiles follow from the key alone: computed when it changes
+            self._layout_key, self._tiles = key, self._layout_tiles(shapes)
+        canvas = self._outputs.take()
+        self._paint(canvas, self._tiles, key)
+        output = canvas.array
 
-        alpha = 1.0
         if self._fade_from is not None:
             alpha = (now - self._fade_start) / self.fade_s if self.fade_s > 0 else 1.0
             if alpha >= 1:
                 self._fade_from = None
-        if alpha >= 1:
-            output = self._outputs.take()
-        else:
-            # The first frames after a switch are mostly the old picture: no black flash.
-            output = self._outputs.take(copy=False)
-            weight = max(alpha, 0.05)
-            cv2.addWeighted(self._canvas, weight, self._fade_from, 1 - weight, 0, dst=output)
-        self._last_output = output
+            else:
+                # The first frames after a switch are mostly the old picture: no black flash.
+                weight = max(alpha, 0.05)
+                cv2.addWeighted(output, weight, self._fade_from, 1 - weight, 0, dst=output)
+                canvas.forget()  # a blend, not the tiles: painted whole next time
 
         frame = av.VideoFrame.from_numpy_buffer(output, format="yuv420p")  # a view of ``output``, no copy
         primary = self.slots.get(self.primary)
@@ -304,8 +305,8 @@ class CompositorTrack(MediaStreamTrack):
             if self.carry_stamp and latest.frame.format.name == "yuv420p":
                 stamp = read_stamp(latest.frame)
                 if stamp is not None:
+                    canvas.save(Rect(0, 0, frame.width, strip_height(frame.width)))
                     write_stamp(frame, stamp)
-                    self._outputs.stained(output, Rect(0, 0, frame.width, strip_height(frame.width)))
 
         frame.pts = self._next_pts(now)
         frame.time_base = VIDEO_TIME_BASE
@@ -331,25 +332,34 @@ class CompositorTrack(MediaStreamTrack):
         v = flat[w * h * 5 // 4 :].reshape(h // 2, w // 2)
         return y, u, v
 
-    def _paint(self, tiles: list[Tile]) -> list[Rect] | None:
-        """Bring the canvas up to date; returns the rectangles repainted (``None``: all of it)."""
-        key = (self._layout, tuple(tiles))
-        whole = key != self._key
-        if whole:
-            self._key = key
-            self._painted.clear()
-            for plane, value in zip(self._planes, BACKGROUND_YUV, strict=True):
+    def _layout_tiles(self, shapes: tuple[tuple[str, int, int], ...]) -> list[Tile]:
+        sources = {name: Size(width, height) for name, width, height in shapes}
+        present = set(sources)
+        if AGENT not in present and self.agent_name is not None:
+            present.add(AGENT)  # the placeholder stands in
+        tiles = compute_layout(self.size, self._layout, present, sources)
+        if not tiles and self.agent_name is not None:
+            # An avatar layout with no avatar yet: show the agent (or placeholder), never an empty frame.
+            tiles = compute_layout(self.size, "agent", present, sources)
+        return tiles
+
+    def _paint(self, canvas: Canvas, tiles: list[Tile], key: tuple) -> None:
+        """Bring ``canvas`` up to date: the tiles whose picture changed since it went out last,
+        and those above a repainted one; everything when the layout is not the one it shows."""
+        if key != canvas.key:
+            canvas.key = key
+            canvas.painted.clear()
+            for plane, value in zip(canvas.planes, BACKGROUND_YUV, strict=True):
                 plane.fill(value)
         dirty: list[Rect] = []
         for tile in tiles:
             version = self._version(tile.name)
-            painted = self._painted.get(tile.name)
+            painted = canvas.painted.get(tile.name)
             if painted == (version, tile.content) and not any(_overlaps(tile.cell, d) for d in dirty):
                 continue
-            self._paint_tile(tile, version)
-            self._painted[tile.name] = (version, tile.content)
+            self._paint_tile(canvas.planes, tile, version)
+            canvas.painted[tile.name] = (version, tile.content)
             dirty.append(tile.cell)
-        return None if whole else dirty
 
     def _version(self, name: str) -> int:
         slot = self.slots.get(name)
@@ -357,25 +367,19 @@ class CompositorTrack(MediaStreamTrack):
             return PLACEHOLDER_VERSION
         return slot.latest.version
 
-    def _paint_tile(self, tile: Tile, version: int) -> None:
+    def _paint_tile(self, target: Planes, tile: Tile, version: int) -> None:
         cell, content = tile.cell, tile.content
         if content != cell:
-            self._fill(cell)
+            _fill(target, cell)
         planes = self._source_planes(tile.name, version, content.width, content.height)
         x, y, w, h = content.x, content.y, content.width, content.height
-        cy, cu, cv = self._planes
+        cy, cu, cv = target
         cy[y : y + h, x : x + w] = planes[0]
         cu[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = planes[1]
         cv[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = planes[2]
         slot = self.slots.get(tile.name)
         if slot is not None and version != PLACEHOLDER_VERSION:
             slot.mark_read(version)
-
-    def _fill(self, rect: Rect) -> None:
-        y, u, v = self._planes
-        y[rect.y : rect.bottom, rect.x : rect.right] = BACKGROUND_YUV[0]
-        u[rect.y // 2 : rect.bottom // 2, rect.x // 2 : rect.right // 2] = BACKGROUND_YUV[1]
-        v[rect.y // 2 : rect.bottom // 2, rect.x // 2 : rect.right // 2] = BACKGROUND_YUV[2]
 
     def _source_planes(self, name: str, version: int, width: int, height: int) -> Planes:
         """The input's picture at ``width`` x ``height``, resized at most once per input frame."""

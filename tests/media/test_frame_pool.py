@@ -1,11 +1,16 @@
-"""FramePool: every buffer it hands out holds exactly the canvas, however few bytes it copied."""
+"""Output buffers painted in place (media.frame_pool): whatever buffer a frame lands in, it shows
+exactly what a compositor painting from scratch would, however little was repainted."""
 
 import random
 
+import av
 import numpy as np
 
-from media.frame_pool import HISTORY, FramePool
-from media.layout import Rect
+from media.compositor import CompositorTrack
+from media.frame_pool import FramePool
+from media.layout import AGENT, AVATAR, SCREEN, Rect
+from media.planes import frame_planes
+from media.stamp import Stamp, read_stamp, write_stamp
 
 W, H = 64, 32
 
@@ -19,66 +24,62 @@ def _split(buffer: np.ndarray):
     )
 
 
-def _paint(canvas: np.ndarray, rect: Rect, value: int) -> None:
-    y, u, v = _split(canvas)
-    y[rect.y : rect.bottom, rect.x : rect.right] = value
-    for plane in (u, v):
-        plane[rect.y // 2 : rect.bottom // 2, rect.x // 2 : rect.right // 2] = value // 2
+def _flat(value: int, stamp: int | None = None) -> av.VideoFrame:
+    frame = av.VideoFrame(1280, 720, "yuv420p")
+    for index, plane in enumerate(frame_planes(frame)):
+        plane[:] = value if index == 0 else 128
+    if stamp is not None:
+        write_stamp(frame, Stamp(stamp, stamp))
+    return frame
 
 
-def test_buffers_match_the_canvas_through_small_paints_held_frames_and_stains() -> None:
-    rng = random.Random(7)
-    canvas = np.zeros((H * 3 // 2, W), np.uint8)
-    pool = FramePool(canvas, _split)
-    held: list[np.ndarray] = []
-    for step in range(300):
-        if step % 50 == 0:
-            canvas[:] = rng.randrange(256)
-            pool.painted(None)
-        else:
-            rects = []
-            for _ in range(rng.randrange(3)):
-                x, y = rng.randrange(0, W - 2, 2), rng.randrange(0, H - 2, 2)
-                rect = Rect(x, y, rng.randrange(2, W - x + 1, 2), rng.randrange(2, H - y + 1, 2))
-                _paint(canvas, rect, rng.randrange(256))
-                rects.append(rect)
-            pool.painted(rects)
-        out = pool.take()
-        assert np.array_equal(out, canvas), step
-        if rng.random() < 0.3:
-            out[:2] = 255  # a stamp written into this frame only
-            pool.stained(out, Rect(0, 0, W, 2))
-        # Frames in flight for a while (an encoder's queue), up to more than the history.
-        held.append(out)
+def _pixels(frame: av.VideoFrame) -> np.ndarray:
+    return np.concatenate([p.reshape(-1) for p in frame_planes(frame)])
+
+
+def test_frames_match_a_fresh_compositor_while_some_are_held_stamped_and_faded():
+    rng = random.Random(5)
+    ours = CompositorTrack(size="720p", layout="screen", agent_name="Agent", fade_ms=0)
+    held: list[av.VideoFrame] = []
+    for step in range(120):
+        stamp = rng.randrange(1, 1000) if rng.random() < 0.5 else None
+        inputs = {AGENT: _flat(rng.randrange(40, 220), stamp), AVATAR: _flat(rng.randrange(40, 220))}
+        if step % 6 == 0:
+            inputs[SCREEN] = _flat(rng.randrange(40, 220))
+        if step % 40 == 39:
+            ours.set_layout("side_by_side" if ours.layout == "screen" else "screen")
+        for name, frame in inputs.items():
+            ours.slot(name).put(frame)
+        out = ours.compose()
+        # A compositor with no history paints the same slots from scratch.
+        fresh = CompositorTrack(size="720p", layout=ours.layout, agent_name="Agent", fade_ms=0)
+        for name, slot in ours.slots.items():
+            fresh.slot(name).put(slot.latest.frame)
+        assert np.array_equal(_pixels(out), _pixels(fresh.compose())), step
+        assert (read_stamp(out) is not None) == (stamp is not None), step  # a stamp never lingers
+        held.append(out)  # frames in flight for a while (an encoder's queue)
         if len(held) > rng.randrange(1, 4):
             held.pop(0)
-        if step % 97 == 0:
-            held.clear()
-    assert pool.copied_whole < 150  # most takes copied rectangles only
 
 
-def test_a_buffer_older_than_the_history_is_copied_whole() -> None:
-    canvas = np.zeros((H * 3 // 2, W), np.uint8)
-    pool = FramePool(canvas, _split)
+def test_a_buffer_goes_out_again_only_once_no_frame_holds_it():
+    pool = FramePool((H * 3 // 2, W), _split)
     first = pool.take()
-    kept = first
-    del first
-    second = pool.take()  # ``kept`` is in use: another buffer
-    del second
-    for value in range(HISTORY + 2):
-        _paint(canvas, Rect(0, 0, 2, 2), value)
-        pool.painted([Rect(0, 0, 2, 2)])
-    _paint(canvas, Rect(W - 2, H - 2, 2, 2), 99)
-    pool.painted([Rect(W - 2, H - 2, 2, 2)])
-    del kept
-    for _ in range(2):
-        assert np.array_equal(pool.take(), canvas)
+    frame = av.VideoFrame.from_numpy_buffer(first.array, format="yuv420p")
+    second = pool.take()
+    assert second is not first  # ``frame`` still holds the first
+    del frame
+    assert pool.take() in (first, second)
 
 
-def test_a_buffer_taken_without_copy_is_refreshed_whole_next_time() -> None:
-    canvas = np.full((H * 3 // 2, W), 9, np.uint8)
-    pool = FramePool(canvas, _split)
-    out = pool.take(copy=False)
-    out[:] = 1  # a cross-fade writes it all
-    del out
-    assert np.array_equal(pool.take(), canvas)
+def test_a_saved_stamp_area_comes_back_when_the_buffer_is_taken_again():
+    pool = FramePool((H * 3 // 2, W), _split)
+    canvas = pool.take()
+    canvas.array[:] = 7
+    canvas.key = ("layout",)
+    canvas.save(Rect(0, 0, W, 4))
+    canvas.array[:4] = 255
+    assert pool.take() is canvas
+    assert (canvas.array == 7).all() and canvas.key == ("layout",)
+    canvas.forget()
+    assert canvas.key is None and not canvas.painted
