@@ -10,9 +10,14 @@ live here once; the modules above add only where their frames come from.
 from __future__ import annotations
 
 import fractions
+import weakref
 from collections import deque
+from collections.abc import Callable
 
 import av
+from aiortc import RTCRtpSender
+
+from media import aiortc_internals as internals
 
 VIDEO_RATE = 90000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_RATE)
@@ -34,6 +39,23 @@ def is_keyframe(codec: str, data: bytes) -> bool:
             return True
         start += 3
     return False
+
+
+def keyframe_requests_to(sender: RTCRtpSender, ask: Callable[[], None]) -> None:
+    """``sender``'s keyframe requests (its receiver's PLI or FIR) call ``ask`` instead of reaching
+    its encoder, which only packetises frames made elsewhere. ``ask``, a bound method, is held
+    weakly: a sender must not keep what feeds it alive."""
+    method = weakref.WeakMethod(ask)  # type: ignore[arg-type]
+
+    def wrap(send_keyframe: Callable[[], None]) -> Callable[[], None]:
+        def ask_the_source() -> None:
+            bound = method()
+            if bound is not None:
+                bound()
+
+        return ask_the_source
+
+    internals.wrap_keyframe_request(sender, wrap)
 
 
 class KeyframeQueue:

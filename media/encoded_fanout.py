@@ -31,6 +31,7 @@ from media.encoded import (
     VIDEO_TIME_BASE,
     KeyframeQueue,
     is_keyframe,
+    keyframe_requests_to,
 )
 
 logger = logging.getLogger(__name__)
@@ -64,17 +65,7 @@ class EncodedFanout:
         requests reach the publisher."""
         output = _Output(self)
         self._outputs.add(output)
-        own = weakref.ref(self)
-
-        def wrap(send_keyframe):
-            def ask_the_publisher() -> None:
-                fanout = own()
-                if fanout is not None:
-                    fanout.request_keyframe()
-
-            return ask_the_publisher
-
-        internals.wrap_keyframe_request(sender, wrap)
+        keyframe_requests_to(sender, self.request_keyframe)
         self.request_keyframe()
         return output
 

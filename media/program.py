@@ -38,6 +38,7 @@ from media.encoded import (
     VIDEO_TIME_BASE,
     KeyframeQueue,
     is_keyframe,
+    keyframe_requests_to,
 )
 from media.passthrough import STALL_S, CameraPassthrough
 from media.peers import FastH264Encoder, SafeVp8Encoder
@@ -127,17 +128,7 @@ class Program:
             raise ValueError(f"no encoder for video codec {codec!r}")
         track = _ViewerTrack(self, sender, codec, steers)
         self._viewers.add(track)
-        own = weakref.ref(self)
-
-        def wrap(send_keyframe):
-            def ask_the_source() -> None:
-                program = own()
-                if program is not None:
-                    program.request_keyframe()
-
-            return ask_the_source
-
-        internals.wrap_keyframe_request(sender, wrap)
+        keyframe_requests_to(sender, self.request_keyframe)
         if self._pump is None or self._pump.done():
             self._pump = asyncio.get_running_loop().create_task(self._run(), name=f"{self.label} program")
         self._wake.set()

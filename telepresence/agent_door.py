@@ -7,8 +7,8 @@ from aiortc import RTCPeerConnection, RTCRtpTransceiver
 
 from media.peers import negotiated_codec
 from telepresence.agent_cameras import AgentCameras
+from telepresence.door_sessions import DoorError, Opened, Session
 from telepresence.host_doors import ENCODED_CODECS, sending
-from telepresence.media_doors import DoorError, Opened, Session
 
 
 class AgentCameraDoor:

@@ -16,8 +16,8 @@ from aiortc import RTCPeerConnection, RTCRtpTransceiver
 
 from media.answer import answer_with_codec_first
 from media.peers import negotiated_codec
+from telepresence.door_sessions import RETRY_AFTER_S, DoorError, Opened, Session
 from telepresence.hosts import Host, HostDesk
-from telepresence.media_doors import RETRY_AFTER_S, DoorError, Opened, Session
 
 ENCODED_CODECS = ("VP8", "H264")  # what media.program can encode
 

@@ -22,7 +22,9 @@ async def test_a_whip_studio_drives_the_face_until_deleted(tmp_path):
             assert host.operator == "pia"
             assert await client.delete() == 200
             assert host.studio is None and not server.app.state.doors.sessions
-            await wait_for(lambda: not host.face.tracking, timeout=5)
+            frames = host.face.frames
+            await asyncio.sleep(1)
+            assert host.face.frames <= frames + 1  # no longer driven (one inference may finish)
 
 
 async def test_a_publisher_killed_without_delete_is_timed_out_and_cleaned_up(tmp_path):
@@ -50,8 +52,10 @@ async def test_a_publisher_killed_without_delete_is_timed_out_and_cleaned_up(tmp
             assert len(doors.sessions) == 2 and host.studio is studio
             process.kill()
             await process.wait()
-            await wait_for(lambda: len(doors.sessions) == 1, timeout=10)
-            assert host.studio is None and studio.connectionState == "closed"
+            await wait_for(
+                lambda: len(doors.sessions) == 1 and studio.connectionState == "closed", timeout=10
+            )
+            assert host.studio is None
             assert next(iter(doors.sessions.values())).path == "/whep/host"
         finally:
             await watching.close()
