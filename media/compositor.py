@@ -6,13 +6,14 @@ The frame path, in the order it runs (see DESIGN "Frame path and latency budget"
   bring a new frame and composes at once, so no clock wait is added. Only when
   the primary stalls does the compositor's own clock (``fps``) take over, so the
   output keeps flowing with frozen tiles.
-- Composing is done in yuv420p planes on a persistent canvas. A tile is repainted
-  only when its input has a new frame, its geometry changed, or a tile beneath it
-  was repainted; a resized picture is cached per input frame; a frame in another
-  pixel format is converted once.
-- Every output is a FRESH ``av.VideoFrame`` (one copy of the canvas) with no
-  picture type: aiortc's VP8 encoder never resets ``pict_type``, so a reused or
-  I-tagged frame would force a keyframe each time.
+- Composing is done in yuv420p planes, in place, in an output buffer no live frame
+  uses (media.frame_pool). Each buffer remembers what it shows: a tile is repainted
+  only when its input has a new frame since that buffer went out, its geometry
+  changed, or a tile beneath it was repainted; a resized picture is cached per input
+  frame; a frame in another pixel format is converted once.
+- Every output is a FRESH ``av.VideoFrame`` over its own buffer, with no picture
+  type: aiortc's VP8 encoder never resets ``pict_type``, so a reused or I-tagged
+  frame would force a keyframe each time.
 - ``set_layout`` changes geometry in place (no renegotiation) and cross-fades
   from the last output picture, so a switch never shows a black frame.
 """
