@@ -149,21 +149,30 @@ class Statuses(MatchState):
         return changed
 
     def queue_stats(self, now: float) -> list[QueueStats]:
-        """Per queue: waiting count, longest wait, answered, in target, abandoned."""
-        waiting: dict[QueueKey, list[Customer]] = {key: [] for key in self.queues}
-        for customer in self._customers.values():
-            if customer.state not in (CustomerState.OFFERED, CustomerState.IN_CALL):
-                waiting.setdefault(customer.key, []).append(customer)
+        """Per queue: waiting count, longest wait, answered, in target, abandoned.
+
+        The waiting are a queue's line, its held and its suspended customers, counted from
+        their own indexes (/api/status and /metrics read this often). Places are given in
+        joining order (``now`` never goes back), so a line's longest wait is its head's."""
+        customers = self._customers
+        outside: dict[QueueKey, list[Customer]] = {}
+        held = (customer_id for line in self._preferring.values() for _, customer_id in line)
+        suspended = (customer_id for members in self._suspended.values() for customer_id in members)
+        for customer_id in itertools.chain(held, suspended):
+            customer = customers[customer_id]
+            outside.setdefault(customer.key, []).append(customer)
         stats = []
-        for key in sorted(waiting):
+        for key in sorted(self.queues):
+            line = self._queues.get(key) or []
+            people = outside.get(key, [])
+            joined = [customers[line[0][1]].joined_at] if line else []
+            joined += [customer.joined_at for customer in people]
             counters = self.queues.counters(key)
-            people = waiting[key]
-            longest = max((now - c.joined_at for c in people), default=0.0)
             stats.append(
                 QueueStats(
                     key,
-                    len(people),
-                    longest,
+                    len(line) + len(people),
+                    max((now - at for at in joined), default=0.0),
                     counters.answered,
                     counters.answered_in_target,
                     counters.abandoned,

@@ -78,6 +78,7 @@ class CustomerModel:
     key: QueueKey
     place: int
     last_agent: str | None
+    joined_at: float = 0.0
 
 
 @dataclass
@@ -232,7 +233,7 @@ class MatchmakerMachine(RuleBasedStateMachine):
         last_agent = data.draw(st.sampled_from([*sorted(self.model.agents), "gone"])) if returning else None
         # Ids that do not sort in joining order: order must come from places, never from ids.
         customer_id = f"c{self.next_customer * 37 % 101:03d}-{self.next_customer}"
-        self.model.customers[customer_id] = CustomerModel(key, self.next_customer, last_agent)
+        self.model.customers[customer_id] = CustomerModel(key, self.next_customer, last_agent, self.now)
         self.next_customer += 1
         self.apply(self.mm.enqueue(customer_id, key, self.now, last_agent=last_agent))
 
@@ -358,6 +359,7 @@ class MatchmakerMachine(RuleBasedStateMachine):
         self.check_work_conserving()
         self.check_positions()
         self.check_status_changes()
+        self.check_queue_stats()
 
     def check_queues_exist_only_while_used(self) -> None:
         """A queue the centre never named is kept only while someone is in it."""
@@ -430,6 +432,19 @@ class MatchmakerMachine(RuleBasedStateMachine):
         partial = self.mm.statuses(self.now, keys)
         assert partial == {c: s for c, s in statuses.items() if self.model.customers[c].key in keys}
         self.told = dict(statuses)
+
+    def check_queue_stats(self) -> None:
+        """queue_stats() (from the lines and indexes) counts what a walk of every customer counts."""
+        waiting: dict[QueueKey, list[float]] = {key: [] for key in self.mm.queues}
+        for customer_id in self.model.customers:
+            customer = self.model.customers[customer_id]
+            if self.state(customer_id) not in (CustomerState.OFFERED, CustomerState.IN_CALL):
+                waiting[customer.key].append(customer.joined_at)
+        stats = {s.key: (s.waiting, s.longest_wait_s) for s in self.mm.queue_stats(self.now)}
+        expected = {
+            key: (len(at), max((self.now - t for t in at), default=0.0)) for key, at in waiting.items()
+        }
+        assert stats == expected
 
     def check_positions(self) -> None:
         model, now = self.model, self.now
