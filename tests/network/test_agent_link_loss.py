@@ -32,7 +32,7 @@ SETTLE_S = 1.5  # the first second: the encoder's ramp and the first keyframe
 def test_loss_on_the_agents_link_is_repaired_and_the_customer_keeps_seeing_fresh_pictures(
     lab: Lab, tmp_path: Path
 ) -> None:
-    lab.block_udp("agent", False)  # this test is about loss, not the firewall (tests/network/test_turn_in_lab.py)
+    lab.block_udp("agent", False)  # loss, not the firewall (that is tests/network/test_turn_in_lab.py)
     impairment = lab.impair("agent", AGENT_LINK, seed=7)
     secret = secrets.token_hex(16)
     server, _log = start_serve(lab, tmp_path, secret, log_level="warning")
