@@ -16,6 +16,7 @@ prints it; all: ``{suite: summary}``). ``tune`` prints TOML instead, comments an
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import sys
 import time
@@ -59,9 +60,29 @@ def measure(name: str, run: Callable[[], Any]) -> SuiteResult:
     return SuiteResult.from_summary(name, summary, **timing())
 
 
-def run_suite(name: str, quick: bool, suites: Mapping[str, str] = SUITES) -> SuiteResult:
-    """Import and run one suite, as ``python -m benchmarks`` does; an import error is its error too."""
-    return measure(name, lambda: importlib.import_module(suites[name]).run(quick=quick))
+def takes_camera(run: Callable[..., Any]) -> bool:
+    """Whether a suite's ``run`` takes ``camera`` (a device or file as the agent's camera)."""
+    return "camera" in inspect.signature(run).parameters
+
+
+def run_suite(
+    name: str, quick: bool, suites: Mapping[str, str] = SUITES, camera: str | None = None
+) -> SuiteResult:
+    """Import and run one suite, as ``python -m benchmarks`` does (``camera`` to a suite that takes
+    one); an import error is its error too."""
+    ignored: list[str] = []
+
+    def call() -> Any:
+        module = importlib.import_module(suites[name])
+        if camera is not None and takes_camera(module.run):
+            return module.run(quick=quick, camera=camera)
+        if camera is not None:
+            ignored.append(f"ran with its own source: its run() takes no camera, so not {camera}")
+        return module.run(quick=quick)
+
+    result = measure(name, call)
+    result.notes += ignored
+    return result
 
 
 def run_suites(
@@ -69,12 +90,13 @@ def run_suites(
     quick: bool,
     suites: Mapping[str, str] = SUITES,
     after_each: Callable[[list[SuiteResult]], None] | None = None,
+    camera: str | None = None,
 ) -> list[SuiteResult]:
     """The suites one after another; ``after_each`` gets the results so far (to save them)."""
     results: list[SuiteResult] = []
     for name in names:
         _say(f"{name}{' --quick' if quick else ''} ({len(results) + 1}/{len(names)})")
-        results.append(run_suite(name, quick, suites))
+        results.append(run_suite(name, quick, suites, camera))
         if after_each is not None:
             after_each(results)
     return results
@@ -112,17 +134,29 @@ def _header(quick: bool, facts: dict[str, Any], **more: Any) -> dict[str, Any]:
     return {"created": created, "quick": quick, "machine": facts, **more}
 
 
-def bench(suite: str | None, quick: bool, out: Path = DEFAULT_OUT, suites: Mapping[str, str] = SUITES) -> int:
-    """Run ``suite`` (all when None), write the results, print the report; 1 if any suite failed."""
+def bench(
+    suite: str | None,
+    quick: bool,
+    out: Path = DEFAULT_OUT,
+    suites: Mapping[str, str] = SUITES,
+    camera: str | None = None,
+) -> int:
+    """Run ``suite`` (all when None), write the results, print the report; 1 if any suite failed
+    or lost more than 1 % of its samples. ``camera``: the agent's camera for the suites that
+    take one (``python -m benchmarks --camera``); one suite that takes none is refused."""
     names = [suite] if suite else list(suites)
     unknown = [name for name in names if name not in suites]
     if unknown:
         raise ValueError(f"unknown suite {unknown[0]!r}: one of {', '.join(sorted(suites))}")
+    if camera is not None and suite and not takes_camera(importlib.import_module(suites[suite]).run):
+        raise ValueError(f"the {suite} suite takes no --camera (python -m benchmarks says which do)")
     directory = run_directory(out)
     facts = machine_facts()
     header = _header(quick, facts, suites_asked=names)
     # summary.json after each suite: what was measured survives a crash or a Ctrl-C later on.
-    results = run_suites(names, quick, suites, after_each=lambda done: write_json(directory, header, done))
+    results = run_suites(
+        names, quick, suites, after_each=lambda done: write_json(directory, header, done), camera=camera
+    )
     facts["load_avg_end"] = load_average()
     plots = write_run(results, directory, header)
     print("Machine:")
@@ -130,9 +164,8 @@ def bench(suite: str | None, quick: bool, out: Path = DEFAULT_OUT, suites: Mappi
         print(f"  {line}")
     print(f"  load at the end: {' / '.join(f'{v:g}' for v in facts['load_avg_end'])}")
     for r in results:
-        outcome = "ok" if r.ok else f"FAILED: {r.error}"
         load = f"load (1 min) {_num(_head(r.load_before))} -> {_num(_head(r.load_after))}"
-        print(f"\n{r.name}: {outcome} ({r.seconds:.0f} s, {load})")
+        print(f"\n{r.name}: {r.outcome} ({r.seconds:.0f} s, {load})")
         if r.ok:
             print(f"  {json.dumps(r.summary, sort_keys=True)}")
         for note in r.notes:
@@ -150,7 +183,7 @@ def bench(suite: str | None, quick: bool, out: Path = DEFAULT_OUT, suites: Mappi
         print(
             json.dumps({r.name: r.summary if r.ok else {"error": r.error} for r in results}, sort_keys=True)
         )
-    return 0 if all(r.ok for r in results) else 1
+    return 0 if all(r.passed for r in results) else 1
 
 
 def _comment(text: str) -> str:

@@ -144,12 +144,15 @@ def bench(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else runner.DEFAULT_OUT
     if args.suite == "tune":
+        if args.camera is not None:
+            print("error: `bench tune` sweeps with a synthetic camera, not --camera", file=sys.stderr)
+            return 2
         target = runner.DEFAULT_TARGET_MS if args.target_ms is None else args.target_ms
         return runner.tune(args.quick, target, out)
     if args.target_ms is not None:
         print("error: --target-ms goes with `telepresence bench tune`", file=sys.stderr)
         return 2
-    return runner.bench(args.suite, args.quick, out)
+    return runner.bench(args.suite, args.quick, out, camera=args.camera)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench_parser.add_argument("--quick", action="store_true", help="fewer samples, for a smoke run")
     bench_parser.add_argument(
         "--out", metavar="DIR", help="write DIR/<timestamp>/ (default benchmarks/results/)"
+    )
+    bench_parser.add_argument(
+        "--camera",
+        metavar="SOURCE",
+        help="the agent's camera (a V4L2 device or a video file) for the suites that take one",
     )
     bench_parser.add_argument(
         "--target-ms",

@@ -92,7 +92,7 @@ def test_a_failing_suite_is_recorded_and_the_next_one_still_runs(tmp_path: Path,
     assert "Traceback" in missing["traceback"]
     assert document["suites"]["compose"]["ok"] is True
     table = (directory / "summary.md").read_text()
-    assert "| missing | **failed**: ModuleNotFoundError" in table
+    assert "| missing | **failed: ModuleNotFoundError" in table
     assert "| compose | ok |" in table
     assert document["plots"]["skipped"]["missing plots"] == "the suite failed"
 
@@ -249,3 +249,23 @@ def test_without_matplotlib_the_figures_are_still_written_and_the_plots_say_why(
     assert plots["written"] == [] and "telepresence[bench]" in plots["skipped"]["all plots"]
     assert json.loads((tmp_path / "summary.json").read_text())["suites"]["compose"]["ok"] is True
     assert "| compose_p95_ms | 0.6 |" in (tmp_path / "summary.md").read_text()
+
+
+def test_a_camera_goes_only_to_a_suite_that_takes_one(tmp_path: Path, capsys):
+    assert cli.main(["bench", "compose", "--camera", "/dev/video9", "--out", str(tmp_path)]) == 2
+    assert "the compose suite takes no --camera" in capsys.readouterr().err
+    assert cli.main(["bench", "tune", "--camera", "/dev/video9", "--out", str(tmp_path)]) == 2
+    assert "synthetic camera" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # refused before a run directory was made
+
+
+def test_a_run_that_lost_samples_keeps_its_figures_and_fails(tmp_path: Path):
+    # The rule `python -m benchmarks` applies (benchmarks.samples): more than 1 % lost fails the run.
+    result = SuiteResult.from_summary(
+        "latency", {"samples_expected": 100, "samples_measured": 90, "p50_ms": 9.0}
+    )
+    assert result.ok and not result.passed and "lost 10 %" in result.outcome
+    bench.write_run([result], tmp_path, {"created": "now", "machine": machine_facts()})
+    entry = json.loads((tmp_path / "summary.json").read_text())["suites"]["latency"]
+    assert entry["summary"]["p50_ms"] == 9.0 and "lost 10 %" in entry["lost_samples"]
+    assert "| latency | **failed on its sample count" in (tmp_path / "summary.md").read_text()
