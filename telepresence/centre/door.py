@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from telepresence import protocol as p
 from telepresence.centre import keys
 from telepresence.centre.media_host import MediaHost
-from telepresence.centre.remote import SocketAddress
+from telepresence.centre.remote import SocketAddress, status_message
 from telepresence.config import Settings
 from telepresence.metrics import Metrics
 from telepresence.protocol import ProtocolError
@@ -156,6 +156,13 @@ class Door:
     def _dispatch(self, entry: Message) -> None:
         if "media" in entry:
             self.media_host.take(entry)
+            return
+        if "statuses" in entry:  # a run of queue_status rows (remote.Effects.add_status)
+            if entry["incarnation"] == self.incarnation:
+                for row in entry["statuses"]:
+                    conn = self.sockets.get(row[0])
+                    if conn is not None:
+                        conn.send(status_message(row))
             return
         conn = self.sockets.get(entry["conn"]) if entry["incarnation"] == self.incarnation else None
         if conn is None:
