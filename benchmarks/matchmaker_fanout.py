@@ -1,6 +1,10 @@
 """Suite "matchmaker", part (b): position fan-out over WebSockets to a real server on loopback.
 
-See :mod:`benchmarks.matchmaker` for what is timed and the targets.
+See :mod:`benchmarks.matchmaker` for what is timed and the targets. At full scale the server
+holds 10,000 waiting customers and 500 agents, like the decisions' floor: the 1,000 watching
+sockets and the heads in one queue (this process), the others in 20 skill/language queues
+(their sockets open, in a client process of their own, :mod:`benchmarks.matchmaker_distributed_watchers`),
+and the agents logged in and away (this process).
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.matchmaker_decisions import pct
+from benchmarks.matchmaker_decisions import LANGUAGES, SKILLS, pct
+from benchmarks.matchmaker_distributed_watchers import WatcherProcesses
 from benchmarks.progress import progress
 
 SOCKETS = 1_000
+SECRET = "bench-secret-0123456789abcdef"
+AGENTS_IN_FLIGHT = 100  # logins at a time
 
 
 def _serve(port: int, state_dir: str, per_message_deflate: bool = True) -> None:
@@ -34,10 +41,13 @@ def _serve(port: int, state_dir: str, per_message_deflate: bool = True) -> None:
     settings = Settings.load(
         env={},
         state_dir=Path(state_dir),
-        secret="bench-secret-0123456789abcdef",
+        secret=SECRET,
         port=port,
         log_level="warning",
         media_workers=0,
+        # Nothing expires during a run: agents stay logged in, offers (none are made) wait.
+        agent_grace_s=3600,
+        rejoin_grace_s=3600,
     )
     app = create_app(settings)
     uvicorn.run(
@@ -131,15 +141,35 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
-class _Server:
-    """One server process on loopback with its customer sockets: the heads, then 1,000 more."""
+async def _login_away(url: str, index: int) -> Any:
+    """An agent logged in and away (their skills name the silent customers' queues)."""
+    import websockets
 
-    def __init__(self, *, per_message_deflate: bool) -> None:
+    from benchmarks.matchmaker_distributed import _token
+
+    ws = await websockets.connect(url, max_size=None, open_timeout=60, ping_interval=None)
+    skills = (SKILLS[index % 5], SKILLS[(index + 2) % 5])
+    await ws.send(
+        json.dumps({"type": "login", "token": _token(f"agent-{index}", skills, (LANGUAGES[index % 4],))})
+    )
+    while json.loads(await asyncio.wait_for(ws.recv(), 60))["type"] != "logged_in":
+        pass
+    return ws
+
+
+class _Server:
+    """One server process on loopback: agents, the heads, 1,000 watchers, and the silent rest."""
+
+    def __init__(self, *, per_message_deflate: bool, waiting: int, agents: int) -> None:
         self.port = _free_port()
         self.state_dir = tempfile.TemporaryDirectory()
         self.process = multiprocessing.get_context("spawn").Process(
             target=_serve, args=(self.port, self.state_dir.name, per_message_deflate), daemon=True
         )
+        self.waiting = waiting
+        self.agent_count = agents
+        self.agents: list[Any] = []
+        self.silent: WatcherProcesses | None = None
         self.heads: list[_Socket] = []
         self.watchers: list[_Socket] = []
         self.idle_mb: float | None = None
@@ -161,6 +191,13 @@ class _Server:
 
     async def connect(self, heads: int, desc: str) -> None:
         url = f"ws://127.0.0.1:{self.port}/ws"
+        limit = asyncio.Semaphore(AGENTS_IN_FLIGHT)
+
+        async def login(index: int) -> Any:
+            async with limit:
+                return await _login_away(url, index)
+
+        self.agents = list(await asyncio.gather(*(login(i) for i in range(self.agent_count))))
         self.heads = [await _join(url, f"head-{i}") for i in range(heads)]  # first in the queue
         batch = 50
         for start in progress(range(0, SOCKETS, batch), desc=f"connecting ({desc})", total=SOCKETS // batch):
@@ -168,6 +205,11 @@ class _Server:
             self.watchers += await asyncio.gather(
                 *(_join(url, f"customer-{start + i}") for i in range(count))
             )
+        silent = self.waiting - heads - SOCKETS
+        if silent > 0:
+            queues = [(skill, language) for skill in SKILLS for language in LANGUAGES]
+            self.silent = WatcherProcesses([url], [0], [[queues[i % len(queues)] for i in range(silent)]])
+            await self.silent.start()
         await asyncio.sleep(0.5)  # let every join's updates land
         expected = list(range(heads + 1, heads + SOCKETS + 1))
         assert sorted(w.position for w in self.watchers) == expected  # type: ignore[type-var]
@@ -208,18 +250,22 @@ class _Server:
         if self.process.is_alive():
             self.process.kill()
         self.process.join(10)
+        if self.silent is not None:
+            await asyncio.to_thread(self.silent.stop)
         await asyncio.gather(*(s.close() for s in self.heads + self.watchers), return_exceptions=True)
+        await asyncio.gather(*(ws.close() for ws in self.agents), return_exceptions=True)
         self.state_dir.cleanup()
 
 
-async def bench_fanout(events: int) -> dict[str, Any]:
+async def bench_fanout(events: int, waiting: int = 10_000, agents: int = 500) -> dict[str, Any]:
     """The server as ``telepresence serve`` runs it, and the same with permessage-deflate off
-    (uvicorn ``ws_per_message_deflate=False``), their events interleaved so load hits both alike."""
+    (uvicorn ``ws_per_message_deflate=False``), their events interleaved so load hits both alike.
+    Each holds ``waiting`` customers (at least the heads and the 1,000 watchers) and ``agents``."""
     heads = events + WARM_UP
-    _raise_fd_limit(2 * (SOCKETS + heads) + 256)
+    _raise_fd_limit(2 * (SOCKETS + heads + agents) + 256)
     servers = {
-        "fanout": _Server(per_message_deflate=True),
-        "fanout_no_deflate": _Server(per_message_deflate=False),
+        "fanout": _Server(per_message_deflate=True, waiting=waiting, agents=agents),
+        "fanout_no_deflate": _Server(per_message_deflate=False, waiting=waiting, agents=agents),
     }
     try:
         for name, server in servers.items():
@@ -229,7 +275,14 @@ async def bench_fanout(events: int) -> dict[str, Any]:
             for server in servers.values():
                 await server.head_leaves(index, record=index >= WARM_UP)
                 await asyncio.sleep(0.05)
-        summary: dict[str, Any] = {"sockets": SOCKETS, "fanout_events": events}
+        summary: dict[str, Any] = {
+            "sockets": SOCKETS,
+            "fanout_events": events,
+            "fanout_waiting": max(waiting, heads + SOCKETS),
+            "fanout_agents": agents,
+            "fanout_samples_expected": 2 * events,
+            "fanout_samples_measured": sum(len(server.total_ms) for server in servers.values()),
+        }
         for name, server in servers.items():
             summary.update({f"{name}_{key}": value for key, value in server.summary().items()})
         return summary
