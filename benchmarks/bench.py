@@ -227,7 +227,7 @@ def _points_table(points: list[dict[str, Any]]) -> str:
         verdict = "meets" if p["meets"] else p["why_not"]
         lines.append(
             f"{p['label']:<22} {_num(p['p50_ms']):>7} {_num(p['p95_ms']):>7} {p['fps_measured']:>5g} "
-            f"{p['samples']:>5}/{p['samples_expected']:<5} {_num(p['encode_p95_ms']):>7}  {verdict}"
+            f"{p['samples']:>5}/{p['frames_expected']:<5} {_num(p['encode_p95_ms']):>7}  {verdict}"
         )
     return "\n".join(lines)
 

@@ -159,7 +159,7 @@ def _figures(point: Point, runs: list[dict[str, Any]], window_s: float) -> Figur
         fps_measured=round(statistics.median(run["fps"] for run in runs), 1),
         samples=sum(len(run["latencies"]) for run in runs),
         frames=sum(run["frames"] for run in runs),
-        samples_expected=round(point.fps * window_s * len(runs)),
+        frames_expected=round(point.fps * window_s * len(runs)),
         encode_p95_ms=_median(encode),
         rounds=len(runs),
         codecs=sorted({run["codec"] for run in runs if run["codec"]}),

@@ -48,7 +48,7 @@ class Figures:
     fps_measured: float  # frames a second the customer decoded
     samples: int  # frames with a readable stamp (latency samples)
     frames: int  # frames the customer decoded
-    samples_expected: int  # fps x window x rounds
+    frames_expected: int  # what the camera sent over the windows: fps x window x rounds
     encode_p95_ms: float | None = None
     rounds: int = 1
     codecs: list[str] = field(default_factory=list)  # what was negotiated (the room's preference)
@@ -149,7 +149,9 @@ def advise(figures: list[Figures], target_ms: float) -> dict[str, Any]:
         "chosen_p95_ms": chosen.p95_ms if chosen else None,
         "points_meeting": sum(why_not(f, target_ms) is None for f in figures),
         "points": [_row(f, target_ms) for f in figures],
-        "samples_expected": sum(f.samples_expected for f in figures),
-        "samples_measured": sum(f.samples for f in figures),
+        # Lost samples (unreadable stamps) are judged per point (why_not), not for the sweep:
+        # one fragile setting must not fail the others' figures.
+        "frames_decoded": sum(f.frames for f in figures),
+        "frames_stamped": sum(f.samples for f in figures),
         "toml": toml_snippet(chosen, target_ms, fallback),
     }

@@ -171,7 +171,7 @@ def _figures(size: str, codec: str, p95: float, fps: float = 30.0, samples: int 
         fps_measured=fps,
         samples=samples,
         frames=100,
-        samples_expected=100,
+        frames_expected=100,
         codecs=[codec],
     )
 
