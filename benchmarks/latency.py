@@ -321,7 +321,7 @@ def _summary(
         "samples_by_path": counts,
         "samples_expected": sum(c["expected"] for c in counts.values()),
         "samples_measured": sum(c["measured"] for c in counts.values()),
-        "stages": {f"server {name}": results[name].receipt for name in ("server", "server_h264")},
+        "stages": {"server vp8": results["server"].receipt, "server h264": results["server_h264"].receipt},
         "samples": {name: values for name, values in lat.items() if name != "growth"},
     }
     summary["stages"]["floor vp8"] = work["stages"]
