@@ -45,7 +45,8 @@ retransmission came, PLIs) and the forwarder's own drop counts tell the network'
 server's and the receiver's. ``samples_expected``: the composite frames the customer decoded
 in the window (each should carry a readable stamp); ``samples_measured``: those whose stamp read
 (glass-to-glass samples); the top level sums them over the profiles. With
-``NETWORK_SUITE_RAW_DIR`` set, every call's raw records go there.
+``NETWORK_SUITE_RAW_DIR`` set, every call's raw records go there; ``NETWORK_SUITE_PROFILES=capped``
+(comma-separated) runs only those profiles.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,8 @@ RAW_ENV = "NETWORK_SUITE_RAW_DIR"  # set: every call's raw records are written t
 # "customer": the whole profile on the customer's link (the agent's clean); default: half of each
 # profile on the customer's link and half on the agent's, so the server's receivers see loss too.
 IMPAIR_ENV = "NETWORK_SUITE_IMPAIR"
+# e.g. "capped" or "clean,capped": only these profiles (in the suite's order); unset: all of them
+PROFILES_ENV = "NETWORK_SUITE_PROFILES"
 
 
 @dataclass(frozen=True)
@@ -404,4 +407,16 @@ def run(quick: bool = False) -> dict[str, Any]:
     if reason is not None:
         log(f"skipped: {reason}")
         return {"skipped": reason}
-    return measure(QUICK if quick else FULL)
+    return measure(chosen(QUICK if quick else FULL))
+
+
+def chosen(plan: Plan) -> Plan:
+    """``plan`` narrowed to the profiles named in NETWORK_SUITE_PROFILES (unknown names: an error)."""
+    names = [n.strip() for n in os.environ.get(PROFILES_ENV, "").split(",") if n.strip()]
+    if not names:
+        return plan
+    unknown = sorted(set(names) - set(ORDER))
+    if unknown:
+        known = ", ".join(ORDER)
+        raise SystemExit(f"{PROFILES_ENV}: no profile {', '.join(unknown)} (the suite has {known})")
+    return replace(plan, profiles=tuple(p for p in plan.profiles if p in names))

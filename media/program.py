@@ -13,8 +13,8 @@ behind drops what it has queued and waits for the next keyframe (asking for one)
 than queueing; a viewer's keyframe request (PLI/FIR from its browser) goes to whichever
 source is live. The encoder's bitrate follows what the customer's browser says it can
 receive (the agent's preview does not steer); while the camera is forwarded, that estimate
-caps the agent's sender (REMB) only while the customer is also losing packets (an estimate
-that follows what it is sent would otherwise hold the camera down).
+caps the agent's sender (REMB) once the customer is also losing packets, and the cap rises in
+steps, never above the estimate (media.camera_cap).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media import aiortc_internals as internals
 from media.bitrate import Bitrate, SentRate
+from media.camera_cap import CameraCap
 from media.encoded import (
     KEYFRAME_ASK_S,
     UNCAPPED_BPS,
@@ -43,14 +44,12 @@ from media.encoded import (
 from media.passthrough import STALL_S, CameraPassthrough
 from media.peers import FastH264Encoder, SafeVp8Encoder
 from media.receipt import LatencyReceipt
+from media.repair import KEYFRAME_RETRY_MAX_S
 
 logger = logging.getLogger(__name__)
 
 VIEWER_QUEUE = 2  # encoded frames a viewer may have waiting before it skips to a keyframe
-CAP_BELOW = 0.85  # the customer's estimate caps the forwarded camera once under this share of its rate
-LOSSY = 0.05  # ... and the customer's receiver reports lose at least this share of packets
-LIFT_AFTER_S = 3.0  # a cap is lifted after this long without loss
-CHECK_EVERY_S = 1.0  # receiver reports come about once a second
+CHECK_EVERY_S = 0.5  # the customer's figures for the camera's cap (media.camera_cap), read this often
 PAUSE_AFTER_ERROR_S = 0.1  # a source that keeps failing is not retried in a tight loop
 
 
@@ -111,10 +110,10 @@ class Program:
         self._viewers: weakref.WeakSet[_ViewerTrack] = weakref.WeakSet()
         self._keyframe_due = True
         self._asked = 0.0
-        self._capped: float | None = None
+        self._ask_every = KEYFRAME_ASK_S  # doubles while asks follow each other (media.repair's back-off)
+        self.camera_cap = CameraCap((bitrate or Bitrate()).max)
         self._forwarded_rate = SentRate()
         self._checked_at = 0.0
-        self._clear_since: float | None = None
         self._pump: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -142,7 +141,8 @@ class Program:
     def request_keyframe(self) -> None:
         """The next frame from the live source is a keyframe (forwarding: the agent's browser is asked)."""
         self._keyframe_due = True
-        self._asked = 0.0  # ask at once
+        if not self.forwarding:
+            self._asked = 0.0  # ask at once (forwarding, asks back off: _forwarding_chores)
 
     async def close(self) -> None:
         """Stop the pump and end every viewer's track; idempotent."""
@@ -197,6 +197,8 @@ class Program:
                 await self._forwarding_chores(viewers)
                 packet = await p.next_frame(STALL_S)
                 if packet is not None:
+                    if packet.is_keyframe:  # whatever asked for one has it
+                        self._keyframe_due = p.keyframe_needed = False
                     p.forwarded += 1
                     self._forwarded_rate.add(packet.size, time.monotonic())
                     return {p.codec: packet}
@@ -252,41 +254,30 @@ class Program:
         """Keyframe requests and the viewers' estimate go upstream to the agent's browser."""
         p = self.passthrough
         assert p is not None
-        if (self._keyframe_due or p.keyframe_needed) and time.monotonic() - self._asked > KEYFRAME_ASK_S:
-            self._keyframe_due = p.keyframe_needed = False
-            self._asked = time.monotonic()
-            await p.request_keyframe()
         now = time.monotonic()
+        if (self._keyframe_due or p.keyframe_needed) and now - self._asked >= self._ask_every:
+            # Asked again soon after the last ask: that keyframe did not get through (a congested
+            # link loses it in its queue, ~100 KB at 720p), so the next ask waits twice as long.
+            soon = now - self._asked < 2 * self._ask_every
+            self._ask_every = min(KEYFRAME_RETRY_MAX_S, 2 * self._ask_every) if soon else KEYFRAME_ASK_S
+            self._keyframe_due = p.keyframe_needed = False
+            self._asked = now
+            await p.request_keyframe()
         if now - self._checked_at >= CHECK_EVERY_S:
             self._checked_at = now
             await self._cap_if_congested(viewers, now)
 
     async def _cap_if_congested(self, viewers: list[_ViewerTrack], now: float) -> None:
-        """Cap the agent's camera at the customer's estimate while the customer's link cannot take
-        it: the estimate under what is forwarded AND the customer losing packets. An estimate
-        alone would not do: a receive-side estimate follows what it is sent, so a cap at it
-        held the camera at its starting rate, then walked it down (240 kbps in Chromium)."""
+        """Cap the agent's camera while the customer's link cannot take it (media.camera_cap)."""
         p = self.passthrough
         assert p is not None
         steering = [v for v in viewers if v.steers]
-        estimate = self._viewers_estimate(steering)
-        sending = self._forwarded_rate.bps(now)
         losses = [loss for loss in [await v.loss() for v in steering] if loss is not None]
-        loss = max(losses) if losses else 0.0
-        congested = estimate is not None and sending is not None and estimate < CAP_BELOW * sending
-        if congested and loss >= LOSSY:
-            self._clear_since = None
-            self._capped = estimate
-            await p.cap_upstream(estimate)
-        elif self._capped is not None:
-            if loss >= LOSSY / 5:
-                self._clear_since = None
-                await p.cap_upstream(self._capped)  # held: REMB is a standing limit, said again
-            elif self._clear_since is None:
-                self._clear_since = now
-            elif now - self._clear_since >= LIFT_AFTER_S:
-                self._capped = self._clear_since = None
-                await p.cap_upstream(UNCAPPED_BPS)
+        remb = self.camera_cap.update(
+            now, self._viewers_estimate(steering), self._forwarded_rate.bps(now), max(losses, default=None)
+        )
+        if remb is not None:
+            await p.cap_upstream(remb)
 
     async def _stop_forwarding(self) -> None:
         self.forwarding = False
@@ -296,8 +287,8 @@ class Program:
             p.wanted = False
             p.resume_decoding()
             await p.request_keyframe()  # the compositor's picture of the camera resumes on it
-            if self._capped is not None:
-                self._capped = None
+            if self.camera_cap.cap is not None:
+                self.camera_cap.lift()
                 await p.cap_upstream(UNCAPPED_BPS)  # the composite needs no cap on the camera
         logger.info("%s: back to the composite", self.label)
 
@@ -321,6 +312,7 @@ class _ViewerTrack(MediaStreamTrack):
         self._sender = weakref.ref(sender)
         self.queue = KeyframeQueue(VIEWER_QUEUE)
         self._arrived = asyncio.Event()
+        self._report_at: object = None
 
     def offer(self, packet: av.Packet) -> None:
         if self.queue.put(packet, packet.is_keyframe):
@@ -331,13 +323,16 @@ class _ViewerTrack(MediaStreamTrack):
             self._arrived.set()
 
     async def loss(self) -> float | None:
-        """The share of packets the viewer's browser last reported lost (its receiver report)."""
+        """The share of packets lost in the viewer's browser's receiver report, if a new one came
+        since the last call (None: none came)."""
         sender = self._sender()
         if sender is None:
             return None
         for stats in (await sender.getStats()).values():
-            if stats.type == "remote-inbound-rtp":
-                return getattr(stats, "fractionLost", None)
+            if stats.type == "remote-inbound-rtp" and stats.timestamp != self._report_at:
+                self._report_at = stats.timestamp  # aiortc's: when the report came
+                lost = getattr(stats, "fractionLost", None)  # aiortc's is the report's: 0-255
+                return lost / 256 if lost is not None else None
         return None
 
     def estimate(self) -> float | None:
