@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -114,7 +115,9 @@ class CompositorTrack(MediaStreamTrack):
         self._placeholders: dict[tuple[str, int, int], Planes] = {}
         # Output buffers, each painted in place with only what changed since it last went out; one
         # contiguous yuv420p array each, the layout av.VideoFrame.from_numpy_buffer expects.
-        self._outputs = FramePool((h * 3 // 2, w), self._split)
+        # A function of the size, not a bound method: the pool must hold no reference back to
+        # the compositor, or an ended call's compositor waits for the cycle collector.
+        self._outputs = FramePool((h * 3 // 2, w), functools.partial(_split_yuv420, w, h))
         self._fade_from: np.ndarray | None = None
         self._fade_start = 0.0
         self._primary_seen = 0
@@ -325,14 +328,6 @@ class CompositorTrack(MediaStreamTrack):
         self._last_pts = pts
         return pts
 
-    def _split(self, buffer: np.ndarray) -> Planes:
-        w, h = self.size.width, self.size.height
-        flat = buffer.reshape(-1)
-        y = flat[: w * h].reshape(h, w)
-        u = flat[w * h : w * h * 5 // 4].reshape(h // 2, w // 2)
-        v = flat[w * h * 5 // 4 :].reshape(h // 2, w // 2)
-        return y, u, v
-
     def _layout_tiles(self, shapes: tuple[tuple[str, int, int], ...]) -> list[Tile]:
         sources = {name: Size(width, height) for name, width, height in shapes}
         present = set(sources)
@@ -404,3 +399,12 @@ class CompositorTrack(MediaStreamTrack):
         planes = fit_planes(frame_planes(frame), width, height, scratch, scale)
         self._cache[name] = (version, width, height, planes)
         return planes
+
+
+def _split_yuv420(w: int, h: int, buffer: np.ndarray) -> Planes:
+    """The Y, U and V views of one yuv420p frame stored as one ``(h * 3 // 2, w)`` array."""
+    flat = buffer.reshape(-1)
+    y = flat[: w * h].reshape(h, w)
+    u = flat[w * h : w * h * 5 // 4].reshape(h // 2, w // 2)
+    v = flat[w * h * 5 // 4 :].reshape(h // 2, w // 2)
+    return y, u, v
