@@ -120,7 +120,9 @@ async def playing(page: Page, testid: str, *, frames: int = 10, timeout_s: float
         await page.wait_for_timeout(250)
         waited += 0.25
         probe = await video.evaluate(COUNT_FRAMES)
-        if (
+        if probe["time"] < first["time"]:
+            first = probe  # the element's stream changed (the greeter gave way to the call): count anew
+        elif (
             probe["frames"] - first["frames"] >= frames
             and probe["time"] > first["time"]
             and probe["width"] > 0
