@@ -234,7 +234,9 @@ class _Server:
         rss_mb = _rss_mb(self.process.pid)  # type: ignore[arg-type]
         per_socket = None
         if rss_mb is not None and self.idle_mb is not None:
-            per_socket = round((rss_mb - self.idle_mb) * 1024 / (len(self.heads) + len(self.watchers)))
+            # Every socket the server holds: heads, watchers, the silent customers, the agents.
+            sockets = max(self.waiting, len(self.heads) + len(self.watchers)) + len(self.agents)
+            per_socket = round((rss_mb - self.idle_mb) * 1024 / sockets)
         return {
             "p50_ms": round(pct(self.total_ms, 0.50), 2),
             "p95_ms": round(pct(self.total_ms, 0.95), 2),
