@@ -1,4 +1,4 @@
-"""aiortc's private names this project relies on (media/aiortc_internals.py) are all still there.
+"""aiortc's private names this project relies on (media/aiortc_internals/) are all still there.
 
 When an aiortc upgrade moves one, this is the test that fails, naming it.
 """
@@ -14,6 +14,7 @@ from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 
 from media import aiortc_internals as internals
+from media.aiortc_internals import _transports
 
 
 async def _instances() -> dict[str, object]:
@@ -44,7 +45,7 @@ async def _instances() -> dict[str, object]:
 @pytest.mark.parametrize(("owner", "name"), internals.PRIVATE_ATTRIBUTES)
 async def test_a_private_attribute_we_use_still_exists(owner, name):
     instance = (await _instances())[owner]
-    assert hasattr(instance, name), f"aiortc's {owner} no longer has {name}: update media/aiortc_internals.py"
+    assert hasattr(instance, name), f"aiortc's {owner} no longer has {name}: update media/aiortc_internals/"
 
 
 @pytest.mark.parametrize(
@@ -106,7 +107,7 @@ def test_abs_capture_time_is_packed_beside_aiortcs_own_extensions():
             RTCRtpHeaderExtensionParameters(id=13, uri=internals.ABS_CAPTURE_TIME_URI),
         ]
     )
-    ours = internals._ExtensionsMap()
+    ours = _transports._ExtensionsMap()
     ours.configure(parameters)
     stock = HeaderExtensionsMap()
     stock.configure(parameters)
@@ -115,7 +116,7 @@ def test_abs_capture_time_is_packed_beside_aiortcs_own_extensions():
     internals.set_abs_capture_time(packet, 0x0123456789ABCDEF)
     data = packet.serialize(ours)
     profile, block = 0xBEDE, data[16 : 16 + 4 * int.from_bytes(data[14:16], "big")]
-    assert internals._unpack_extensions(profile, block) == [
+    assert _transports._unpack_extensions(profile, block) == [
         (4, b"1"),
         (13, bytes.fromhex("0123456789ABCDEF")),
     ]
