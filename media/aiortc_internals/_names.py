@@ -59,6 +59,7 @@ PRIVATE_METHODS: tuple[tuple[type, str], ...] = (
     (RTCDtlsTransport, "_send_rtp"),
     (RTCDtlsTransport, "_handle_rtcp_data"),
     (JitterBuffer, "_remove_frame"),
+    (RTCDtlsTransport, "_set_role"),  # answer_as_dtls_server (WHIP/WHEP answer a=setup:passive)
     # Overridden by media.peers (the tuned encoders) and media.program (whole-frame output).
     (H264Encoder, "_encode_frame"),
     (H264Encoder, "_split_bitstream"),
