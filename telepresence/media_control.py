@@ -34,6 +34,7 @@ from telepresence.calls import Call, CallState
 from telepresence.config import Settings, ice_addresses
 from telepresence.hosts import HostDesk, resolve_look
 from telepresence.media_load import MediaLoad
+from telepresence.media_reconnects import ReconnectWaits
 from telepresence.metrics import Metrics
 from telepresence.protocol import ProtocolError
 from telepresence.room_handle import LocalRoom, RoomHandle
@@ -85,8 +86,7 @@ class MediaControl:
         # Resolved once, at start-up: a bad look is a configuration error, not a customer's.
         self._greeter_spec = resolve_look(settings.greeter_look) if settings.greeter_look else None
         self._tasks: set[asyncio.Task[None]] = set()
-        # (call id, role) -> the end of its wait for a failed side to connect again
-        self._reconnects: dict[tuple[str, Role], asyncio.TimerHandle] = {}
+        self._reconnects = ReconnectWaits(settings.media_reconnect_s)
         self._next_receipt = 0.0
         self.pool: WorkerPool | None = None
         self.load = MediaLoad(metrics)  # every live room, and what each costs
@@ -187,35 +187,24 @@ class MediaControl:
             call.peer_state_changed(role, state)
             self._tell_both(call, {"type": "media_status", "call_id": call.id, "role": role, "state": state})
             if state == "failed" and call.active and call.agent_id:
-                self._await_reconnect(call, role)
-            elif state == "connected" and (waiting := self._reconnects.pop((call.id, role), None)):
-                waiting.cancel()
-                logger.info("%s: %s media connected again", call.id, role)
+                self._reconnects.failed(call.id, role, self._give_up_handler(call, role))
+            elif state == "connected":
+                self._reconnects.connected(call.id, role)
             if role == "agent" and state == "connected" and call.hand_over_on_agent_media:
                 call.hand_over_on_agent_media = False
                 self.handover([call])
 
         return on_peer_state
 
-    def _await_reconnect(self, call: Call, role: Role) -> None:
-        """A side's media failed: a browser that changed networks offers again on a fresh
-        connection (the room replaces that side's peer, the call goes on); one that does not
-        within ``media_reconnect_s`` ends the call."""
-        key = (call.id, role)
-        if key in self._reconnects:
-            return
-        wait_s = self.settings.media_reconnect_s
-        logger.warning(
-            "%s: %s media failed (ICE or DTLS); waiting %.0f s for it to connect again", call.id, role, wait_s
-        )
+    def _give_up_handler(self, call: Call, role: Role) -> Callable[[], None]:
+        """What ends the call when ``role``'s failed media does not come back in time."""
 
         def give_up() -> None:
-            self._reconnects.pop(key, None)
             if call.active and call.peer_states.get(role) != "connected":
                 logger.warning("%s: %s media did not come back", call.id, role)
                 self._spawn(self._end_call(call, "media_failed"), f"{call.id} media failed")
 
-        self._reconnects[key] = asyncio.get_running_loop().call_later(wait_s, give_up)
+        return give_up
 
     def _make_room(self, call: Call) -> RoomHandle:
         """In the least-loaded worker; here with no workers, or while a live host runs (its
@@ -376,9 +365,7 @@ class MediaControl:
         self.load.rooms.pop(call.id, None)
         if self.agent_cameras is not None:
             self.agent_cameras.call_closed(call.id)
-        for role in ("agent", "customer"):
-            if waiting := self._reconnects.pop((call.id, role), None):
-                waiting.cancel()
+        self._reconnects.call_closed(call.id)
         if room is None:
             return
         summary = room.receipt_summary()
@@ -404,9 +391,7 @@ class MediaControl:
         """Stop the host; wait for rooms being closed (bounded); cancel what is left; stop the
         media workers (each closes whatever it still holds; one that hangs is killed)."""
         await self.hosts.close()
-        for waiting in self._reconnects.values():
-            waiting.cancel()
-        self._reconnects.clear()
+        self._reconnects.cancel_all()
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.shutdown_timeout_s)
             for task in pending:
