@@ -35,7 +35,8 @@ def test_a_tiny_run_reports_every_figure_and_restores_opencv_threads():
     json.dumps(summary)
     assert REQUIRED <= summary.keys()
     assert summary["samples_expected"] == summary["samples_measured"] == summary["frames"] > 0
-    assert summary["opencv_threads"] == 1
+    assert summary["opencv_threads"] == 1  # read back from OpenCV during the run
+    assert summary["ffmpeg_threads"] == {flags: 1 for flags in compose.SCALERS}
     assert cv2.getNumThreads() == threads  # pinned for the run only
     assert summary["ratio_area"] == round(summary["compose_p95_ms"] / summary["ffmpeg_area_p95_ms"], 3)
     assert set(summary["targets"]) == {"ratio_area"}

@@ -80,7 +80,11 @@ def test_a_tiny_run_measures_every_path_built_alike():
         == set(summary["floor_h264_stages"])
         == {"decode", "compose", "encode", "total"}
     )
-    assert summary["growth"]["stalls"] >= 1  # the primary input did stall
+    growth = summary["growth"]
+    assert growth["stalls"] >= 1  # the primary input did stall ...
+    assert paths["growth"]["layout"] == "screen"  # ... in the real call's layout ...
+    assert growth["cpu_load_s"] > 0  # ... with another process burning CPU meanwhile
+    assert growth["first"]["n"] > 0 and growth["last"]["n"] > 0
     assert set(summary["targets"]) == {"hop_vs_floor", "growth_ms", "growth_p95_ms", "samples"}
 
 
