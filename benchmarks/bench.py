@@ -10,7 +10,7 @@ suite hands them over), summary.md (a table per suite) and PNG plots (benchmarks
 stdout: the machine facts, each suite's outcome, the plots, the run directory, and LAST the
 summary as one JSON line (one suite: its summary, exactly as ``python -m benchmarks``
 prints it; all: ``{suite: summary}``). ``tune`` prints TOML instead, comments and all, so
-``telepresence bench tune > tuned.toml`` is a file ``telepresence serve --config`` reads.
+``telepresence bench tune > tuned.toml`` is a file ``telepresence --config tuned.toml serve`` reads.
 """
 
 from __future__ import annotations
@@ -225,6 +225,8 @@ def _points_table(points: list[dict[str, Any]]) -> str:
     ]
     for p in points:
         verdict = "meets" if p["meets"] else p["why_not"]
+        if not p["served"]:
+            verdict += " (not serve's bitrate ceiling: compare only)"
         lines.append(
             f"{p['label']:<22} {_num(p['p50_ms']):>7} {_num(p['p95_ms']):>7} {p['fps_measured']:>5g} "
             f"{p['samples']:>5}/{p['frames_expected']:<5} {_num(p['encode_p95_ms']):>7}  {verdict}"

@@ -27,7 +27,7 @@ import numpy as np
 
 from benchmarks.machine import load_average
 from benchmarks.progress import progress
-from benchmarks.tune_advice import Figures, Point, advise
+from benchmarks.tune_advice import SERVED, SERVED_KBPS, Figures, Point, advise
 from media.browser import BrowserPeer, VideoSink
 from media.peers import Bitrate
 from media.room import Room
@@ -36,7 +36,6 @@ from media.stamp import read_stamp
 
 # The web client's camera constraint (web_client/js/agent-call.js): the agent sends 720p.
 CAMERA_SIZE = (1280, 720)
-MIN_KBPS = 300  # media.bitrate.Bitrate's floor
 
 
 @dataclass(frozen=True)
@@ -68,12 +67,13 @@ FULL = Plan(
     rounds=2,
     label="full",
 )
-# A smoke run of the method: 4 points, one round, well under a minute.
+# A smoke run of the method: 4 points, one round, well under a minute; at the ceiling serve
+# runs, the only one whose points can be suggested.
 QUICK = Plan(
     sizes=("360p", "720p"),
     fps=(30,),
     codecs=("VP8", "H264"),
-    kbps=(1500,),
+    kbps=(SERVED_KBPS,),
     warmup_s=1.5,
     window_s=2.5,
     rounds=1,
@@ -108,7 +108,9 @@ async def measure_point(point: Point, warmup_s: float, window_s: float) -> dict[
         size=point.size,
         fps=point.fps,
         codec=point.codec,
-        bitrate=Bitrate(start=kbps, min=min(MIN_KBPS * 1000, kbps), max=kbps),
+        # At the served ceiling this IS the range serve runs (start and floor too); other
+        # ceilings change only the ceiling.
+        bitrate=Bitrate(start=min(SERVED.start, kbps), min=min(SERVED.min, kbps), max=kbps),
     )
     try:
         room.set_layout("screen")

@@ -1,11 +1,13 @@
-"""Pure: a tuning sweep's figures -> which settings meet a latency target, as ``serve --config`` TOML.
+"""Pure: a tuning sweep's figures -> which settings meet a latency target, as ``--config`` TOML.
 
 A point meets the target when its glass-to-glass p95 (median over rounds) is at most the
 target, the customer got at least 90 % of the frame rate, and at least 99 % of the frames
 it decoded carried a readable stamp (a point that lost more than 1 % of its samples is not
-judged on the rest, as issue 14 asks of every suite). Of those, the one with the most pixels
-wins, then the higher frame rate, then the higher bitrate ceiling, then the lower p95: the
-best picture that is still fast enough.
+judged on the rest, as issue 14 asks of every suite). Only points measured at the bitrate
+range ``serve`` runs (:data:`SERVED`: the bitrate has no setting) can be suggested: a point
+at another ceiling describes a server the TOML cannot make. Of those, the one with the most
+pixels wins, then the higher frame rate, then the lower p95: the best picture that is still
+fast enough.
 """
 
 from __future__ import annotations
@@ -13,7 +15,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from media.bitrate import Bitrate
 from media.layout import SIZES
+
+# What `telepresence serve` runs every encoder with (no setting changes it): the range a
+# suggested point must have been measured with.
+SERVED = Bitrate()
+SERVED_KBPS = SERVED.max // 1000
 
 MIN_FPS_SHARE = 0.9
 MIN_STAMPED_SHARE = 0.99
@@ -73,14 +81,15 @@ def why_not(figures: Figures, target_ms: float) -> str | None:
     return None
 
 
-def _rank(figures: Figures) -> tuple[int, int, int, float]:
+def _rank(figures: Figures) -> tuple[int, int, float]:
     point = figures.point
-    return (point.pixels, point.fps, point.kbps, -(figures.p95_ms or 0.0))
+    return (point.pixels, point.fps, -(figures.p95_ms or 0.0))
 
 
-def choose(figures: list[Figures], target_ms: float) -> Figures | None:
-    """The best picture among the points that meet ``target_ms``; None if none does."""
-    meeting = [f for f in figures if why_not(f, target_ms) is None]
+def choose(figures: list[Figures], target_ms: float, served_kbps: int = SERVED_KBPS) -> Figures | None:
+    """The best picture among the points measured at ``served_kbps`` that meet ``target_ms``;
+    None if none does."""
+    meeting = [f for f in figures if f.point.kbps == served_kbps and why_not(f, target_ms) is None]
     return max(meeting, key=_rank) if meeting else None
 
 
@@ -93,12 +102,20 @@ def _describe(figures: Figures) -> str:
     )
 
 
-def toml_snippet(chosen: Figures | None, target_ms: float, fallback: Figures | None = None) -> str:
-    """Settings for ``telepresence serve --config FILE``; commented out when nothing met the target."""
+def toml_snippet(
+    chosen: Figures | None,
+    target_ms: float,
+    fallback: Figures | None = None,
+    served_kbps: int = SERVED_KBPS,
+) -> str:
+    """Settings for ``telepresence --config FILE serve``; commented out when nothing met the target."""
     header = f"# telepresence bench tune: glass-to-glass p95 <= {target_ms:g} ms through the server here"
     shown = chosen or fallback
     if shown is None:
-        return f"{header}\n# no point of the sweep could be measured: no settings to suggest\n"
+        return (
+            f"{header}\n# no point of the sweep was measured at the bitrate ceiling serve runs"
+            f" ({served_kbps} kbps): no settings to suggest\n"
+        )
     point = shown.point
     settings = [
         f'video_size = "{point.size}"',
@@ -114,14 +131,16 @@ def toml_snippet(chosen: Figures | None, target_ms: float, fallback: Figures | N
         lines.append(f"# chosen: {_describe(shown)}")
     lines.extend(settings)
     lines.append(
-        f"# The bitrate ceiling ({point.kbps} kbps) has no setting: the server's encoders follow the"
-        " browser's\n# estimate within media.bitrate.Bitrate (0.3-3 Mbps)."
+        f"# Measured at the bitrate range serve runs ({SERVED.min // 1000}-{point.kbps} kbps, start"
+        f" {SERVED.start // 1000}): it has no\n# setting; points at other ceilings are figures to"
+        " compare, never suggested."
     )
     return "\n".join(lines) + "\n"
 
 
-def _row(figures: Figures, target_ms: float) -> dict[str, Any]:
-    """One point's row: its setting first, then its figures and verdict."""
+def _row(figures: Figures, target_ms: float, served_kbps: int) -> dict[str, Any]:
+    """One point's row: its setting first, then its figures and verdict (``served``: measured
+    at the ceiling serve runs, so it may be suggested)."""
     figures_only = asdict(figures)
     setting = figures_only.pop("point")
     verdict = why_not(figures, target_ms)
@@ -131,15 +150,16 @@ def _row(figures: Figures, target_ms: float) -> dict[str, Any]:
         **figures_only,
         "meets": verdict is None,
         "why_not": verdict,
+        "served": figures.point.kbps == served_kbps,
     }
 
 
-def advise(figures: list[Figures], target_ms: float) -> dict[str, Any]:
+def advise(figures: list[Figures], target_ms: float, served_kbps: int = SERVED_KBPS) -> dict[str, Any]:
     """The tune summary: the chosen settings, the TOML, every point's figures and counts."""
     if not target_ms > 0:  # also refuses NaN
         raise ValueError(f"the latency target must be above 0 ms, not {target_ms!r}")
-    chosen = choose(figures, target_ms)
-    measured = [f for f in figures if f.p95_ms is not None]
+    chosen = choose(figures, target_ms, served_kbps)
+    measured = [f for f in figures if f.p95_ms is not None and f.point.kbps == served_kbps]
     fallback = min(measured, key=lambda f: f.p95_ms or 0.0) if measured else None
     return {
         "target_ms": target_ms,
@@ -148,10 +168,11 @@ def advise(figures: list[Figures], target_ms: float) -> dict[str, Any]:
         "chosen_p50_ms": chosen.p50_ms if chosen else None,
         "chosen_p95_ms": chosen.p95_ms if chosen else None,
         "points_meeting": sum(why_not(f, target_ms) is None for f in figures),
-        "points": [_row(f, target_ms) for f in figures],
+        "served_kbps": served_kbps,
+        "points": [_row(f, target_ms, served_kbps) for f in figures],
         # Lost samples (unreadable stamps) are judged per point (why_not), not for the sweep:
         # one fragile setting must not fail the others' figures.
         "frames_decoded": sum(f.frames for f in figures),
         "frames_stamped": sum(f.samples for f in figures),
-        "toml": toml_snippet(chosen, target_ms, fallback),
+        "toml": toml_snippet(chosen, target_ms, fallback, served_kbps),
     }

@@ -19,7 +19,7 @@ import pytest
 from benchmarks import bench, tune
 from benchmarks.machine import machine_facts
 from benchmarks.results import SuiteResult, split_samples
-from benchmarks.tune_advice import Figures, Point, advise
+from benchmarks.tune_advice import SERVED_KBPS, Figures, Point, advise
 from telepresence import cli
 from telepresence.config import Settings
 
@@ -97,12 +97,13 @@ def test_a_failing_suite_is_recorded_and_the_next_one_still_runs(tmp_path: Path,
     assert document["plots"]["skipped"]["missing plots"] == "the suite failed"
 
 
-# Two short points (the codecs at 360p): the sweep's method in seconds. `--quick` is four points.
+# Two short points (the codecs at 360p, serve's bitrate ceiling): the sweep's method in seconds.
+# `--quick` is four points.
 TINY_TUNE = tune.Plan(
     sizes=("360p",),
     fps=(30,),
     codecs=("VP8", "H264"),
-    kbps=(1500,),
+    kbps=(SERVED_KBPS,),
     warmup_s=1.0,
     window_s=1.5,
     rounds=1,
@@ -125,23 +126,24 @@ def test_tune_prints_toml_the_config_loader_reads_and_plots_its_samples(tmp_path
 
     config = tmp_path / "tuned.toml"
     config.write_text(printed)  # everything tune prints is TOML: figures as comments
-    settings = Settings.load(config, env={})
+    settings = _served_with(config)
     if summary["met"]:
         assert (settings.video_size, settings.video_fps, settings.video_codec) == wanted
     else:
         assert settings == Settings.load(None, env={})  # nothing set: the defaults
         # The suggestion, uncommented, is the lowest p95 measured.
         config.write_text(re.sub(r"^# (video_\w+ = )", r"\1", printed, flags=re.MULTILINE))
-        settings = Settings.load(config, env={})
+        settings = _served_with(config)
         assert (settings.video_size, settings.video_fps, settings.video_codec) == wanted
 
     # Each point measured with stamped frames, and with the codec it asked for.
-    assert [p["label"] for p in summary["points"]] == ["360p30 VP8 1500k", "360p30 H264 1500k"]
+    assert [p["label"] for p in summary["points"]] == ["360p30 VP8 3000k", "360p30 H264 3000k"]
+    assert all(p["served"] for p in summary["points"]) and SERVED_KBPS == 3000
     for row in summary["points"]:
         assert row["samples"] > 0 and row["codecs"] == [row["codec"]], row
     assert (directory / "tune.toml").read_text() == summary["toml"]
     table = (directory / "summary.md").read_text()
-    assert "### points" in table and "\n| 360p30 H264 1500k | 360p | 30 | H264 | 1500 |" in table
+    assert "### points" in table and "\n| 360p30 H264 3000k | 360p | 30 | H264 | 3000 |" in table
     assert "### toml" in table and summary["toml"].strip() in table
     samples = json.loads((directory / "samples.json").read_text())["tune"]
     assert {p["label"] for p in summary["points"]} == set(samples)
@@ -163,9 +165,18 @@ def test_a_results_place_that_cannot_be_written_is_said_before_any_suite_runs(tm
     assert "[bench] compose" not in captured.err  # refused before the suite started
 
 
-def _figures(size: str, codec: str, p95: float, fps: float = 30.0, samples: int = 100) -> Figures:
+def _served_with(config: Path) -> Settings:
+    """The settings `telepresence --config FILE serve` (the command the README gives) runs with."""
+    args = cli.build_parser().parse_args(["--config", str(config), "serve"])
+    assert args.handler is cli.serve
+    return Settings.load(Path(args.config), env={})
+
+
+def _figures(
+    size: str, codec: str, p95: float, fps: float = 30.0, samples: int = 100, kbps: int = SERVED_KBPS
+) -> Figures:
     return Figures(
-        Point(size, 30, codec, 1500),
+        Point(size, 30, codec, kbps),
         p50_ms=p95 / 2,
         p95_ms=p95,
         fps_measured=fps,
@@ -186,14 +197,14 @@ def test_tune_chooses_the_best_picture_that_meets_the_target(tmp_path: Path):
         _figures("540p", "H264", 10, samples=50),  # half its stamps unreadable: not judged
     ]
     summary = advise(figures, target_ms=50)
-    assert summary["chosen"] == "720p30 H264 1500k"  # 720p, the lower p95 of the two codecs
+    assert summary["chosen"] == "720p30 H264 3000k"  # 720p, the lower p95 of the two codecs
     why = {p["label"]: p["why_not"] for p in summary["points"]}
-    assert why["1080p30 H264 1500k"] == "p95 80 ms > 50 ms"
-    assert why["1080p30 VP8 1500k"] == "20 fps of 30"
-    assert why["540p30 H264 1500k"].startswith("only 50 of 100 frames")
+    assert why["1080p30 H264 3000k"] == "p95 80 ms > 50 ms"
+    assert why["1080p30 VP8 3000k"] == "20 fps of 30"
+    assert why["540p30 H264 3000k"].startswith("only 50 of 100 frames")
     config = tmp_path / "chosen.toml"
     config.write_text(summary["toml"])
-    settings = Settings.load(config, env={})
+    settings = _served_with(config)
     assert (settings.video_size, settings.video_fps, settings.video_codec) == ("720p", 30.0, "H264")
 
 
@@ -231,10 +242,24 @@ def test_a_tiny_capacity_ramp_draws_the_capacity_curve(tmp_path: Path):
     assert "### steps_720p" in (directory / "summary.md").read_text()
 
 
+def test_only_a_point_at_serves_bitrate_ceiling_is_suggested():
+    # The bitrate has no setting: a lower ceiling that met the target describes a server the
+    # TOML cannot make, so it is shown for comparison, never chosen nor offered as the fallback.
+    lower = _figures("720p", "H264", 20, kbps=1500)
+    served = _figures("720p", "H264", 60)
+    summary = advise([lower, served], target_ms=50)
+    assert summary["met"] is False and summary["chosen"] is None
+    rows = {p["label"]: p for p in summary["points"]}
+    assert rows["720p30 H264 1500k"]["meets"] and not rows["720p30 H264 1500k"]["served"]
+    assert rows["720p30 H264 3000k"]["served"] and "60 ms" in summary["toml"]
+    assert advise([lower], target_ms=50)["toml"].count("video_") == 0  # nothing at serve's ceiling
+    assert advise([lower, _figures("360p", "VP8", 30)], target_ms=50)["chosen"] == "360p30 VP8 3000k"
+
+
 def test_a_point_whose_round_failed_does_not_meet_the_target():
     failed = dataclasses.replace(_figures("720p", "H264", 20), errors=["TimeoutError()"])
     summary = advise([failed, _figures("360p", "VP8", 30)], target_ms=50)
-    assert summary["chosen"] == "360p30 VP8 1500k"
+    assert summary["chosen"] == "360p30 VP8 3000k"
     assert summary["points"][0]["why_not"] == "1 round(s) failed: TimeoutError()"
 
 
