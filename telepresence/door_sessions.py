@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 import secrets
 import time
@@ -82,6 +84,9 @@ class Session:
     id: str
     path: str  # its door's path; the session's own is path/id
     claims: Claims | None
+    # SHA-256 of the bearer token that opened it (None: opened without one): only that token
+    # ends it, so knowing a session's id is not enough, nor is another token of the same name.
+    token_digest: bytes | None = None
     pc: RTCPeerConnection | None = None
     opened: Opened = field(default_factory=Opened)
     feedback: FeedbackSender | None = None
@@ -92,6 +97,12 @@ class Session:
     @property
     def location(self) -> str:
         return f"{self.path}/{self.id}"
+
+    def opened_with(self, token: str | None) -> bool:
+        """Whether ``token`` is the one that opened this session (any, if none did)."""
+        if self.token_digest is None:
+            return True
+        return token is not None and hmac.compare_digest(self.token_digest, token_digest(token))
 
     @property
     def owner(self) -> tuple[str, str, str] | None:
@@ -115,9 +126,12 @@ class DoorSessions:
         self._ice_policy = ice_policy
         self._gathering = gathering
         self._sweeper: asyncio.Task[None] | None = None
+        # Every ending under way: a session leaves ``sessions`` as its ending starts, and
+        # close() still awaits it (a session timed out as the server stops).
+        self._endings: set[asyncio.Task[None]] = set()
         self._closing = False
 
-    def reserve(self, path: str, claims: Claims | None) -> Session:
+    def reserve(self, path: str, claims: Claims | None, token: str | None = None) -> Session:
         """A place for one more session, or 429 / 503. Taken before the offer is answered, so
         requests arriving together cannot all pass the limit."""
         if self._closing:
@@ -126,7 +140,8 @@ class DoorSessions:
             raise DoorError(
                 503, "the server has all the sessions it takes", {"Retry-After": str(RETRY_AFTER_S)}
             )
-        session = Session(secrets.token_urlsafe(18), path, claims)
+        digest = None if token is None else token_digest(token)
+        session = Session(secrets.token_urlsafe(18), path, claims, digest)
         if session.owner is not None:
             mine = sum(1 for s in self.sessions.values() if s.owner == session.owner)
             if mine >= self.settings.media_door_sessions_per_token:
@@ -201,6 +216,8 @@ class DoorSessions:
             session.ending = asyncio.get_running_loop().create_task(
                 self._end(session, reason), name=f"end {session.id}"
             )
+            self._endings.add(session.ending)
+            session.ending.add_done_callback(self._endings.discard)
 
     async def end(self, session: Session, reason: str) -> None:
         """End ``session`` (once; a second call awaits the first)."""
@@ -215,19 +232,20 @@ class DoorSessions:
     async def _finish(self, session: Session) -> None:
         """Undo the session's effects, stop what it sends, close its peer; never raises."""
         self.sessions.pop(session.id, None)
+        # Each step on its own: an undo that fails or hangs must not leave the peer open.
+        if session.opened.undo is not None:
+            await self._step(session, "undoing its effects", session.opened.undo)
+        if session.feedback is not None:
+            await self._step(session, "stopping its feedback", session.feedback.stop)
+        if session.pc is not None:
+            await self._step(session, "closing its peer", lambda: _close(session.pc))  # type: ignore[arg-type]
+
+    async def _step(self, session: Session, what: str, step: Callable[[], Awaitable[None]]) -> None:
         try:
             async with asyncio.timeout(self.settings.shutdown_timeout_s):
-                if session.opened.undo is not None:
-                    await session.opened.undo()
-                if session.feedback is not None:
-                    await session.feedback.stop()
-                if session.pc is not None:
-                    for transceiver in session.pc.getTransceivers():
-                        if transceiver.sender.track is not None:
-                            transceiver.sender.track.stop()
-                    await close_peer(session.pc)
+                await step()
         except Exception:
-            logger.exception("%s: ending the session failed", session.id)
+            logger.exception("%s: %s failed", session.id, what)
 
     async def close(self) -> None:
         """Refuse new sessions, end every open one, stop the sweeper."""
@@ -235,13 +253,23 @@ class DoorSessions:
         for session in list(self.sessions.values()):
             if session.pc is not None:
                 self._spawn_end(session, "the server is stopping")
-        endings = [s.ending for s in self.sessions.values() if s.ending is not None]
-        if endings:
-            await asyncio.wait(endings)
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        if self._endings:
+            await asyncio.wait(set(self._endings))
+
+
+async def _close(pc: RTCPeerConnection) -> None:
+    for transceiver in pc.getTransceivers():
+        if transceiver.sender.track is not None:
+            transceiver.sender.track.stop()
+    await close_peer(pc)
+
+
+def token_digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
 
 async def _packets_received(pc: RTCPeerConnection) -> int:

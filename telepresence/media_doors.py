@@ -89,7 +89,7 @@ class MediaDoors:
             if request.method != "DELETE":
                 # PATCH too: trickle ICE and ICE restarts are not supported (RFC 9725 section 4.3).
                 raise DoorError(405, "a session takes DELETE (to end it)", _allow(session_id))
-            return await self._delete(door_path, session_id)
+            return await self._delete(request, door_path, session_id)
         except DoorError as exc:
             return self._response(exc.status, exc.message + "\n", headers=exc.headers)
 
@@ -98,9 +98,9 @@ class MediaDoors:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != SDP:
             raise DoorError(415, f"send the offer as {SDP}, not {content_type or 'nothing'}")
-        claims = self._claims(request, door)
+        claims, token = self._claims(request, door)
         offer = await _read_sdp(request, self.settings.max_message_bytes)
-        session = self.book.reserve(path, claims)
+        session = self.book.reserve(path, claims, token)
         try:
             answer = await self.book.answer(door, session, offer)
         except BaseException:
@@ -114,31 +114,35 @@ class MediaDoors:
         logger.info("%s %s: opened by %s", path, session.id, _who(claims))
         return response
 
-    async def _delete(self, path: str, session_id: str) -> Response:
+    async def _delete(self, request: Request, path: str, session_id: str) -> Response:
         session = self.sessions.get(session_id)
         if session is None or session.path != path:
+            raise DoorError(404, "no such session (it ended, or never was)")
+        token = _bearer(request)
+        if not session.opened_with(token):
+            if token is None:
+                raise DoorError(401, "send the token that opened the session", _challenge())
+            # Another token learns nothing of a session that is not its own.
             raise DoorError(404, "no such session (it ended, or never was)")
         await self.book.end(session, "DELETE")
         return self._response(200, "")
 
-    def _claims(self, request: Request, door: Door) -> Claims | None:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if not header:
+    def _claims(self, request: Request, door: Door) -> tuple[Claims | None, str | None]:
+        """The request's claims and its bearer token (None, None: no token, where none is needed)."""
+        token = _bearer(request)
+        if token is None:
             if door.token_required():
                 raise DoorError(401, "send a token as 'Authorization: Bearer TOKEN'", _challenge())
-            return None
-        if scheme.lower() != "bearer" or not token.strip():
-            raise DoorError(401, "send a token as 'Authorization: Bearer TOKEN'", _challenge())
+            return None, None
         try:
-            claims = self._authority.verify(token.strip(), time.time(), roles=(*TOKEN_ROLES, "customer"))
+            claims = self._authority.verify(token, time.time(), roles=(*TOKEN_ROLES, "customer"))
         except AuthError as exc:
             raise DoorError(401, str(exc), _challenge("invalid_token")) from None
         if claims.role not in door.roles:
             raise DoorError(
                 403, f"a {claims.role} token cannot be used here (this door takes {_or(door.roles)})"
             )
-        return claims
+        return claims, token
 
     def _links(self, session_id: str) -> list[str]:
         """The client's ICE servers as RFC 9725 ``Link`` headers (TURN credentials its own)."""
@@ -214,6 +218,17 @@ def _split(path: str, doors: Mapping[str, Door]) -> tuple[str | None, str | None
         if path.startswith(door_path + "/") and "/" not in path[len(door_path) + 1 :]:
             return door_path, path[len(door_path) + 1 :]
     return None, None
+
+
+def _bearer(request: Request) -> str | None:
+    """The request's bearer token; None without an Authorization header; 401 for another kind."""
+    header = request.headers.get("authorization", "")
+    if not header.strip():
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise DoorError(401, "send a token as 'Authorization: Bearer TOKEN'", _challenge())
+    return token.strip()
 
 
 def _allowed(session_id: str | None) -> str:

@@ -194,3 +194,53 @@ async def test_a_viewer_token_from_the_cli_opens_whep_and_nothing_else(tmp_path)
         await socket.send("login", token=token)
         assert (await socket.expect("error"))["code"] == "auth_failed"
         await socket.close()
+
+
+async def test_only_the_token_that_opened_a_session_ends_it(tmp_path):
+    """A session's id is not the only key: another token (of the same role and name, or a
+    customer's) or none gets 404 / 401 and the session goes on; the opener's own token ends it."""
+    async with media_server(tmp_path, whep_viewer_token_required=True) as server:
+        await start_host(server)
+        mine, same_name = server.token("vic", role="viewer"), server.token("vic", role="viewer", ttl=7200)
+        assert mine != same_name
+        async with viewer() as peer, http_client(server) as http:
+            client = WhipClient(server.url, "/whep/host", mine)
+            await peer.negotiate(client.answer)
+            session_id = client.location.rsplit("/", 1)[1]
+            others = [
+                (same_name, 404),
+                (server.token("olga", role="operator"), 404),
+                (server.authority.customer_key("cust-1"), 404),
+                (mine + "x", 404),
+            ]
+            for token, status in others:
+                refused = await http.delete(client.location, headers={"Authorization": f"Bearer {token}"})
+                assert refused.status_code == status, token
+            anonymous = await http.delete(client.location)
+            assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"].startswith("Bearer")
+            assert session_id in server.app.state.doors.sessions
+            await peer.video(0).wait(15)  # still watching
+            assert await client.delete() == 200
+            assert session_id not in server.app.state.doors.sessions
+
+
+async def test_closing_the_doors_awaits_sessions_already_ending(tmp_path):
+    """A session leaves the book as its ending starts (a peer timed out, a DELETE): the doors'
+    close() still waits until its peer is closed and the host's program let go."""
+    async with media_server(tmp_path) as server:
+        await start_host(server)
+        doors = server.app.state.doors
+        async with viewer() as peer:
+            client = WhipClient(server.url, "/whep/host")
+            await peer.negotiate(client.answer)
+            session = doors.sessions[client.location.rsplit("/", 1)[1]]
+            await peer.video(0).wait(15)
+            ending = asyncio.create_task(doors.book.end(session, "a test"))
+            for _ in range(10):  # a few turns of the loop: the ending starts, the session leaves
+                if session.id not in doors.sessions:
+                    break
+                await asyncio.sleep(0)
+            assert session.id not in doors.sessions and not ending.done()
+            await doors.close()
+            assert session.pc.connectionState == "closed"  # closed after its undo (the program let go)
+            await ending
