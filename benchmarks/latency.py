@@ -255,12 +255,16 @@ async def _run(quick: bool, camera: str | None, scale: float) -> dict[str, Any]:
     source = await check_camera(camera) if camera is not None else "test card 1280x720@30 (stamped)"
     make, made = _cameras(camera)
     results: dict[str, PathResult] = {}
+    # The order is part of the measurement. The relay (no headline) goes first and takes the
+    # process's cold start; each hop's pair runs back to back (the machine's load moves), and
+    # the two pairs in opposite orders (direct -> server, then server -> direct), so a load
+    # that rises or falls through the run pushes the two hops' figures apart, not both one way.
     plan = [
-        ("direct", lambda: paths.direct("direct", make, "VP8", seconds, warmup)),
-        ("direct_h264", lambda: paths.direct("direct_h264", make, "H264", seconds, warmup)),
         ("relay", lambda: paths.relay("relay", make, seconds, warmup)),
+        ("direct", lambda: paths.direct("direct", make, "VP8", seconds, warmup)),
         ("server", lambda: paths.server("server", make, "VP8", seconds, warmup)),
         ("server_h264", lambda: paths.server("server_h264", make, "H264", seconds, warmup)),
+        ("direct_h264", lambda: paths.direct("direct_h264", make, "H264", seconds, warmup)),
         (
             "server_screen",
             lambda: paths.server(
@@ -334,6 +338,7 @@ def _summary(
         "frames": {name: len(values) for name, values in lat.items()},
         "camera": source,
         "paths": {name: r.config for name, r in results.items()},
+        "path_order": list(results),
         "samples_by_path": counts,
         "samples_expected": sum(c["expected"] for c in counts.values()),
         "samples_measured": sum(c["measured"] for c in counts.values()),

@@ -73,7 +73,8 @@ def why_not(figures: Figures, target_ms: float) -> str | None:
     if figures.codecs and figures.codecs != [point.codec]:
         return f"negotiated {'/'.join(figures.codecs)}, not {point.codec}"
     if figures.samples < MIN_STAMPED_SHARE * figures.frames:
-        return f"only {figures.samples} of {figures.frames} frames had a readable stamp"
+        # Unreadable after coding, or composites the fallback clock made while the camera was late.
+        return f"only {figures.samples} of {figures.frames} frames carried the camera's stamp"
     if figures.fps_measured < MIN_FPS_SHARE * point.fps:
         return f"{figures.fps_measured:g} fps of {point.fps}"
     if figures.p95_ms > target_ms:

@@ -65,6 +65,10 @@ def test_a_tiny_run_measures_every_path_built_alike():
                 config,
             )
     assert paths["relay"]["middle_receiver"] == "MarkerJitterBuffer"
+    # Each hop's pair measured back to back, the two pairs in opposite orders; not first (cold).
+    order = summary["path_order"]
+    assert order.index("server") == order.index("direct") + 1 > 1
+    assert order.index("direct_h264") == order.index("server_h264") + 1
     assert paths["server"]["layout"] == "agent" and paths["server_screen"]["layout"] == "screen"
     # Every path measured frames; what it did not measure is counted, not dropped.
     for name, counts in summary["samples_by_path"].items():
