@@ -244,3 +244,28 @@ async def test_closing_the_doors_awaits_sessions_already_ending(tmp_path):
             await doors.close()
             assert session.pc.connectionState == "closed"  # closed after its undo (the program let go)
             await ending
+
+
+async def test_offers_arriving_together_cannot_pass_the_limits(tmp_path):
+    """Ten POSTs of one token at once, with a cap of one: one session, nine 429s; an SDP of no
+    media section is refused, not answered; nothing refused is kept."""
+    async with media_server(tmp_path, media_door_sessions_per_token=1) as server:
+        await start_host(server)
+        token = server.token("vic", role="viewer")
+        headers = {**SDP, "Authorization": f"Bearer {token}"}
+        async with viewer() as peer, http_client(server) as http:
+            offer = await peer.offer()
+            responses = await asyncio.gather(
+                *(http.post("/whep/host", content=offer, headers=headers) for _ in range(10))
+            )
+            statuses = sorted(response.status_code for response in responses)
+            assert statuses == [201] + [429] * 9, statuses
+            assert len(server.app.state.doors.sessions) == 1
+            no_media = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+            refused = await http.post("/whep/host", content=no_media, headers=SDP)
+            assert refused.status_code in (400, 422) and refused.text.strip(), refused.text
+            location = next(r for r in responses if r.status_code == 201).headers["location"]
+            assert (
+                await http.delete(location, headers={"Authorization": f"Bearer {token}"})
+            ).status_code == 200
+            assert not server.app.state.doors.sessions
