@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiortc import RTCIceServer, RTCPeerConnection, RTCRtpTransceiver
+from aiortc.sdp import SessionDescription
 
 from media import aiortc_internals as internals
 from media.answer import IceGathering, MediaError, close_peer, receive_offer
@@ -161,7 +162,8 @@ class DoorSessions:
             raise DoorError(MEDIA_STATUS.get(exc.code, 400), exc.message) from None
         session.pc = pc
         try:
-            internals.answer_as_dtls_server(pc)
+            if not _takes_dtls_server_role(offer):  # an offer saying passive gets active
+                internals.answer_as_dtls_server(pc)
             session.opened = await door.open(session, pc, audio, video)
             await pc.setLocalDescription(await pc.createAnswer())
             if self._closing:
@@ -259,6 +261,11 @@ class DoorSessions:
                 await self._sweeper
         if self._endings:
             await asyncio.wait(set(self._endings))
+
+
+def _takes_dtls_server_role(offer: str) -> bool:
+    """Whether the offer (already applied, so parseable) says ``a=setup:passive``."""
+    return any(m.dtls is not None and m.dtls.role == "server" for m in SessionDescription.parse(offer).media)
 
 
 async def _close(pc: RTCPeerConnection) -> None:

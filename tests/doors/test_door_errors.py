@@ -269,3 +269,20 @@ async def test_offers_arriving_together_cannot_pass_the_limits(tmp_path):
                 await http.delete(location, headers={"Authorization": f"Bearer {token}"})
             ).status_code == 200
             assert not server.app.state.doors.sessions
+
+
+async def test_an_offer_that_takes_the_dtls_server_role_is_answered_active(tmp_path):
+    """The server answers passive to the usual actpass; a client that offers passive (it will be
+    the DTLS server) is answered active, not passive too (no side would start the handshake)."""
+    async with media_server(tmp_path) as server:
+        await start_host(server)
+        async with viewer() as peer:
+            client = WhipClient(server.url, "/whep/host")
+
+            async def answer(role: str, sdp: str) -> str:
+                return await client.answer(role, sdp.replace("a=setup:actpass", "a=setup:passive"))
+
+            await peer.negotiate(answer)
+            assert "a=setup:active" in client.response.text and "a=setup:passive" not in client.response.text
+            await peer.video(0).wait(15)
+            assert await client.delete() == 200
