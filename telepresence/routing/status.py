@@ -259,27 +259,28 @@ class Statuses(MatchState):
         agent touched since the last count (every change of an agent's seats or state touches
         it, within the same command), and a queue not counted yet is counted once in full."""
         for agent_id in self._touched_agents:
-            agent = self._agents.get(agent_id)
+            # The share as counted goes, then the share now comes: the agent may have been
+            # removed, or removed and logged in again with other skills, since.
             counted = self._counted.pop(agent_id, None)
-            free, total = (
-                (agent.free_seats, agent.capacity if agent.state in SEATED else 0) if agent else (0, 0)
-            )
-            if agent is not None:
-                self._counted[agent_id] = (agent, free, total)
             if counted is not None:
-                free, total = free - counted[1], total - counted[2]
-            served_by = agent or (counted[0] if counted else None)
-            if served_by is None or not (free or total):
-                continue
-            for queue, count in self._seat_counts.items():
-                if served_by.serves(queue):
-                    count[0] += free
-                    count[1] += total
+                self._move_seats(counted[0], -counted[1], -counted[2])
+            agent = self._agents.get(agent_id)
+            if agent is not None:
+                free, total = agent.free_seats, agent.capacity if agent.state in SEATED else 0
+                self._counted[agent_id] = (agent, free, total)
+                self._move_seats(agent, free, total)
         self._touched_agents.clear()
         count = self._seat_counts.get(key)
         if count is None:
             count = self._seat_counts[key] = list(self._slots(key))
         return count[0], count[1]
+
+    def _move_seats(self, agent: Agent, free: int, total: int) -> None:
+        if free or total:
+            for queue, count in self._seat_counts.items():
+                if agent.serves(queue):
+                    count[0] += free
+                    count[1] += total
 
     def _queue_wait(
         self, customer: Customer, ahead: int | None = None, seats: tuple[int, int] | None = None

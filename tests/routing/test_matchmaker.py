@@ -661,6 +661,20 @@ def test_status_changes_name_only_the_customers_who_may_have_moved():
     assert named["a"].state is CustomerState.OFFERED and named["c"].expected_wait_s == pytest.approx(180)
 
 
+def test_status_changes_count_the_seats_of_an_agent_who_came_back_with_other_skills():
+    mm = make()
+    mm.add_agent("sam", 0, available=True)  # general only
+    mm.enqueue("ann", TECH, 1)
+    mm.take_status_changes(1)
+    mm.remove_agent("sam", 2)  # no queue he served changed: nothing is counted yet
+    mm.add_agent("sam", 3, skills=["tech"])  # back, away, with tech
+    mm.set_available("sam", True, 4)
+    mm.take_status_changes(4)
+    mm.enqueue("bob", TECH, 5)  # ann was offered to sam: bob waits for his seat
+    named = {status.customer_id: status for status in mm.take_status_changes(5)}
+    assert named["bob"] == mm.status("bob", 5) and named["bob"].expected_wait_s == pytest.approx(180)
+
+
 def test_queue_stats_and_service_level():
     mm = make(service_target_s=20)
     mm.add_agent("sam", 0, skills=["billing"], available=True)
