@@ -108,6 +108,10 @@ class Settings:
     # the server's peers without bound.
     media_door_sessions_per_token: int = 4
     media_door_sessions_max: int = 100
+    # Of those, how many may be open without a token (an open /whep/host): anonymous viewers,
+    # who have no per-token cap, cannot take every place and shut out agents' and the studio's
+    # encoders (503 past it).
+    media_door_anonymous_max: int = 50
     # A session whose peer sent nothing (media, RTCP, consent checks) for this long has
     # vanished without DELETE (a killed encoder): it is ended and its effects undone.
     media_door_idle_s: float = 10.0
@@ -164,7 +168,7 @@ class Settings:
             raise ValueError(
                 f"setting ice_gather_timeout_s: {settings.ice_gather_timeout_s!r} is not in (0, 30]"
             )
-        for name in ("media_door_sessions_per_token", "media_door_sessions_max"):
+        for name in ("media_door_sessions_per_token", "media_door_sessions_max", "media_door_anonymous_max"):
             if getattr(settings, name) < 1:
                 raise ValueError(f"setting {name}: {getattr(settings, name)} is below 1")
         if not 2 <= settings.media_door_idle_s <= 600:  # also refuses NaN

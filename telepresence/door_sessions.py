@@ -141,6 +141,13 @@ class DoorSessions:
             raise DoorError(
                 503, "the server has all the sessions it takes", {"Retry-After": str(RETRY_AFTER_S)}
             )
+        anonymous_max = min(self.settings.media_door_anonymous_max, self.settings.media_door_sessions_max)
+        if claims is None and sum(1 for s in self.sessions.values() if s.claims is None) >= anonymous_max:
+            raise DoorError(
+                503,
+                "the places for viewers without a token are all taken",
+                {"Retry-After": str(RETRY_AFTER_S)},
+            )
         digest = None if token is None else token_digest(token)
         session = Session(secrets.token_urlsafe(18), path, claims, digest)
         if session.owner is not None:

@@ -14,7 +14,7 @@ import websockets
 from telepresence.auth import Claims
 from tests.calls.test_media_calls import media_server
 from tests.conftest import TEST_SECRET, Client
-from tests.doors.whip import DoorRefused, WhipClient, http_client, only_codecs, start_host, viewer
+from tests.doors.whip import DoorRefused, WhipClient, http_client, only_codecs, publisher, start_host, viewer
 
 SDP = {"Content-Type": "application/sdp"}
 
@@ -286,3 +286,22 @@ async def test_an_offer_that_takes_the_dtls_server_role_is_answered_active(tmp_p
             assert "a=setup:active" in client.response.text and "a=setup:passive" not in client.response.text
             await peer.video(0).wait(15)
             assert await client.delete() == 200
+
+
+async def test_viewers_without_a_token_cannot_take_every_place(tmp_path):
+    """An open /whep/host has no per-token cap: anonymous viewers fill only their own share, and
+    an agent's encoder still gets in."""
+    limits = {"media_door_sessions_max": 3, "media_door_anonymous_max": 2}
+    async with media_server(tmp_path, **limits) as server:
+        await start_host(server)
+        first, second, third, camera = viewer(), viewer(), viewer(), publisher()
+        async with first, second, third, camera:
+            await first.negotiate(WhipClient(server.url, "/whep/host").answer)
+            await second.negotiate(WhipClient(server.url, "/whep/host").answer)
+            with pytest.raises(DoorRefused) as refused:
+                await third.negotiate(WhipClient(server.url, "/whep/host").answer)
+            assert refused.value.status == 503 and "retry-after" in refused.value.response.headers
+            agent = WhipClient(server.url, "/whip/agent", server.token("sam"))
+            await camera.negotiate(agent.answer)
+            assert agent.response.status_code == 201
+            assert len(server.app.state.doors.sessions) == 3
