@@ -34,7 +34,8 @@
 Targets (issue 3): decision p95 < 1 ms, fan-out p95 < 100 ms (issue 14: at full scale).
 Issue 14: change p95 < 1 ms at 10,000 waiting. Issue 12: decision to socket p95 < 50 ms,
 fan-out to 3,000 sockets over three processes p95 < 150 ms. ``samples_expected`` and
-``samples_measured`` count every sample; a run that loses more than 1 % fails.
+``samples_measured`` count every sample (``samples_by_part``: decisions, fan-out, distributed);
+a run that loses more than 1 % of them, or of one part's, fails (benchmarks.samples).
 
 (a) is :mod:`benchmarks.matchmaker_decisions`, (b) :mod:`benchmarks.matchmaker_fanout`,
 (c) :mod:`benchmarks.matchmaker_distributed`.
@@ -43,15 +44,12 @@ fan-out to 3,000 sockets over three processes p95 < 150 ms. ``samples_expected``
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from typing import Any
 
 from benchmarks.matchmaker_decisions import bench_decisions
 from benchmarks.matchmaker_distributed import FULL, QUICK, bench_distributed
 from benchmarks.matchmaker_fanout import bench_fanout
-
-LOSS_ALLOWED = 0.01  # a run that loses more of its samples than this fails (issue 14)
 
 
 def run(quick: bool) -> dict[str, Any]:
@@ -76,25 +74,19 @@ def run(quick: bool) -> dict[str, Any]:
         "distributed_decision_p95_ms": 50.0,
         "distributed_fanout_p95_ms": 150.0,
     }
-    # Every sample the suite set out to take: decisions (each also times its change), the
-    # fan-out events of both servers, the distributed decision samples and fan-out events.
-    summary["samples_expected"] = (
-        summary["decision_samples_expected"]
-        + summary["fanout_samples_expected"]
-        + 2 * size.cycles
-        + size.events
-    )
-    summary["samples_measured"] = (
-        summary["decisions"]
-        + summary["fanout_samples_measured"]
-        + summary.get("distributed_decision_samples", 0)
-        + summary.get("distributed_fanout_events", 0)
-    )
-    lost = 1 - summary["samples_measured"] / summary["samples_expected"]
-    if lost > LOSS_ALLOWED:
-        print(json.dumps(summary, sort_keys=True))  # the figures there are, as the last line
-        raise RuntimeError(
-            f"the matchmaker suite lost {lost:.1%} of its samples "
-            f"({summary['samples_measured']} of {summary['samples_expected']})"
-        )
+    # Every sample the suite set out to take, by part (benchmarks.samples judges each part:
+    # a distributed run that failed is not hidden by 20,000 decisions).
+    parts = {
+        "decisions": (summary["decision_samples_expected"], summary["decisions"]),
+        "fanout": (summary["fanout_samples_expected"], summary["fanout_samples_measured"]),
+        "distributed": (
+            2 * size.cycles + size.events,
+            summary.get("distributed_decision_samples", 0) + summary.get("distributed_fanout_events", 0),
+        ),
+    }
+    summary["samples_by_part"] = {
+        name: {"expected": expected, "measured": measured} for name, (expected, measured) in parts.items()
+    }
+    summary["samples_expected"] = sum(expected for expected, _ in parts.values())
+    summary["samples_measured"] = sum(measured for _, measured in parts.values())
     return summary
