@@ -125,7 +125,6 @@ class CompositorTrack(MediaStreamTrack):
         self._last_emit: float | None = None
         self._last_fresh: float | None = None  # when a frame with a new primary picture went out
         self._primary_interval = 1 / fps  # the primary's recent frame interval, smoothed
-        self._start: float | None = None
         self._last_pts = -1
         self.frames = 0
         self.clock_frames = 0
@@ -322,9 +321,10 @@ class CompositorTrack(MediaStreamTrack):
         return frame
 
     def _next_pts(self, now: float) -> int:
-        if self._start is None:
-            self._start = now
-        pts = max(self._last_pts + 1, round((now - self._start) * 90000))
+        # On the clock itself, not from the first frame: a call's video switches between the
+        # composite and the agent's camera forwarded as it came (media.passthrough stamps its
+        # packets the same way), and the customer's RTP timestamps must not jump back at a switch.
+        pts = max(self._last_pts + 1, round(now * 90000))
         self._last_pts = pts
         return pts
 

@@ -91,7 +91,8 @@ COUNT_FRAMES = """(video) => {
     video.requestVideoFrameCallback(tick);
   }
   return { frames: video.__frames.n, time: video.currentTime, width: video.videoWidth,
-           height: video.videoHeight, paused: video.paused };
+           height: video.videoHeight, paused: video.paused,
+           track: video.srcObject?.getVideoTracks?.()[0]?.id ?? null };
 }"""
 
 # The RGB of a few points of the frame on show, drawn at its own size.
@@ -120,8 +121,12 @@ async def playing(page: Page, testid: str, *, frames: int = 10, timeout_s: float
         await page.wait_for_timeout(250)
         waited += 0.25
         probe = await video.evaluate(COUNT_FRAMES)
-        if probe["time"] < first["time"]:
-            first = probe  # the element's stream changed (the greeter gave way to the call): count anew
+        if probe["track"] != first["track"]:
+            first = probe  # the element shows another track now: count anew
+        elif probe["time"] < first["time"]:
+            # One track's clock went back: the sender's RTP timestamps jumped back (a switch between
+            # the composite and a forwarded camera on different timelines, say).
+            raise AssertionError(f"{testid}'s time went back on one track: first {first}, then {probe}")
         elif (
             probe["frames"] - first["frames"] >= frames
             and probe["time"] > first["time"]
