@@ -179,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--certfile", help="serve https/wss with this PEM certificate (chain)")
     serve_parser.add_argument("--keyfile", help="the private key of --certfile (PEM)")
     serve_parser.add_argument("--agent-name", default="agent", help="name in the printed agent link")
+    # Also after the command, as the README shows it (SUPPRESS: a --config before it is kept).
+    serve_parser.add_argument("--config", default=argparse.SUPPRESS, help="a TOML settings file")
     serve_parser.set_defaults(handler=serve)
 
     token_parser = commands.add_parser("token", help="print a signed token for an agent, operator or viewer")

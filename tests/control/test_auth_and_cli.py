@@ -147,3 +147,18 @@ def test_serve_prints_a_working_agent_link(tmp_path):
         proc.terminate()
         proc.wait(timeout=15)
         proc.stdout.close()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("before", [True, False], ids=["before_serve", "after_serve"])
+def test_serve_takes_its_config_file_before_or_after_the_command(tmp_path, monkeypatch, before):
+    """``telepresence serve --config FILE`` (the README's form) and ``telepresence --config FILE serve``."""
+    from telepresence.cli import _settings, build_parser
+
+    config = tmp_path / "tuned.toml"
+    config.write_text('video_size = "540p"\nvideo_fps = 15\n')
+    monkeypatch.delenv("TELEPRESENCE_VIDEO_FPS", raising=False)
+    monkeypatch.delenv("TELEPRESENCE_VIDEO_SIZE", raising=False)
+    argv = ["--config", str(config), "serve"] if before else ["serve", "--config", str(config)]
+    settings = _settings(build_parser().parse_args(argv))
+    assert (settings.video_size, settings.video_fps) == ("540p", 15)
+    assert build_parser().parse_args(["serve"]).config is None  # no file: the defaults
