@@ -116,8 +116,8 @@ class AgentCameras:
 
     async def start(self, agent: str, camera: RTCRtpTransceiver, mic: RTCRtpTransceiver | None) -> AgentFeed:
         """``camera`` (and ``mic``) are ``agent``'s from now on, in every call of theirs."""
-        previous = self.feeds.pop(agent, None)
-        if previous is not None:
+        # A loop: another session of the agent's may have started while the previous closed.
+        while (previous := self.feeds.pop(agent, None)) is not None:
             await previous.close()
         feed = self.feeds[agent] = AgentFeed(agent, camera, mic)
         for call in self._calls():

@@ -122,3 +122,30 @@ async def _refused(client: WhipClient, offer: str) -> int:
     except DoorRefused as refused:
         return refused.status
     return 201
+
+
+async def test_two_publishers_of_one_agent_arriving_together_leave_one_camera_showing(tmp_path):
+    """An agent already publishing, and two more sessions of theirs POSTed at once (an encoder
+    retrying): the older ones end, and the call shows the encoder whose session lives, not the
+    browser's camera given back by a replaced session on its way out."""
+    async with media_server(tmp_path) as server:
+        agent_ws, customer_ws, _call_id = await open_call(server)
+        token = server.token("agent-Ann")
+        agent = BrowserPeer.agent(camera=card(RED))
+        customer = BrowserPeer.customer()
+        first, second, third = (publisher(camera=card(BLUE)) for _ in range(3))
+        async with agent, customer, first, second, third:
+            await agent.negotiate(signalling(agent_ws))
+            await customer.negotiate(signalling(customer_ws))
+            await customer.video(0).wait(15)
+            await first.negotiate(WhipClient(server.url, "/whip/agent", token).answer)
+            await wait_for(lambda: blue_band(customer.video(0).latest, FULL), timeout=20)
+            clients = [WhipClient(server.url, "/whip/agent", token) for _ in range(2)]
+            await asyncio.gather(second.negotiate(clients[0].answer), third.negotiate(clients[1].answer))
+            doors = server.app.state.doors
+            await wait_for(lambda: len(doors.sessions) == 1, timeout=10)
+            (survivor,) = doors.sessions.values()
+            assert survivor.opened.alive()
+            seen = customer.video(0).count
+            await wait_for(lambda: customer.video(0).count > seen + 60, timeout=20)
+            assert blue_band(customer.video(0).latest, FULL)  # the live session's encoder, not the browser
