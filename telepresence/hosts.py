@@ -77,7 +77,7 @@ class Host:
         self.track = AvatarTrack(spec, controller=AvatarController(spec, face=self.face))
         self._relay = MediaRelay()
         self._viewers: list[MediaStreamTrack] = []
-        self._own: list[MediaStreamTrack] = []  # the studio previews
+        self._own: list[MediaStreamTrack] = []  # the studio previews, the WHEP program
         self._ice_servers = ice_servers
         self._ice_transport_policy = ice_transport_policy
         self._gathering = gathering
@@ -165,7 +165,8 @@ class Host:
         if counted:
             self._viewers = [v for v in self._viewers if v.readyState == "live"]
             self._viewers.append(proxy)
-        else:
+        else:  # the studio previews and WHEP programs, one each time viewers come back: pruned too
+            self._own = [v for v in self._own if v.readyState == "live"]
             self._own.append(proxy)
         return proxy
 

@@ -12,7 +12,7 @@ import pytest
 import websockets
 
 from telepresence.auth import Claims
-from tests.calls.test_media_calls import media_server
+from tests.calls.test_media_calls import media_server, wait_for
 from tests.conftest import TEST_SECRET, Client
 from tests.doors.whip import DoorRefused, WhipClient, http_client, only_codecs, publisher, start_host, viewer
 
@@ -305,3 +305,26 @@ async def test_viewers_without_a_token_cannot_take_every_place(tmp_path):
             await camera.negotiate(agent.answer)
             assert agent.response.status_code == 201
             assert len(server.app.state.doors.sessions) == 3
+
+
+async def test_sessions_opened_and_deleted_over_and_over_leave_nothing_behind(tmp_path):
+    """Thirty sessions opened and deleted at once (their peers never even connect): no session,
+    task or listener of the host's voice is left, so a client looping on POST/DELETE grows nothing."""
+    async with media_server(tmp_path) as server:
+        host = await start_host(server)
+        async with viewer() as peer, http_client(server) as http:
+            offer = await peer.offer()
+            # One session first: what the host starts for its first viewer and keeps (aiortc's
+            # MediaRelay reads the avatar from then on) is not the sessions' to end.
+            opened = await http.post("/whep/host", content=offer, headers=SDP)
+            assert (await http.delete(opened.headers["location"])).status_code == 200
+            await asyncio.sleep(0.5)
+            tasks_before = len(asyncio.all_tasks())
+            for _ in range(30):
+                opened = await http.post("/whep/host", content=offer, headers=SDP)
+                assert opened.status_code == 201
+                assert (await http.delete(opened.headers["location"])).status_code == 200
+            assert not server.app.state.doors.sessions
+            assert host.voice.listeners == 0
+            assert len(host._own) <= 1  # each program's proxy of the avatar, pruned once it ends
+            await wait_for(lambda: len(asyncio.all_tasks()) <= tasks_before, timeout=10)
