@@ -10,15 +10,11 @@ that reads each decoded frame's stamp.
 
 from __future__ import annotations
 
-import secrets
-import time
 from pathlib import Path
 
-from benchmarks.netlab import Lab, Profile, start_serve
-from benchmarks.network import PeerProcess
+from benchmarks.netlab import Lab, Profile
 from benchmarks.network_figures import between, gaps, pictures
-from telepresence.auth import Claims, TokenAuthority
-from tests.network.conftest import needs_netlab
+from tests.network.conftest import lab_call, needs_netlab
 
 pytestmark = needs_netlab
 
@@ -34,23 +30,8 @@ def test_loss_on_the_agents_link_is_repaired_and_the_customer_keeps_seeing_fresh
 ) -> None:
     lab.block_udp("agent", False)  # loss, not the firewall (that is tests/network/test_turn_in_lab.py)
     impairment = lab.impair("agent", AGENT_LINK, seed=7)
-    secret = secrets.token_hex(16)
-    server, _log = start_serve(lab, tmp_path, secret, log_level="warning")
-    token = TokenAuthority(secret.encode()).mint(
-        Claims(name="agent", role="agent", skills=(), languages=(), expires_at=time.time() + 3600)
-    )
-    agent = PeerProcess(lab, "agent", ["--token", token], tmp_path)
-    customer = None
-    try:
-        agent.expect("ready", 60)
-        customer = PeerProcess(lab, "customer", ["--hold-s", str(HOLD_S)], tmp_path)
-        media = customer.expect("media", 60)
+    with lab_call(lab, tmp_path, HOLD_S) as (customer, media):
         result = customer.expect("result", HOLD_S + 60)
-    finally:
-        for peer in (customer, agent):
-            if peer is not None:
-                lab.stop(peer.process, timeout=10)
-        lab.stop(server, timeout=10)
     dropped = impairment.stats()["up"]["dropped"]
     assert dropped >= 10, f"the agent's link lost only {dropped} packets: the test saw no loss"
 

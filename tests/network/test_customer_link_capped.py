@@ -12,17 +12,14 @@ decoded frame's stamp.
 
 from __future__ import annotations
 
-import secrets
 import time
 from pathlib import Path
 
 import pytest
 
-from benchmarks.netlab import Lab, Link, Profile, start_serve
-from benchmarks.network import PeerProcess
+from benchmarks.netlab import Lab, Link, Profile
 from benchmarks.network_figures import between, gaps, pictures
-from telepresence.auth import Claims, TokenAuthority
-from tests.network.conftest import needs_netlab
+from tests.network.conftest import lab_call, needs_netlab
 
 pytestmark = [needs_netlab, pytest.mark.slow]  # ~35 s: behind --run-slow
 
@@ -37,28 +34,13 @@ def test_a_customer_on_a_link_slower_than_the_camera_keeps_getting_fresh_picture
 ) -> None:
     lab.block_udp("agent", False)  # the rate, not the firewall (that is tests/network/test_turn_in_lab.py)
     impairment = lab.impair("customer", CUSTOMER_LINK, seed=3)
-    secret = secrets.token_hex(16)
-    server, _log = start_serve(lab, tmp_path, secret, log_level="warning")
-    token = TokenAuthority(secret.encode()).mint(
-        Claims(name="agent", role="agent", skills=(), languages=(), expires_at=time.time() + 3600)
-    )
-    agent = PeerProcess(lab, "agent", ["--token", token], tmp_path)
-    customer = None
-    try:
-        agent.expect("ready", 60)
-        customer = PeerProcess(lab, "customer", ["--hold-s", str(HOLD_S)], tmp_path)
-        media = customer.expect("media", 60)
+    with lab_call(lab, tmp_path, HOLD_S) as (customer, media):
         start, end = media["first_stamped"] + SETTLE_S, media["first_stamped"] + HOLD_S
         time.sleep(max(0.0, start - time.time()))
         link_before = impairment.stats()["down"]
         time.sleep(max(0.0, end - time.time()))
         link_after = impairment.stats()["down"]
         result = customer.expect("result", HOLD_S + 60)
-    finally:
-        for peer in (customer, agent):
-            if peer is not None:
-                lab.stop(peer.process, timeout=10)
-        lab.stop(server, timeout=10)
     assert link_before["dropped"] > 0, "the link never overflowed: the camera did not start above it"
 
     shown = pictures(between(result["frames"], start, end))
