@@ -4,9 +4,10 @@ An operator (role ``operator``) starts the host with a look, drives it with thei
 face and voice from the studio page (their camera and microphone reach only the
 server: the face driver turns landmarks into the avatar's rig, the real face never
 reaches a customer) and with script commands, switches its look, and hands the
-calls it greets over to the human agents. Calls take the host's picture through a
-:class:`~aiortc.contrib.media.MediaRelay` (one reader of the avatar track, a proxy
-per call), so one host greets many customers. Its program for WHEP viewers (the
+calls it greets over to the human agents. Calls take the host's picture through an
+:class:`~media.relay.OnDemandRelay` (one reader of the avatar track, a track per
+consumer, and no reading, so no rendering, while nobody consumes), so one host greets
+many customers. Its program for WHEP viewers (the
 avatar and the operator's voice) is encoded once for all of them (media.program,
 media.voice_fanout); the studio may also be a WHIP publisher (OBS, GStreamer).
 """
@@ -20,7 +21,6 @@ from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCIceServer, RTCPeerConnection, RTCRtpTransceiver
-from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
 from media.answer import AIOICE_DEFAULTS, IceGathering, receive_offer
@@ -32,6 +32,7 @@ from media.avatar.track import AvatarTrack
 from media.congestion import FeedbackSender
 from media.peers import Bitrate, tune_video_sender
 from media.program import Program
+from media.relay import OnDemandRelay
 from media.sections import position_of_kind
 from media.voice_fanout import VoiceFanout
 from telepresence.protocol import ProtocolError
@@ -75,7 +76,8 @@ class Host:
         self.look = look
         self.face = FaceDriver()
         self.track = AvatarTrack(spec, controller=AvatarController(spec, face=self.face))
-        self._relay = MediaRelay()
+        self._relay = OnDemandRelay(self.track, label=f"{host_id} avatar")
+        self._preview: MediaStreamTrack | None = None  # the studio page's, stopped with the studio
         self._viewers: list[MediaStreamTrack] = []
         self._own: list[MediaStreamTrack] = []  # the studio previews, the WHEP program
         self._ice_servers = ice_servers
@@ -161,7 +163,7 @@ class Host:
 
     def viewer_track(self, *, counted: bool = True) -> MediaStreamTrack:
         """A proxy of the avatar for one more consumer (a call's compositor, the studio preview)."""
-        proxy = self._relay.subscribe(self.track, buffered=False)
+        proxy = self._relay.subscribe()
         if counted:
             self._viewers = [v for v in self._viewers if v.readyState == "live"]
             self._viewers.append(proxy)
@@ -180,7 +182,10 @@ class Host:
         camera = video[position_of_kind("operator", "camera")]
         mic = audio[position_of_kind("operator", "mic")] if audio else None
         await self.take_studio(pc, camera, mic)
-        camera.sender.replaceTrack(self.viewer_track(counted=False))
+        # Closing the studio's peer does not end the track it sent: _close_studio stops it,
+        # or the avatar would go on rendering for it.
+        self._preview = self.viewer_track(counted=False)
+        camera.sender.replaceTrack(self._preview)
         camera.direction = "sendrecv"
         tune_video_sender(camera.sender)
         await pc.setLocalDescription(await pc.createAnswer())
@@ -243,6 +248,9 @@ class Host:
         self.voice.detach()
         pc, self._studio = self._studio, None
         feedback, self._feedback = self._feedback, None
+        preview, self._preview = self._preview, None
+        if preview is not None:
+            preview.stop()
         if feedback is not None:
             await feedback.stop()
         await self.face.stop()
@@ -257,8 +265,7 @@ class Host:
         if self._program is not None:
             await self._program.close()
         self.voice.close()
-        for viewer in self._viewers + self._own:
-            viewer.stop()
+        await self._relay.close()  # ends every consumer's track (calls', previews', the program's)
         self.track.stop()
         with contextlib.suppress(Exception):
             self.face.close()

@@ -1,0 +1,40 @@
+"""The live host renders its avatar only while someone watches: none before the first WHEP
+viewer, none after the last one leaves, and again for the next one."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.calls.test_media_calls import media_server, wait_for
+from tests.doors.whip import WhipClient, start_host, viewer
+
+
+async def rendering_stays(host, span: float = 0.5) -> bool:
+    """Whether the avatar's frame counter stays put for ``span`` seconds (15 frame times)."""
+    before = host.track.frames
+    await asyncio.sleep(span)
+    return host.track.frames == before
+
+
+async def watch_then_leave(server, host) -> None:
+    session = WhipClient(server.url, "/whep/host")
+    async with viewer(audio=False) as watching:
+        await watching.negotiate(session.answer)
+        await watching.video(0).wait(15)
+        seen = watching.video(0).count
+        await wait_for(lambda: watching.video(0).count > seen + 10)
+        assert host.track.frames > 10
+        assert await session.delete() == 200
+        await wait_for(lambda: not server.app.state.doors.sessions)
+
+
+async def test_the_avatar_is_rendered_only_while_a_whep_viewer_watches(tmp_path):
+    async with media_server(tmp_path) as server:
+        host = await start_host(server)
+        assert await rendering_stays(host)  # nobody watches yet
+        await watch_then_leave(server, host)
+        await asyncio.sleep(0.1)  # the reader's cancellation lands
+        assert await rendering_stays(host)  # MediaRelay went on at 30 fps here
+        await watch_then_leave(server, host)  # a later viewer starts it again
+        await asyncio.sleep(0.1)
+        assert await rendering_stays(host)
