@@ -9,6 +9,8 @@ live here once; the modules above add only where their frames come from.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fractions
 import weakref
 from collections import deque
@@ -16,6 +18,7 @@ from collections.abc import Callable
 
 import av
 from aiortc import RTCRtpSender
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media import aiortc_internals as internals
 
@@ -27,6 +30,7 @@ VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_RATE)
 QUEUE_FRAMES = 12
 UNCAPPED_BPS = 50_000_000  # a REMB this high lifts an earlier cap on a sender
 KEYFRAME_ASK_S = 0.3  # a source is asked for a keyframe at most this often
+WAKE_CHECK_S = 0.5  # a queue track with nothing to send looks again this often whether it still lives
 
 
 def is_keyframe(codec: str, data: bytes) -> bool:
@@ -99,3 +103,34 @@ class KeyframeQueue:
         self.skipped += len(self._frames)
         self._frames.clear()
         self.waiting = True
+
+
+class PacketQueueTrack(MediaStreamTrack):
+    """A video track whose frames are encoded packets put in a :class:`KeyframeQueue` by
+    :meth:`offer`: one sender's share of something encoded once or forwarded as it came."""
+
+    kind = "video"
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.queue = KeyframeQueue(size)
+        self._arrived = asyncio.Event()
+
+    def offer(self, packet: av.Packet) -> bool:
+        """Queue ``packet``; True if the source should be asked for a keyframe."""
+        needs_keyframe = self.queue.put(packet, packet.is_keyframe)
+        if not needs_keyframe:
+            self._arrived.set()
+        return needs_keyframe
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            packet = self.queue.get()
+            if packet is not None:
+                return packet
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(WAKE_CHECK_S):
+                    await self._arrived.wait()

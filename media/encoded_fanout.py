@@ -20,7 +20,7 @@ import weakref
 import av
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.jitterbuffer import JitterFrame
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
 from media import aiortc_internals as internals
@@ -29,14 +29,12 @@ from media.encoded import (
     QUEUE_FRAMES,
     VIDEO_RATE,
     VIDEO_TIME_BASE,
-    KeyframeQueue,
+    PacketQueueTrack,
     is_keyframe,
     keyframe_requests_to,
 )
 
 logger = logging.getLogger(__name__)
-
-WAKE_CHECK_S = 0.5  # an output with nothing to send looks again this often whether it still lives
 
 
 class EncodedFanout:
@@ -49,7 +47,7 @@ class EncodedFanout:
         self.label = label
         self.frames = 0
         self._receiver = weakref.ref(receiver)
-        self._outputs: weakref.WeakSet[_Output] = weakref.WeakSet()
+        self._outputs: weakref.WeakSet[PacketQueueTrack] = weakref.WeakSet()
         self._ssrc: int | None = None
         self._asked_at = 0.0
         self._asking: asyncio.Task[None] | None = None
@@ -63,7 +61,7 @@ class EncodedFanout:
     def output(self, sender: RTCRtpSender) -> MediaStreamTrack:
         """A track of these frames for ``sender`` (negotiated with this codec); its keyframe
         requests reach the publisher."""
-        output = _Output(self)
+        output = PacketQueueTrack(QUEUE_FRAMES)
         self._outputs.add(output)
         keyframe_requests_to(sender, self.request_keyframe)
         self.request_keyframe()
@@ -115,33 +113,3 @@ class EncodedFanout:
             self._asking.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._asking
-
-
-class _Output(MediaStreamTrack):
-    """One sender's share of an :class:`EncodedFanout`."""
-
-    kind = "video"
-
-    def __init__(self, fanout: EncodedFanout) -> None:
-        super().__init__()
-        self.queue = KeyframeQueue(QUEUE_FRAMES)
-        self._arrived = asyncio.Event()
-
-    def offer(self, packet: av.Packet) -> bool:
-        """Queue ``packet``; True if a keyframe is needed."""
-        needs_keyframe = self.queue.put(packet, packet.is_keyframe)
-        if not needs_keyframe:
-            self._arrived.set()
-        return needs_keyframe
-
-    async def recv(self) -> av.Packet:  # type: ignore[override]
-        while True:
-            if self.readyState != "live":
-                raise MediaStreamError
-            packet = self.queue.get()
-            if packet is not None:
-                return packet
-            self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(WAKE_CHECK_S):
-                    await self._arrived.wait()

@@ -37,7 +37,7 @@ from media.encoded import (
     KEYFRAME_ASK_S,
     UNCAPPED_BPS,
     VIDEO_TIME_BASE,
-    KeyframeQueue,
+    PacketQueueTrack,
     is_keyframe,
     keyframe_requests_to,
 )
@@ -299,28 +299,22 @@ class Program:
         return min(estimates) if estimates else None
 
 
-class _ViewerTrack(MediaStreamTrack):
+class _ViewerTrack(PacketQueueTrack):
     """One viewer's share of a :class:`Program`: its packets, skipping to a keyframe when behind."""
 
-    kind = "video"
-
     def __init__(self, program: Program, sender: RTCRtpSender, codec: str, steers: bool) -> None:
-        super().__init__()
+        super().__init__(VIEWER_QUEUE)
         self.codec = codec
         self.steers = steers
         self._program = weakref.ref(program)  # the program's pump holds the viewers, not back
         self._sender = weakref.ref(sender)
-        self.queue = KeyframeQueue(VIEWER_QUEUE)
-        self._arrived = asyncio.Event()
         self._report_at: object = None
 
-    def offer(self, packet: av.Packet) -> None:
-        if self.queue.put(packet, packet.is_keyframe):
-            program = self._program()
-            if program is not None and not program._keyframe_due:
-                program.request_keyframe()
-        else:
-            self._arrived.set()
+    def offer(self, packet: av.Packet) -> bool:
+        needs_keyframe = super().offer(packet)
+        if needs_keyframe and (program := self._program()) is not None and not program._keyframe_due:
+            program.request_keyframe()
+        return needs_keyframe
 
     async def loss(self) -> float | None:
         """The share of packets lost in the viewer's browser's receiver report, if a new one came
@@ -339,15 +333,3 @@ class _ViewerTrack(MediaStreamTrack):
         sender = self._sender()
         governor = getattr(internals.encoder(sender), "governor", None) if sender is not None else None
         return getattr(governor, "last_estimate", None)
-
-    async def recv(self) -> av.Packet:  # type: ignore[override]
-        while True:
-            if self.readyState != "live":
-                raise MediaStreamError
-            packet = self.queue.get()
-            if packet is not None:
-                return packet
-            self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.5):  # then look again whether the track still lives
-                    await self._arrived.wait()
