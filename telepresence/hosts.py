@@ -32,7 +32,7 @@ from media.avatar.track import AvatarTrack
 from media.congestion import FeedbackSender
 from media.peers import Bitrate, tune_video_sender
 from media.program import Program
-from media.relay import OnDemandRelay
+from media.relay import OnDemandRelay, RelayedTrack
 from media.sections import position_of_kind
 from media.voice_fanout import VoiceFanout
 from telepresence.protocol import ProtocolError
@@ -78,7 +78,7 @@ class Host:
         self.track = AvatarTrack(spec, controller=AvatarController(spec, face=self.face))
         self._relay = OnDemandRelay(self.track, label=f"{host_id} avatar")
         self._preview: MediaStreamTrack | None = None  # the studio page's, stopped with the studio
-        self._viewers: list[MediaStreamTrack] = []
+        self._viewers: list[RelayedTrack] = []
         self._own: list[MediaStreamTrack] = []  # the studio previews, the WHEP program
         self._ice_servers = ice_servers
         self._ice_transport_policy = ice_transport_policy
@@ -109,7 +109,7 @@ class Host:
     @property
     def viewers(self) -> int:
         """Calls showing the host now (the studio's own preview is not a viewer)."""
-        return sum(1 for v in self._viewers if v.readyState == "live")
+        return sum(1 for v in self._viewers if v.active)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -165,7 +165,8 @@ class Host:
         """A proxy of the avatar for one more consumer (a call's compositor, the studio preview)."""
         proxy = self._relay.subscribe()
         if counted:
-            self._viewers = [v for v in self._viewers if v.readyState == "live"]
+            # A call's compositor never ends its input: a track nobody reads any more is gone.
+            self._viewers = [v for v in self._viewers if v.active]
             self._viewers.append(proxy)
         else:  # the studio previews and WHEP programs, one each time viewers come back: pruned too
             self._own = [v for v in self._own if v.readyState == "live"]

@@ -1,6 +1,8 @@
 """The on-demand relay: one reader of a source, running only while a subscriber is live."""
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 from aiortc.mediastreams import MediaStreamError
@@ -129,5 +131,45 @@ async def test_an_ended_source_ends_its_subscribers():
             await asyncio.wait_for(track.recv(), 5)
     assert track.readyState == "ended"
     assert relay.subscribe().readyState == "ended"
+    await relay.close()
+    assert not relay_tasks()
+
+
+async def test_a_subscriber_that_stops_asking_without_stopping_parks_the_reader():
+    source = card()
+    relay = OnDemandRelay(source, label="t", idle_s=0.2)
+    track = relay.subscribe()
+    for _ in range(3):
+        await asyncio.wait_for(track.recv(), 5)
+    # Its consumer went away without stopping the track (a compositor's drain does so).
+    for _ in range(100):
+        if not relay.reading:
+            break
+        await asyncio.sleep(0.05)
+    assert not relay.reading and track.readyState == "live" and not track.active
+    assert await reads_stay(source)
+    for _ in range(3):  # it asks again: reading resumes
+        await asyncio.wait_for(track.recv(), 5)
+    assert relay.reading
+    track.stop()
+    await relay.close()
+    assert not relay_tasks()
+
+
+async def test_a_track_its_consumer_dropped_is_not_kept():
+    source = card()
+    relay = OnDemandRelay(source, label="t", idle_s=0.2)
+    track = relay.subscribe()
+    await asyncio.wait_for(track.recv(), 5)
+    assert track.active
+    gone = weakref.ref(track)
+    del track
+    gc.collect()
+    assert gone() is None and relay.subscribers == 0
+    for _ in range(100):  # nobody asks: the reader parks by itself
+        if not relay.reading:
+            break
+        await asyncio.sleep(0.05)
+    assert not relay.reading
     await relay.close()
     assert not relay_tasks()

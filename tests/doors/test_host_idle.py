@@ -1,11 +1,14 @@
 """The live host renders its avatar only while someone watches: none before the first WHEP
-viewer, none after the last one leaves, and again for the next one."""
+viewer, none after the last one leaves, and again for the next one; none after the last call
+it greeted ended."""
 
 from __future__ import annotations
 
 import asyncio
 
-from tests.calls.test_media_calls import media_server, wait_for
+from media.browser import BrowserPeer
+from media.sources import TestCardTrack
+from tests.calls.test_media_calls import media_server, open_call, signalling, wait_for
 from tests.doors.whip import WhipClient, start_host, viewer
 
 
@@ -38,3 +41,25 @@ async def test_the_avatar_is_rendered_only_while_a_whep_viewer_watches(tmp_path)
         await watch_then_leave(server, host)  # a later viewer starts it again
         await asyncio.sleep(0.1)
         assert await rendering_stays(host)
+
+
+async def test_the_avatar_is_not_rendered_after_the_call_it_greeted_ends(tmp_path):
+    async with media_server(tmp_path) as server:
+        host = await start_host(server)
+        agent_ws, customer_ws, _ = await open_call(server)
+        agent = BrowserPeer.agent(camera=TestCardTrack(640, 360, fps=15, label=""))
+        customer = BrowserPeer.customer()
+        async with agent, customer:
+            await agent.negotiate(signalling(agent_ws))
+            await customer.negotiate(signalling(customer_ws))
+            await customer_ws.expect("layout", layout="avatar")
+            await customer.video(0).wait(15)
+            rendered = host.track.frames
+            await wait_for(lambda: host.track.frames > rendered + 10)  # the call's compositor reads it
+            assert host.viewers == 1
+            await customer_ws.send("end_call")
+            await agent_ws.expect("call_ended", timeout=20)
+        # The room's compositor never stops its inputs: the relay notices nobody asks any more.
+        await wait_for(lambda: not host._relay.reading, timeout=10)
+        assert await rendering_stays(host)
+        assert host.viewers == 0
