@@ -85,6 +85,8 @@ async def test_calls_spread_over_workers_and_a_killed_worker_ends_only_its_call(
         pool = server.switchboard.media.pool
         pids = {name: worker.pid for name, worker in pool.workers.items()}
         assert len(pids) == 2 and os.getpid() not in pids.values()
+        # Both ready (imported everything): a worker still starting takes calls only if none is.
+        await wait_for(lambda: all(w.ready for w in pool.workers.values()), timeout=60)
         async with (
             call_with_media(server, "Ann") as (ann_agent, ann_ws, ann_call, _),
             call_with_media(server, "Bob") as (_, bob_ws, bob_call, bob),
