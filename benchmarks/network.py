@@ -53,12 +53,9 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import secrets
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -66,13 +63,12 @@ from typing import Any
 
 from benchmarks.capacity_procs import TICKS, machine_ticks, tree_ticks
 from benchmarks.netlab import PROFILES, Lab, Link, Profile, cleanup_stale, start_serve, unavailable
-from benchmarks.netlab.serve import PORT
 from benchmarks.network_chromium import NAME as CHROMIUM_ROW
 from benchmarks.network_chromium import measure_chromium
 from benchmarks.network_chromium import target as chromium_target
 from benchmarks.network_figures import explain_stalls, loss_counts, recovery_s, window_figures
+from benchmarks.network_process import PeerProcess
 
-ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "tpnb"  # namespaces of this suite (the tests' are netlab's default prefix)
 ORDER = ("clean", "wifi", "mobile", "capped", "bad", CHROMIUM_ROW)
 # A customer whose downlink carries half of what the agent's camera sends (~2 Mbps): the issue's
@@ -110,48 +106,6 @@ QUICK = Plan(window_s=15.0, after_s=10.0, label="quick")
 
 def log(message: str) -> None:
     print(f"[network {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-class PeerProcess:
-    """A benchmarks.network_peer process in a namespace: its JSON events through a queue."""
-
-    def __init__(self, lab: Lab, role: str, args: list[str], logdir: Path) -> None:
-        self.role = role
-        self.stderr_path = logdir / f"{role}-{time.time_ns()}.log"
-        base = f"http://{lab.address('server')}:{PORT}"
-        argv = [sys.executable, "-m", "benchmarks.network_peer", role, base, *args]
-        with self.stderr_path.open("wb") as err:
-            self.process = lab.popen(role, argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
-        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        threading.Thread(target=self._read, name=f"{role} events", daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            try:
-                self.events.put(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a stray print from a library: not an event
-        self.events.put(None)
-
-    def expect(self, event: str, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                got = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise RuntimeError(f"{self.role}: no {event} within {timeout:.0f} s") from None
-            if got is None:
-                raise RuntimeError(
-                    f"{self.role} exited ({self.process.wait()}) before {event}: {self.tail()}"
-                )
-            if got["event"] == "error":
-                raise RuntimeError(f"{self.role}: {got['error']} {self.tail()}")
-            if got["event"] == event:
-                return got
-
-    def tail(self, chars: int = 1500) -> str:
-        return self.stderr_path.read_text(errors="replace")[-chars:]
 
 
 def one_way_ms(profile: str) -> float:

@@ -42,7 +42,7 @@ def lab_call(lab: Lab, tmp_path: Path, hold_s: float) -> Iterator[tuple[Any, dic
     (the customer's process, its ``media`` event) once the customer has pictures. The customer
     ends the call after ``hold_s``; everything is stopped on the way out."""
     from benchmarks.netlab import start_serve
-    from benchmarks.network import PeerProcess
+    from benchmarks.network_process import PeerProcess
     from telepresence.auth import Claims, TokenAuthority
 
     secret = secrets.token_hex(16)
