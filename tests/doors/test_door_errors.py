@@ -314,8 +314,8 @@ async def test_sessions_opened_and_deleted_over_and_over_leave_nothing_behind(tm
         host = await start_host(server)
         async with viewer() as peer, http_client(server) as http:
             offer = await peer.offer()
-            # One session first: what the host starts for its first viewer and keeps (aiortc's
-            # MediaRelay reads the avatar from then on) is not the sessions' to end.
+            # One session first: what the host starts for its first viewer (its program, the relay's
+            # reader, paused again when unread) is not the sessions' to end.
             opened = await http.post("/whep/host", content=offer, headers=SDP)
             assert (await http.delete(opened.headers["location"])).status_code == 200
             await asyncio.sleep(0.5)
