@@ -186,5 +186,6 @@ def test_render_is_fast_enough(renderer: AvatarRenderer) -> None:
         started = time.perf_counter()
         renderer.render(rig, "Hello" if i % 2 else None)
         times.append(time.perf_counter() - started)
-    # Generous: the benchmark holds the 4 ms p95 target; this catches a 10x regression on a busy machine.
-    assert np.median(times) < 0.008
+    # Generous: the benchmark holds the 4 ms p95 target. This only checks that a render fits in one
+    # frame interval at 30 fps (an ~8x regression), which a busy machine does not break (8 ms did).
+    assert np.median(times) < 1 / 30
