@@ -17,9 +17,8 @@ from collections import deque
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from media.encoded import WAKE_CHECK_S
 from media.voice import QUEUE_PACKETS, VoiceRelay
-
-WAKE_CHECK_S = 0.5  # a listener with nothing to send looks again this often whether it still lives
 
 
 class VoiceFanout(VoiceRelay):
