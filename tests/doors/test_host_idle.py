@@ -36,10 +36,10 @@ async def test_the_avatar_is_rendered_only_while_a_whep_viewer_watches(tmp_path)
         host = await start_host(server)
         assert await rendering_stays(host)  # nobody watches yet
         await watch_then_leave(server, host)
-        await asyncio.sleep(0.1)  # the reader's cancellation lands
+        await wait_for(lambda: not host._relay.reading, timeout=10)  # the reader's cancellation lands
         assert await rendering_stays(host)  # MediaRelay went on at 30 fps here
         await watch_then_leave(server, host)  # a later viewer starts it again
-        await asyncio.sleep(0.1)
+        await wait_for(lambda: not host._relay.reading, timeout=10)
         assert await rendering_stays(host)
 
 
