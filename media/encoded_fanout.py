@@ -72,7 +72,11 @@ class EncodedFanout:
         return sum(1 for output in self._outputs if output.readyState == "live")
 
     def _note_ssrc(self, packet: RtpPacket) -> None:
-        self._ssrc = packet.ssrc
+        receiver = self._receiver()
+        ssrc = internals.media_ssrc(receiver, packet) if receiver is not None else None
+        # None: a retransmission's SSRC, which ignores PLIs (media.passthrough skips it too).
+        if ssrc is not None:
+            self._ssrc = ssrc
 
     def _on_frame(self, frame: JitterFrame) -> None:
         self.frames += 1
