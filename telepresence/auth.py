@@ -1,4 +1,5 @@
-"""Signed tokens for agents, operators and viewers, keys for returning customers, tickets for tabs.
+"""Signed tokens for staff (agents, operators, viewers, supervisors), keys for returning customers,
+tickets for tabs.
 
 A token is ``base64url(json claims) "." base64url(HMAC-SHA256(secret, claims))``: small,
 stateless, checkable by every server process that shares the secret. The secret
@@ -18,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-Role = Literal["agent", "operator", "viewer", "customer"]
+Role = Literal["agent", "operator", "viewer", "supervisor", "customer"]
 STAFF_ROLES = ("agent", "operator")  # who may log in on the WebSocket
 # What `telepresence token` mints. A viewer may only watch the host's WHEP stream
-# (setting whep_viewer_token_required); it logs in nowhere.
-TOKEN_ROLES = ("agent", "operator", "viewer")
+# (setting whep_viewer_token_required); it logs in nowhere. A supervisor watches and listens to
+# live calls and whispers to their agents (telepresence.supervisor_doors); it logs in nowhere either.
+TOKEN_ROLES = ("agent", "operator", "viewer", "supervisor")
 
 
 class AuthError(Exception):

@@ -183,7 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--config", default=argparse.SUPPRESS, help="a TOML settings file")
     serve_parser.set_defaults(handler=serve)
 
-    token_parser = commands.add_parser("token", help="print a signed token for an agent, operator or viewer")
+    token_parser = commands.add_parser(
+        "token", help="print a signed token for an agent, operator, viewer or supervisor"
+    )
     token_parser.add_argument("name")
     token_parser.add_argument("--skills", help="comma-separated, e.g. billing,returns")
     token_parser.add_argument("--languages", help="comma-separated, e.g. en,fr")
