@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import av
 from aiortc import RTCRtpSender
@@ -119,15 +119,17 @@ class Program:
 
     # ------------------------------------------------------------- viewers
 
-    def viewer(self, sender: RTCRtpSender, codec: str, *, steers: bool = True) -> MediaStreamTrack:
+    def viewer(self, sender: RTCRtpSender | None, codec: str, *, steers: bool = True) -> MediaStreamTrack:
         """A track for ``sender`` (negotiated ``codec``: "VP8" or "H264"): this program's packets;
         the sender's keyframe requests come here. A viewer that ``steers`` (the customer, not the
-        agent's preview) sets the bitrate with what its browser says it can receive."""
+        agent's preview) sets the bitrate with what its browser says it can receive. No sender:
+        a reader of the packets of its own (media.rtp_push), which never steers."""
         if codec not in ("VP8", "H264"):
             raise ValueError(f"no encoder for video codec {codec!r}")
         track = _ViewerTrack(self, sender, codec, steers)
         self._viewers.add(track)
-        keyframe_requests_to(sender, self.request_keyframe)
+        if sender is not None:
+            keyframe_requests_to(sender, self.request_keyframe)
         if self._pump is None or self._pump.done():
             self._pump = asyncio.get_running_loop().create_task(self._run(), name=f"{self.label} program")
         self._wake.set()
@@ -302,12 +304,14 @@ class Program:
 class _ViewerTrack(PacketQueueTrack):
     """One viewer's share of a :class:`Program`: its packets, skipping to a keyframe when behind."""
 
-    def __init__(self, program: Program, sender: RTCRtpSender, codec: str, steers: bool) -> None:
+    def __init__(self, program: Program, sender: RTCRtpSender | None, codec: str, steers: bool) -> None:
         super().__init__(VIEWER_QUEUE)
         self.codec = codec
         self.steers = steers
         self._program = weakref.ref(program)  # the program's pump holds the viewers, not back
-        self._sender = weakref.ref(sender)
+        self._sender: Callable[[], RTCRtpSender | None] = (
+            weakref.ref(sender) if sender is not None else lambda: None
+        )
         self._report_at: object = None
 
     def offer(self, packet: av.Packet) -> bool:
