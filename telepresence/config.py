@@ -10,6 +10,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from telepresence.host_janus import JanusTarget
 from telepresence.turn import IceConfig
 
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web_client"
@@ -115,6 +116,10 @@ class Settings:
     # A session whose peer sent nothing (media, RTCP, consent checks) for this long has
     # vanished without DELETE (a killed encoder): it is ended and its effects undone.
     media_door_idle_s: float = 10.0
+    # "HOST:VIDEO_PORT:AUDIO_PORT": while the avatar host is live, its program (the WHEP
+    # viewers' single encode) and voice go there as plain RTP, into a Janus Streaming-plugin
+    # mountpoint that carries the viewers (README "Fan-out through Janus"). None: no push.
+    host_janus_rtp: str | None = None
 
     @classmethod
     def load(
@@ -173,6 +178,11 @@ class Settings:
                 raise ValueError(f"setting {name}: {getattr(settings, name)} is below 1")
         if not 2 <= settings.media_door_idle_s <= 600:  # also refuses NaN
             raise ValueError(f"setting media_door_idle_s: {settings.media_door_idle_s!r} is not in [2, 600]")
+        if settings.host_janus_rtp is not None:
+            try:
+                JanusTarget.parse(str(settings.host_janus_rtp))
+            except ValueError as exc:
+                raise ValueError(f"setting host_janus_rtp: {exc}") from None
         IceConfig.from_settings(settings)  # a malformed URL, or TURN without its secret, fails here
         return settings
 
