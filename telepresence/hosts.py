@@ -35,6 +35,7 @@ from media.program import Program
 from media.relay import OnDemandRelay, RelayedTrack
 from media.sections import position_of_kind
 from media.voice_fanout import VoiceFanout
+from telepresence.host_janus import JanusFeed, JanusTarget
 from telepresence.protocol import ProtocolError
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class Host:
         # The program WHEP viewers get: the avatar encoded once, the studio's voice as it came.
         self.voice = VoiceFanout(f"{host_id} voice")
         self._program: Program | None = None
+        self.janus: JanusFeed | None = None  # the program pushed to Janus (host_janus_rtp)
         self._listeners: list[Listener] = []
         self.track.controller.subscribe(self._on_event)
         self._ticker = asyncio.get_running_loop().create_task(self._tick(), name=f"{host_id} ticker")
@@ -260,6 +262,8 @@ class Host:
             await pc.close()
 
     async def close(self) -> None:
+        if self.janus is not None:
+            await self.janus.stop()
         self._ticker.cancel()
         await asyncio.wait({self._ticker})
         await self._close_studio()
@@ -280,8 +284,13 @@ class HostDesk:
         ice_servers_for: Callable[[str], list[RTCIceServer]] = lambda host_id: [],
         ice_transport_policy: str = "all",
         gathering: IceGathering = AIOICE_DEFAULTS,
+        *,
+        janus: JanusTarget | None = None,
+        video_codec: str = "H264",
     ) -> None:
         self.host: Host | None = None
+        self._janus = janus  # where a live host's program goes as RTP, if anywhere
+        self._video_codec = video_codec
         # A host's own peers' ICE servers, for its id: TURN credentials minted when it starts.
         self._ice_servers_for = ice_servers_for
         self._ice_transport_policy = ice_transport_policy
@@ -306,7 +315,19 @@ class HostDesk:
             self._gathering,
         )
         logger.info("%s started by %s with look %s", self.host.id, operator, look)
+        if self._janus is not None:
+            await self._feed_janus(self.host, self._janus)
         return self.host
+
+    async def _feed_janus(self, host: Host, target: JanusTarget) -> None:
+        feed = JanusFeed(host.program(), host.voice, target, self._video_codec, host.id)
+        try:
+            await feed.start()
+        except OSError:
+            # Janus's name did not resolve: the host goes on for its calls and WHEP viewers.
+            logger.exception("%s: cannot push to Janus at %s", host.id, target.host)
+            return
+        host.janus = feed
 
     def running(self) -> Host:
         if self.host is None:
