@@ -32,6 +32,7 @@ from media.room import MediaError, Role
 from telepresence import protocol as p
 from telepresence.calls import Call, CallState
 from telepresence.config import Settings, ice_addresses
+from telepresence.host_janus import JanusTarget
 from telepresence.hosts import HostDesk, resolve_look
 from telepresence.media_load import MediaLoad
 from telepresence.media_reconnects import ReconnectWaits
@@ -82,6 +83,8 @@ class MediaControl:
             lambda host_id: [RTCIceServer(**server) for server in self.server_ice_servers(host_id)],
             self._ice.policy,
             self.gathering,
+            janus=JanusTarget.parse(settings.host_janus_rtp) if settings.host_janus_rtp else None,
+            video_codec=settings.video_codec,
         )
         # Resolved once, at start-up: a bad look is a configuration error, not a customer's.
         self._greeter_spec = resolve_look(settings.greeter_look) if settings.greeter_look else None
