@@ -76,16 +76,16 @@ class MediaDoors:
 
     async def handle(self, request: Request) -> Response:
         """Any request to a door's path or a session's (``/whip/agent``, ``/whip/agent/ID``)."""
-        door_path, session_id = _split(request.url.path, self.doors)
+        pattern, door_path, session_id = _split(request.url.path, self.doors)
         try:
-            if door_path is None:
+            if pattern is None or door_path is None:
                 raise DoorError(404, "no such media door")
             if request.method == "OPTIONS":
                 return self._response(204, "", methods=_allowed(session_id))
             if session_id is None:
                 if request.method != "POST":
                     raise DoorError(405, f"{door_path} takes POST (an SDP offer)", _allow(None))
-                return await self._post(request, door_path)
+                return await self._post(request, pattern, door_path)
             if request.method != "DELETE":
                 # PATCH too: trickle ICE and ICE restarts are not supported (RFC 9725 section 4.3).
                 raise DoorError(405, "a session takes DELETE (to end it)", _allow(session_id))
@@ -93,8 +93,8 @@ class MediaDoors:
         except DoorError as exc:
             return self._response(exc.status, exc.message + "\n", headers=exc.headers)
 
-    async def _post(self, request: Request, path: str) -> Response:
-        door = self.doors[path]
+    async def _post(self, request: Request, pattern: str, path: str) -> Response:
+        door = self.doors[pattern]
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != SDP:
             raise DoorError(415, f"send the offer as {SDP}, not {content_type or 'nothing'}")
@@ -211,13 +211,20 @@ def door_routes(paths: list[str]) -> list[Route]:
     return routes
 
 
-def _split(path: str, doors: Mapping[str, Door]) -> tuple[str | None, str | None]:
-    for door_path in doors:
-        if path == door_path:
-            return door_path, None
-        if path.startswith(door_path + "/") and "/" not in path[len(door_path) + 1 :]:
-            return door_path, path[len(door_path) + 1 :]
-    return None, None
+def _split(path: str, doors: Mapping[str, Door]) -> tuple[str | None, str | None, str | None]:
+    """The door's key (its path, maybe with ``{name}`` segments: ``/whep/call/{call_id}``), the
+    door's path as asked for, and the session's id (None: the door itself); all None: no door."""
+    asked = path.split("/")
+    for pattern in doors:
+        wanted = pattern.split("/")
+        if len(asked) not in (len(wanted), len(wanted) + 1):
+            continue
+        if all(w == a or (w.startswith("{") and a) for w, a in zip(wanted, asked, strict=False)):
+            session_id = asked[len(wanted)] if len(asked) > len(wanted) else None
+            if session_id == "":
+                return None, None, None
+            return pattern, "/".join(asked[: len(wanted)]), session_id
+    return None, None, None
 
 
 def _bearer(request: Request) -> str | None:
