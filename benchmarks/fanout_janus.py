@@ -113,16 +113,18 @@ class JanusProcess:
         )
         return configs
 
-    async def start(self) -> None:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         configs = self.write_config()
-        log = open(self.workdir / "janus.log", "wb")  # noqa: SIM115 (the process holds it)
-        with log:
-            self.process = subprocess.Popen(
+        with open(self.workdir / "janus.log", "wb") as log:
+            return subprocess.Popen(
                 [JANUS, "-F", str(configs), "-C", str(configs / "janus.jcfg")],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True,  # a Ctrl-C at the terminal reaches the driver, which stops it
             )
+
+    async def start(self) -> None:
+        self.process = self._spawn()  # a fork and exec: quick, whatever ruff's ASYNC220 fears
         deadline = asyncio.get_running_loop().time() + START_TIMEOUT_S
         async with httpx.AsyncClient(timeout=2) as http:
             while True:
@@ -169,12 +171,13 @@ class JanusError(Exception):
 class JanusViewer:
     """One viewer of a Streaming-plugin mountpoint, through Janus's HTTP API; an aiortc peer."""
 
-    def __init__(self, janus_url: str, mountpoint: int = MOUNTPOINT_ID) -> None:
+    def __init__(self, janus_url: str, mountpoint: int = MOUNTPOINT_ID, video: Any = None) -> None:
+        """``video``: what takes each decoded frame (``put(frame)``); a VideoSink by default."""
         self.janus_url = janus_url
         self.mountpoint = mountpoint
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         enable_low_latency_receive(self.pc)
-        self.video = VideoSink()
+        self.video = video if video is not None else VideoSink()
         self.audio = AudioSink()
         self._http = httpx.AsyncClient(timeout=30)
         self._session: str | None = None
@@ -213,7 +216,8 @@ class JanusViewer:
     async def watch(self) -> None:
         """Session, handle, ``watch``: Janus's offer answered by this peer, then ``start``."""
         self._session = str((await self._post("", {"janus": "create"}))["data"]["id"])
-        attached = await self._post(f"/{self._session}", {"janus": "attach", "plugin": "janus.plugin.streaming"})
+        attach = {"janus": "attach", "plugin": "janus.plugin.streaming"}
+        attached = await self._post(f"/{self._session}", attach)
         self._handle = str(attached["data"]["id"])
         where = f"/{self._session}/{self._handle}"
         await self._post(where, {"janus": "message", "body": {"request": "watch", "id": self.mountpoint}})

@@ -15,7 +15,9 @@ from tests.calls.test_media_calls import media_server, wait_for
 from tests.conftest import free_port
 from tests.doors.whip import WhipClient, publisher, start_host, stop_host
 
-pytestmark = pytest.mark.skipif(not janus_installed(), reason="janus is not installed (apt-get install janus)")
+pytestmark = pytest.mark.skipif(
+    not janus_installed(), reason="janus is not installed (apt-get install janus)"
+)
 
 
 def free_udp_port() -> int:
