@@ -14,4 +14,5 @@ SUITES = {
     "browser": "benchmarks.browser",
     "capacity": "benchmarks.capacity",
     "network": "benchmarks.network",
+    "fanout": "benchmarks.fanout",
 }
