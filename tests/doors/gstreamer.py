@@ -79,7 +79,7 @@ def no_upnp_library(directory: Path) -> Path:
     source.write_text(NO_UPNP_C)
     assert GCC is not None
     subprocess.run(
-        [GCC, "-shared", "-fPIC", "-O2", f"-Wl,-soname,{NO_UPNP_SONAME}", "-o",
+        [GCC, "-shared", "-fPIC", "-nostdlib", f"-Wl,-soname,{NO_UPNP_SONAME}", "-o",
          str(directory / NO_UPNP_SONAME), str(source)],
         check=True,
         capture_output=True,

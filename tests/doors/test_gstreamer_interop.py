@@ -20,7 +20,9 @@ from tests.doors.whip import start_host
 ENDINGS = {"DELETE": (signal.SIGINT, 60), "killed": (signal.SIGKILL, 3)}
 
 
-@pytest.mark.parametrize(("codec", "ending"), [("VP8", "DELETE"), ("H264", "killed")], ids=", ".join)
+@pytest.mark.parametrize(
+    ("codec", "ending"), [("VP8", "DELETE"), ("H264", "killed")], ids=["VP8, DELETE", "H264, killed"]
+)
 async def test_whip_client_publishes_the_agents_camera_until_it_ends(tmp_path, codec, ending):
     encoder = {"VP8": "vp8enc", "H264": "x264enc"}[codec]
     if reason := gstreamer.missing_for_whip(encoder, "opusenc", "videotestsrc", "audiotestsrc"):
