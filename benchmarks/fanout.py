@@ -38,6 +38,7 @@ SETTLE_S = {True: 3.0, False: 5.0}  # after viewers join, before measuring (keyf
 WINDOW_S = {True: 5.0, False: 15.0}
 READY_S = 60.0
 CPU_RATIO_TARGET = 2.0
+FPS = 30  # the avatar's frame rate
 
 
 class ViewerProcess(ClientProcess):
@@ -118,10 +119,17 @@ def level_figures(level: int, cpu_pct: float, window_s: float, stats: list[dict[
     }
     by_path = {path: _ms(ms) for path, ms in raw.items()}
     stamped = [v for v in viewers if v["stamps"]]
+    # The program's pace: the Janus viewer's (its one reader, the push, is never the one behind).
+    program_fps = [v["frames"] / window_s for v in viewers if v["path"] == "janus"]
+    per_frame = cpu_pct * FPS / program_fps[0] if program_fps and program_fps[0] > 0 else None
     return {
         "viewers": level,
         "whep_viewers_seen": len(whep),
         "server_cpu_pct": round(cpu_pct, 1),
+        "program_fps": round(program_fps[0], 1) if program_fps else None,
+        # What the same work would cost at the host's 30 fps: a server the machine starves of CPU
+        # (viewers' processes share its cores) makes fewer frames and spends less.
+        "server_cpu_pct_at_30fps": round(per_frame, 1) if per_frame is not None else None,
         "viewer_fps_median": round(statistics.median(fps), 1) if fps else None,
         "viewer_fps_min": round(min(fps), 1) if fps else None,
         "glass_to_glass_ms": by_path,
@@ -140,6 +148,7 @@ def summarize(levels: list[dict[str, Any]], quick: bool, load: tuple[float, floa
     cpu_ratio = (
         round(last["server_cpu_pct"] / first["server_cpu_pct"], 2) if first["server_cpu_pct"] > 0 else None
     )
+    at_30 = first["server_cpu_pct_at_30fps"], last["server_cpu_pct_at_30fps"]
     g2g = first["glass_to_glass_ms"]
     whep_ms, janus_ms = g2g["whep"]["median"], g2g["janus"]["median"]
     expected = sum(x["stamp_frames"] for x in levels) + len(levels)
@@ -152,6 +161,11 @@ def summarize(levels: list[dict[str, Any]], quick: bool, load: tuple[float, floa
         "viewer_fps_median": {k: x["viewer_fps_median"] for k, x in by_level.items()},
         "viewer_fps_min": {k: x["viewer_fps_min"] for k, x in by_level.items()},
         f"cpu_ratio_{last['viewers']}_vs_{first['viewers']}": cpu_ratio,
+        "program_fps": {k: x["program_fps"] for k, x in by_level.items()},
+        "server_cpu_pct_at_30fps": {k: x["server_cpu_pct_at_30fps"] for k, x in by_level.items()},
+        f"cpu_ratio_at_30fps_{last['viewers']}_vs_{first['viewers']}": (
+            round(at_30[1] / at_30[0], 2) if None not in at_30 and at_30[0] > 0 else None
+        ),
         "cpu_ratio_target": CPU_RATIO_TARGET,
         # At the first level (one WHEP viewer): the same host, the same receiving code.
         "glass_to_glass_ms": g2g,

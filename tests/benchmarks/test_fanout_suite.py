@@ -30,6 +30,10 @@ def test_the_summary_has_cpu_by_level_the_ratio_and_janus_against_whep():
     json.dumps(summary)
     assert summary["server_cpu_pct"] == {"1": 40.0, "50": 70.0}
     assert summary["cpu_ratio_50_vs_1"] == 1.75
+    # The Janus viewer's pace is the program's: 3 frames in 10 s at one viewer, 2 at fifty.
+    assert summary["program_fps"] == {"1": 0.3, "50": 0.2}
+    assert summary["server_cpu_pct_at_30fps"] == {"1": 4000.0, "50": 10500.0}
+    assert summary["cpu_ratio_at_30fps_50_vs_1"] == 2.62
     assert fifty["whep_viewers_seen"] == 50 and summary["viewer_fps_median"]["50"] == 28.0
     assert summary["glass_to_glass_ms"]["whep"] == {"n": 3, "median": 12.0, "p95": 14}
     assert summary["glass_to_glass_ms"]["janus"]["median"] == 21.0
