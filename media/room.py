@@ -58,9 +58,12 @@ from media.passthrough import CameraPassthrough
 from media.peers import Bitrate, negotiated_codec, tune_video_sender
 from media.program import Program
 from media.room_camera import CameraFromElsewhere
+from media.room_monitor import CallMonitor
 from media.round_trip import ReferenceTimeReplies
 from media.sections import SectionMismatch, match
 from media.voice import OPUS_RATE, VoiceRelay
+from media.voice_fanout import VoiceFanout
+from media.whisper import WhisperedVoice
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +71,7 @@ Role = Literal["agent", "customer"]
 ROLES: tuple[Role, ...] = ("agent", "customer")
 
 
-class Room(CameraFromElsewhere):
+class Room(CameraFromElsewhere, CallMonitor):
     """The server side of one call's media.
 
     Args:
@@ -120,8 +123,10 @@ class Room(CameraFromElsewhere):
         # The customer's camera and screen reach the agent as they came (media.forward).
         self.customer_camera = EncodedForward("customer_camera", f"{label} customer_camera")
         self.customer_screen = EncodedForward("customer_screen", f"{label} customer_screen")
-        self.to_customer_audio = VoiceRelay(f"{label} agent->customer")
-        self.to_agent_audio = VoiceRelay(f"{label} customer->agent")
+        # Fan-outs: a supervisor's monitor hears both voices too; the agent hears whispers
+        # (media.room_monitor, media.whisper).
+        self.to_customer_audio = VoiceFanout(f"{label} agent->customer")
+        self.to_agent_audio = WhisperedVoice(f"{label} customer->agent")
         self.peers: dict[Role, RTCPeerConnection] = {}
         self._outgoing: dict[Role, list[MediaStreamTrack]] = {role: [] for role in ROLES}
         self.feedback: dict[Role, FeedbackSender] = {}
@@ -379,6 +384,7 @@ class Room(CameraFromElsewhere):
         self._closed = asyncio.get_running_loop().create_future()
         try:
             await self.release_camera()  # closed: nothing is given back
+            await self.release_monitor()
             for role in ROLES:
                 await self._close_peer(role)
             self.to_agent_audio.detach()

@@ -27,6 +27,7 @@ from telepresence.metrics import Metrics
 from telepresence.protocol import ProtocolError, parse_client_message
 from telepresence.signalling import serve_socket
 from telepresence.store import create_store
+from telepresence.supervisor_doors import CALLS_API, live_calls
 from telepresence.switchboard import Switchboard
 
 logger = logging.getLogger(__name__)
@@ -161,12 +162,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/", page("index.html")),
         Route("/agent", page("agent.html")),
         Route("/studio", page("studio.html")),
+        Route("/supervisor", page("supervisor.html")),
         Route("/widget.js", page("widget.js")),
         Route("/healthz", healthz),
         Route("/metrics", metrics_endpoint),
         Route("/api/status", api_status),
         Route("/api/host", host_api, methods=["GET", "POST"]),
         *door_routes(DOOR_PATHS),
+        Route(CALLS_API, live_calls),
         WebSocketRoute("/ws", websocket_endpoint),
         # Generated, not a file: before the static mount, which would otherwise answer 404.
         Route(SECTIONS_PATH, sections_json),

@@ -5,15 +5,17 @@ from __future__ import annotations
 from telepresence.agent_cameras import AgentCameras
 from telepresence.agent_door import AgentCameraDoor
 from telepresence.auth import TokenAuthority
+from telepresence.call_taps import CallTaps
 from telepresence.config import Settings
 from telepresence.host_doors import HostViewerDoor, StudioDoor
 from telepresence.media_doors import MediaDoors
+from telepresence.supervisor_doors import WHEP_CALL, CallMonitorDoor
 from telepresence.switchboard import Switchboard
 
 WHEP_HOST = "/whep/host"
 WHIP_STUDIO = "/whip/studio"
 WHIP_AGENT = "/whip/agent"
-DOOR_PATHS = [WHEP_HOST, WHIP_STUDIO, WHIP_AGENT]
+DOOR_PATHS = [WHEP_HOST, WHIP_STUDIO, WHIP_AGENT, WHEP_CALL]
 
 
 def open_doors(switchboard: Switchboard, settings: Settings, authority: TokenAuthority) -> MediaDoors:
@@ -34,6 +36,7 @@ def open_doors(switchboard: Switchboard, settings: Settings, authority: TokenAut
         ),
         WHIP_STUDIO: StudioDoor(desk),
         WHIP_AGENT: AgentCameraDoor(media.agent_cameras),
+        WHEP_CALL: CallMonitorDoor(CallTaps(send_agent), directory.active_calls),
     }
     return MediaDoors(
         settings,

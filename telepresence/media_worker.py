@@ -31,6 +31,12 @@ from telepresence.room_handle import LocalRoom
 
 logger = logging.getLogger(__name__)
 
+# Ops the control process awaits a reply to (the rest are one-way).
+REQUESTS = (
+    *("answer", "camera", "release_camera", "monitor", "release_monitor"),
+    *("screen_shared", "greet", "close"),
+)
+
 
 def run(
     sock: socket.socket, name: str, log_level: str, stats_interval_s: float, close_timeout_s: float
@@ -89,7 +95,7 @@ class MediaWorker:
             self._create(room_id, message)
             return
         room = self.rooms.get(room_id)
-        if op in ("answer", "camera", "release_camera", "screen_shared", "greet", "close"):
+        if op in REQUESTS:
             self._spawn(self._request(op, room_id, room, message), f"{self.name} {op} {room_id}")
         elif room is None:
             return  # closed already: a late one-way message has nothing to act on
@@ -141,6 +147,10 @@ class MediaWorker:
                 reply["sdp"] = await room.answer_camera(message["sdp"])
             elif op == "release_camera":
                 await room.release_camera()
+            elif op == "monitor":
+                reply["sdp"] = await room.answer_monitor(message["sdp"])
+            elif op == "release_monitor":
+                await room.release_monitor()
             elif op == "greet":
                 await room.greet(message["look"])
             else:

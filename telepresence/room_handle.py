@@ -55,6 +55,15 @@ class RoomHandle(Protocol):
         """The agent's browser camera (and voice) again."""
         ...
 
+    async def answer_monitor(self, sdp: str) -> str:
+        """The answer to the supervisors' monitor of the call (media.room_monitor): what the
+        customer sees and both voices out, a whisper to the agent in. Raises MediaError."""
+        ...
+
+    async def release_monitor(self) -> None:
+        """The monitor goes (no supervisor watches any more)."""
+        ...
+
     def set_layout(self, name: str) -> None: ...
 
     def set_screen_limits(self, max_fps: float | None, scale: float) -> None:

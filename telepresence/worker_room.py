@@ -85,6 +85,13 @@ class WorkerRoom:
     async def release_camera(self) -> None:
         await self._request({"op": "release_camera"}, self._answer_timeout_s)
 
+    async def answer_monitor(self, sdp: str) -> str:
+        reply = await self._request({"op": "monitor", "sdp": sdp}, self._answer_timeout_s)
+        return str(reply["sdp"])
+
+    async def release_monitor(self) -> None:
+        await self._request({"op": "release_monitor"}, self._answer_timeout_s)
+
     def set_layout(self, name: str) -> None:
         self._layout = name
         self._send({"op": "set_layout", "layout": name})

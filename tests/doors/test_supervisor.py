@@ -1,0 +1,141 @@
+"""Supervisors on live calls (``POST /whep/call/{id}``): a supervisor sees what the customer sees
+and hears both voices, whispers to the agent alone, ends with the call; nobody else gets in.
+Real uvicorn on loopback, aiortc peers; rooms here and in a media worker."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from media.browser import BrowserPeer, ToneTrack
+from media.layout import AGENT, SIZES, compute_layout
+from media.sources import TestCardTrack
+from tests.calls.test_media_calls import RED, media_server, open_call, red_band, signalling, wait_for
+from tests.doors.supervisor import supervisor_peer, with_ear
+from tests.doors.whip import DoorRefused, WhipClient
+
+FULL = compute_layout(SIZES["360p"], "agent", {AGENT})[0].content
+AGENT_TONE, CUSTOMER_TONE, WHISPER_TONE = 300, 500, 1000
+
+
+def live(server) -> dict:
+    return server.app.state.doors.doors["/whep/call/{call_id}"].taps.taps
+
+
+@pytest.mark.parametrize("workers", [0, 1], ids=["room here", "room in a worker"])
+async def test_a_supervisor_watches_hears_both_voices_and_whispers_to_the_agent_only(tmp_path, workers):
+    async with media_server(tmp_path, media_workers=workers) as server:
+        agent_ws, customer_ws, call_id = await open_call(server)
+        agent = with_ear(
+            BrowserPeer.agent(
+                camera=TestCardTrack(640, 360, fps=15, label="", tint=RED), mic=ToneTrack(AGENT_TONE)
+            )
+        )
+        customer = with_ear(BrowserPeer.customer(mic=ToneTrack(CUSTOMER_TONE)))
+        supervisor = supervisor_peer(whisper=ToneTrack(WHISPER_TONE))
+        door = WhipClient(server.url, f"/whep/call/{call_id}", server.token("sue", role="supervisor"))
+        async with agent, customer, supervisor:
+            await agent.negotiate(signalling(agent_ws))
+            await customer.negotiate(signalling(customer_ws))
+            await wait_for(lambda: customer.video(0).latest is not None and customer.audio.hears(AGENT_TONE))
+            await supervisor.negotiate(door.answer)
+            assert door.location is not None and door.location.startswith(f"/whep/call/{call_id}/")
+            # What the customer sees (the agent's red card, full frame), and both voices.
+            await wait_for(
+                lambda: supervisor.video(0).latest is not None and red_band(supervisor.video(0).latest, FULL),
+                timeout=20,
+            )
+            await wait_for(
+                lambda: supervisor.audio.hears(AGENT_TONE) and supervisor.audio.hears(CUSTOMER_TONE)
+            )
+            # The agent's console is told; the customer is not.
+            told = await agent_ws.expect("supervisor", timeout=10)
+            assert told["call_id"] == call_id and told["watching"] == 1
+            # The whisper reaches the agent, mixed with the customer's voice, and never the customer.
+            await wait_for(lambda: agent.audio.hears(WHISPER_TONE, frames=10), timeout=15)
+            assert agent.audio.hears(CUSTOMER_TONE)
+            assert (await agent_ws.expect("supervisor", timeout=10))["whispering"] is True
+            heard_by_customer = customer.audio.frames
+            await wait_for(lambda: customer.audio.frames > heard_by_customer + 50)  # another second
+            assert customer.audio.heard[WHISPER_TONE] == 0
+            assert not supervisor.audio.hears(WHISPER_TONE, frames=1)  # nor the supervisor, back
+            assert not any(m["type"] == "supervisor" for m in customer_ws.received)
+            # The supervisor's picture is the customer's encode, shared: no encode of its own.
+            if workers == 0:
+                room = server.switchboard.calls[call_id].room
+                assert room.program.watched == 3  # customer, agent's preview, the supervisors' tap
+
+            assert await door.delete() == 200
+            told = await agent_ws.expect("supervisor", timeout=10)
+            assert told["watching"] == 0 and told["whispering"] is False
+            await wait_for(lambda: not live(server))
+            mixed = agent.audio.heard[WHISPER_TONE]
+            await wait_for(lambda: customer.audio.frames > heard_by_customer + 100)
+            assert agent.audio.heard[WHISPER_TONE] <= mixed + 5  # the whisper went with the session
+            assert not server.app.state.doors.sessions
+
+
+async def test_the_session_ends_when_the_call_ends(tmp_path):
+    async with media_server(tmp_path) as server:
+        agent_ws, customer_ws, call_id = await open_call(server)
+        agent = BrowserPeer.agent(camera=TestCardTrack(640, 360, fps=15, label="", tint=RED), mic=ToneTrack())
+        customer = BrowserPeer.customer(mic=ToneTrack(CUSTOMER_TONE))
+        supervisor = supervisor_peer()
+        door = WhipClient(server.url, f"/whep/call/{call_id}", server.token("sue", role="supervisor"))
+        async with agent, customer, supervisor:
+            await agent.negotiate(signalling(agent_ws))
+            await customer.negotiate(signalling(customer_ws))
+            await supervisor.negotiate(door.answer)
+            await wait_for(lambda: supervisor.video(0).latest is not None, timeout=20)
+            async with httpx.AsyncClient(base_url=server.url) as http:
+                listed = await http.get("/api/supervisor/calls", headers=door.headers())
+            assert listed.status_code == 200
+            assert [(c["call_id"], c["agent"], c["watching"]) for c in listed.json()["calls"]] == [
+                (call_id, "agent-Ann", 1)
+            ]
+
+            await customer_ws.send("end_call")
+            await wait_for(lambda: not server.app.state.doors.sessions, timeout=5)
+            await wait_for(lambda: supervisor.pc.connectionState in ("closed", "failed"), timeout=10)
+            assert not live(server)
+            assert await door.delete() == 404  # it ended with the call
+            with pytest.raises(DoorRefused) as refused:
+                async with supervisor_peer() as late:
+                    await late.negotiate(door.answer)
+            assert refused.value.status == 404
+
+
+async def test_only_a_supervisor_token_opens_a_call(tmp_path):
+    async with media_server(tmp_path) as server:
+        agent_ws, customer_ws, call_id = await open_call(server)
+        path = f"/whep/call/{call_id}"
+        key = server.app.state.authority.customer_key("cust-1")
+        cases = {
+            None: 401,
+            "not-a-token": 401,
+            key: 403,  # a customer's key
+            server.token("agent-Ann"): 403,
+            server.token("vic", role="viewer"): 403,
+            server.token("olga", role="operator"): 403,
+        }
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            for token, status in cases.items():
+                headers = {"Content-Type": "application/sdp"} | (
+                    {"Authorization": f"Bearer {token}"} if token else {}
+                )
+                response = await http.post(path, content="v=0\r\n", headers=headers)
+                assert response.status_code == status, (token, response.text)
+                listed = await http.get("/api/supervisor/calls", headers=headers)
+                assert listed.status_code == status, (token, listed.text)
+            supervisor = {"Authorization": f"Bearer {server.token('sue', role='supervisor')}"}
+            async with supervisor_peer() as peer:
+                offer = await peer.offer()
+            unknown = await http.post(
+                "/whep/call/call-nope",
+                content=offer,
+                headers=supervisor | {"Content-Type": "application/sdp"},
+            )
+            assert unknown.status_code == 404, unknown.text
+            assert (await http.delete(f"{path}/nope", headers=supervisor)).status_code == 404
+            assert (await http.get(path, headers=supervisor)).status_code == 405
+        assert not server.app.state.doors.sessions
