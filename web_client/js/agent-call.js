@@ -95,7 +95,29 @@ export function onAnswer(message) {
 }
 
 /** The call is over: close the connection and free the camera and microphone. */
+/** A supervisor listens to the call, or whispers (docs/protocol.md, `supervisor`): the documented
+ * indicator; the customer is not told. */
+export function onSupervisor(message) {
+  let line = document.querySelector('[data-testid="supervisor-indicator"]');
+  if (!line) {
+    line = el("p", { "data-testid": "supervisor-indicator", class: "peer", role: "status" });
+    $("peer-status").after(line);
+  }
+  const { watching, whispering } = message;
+  line.dataset.call = message.call_id;
+  line.dataset.watching = String(watching);
+  line.dataset.whispering = String(Boolean(whispering));
+  line.hidden = watching < 1;
+  const who = watching > 1 ? `${watching} supervisors are` : "A supervisor is";
+  line.textContent = whispering
+    ? `${who} listening. A supervisor is whispering to you: the customer cannot hear them.`
+    : `${who} listening to this call (the customer is not told).`;
+  if (watching > 0) announce(line.textContent);
+}
+
 export function stopMedia() {
+  const supervisors = document.querySelector('[data-testid="supervisor-indicator"]');
+  if (supervisors) supervisors.hidden = true;
   stopShare({ tell: false });
   state.media?.close();
   state.media = null;

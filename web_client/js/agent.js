@@ -8,6 +8,7 @@ import {
   onReceipt,
   onScreenShare,
   onSenderLimits,
+  onSupervisor,
   startMedia,
   stopMedia,
 } from "./agent-call.js";
@@ -148,6 +149,7 @@ function start(token) {
   client.on("media_status", onMediaStatus);
   client.on("sender_limits", onSenderLimits);
   client.on("camera_source", onCameraSource);
+  client.on("supervisor", onSupervisor);
   client.on("receipt", (m) => {
     if (page.call && m.call_id === page.call.call_id) onReceipt(m);
   });
