@@ -30,18 +30,23 @@ CAP_BELOW = 0.85  # the estimate caps the camera once under this share of what i
 LOSSY = 0.05  # ... and the customer's receiver reports lose at least this share of packets
 CLEAR = 0.01  # under this share lost, a cap may rise
 RISE_PER_S = 0.08  # a cap rises this share a second without loss
-APP_LIMITED = 0.7  # a composite sending under this share of the estimate does not fill the link
+APP_LIMITED = 0.4  # a composite sending under this share of what it may does not fill the link (x264 sends ~0.6)
 ESTIMATE_WAIT_S = 2.0  # how long forwarding waits for the customer's first estimate
 
 
 def link_takes_camera(
-    estimate: float | None, camera_bps: float | None, composite_bps: float | None, waited_s: float
+    estimate: float | None,
+    camera_bps: float | None,
+    composite_bps: float | None,
+    composite_target: float,
+    waited_s: float,
 ) -> bool:
     """Whether forwarding the camera may start: the customer's link is not known to be slower.
 
     ``estimate``: what the customer says it can receive (None: nothing yet); ``camera_bps``:
     what the camera sends (None: not known yet); ``composite_bps``: what the composite's
-    encoder puts out (None: not known); ``waited_s``: since the customer began to watch.
+    encoder puts out (None: not known) at its ``composite_target``; ``waited_s``: since the
+    customer began to watch.
     """
     if estimate is None:
         return waited_s >= ESTIMATE_WAIT_S  # a browser that never estimates is not held for ever
@@ -51,8 +56,9 @@ def link_takes_camera(
         return True
     # A receive-side estimate stays within ~1.5x what comes in: under the camera's rate it says
     # the link is slower only while the composite fills what it is allowed (a quiet picture
-    # does not, and would hold the composite for good).
-    return composite_bps is not None and composite_bps < APP_LIMITED * estimate
+    # does not, and would hold the composite for good). Allowed: the estimate, or the encoder's
+    # target while that lags a rising estimate.
+    return composite_bps is not None and composite_bps < APP_LIMITED * min(estimate, composite_target)
 
 
 class CameraCap:

@@ -242,15 +242,22 @@ class Program:
             return True
         now = time.monotonic()
         encoder = self.encoders.get(p.codec or "")
+        estimate, camera = self._viewers_estimate(steering), p.incoming_bps(now)
         takes = link_takes_camera(
-            self._viewers_estimate(steering),
-            p.incoming_bps(now),
+            estimate,
+            camera,
             encoder.governor.sending_bps(now) if encoder is not None else None,
+            encoder.governor.running if encoder is not None else (self.bitrate or Bitrate()).start,
             now - min(v.since for v in steering),
         )
         if not takes and not self._holding:
             self.held_for_link += 1
-            logger.info("%s: the customer's link is slower than the camera: composing", self.label)
+            logger.info(
+                "%s: the customer's link (%s kbps) is slower than the camera (%s kbps): composing",
+                self.label,
+                round(estimate / 1000) if estimate is not None else "?",
+                round(camera / 1000) if camera is not None else "?",
+            )
         self._holding = not takes
         return takes
 
