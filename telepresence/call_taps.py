@@ -189,6 +189,7 @@ class CallTaps:
                     await tap.open()
                 except BaseException:
                     self.taps.pop(call.id, None)
+                    self._opening.pop(call.id, None)
                     raise
             tap.watchers.add(watcher)
             tap.tell_agent()

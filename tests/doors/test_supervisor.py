@@ -61,9 +61,10 @@ async def test_a_supervisor_watches_hears_both_voices_and_whispers_to_the_agent_
             assert not supervisor.audio.hears(WHISPER_TONE, frames=1)  # nor the supervisor, back
             assert not any(m["type"] == "supervisor" for m in customer_ws.received)
             # The supervisor's picture is the customer's encode, shared: no encode of its own.
+            room = server.switchboard.calls[call_id].room
             if workers == 0:
-                room = server.switchboard.calls[call_id].room
                 assert room.program.watched == 3  # customer, agent's preview, the supervisors' tap
+                assert set(room.program.encoders) <= {room.codec.upper()}  # one encoder (or none: forwarding)
 
             assert await door.delete() == 200
             told = await agent_ws.expect("supervisor", timeout=10)
@@ -73,6 +74,8 @@ async def test_a_supervisor_watches_hears_both_voices_and_whispers_to_the_agent_
             await wait_for(lambda: customer.audio.frames > heard_by_customer + 100)
             assert agent.audio.heard[WHISPER_TONE] <= mixed + 5  # the whisper went with the session
             assert not server.app.state.doors.sessions
+            if workers == 0:
+                assert room.monitor_peer is None and room.program.watched == 2
 
 
 async def test_the_session_ends_when_the_call_ends(tmp_path):
