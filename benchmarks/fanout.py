@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.capacity_procs import ClientProcess, CpuMeter, _stop, free_port
+from benchmarks.capacity_procs import ClientProcess, CpuMeter, _stop, free_port, machine_ticks
 from benchmarks.fanout_janus import JanusProcess, janus_installed
 from benchmarks.progress import progress
 
@@ -162,6 +162,8 @@ def summarize(levels: list[dict[str, Any]], quick: bool, load: tuple[float, floa
         "viewer_fps_min": {k: x["viewer_fps_min"] for k, x in by_level.items()},
         f"cpu_ratio_{last['viewers']}_vs_{first['viewers']}": cpu_ratio,
         "program_fps": {k: x["program_fps"] for k, x in by_level.items()},
+        "viewers_cpu_pct": {k: x.get("viewers_cpu_pct") for k, x in by_level.items()},
+        "machine_busy_pct": {k: x.get("machine_busy_pct") for k, x in by_level.items()},
         "server_cpu_pct_at_30fps": {k: x["server_cpu_pct_at_30fps"] for k, x in by_level.items()},
         f"cpu_ratio_at_30fps_{last['viewers']}_vs_{first['viewers']}": (
             round(at_30[1] / at_30[0], 2) if None not in at_30 and at_30[0] > 0 else None
@@ -229,14 +231,21 @@ async def measure(
                 await _add_counting(processes, server.url, level - watching)
                 watching = level
                 await asyncio.sleep(settle_s)
-                meter = CpuMeter([server.pid])
+                meter, viewers_meter = CpuMeter([server.pid]), CpuMeter([p.pid for p in processes])
                 meter.start()
+                viewers_meter.start()
+                busy0, total0 = machine_ticks()
                 t0 = time.time()
                 await asyncio.sleep(window_s)
                 cpu = meter.sample()
+                busy1, total1 = machine_ticks()
                 t1 = time.time()
                 stats = await asyncio.gather(*(p.command(cmd="stats", t0=t0, t1=t1) for p in processes))
-                results.append(level_figures(level, cpu, t1 - t0, list(stats)))
+                figures = level_figures(level, cpu, t1 - t0, list(stats))
+                # Whether the server had the CPU it wanted: the machine's and our viewers' share.
+                figures["viewers_cpu_pct"] = round(viewers_meter.sample(), 1)
+                figures["machine_busy_pct"] = round(100 * (busy1 - busy0) / max(1, total1 - total0), 1)
+                results.append(figures)
         finally:
             await asyncio.gather(*(p.stop() for p in processes), return_exceptions=True)
             await server.stop()
