@@ -4,12 +4,18 @@ Real uvicorn on loopback, aiortc peers; rooms here and in a media worker."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+
 import httpx
 import pytest
 
 from media.browser import BrowserPeer, ToneTrack
 from media.layout import AGENT, SIZES, compute_layout
 from media.sources import TestCardTrack
+from telepresence.auth import AuthError, TokenAuthority, load_or_create_secret
 from tests.calls.test_media_calls import RED, media_server, open_call, red_band, signalling, wait_for
 from tests.doors.supervisor import supervisor_peer, with_ear
 from tests.doors.whip import DoorRefused, WhipClient
@@ -142,3 +148,22 @@ async def test_only_a_supervisor_token_opens_a_call(tmp_path):
             assert (await http.delete(f"{path}/nope", headers=supervisor)).status_code == 404
             assert (await http.get(path, headers=supervisor)).status_code == 405
         assert not server.app.state.doors.sessions
+
+
+def test_the_token_command_mints_supervisors_who_log_in_nowhere(tmp_path):
+    env = {**os.environ, "TELEPRESENCE_STATE_DIR": str(tmp_path)}
+    env.pop("TELEPRESENCE_SECRET", None)
+    printed = subprocess.run(
+        [sys.executable, "-m", "telepresence", "token", "sue", "--role", "supervisor", "--ttl", "1h"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=60,
+    )
+    token = printed.stdout.strip().splitlines()[-1]
+    authority = TokenAuthority(load_or_create_secret(None, tmp_path / "secret"))
+    claims = authority.verify(token, time.time(), roles=("supervisor",))
+    assert (claims.name, claims.role) == ("sue", "supervisor")
+    with pytest.raises(AuthError):
+        authority.verify(token, time.time())  # the WebSocket's roles: agents and operators only
