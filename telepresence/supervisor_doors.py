@@ -103,6 +103,10 @@ class CallMonitorDoor:
         tap: CallTap, session: Session, picture: RTCRtpTransceiver, audio: list[RTCRtpTransceiver]
     ) -> None:
         assert tap.video is not None
+        # What a peer sends and nobody reads would queue up: a watcher sends one voice at most.
+        whispering = [t for t in audio if t.receiver.track is not None]
+        if picture.receiver.track is not None or len(whispering) > 1:
+            raise DoorError(422, "a supervisor's offer receives video and sends one audio section at most")
         answer_with_codec_first(picture, tap.codec)
         codec = negotiated_codec(picture)
         if codec != tap.codec:
@@ -115,7 +119,6 @@ class CallMonitorDoor:
             transceiver.sender.replaceTrack(voice.output())
         for transceiver in (picture, *audio[:2]):
             transceiver.direction = "sendrecv"  # the answer narrows it to what the offer allows
-        whispering = [t for t in audio if t.receiver.track is not None]
         if whispering:
             # One whisper at a time: the supervisor who opened a whispering session last.
             tap.whisper.attach(whispering[0].receiver)

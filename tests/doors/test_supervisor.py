@@ -94,6 +94,11 @@ async def test_the_session_ends_when_the_call_ends(tmp_path):
         async with agent, customer, supervisor:
             await agent.negotiate(signalling(agent_ws))
             await customer.negotiate(signalling(customer_ws))
+            sending = BrowserPeer("x", [("video", TestCardTrack(320, 180, fps=5, label=""), "sendrecv")])
+            async with sending:
+                with pytest.raises(DoorRefused) as refused:
+                    await sending.negotiate(door.answer)
+            assert refused.value.status == 422  # its picture would queue up unread
             await supervisor.negotiate(door.answer)
             await wait_for(lambda: supervisor.video(0).latest is not None, timeout=20)
             async with httpx.AsyncClient(base_url=server.url) as http:
@@ -145,6 +150,10 @@ async def test_only_a_supervisor_token_opens_a_call(tmp_path):
                 headers=supervisor | {"Content-Type": "application/sdp"},
             )
             assert unknown.status_code == 404, unknown.text
+            early = await http.post(
+                path, content=offer, headers=supervisor | {"Content-Type": "application/sdp"}
+            )
+            assert early.status_code == 409 and "Retry-After" in early.headers  # no media yet
             assert (await http.delete(f"{path}/nope", headers=supervisor)).status_code == 404
             assert (await http.get(path, headers=supervisor)).status_code == 405
         assert not server.app.state.doors.sessions
