@@ -1,8 +1,10 @@
 """aiortc helpers: marker-bit completion, tuned encoders, codec preferences, over real loopback peers."""
 
 import asyncio
+import fractions
 
 import av
+import numpy as np
 import pytest
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder, VpxPayloadDescriptor
@@ -10,7 +12,7 @@ from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
-from media.peers import Bitrate, FastH264Encoder, MarkerJitterBuffer, SafeVp8Encoder, negotiated_codec
+from media.peers import KEYFRAME_BUDGET_S, Bitrate, FastH264Encoder, MarkerJitterBuffer, SafeVp8Encoder, negotiated_codec
 from media.sources import TestCardTrack
 from media.stamp import read_stamp
 from media.testing import LoopbackCall
@@ -200,3 +202,29 @@ async def test_h264_encoder_uses_a_preset_and_bitrates_are_clamped():
     assert vp8.target_bitrate == 700_000
     vp8.encode(await source.recv())
     assert vp8.codec.bit_rate == 700_000
+
+
+def noisy_frames(count: int, width: int = 1280, height: int = 720):
+    """A camera's picture: a gradient under sensor noise (the hardest content for a keyframe)."""
+    rng = np.random.default_rng(1)
+    gradient = np.tile(np.linspace(30, 220, width, dtype=np.float32), (height, 1))
+    chroma = np.full((height // 2, width), 128, np.uint8)  # U and V planes, stacked as yuv420p lays them
+    for index in range(count):
+        luma = np.clip(gradient + rng.normal(0, 6, gradient.shape), 0, 255).astype(np.uint8)
+        frame = av.VideoFrame.from_ndarray(np.vstack([luma, chroma]), format="yuv420p")
+        frame.pts, frame.time_base = index * 3000, fractions.Fraction(1, 90_000)
+        yield frame
+
+
+def test_an_h264_keyframe_fits_a_third_of_a_second_of_the_bitrate():
+    # Without a rate buffer x264 made these keyframes 70-95 KB at 1 Mbps (20x a frame): a 1 Mbps
+    # link's queue (~37 KB) dropped each one, and every keyframe asked for after a loss with it.
+    bitrate = 1_000_000
+    encoder = FastH264Encoder(Bitrate(start=bitrate, min=300_000, max=3_000_000))
+    sizes = [
+        sum(map(len, encoder.encode(frame, force_keyframe=index % 30 == 0)[0]))
+        for index, frame in enumerate(noisy_frames(90))
+    ]
+    budget = bitrate * KEYFRAME_BUDGET_S / 8
+    assert max(sizes) <= budget * 1.05, (max(sizes), budget)
+    assert sum(sizes) * 8 / 3 > 0.7 * bitrate  # ... and the rate is still used
