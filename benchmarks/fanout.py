@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.capacity_procs import ClientProcess, CpuMeter, _stop, free_port, machine_ticks
-from benchmarks.fanout_janus import JanusProcess, janus_installed
+from benchmarks.fanout_janus import JanusProcess, free_udp_port, janus_installed
 from benchmarks.progress import progress
 
 LEVELS = (1, 10, 50)
@@ -89,12 +88,6 @@ class ServerProcess:
         if self.process.stdin is not None:
             self.process.stdin.close()  # its signal to shut down cleanly
         await _stop(self.process, signal.SIGTERM, 10, exiting=15)
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _ms(values: list[float]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 
 import httpx
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media.browser import AudioSink, VideoSink
 from media.receive import enable_low_latency_receive
@@ -36,6 +38,13 @@ START_TIMEOUT_S = 15.0
 
 def janus_installed() -> bool:
     return os.access(JANUS, os.X_OK) and (LIBDIR / "plugins" / "libjanus_streaming.so").exists()
+
+
+def free_udp_port() -> int:
+    """A UDP port free on loopback now, for a mountpoint to listen on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def mountpoint_config(video_port: int, audio_port: int, video_codec: str = "H264") -> str:
@@ -168,33 +177,52 @@ class JanusError(Exception):
     pass
 
 
-class JanusViewer:
+class SinkPeer:
+    """A receiving aiortc peer (loopback, no ICE servers) whose tracks are read into sinks
+    (anything with ``put(frame)``) by tasks it owns; ``low_latency``: frames complete on the
+    marker bit (media.receive), as the server's own receivers."""
+
+    def __init__(self, *, low_latency: bool = True) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        if low_latency:
+            enable_low_latency_receive(self.pc)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def read_into(self, track: MediaStreamTrack, sink: Any) -> None:
+        task = asyncio.get_running_loop().create_task(self._drain(track, sink), name=f"{track.kind} sink")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self, track: MediaStreamTrack, sink: Any) -> None:
+        with contextlib.suppress(MediaStreamError):  # the track ended
+            while True:
+                sink.put(await track.recv())
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
+        await self.pc.close()
+
+
+class JanusViewer(SinkPeer):
     """One viewer of a Streaming-plugin mountpoint, through Janus's HTTP API; an aiortc peer."""
 
     def __init__(self, janus_url: str, mountpoint: int = MOUNTPOINT_ID, video: Any = None) -> None:
         """``video``: what takes each decoded frame (``put(frame)``); a VideoSink by default."""
+        super().__init__()
         self.janus_url = janus_url
         self.mountpoint = mountpoint
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        enable_low_latency_receive(self.pc)
         self.video = video if video is not None else VideoSink()
         self.audio = AudioSink()
         self._http = httpx.AsyncClient(timeout=30)
         self._session: str | None = None
         self._handle: str | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
         @self.pc.on("track")
-        def on_track(track: Any) -> None:
-            sink: Any = self.video if track.kind == "video" else self.audio
-            task = asyncio.get_running_loop().create_task(self._drain(track, sink), name="janus viewer sink")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _drain(self, track: Any, sink: Any) -> None:
-        with contextlib.suppress(Exception):  # MediaStreamError: the track ended
-            while True:
-                sink.put(await track.recv())
+        def on_track(track: MediaStreamTrack) -> None:
+            self.read_into(track, self.video if track.kind == "video" else self.audio)
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         body = {**body, "transaction": secrets.token_hex(6)}
@@ -230,11 +258,7 @@ class JanusViewer:
         await self._post(where, {"janus": "message", "body": {"request": "start"}, "jsep": answer})
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks))
-        await self.pc.close()
+        await super().close()
         if self._session is not None:
             with contextlib.suppress(httpx.HTTPError, JanusError, ValueError):
                 await self._post(f"/{self._session}", {"janus": "destroy"})

@@ -30,13 +30,12 @@ import time
 from typing import Any
 
 import httpx
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc import RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
 
 from benchmarks.capacity_media import CountingBuffer, FrameProbe, PacketCounter
-from benchmarks.fanout_janus import JanusViewer
+from benchmarks.fanout_janus import JanusViewer, SinkPeer
 from media import aiortc_internals as internals
-from media.receive import enable_low_latency_receive
 from media.stamp import read_stamp
 
 FIRST_FRAME_S = 30.0
@@ -77,35 +76,26 @@ class CountSink:
         return {"frames": self.probe.window(t0, t1)["frames"], "latencies": []}
 
 
-class WhepViewer:
+class WhepViewer(SinkPeer):
     """One WHEP viewer of ``/whep/host``: receive-only audio and video."""
 
     def __init__(self, base_url: str, stamps: bool) -> None:
+        super().__init__(low_latency=stamps)  # as JanusViewer: the same receiving code
         self.base_url = base_url
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         audio = self.pc.addTransceiver("audio", direction="recvonly")
         video = self.pc.addTransceiver("video", direction="recvonly")
         internals.replace_jitter_buffer(audio.receiver, PacketCounter(is_video=False))
         self.sink: StampSink | CountSink
-        self._tasks: set[asyncio.Task[None]] = set()
         if stamps:
-            enable_low_latency_receive(self.pc)  # as JanusViewer: the same receiving code
             self.sink = StampSink()
 
             @self.pc.on("track")
             def on_track(track: MediaStreamTrack) -> None:
                 if track.kind == "video":
-                    task = asyncio.get_running_loop().create_task(self._drain(track), name="whep sink")
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    self.read_into(track, self.sink)
         else:
             self.sink = CountSink()
             internals.replace_jitter_buffer(video.receiver, CountingBuffer(self.sink.probe))
-
-    async def _drain(self, track: MediaStreamTrack) -> None:
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                self.sink.put(await track.recv())  # type: ignore[union-attr]
 
     async def open(self) -> None:
         await self.pc.setLocalDescription(await self.pc.createOffer())
@@ -125,13 +115,6 @@ class WhepViewer:
             if time.monotonic() > deadline:
                 raise TimeoutError("no frame")
             await asyncio.sleep(0.05)
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks))
-        await self.pc.close()
 
 
 class Viewers:

@@ -4,11 +4,9 @@ through Janus's own HTTP API (session, streaming plugin, watch, JSEP answer, sta
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
-from benchmarks.fanout_janus import JanusProcess, JanusViewer, janus_installed
+from benchmarks.fanout_janus import JanusProcess, JanusViewer, free_udp_port, janus_installed
 from media.browser import ToneTrack
 from tests.calls.test_avatar_host import FaceCamera
 from tests.calls.test_media_calls import media_server, wait_for
@@ -18,12 +16,6 @@ from tests.doors.whip import WhipClient, publisher, start_host, stop_host
 pytestmark = pytest.mark.skipif(
     not janus_installed(), reason="janus is not installed (apt-get install janus)"
 )
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def test_two_viewers_through_janus_see_the_host_and_hear_the_studio(tmp_path):
