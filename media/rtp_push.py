@@ -42,8 +42,10 @@ class RtpPacketizer:
     """
 
     def __init__(self, codec: RTCRtpCodecParameters, ssrc: int | None = None) -> None:
+        if codec.payloadType is None:
+            raise ValueError(f"{codec.mimeType}: the receiver's payload type is needed")
         self.codec = codec
-        self.payload_type = codec.payloadType
+        self.payload_type: int = codec.payloadType
         self.ssrc = ssrc if ssrc is not None else random.getrandbits(32)
         self.sequence = random.getrandbits(16)
         self._origin = random.getrandbits(32)
@@ -114,6 +116,9 @@ class RtpPush:
                 packet = await self.track.recv()
             except MediaStreamError:
                 return  # the source ended (its host stopped)
+            if not isinstance(packet, av.Packet):  # a decoded frame: a wiring mistake, said once
+                logger.error("%s: the track gives %s, not encoded packets", self.label, type(packet).__name__)
+                return
             if self._ask_keyframe is not None:
                 now = time.monotonic()
                 if getattr(packet, "is_keyframe", False):
