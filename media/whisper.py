@@ -136,6 +136,7 @@ def _pcm(decoder: OpusDecoder, packet: av.Packet) -> np.ndarray | None:
         frames = decoder.decode(JitterFrame(data=bytes(packet), timestamp=int(packet.pts or 0)))
     except Exception:  # a corrupt packet: the agent hears the customer alone for 20 ms
         return None
-    if not frames:
+    audio = [f for f in frames if isinstance(f, av.AudioFrame)]
+    if not audio:
         return None
-    return np.concatenate([f.to_ndarray().reshape(-1) for f in frames])
+    return np.concatenate([f.to_ndarray().reshape(-1) for f in audio])
