@@ -30,7 +30,8 @@ CAP_BELOW = 0.85  # the estimate caps the camera once under this share of what i
 LOSSY = 0.05  # ... and the customer's receiver reports lose at least this share of packets
 CLEAR = 0.01  # under this share lost, a cap may rise
 RISE_PER_S = 0.08  # a cap rises this share a second without loss
-APP_LIMITED = 0.4  # a composite sending under this share of what it may does not fill the link (x264 sends ~0.6)
+APP_LIMITED = 0.4  # a composite sending under this share of what it may does not fill its link
+# (x264 puts out ~0.6 of its target)
 ESTIMATE_WAIT_S = 2.0  # how long forwarding waits for the customer's first estimate
 
 

@@ -25,12 +25,13 @@ from aiortc.jitterbuffer import JitterFrame
 
 from media import aiortc_internals as internals
 from media.bitrate import SentRate
-from media.capture_clock import CaptureClock, CaptureTimes, CompositeTimes
+from media.capture_clock import CaptureClock, CaptureTimes, CompositeTimes, rtp_distance
 from media.encoded import UNCAPPED_BPS, VIDEO_RATE, VIDEO_TIME_BASE, KeyframeQueue, is_keyframe
 
 logger = logging.getLogger(__name__)
 
 STALL_S = 0.5  # no camera frame for this long: the composite (and its clock) takes over
+REANCHOR_S = 0.2  # a forwarded frame's capture-spaced pts may stray this far from its arrival
 
 
 class CameraPassthrough:
@@ -58,6 +59,8 @@ class CameraPassthrough:
         self._last_packet_at = 0.0
         self._cap: float | None = None  # what the camera is capped at (REMB), None: not capped
         self._incoming = SentRate()  # what the camera sends, forwarded or not
+        self._anchor: tuple[int, int] | None = None  # (the camera's RTP timestamp, its pts)
+        self._last_pts = 0
 
     def follow(
         self, receiver: RTCRtpReceiver, codec: str, clock: CaptureClock, arrivals: CaptureTimes
@@ -69,6 +72,7 @@ class CameraPassthrough:
             return
         self._receiver = weakref.ref(receiver)
         self._ssrc = None  # a new peer (a reload): its SSRC comes with its first packet
+        self._anchor = None  # ... and a timeline of its own
         self.codec, self._clock, self._arrivals = codec, clock, arrivals
         buffer.on_frame = self._on_frame
         internals.tap_received_rtp(receiver, self._note_ssrc)
@@ -89,7 +93,7 @@ class CameraPassthrough:
         if not self._wanted or self.codec is None:
             return
         packet = av.Packet(frame.data)
-        packet.pts = round(now * VIDEO_RATE)  # a timeline of its own, keyed for capture times
+        packet.pts = self._pts(frame.timestamp, now)
         packet.time_base = VIDEO_TIME_BASE
         packet.is_keyframe = is_keyframe(self.codec, frame.data)
         captured = self._clock.capture_time(frame.timestamp) if self._clock is not None else None
@@ -98,10 +102,26 @@ class CameraPassthrough:
         arrived = self._arrivals(frame.timestamp) if self._arrivals is not None else None
         if arrived is not None:
             self.times.arrival_times.note(packet.pts, arrived)
+        self.times.forwarded.note(packet.pts, now)
         if self._queue.put(packet, packet.is_keyframe):
             self.keyframe_needed = True
         else:
             self._arrived.set()
+
+    def _pts(self, rtp_timestamp: int, now: float) -> int:
+        """The frame's pts on the program's timeline (monotonic seconds x 90 kHz), spaced as the
+        agent's browser stamped it (its capture times), anchored again when it strays from
+        arrival by more than :data:`REANCHOR_S` (the first frame, a new source, a long stall)."""
+        arrived = round(now * VIDEO_RATE)
+        if self._anchor is not None:
+            anchor_rtp, anchor_pts = self._anchor
+            pts = anchor_pts + rtp_distance(rtp_timestamp, anchor_rtp)
+            if abs(pts - arrived) <= REANCHOR_S * VIDEO_RATE and pts > self._last_pts:
+                self._last_pts = pts
+                return pts
+        pts = max(arrived, self._last_pts + 1)
+        self._anchor, self._last_pts = (rtp_timestamp, pts), pts
+        return pts
 
     @property
     def wanted(self) -> bool:

@@ -351,7 +351,8 @@ class Room(CameraFromElsewhere, CallMonitor):
             if not isinstance(track, SlotTrack):
                 times = self.compositor.times
                 sent = times.frame_sent if role == "customer" else None
-                align_sender_reports(transceiver.sender, 90000, times.capture_times, sent, stamp_leaving=True)
+                forwarded = times.was_forwarded  # those keep the camera's spacing
+                align_sender_reports(transceiver.sender, 90000, times.capture_times, sent, True, forwarded)
         self._outgoing[role].append(track)
 
     # ---------------------------------------------------------------- closing

@@ -83,7 +83,7 @@ def test_forwarding_starts_only_when_the_link_is_not_known_to_be_slower_than_the
     # Under it while the composite sends far less (a quiet picture): the estimate says nothing.
     assert link_takes_camera(1 * MBPS, camera, 0.2 * MBPS, target, waited_s=10.0)
     assert not link_takes_camera(1 * MBPS, camera, None, target, waited_s=10.0)  # not known yet
-    assert not link_takes_camera(1 * MBPS, None, 0.9 * MBPS, target, waited_s=10.0)  # the camera's rate neither
+    assert not link_takes_camera(1 * MBPS, None, 0.9 * MBPS, target, waited_s=10.0)  # nor the camera's
 
 
 def test_a_customer_that_says_nothing_holds_forwarding_back_only_briefly() -> None:

@@ -87,6 +87,23 @@ async def test_the_camera_is_forwarded_in_the_agent_layout_and_composited_in_oth
         assert customer.video(0).darkest_mean > 40  # never a black frame on the way
 
 
+async def test_forwarded_frames_keep_the_spacing_the_agents_browser_stamped():
+    # Stamped as they left the server, frames that waited together for a busy sender went out
+    # a few ms apart, and the customer's Chromium showed them as bunched as that.
+    async with call("H264") as (room, _, customer):
+        await wait_for(lambda: room.passthrough.forwarded > 10)
+        video = next(t.receiver for t in customer.pc.getTransceivers() if t.kind == "video")
+        stamps: list[int] = []
+        undo = internals.tap_received_rtp(video, lambda p: p.marker and stamps.append(p.timestamp))
+        forwarded = room.passthrough.forwarded
+        await wait_for(lambda: room.passthrough.forwarded > forwarded + 45)
+        undo()
+    spacings = [(later - earlier) % (1 << 32) for earlier, later in zip(stamps, stamps[1:], strict=False)]
+    # 30 fps at 90 kHz (6000: a frame skipped); a stall past 0.2 s may start the timeline again.
+    as_stamped = [s for s in spacings if s % 3000 == 0]
+    assert len(as_stamped) >= 0.9 * len(spacings), sorted(spacings)
+
+
 async def test_a_smaller_camera_is_forwarded_at_its_own_size_and_a_larger_one_composited():
     # Smaller (a browser's camera still ramping up): the customer sees it as a direct call would.
     async with call("H264", camera_size=(320, 180)) as (room, _, customer):

@@ -12,7 +12,14 @@ from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
-from media.peers import KEYFRAME_BUDGET_S, Bitrate, FastH264Encoder, MarkerJitterBuffer, SafeVp8Encoder, negotiated_codec
+from media.peers import (
+    KEYFRAME_BUDGET_S,
+    Bitrate,
+    FastH264Encoder,
+    MarkerJitterBuffer,
+    SafeVp8Encoder,
+    negotiated_codec,
+)
 from media.sources import TestCardTrack
 from media.stamp import read_stamp
 from media.testing import LoopbackCall
