@@ -16,10 +16,6 @@ goes out (the forwarded rate):
   customer's estimate, and is lifted only once it reaches the camera's ceiling. Lifting it
   all at once after 3 s without loss put a 2 Mbps camera back into a 1 Mbps link: the queue
   filled, every keyframe asked for was lost in it (4 freezes in 15 s, the longest 5.4 s).
-- **Not started into a slower link.** :func:`link_takes_camera` keeps the composite (whose
-  encoder follows the customer's estimate from its first frame) while the estimate is known
-  to be under the camera's rate: forwarding a 2 Mbps camera into a 1 Mbps link and capping it
-  after the first loss report (1-2 s in) froze every such call's first 2-4 s.
 """
 
 from __future__ import annotations
@@ -30,36 +26,6 @@ CAP_BELOW = 0.85  # the estimate caps the camera once under this share of what i
 LOSSY = 0.05  # ... and the customer's receiver reports lose at least this share of packets
 CLEAR = 0.01  # under this share lost, a cap may rise
 RISE_PER_S = 0.08  # a cap rises this share a second without loss
-APP_LIMITED = 0.4  # a composite sending under this share of what it may does not fill its link
-# (x264 puts out ~0.6 of its target)
-ESTIMATE_WAIT_S = 2.0  # how long forwarding waits for the customer's first estimate
-
-
-def link_takes_camera(
-    estimate: float | None,
-    camera_bps: float | None,
-    composite_bps: float | None,
-    composite_target: float,
-    waited_s: float,
-) -> bool:
-    """Whether forwarding the camera may start: the customer's link is not known to be slower.
-
-    ``estimate``: what the customer says it can receive (None: nothing yet); ``camera_bps``:
-    what the camera sends (None: not known yet); ``composite_bps``: what the composite's
-    encoder puts out (None: not known) at its ``composite_target``; ``waited_s``: since the
-    customer began to watch.
-    """
-    if estimate is None:
-        return waited_s >= ESTIMATE_WAIT_S  # a browser that never estimates is not held for ever
-    if camera_bps is None:
-        return False  # known half a second after the camera's first frame
-    if estimate >= CAP_BELOW * camera_bps:
-        return True
-    # A receive-side estimate stays within ~1.5x what comes in: under the camera's rate it says
-    # the link is slower only while the composite fills what it is allowed (a quiet picture
-    # does not, and would hold the composite for good). Allowed: the estimate, or the encoder's
-    # target while that lags a rising estimate.
-    return composite_bps is not None and composite_bps < APP_LIMITED * min(estimate, composite_target)
 
 
 class CameraCap:

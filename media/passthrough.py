@@ -24,7 +24,6 @@ from aiortc import RTCRtpReceiver
 from aiortc.jitterbuffer import JitterFrame
 
 from media import aiortc_internals as internals
-from media.bitrate import SentRate
 from media.capture_clock import CaptureClock, CaptureTimes, CompositeTimes, rtp_distance
 from media.encoded import UNCAPPED_BPS, VIDEO_RATE, VIDEO_TIME_BASE, KeyframeQueue, is_keyframe
 
@@ -58,7 +57,6 @@ class CameraPassthrough:
         self._last_frame_at = 0.0
         self._last_packet_at = 0.0
         self._cap: float | None = None  # what the camera is capped at (REMB), None: not capped
-        self._incoming = SentRate()  # what the camera sends, forwarded or not
         self._anchor: tuple[int, int] | None = None  # (the camera's RTP timestamp, its pts)
         self._last_pts = 0
 
@@ -89,7 +87,6 @@ class CameraPassthrough:
 
     def _on_frame(self, frame: JitterFrame) -> None:
         now = self._last_frame_at = time.monotonic()
-        self._incoming.add(len(frame.data), now)
         if not self._wanted or self.codec is None:
             return
         packet = av.Packet(frame.data)
@@ -145,10 +142,6 @@ class CameraPassthrough:
         return now - self._last_frame_at < STALL_S or (
             self._last_frame_at > 0 and now - self._last_packet_at < STALL_S
         )
-
-    def incoming_bps(self, now: float) -> float | None:
-        """What the camera sent over the last second (None: under half a second of frames)."""
-        return self._incoming.bps(now)
 
     def take_keyframe(self) -> av.Packet | None:
         """The keyframe to start forwarding on (the queue starts with one), or None if none came yet."""

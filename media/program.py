@@ -14,8 +14,7 @@ than queueing; a viewer's keyframe request (PLI/FIR from its browser) goes to wh
 source is live. The encoder's bitrate follows what the customer's browser says it can
 receive (the agent's preview does not steer); while the camera is forwarded, that estimate
 caps the agent's sender (REMB) once the customer is also losing packets, and the cap rises in
-steps, never above the estimate; forwarding does not start while that estimate is known to be
-under what the camera sends (media.camera_cap).
+steps, never above the estimate (media.camera_cap).
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media import aiortc_internals as internals
 from media.bitrate import Bitrate, SentRate
-from media.camera_cap import CameraCap, link_takes_camera
+from media.camera_cap import CameraCap
 from media.encoded import (
     KEYFRAME_ASK_S,
     UNCAPPED_BPS,
@@ -108,8 +107,6 @@ class Program:
         self.composed = 0  # pictures taken from the composite
         self.encodes = 0  # frames encoded (once per codec, whatever the number of viewers)
         self.forwarding = False  # the agent's camera is the source
-        self.held_for_link = 0  # times forwarding waited: the customer's link is slower than the camera
-        self._holding = False
         self._viewers: weakref.WeakSet[_ViewerTrack] = weakref.WeakSet()
         self._keyframe_due = True
         self._asked = 0.0
@@ -210,7 +207,7 @@ class Program:
                 if p.fresh():
                     return {}  # a loss being repaired: the composite's camera picture is older
             await self._stop_forwarding()
-        elif self._may_forward(viewers) and self._link_takes_camera(viewers):
+        elif self._may_forward(viewers):
             assert p is not None
             p.wanted = True
             keyframe = p.take_keyframe()
@@ -231,35 +228,6 @@ class Program:
     def _may_forward(self, viewers: list[_ViewerTrack]) -> bool:
         p = self.passthrough
         return p is not None and all(v.codec == p.codec for v in viewers) and p.fresh() and p.eligible()
-
-    def _link_takes_camera(self, viewers: list[_ViewerTrack]) -> bool:
-        """Whether the customer's link is not known to be slower than the camera (media.camera_cap):
-        until it is, the composite, whose encoder follows the customer's estimate, stays."""
-        p = self.passthrough
-        assert p is not None
-        steering = [v for v in viewers if v.steers]
-        if not steering:
-            return True
-        now = time.monotonic()
-        encoder = self.encoders.get(p.codec or "")
-        estimate, camera = self._viewers_estimate(steering), p.incoming_bps(now)
-        takes = link_takes_camera(
-            estimate,
-            camera,
-            encoder.governor.sending_bps(now) if encoder is not None else None,
-            encoder.governor.running if encoder is not None else (self.bitrate or Bitrate()).start,
-            now - min(v.since for v in steering),
-        )
-        if not takes and not self._holding:
-            self.held_for_link += 1
-            logger.info(
-                "%s: the customer's link (%s kbps) is slower than the camera (%s kbps): composing",
-                self.label,
-                round(estimate / 1000) if estimate is not None else "?",
-                round(camera / 1000) if camera is not None else "?",
-            )
-        self._holding = not takes
-        return takes
 
     async def _encode_composite(self, viewers: list[_ViewerTrack]) -> dict[str, av.Packet]:
         frame = await self.composite.recv()
@@ -340,7 +308,6 @@ class _ViewerTrack(PacketQueueTrack):
         super().__init__(VIEWER_QUEUE)
         self.codec = codec
         self.steers = steers
-        self.since = time.monotonic()
         self._program = weakref.ref(program)  # the program's pump holds the viewers, not back
         self._sender: Callable[[], RTCRtpSender | None] = (
             weakref.ref(sender) if sender is not None else lambda: None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from media.camera_cap import ESTIMATE_WAIT_S, CameraCap, link_takes_camera
+from media.camera_cap import CameraCap
 from media.encoded import UNCAPPED_BPS
 
 MBPS = 1_000_000
@@ -69,23 +69,3 @@ def test_a_lifted_cap_starts_again_only_on_new_evidence() -> None:
 def test_a_ceiling_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         CameraCap(0)
-
-
-def test_forwarding_starts_only_when_the_link_is_not_known_to_be_slower_than_the_camera() -> None:
-    camera = 2 * MBPS
-    target = 1 * MBPS  # the composite encoder's
-    assert link_takes_camera(3 * MBPS, camera, 1 * MBPS, target, waited_s=0.0)  # the estimate covers it
-    assert link_takes_camera(0.9 * camera, camera, 1 * MBPS, target, waited_s=0.0)  # near enough
-    # Under it while the composite fills what it is allowed: the link is slower.
-    assert not link_takes_camera(1 * MBPS, camera, 0.9 * MBPS, target, waited_s=10.0)
-    # ... allowed: its encoder's target, which lags an estimate that rose.
-    assert not link_takes_camera(1.5 * MBPS, camera, 0.6 * MBPS, 0.6 * MBPS, waited_s=10.0)
-    # Under it while the composite sends far less (a quiet picture): the estimate says nothing.
-    assert link_takes_camera(1 * MBPS, camera, 0.2 * MBPS, target, waited_s=10.0)
-    assert not link_takes_camera(1 * MBPS, camera, None, target, waited_s=10.0)  # not known yet
-    assert not link_takes_camera(1 * MBPS, None, 0.9 * MBPS, target, waited_s=10.0)  # nor the camera's
-
-
-def test_a_customer_that_says_nothing_holds_forwarding_back_only_briefly() -> None:
-    assert not link_takes_camera(None, 2 * MBPS, None, MBPS, waited_s=0.5)
-    assert link_takes_camera(None, 2 * MBPS, None, MBPS, waited_s=ESTIMATE_WAIT_S)

@@ -195,23 +195,6 @@ async def test_a_customer_who_takes_what_the_camera_sends_does_not_hold_it_back(
         assert caps == []
 
 
-async def test_forwarding_waits_while_the_customers_link_is_slower_than_the_camera(monkeypatch):
-    # Forwarded into a link slower than it, a camera filled the link's queue until the first
-    # loss report capped it (1-2 s in): every such call started with a 2-4 s freeze. The
-    # composite's encoder follows the customer's estimate from its first frame.
-    async with call("VP8") as (room, _, customer):
-        customer_says(monkeypatch, room, 50_000.0)  # under any camera, and the composite fills it
-        sender = next(t.sender for t in room.peers["customer"].getTransceivers() if t.kind == "video")
-        await wait_for(lambda: internals.encoder(sender) is not None)
-        customer_says(monkeypatch, room, 50_000.0)
-        shown = customer.video(0).count
-        await wait_for(lambda: customer.video(0).count > shown + 45)  # 1.5 s of pictures
-        assert room.passthrough.forwarded == 0
-        assert room.program.held_for_link >= 1
-        customer_says(monkeypatch, room, 5_000_000.0)  # the link is faster than the camera now
-        await wait_for(lambda: room.passthrough.forwarded > 10)
-
-
 class GrowingCamera(TestCardTrack):
     """A test card that the agent's browser starts sending at 1280x720 when told (its encoder
     then starts again on a keyframe, as a browser's does on a resolution change)."""
