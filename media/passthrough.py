@@ -116,6 +116,12 @@ class CameraPassthrough:
             if abs(pts - arrived) <= REANCHOR_S * VIDEO_RATE and pts > self._last_pts:
                 self._last_pts = pts
                 return pts
+            # The timeline ran ahead of arrival (its anchor frame came late): close the lead at
+            # half the camera's own step, frames still apart (one tick each, Chromium showed them
+            # as one), rather than all at once (the timeline never goes back).
+            step = rtp_distance(rtp_timestamp, anchor_rtp) - (self._last_pts - anchor_pts)
+            if arrived <= self._last_pts and 0 < step <= REANCHOR_S * VIDEO_RATE:
+                arrived = self._last_pts + max(1, step // 2)
         pts = max(arrived, self._last_pts + 1)
         self._anchor, self._last_pts = (rtp_timestamp, pts), pts
         return pts

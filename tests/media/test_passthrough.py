@@ -11,8 +11,10 @@ from aiortc import RTCRtpSender
 from media import aiortc_internals as internals
 from media.bitrate import RateGovernor
 from media.browser import BrowserPeer, ToneTrack
+from media.capture_clock import CompositeTimes
 from media.encoded import UNCAPPED_BPS, is_keyframe
 from media.passthrough import CameraPassthrough
+from media.receipt import LatencyReceipt
 from media.room import Room
 from media.sources import TestCardTrack
 from media.stamp import read_stamp
@@ -255,3 +257,19 @@ async def test_a_burst_of_held_camera_frames_reaches_the_customer_without_a_keyf
         forwarded = room.passthrough.forwarded
         await wait_for(lambda: room.passthrough.forwarded >= forwarded + 8)
         assert ([v.queue.skipped for v in viewers], room.passthrough._queue.skipped) == skipped
+
+
+def test_the_forwarded_timeline_follows_the_cameras_stamps_and_is_anchored_again_when_it_strays():
+    passthrough = CameraPassthrough(lambda: True, CompositeTimes(LatencyReceipt()))
+    step = 3000  # 30 fps at 90 kHz
+    first = passthrough._pts(0xFFFF_F000, now=100.0)  # the camera's clock about to wrap
+    assert first == 100 * 90_000
+    # Spaced as the camera stamped, across its 32-bit wrap, whenever the frames arrive.
+    assert passthrough._pts((0xFFFF_F000 + step) % (1 << 32), now=100.050) == first + step
+    assert passthrough._pts((0xFFFF_F000 + 2 * step) % (1 << 32), now=100.051) == first + 2 * step
+    # A stall longer than REANCHOR_S: anchored again at the arrival, forward.
+    later = passthrough._pts(5 * step, now=101.0)
+    assert later == 101 * 90_000
+    # Far behind its arrival after that (a new source's stamps): never back, never one tick.
+    ahead = passthrough._pts(6 * step, now=100.5)
+    assert later < ahead and ahead - later == step // 2
