@@ -16,7 +16,6 @@ packet on the way corrupts the picture.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -28,10 +27,11 @@ from aiortc.codecs import get_encoder
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
+from media.capture_clock import RTP_MODULO
+
 logger = logging.getLogger(__name__)
 
 KEYFRAME_EVERY_S = 2.0
-RTP_MODULO = 1 << 32
 
 
 class RtpPacketizer:
@@ -144,8 +144,13 @@ class RtpPush:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                # The push already ended on its own; its owner's close must still finish.
+                logger.exception("%s: the push had failed", self.label)
         if self._transport is not None:
             self._transport.close()
             self._transport = None

@@ -262,18 +262,20 @@ class Host:
             await pc.close()
 
     async def close(self) -> None:
-        if self.janus is not None:
-            await self.janus.stop()
-        self._ticker.cancel()
-        await asyncio.wait({self._ticker})
-        await self._close_studio()
-        if self._program is not None:
-            await self._program.close()
-        self.voice.close()
-        await self._relay.close()  # ends every consumer's track (calls', previews', the program's)
-        self.track.stop()
-        with contextlib.suppress(Exception):
-            self.face.close()
+        try:
+            if self.janus is not None:
+                await self.janus.stop()
+        finally:  # whatever the push did, the host's own parts close
+            self._ticker.cancel()
+            await asyncio.wait({self._ticker})
+            await self._close_studio()
+            if self._program is not None:
+                await self._program.close()
+            self.voice.close()
+            await self._relay.close()  # ends every consumer's track (calls', previews', the program's)
+            self.track.stop()
+            with contextlib.suppress(Exception):
+                self.face.close()
 
 
 class HostDesk:

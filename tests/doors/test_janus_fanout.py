@@ -13,11 +13,10 @@ from tests.calls.test_media_calls import media_server, wait_for
 from tests.conftest import free_port
 from tests.doors.whip import WhipClient, publisher, start_host, stop_host
 
-pytestmark = pytest.mark.skipif(
-    not janus_installed(), reason="janus is not installed (apt-get install janus)"
-)
+needs_janus = pytest.mark.skipif(not janus_installed(), reason="janus is not installed (apt-get install janus)")
 
 
+@needs_janus
 async def test_two_viewers_through_janus_see_the_host_and_hear_the_studio(tmp_path):
     video_port, audio_port = free_udp_port(), free_udp_port()
     janus = JanusProcess(tmp_path / "janus", free_port(), video_port, audio_port)
@@ -45,6 +44,28 @@ async def test_two_viewers_through_janus_see_the_host_and_hear_the_studio(tmp_pa
                 await stop_host(server)
                 assert push.video.track.readyState == "ended" and push.audio.track.readyState == "ended"
                 assert host.janus is push and push.video._task is None  # stopped with the host
+
+
+async def test_a_push_that_failed_still_lets_the_host_close_fully(tmp_path):
+    video_port, audio_port = free_udp_port(), free_udp_port()  # nobody listens: no Janus needed
+    async with media_server(tmp_path, host_janus_rtp=f"127.0.0.1:{video_port}:{audio_port}") as server:
+        host = await start_host(server)
+        push = host.janus
+        assert push is not None
+
+        def broken_source() -> None:
+            raise RuntimeError("the program cannot make a keyframe")
+
+        # The push's keyframe ask fails on its next delta frame, which ends its task with the error.
+        push.video._ask_keyframe, push.video._keyframe_every_s = broken_source, 0.0
+        task = push.video._task
+        await wait_for(lambda: task.done(), timeout=20)
+        assert isinstance(task.exception(), RuntimeError)
+        await stop_host(server)
+        assert server.switchboard.host_control.desk.host is None
+        assert push.video.track.readyState == "ended" and push.audio.track.readyState == "ended"
+        assert push.audio._task is None and push.audio._transport is None  # the audio push stopped too
+        assert host._ticker.done() and host.track.readyState == "ended"  # and the host's own parts
 
 
 def test_a_bad_janus_address_is_refused_at_start_up():

@@ -112,6 +112,23 @@ async def test_a_push_to_nobody_listening_keeps_going():
     await push.stop()
 
 
+async def test_a_push_that_failed_stops_without_raising():
+    track = PacketQueueTrack(8)
+
+    def broken_source() -> None:
+        raise RuntimeError("no keyframe")
+
+    push = RtpPush(track, ("127.0.0.1", 9), H264, ask_keyframe=broken_source, keyframe_every_s=0.0)
+    await push.start()
+    task = push._task
+    for frame in h264_frames(3):  # a keyframe, then a delta frame: the ask fails, the task with it
+        track.offer(frame)
+    await asyncio.wait({task}, timeout=5)
+    assert task.done() and isinstance(task.exception(), RuntimeError)
+    await push.stop()  # logged, not raised: whoever owns the push goes on closing
+    assert track.readyState == "ended" and push._transport is None
+
+
 def test_an_unknown_codec_is_refused():
     with pytest.raises(ValueError):
         RtpPacketizer(RTCRtpCodecParameters(mimeType="video/AV1", clockRate=90000, payloadType=35))
