@@ -170,7 +170,7 @@ class JanusProcess:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self.stop()
+        await asyncio.to_thread(self.stop)  # up to 10 s of waiting, off the loop a server may share
 
 
 class JanusError(Exception):
