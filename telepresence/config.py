@@ -10,7 +10,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from telepresence.host_janus import JanusTarget
+from telepresence.janus_target import JanusTarget
 from telepresence.turn import IceConfig
 
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web_client"

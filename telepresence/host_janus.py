@@ -11,46 +11,21 @@ server's ``video_codec``) and :data:`AUDIO_PT` (Opus, 48 kHz, two channels).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from aiortc import RTCRtpCodecParameters
 
 from media.program import Program
 from media.rtp_push import RtpPush
 from media.voice_fanout import VoiceFanout
+from telepresence.janus_target import JanusTarget
+
+__all__ = ["AUDIO_PT", "VIDEO_PT", "JanusFeed", "JanusTarget", "mountpoint_codecs"]
 
 logger = logging.getLogger(__name__)
 
 VIDEO_PT = 96
 AUDIO_PT = 111
 H264_FMTP = {"profile-level-id": "42e01f", "packetization-mode": "1", "level-asymmetry-allowed": "1"}
-
-
-@dataclass(frozen=True, slots=True)
-class JanusTarget:
-    """Where a mountpoint listens: one host, a port for video and one for audio."""
-
-    host: str
-    video_port: int
-    audio_port: int
-
-    @classmethod
-    def parse(cls, text: str) -> JanusTarget:
-        """``HOST:VIDEO_PORT:AUDIO_PORT`` (an IPv6 host in brackets); ValueError says what is wrong."""
-        parts = text.strip().rsplit(":", 2)
-        if len(parts) != 3 or not parts[0]:
-            raise ValueError(f"{text!r} is not HOST:VIDEO_PORT:AUDIO_PORT")
-        host = parts[0].removeprefix("[").removesuffix("]")
-        if not host or any(c.isspace() or c in "/[]" for c in host):
-            raise ValueError(f"{text!r}: {parts[0]!r} is not a host name or address")
-        ports = []
-        for name, port in zip(("VIDEO_PORT", "AUDIO_PORT"), parts[1:], strict=True):
-            if not port.isdigit() or not 1 <= int(port) <= 65535:
-                raise ValueError(f"{text!r}: {name} {port!r} is not a port (1-65535)")
-            ports.append(int(port))
-        if ports[0] == ports[1]:
-            raise ValueError(f"{text!r}: video and audio need ports of their own")
-        return cls(host, ports[0], ports[1])
 
 
 def mountpoint_codecs(video_codec: str) -> tuple[RTCRtpCodecParameters, RTCRtpCodecParameters]:

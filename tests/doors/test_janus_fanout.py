@@ -4,6 +4,9 @@ through Janus's own HTTP API (session, streaming plugin, watch, JSEP answer, sta
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from benchmarks.fanout_janus import JanusProcess, JanusViewer, free_udp_port, janus_installed
@@ -13,7 +16,9 @@ from tests.calls.test_media_calls import media_server, wait_for
 from tests.conftest import free_port
 from tests.doors.whip import WhipClient, publisher, start_host, stop_host
 
-needs_janus = pytest.mark.skipif(not janus_installed(), reason="janus is not installed (apt-get install janus)")
+needs_janus = pytest.mark.skipif(
+    not janus_installed(), reason="janus is not installed (apt-get install janus)"
+)
 
 
 @needs_janus
@@ -75,3 +80,15 @@ def test_a_bad_janus_address_is_refused_at_start_up():
         with pytest.raises(ValueError, match="host_janus_rtp"):
             Settings.load(env={}, host_janus_rtp=bad)
     assert Settings.load(env={}, host_janus_rtp="[::1]:5004:5006").host_janus_rtp == "[::1]:5004:5006"
+
+
+def test_reading_the_settings_does_not_load_the_media_stack():
+    # A fresh interpreter: this one has imported aiortc and PyAV already.
+    check = (
+        "import sys, telepresence.config;"
+        "print(sorted({'av', 'aiortc', 'numpy', 'media.program'} & set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
