@@ -34,16 +34,17 @@ class CallMonitor:
 
     monitor_peer: RTCPeerConnection | None = None
     _monitor_tracks: list[MediaStreamTrack] | None = None
+    _monitor_answer: str | None = None  # what the monitor was answered: who it is, to release_monitor
 
     async def answer_monitor(self: Room, sdp: str) -> str:  # type: ignore[misc]
         """Answer the monitor's offer (video, agent's voice, customer's voice, optional whisper).
         Raises MediaError; a second one replaces the first."""
-        if self._closed is not None:
-            raise MediaError("call_ended", "this call's media is closed")
+        self._refuse_monitor_if_closed()
         # The other peer is this server's control plane on the same machine: host candidates do.
         pc, audio, video = await receive_offer(sdp, (), "all", self.gathering)
         tracks: list[MediaStreamTrack] = []
         try:
+            self._refuse_monitor_if_closed()  # the room may have closed while the offer was read
             if len(audio) < 2:
                 raise MediaError("bad_sdp", "a monitor offers video, the agent's voice, the customer's voice")
             picture = video[0]
@@ -59,22 +60,32 @@ class CallMonitor:
                 transceiver.direction = "sendrecv"  # the answer narrows it to what the offer allows
             tune_video_sender(picture.sender, self.bitrate)
             await pc.setLocalDescription(await pc.createAnswer())
+            await self.release_monitor()
+            # Closed meanwhile: close() has released the monitors it knew of, not this one.
+            self._refuse_monitor_if_closed()
         except Exception as exc:
             for track in tracks:
                 track.stop()
             await close_peer(pc)
             raise exc if isinstance(exc, MediaError) else MediaError("bad_sdp", f"{exc}") from None
-        await self.release_monitor()
         self.monitor_peer, self._monitor_tracks = pc, tracks
+        self._monitor_answer = pc.localDescription.sdp
         whisper = [t for t in audio[2:] if t.receiver.track is not None]
         if whisper:
             self.to_agent_audio.whisper.attach(whisper[0].receiver)
         logger.info("%s: a supervisor's monitor is on the call", self.label)
-        return pc.localDescription.sdp
+        return self._monitor_answer
 
-    async def release_monitor(self: Room) -> None:  # type: ignore[misc]
-        """The monitor goes: its tracks stop, no whisper reaches the agent."""
-        pc, self.monitor_peer = self.monitor_peer, None
+    def _refuse_monitor_if_closed(self: Room) -> None:  # type: ignore[misc]
+        if self._closed is not None:
+            raise MediaError("call_ended", "this call's media is closed")
+
+    async def release_monitor(self: Room, answer: str | None = None) -> None:  # type: ignore[misc]
+        """The monitor goes: its tracks stop, no whisper reaches the agent. ``answer``: only the
+        monitor that was given this answer goes (a newer one, which replaced it, stays)."""
+        if answer is not None and answer != self._monitor_answer:
+            return
+        pc, self.monitor_peer, self._monitor_answer = self.monitor_peer, None, None
         tracks, self._monitor_tracks = self._monitor_tracks or [], None
         if pc is None:
             return

@@ -169,7 +169,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/api/status", api_status),
         Route("/api/host", host_api, methods=["GET", "POST"]),
         *door_routes(DOOR_PATHS),
-        Route(CALLS_API, live_calls),
+        Route(CALLS_API, live_calls, methods=["GET", "OPTIONS"]),
         WebSocketRoute("/ws", websocket_endpoint),
         # Generated, not a file: before the static mount, which would otherwise answer 404.
         Route(SECTIONS_PATH, sections_json),

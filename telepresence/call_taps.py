@@ -30,7 +30,9 @@ from aiortc import (
     RTCRtpReceiver,
     RTCSessionDescription,
 )
+from aiortc.rtp import RtpPacket
 
+from media import aiortc_internals as internals
 from media.answer import MediaError, close_peer
 from media.encoded_fanout import EncodedFanout
 from media.peers import negotiated_codec
@@ -45,16 +47,50 @@ logger = logging.getLogger(__name__)
 SendAgent = Callable[[str, dict[str, Any]], None]
 WHISPER_QUIET_S = 0.5  # no whisper packet for this long: the supervisor stopped talking
 WHISPER_CHECK_S = 0.25
+RELEASE_MONITOR_S = 5.0  # the room's side of a closing tap; what is ours is closed already
 
 
 class _Whisper(VoiceRelay):
-    """The whispering supervisor's packets to the room; notes when the last one came."""
+    """The supervisors' whispers to the room: every watcher's page offers to send one, and the
+    one whose microphone is on is heard; while one whispers, the others wait until it has
+    been quiet for :data:`WHISPER_QUIET_S`. Notes when the last packet came."""
 
     heard_at = 0.0
+
+    def __init__(self, label: str) -> None:
+        super().__init__(label)
+        self.speaker: RTCRtpReceiver | None = None  # the supervisor heard now (or last)
+        self._speakers: dict[RTCRtpReceiver, Callable[[], None]] = {}
+
+    def add_speaker(self, receiver: RTCRtpReceiver) -> None:
+        """A supervisor who may whisper (their page sends only while "Whisper" is held)."""
+        internals.stop_decoding(receiver)
+        self._speakers[receiver] = internals.tap_received_rtp(
+            receiver, lambda packet: self._heard(receiver, packet)
+        )
+
+    def remove_speaker(self, receiver: RTCRtpReceiver) -> None:
+        undo = self._speakers.pop(receiver, None)
+        if undo is not None:
+            undo()
+        if self.speaker is receiver:
+            self.speaker, self.heard_at = None, 0.0
+
+    def _heard(self, receiver: RTCRtpReceiver, packet: RtpPacket) -> None:
+        if receiver is not self.speaker:
+            if self.speaker is not None and time.monotonic() - self.heard_at < WHISPER_QUIET_S:
+                return  # another supervisor is whispering
+            self.speaker = receiver
+        self._on_packet(packet)
 
     def _deliver(self, out: av.Packet) -> None:
         self.heard_at = time.monotonic()
         super()._deliver(out)
+
+    def detach(self) -> None:
+        super().detach()
+        for receiver in list(self._speakers):
+            self.remove_speaker(receiver)
 
 
 class CallTap:
@@ -64,7 +100,6 @@ class CallTap:
         self.call = call
         self.room = room
         self.watchers: set[object] = set()  # the supervisors' sessions
-        self.whisperer: RTCRtpReceiver | None = None
         self.video: EncodedFanout | None = None
         self.agent_voice = VoiceFanout(f"{call.id} agent voice to supervisors")
         self.customer_voice = VoiceFanout(f"{call.id} customer voice to supervisors")
@@ -72,8 +107,14 @@ class CallTap:
         self.closed = False
         self._send_agent = send_agent
         self._pc: RTCPeerConnection | None = None
+        self._answer: str | None = None  # the room's answer: which monitor is ours, to release
         self._told: tuple[int, bool] | None = None
         self._watching_whisper: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        """False once the tap's peer to the room failed or closed (its media stopped)."""
+        return self._pc is not None and self._pc.connectionState not in ("failed", "closed")
 
     @property
     def codec(self) -> str:
@@ -92,7 +133,7 @@ class CallTap:
             voices = [pc.addTransceiver("audio", direction="recvonly") for _ in range(2)]
             pc.addTransceiver(self.whisper.output(), direction="sendonly")
             await pc.setLocalDescription(await pc.createOffer())
-            answer = await self.room.answer_monitor(pc.localDescription.sdp)
+            answer = self._answer = await self.room.answer_monitor(pc.localDescription.sdp)
             if self.closed:
                 raise MediaError("gone", "the call ended while its room answered")
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
@@ -126,7 +167,7 @@ class CallTap:
 
     @property
     def whispering(self) -> bool:
-        return self.whisperer is not None and time.monotonic() - self.whisper.heard_at < WHISPER_QUIET_S
+        return self.whisper.speaker is not None and time.monotonic() - self.whisper.heard_at < WHISPER_QUIET_S
 
     async def _tell_whispering(self) -> None:
         while True:
@@ -145,24 +186,28 @@ class CallTap:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watching_whisper
         self.watchers.clear()
-        self.whisperer = None
-        self.whisper.heard_at = 0.0
+        self.whisper.detach()  # no speaker: not whispering
         self.tell_agent()  # nobody watches any more
-        if self.call.active:
-            try:
-                await self.room.release_monitor()
-            except MediaError as exc:  # the call is ending, or its worker went
-                logger.info("%s: releasing the monitor: %s", self.call.id, exc.message)
+        # Ours first: whatever becomes of the room's side, nothing of the tap stays open here.
         if self.video is not None:
             await self.video.close()
         self.agent_voice.close()
         self.customer_voice.close()
-        self.whisper.detach()
         if self._pc is not None:
             for transceiver in self._pc.getTransceivers():
                 if transceiver.sender.track is not None:
                     transceiver.sender.track.stop()
             await close_peer(self._pc)
+        if self.call.active and self._answer is not None:
+            try:
+                async with asyncio.timeout(RELEASE_MONITOR_S):
+                    await self.room.release_monitor(self._answer)  # ours only: a newer tap's stays
+            except MediaError as exc:  # the call is ending, or its worker went
+                logger.info("%s: releasing the monitor: %s", self.call.id, exc.message)
+            except TimeoutError:
+                logger.warning(
+                    "%s: the room did not release the monitor in %g s", self.call.id, RELEASE_MONITOR_S
+                )
         logger.info("%s: supervisors' tap closed", self.call.id)
 
 
@@ -180,7 +225,7 @@ class CallTaps:
         lock = self._opening.setdefault(call.id, asyncio.Lock())
         async with lock:
             tap = self.taps.get(call.id)
-            if tap is None or tap.closed or tap.room is not call.room:
+            if tap is None or tap.closed or tap.room is not call.room or not tap.connected:
                 if tap is not None:
                     await tap.close()
                 tap = CallTap(call, call.room, self._send_agent)
@@ -201,10 +246,13 @@ class CallTaps:
         if tap.watchers:
             tap.tell_agent()
             return
-        if self.taps.get(tap.call.id) is tap:
-            del self.taps[tap.call.id]
+        # Under the call's lock: a tap opening meanwhile waits until this one has gone.
+        async with self._opening.setdefault(tap.call.id, asyncio.Lock()):
+            if self.taps.get(tap.call.id) is tap:
+                del self.taps[tap.call.id]
+            await tap.close()
+        if tap.call.id not in self.taps:
             self._opening.pop(tap.call.id, None)
-        await tap.close()
 
     def watching(self, call_id: str) -> int:
         tap = self.taps.get(call_id)

@@ -150,7 +150,7 @@ class MediaWorker:
             elif op == "monitor":
                 reply["sdp"] = await room.answer_monitor(message["sdp"])
             elif op == "release_monitor":
-                await room.release_monitor()
+                await room.release_monitor(message.get("answer"))
             elif op == "greet":
                 await room.greet(message["look"])
             else:

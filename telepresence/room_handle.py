@@ -60,8 +60,8 @@ class RoomHandle(Protocol):
         customer sees and both voices out, a whisper to the agent in. Raises MediaError."""
         ...
 
-    async def release_monitor(self) -> None:
-        """The monitor goes (no supervisor watches any more)."""
+    async def release_monitor(self, answer: str | None = None) -> None:
+        """The monitor goes (no supervisor watches any more); ``answer``: only the one given it."""
         ...
 
     def set_layout(self, name: str) -> None: ...

@@ -6,8 +6,9 @@ and both voices. The offer's sections, in order: video (receive), audio (receive
 voice), audio (receive: the customer's voice). The whisper rides on the same session, not on a
 WHIP session of its own: an audio section the offer SENDS on (the page's agent-voice section,
 sendrecv) is the supervisor's microphone, heard by the agent only, while it sends (the page
-sends only while "Whisper" is held). One peer, one ICE and DTLS setup, one session to end; a
-standard WHEP client (receive-only) simply never whispers.
+sends only while "Whisper" is held). Every watcher may whisper: the one whose microphone is on
+is heard, the others wait until it has been quiet for half a second. One peer, one ICE and DTLS
+setup, one session to end; a standard WHEP client (receive-only) simply never whispers.
 
 Customers' keys and tickets, agents' and viewers' tokens never open these (401/403, as every
 door answers); an unknown or ended call is 404; the session ends with the call (the sweeper
@@ -76,12 +77,26 @@ class CallMonitorDoor:
             raise DoorError(
                 409, "the call's media has not started yet; try again", {"Retry-After": str(RETRY_AFTER_S)}
             )
+        # What a peer sends and nobody reads would queue up: a watcher sends one voice at most.
+        # Refused before the tap opens: the agent is not told of a supervisor who never watched.
+        whispering = [t for t in audio if t.receiver.track is not None]
+        if video[0].receiver.track is not None or len(whispering) > 1:
+            raise DoorError(422, "a supervisor's offer receives video and sends one audio section at most")
         try:
             tap = await self.taps.join(call, session)
         except MediaError as exc:
-            raise DoorError(404 if exc.code in ("call_ended", "gone") else 503, exc.message) from None
+            if exc.code in ("call_ended", "gone"):
+                raise DoorError(404, exc.message) from None
+            raise DoorError(
+                503,
+                f"the call's media cannot be watched now: {exc.message}",
+                {"Retry-After": str(RETRY_AFTER_S)},
+            ) from None
+        except Exception as exc:  # the server's own peer failed: not the client's offer
+            logger.exception("%s: opening the supervisors' tap failed", call.id)
+            raise DoorError(500, f"the server could not open the call's media: {exc}") from None
         try:
-            self._wire(tap, session, video[0], audio)
+            self._wire(tap, session, video[0], audio, whispering)
         except BaseException:
             await self.taps.leave(tap, session)
             raise
@@ -90,23 +105,24 @@ class CallMonitorDoor:
             for transceiver in pc.getTransceivers():
                 if transceiver.sender.track is not None:
                     transceiver.sender.track.stop()
-            whisperer = next((t.receiver for t in audio if t.receiver is tap.whisperer), None)
-            if whisperer is not None:
-                tap.whisper.detach()
-                tap.whisperer = None
+            for transceiver in whispering:
+                tap.whisper.remove_speaker(transceiver.receiver)
             await self.taps.leave(tap, session)
 
-        return Opened(alive=lambda: call.active and not tap.closed and call.room is tap.room, undo=undo)
+        def alive() -> bool:
+            return call.active and not tap.closed and call.room is tap.room and tap.connected
+
+        return Opened(alive=alive, undo=undo)
 
     @staticmethod
     def _wire(
-        tap: CallTap, session: Session, picture: RTCRtpTransceiver, audio: list[RTCRtpTransceiver]
+        tap: CallTap,
+        session: Session,
+        picture: RTCRtpTransceiver,
+        audio: list[RTCRtpTransceiver],
+        whispering: list[RTCRtpTransceiver],
     ) -> None:
         assert tap.video is not None
-        # What a peer sends and nobody reads would queue up: a watcher sends one voice at most.
-        whispering = [t for t in audio if t.receiver.track is not None]
-        if picture.receiver.track is not None or len(whispering) > 1:
-            raise DoorError(422, "a supervisor's offer receives video and sends one audio section at most")
         answer_with_codec_first(picture, tap.codec)
         codec = negotiated_codec(picture)
         if codec != tap.codec:
@@ -120,15 +136,22 @@ class CallMonitorDoor:
         for transceiver in (picture, *audio[:2]):
             transceiver.direction = "sendrecv"  # the answer narrows it to what the offer allows
         if whispering:
-            # One whisper at a time: the supervisor who opened a whispering session last.
-            tap.whisper.attach(whispering[0].receiver)
-            tap.whisperer = whispering[0].receiver
+            tap.whisper.add_speaker(whispering[0].receiver)
             logger.info("%s: %s may whisper", tap.call.id, session.claims.name if session.claims else "?")
 
 
 async def live_calls(request: Request) -> Response:
-    """``GET /api/supervisor/calls`` (supervisor token): every live call, and who watches it."""
+    """``GET /api/supervisor/calls`` (supervisor token): every live call, and who watches it.
+    ``OPTIONS``: the CORS preflight, as the doors answer it."""
     cors = {"Access-Control-Allow-Origin": "*"}
+    if request.method == "OPTIONS":
+        preflight = {
+            "Allow": "GET, OPTIONS",
+            "Access-Control-Allow-Methods": "GET, OPTIONS",
+            "Access-Control-Allow-Headers": "Authorization",
+            "Access-Control-Max-Age": "86400",
+        }
+        return Response(status_code=204, headers={**cors, **preflight})
     doors = getattr(request.app.state, "doors", None)
     door = doors.doors.get(WHEP_CALL) if doors is not None else None
     if door is None:
@@ -143,7 +166,9 @@ async def live_calls(request: Request) -> Response:
     try:
         claims = authority.verify(token.strip(), time.time(), roles=(*TOKEN_ROLES, "customer"))
     except AuthError as exc:
-        return PlainTextResponse(f"{exc}\n", 401, challenge)
+        return PlainTextResponse(
+            f"{exc}\n", 401, {**challenge, "WWW-Authenticate": 'Bearer error="invalid_token"'}
+        )
     if claims.role != "supervisor":
         return PlainTextResponse(f"a {claims.role} token cannot list calls (a supervisor's can)\n", 403, cors)
     now = time.monotonic()  # the switchboard's clock, which calls start by

@@ -89,8 +89,8 @@ class WorkerRoom:
         reply = await self._request({"op": "monitor", "sdp": sdp}, self._answer_timeout_s)
         return str(reply["sdp"])
 
-    async def release_monitor(self) -> None:
-        await self._request({"op": "release_monitor"}, self._answer_timeout_s)
+    async def release_monitor(self, answer: str | None = None) -> None:
+        await self._request({"op": "release_monitor", "answer": answer}, self._answer_timeout_s)
 
     def set_layout(self, name: str) -> None:
         self._layout = name

@@ -21,7 +21,7 @@ from tests.doors.supervisor import supervisor_peer, with_ear
 from tests.doors.whip import DoorRefused, WhipClient
 
 FULL = compute_layout(SIZES["360p"], "agent", {AGENT})[0].content
-AGENT_TONE, CUSTOMER_TONE, WHISPER_TONE = 300, 500, 1000
+AGENT_TONE, CUSTOMER_TONE, WHISPER_TONE, SECOND_WHISPER_TONE = 300, 500, 1000, 1500
 
 
 def live(server) -> dict:
@@ -84,6 +84,47 @@ async def test_a_supervisor_watches_hears_both_voices_and_whispers_to_the_agent_
                 assert room.monitor_peer is None and room.program.watched == 2
 
 
+async def test_with_two_supervisors_the_one_who_speaks_whispers(tmp_path):
+    """Every watcher's page offers to whisper; the one whose microphone is on is heard, not
+    whoever opened last, and the other is heard once the first has stopped."""
+    async with media_server(tmp_path) as server:
+        agent_ws, customer_ws, call_id = await open_call(server)
+        agent = with_ear(
+            BrowserPeer.agent(camera=TestCardTrack(640, 360, fps=15, label="", tint=RED), mic=ToneTrack())
+        )
+        customer = BrowserPeer.customer(mic=ToneTrack(CUSTOMER_TONE))
+        first = supervisor_peer(whisper=ToneTrack(WHISPER_TONE))
+        # As the page offers it: the whisper section sendrecv, the microphone off until held.
+        second = BrowserPeer(
+            "supervisor",
+            [("video", None, "recvonly"), ("audio", None, "sendrecv"), ("audio", None, "recvonly")],
+        )
+        doors = [
+            WhipClient(server.url, f"/whep/call/{call_id}", server.token(name, role="supervisor"))
+            for name in ("sue", "sid")
+        ]
+        async with agent, customer, first, second:
+            await agent.negotiate(signalling(agent_ws))
+            await customer.negotiate(signalling(customer_ws))
+            await first.negotiate(doors[0].answer)
+            await second.negotiate(doors[1].answer)
+            assert (await agent_ws.expect("supervisor", timeout=10, watching=2))["call_id"] == call_id
+            await wait_for(lambda: agent.audio.hears(WHISPER_TONE, frames=10), timeout=15)
+
+            # The second supervisor speaks while the first does: the first keeps the whisper.
+            second_whisper = second.pc.getTransceivers()[1].sender
+            second_whisper.replaceTrack(ToneTrack(SECOND_WHISPER_TONE))
+            heard_first = agent.audio.heard[WHISPER_TONE]
+            await wait_for(lambda: agent.audio.heard[WHISPER_TONE] > heard_first + 25)
+            assert agent.audio.heard[SECOND_WHISPER_TONE] == 0
+            # The first lets go: the second is heard.
+            first.pc.getTransceivers()[1].sender.replaceTrack(None)
+            await wait_for(lambda: agent.audio.hears(SECOND_WHISPER_TONE, frames=10), timeout=15)
+            for door in doors:
+                assert await door.delete() == 200
+            await wait_for(lambda: not live(server))
+
+
 async def test_the_session_ends_when_the_call_ends(tmp_path):
     async with media_server(tmp_path) as server:
         agent_ws, customer_ws, call_id = await open_call(server)
@@ -99,6 +140,8 @@ async def test_the_session_ends_when_the_call_ends(tmp_path):
                 with pytest.raises(DoorRefused) as refused:
                     await sending.negotiate(door.answer)
             assert refused.value.status == 422  # its picture would queue up unread
+            # Refused before its tap opened: the agent was never told of it.
+            assert await agent_ws.latest("supervisor", settle=0.5) is None
             await supervisor.negotiate(door.answer)
             await wait_for(lambda: supervisor.video(0).latest is not None, timeout=20)
             async with httpx.AsyncClient(base_url=server.url) as http:
@@ -141,6 +184,12 @@ async def test_only_a_supervisor_token_opens_a_call(tmp_path):
                 assert response.status_code == status, (token, response.text)
                 listed = await http.get("/api/supervisor/calls", headers=headers)
                 assert listed.status_code == status, (token, listed.text)
+                if token == "not-a-token":
+                    assert listed.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+            preflight = await http.options("/api/supervisor/calls")
+            assert preflight.status_code == 204
+            assert "GET" in preflight.headers["Access-Control-Allow-Methods"]
+            assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
             supervisor = {"Authorization": f"Bearer {server.token('sue', role='supervisor')}"}
             async with supervisor_peer() as peer:
                 offer = await peer.offer()

@@ -149,7 +149,9 @@ function start(token) {
   client.on("media_status", onMediaStatus);
   client.on("sender_limits", onSenderLimits);
   client.on("camera_source", onCameraSource);
-  client.on("supervisor", onSupervisor);
+  client.on("supervisor", (m) => {
+    if (page.call && m.call_id === page.call.call_id) onSupervisor(m); // not a late word on the last call
+  });
   client.on("receipt", (m) => {
     if (page.call && m.call_id === page.call.call_id) onReceipt(m);
   });

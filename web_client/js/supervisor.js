@@ -9,7 +9,7 @@ import { $, announce, el, notice, session as tabStorage, showView, takeToken } f
 const REFRESH_MS = 3000;
 const TOKEN_KEY = "supervisor-token";
 
-const page = { token: null, timer: null, watch: null, mic: null };
+const page = { token: null, timer: null, watch: null, mic: null, held: false };
 
 function headers(more = {}) {
   return { Authorization: `Bearer ${page.token}`, ...more };
@@ -123,6 +123,8 @@ async function stopWatching(why = null) {
   if (!session) return;
   page.watch = null;
   whisper(false);
+  page.mic?.stop(); // the microphone is on only while watching
+  page.mic = null;
   if (session.location) {
     fetch(session.location, { method: "DELETE", headers: headers() }).catch(() => {});
   }
@@ -138,18 +140,30 @@ async function stopWatching(why = null) {
 async function whisper(on) {
   const button = $("whisper");
   const session = page.watch;
+  page.held = on && Boolean(session);
   if (on && session) {
     if (!page.mic) {
+      let mic;
       try {
         const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-        page.mic = stream.getAudioTracks()[0];
+        mic = stream.getAudioTracks()[0];
       } catch {
         notice("The microphone is not available: you cannot whisper.", "error");
         return;
       }
+      if (page.watch !== session) {
+        mic.stop(); // stopped watching meanwhile
+        return;
+      }
+      page.mic = mic;
     }
-    if (page.watch !== session) return;
+    // Let go meanwhile (the permission prompt's click counts as letting go), or another call.
+    if (!page.held || page.watch !== session) return;
     await session.whisper.replaceTrack(page.mic);
+    if (!page.held || page.watch !== session) {
+      await session.whisper.replaceTrack(null);
+      return;
+    }
     button.setAttribute("aria-pressed", "true");
     setState("whispering", "Whispering to the agent");
   } else {
