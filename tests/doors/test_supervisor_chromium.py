@@ -52,6 +52,17 @@ async def test_the_supervisor_page_watches_a_call_and_whispers_to_the_agent(tmp_
         await expect(indicator).to_have_attribute("data-whispering", "false")
 
         whisper = supervisor.get_by_test_id("whisper")
+        # Let go before the microphone came (as the permission prompt's click does): no whisper.
+        await whisper.evaluate(
+            """button => {
+                button.dispatchEvent(new PointerEvent("pointerdown"));
+                button.dispatchEvent(new PointerEvent("pointerup"));
+            }"""
+        )
+        await supervisor.wait_for_timeout(1500)  # the microphone has come by now
+        await expect(whisper).to_have_attribute("aria-pressed", "false")
+        await expect(supervisor.get_by_test_id("watch-state")).to_have_attribute("data-state", "watching")
+        await expect(indicator).to_have_attribute("data-whispering", "false")
         await whisper.dispatch_event("pointerdown")
         await expect(whisper).to_have_attribute("aria-pressed", "true")
         await expect(indicator).to_have_attribute("data-whispering", "true", timeout=10_000)
