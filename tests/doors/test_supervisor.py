@@ -5,6 +5,7 @@ Real uvicorn on loopback, aiortc peers; rooms here and in a media worker."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -123,6 +124,29 @@ async def test_with_two_supervisors_the_one_who_speaks_whispers(tmp_path):
             for door in doors:
                 assert await door.delete() == 200
             await wait_for(lambda: not live(server))
+
+
+async def test_a_tap_closes_its_own_peer_even_when_the_rooms_worker_hangs(tmp_path):
+    async with media_server(tmp_path, media_workers=1, shutdown_timeout_s=1) as server:
+        agent_ws, customer_ws, call_id = await open_call(server)
+        agent = BrowserPeer.agent(camera=TestCardTrack(640, 360, fps=15, label="", tint=RED), mic=ToneTrack())
+        customer = BrowserPeer.customer(mic=ToneTrack(CUSTOMER_TONE))
+        supervisor = supervisor_peer()
+        door = WhipClient(server.url, f"/whep/call/{call_id}", server.token("sue", role="supervisor"))
+        async with agent, customer, supervisor:
+            await agent.negotiate(signalling(agent_ws))
+            await customer.negotiate(signalling(customer_ws))
+            await supervisor.negotiate(door.answer)
+            await wait_for(lambda: supervisor.video(0).latest is not None, timeout=20)
+            tap = live(server)[call_id]
+            pid = server.switchboard.media.pool.workers["media-0"].pid
+            os.kill(pid, signal.SIGSTOP)  # the room's process answers nobody: no release comes
+            try:
+                assert await door.delete() == 200  # the session's undo is cut after 1 s
+                assert tap.closed and not tap.connected  # the tap's own peer closed all the same
+                assert not live(server)
+            finally:
+                os.kill(pid, signal.SIGCONT)
 
 
 async def test_the_session_ends_when_the_call_ends(tmp_path):
