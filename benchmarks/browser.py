@@ -32,9 +32,9 @@ from typing import Any
 from benchmarks import browser_summary as summary
 from benchmarks.browser_probes import init_script
 from benchmarks.capacity_procs import tree_ticks
+from benchmarks.chrome import agent_takes_the_call, chromium, customer_joins, new_page, state
 from benchmarks.progress import progress
 from telepresence.auth import Claims, TokenAuthority, load_or_create_secret
-from tests.browser.chrome import agent_takes_the_call, chromium, customer_joins, new_page, state
 
 SECRET = "bench-browser-secret-0123456789abcdef"
 VIEWPORT = {"width": 1280, "height": 800}

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DRIVER = r"""
 import asyncio, json, sys, time
 from playwright.async_api import async_playwright, expect
-from tests.browser.chrome import BASE_ARGS, CHROMIUM, COUNT_FRAMES, FAKE_UI, new_page, playing, sample, state
+from benchmarks.chrome import BASE_ARGS, CHROMIUM, COUNT_FRAMES, FAKE_UI, new_page, playing, sample, state
 
 # Every RTCPeerConnection the page makes, for getStats.
 RECORD = '''(() => {

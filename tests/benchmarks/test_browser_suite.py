@@ -369,7 +369,7 @@ def test_targets():
 @pytest.mark.slow
 @pytest.mark.browser
 def test_the_quick_suite_runs_both_calls():
-    from tests.browser.chrome import CHROMIUM
+    from benchmarks.chrome import CHROMIUM
 
     if not CHROMIUM.exists():
         pytest.skip(f"needs Debian's Chromium at {CHROMIUM}")

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+from benchmarks.chrome import chromium, new_page
 from media.room import Room
-from tests.browser.chrome import chromium, new_page
 
 # The agent console's MediaSession with Chromium's fake camera (1280x720) and microphone;
 # the offer is caught instead of sent, the test's room answers it.

@@ -20,9 +20,7 @@ from unittest import mock
 
 from playwright.async_api import expect
 
-from media.layout import AGENT, SCREEN, SIZES, compute_layout
-from tests import conftest
-from tests.browser.chrome import (
+from benchmarks.chrome import (
     SCREENSHOTS,
     agent_takes_the_call,
     at_most,
@@ -36,6 +34,8 @@ from tests.browser.chrome import (
     until_colours,
     write_card,
 )
+from media.layout import AGENT, SCREEN, SIZES, compute_layout
+from tests import conftest
 from tests.conftest import free_port, run_server
 
 SIZE = SIZES["360p"]

@@ -7,7 +7,7 @@ import re
 
 from playwright.async_api import expect
 
-from tests.browser.chrome import agent_takes_the_call, chromium, customer_joins, new_page
+from benchmarks.chrome import agent_takes_the_call, chromium, customer_joins, new_page
 from tests.conftest import join, login, run_server
 from tests.control.test_admission import clients, measured
 

@@ -15,10 +15,10 @@ import json
 import websockets
 from playwright.async_api import Page, WebSocket, expect
 
+from benchmarks.chrome import SCREENSHOTS, chromium, is_red, new_page, playing, sample, until_colours
 from media.browser import BrowserPeer
 from media.layout import SIZES
 from media.sources import TestCardTrack
-from tests.browser.chrome import SCREENSHOTS, chromium, is_red, new_page, playing, sample, until_colours
 from tests.calls.test_media_calls import RED, signalling
 from tests.conftest import Client, run_server
 

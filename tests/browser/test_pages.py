@@ -16,7 +16,7 @@ from pathlib import Path
 
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from tests.browser.chrome import CHROMIUM
+from benchmarks.chrome import CHROMIUM
 from tests.conftest import run_server
 
 LAUNCH_ARGS = [

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+from benchmarks.chrome import chromium, new_page
 from media.room import Room
-from tests.browser.chrome import chromium, new_page
 
 # A MediaSession for `role` with Chromium's fake devices; its offer is caught, the test's room
 # answers it. The customer's composite plays in a <video>, whose presented frames are counted.

@@ -10,7 +10,7 @@ import asyncio
 
 from playwright.async_api import expect
 
-from tests.browser.chrome import agent_takes_the_call, chromium, customer_joins, new_page, playing, state
+from benchmarks.chrome import agent_takes_the_call, chromium, customer_joins, new_page, playing, state
 from tests.conftest import run_server
 
 BOTH = ["camera", "microphone"]

@@ -3,8 +3,8 @@ lists them: the kinds in order, the directions with and without tracks."""
 
 from __future__ import annotations
 
+from benchmarks.chrome import chromium, new_page
 from media.sections import ROLES, SECTIONS
-from tests.browser.chrome import chromium, new_page
 from tests.media.test_sections import offered
 
 # Build a MediaSession for a role, with the fake devices' tracks on every section that sends

@@ -28,11 +28,11 @@ from aiortc import RTCSessionDescription
 from playwright.async_api import Page, expect
 from skimage import data
 
+from benchmarks.chrome import SCREENSHOTS, chromium, is_red, new_page, playing, sample, until_colours
 from media.avatar.spec import load_spec, shipped_looks
 from media.browser import BrowserPeer, ToneTrack
 from media.layout import AGENT, SIZES, compute_layout
 from media.sources import TestCardTrack
-from tests.browser.chrome import SCREENSHOTS, chromium, is_red, new_page, playing, sample, until_colours
 from tests.conftest import Client, run_server
 
 WEB = Path(__file__).resolve().parents[2] / "web_client"

@@ -376,7 +376,7 @@ async def test_a_call_that_ends_while_its_offers_are_on_their_way_leaves_no_room
 
 @dataclass
 class Door:
-    """What tests/browser/chrome.py needs of a server (``url``, ``token``): one process of the centre."""
+    """What benchmarks/chrome.py needs of a server (``url``, ``token``): one process of the centre."""
 
     url: str
     centre: Centre
@@ -390,7 +390,7 @@ class Door:
 async def test_chromium_customer_on_one_process_sees_the_agent_console_on_another(sides, tmp_path):
     from playwright.async_api import expect
 
-    from tests.browser.chrome import (
+    from benchmarks.chrome import (
         agent_takes_the_call,
         chromium,
         customer_joins,

@@ -469,7 +469,7 @@ RELAYED = """async () => {
 async def test_a_browser_call_relayed_only_through_coturn(tmp_path: Path, coturn: TurnServer) -> None:
     """Chromium customer and agent pages and the server's peers, all relay-only: media flows
     through coturn, with the credentials each socket was sent."""
-    from tests.browser.chrome import agent_takes_the_call, chromium, customer_joins, new_page, playing
+    from benchmarks.chrome import agent_takes_the_call, chromium, customer_joins, new_page, playing
     from tests.conftest import run_server
 
     async with (

@@ -9,7 +9,7 @@ import pytest
 from media.layout import AGENT, SIZES, compute_layout
 
 pytest.importorskip("playwright")
-chrome = pytest.importorskip("tests.browser.chrome")
+chrome = pytest.importorskip("benchmarks.chrome")
 if not chrome.CHROMIUM.exists():
     pytest.skip(f"Debian's Chromium at {chrome.CHROMIUM} is not installed", allow_module_level=True)
 

@@ -10,7 +10,7 @@ from tests.calls.test_media_calls import media_server
 from tests.doors.whip import start_host
 
 pytest.importorskip("playwright")
-chrome = pytest.importorskip("tests.browser.chrome")
+chrome = pytest.importorskip("benchmarks.chrome")
 if not chrome.CHROMIUM.exists():
     pytest.skip(f"Debian's Chromium at {chrome.CHROMIUM} is not installed", allow_module_level=True)
 

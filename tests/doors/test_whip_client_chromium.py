@@ -14,7 +14,7 @@ from tests.conftest import run_server
 from tests.doors import gstreamer
 
 pytest.importorskip("playwright")
-chrome = pytest.importorskip("tests.browser.chrome")
+chrome = pytest.importorskip("benchmarks.chrome")
 if not chrome.CHROMIUM.exists():
     pytest.skip(f"Debian's Chromium at {chrome.CHROMIUM} is not installed", allow_module_level=True)
 

@@ -1,4 +1,4 @@
-"""Helpers for the media browser tests (and benchmarks/browser.py): Debian's Chromium with fake
+"""Chromium for the media browser tests and the benchmarks (browser, network): Debian's Chromium with fake
 devices, fake camera clips, JavaScript probes that prove a <video> element really plays, and the
 two pages' way into a call (a customer joins on `/`, an agent accepts on `/agent`)."""
 
