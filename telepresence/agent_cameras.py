@@ -126,6 +126,10 @@ class AgentCameras:
         self._send_agent(agent, {"type": "camera_source", "source": "whip"})
         return feed
 
+    def publishing(self, agent: str) -> bool:
+        """Whether ``agent``'s camera comes from WHIP now (a console opened meanwhile is told so)."""
+        return agent in self.feeds
+
     async def stop(self, feed: AgentFeed) -> None:
         """``feed`` ends (its WHIP session did): the agent's calls show their browser's camera again."""
         if self.feeds.get(feed.agent) is feed:

@@ -83,6 +83,8 @@ async def test_a_call_starting_while_the_agent_publishes_shows_whip_until_the_pu
         try:
             assert (await asyncio.wait_for(process.stdout.readline(), 30)).strip() == b"connected"
             agent_ws, customer_ws, call_id = await open_call(server)
+            # The console opened while the agent publishes is told so (not only at the start).
+            assert (await agent_ws.expect("camera_source", timeout=10))["source"] == "whip"
             agent = BrowserPeer.agent(camera=card(RED))
             customer = BrowserPeer.customer()
             async with agent, customer:
