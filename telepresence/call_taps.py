@@ -157,13 +157,12 @@ class CallTap:
         now = (len(self.watchers), self.whispering)
         if now != self._told and not (self._told is None and now[0] == 0):
             self._told = now
-            message = {
-                "type": "supervisor",
-                "call_id": self.call.id,
-                "watching": now[0],
-                "whispering": now[1],
-            }
-            self._send_agent(self.call.agent_id, message)
+            self._send_agent(self.call.agent_id, self.indicator())
+
+    def indicator(self) -> dict:
+        """The indicator message as last told (for a console that opens meanwhile)."""
+        watching, whispering = self._told or (0, False)
+        return {"type": "supervisor", "call_id": self.call.id, "watching": watching, "whispering": whispering}
 
     @property
     def whispering(self) -> bool:
@@ -218,6 +217,14 @@ class CallTaps:
         self.taps: dict[str, CallTap] = {}
         self._send_agent = send_agent
         self._opening: dict[str, asyncio.Lock] = {}
+
+    def indicators(self, agent: str) -> list[dict]:
+        """What ``agent``'s console was last told of each of their watched calls."""
+        return [
+            tap.indicator()
+            for tap in self.taps.values()
+            if tap.call.agent_id == agent and not tap.closed and tap.indicator()["watching"]
+        ]
 
     async def join(self, call: Call, watcher: object) -> CallTap:
         """``call``'s tap (opened if need be) with ``watcher`` counted. Raises MediaError."""

@@ -30,13 +30,14 @@ def open_doors(switchboard: Switchboard, settings: Settings, authority: TokenAut
             session.conn.send(message)
 
     media.agent_cameras = AgentCameras(send_agent=send_agent, calls=directory.active_calls)
+    media.call_taps = CallTaps(send_agent)
     doors = {
         WHEP_HOST: HostViewerDoor(
             desk, codec=settings.video_codec, token_required=settings.whep_viewer_token_required
         ),
         WHIP_STUDIO: StudioDoor(desk),
         WHIP_AGENT: AgentCameraDoor(media.agent_cameras),
-        WHEP_CALL: CallMonitorDoor(CallTaps(send_agent), directory.active_calls),
+        WHEP_CALL: CallMonitorDoor(media.call_taps, directory.active_calls),
     }
     return MediaDoors(
         settings,

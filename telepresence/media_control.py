@@ -46,6 +46,7 @@ from telepresence.worker_room import WorkerGone
 
 if TYPE_CHECKING:
     from telepresence.agent_cameras import AgentCameras
+    from telepresence.call_taps import CallTaps
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class MediaControl:
         self.load = MediaLoad(metrics)  # every live room, and what each costs
         self.shedding: ShedStep = SHED_STEPS[0]  # the step in force: every room's screen is held to it
         self.agent_cameras: AgentCameras | None = None  # agents' WHIP cameras (telepresence.door_registry)
+        self.call_taps: CallTaps | None = None  # supervisors' taps on calls (telepresence.door_registry)
 
     async def start(self) -> None:
         """Start the media worker processes (``media_workers``); none: rooms run here."""

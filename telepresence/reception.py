@@ -208,6 +208,8 @@ class Reception:
         cameras = self.media.agent_cameras
         if cameras is not None and cameras.publishing(claims.name):
             conn.send({"type": "camera_source", "source": "whip"})  # it was said before this console came
+        for indicator in self.media.call_taps.indicators(claims.name) if self.media.call_taps else []:
+            conn.send(indicator)  # a supervisor watching since before this console came
         for offer_id in sorted(session.offers):  # offers pending when the old tab went
             await self.lifecycle.send_offer(session, offer_id)
         logger.info("agent %s logged in (%s)", claims.name, claims.role)

@@ -12,12 +12,14 @@ import time
 
 import httpx
 import pytest
+import websockets
 
 from media.browser import BrowserPeer, ToneTrack
 from media.layout import AGENT, SIZES, compute_layout
 from media.sources import TestCardTrack
 from telepresence.auth import AuthError, TokenAuthority, load_or_create_secret
 from tests.calls.test_media_calls import RED, media_server, open_call, red_band, signalling, wait_for
+from tests.conftest import Client
 from tests.doors.supervisor import supervisor_peer, with_ear
 from tests.doors.whip import DoorRefused, WhipClient
 
@@ -110,6 +112,12 @@ async def test_with_two_supervisors_the_one_who_speaks_whispers(tmp_path):
             await first.negotiate(doors[0].answer)
             await second.negotiate(doors[1].answer)
             assert (await agent_ws.expect("supervisor", timeout=10, watching=2))["call_id"] == call_id
+            # A console opened meanwhile (the agent reloads: the new tab takes the session) is told.
+            tab = Client(await websockets.connect(server.ws_url), "agent's reloaded console")
+            await tab.send("login", token=server.token("agent-Ann"))
+            await tab.expect("logged_in")
+            told = await tab.expect("supervisor", timeout=5)
+            assert (told["call_id"], told["watching"]) == (call_id, 2)
             await wait_for(lambda: agent.audio.hears(WHISPER_TONE, frames=10), timeout=15)
 
             # The second supervisor speaks while the first does: the first keeps the whisper.
@@ -124,6 +132,7 @@ async def test_with_two_supervisors_the_one_who_speaks_whispers(tmp_path):
             for door in doors:
                 assert await door.delete() == 200
             await wait_for(lambda: not live(server))
+            await tab.ws.close()
 
 
 async def test_a_tap_closes_its_own_peer_even_when_the_rooms_worker_hangs(tmp_path):
