@@ -25,6 +25,10 @@ class MediaRouter:
 
     greets = False  # no greeter or live host across processes (docs/scale-out.md)
     next_receipt_at = float("inf")  # doors push their rooms' receipts themselves
+    # No WHIP/WHEP doors across processes (they answer 501 with --redis): no agent's WHIP
+    # camera and no supervisors' taps for a console to be told of at login.
+    agent_cameras = None
+    call_taps = None
 
     def __init__(self, effects: Effects) -> None:
         self._effects = effects
