@@ -7,7 +7,8 @@ offers expiring, grace periods ending; and doors found gone) to a real
 the lease still ours, the step's record (:class:`~telepresence.centre.replay.StepRecord`)
 and every message caused, on the outbox stream of the door that holds each socket. A
 leader that dies before a commit leaves no trace: its successor applies the same entries
-again. Every few seconds the leader also writes a snapshot of the whole state; a
+again. Every few seconds the leader also writes a snapshot of the whole state (pickled
+in a forked child while the steps go on: :mod:`~telepresence.centre.snapshot_writer`); a
 new term restores the latest and replays the steps recorded since, silently (their
 messages were sent), so no decision is lost or taken twice. The store's writes are outside
 the commit: an entry applied again after a leader died mid-step may append its chat line
@@ -33,10 +34,11 @@ from telepresence import protocol as p
 from telepresence.auth import TokenAuthority
 from telepresence.centre import keys, snapshot
 from telepresence.centre.ids import DerivedIds
-from telepresence.centre.lease import RENEW_S, Lease
+from telepresence.centre.lease import RENEW_S, Lease, LeaseLost
 from telepresence.centre.media_router import MediaRouter
 from telepresence.centre.remote import Effects, RemoteConnection, SocketAddress
 from telepresence.centre.replay import ReplayStore, StepRecord
+from telepresence.centre.snapshot_writer import SnapshotWriter
 from telepresence.config import Settings
 from telepresence.host_control import is_host_message
 from telepresence.metrics import CENTRE_FAMILIES, Metrics, select_families
@@ -51,9 +53,6 @@ logger = logging.getLogger(__name__)
 BATCH = 256  # inbox entries applied in one step at most
 DOOR_CHECK_S = 1.0
 DOOR_GONE_S = 2.0  # a heartbeat missing this long (after its own time to live) is a dead door
-# Bounds a successor's replay; a snapshot of 10,000 waiting (and their sessions) costs ~150 ms.
-SNAPSHOT_EVERY_S = 10.0
-SNAPSHOT_EVERY_STEPS = 2000
 # /api/status is written at most this often: its queue figures cost ~25 ms at 10,000 waiting.
 STATUS_EVERY_S = 0.5
 METRICS_EVERY_S = 1.0
@@ -72,17 +71,6 @@ redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 FIGURES_TTL_MS = 60_000  # /api/status and the centre's metrics vanish with no leader to refresh them
-_COMMIT_SNAPSHOT = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[2])
-if ARGV[3] ~= '0-0' then redis.call('XTRIM', KEYS[3], 'MINID', ARGV[3]) end
-if ARGV[4] ~= '0-0' then redis.call('XTRIM', KEYS[4], 'MINID', ARGV[4]) end
-return 1
-"""
-
-
-class LeaseLost(Exception):
-    """Another process leads now (or Redis could not confirm that this one still does)."""
 
 
 class Leader:
@@ -127,13 +115,11 @@ class Leader:
         )
         self._router.bind(self.switchboard.directory)
         self._commit_step = redis.register_script(_COMMIT_STEP)
-        self._commit_snapshot = redis.register_script(_COMMIT_SNAPSHOT)
         self._publish = redis.register_script(_PUBLISH)  # figures only while the lease is ours
         self._conns: dict[str, RemoteConnection] = {}
         self._applied = "0-0"  # the last inbox entry applied
         self._step = "0-0"  # the last step committed (or replayed)
-        self._snapshot_at = 0.0
-        self._steps_since_snapshot = 0
+        self._snapshots = SnapshotWriter(redis, lease.holder, self._capture)
         self._missing_since: dict[
             str, float
         ] = {}  # "node#incarnation" -> when its heartbeat was first missed
@@ -153,6 +139,7 @@ class Leader:
             for task in (renewing, stepping):
                 task.cancel()
             await asyncio.gather(renewing, stepping, return_exceptions=True)
+            self._snapshots.close()
 
     async def _resume_and_step(self) -> None:
         await self._resume()
@@ -188,7 +175,10 @@ class Leader:
             len(self.switchboard.directory.customers),
             len(self.switchboard.directory.agents) + len(self.switchboard.directory.operators),
         )
-        await self._write_snapshot()
+        await self._snapshots.write_now(applied=self._applied, step=self._step)
+
+    def _capture(self, applied: str, step: str) -> bytes:
+        return snapshot.capture(self.switchboard, self._router, applied=applied, step=step)
 
     async def _replay(self, record: StepRecord) -> None:
         self._now = record.now
@@ -212,6 +202,7 @@ class Leader:
             wait_s = 1.0 if deadline is None else min(1.0, max(0.0, deadline - time.time()))
             if self._status_stale:
                 wait_s = min(wait_s, max(0.0, self._status_at + STATUS_EVERY_S - time.time()))
+            wait_s = min(wait_s, self._snapshots.poll_s())
             found = await self._redis.xread(
                 {keys.INBOX: self._applied}, count=BATCH, block=max(1, int(wait_s * 1000))
             )
@@ -237,11 +228,7 @@ class Leader:
                 await self._publish_status(now)
             if now - self._metrics_at >= METRICS_EVERY_S:
                 await self._publish_metrics(now)
-            if self._steps_since_snapshot and (
-                now - self._snapshot_at >= SNAPSHOT_EVERY_S
-                or self._steps_since_snapshot >= SNAPSHOT_EVERY_STEPS
-            ):
-                await self._write_snapshot()
+            await self._snapshots.when_due(now, applied=self._applied, step=self._step)
 
     async def _apply(self, entry: dict[str, Any]) -> None:
         kind = entry.get("kind")
@@ -340,7 +327,7 @@ class Leader:
         if step is None:
             raise LeaseLost("the lease was lost before a commit")
         self._step = step.decode() if isinstance(step, bytes) else str(step)
-        self._steps_since_snapshot += 1
+        self._snapshots.steps += 1
         self._status_stale = True
 
     async def _publish_status(self, now: float) -> None:
@@ -358,14 +345,3 @@ class Leader:
         self.switchboard.refresh_gauges()
         text = select_families(self.centre_metrics.render(), CENTRE_FAMILIES, keep=True)
         await self._publish(keys=[keys.LEADER, keys.METRICS], args=[self._lease.holder, text, FIGURES_TTL_MS])
-
-    async def _write_snapshot(self) -> None:
-        data = snapshot.capture(self.switchboard, self._router, applied=self._applied, step=self._step)
-        ok = await self._commit_snapshot(
-            keys=[keys.LEADER, keys.SNAPSHOT, keys.STEPS, keys.INBOX],
-            args=[self._lease.holder, data, self._step, self._applied],
-        )
-        if not ok:
-            raise LeaseLost("the lease was lost before a snapshot")
-        self._snapshot_at = time.time()
-        self._steps_since_snapshot = 0

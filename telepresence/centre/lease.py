@@ -30,6 +30,10 @@ return 0
 """
 
 
+class LeaseLost(Exception):
+    """Another process leads now (or Redis could not confirm that this one still does)."""
+
+
 class Lease:
     """The lease as one process (``holder``: ``node#incarnation``) tries to hold it."""
 

@@ -20,8 +20,8 @@ from redis.exceptions import RedisError
 from telepresence.auth import TokenAuthority
 from telepresence.centre import keys
 from telepresence.centre.door import Door
-from telepresence.centre.leader import Leader, LeaseLost
-from telepresence.centre.lease import CAMPAIGN_S, Lease
+from telepresence.centre.leader import Leader
+from telepresence.centre.lease import CAMPAIGN_S, Lease, LeaseLost
 from telepresence.config import Settings
 from telepresence.metrics import CENTRE_FAMILIES, Metrics, select_families
 from telepresence.redis_link import open_redis, redact_url
