@@ -43,7 +43,8 @@ class FeedbackSender:
         self._media_ssrc = 0
         self._sender_ssrc = 0
         self._bytes = 0  # received since the last feedback: the rate that sets the interval
-        self._unwatch: Callable[[], None] | None = None
+        self._unwatch: list[Callable[[], None]] = []
+        self._stamps: internals.ArrivalStamps | None = None
 
     @property
     def active(self) -> bool:
@@ -58,7 +59,11 @@ class FeedbackSender:
         for transceiver in sections:
             internals.stop_remb(transceiver.receiver)
         self._sender_ssrc = internals.ssrc(sections[0].sender)
-        self._unwatch = internals.watch_received_rtp(transport, self._on_packet)
+        extension_id = internals.header_extension_id(sections[0], internals.TRANSPORT_CC_URI)
+        if extension_id is not None:
+            self._stamps = internals.ArrivalStamps(extension_id)
+            self._unwatch.append(internals.stamp_arrivals(transport, self._stamps))
+        self._unwatch.append(internals.watch_received_rtp(transport, self._on_packet))
         self._task = asyncio.get_running_loop().create_task(self._run(transport), name=f"twcc {self.label}")
         return True
 
@@ -68,7 +73,10 @@ class FeedbackSender:
             return
         self._media_ssrc = packet.ssrc
         self._bytes += len(packet.payload) + packet.padding_size
-        self.recorder.record(sequence, time.monotonic() * 1000)
+        # The kernel's receive time where the socket is ours (not through TURN): see
+        # media.aiortc_internals._arrivals for why the moment Python gets here is not good enough.
+        arrival_ms = self._stamps.take(sequence) if self._stamps is not None else None
+        self.recorder.record(sequence, arrival_ms if arrival_ms is not None else time.monotonic() * 1000)
 
     async def _run(self, transport) -> None:
         interval = feedback_interval_s()
@@ -86,9 +94,9 @@ class FeedbackSender:
             self.packets_sent += len(feedback)
 
     async def stop(self) -> None:
-        unwatch, self._unwatch = self._unwatch, None
-        if unwatch is not None:
-            unwatch()
+        unwatch, self._unwatch = self._unwatch, []
+        for undo in unwatch:
+            undo()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

@@ -12,6 +12,7 @@ the package, never from its modules.
 
 from __future__ import annotations
 
+from media.aiortc_internals._arrivals import ArrivalStamps, stamp_arrivals, transport_sequence_number
 from media.aiortc_internals._names import (
     ABS_CAPTURE_TIME_URI,
     PRIVATE_ATTRIBUTES,
@@ -38,6 +39,7 @@ from media.aiortc_internals._receivers import (
     tap_received_rtp,
     watch_received_rtcp,
 )
+from media.aiortc_internals._rtp_loop import RtpStamper, runs_stamped, send_stamped_payloads
 from media.aiortc_internals._senders import (
     NextEncodedFrame,
     RtcpSend,
@@ -62,6 +64,7 @@ from media.aiortc_internals._transports import (
     answer_as_dtls_server,
     answer_header_extension,
     answer_transport_cc,
+    header_extension_id,
     limit_gathering,
     negotiated_extension,
     negotiated_transport_cc,
@@ -75,10 +78,12 @@ from media.aiortc_internals._transports import (
 
 __all__ = [
     "ABS_CAPTURE_TIME_URI",
+    "ArrivalStamps",
     "NextEncodedFrame",
     "PRIVATE_ATTRIBUTES",
     "PRIVATE_METHODS",
     "RtcpSend",
+    "RtpStamper",
     "TRANSPORT_CC_FEEDBACK",
     "TRANSPORT_CC_URI",
     "answer_as_dtls_server",
@@ -91,6 +96,7 @@ __all__ = [
     "first_rtp_timestamp",
     "force_keyframe",
     "h264_bitrate",
+    "header_extension_id",
     "header_extensions",
     "jitter_buffer",
     "keep_retransmission_history",
@@ -105,10 +111,12 @@ __all__ = [
     "replace_jitter_buffer",
     "replace_nack_generator",
     "route_retransmissions",
+    "runs_stamped",
     "send_abs_capture_time",
     "send_pli",
     "send_remb",
     "send_rtcp",
+    "send_stamped_payloads",
     "set_abs_capture_time",
     "set_codecs",
     "set_encoder",
@@ -116,8 +124,10 @@ __all__ = [
     "set_vp8_bitrate",
     "ssrc",
     "stop_decoding",
+    "stamp_arrivals",
     "stop_remb",
     "tap_received_rtp",
+    "transport_sequence_number",
     "vp8_bitrate",
     "watch_received_rtcp",
     "watch_received_rtcp_data",

@@ -196,7 +196,12 @@ def set_abs_capture_time(packet: RtpPacket, ntp: int) -> None:
 
 
 def negotiated_extension(transceiver: RTCRtpTransceiver, uri: str) -> bool:
-    return any(e.uri == uri for e in header_extensions(transceiver))
+    return header_extension_id(transceiver, uri) is not None
+
+
+def header_extension_id(transceiver: RTCRtpTransceiver, uri: str) -> int | None:
+    """The id the section negotiated for header extension ``uri``, None if it did not."""
+    return next((e.id for e in header_extensions(transceiver) if e.uri == uri), None)
 
 
 def negotiated_transport_cc(transceiver: RTCRtpTransceiver) -> bool:

@@ -33,6 +33,7 @@ async def _instances() -> dict[str, object]:
             "RTCRtpTransceiver": transceiver,
             "RTCDtlsTransport": transceiver.receiver.transport,
             "RTCIceGatherer": transceiver.receiver.transport.transport.iceGatherer,
+            "Connection": transceiver.receiver.transport.transport.iceGatherer._connection,
             "JitterBuffer": JitterBuffer(capacity=16, is_video=True),
             "Vp8Encoder": Vp8Encoder(),
             "H264Encoder": H264Encoder(),
