@@ -202,17 +202,20 @@ def beep_seconds(
 
 
 def jitter_buffer_ms(
-    samples: Sequence[dict[str, Any]], t0: float, t1: float, key: str = "vin"
+    samples: Sequence[dict[str, Any]], t0: float, t1: float, key: str = "vin", delay: str = "jbd"
 ) -> float | None:
-    """Mean jitter buffer delay per emitted frame over ``[t0, t1]``, from cumulative getStats counters."""
+    """Mean jitter buffer delay per emitted frame over ``[t0, t1]``, from cumulative getStats counters
+    (``delay``: ``jbd`` the delay, ``jbt`` its target, ``jbm`` its minimum, which A/V sync raises;
+    for video also ``proc``, receipt to decoded)."""
     rows = [(s["t"], s[key]) for s in samples if s.get(key) and s[key].get("jbe") is not None]
+    rows = [r for r in rows if r[1].get(delay) is not None]
     start = [r for r in rows if r[0] <= t0] or rows[:1]
     end = [r for r in rows if r[0] <= t1]
     if not start or not end:
         return None
     (_, a), (_, b) = start[-1], end[-1]
     emitted = b["jbe"] - a["jbe"]
-    return (b["jbd"] - a["jbd"]) / emitted * 1000 if emitted > 0 else None
+    return (b[delay] - a[delay]) / emitted * 1000 if emitted > 0 else None
 
 
 def first_reach(

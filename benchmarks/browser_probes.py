@@ -165,9 +165,11 @@ COMMON = r"""
     qlr: "qualityLimitationReason", target: "targetBitrate", bytes: "bytesSent" };
   const VIN = { w: "frameWidth", h: "frameHeight", frames: "framesDecoded", dropped: "framesDropped",
     freezes: "freezeCount", jbd: "jitterBufferDelay", jbe: "jitterBufferEmittedCount", lost: "packetsLost",
-    jbt: "jitterBufferTargetDelay", jitter: "jitter" };
+    jbt: "jitterBufferTargetDelay", jbm: "jitterBufferMinimumDelay", jitter: "jitter",
+    proc: "totalProcessingDelay", decode: "totalDecodeTime" };
   const AIN = { jbd: "jitterBufferDelay", jbe: "jitterBufferEmittedCount", samples: "totalSamplesReceived",
-    concealed: "concealedSamples", jbt: "jitterBufferTargetDelay", jitter: "jitter" };
+    concealed: "concealedSamples", jbt: "jitterBufferTargetDelay", jbm: "jitterBufferMinimumDelay",
+    jitter: "jitter" };
   const codecOf = (report, entry) => {
     const codec = entry.codecId && report.get(entry.codecId);
     return codec ? `${codec.mimeType} ${codec.sdpFmtpLine || ""}`.trim() : null;

@@ -91,6 +91,8 @@ def analyse(call: dict[str, Any]) -> dict[str, Any]:
         "loaded_p50_ms": _round(m.percentile(loaded.latencies, 50)),
         "loaded_p95_ms": _round(m.percentile(loaded.latencies, 95)),
         "loaded_frames": len(loaded.latencies),
+        "loaded_receive_p50_ms": _round(m.percentile(loaded.received, 50)),
+        "loaded_receive_p95_ms": _round(m.percentile(loaded.received, 95)),
         "loaded_repeated_frames": loaded.repeated,
         "voice_ms": _round(m.median(voice)),
         "voice_p95_ms": _round(m.percentile(voice, 95)),
@@ -112,6 +114,13 @@ def analyse(call: dict[str, Any]) -> dict[str, Any]:
         "jitter_buffer_ms": _round(m.jitter_buffer_ms(rx, q0, q1)),
         "loaded_jitter_buffer_ms": _round(m.jitter_buffer_ms(rx, l0, l1)),
         "audio_jitter_buffer_ms": _round(m.jitter_buffer_ms(rx, q0, q1, key="ain")),
+        # Diagnostics for the loaded window: what each buffer aimed at, and the floor lip sync set.
+        "buffers": {
+            f"{window}_{kind}_{delay}": _round(m.jitter_buffer_ms(rx, t0, t1, key=key, delay=delay))
+            for window, t0, t1 in (("quiet", q0, q1), ("loaded", l0, l1))
+            for kind, key in (("video", "vin"), ("audio", "ain"))
+            for delay in ("jbd", "jbt", "jbm", *(("proc",) if key == "vin" else ()))
+        },
         "audio_jitter_ms": _round(_ms(m.value_at(rx, q1, lambda s: (s.get("ain") or {}).get("jitter")))),
         "video_jitter_ms": _round(_ms(m.value_at(rx, q1, lambda s: (s.get("vin") or {}).get("jitter")))),
         "one_stream": m.one_stream(received.get("msid") or []),

@@ -90,7 +90,8 @@ class Settings:
     # runs in the control process (one core). Calls that show an avatar always run there.
     media_workers: int = field(default_factory=lambda: usable_cores())
     # The workers' niceness (-20..19): below 0 they run ahead of other work on the machine, so
-    # a busy neighbour delays calls' packets less (needs CAP_SYS_NICE; without it, 0).
+    # a busy neighbour delays calls' packets less (needs CAP_SYS_NICE; without it, 0). Where the
+    # kernel shares CPU by session first (autogroup), each such worker is a session of its own.
     media_worker_nice: int = -5
     # Admission control (telepresence/admission.py, docs/protocol.md "Capacity"). The machine
     # (all its cores, whatever runs there) may be kept this busy before new customers wait;

@@ -94,7 +94,7 @@ class WorkerProcess:
         context = multiprocessing.get_context("spawn")
         self._process = context.Process(
             target=worker_main.main,
-            args=(theirs, self.name, self._log_level, STATS_INTERVAL_S, self._close_timeout_s),
+            args=(theirs, self.name, self._log_level, STATS_INTERVAL_S, self._close_timeout_s, self.nice),
             name=self.name,
             daemon=True,  # multiprocessing also ends it if this process exits without stop()
         )

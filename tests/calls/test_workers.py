@@ -166,6 +166,10 @@ async def test_workers_run_at_the_priority_set_and_a_replacement_too():
     try:
         first = pool.workers["media-0"]
         assert os.getpriority(os.PRIO_PROCESS, first.pid) == -3
+        await wait_for(lambda: first.ready, timeout=60)
+        if autogroups_on():  # niceness ranks only within a session there: the worker has its own
+            assert os.getsid(first.pid) == first.pid != os.getsid(0)
+            assert autogroup_nice(first.pid) == "-3"
         os.kill(first.pid, signal.SIGKILL)
         await wait_for(
             lambda: pool.workers["media-0"] is not first and pool.workers["media-0"].alive, timeout=20
@@ -173,6 +177,15 @@ async def test_workers_run_at_the_priority_set_and_a_replacement_too():
         assert os.getpriority(os.PRIO_PROCESS, pool.workers["media-0"].pid) == -3
     finally:
         await pool.stop()
+
+
+def autogroups_on() -> bool:
+    path = Path("/proc/sys/kernel/sched_autogroup_enabled")
+    return path.exists() and path.read_text().strip() == "1"
+
+
+def autogroup_nice(pid: int) -> str:
+    return Path(f"/proc/{pid}/autogroup").read_text().split()[-1]  # "/autogroup-N nice K"
 
 
 async def test_a_worker_that_dies_before_serving_is_restarted_after_a_growing_wait():
