@@ -98,15 +98,36 @@ class Presented:
     receive_ms: float | None = None  # metadata.receiveTime (last packet), as wall time
     same: bool = True  # the pixels read are the callback's frame (not a newer one)
     capture_ms: float | None = None  # metadata.captureTime (sender reports + round trip), as wall time
+    # metadata.presentedFrames: frames the compositor showed so far, whether or not the page's
+    # callback ran for each (a busy main thread gets one callback for several).
+    presented_count: int | None = None
 
     @classmethod
     def from_record(cls, record: Sequence[Any]) -> Presented:
-        """From the page's ``[cells, luma, display, width, height, receive, same, capture]`` row."""
+        """From the page's ``[cells, luma, display, width, height, receive, same, capture, count]`` row."""
         cells, luma, display, width, height, receive, same, capture = record[:8]
+        count = record[8] if len(record) > 8 else None
         frame_id = decode_cells(cells)
         return cls(
-            frame_id, float(luma), float(display), int(width), int(height), receive, bool(same), capture
+            frame_id,
+            float(luma),
+            float(display),
+            int(width),
+            int(height),
+            receive,
+            bool(same),
+            capture,
+            count,
         )
+
+
+def composited_fps(frames: Sequence[Presented], t0: float, t1: float) -> float | None:
+    """Frames a second the receiving page's compositor showed over ``[t0, t1)`` (presentedFrames)."""
+    inside = [f for f in frames if t0 <= f.display_ms < t1 and f.presented_count is not None]
+    if len(inside) < 2 or inside[-1].display_ms <= inside[0].display_ms:
+        return None
+    shown = inside[-1].presented_count - inside[0].presented_count
+    return shown / (inside[-1].display_ms - inside[0].display_ms) * 1000
 
 
 @dataclass(slots=True)

@@ -135,7 +135,7 @@ COMMON = r"""
         bench.presented.push([
           cells, Math.round(flash / count), origin + meta.expectedDisplayTime, meta.width, meta.height,
           meta.receiveTime === undefined ? null : origin + meta.receiveTime, same,
-          meta.captureTime === undefined ? null : origin + meta.captureTime,
+          meta.captureTime === undefined ? null : origin + meta.captureTime, meta.presentedFrames,
         ]);
       } catch (error) {
         if (bench.errors.length < 20) bench.errors.push(String(error));
