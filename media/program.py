@@ -2,9 +2,11 @@
 
 The customer and the agent's preview see the same picture: the composite, or the agent's
 camera as it came (media.passthrough). :class:`Program` makes that picture's encoded
-frames ONCE and hands the same ``av.Packet`` to every viewer's sender, which only
-packetises it (aiortc's packet path). One encoder, one compose: the preview no longer
-costs a second encode, and while the camera is forwarded nothing is composed or encoded.
+frames ONCE and cuts each into RTP payloads ONCE (media.packetized) for every viewer's
+sender, which only stamps its own headers on them and sends (media.aiortc_internals'
+stamped RTP loop). One encoder, one compose: the preview no longer costs a second encode,
+and while the camera is forwarded nothing is composed or encoded. A reader without a sender
+(media.rtp_push) gets the encoded ``av.Packet`` itself.
 
 Every source switch lands on a keyframe: the camera's (asked for with a PLI) when
 forwarding starts, a forced one of the encoder when the composite resumes, so a viewer's
@@ -41,6 +43,7 @@ from media.encoded import (
     is_keyframe,
     keyframe_requests_to,
 )
+from media.packetized import PacketizedFrame, Packetizer, PayloadHandover
 from media.passthrough import STALL_S, CameraPassthrough
 from media.peers import FastH264Encoder, SafeVp8Encoder
 from media.receipt import LatencyReceipt
@@ -104,6 +107,7 @@ class Program:
         self.bitrate = bitrate
         self.receipt = receipt
         self.encoders: dict[str, _WholeFrameVp8 | _WholeFrameH264] = {}
+        self.packetizers: dict[str, Packetizer] = {}  # one per codec, for every viewer's sender
         self.composed = 0  # pictures taken from the composite
         self.encodes = 0  # frames encoded (once per codec, whatever the number of viewers)
         self.forwarding = False  # the agent's camera is the source
@@ -130,6 +134,9 @@ class Program:
         self._viewers.add(track)
         if sender is not None:
             keyframe_requests_to(sender, self.request_keyframe)
+            # The sender packetises nothing (the pump did, once): it stamps and sends.
+            internals.set_encoder(sender, PayloadHandover(self.bitrate))
+            internals.send_stamped_payloads(sender)
         if self._pump is None or self._pump.done():
             self._pump = asyncio.get_running_loop().create_task(self._run(), name=f"{self.label} program")
         self._wake.set()
@@ -182,14 +189,26 @@ class Program:
                 await asyncio.sleep(PAUSE_AFTER_ERROR_S)
                 continue
             for codec, packet in packets.items():
-                for viewer in viewers:
-                    if viewer.codec == codec:
-                        viewer.offer(packet)
+                self._offer(codec, packet, [v for v in viewers if v.codec == codec])
             if self.forwarding:
                 # A repaired loss releases the camera's held frames at once: let the viewers'
                 # senders take each before the next, or their 2-frame queues overflow into a
                 # keyframe wait.
                 await asyncio.sleep(0)
+
+    def _offer(self, codec: str, packet: av.Packet, viewers: list[_ViewerTrack]) -> None:
+        """``packet`` to each viewer: cut into payloads once for all those with a sender."""
+        frame: PacketizedFrame | None = None
+        for viewer in viewers:
+            if not viewer.has_sender:
+                viewer.offer(packet)
+                continue
+            if frame is None:
+                packetizer = self.packetizers.get(codec)
+                if packetizer is None:
+                    packetizer = self.packetizers[codec] = Packetizer(codec)
+                frame = packetizer(packet)
+            viewer.offer(frame)
 
     async def _next_packets(self, viewers: list[_ViewerTrack]) -> dict[str, av.Packet]:
         """The live source's next frame, encoded once for each codec the viewers take."""
@@ -312,10 +331,11 @@ class _ViewerTrack(PacketQueueTrack):
         self._sender: Callable[[], RTCRtpSender | None] = (
             weakref.ref(sender) if sender is not None else lambda: None
         )
+        self.has_sender = sender is not None
         self._report_at: object = None
 
-    def offer(self, packet: av.Packet) -> bool:
-        needs_keyframe = super().offer(packet)
+    def offer(self, packet: av.Packet | PacketizedFrame) -> bool:  # type: ignore[override]
+        needs_keyframe = super().offer(packet)  # type: ignore[arg-type]  # it reads is_keyframe
         if needs_keyframe and (program := self._program()) is not None and not program._keyframe_due:
             program.request_keyframe()
         return needs_keyframe

@@ -1,0 +1,155 @@
+"""A sender's RTP loop that stamps headers on payloads, without an object a packet.
+
+aiortc's loop (``RTCRtpSender._run_rtp``) builds an ``RtpPacket`` a payload, sets its header
+extensions one by one, reads the clock twice and serialises it through the extension map:
+per packet Python that, with the packetising before it, was most of what a WHEP viewer of
+the host cost the server (benchmarks/README.md, fanout). This loop packs the extension block
+once a frame (abs-send-time is the frame's send time; mid never changes), stamps sequence
+number, marker, timestamp and SSRC with one ``struct.pack`` a packet, and keeps the datagram
+itself as the retransmission history, parsed back into a packet only when a NACK asks for it.
+The rest stays aiortc's: the (wrapped) ``_next_encoded_frame`` chain, RTX, the RTCP sender
+reports (fed the same counters), ``stop()``.
+
+A sender whose packets something watches or extends (media.capture_clock: abs-capture-time
+on each frame's first packet) keeps aiortc's own loop: such hooks are installed before the
+sender starts, which is when this loop chooses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import weakref
+from struct import pack
+from typing import Any
+
+import aiortc.rtcrtpsender
+from aiortc import RTCRtpSender, clock
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, RtpPacket
+
+from media.aiortc_internals._names import _wrap_method
+
+logger = logging.getLogger(__name__)
+
+ABS_SEND_TIME_MASK = 0xFFFFFF  # 6.18 fixed-point seconds: NTP time >> 14, 24 bits
+HEADER = "!BBHLL"  # V/P/X/CC, M/PT, sequence number, timestamp, SSRC (no CSRC: none is sent)
+
+
+class RtpStamper:
+    """One stream's RTP datagrams (before SRTP) from a frame's payloads. Pure: what aiortc's
+    ``RtpPacket.serialize`` makes of the same packet, byte for byte (tests/media/test_rtp_loop.py).
+
+    Args:
+        payload_type, ssrc: the stream's.
+        extensions: the sender's negotiated header-extension map; mid: its section's mid.
+    """
+
+    def __init__(
+        self, payload_type: int, ssrc: int, extensions: HeaderExtensionsMap, mid: str | None
+    ) -> None:
+        self.payload_type = payload_type
+        self.ssrc = ssrc
+        profile, block = extensions.set(HeaderExtensions(mid=mid, abs_send_time=0))
+        _, marked = extensions.set(HeaderExtensions(mid=mid, abs_send_time=ABS_SEND_TIME_MASK))
+        # Where abs-send-time's 3 bytes sit in the block (None: not negotiated).
+        at = next((i for i, (a, b) in enumerate(zip(block, marked, strict=True)) if a != b), None)
+        self._abs_send_time_at = None if at is None else 4 + at
+        self._extension = bytearray(pack("!HH", profile, len(block) // 4) + block) if block else None
+        self._first_byte = 0x90 if block else 0x80  # version 2, the X bit where there are extensions
+
+    def datagrams(self, payloads: list[bytes], sequence: int, timestamp: int, ntp: int) -> list[bytes]:
+        """``payloads`` as datagrams numbered from ``sequence``, the last marked (a frame's end);
+        ``ntp``: the send time (64-bit NTP), for abs-send-time."""
+        extension = b""
+        if self._extension is not None:
+            at = self._abs_send_time_at
+            if at is not None:
+                self._extension[at : at + 3] = ((ntp >> 14) & ABS_SEND_TIME_MASK).to_bytes(3, "big")
+            extension = bytes(self._extension)
+        first, last, ssrc = self._first_byte, len(payloads) - 1, self.ssrc
+        plain, marked = self.payload_type, self.payload_type | 0x80  # the marker bit: the frame's end
+        return [
+            pack(HEADER, first, marked if i == last else plain, (sequence + i) & 0xFFFF, timestamp, ssrc)
+            + extension
+            + payload
+            for i, payload in enumerate(payloads)
+        ]
+
+
+class _SentDatagrams(dict):
+    """A sender's retransmission history of datagrams as sent: aiortc's ``_retransmit`` asks it
+    with ``get`` for a packet, which is parsed back only then (a NACK is rare; a packet is not)."""
+
+    def __init__(self, extensions: HeaderExtensionsMap) -> None:
+        super().__init__()
+        self.extensions = extensions
+
+    def get(self, key: int, default: Any = None) -> Any:
+        data = super().get(key)
+        return default if data is None else RtpPacket.parse(data, self.extensions)
+
+
+def send_stamped_payloads(sender: RTCRtpSender) -> None:
+    """Run ``sender``'s RTP with :class:`RtpStamper` instead of aiortc's loop, from when it starts
+    (call before; a sender whose packets are watched or extended keeps aiortc's loop)."""
+    own = weakref.ref(sender)
+
+    def wrap(stock_loop):
+        def run_rtp(codec: RTCRtpCodecParameters):
+            return _run_rtp(own(), codec, stock_loop)
+
+        return run_rtp
+
+    _wrap_method(sender, "_run_rtp", wrap)
+
+
+def runs_stamped(sender: RTCRtpSender) -> bool:
+    """Whether ``sender``'s RTP runs this module's loop (it has started and chose it)."""
+    return isinstance(sender._RTCRtpSender__rtp_history, _SentDatagrams)  # type: ignore[attr-defined]
+
+
+async def _run_rtp(sender: Any, codec: RTCRtpCodecParameters, stock_loop: Any) -> None:
+    extensions = sender._RTCRtpSender__rtp_header_extensions_map
+    if type(sender._RTCRtpSender__rtp_history) is not dict or type(extensions) is not HeaderExtensionsMap:
+        await stock_loop(codec)  # hooked: aiortc's packets are watched or its map extended
+        return
+    sender._RTCRtpSender__rtp_started.set()
+    stamper = RtpStamper(codec.payloadType, sender._ssrc, extensions, sender._RTCRtpSender__mid)
+    history = sender._RTCRtpSender__rtp_history = _SentDatagrams(extensions)
+    sequence = aiortc.rtcrtpsender.random_sequence_number()
+    origin = random.getrandbits(32)
+    try:
+        while True:
+            if not sender.track:
+                await asyncio.sleep(0.02)  # as aiortc's loop: no track yet (replaceTrack)
+                continue
+            frame = await sender._next_encoded_frame(codec)
+            if frame is None:
+                continue
+            timestamp = (origin + frame.timestamp) & 0xFFFFFFFF
+            ntp = clock.current_ntp_time()
+            size = aiortc.rtcrtpsender.RTP_HISTORY_SIZE  # read at each use (keep_retransmission_history)
+            send = sender.transport._send_rtp
+            for datagram in stamper.datagrams(frame.payloads, sequence, timestamp, ntp):
+                history[sequence % size] = datagram
+                await send(datagram)
+                sequence = (sequence + 1) & 0xFFFF
+            # What the sender reports (RTCP SR) pairs the last packet's timestamp with its send time.
+            sender._RTCRtpSender__ntp_timestamp = ntp
+            sender._RTCRtpSender__rtp_timestamp = timestamp
+            sender._RTCRtpSender__octet_count += sum(map(len, frame.payloads))
+            sender._RTCRtpSender__packet_count += len(frame.payloads)
+    except (asyncio.CancelledError, ConnectionError, MediaStreamError):
+        pass
+    except Exception:
+        # As aiortc's loop: whatever happened, stop() must not wait for the exit forever.
+        logger.exception("RTP loop of sender %s failed", sender._ssrc)
+    track = sender.track
+    if track:
+        track.stop()
+        sender._RTCRtpSender__track = None
+    sender._RTCRtpSender__encoder = None
+    sender._RTCRtpSender__rtp_exited.set()
