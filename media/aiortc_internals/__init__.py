@@ -39,6 +39,7 @@ from media.aiortc_internals._receivers import (
     tap_received_rtp,
     watch_received_rtcp,
 )
+from media.aiortc_internals._rtp_loop import RtpStamper, runs_stamped, send_stamped_payloads
 from media.aiortc_internals._senders import (
     NextEncodedFrame,
     RtcpSend,
@@ -82,6 +83,7 @@ __all__ = [
     "PRIVATE_ATTRIBUTES",
     "PRIVATE_METHODS",
     "RtcpSend",
+    "RtpStamper",
     "TRANSPORT_CC_FEEDBACK",
     "TRANSPORT_CC_URI",
     "answer_as_dtls_server",
@@ -109,10 +111,12 @@ __all__ = [
     "replace_jitter_buffer",
     "replace_nack_generator",
     "route_retransmissions",
+    "runs_stamped",
     "send_abs_capture_time",
     "send_pli",
     "send_remb",
     "send_rtcp",
+    "send_stamped_payloads",
     "set_abs_capture_time",
     "set_codecs",
     "set_encoder",

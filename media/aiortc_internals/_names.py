@@ -36,6 +36,15 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("H264Encoder", "_H264Encoder__target_bitrate"),
     ("RTCRtpSender", "_RTCRtpSender__rtp_history"),
     ("RTCRtpSender", "_RTCRtpSender__rtp_header_extensions_map"),
+    # send_stamped_payloads: the sender's RTP loop replaced (its state, its SR counters).
+    ("RTCRtpSender", "_RTCRtpSender__rtp_started"),
+    ("RTCRtpSender", "_RTCRtpSender__rtp_exited"),
+    ("RTCRtpSender", "_RTCRtpSender__track"),
+    ("RTCRtpSender", "_RTCRtpSender__mid"),
+    ("RTCRtpSender", "_RTCRtpSender__ntp_timestamp"),
+    ("RTCRtpSender", "_RTCRtpSender__rtp_timestamp"),
+    ("RTCRtpSender", "_RTCRtpSender__octet_count"),
+    ("RTCRtpSender", "_RTCRtpSender__packet_count"),
     ("RTCRtpTransceiver", "_codecs"),
     ("RTCRtpTransceiver", "_headerExtensions"),
     ("RTCDtlsTransport", "_rtp_router"),
@@ -57,6 +66,8 @@ PRIVATE_METHODS: tuple[tuple[type, str], ...] = (
     (RTCRtpReceiver, "_send_rtcp_pli"),
     (RTCRtpReceiver, "_send_rtcp"),
     (RTCRtpSender, "_send_keyframe"),
+    (RTCRtpSender, "_run_rtp"),  # send_stamped_payloads
+    (RTCRtpSender, "_retransmit"),  # it reads the history send_stamped_payloads keeps
     (RTCRtpReceiver, "_handle_rtcp_packet"),
     (RTCDtlsTransport, "_send_rtp"),
     (RTCDtlsTransport, "_handle_rtcp_data"),
