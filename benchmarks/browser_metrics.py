@@ -121,6 +121,16 @@ class Presented:
         )
 
 
+def bunched_share(frames: Sequence[Presented], t0: float, t1: float, under_ms: float = 10.0) -> float | None:
+    """Share of the new frames shown in ``[t0, t1)`` whose last packet reached the customer less
+    than ``under_ms`` after the previous shown frame's: frames arriving in bunches, which a
+    renderer on a 30 fps grid shows one of."""
+    shown = {f.frame_id: f.receive_ms for f in frames if t0 <= f.display_ms < t1 and f.same and f.receive_ms}
+    arrivals = sorted(shown.values())
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    return sum(gap < under_ms for gap in gaps) / len(gaps) if gaps else None
+
+
 def composited_fps(frames: Sequence[Presented], t0: float, t1: float) -> float | None:
     """Frames a second the receiving page's compositor showed over ``[t0, t1)`` (presentedFrames)."""
     inside = [f for f in frames if t0 <= f.display_ms < t1 and f.presented_count is not None]

@@ -83,6 +83,8 @@ def analyse(call: dict[str, Any]) -> dict[str, Any]:
         "fps_shown": _round(len(quiet.latencies) / (q1 - q0) * 1000),
         "fps_composited": _round(m.composited_fps(frames, q0, q1)),
         "loaded_fps_composited": _round(m.composited_fps(frames, l0, l1)),
+        "bunched_share": _round(m.bunched_share(frames, q0, q1), 3),
+        "loaded_bunched_share": _round(m.bunched_share(frames, l0, l1), 3),
         "fps_decoded": _round(m.rate(rx, q0, q1, lambda s: (s.get("vin") or {}).get("frames"))),
         "receive_p50_ms": _round(m.percentile(quiet.received, 50)),
         "capture_time_p50_ms": _round(m.percentile(quiet.by_capture_time, 50)),
