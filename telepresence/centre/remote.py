@@ -8,25 +8,33 @@ together with the state that caused it (see :mod:`telepresence.centre.leader`).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 Message = dict[str, Any]
 # A queue_status travels as a row of these fields, after its socket's id (see Effects.add_status).
 STATUS_FIELDS = ("state", "position", "expected_wait_s", "capacity")
+_status_fields = itemgetter(*STATUS_FIELDS)
 
 
-def status_row(local_id: str, message: Message) -> list[Any] | None:
-    """A ``queue_status`` message as a compact row; None for any other message."""
-    if message.get("type") != "queue_status" or len(message) != len(STATUS_FIELDS) + 1:
+def status_row(local_id: str, message: Message) -> tuple[Any, ...] | None:
+    """A ``queue_status`` message as a compact row; None for any other message.
+
+    A tuple: a head of the queue leaving makes thousands in one step, and the garbage
+    collector lets go of a tuple of plain values at its first look, where lists alive
+    until the commit were carried into the oldest generation (whose full collections
+    took 0.3-1 s at 10,000 waiting)."""
+    if len(message) != len(STATUS_FIELDS) + 1 or message.get("type") != "queue_status":
         return None
     try:
-        return [local_id, *(message[field] for field in STATUS_FIELDS)]
+        return (local_id, *_status_fields(message))
     except KeyError:
         return None
 
 
-def status_message(row: list[Any]) -> Message:
+def status_message(row: Sequence[Any]) -> Message:
     """The ``queue_status`` message a row of :func:`status_row` came from (the same fields, in order)."""
     return {"type": "queue_status", **dict(zip(STATUS_FIELDS, row[1:], strict=True))}
 
@@ -40,7 +48,7 @@ class Effects:
     def add(self, node: str, entry: Message) -> None:
         self.by_node[node].append(entry)
 
-    def add_status(self, node: str, incarnation: str, row: list[Any]) -> None:
+    def add_status(self, node: str, incarnation: str, row: Sequence[Any]) -> None:
         """A queue_status joins the run of them just before it (a new run after any other
         entry, so every socket's messages keep their order). A move of the head of a queue
         pushes thousands of statuses at once: as rows they cost a third of the JSON and none
