@@ -1,4 +1,4 @@
-"""Transport-wide congestion control feedback (media/twcc.py).
+"""Transport-wide congestion control feedback (media/twcc/: packet.py, recorder.py).
 
 Reference behaviour is libwebrtc's (remote_estimator_proxy_unittest.cc, transport_feedback_unittest.cc)
 and pion's (pion/rtcp transport_layer_cc_test.go, pion/interceptor pkg/twcc/twcc_test.go); each test
