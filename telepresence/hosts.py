@@ -26,7 +26,8 @@ from aiortc.mediastreams import MediaStreamTrack
 from media.answer import AIOICE_DEFAULTS, IceGathering, receive_offer
 from media.avatar.controller import AvatarController
 from media.avatar.drivers.face import FaceDriver
-from media.avatar.drivers.script import AvatarEvent, ScriptError
+from media.avatar.drivers.script_commands import ScriptError
+from media.avatar.events import AvatarEvent
 from media.avatar.spec import AvatarSpec, SpecError, load_spec, loads_spec, shipped_looks
 from media.avatar.track import AvatarTrack
 from media.congestion import FeedbackSender

@@ -12,17 +12,16 @@ the gate, with a hold over short pauses); both reach :meth:`AvatarController.sub
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from media.avatar.drivers.face import FaceDriver
-from media.avatar.drivers.script import AvatarEvent, Command, ScriptDriver
+from media.avatar.drivers.script import ScriptDriver
+from media.avatar.drivers.script_commands import Command
 from media.avatar.drivers.voice import VoiceDriver
+from media.avatar.events import AvatarEvent, AvatarEventListeners
 from media.avatar.rig import Rig, add, idle
 from media.avatar.spec import AvatarSpec
 from media.stamp import Stamp
-
-logger = logging.getLogger(__name__)
 
 
 class AvatarController:
@@ -47,7 +46,7 @@ class AvatarController:
         self.face = face
         self.voice = voice if voice is not None else VoiceDriver()
         self.seed = seed
-        self._listeners: list[Callable[[AvatarEvent], None]] = []
+        self._listeners = AvatarEventListeners()
         self._voice_talking = False
         self.script.subscribe(self._emit)
 
@@ -61,15 +60,10 @@ class AvatarController:
 
     def subscribe(self, listener: Callable[[AvatarEvent], None]) -> Callable[[], None]:
         """Call ``listener`` with every :class:`AvatarEvent`; returns an unsubscribe function."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+        return self._listeners.subscribe(listener)
 
     def _emit(self, event: AvatarEvent) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(event)
-            except Exception:
-                logger.exception("avatar event listener failed on %s", event.kind)
+        self._listeners.emit(event)
 
     def submit(self, command: Command | str | dict, now: float) -> Command:
         """Queue a script command (see :meth:`ScriptDriver.submit`); raises ``ScriptError``."""

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 
 from media.avatar.controller import AvatarController
-from media.avatar.drivers.script import (
-    AvatarEvent,
+from media.avatar.drivers.script import ScriptDriver
+from media.avatar.drivers.script_commands import (
     Expression,
     Gesture,
     Say,
-    ScriptDriver,
     ScriptError,
     Wait,
     command_from_dict,
@@ -24,6 +23,7 @@ from media.avatar.drivers.script import (
     parse_script,
 )
 from media.avatar.drivers.voice import VoiceDriver, pcm_float, rms_dbfs
+from media.avatar.events import AvatarEvent
 from media.avatar.rig import NEUTRAL
 from media.avatar.spec import SpecError, load_spec, loads_spec, shipped_looks
 
