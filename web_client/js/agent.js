@@ -12,27 +12,23 @@ import {
   startMedia,
   stopMedia,
 } from "./agent-call.js";
+import { WITHDRAWN, answered, closeOffer, offerCard } from "./agent-offers.js";
+import { pollQueues } from "./agent-queues.js";
+import { TOKEN_STORE, forgetToken, keepToken, loadPrefs, savePrefs } from "./agent-store.js";
+import { showCallState, showCameraSource, showStatus, showWrapUpTimer } from "./agent-status.js";
 import { ProtocolClient, closedFor } from "./protocol.js";
 import { useIceServers } from "./session.js";
 import {
   $,
   announce,
   appendChat,
-  chatItem,
   clearNotice,
-  el,
   notice,
   renderChat,
-  session,
-  setCallState,
   showView,
   takeToken,
   wireChatForm,
 } from "./ui.js";
-
-const TOKEN_STORE = "telepresence.agent_token";
-const PREFS_STORE = "telepresence.agent_prefs";
-const QUEUE_POLL_MS = 5000;
 
 const page = {
   client: null,
@@ -45,65 +41,24 @@ const page = {
   offers: new Map(), // offer id -> {card, timer, expiresAt}
   call: null, // {call_id, customer}
   wrapUp: null, // {call_id, until, timer}
-  queueTimer: null,
 };
 
 const chatLog = $("chat-log", $("#main"));
 const chatInput = $("chat-input");
 
-// ------------------------------------------------------------------ storage
-
-function loadPrefs() {
-  try {
-    return { wantAvailable: false, autoAnswer: false, ...JSON.parse(session()?.getItem(PREFS_STORE) || "{}") };
-  } catch {
-    return { wantAvailable: false, autoAnswer: false };
-  }
-}
-
-function savePrefs() {
-  session()?.setItem(PREFS_STORE, JSON.stringify(page.prefs));
-}
-
 // ------------------------------------------------------------------ rendering
+
+function renderState() {
+  showCallState(page);
+}
+
+function renderStatus() {
+  showStatus(page);
+}
 
 function setView(view) {
   page.view = view;
   showView(view);
-  renderState();
-}
-
-function renderState() {
-  if (page.connection === "reconnecting" && page.view !== "login") {
-    setCallState("reconnecting", "Reconnecting…");
-    return;
-  }
-  if (page.view === "login") {
-    setCallState("logged_out", "Logged out");
-  } else if (page.view === "call") {
-    setCallState("in_call", "In a call");
-  } else if (page.view === "wrapup") {
-    setCallState("wrap_up", "Wrap-up");
-  } else if (page.offers.size) {
-    setCallState("incoming", "Incoming customer");
-  } else {
-    const words = { available: "Available", busy: "Busy", away: "Away", wrap_up: "Wrap-up" };
-    setCallState(page.status, words[page.status] || page.status);
-  }
-}
-
-function renderStatus() {
-  const available = page.status === "available" || page.status === "busy";
-  $("go-available").setAttribute("aria-pressed", String(available));
-  $("go-away").setAttribute("aria-pressed", String(!available && page.status !== "wrap_up"));
-  $("auto-answer").checked = page.prefs.autoAnswer;
-  const text = {
-    available: "You are available: waiting for the next customer.",
-    busy: "You are busy with a customer.",
-    away: "You are away: you will not get customers.",
-    wrap_up: "Finishing the last call.",
-  };
-  $("status-text").textContent = page.offers.size ? "A customer is waiting for you." : text[page.status] || "";
   renderState();
 }
 
@@ -133,7 +88,7 @@ function start(token) {
   client.on("agent_status", onAgentStatus);
   client.on("auto_answer", (m) => {
     page.prefs.autoAnswer = m.enabled;
-    savePrefs();
+    savePrefs(page.prefs);
     renderStatus();
   });
   client.on("offer", onOffer);
@@ -148,7 +103,7 @@ function start(token) {
   client.on("screen_share", onScreenShare);
   client.on("media_status", onMediaStatus);
   client.on("sender_limits", onSenderLimits);
-  client.on("camera_source", onCameraSource);
+  client.on("camera_source", showCameraSource);
   client.on("supervisor", (m) => {
     if (page.call && m.call_id === page.call.call_id) onSupervisor(m); // not a late word on the last call
   });
@@ -156,15 +111,6 @@ function start(token) {
     if (page.call && m.call_id === page.call.call_id) onReceipt(m);
   });
   client.connect();
-}
-
-/** The agent publishes over WHIP (an encoder's picture in their calls), or no longer does. */
-function onCameraSource(message) {
-  const note = $("camera-source");
-  if (note.dataset.source === message.source) return;
-  note.dataset.source = message.source;
-  note.hidden = message.source !== "whip";
-  announce(message.source === "whip" ? "Camera from WHIP." : "Your browser's camera is back in your calls.");
 }
 
 function stop() {
@@ -219,7 +165,7 @@ function onLoggedIn(message) {
   if (page.prefs.autoAnswer) page.client.send("auto_answer", { enabled: true });
   if (page.prefs.wantAvailable && message.status === "away") page.client.send("set_status", { status: "available" });
   renderStatus();
-  pollQueues();
+  pollQueues(() => page.client);
   announce(`Logged in as ${message.name}.`);
 }
 
@@ -228,7 +174,7 @@ function onAgentStatus(message) {
   page.status = message.status;
   if (message.reason === "missed_offers") {
     page.prefs.wantAvailable = false;
-    savePrefs();
+    savePrefs(page.prefs);
     notice("You were set away after missing offers. Click Available when you are back.", "error");
     announce("You were set away after missing offers.");
   } else if (was !== message.status) {
@@ -242,60 +188,20 @@ function onAgentStatus(message) {
   renderStatus();
 }
 
-function describeHistory(history) {
-  if (!history || !history.returning) return "First contact.";
-  const calls = `${history.calls} earlier call${history.calls === 1 ? "" : "s"}`;
-  const last = history.last_agent ? `, last with ${history.last_agent}` : "";
-  const topic = history.last_topic ? ` about “${history.last_topic}”` : "";
-  return `Returning customer: ${calls}${last}${topic}.`;
-}
-
-function fill(card, field, value) {
-  card.querySelector(`[data-field="${field}"]`).textContent = value;
-}
-
 function onOffer(message) {
-  const card = $("#offer-template").content.firstElementChild.cloneNode(true);
   const customer = message.customer || {};
-  card.dataset.offerId = message.offer_id;
-  card.setAttribute("aria-label", `Incoming customer ${customer.name}`);
-  fill(card, "name", customer.name);
-  fill(card, "topic", customer.topic || "—");
-  fill(card, "language", customer.language || "any");
-  fill(card, "skill", customer.skill || "general");
-  fill(card, "history", describeHistory(message.history));
-  const notes = card.querySelector('[data-field="notes"]');
-  for (const text of message.history?.notes || []) notes.append(el("li", {}, text));
-  notes.hidden = !notes.children.length;
-  const transcript = card.querySelector('[data-field="transcript"]');
-  transcript.append(...(message.transcript || []).map((entry) => chatItem(entry, "agent")));
-  const offer = { card, expiresAt: Date.now() + (message.expires_in_s || 0) * 1000, timer: null };
-  const tick = () => {
-    const left = Math.max(0, Math.round((offer.expiresAt - Date.now()) / 1000));
-    fill(card, "expires", `Goes to the next agent in ${left} s.`);
-  };
-  tick();
-  offer.timer = setInterval(tick, 1000);
-  $("accept", card).addEventListener("click", () => {
-    for (const button of card.querySelectorAll("button")) button.disabled = true;
-    page.client?.send("accept", { offer_id: message.offer_id });
-  });
-  $("decline", card).addEventListener("click", () => {
-    for (const button of card.querySelectorAll("button")) button.disabled = true;
-    page.client?.send("decline", { offer_id: message.offer_id });
-  });
+  const offer = offerCard(message, (type, fields) => page.client?.send(type, fields));
   page.offers.set(message.offer_id, offer);
-  $("offers").append(card);
+  $("offers").append(offer.card);
   renderStatus();
   announce(`Incoming customer: ${customer.name}${customer.topic ? `, about ${customer.topic}` : ""}.`);
-  $("accept", card).focus({ preventScroll: false });
+  $("accept", offer.card).focus({ preventScroll: false });
 }
 
 function removeOffer(offerId) {
   const offer = page.offers.get(offerId);
   if (!offer) return;
-  clearInterval(offer.timer);
-  offer.card.remove();
+  closeOffer(offer);
   page.offers.delete(offerId);
   renderStatus();
 }
@@ -303,14 +209,6 @@ function removeOffer(offerId) {
 function dropOffers() {
   for (const offerId of [...page.offers.keys()]) removeOffer(offerId);
 }
-
-const WITHDRAWN = {
-  declined: "You declined the customer; they go to the next agent.",
-  timeout: "The offer timed out and went to the next agent.",
-  agent_away: "The offer was withdrawn because you went away.",
-  agent_left: "The offer was withdrawn.",
-  customer_left: "The customer left before the call started.",
-};
 
 function onOfferWithdrawn(message) {
   removeOffer(message.offer_id);
@@ -394,9 +292,7 @@ function startWrapUp(callId, seconds, summary) {
 }
 
 function renderWrapUpTimer() {
-  if (!page.wrapUp) return;
-  const left = Math.max(0, Math.round((page.wrapUp.until - Date.now()) / 1000));
-  $("wrap-up-timer").textContent = left > 0 ? `Wrap-up ends by itself in ${left} s.` : "Wrap-up is ending…";
+  showWrapUpTimer(page.wrapUp);
 }
 
 function clearWrapUp() {
@@ -407,7 +303,7 @@ function clearWrapUp() {
 function onError(message) {
   switch (message.code) {
     case "auth_failed":
-      session()?.removeItem(TOKEN_STORE);
+      forgetToken();
       stop();
       setView("login");
       showLoginError(`Log-in failed: ${message.message}`);
@@ -415,7 +311,7 @@ function onError(message) {
     case "no_such_offer":
       // It expired or was withdrawn just before the click.
       for (const [offerId, offer] of page.offers) {
-        if ([...offer.card.querySelectorAll("button")].every((b) => b.disabled)) removeOffer(offerId);
+        if (answered(offer)) removeOffer(offerId);
       }
       notice("That offer is no longer available.", "info");
       return;
@@ -439,45 +335,6 @@ function showLoginError(text) {
   error.hidden = !text;
 }
 
-// ------------------------------------------------------------------ queues (GET /api/status)
-
-async function pollQueues() {
-  clearTimeout(page.queueTimer);
-  if (!page.client) return;
-  if (!document.hidden) {
-    try {
-      const response = await fetch("/api/status", { cache: "no-store" });
-      if (response.ok) renderQueues(await response.json());
-    } catch {
-      // The table is a convenience: a failed poll leaves the last figures in place.
-    }
-  }
-  page.queueTimer = setTimeout(pollQueues, QUEUE_POLL_MS);
-}
-
-function renderQueues(status) {
-  const rows = (status.queues || []).map((queue) =>
-    el(
-      "tr",
-      {},
-      el("th", { scope: "row" }, queue.queue),
-      el("td", {}, queue.waiting),
-      el("td", {}, queue.waiting ? `${Math.round(queue.longest_wait_s)} s` : "—"),
-    ),
-  );
-  if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: 3, class: "muted" }, "Nobody is waiting.")));
-  $("queues").querySelector("tbody").replaceChildren(...rows);
-  // Customers the server's CPU budget holds back (docs/protocol.md, "Capacity").
-  const admission = status.admission;
-  const capacity = $("capacity");
-  const held = admission?.waiting_for_capacity || 0;
-  capacity.hidden = !admission || (admission.open && !held);
-  if (!capacity.hidden) {
-    const who = held === 1 ? "1 customer waits" : `${held} customers wait`;
-    capacity.textContent = `The server is at capacity (CPU ${Math.round(admission.cpu_busy_pct ?? 0)} % of a ${Math.round(admission.cpu_budget_pct)} % budget): ${who} for a running call to end.`;
-  }
-}
-
 // ------------------------------------------------------------------ controls
 
 document.getElementById("login-form").addEventListener("submit", (event) => {
@@ -488,26 +345,26 @@ document.getElementById("login-form").addEventListener("submit", (event) => {
     return;
   }
   showLoginError("");
-  session()?.setItem(TOKEN_STORE, token);
+  keepToken(token);
   $("token-input").value = "";
   start(token);
 });
 
 $("go-available").addEventListener("click", () => {
   page.prefs.wantAvailable = true;
-  savePrefs();
+  savePrefs(page.prefs);
   page.client?.send("set_status", { status: "available" });
 });
 
 $("go-away").addEventListener("click", () => {
   page.prefs.wantAvailable = false;
-  savePrefs();
+  savePrefs(page.prefs);
   page.client?.send("set_status", { status: "away" });
 });
 
 $("auto-answer").addEventListener("change", (event) => {
   page.prefs.autoAnswer = event.target.checked;
-  savePrefs();
+  savePrefs(page.prefs);
   page.client?.send("auto_answer", { enabled: event.target.checked });
 });
 
