@@ -1,5 +1,5 @@
 // What only the studio does with media: the operator's devices (asked for as a face and a voice
-// to drive the avatar, not as a call's) and a microphone level meter. The connection that
+// to drive the avatar, not as a call's), what they drive, and a microphone level meter. The connection that
 // carries them to the server (which turns them into the avatar's face and voice: the real face
 // never reaches a customer) is session.js's MediaSession, with the "operator" sections.
 
@@ -13,6 +13,38 @@ const MIC = { echoCancellation: true, noiseSuppression: true, autoGainControl: t
  * @returns {Promise<{mic: MediaStreamTrack|null, camera: MediaStreamTrack|null, micState: string, cameraState: string}>}
  */
 export const openOperatorDevices = () => openDevices({ audio: MIC, video: CAMERA });
+
+const PROBLEMS = {
+  denied: "was refused",
+  missing: "was not found",
+  busy: "is in use by another program",
+  unsupported: "is not available in this browser",
+  error: "could not be opened",
+};
+
+/** Say which of the operator's devices drive the avatar, and why one does not. */
+export function showDevices({ deviceMessage, deviceStatus }, { micState, cameraState }) {
+  const problems = [];
+  if (cameraState !== "ok") {
+    problems.push(
+      `Your camera ${PROBLEMS[cameraState] || PROBLEMS.error}, so the avatar cannot follow your face ` +
+        "(it still blinks, speaks and follows the buttons).",
+    );
+  }
+  if (micState !== "ok") {
+    problems.push(`Your microphone ${PROBLEMS[micState] || PROBLEMS.error}, so the mouth will not follow your voice.`);
+  }
+  const denied = cameraState === "denied" || micState === "denied";
+  if (denied) problems.push("Allow the camera and microphone for this site (the icon in the address bar), then stop and start the host.");
+  deviceMessage.textContent = problems.join(" ");
+  deviceMessage.hidden = problems.length === 0;
+  deviceMessage.dataset.kind = problems.length ? "error" : "";
+  const drives = [cameraState === "ok" && "face", micState === "ok" && "voice"].filter(Boolean);
+  deviceStatus.textContent = drives.length
+    ? `Your ${drives.join(" and ")} drive${drives.length === 1 ? "s" : ""} the avatar.`
+    : "Only the buttons and the script drive the avatar.";
+  deviceStatus.dataset.drives = drives.join(" ") || "none";
+}
 
 /** A microphone level for a <meter>: RMS of the track, a few times a second. */
 export class LevelMeter {

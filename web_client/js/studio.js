@@ -4,15 +4,17 @@
 
 import { attach } from "./media.js";
 import { CLOSE, ProtocolClient } from "./protocol.js";
-import { EXPRESSION_KEYS, GESTURE_KEYS, guardrails } from "./studio-looks.js";
-import { LevelMeter, openOperatorDevices } from "./studio-media.js";
+import { logEvent } from "./studio-events.js";
+import { guardrails } from "./studio-looks.js";
+import { LevelMeter, openOperatorDevices, showDevices } from "./studio-media.js";
+import { onShortcut, pressExpression, showPads } from "./studio-pads.js";
+import { pollHostStatus, stopPollingHostStatus } from "./studio-poll.js";
+import { els, setBadge, showStudio, showTalking } from "./studio-view.js";
 import { MediaSession, useIceServers } from "./session.js";
-import { $, announce, clearNotice, el, notice, session, showView, takeToken } from "./ui.js";
+import { $, announce, clearNotice, notice, session, showView, takeToken } from "./ui.js";
 
 const TOKEN_STORE = "telepresence.operator_token";
 const DRIVE_STORE = "telepresence.studio_drives"; // the host id this tab drives (kept over a reload)
-const MAX_EVENTS = 100;
-const STATUS_POLL_MS = 3000; // viewers change without a host_status: ask GET /api/host
 
 const page = {
   client: null,
@@ -29,35 +31,7 @@ const page = {
   handedOver: false,
   mediaPending: false, // an offer is being prepared
   drive: false, // this tab drives the host with its camera and microphone
-  foreignHost: false,
-  pollTimer: null, // host_start was refused because a host already runs: offer to stop it
-};
-
-const els = {
-  look: $("look-select"),
-  start: $("host-start"),
-  stop: $("host-stop"),
-  drive: $("host-drive"),
-  state: $("host-state"),
-  viewers: $("viewers"),
-  preview: $("avatar-preview"),
-  previewTile: $("preview-tile"),
-  caption: $("host-caption"),
-  camera: $("operator-camera"),
-  deviceStatus: $("device-status"),
-  deviceMessage: $("device-message"),
-  sayForm: $("#say-form"),
-  say: $("say-input"),
-  saySend: $("say-send"),
-  commandError: $("command-error"),
-  interrupt: $("interrupt"),
-  handover: $("handover"),
-  expressions: $("expressions"),
-  gestures: $("gestures"),
-  scriptForm: $("#script-form"),
-  script: $("script-input"),
-  scriptRun: $("script-run"),
-  events: $("event-log"),
+  foreignHost: false, // host_start was refused because a host already runs: offer to stop it
 };
 
 const meter = new LevelMeter($("mic-level"));
@@ -94,11 +68,11 @@ function login(token) {
   client.on("error", onError);
   client.onState(onConnection);
   client.connect();
-  pollStatus();
+  pollHostStatus(page, { onHostStatus, render });
 }
 
 function logout(message) {
-  clearInterval(page.pollTimer);
+  stopPollingHostStatus();
   page.client?.close();
   page.client = null;
   session()?.removeItem(TOKEN_STORE);
@@ -167,23 +141,8 @@ function onHostStatus(message) {
 }
 
 function onHostEvent(message) {
-  const { kind } = message;
-  const scripted = (message.source || "script") === "script"; // captions come from `say`
-  if (kind === "started_talking") {
-    els.previewTile.dataset.talking = "true";
-    if (scripted && message.text) {
-      els.caption.textContent = message.text;
-      els.caption.hidden = false;
-    }
-  } else if (kind === "stopped_talking") {
-    els.previewTile.dataset.talking = "false";
-    if (scripted) {
-      els.caption.hidden = true;
-      els.caption.textContent = "";
-    }
-  }
-  if (kind === "state" && message.state) els.previewTile.dataset.avatar = message.state;
-  logEvent(message);
+  showTalking(message);
+  logEvent(els.events, message);
 }
 
 async function onAnswer(message) {
@@ -202,7 +161,7 @@ function onError(message) {
   if (code === "invalid_command") {
     els.commandError.textContent = `The avatar did not do that: ${text}`;
     els.commandError.hidden = false;
-    logEvent({ kind: "error", text });
+    logEvent(els.events, { kind: "error", text });
     return;
   }
   if (code === "invalid_spec") {
@@ -231,7 +190,7 @@ function onError(message) {
     return;
   }
   notice(text, "error");
-  logEvent({ kind: "error", text });
+  logEvent(els.events, { kind: "error", text });
 }
 
 function onConnection(state, code) {
@@ -243,27 +202,6 @@ function onConnection(state, code) {
     logout("The studio was opened in another tab, which took over.");
   }
   render();
-}
-
-/** While the host runs, refresh its status (viewers; stopped elsewhere) over HTTP. */
-function pollStatus() {
-  clearInterval(page.pollTimer);
-  page.pollTimer = setInterval(async () => {
-    if (page.host !== "running" || page.connection !== "open" || !page.token) return;
-    try {
-      const response = await fetch("/api/host", { headers: { Authorization: `Bearer ${page.token}` } });
-      if (!response.ok) return;
-      const status = await response.json();
-      if (status.type !== "host_status" || page.host !== "running") return;
-      if (!status.running || status.host_id !== page.hostId) onHostStatus(status);
-      else if (status.viewers !== page.viewers) {
-        page.viewers = status.viewers;
-        render();
-      }
-    } catch {
-      // The socket's state tells the operator about a lost server; nothing to add here.
-    }
-  }, STATUS_POLL_MS);
 }
 
 // ------------------------------------------------------------------ media
@@ -284,7 +222,7 @@ async function offerMedia() {
   const devices = await page.devices;
   if (page.host !== "running") return;
   page.tracks = { mic: devices.mic, camera: devices.camera };
-  showDevices(devices);
+  showDevices(els, devices);
   attach(els.camera, devices.camera);
   els.camera.closest("figure").dataset.live = String(Boolean(devices.camera));
   meter.start(devices.mic);
@@ -323,38 +261,11 @@ function onMediaState(state) {
   }
 }
 
-const PROBLEMS = {
-  denied: "was refused",
-  missing: "was not found",
-  busy: "is in use by another program",
-  unsupported: "is not available in this browser",
-  error: "could not be opened",
-};
-
-function showDevices({ micState, cameraState }) {
-  const problems = [];
-  if (cameraState !== "ok") {
-    problems.push(
-      `Your camera ${PROBLEMS[cameraState] || PROBLEMS.error}, so the avatar cannot follow your face ` +
-        "(it still blinks, speaks and follows the buttons).",
-    );
-  }
-  if (micState !== "ok") {
-    problems.push(`Your microphone ${PROBLEMS[micState] || PROBLEMS.error}, so the mouth will not follow your voice.`);
-  }
-  const denied = cameraState === "denied" || micState === "denied";
-  if (denied) problems.push("Allow the camera and microphone for this site (the icon in the address bar), then stop and start the host.");
-  els.deviceMessage.textContent = problems.join(" ");
-  els.deviceMessage.hidden = problems.length === 0;
-  els.deviceMessage.dataset.kind = problems.length ? "error" : "";
-  const drives = [cameraState === "ok" && "face", micState === "ok" && "voice"].filter(Boolean);
-  els.deviceStatus.textContent = drives.length
-    ? `Your ${drives.join(" and ")} drive${drives.length === 1 ? "s" : ""} the avatar.`
-    : "Only the buttons and the script drive the avatar.";
-  els.deviceStatus.dataset.drives = drives.join(" ") || "none";
-}
-
 // ------------------------------------------------------------------ state
+
+function render() {
+  showStudio(page, media.active || page.mediaPending);
+}
 
 function setHost(state) {
   page.host = state;
@@ -369,88 +280,12 @@ function setHost(state) {
   render();
 }
 
-function setBadge(state, words) {
-  els.state.dataset.state = state;
-  els.state.textContent = words;
-}
-
-function render() {
-  const online = Boolean(page.connection === "open" && page.name);
-  const running = page.host === "running";
-  const busy = page.host === "starting" || page.host === "stopping";
-  if (!page.name) {
-    setBadge("logged_out", "Logged out");
-  } else if (page.connection === "reconnecting") {
-    setBadge("reconnecting", "Reconnecting…");
-  } else {
-    const words = {
-      stopped: "Host off",
-      starting: "Starting the host…",
-      stopping: "Stopping the host…",
-      running: `Live · ${guardrails(page.look).name}`,
-    };
-    setBadge(page.host, words[page.host]);
-  }
-  els.start.disabled = !online || running || busy;
-  els.stop.disabled = !online || !(running || (page.host === "stopped" && page.foreignHost));
-  els.look.disabled = !online || busy;
-  const connected = media.active || page.mediaPending;
-  els.drive.hidden = !(online && running && !connected);
-  els.previewTile.dataset.empty = !running
-    ? "Start the host to see the avatar"
-    : connected
-      ? "Connecting to the avatar…"
-      : "The host is live, driven from another studio. “Drive from here” shows it here.";
-  if (!connected) {
-    els.deviceStatus.textContent = running
-      ? "Another studio drives the host. Your camera and microphone are asked for if you drive it from here."
-      : "Your camera and microphone are asked for when the host starts.";
-    delete els.deviceStatus.dataset.drives;
-  }
-  for (const control of [els.say, els.saySend, els.interrupt, els.handover, els.script, els.scriptRun]) {
-    control.disabled = !online || !running;
-  }
-  for (const button of document.querySelectorAll(".pad button")) button.disabled = !online || !running;
-  els.viewers.textContent = running
-    ? page.viewers === 1
-      ? "1 viewer"
-      : `${page.viewers} viewers`
-    : "";
-}
 
 // ------------------------------------------------------------------ pads
 
-function label(name) {
-  return name.charAt(0).toUpperCase() + name.slice(1);
-}
-
-function padButton(kind, name, key) {
-  const button = el(
-    "button",
-    { type: "button", "data-testid": `${kind}-${name}`, "data-name": name, "aria-keyshortcuts": key },
-    el("span", {}, label(name)),
-    key ? el("kbd", { "aria-hidden": "true" }, key) : null,
-  );
-  if (kind === "expression") button.setAttribute("aria-pressed", String(name === "neutral"));
-  button.addEventListener("click", () => (kind === "expression" ? expression(name) : gesture(name)));
-  return button;
-}
-
-/** Buttons for the look's allowed expressions and gestures (the server's list when it gives one). */
 function renderPads(look, status = {}) {
-  const rails = guardrails(look);
-  const expressions = Array.isArray(status.expressions) ? status.expressions : rails.expressions;
-  const gestures = Array.isArray(status.gestures) ? status.gestures : rails.gestures;
-  const focused = document.activeElement?.dataset?.testid;
-  els.expressions.replaceChildren(...expressions.map((n) => padButton("expression", n, EXPRESSION_KEYS[n])));
-  els.gestures.replaceChildren(...gestures.map((n) => padButton("gesture", n, GESTURE_KEYS[n])));
-  if (focused) document.querySelector(`.pad [data-testid="${focused}"]`)?.focus();
+  showPads(els, look, status, (kind, name) => (kind === "expression" ? expression(name) : gesture(name)));
   render();
-}
-
-function flash(button) {
-  button.classList.add("fired");
-  setTimeout(() => button.classList.remove("fired"), 350);
 }
 
 // ------------------------------------------------------------------ commands
@@ -462,9 +297,7 @@ function command(line) {
 
 function expression(name) {
   if (!command(`expression ${name}`)) return;
-  for (const button of els.expressions.querySelectorAll("button")) {
-    button.setAttribute("aria-pressed", String(button.dataset.name === name));
-  }
+  pressExpression(els.expressions, name);
 }
 
 function gesture(name) {
@@ -483,64 +316,8 @@ function handover() {
   if (send("host_handover")) {
     page.handedOver = true;
     announce("Handed over: customers now see their human agent.");
-    logEvent({ kind: "handover", text: "calls handed over to their agents" });
+    logEvent(els.events, { kind: "handover", text: "calls handed over to their agents" });
   }
-}
-
-function onShortcut(event) {
-  if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
-  if (page.host !== "running" || document.body.dataset.screen !== "studio") return;
-  if (event.key === "Escape") {
-    if (event.target.closest?.("select")) return;
-    event.preventDefault();
-    flash(els.interrupt);
-    interrupt();
-    return;
-  }
-  if (event.repeat || event.target.closest?.("input, textarea, select, [contenteditable]")) return;
-  const key = event.key.length === 1 ? event.key.toUpperCase() : null;
-  if (!key) return;
-  const button = [...document.querySelectorAll(".pad button")].find((b) => b.getAttribute("aria-keyshortcuts") === key);
-  if (!button || button.disabled) return;
-  event.preventDefault();
-  flash(button);
-  button.click();
-}
-
-// ------------------------------------------------------------------ event log
-
-function clock() {
-  return new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-}
-
-const EVENT_WORDS = {
-  started_talking: "Talking",
-  stopped_talking: "Stopped talking",
-  state: "State",
-  queue_empty: "Queue empty",
-  error: "Error",
-  handover: "Handed over",
-};
-
-function logEvent(message) {
-  const kind = message.kind || "event";
-  let detail = message.kind === "state" ? message.state || message.text : message.text;
-  if (kind === "stopped_talking" && message.interrupted) detail = "interrupted";
-  const item = el(
-    "li",
-    { class: `event kind-${kind}`, "data-kind": kind },
-    el("time", {}, clock()),
-    el("span", { class: "what" }, EVENT_WORDS[kind] || kind),
-    message.source && message.source !== "script" ? el("span", { class: "source" }, `(${message.source})`) : null,
-    detail ? el("span", { class: "detail" }, detail) : null,
-  );
-  // The voice driver talks in bursts: its events update one line rather than flood the log.
-  const last = els.events.lastElementChild;
-  if (message.source === "voice" && last?.dataset.source === "voice") last.remove();
-  if (message.source) item.dataset.source = message.source;
-  els.events.append(item);
-  while (els.events.children.length > MAX_EVENTS) els.events.firstElementChild.remove();
-  els.events.scrollTop = els.events.scrollHeight;
 }
 
 // ------------------------------------------------------------------ wiring
@@ -599,7 +376,13 @@ els.drive.addEventListener("click", () => {
 els.interrupt.addEventListener("click", interrupt);
 els.handover.addEventListener("click", handover);
 els.preview.addEventListener("loadeddata", () => (els.previewTile.dataset.live = "true"));
-document.addEventListener("keydown", onShortcut);
+document.addEventListener("keydown", (event) =>
+  onShortcut(event, {
+    live: page.host === "running" && document.body.dataset.screen === "studio",
+    interruptButton: els.interrupt,
+    interrupt,
+  }),
+);
 window.addEventListener("pagehide", () => releaseMedia());
 
 renderPads(els.look.value);
