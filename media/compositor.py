@@ -111,7 +111,8 @@ class CompositorTrack(MediaStreamTrack):
         self._tiles: list[Tile] = []
         self._cache: dict[str, tuple[int, int, int, Planes]] = {}  # name -> (version, w, h, planes)
         self._converted: dict[str, tuple[int, av.VideoFrame]] = {}
-        self._scratch: dict[str, tuple[dict, dict, dict]] = {}  # resize buffers, reused per input
+        self._scratch: dict[str, tuple[dict, dict, dict]] = {}  # resized pictures' buffers, per input
+        self._work: dict = {}  # the resizes' temporaries, one set for every input (media.planes)
         self._placeholders: dict[tuple[str, int, int], Planes] = {}
         # Output buffers, each painted in place with only what changed since it last went out; one
         # contiguous yuv420p array each, the layout av.VideoFrame.from_numpy_buffer expects.
@@ -168,7 +169,7 @@ class CompositorTrack(MediaStreamTrack):
         # 720p) now, not when the last reference to the track goes.
         for slot in self.slots.values():
             slot.clear()
-        for cache in (self._cache, self._converted, self._scratch, self._placeholders):
+        for cache in (self._cache, self._converted, self._scratch, self._work, self._placeholders):
             cache.clear()
         self._outputs.clear()
         self.times.clear()
@@ -396,7 +397,7 @@ class CompositorTrack(MediaStreamTrack):
                 self._converted[name] = converted
             frame = converted[1]
         scratch, scale = self._scratch.setdefault(name, ({}, {}, {})), self.screen_limits.scale_of(name)
-        planes = fit_planes(frame_planes(frame), width, height, scratch, scale)
+        planes = fit_planes(frame_planes(frame), width, height, scratch, scale, self._work)
         self._cache[name] = (version, width, height, planes)
         return planes
 

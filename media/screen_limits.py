@@ -78,26 +78,32 @@ def detail_size(source: tuple[int, int], tile: tuple[int, int], scale: float) ->
 
 
 def fit_planes(
-    planes: Planes, width: int, height: int, scratch: tuple[dict, dict, dict], scale: float = 1.0
+    planes: Planes,
+    width: int,
+    height: int,
+    scratch: tuple[dict, dict, dict],
+    scale: float = 1.0,
+    work: dict | None = None,
 ) -> Planes:
     """A yuv420p picture's planes at ``width`` x ``height`` (the source's own when it is that
-    size), through a picture of at most ``scale`` of that size (:func:`detail_size`)."""
+    size), through a picture of at most ``scale`` of that size (:func:`detail_size`); ``work``:
+    temporaries shared with other inputs (:func:`media.planes.scale_plane`)."""
     source = (planes[0].shape[1], planes[0].shape[0])
     detail = detail_size(source, (width, height), scale)
     if detail is not None:
         dw, dh = detail
         planes = (
-            scale_plane(planes[0], dw, dh, scratch[0]),
-            scale_plane(planes[1], dw // 2, dh // 2, scratch[1]),
-            scale_plane(planes[2], dw // 2, dh // 2, scratch[2]),
+            scale_plane(planes[0], dw, dh, scratch[0], work=work),
+            scale_plane(planes[1], dw // 2, dh // 2, scratch[1], work=work),
+            scale_plane(planes[2], dw // 2, dh // 2, scratch[2], work=work),
         )
         source = detail
     if source == (width, height):
         return planes
     return (
-        scale_plane(planes[0], width, height, scratch[0]),
-        scale_plane(planes[1], width // 2, height // 2, scratch[1]),
-        scale_plane(planes[2], width // 2, height // 2, scratch[2]),
+        scale_plane(planes[0], width, height, scratch[0], work=work),
+        scale_plane(planes[1], width // 2, height // 2, scratch[1], work=work),
+        scale_plane(planes[2], width // 2, height // 2, scratch[2], work=work),
     )
 
 

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 
 import av
+import cv2
 import numpy as np
 
 SYNC = (1, 0)
@@ -105,11 +106,12 @@ def read_luma(luma: np.ndarray) -> Stamp | None:
         return None
     # Average the middle half of each block: its edges ring after lossy coding.
     lo, hi = block // 4, block - block // 4
-    # The sync pair first: most frames a compositor looks at carry no stamp, and this
-    # answers them for a tenth of the cost of reading every block.
-    sync = luma[lo:hi, : len(SYNC) * block].reshape(hi - lo, len(SYNC), block)[:, :, lo:hi]
-    if tuple((sync.mean(axis=(0, 2)) > THRESHOLD).astype(int).tolist()) != SYNC:
-        return None
+    # The sync pair first, one block at a time (cv2.mean: ~1 us a block, numpy's axis means
+    # ~15): most frames a compositor looks at carry no stamp, and the first block answers them.
+    for index, bit in enumerate(SYNC):
+        left = index * block
+        if (cv2.mean(luma[lo:hi, left + lo : left + hi])[0] > THRESHOLD) != bit:
+            return None
     cells = luma[lo:hi, : BITS * block].reshape(hi - lo, BITS, block)[:, :, lo:hi]
     bits = (cells.mean(axis=(0, 2)) > THRESHOLD).astype(int).tolist()
     if tuple(bits[: len(SYNC)]) != SYNC:

@@ -89,9 +89,9 @@ def test_resize_runs_once_per_input_frame(monkeypatch):
     calls = []
     real = screen_limits_module.scale_plane  # the compositor's resizes go through media.screen_limits
 
-    def spy(plane, width, height, scratch=None):
+    def spy(plane, width, height, scratch=None, **kwargs):
         calls.append((width, height))
-        return real(plane, width, height, scratch)
+        return real(plane, width, height, scratch, **kwargs)
 
     monkeypatch.setattr(screen_limits_module, "scale_plane", spy)
     comp = CompositorTrack(size="720p", layout="screen")
