@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from skimage import data
 
-from media.avatar.drivers.face import FaceDriver, measure, to_rig
+from media.avatar.drivers.face import FaceDriver
+from media.avatar.drivers.face_measures import measure, to_rig
 from media.avatar.drivers.filters import OneEuroFilter
 from media.avatar.rig import idle
 
