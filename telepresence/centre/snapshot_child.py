@@ -5,7 +5,11 @@ leader that pickled in its own loop applied nothing and sent nothing. ``fork()``
 child the state exactly as it is at that moment (copy-on-write: the parent's later steps
 do not reach it), for the cost of copying the page tables (~10-30 ms at a few hundred MB);
 the child pickles, writes the bytes to a pipe and exits, while the parent goes on stepping
-and reads the pipe from its event loop. The child touches nothing it shares with the
+and reads the pipe from its event loop. Pickling touches every object (their reference
+counts), so the child copies most of the pages it shares: ~2.5x the CPU of pickling in
+place (0.45 against 0.16 s of CPU at 10,000 waiting). It runs at a lower priority
+(``CHILD_NICE``), on CPU the doors and the leader leave idle, and without the garbage
+collector (which would walk every object once more). The child touches nothing it shares with the
 parent: no event loop, no Redis, no logging; it closes every other descriptor it inherited
 (a listening socket held by a child would keep the port of a killed server busy).
 """
@@ -15,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import os
 import signal
 from collections.abc import Callable
 
 CHUNK = 1 << 20
 HEADER = 8  # the child writes the length of its bytes first: a whole snapshot is one that says so
+CHILD_NICE = 10  # a snapshot can wait; a socket write cannot
 
 
 class SnapshotChild:
@@ -109,6 +115,9 @@ def _run_child(capture: Callable[[], bytes], write_fd: int) -> None:
     """In the forked child: pickle, write, exit, touching nothing shared with the parent."""
     status = 1
     try:
+        gc.disable()
+        with contextlib.suppress(OSError):
+            os.nice(CHILD_NICE)
         with contextlib.suppress(ValueError):  # (a loop outside the main thread: nothing to reset)
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, signal.SIG_DFL)
