@@ -39,6 +39,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import av
@@ -81,6 +82,7 @@ class StallingCamera(MediaStreamTrack):
     def __init__(self, inner: MediaStreamTrack, every_s: float = STALL_EVERY_S) -> None:
         super().__init__()
         self.inner = inner
+        self.captures = getattr(inner, "captures", None)  # the camera's capture times, if it keeps them
         self.every_s = every_s
         self.stalls = 0
         self._lengths = itertools.cycle(STALLS_S)
@@ -136,7 +138,9 @@ def _cameras(camera: str | None) -> tuple[Callable[[], MediaStreamTrack], list[M
     def make() -> MediaStreamTrack:
         track: MediaStreamTrack
         if camera is None:
-            track = TestCardTrack(1280, 720, fps=30, stamp=True, label="agent")
+            captures = paths.CaptureTimes()
+            track = TestCardTrack(1280, 720, fps=30, stamp=True, label="agent", clock=captures)
+            track.captures = captures  # type: ignore[attr-defined]  # read by the path's StampLog
         else:
             track = CameraTrack(camera, width=1280, height=720, fps=30)
         made.append(track)
@@ -156,21 +160,29 @@ async def check_camera(camera: str) -> str:
 
 
 async def floor(
-    make_camera: Callable[[], MediaStreamTrack], frames: int, codec: str = "VP8"
+    make_camera: Callable[[], MediaStreamTrack],
+    frames: int,
+    codec: str = "VP8",
+    target_bps: dict[str, int | None] | None = None,
 ) -> dict[str, Any]:
     """Decode + compose + encode of one frame of the paths' content (``codec``, the paths' range).
 
     The frames are the camera's, encoded once as the agent's browser would (untimed); then each
     is decoded by aiortc's decoder, composed in the ``agent`` layout and encoded by the server's
     encoder, one after another on this thread (the server spreads them over threads and the
-    event loop; the sum is the work, not the wait)."""
+    event loop; the sum is the work, not the wait). ``target_bps``: the bitrates the server
+    path's agent and server encoders ran at (its ``target_bps``; default the range's start):
+    an encode's cost follows its bitrate."""
     camera = make_camera()
     pictures = [await camera.recv() for _ in range(frames)]
     camera.stop()
     params = RTCRtpCodecParameters(
         mimeType=f"video/{codec}", clockRate=90000, payloadType=96, parameters=CODEC_PARAMETERS.get(codec, {})
     )
-    source, encoder = make_video_encoder(params, BITRATE), make_video_encoder(params, BITRATE)
+    rates = {"agent": BITRATE.start, "server": BITRATE.start}
+    rates.update({k: BITRATE.clamp(v) for k, v in (target_bps or {}).items() if v})
+    source = make_video_encoder(params, replace(BITRATE, start=rates["agent"]))
+    encoder = make_video_encoder(params, replace(BITRATE, start=rates["server"]))
     decoder = get_decoder(params)
     compositor = CompositorTrack(size="720p", layout="agent", agent_name="Agent")
     stages: dict[str, list[float]] = {"decode": [], "compose": [], "encode": [], "total": []}
@@ -203,6 +215,7 @@ async def floor(
     }
     return {
         "stages": summary,
+        "target_bps": rates,
         "expected": frames - warm,
         "measured": len(stages["total"]) - warm,
         "failed": failed,
@@ -285,8 +298,8 @@ async def _run(quick: bool, camera: str | None, scale: float) -> dict[str, Any]:
             for track in made:
                 track.stop()
             made.clear()
-    work = await floor(make, floor_frames)
-    work_h264 = await floor(make, floor_frames, "H264")
+    work = await floor(make, floor_frames, "VP8", results["server"].config.get("target_bps"))
+    work_h264 = await floor(make, floor_frames, "H264", results["server_h264"].config.get("target_bps"))
     grew = await growth(make, total, window, settle, max(0.5, STALL_EVERY_S * scale))
     for track in made:
         track.stop()
@@ -323,6 +336,7 @@ def _summary(
         "floor_stages": work["stages"],
         "floor_h264_ms": work_h264["stages"]["total"]["p50"],
         "floor_h264_stages": work_h264["stages"],
+        "floor_target_bps": {"vp8": work["target_bps"], "h264": work_h264["target_bps"]},
         "growth_ms": grew["growth_ms"],
         "growth_p95_ms": grew["growth_p95_ms"],
         "growth": {

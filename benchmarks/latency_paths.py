@@ -25,25 +25,62 @@ from media import aiortc_internals as internals
 from media.browser import BrowserPeer
 from media.peers import Bitrate, negotiated_codec, tune_video_sender
 from media.room import Room
-from media.stamp import read_stamp
+from media.stamp import ID_BITS, read_stamp
 from media.testing import LoopbackCall
 from media.tracks import FrameSlot
 
 # aiortc's own VP8 clamp and our start: the server's range, now every path's.
 BITRATE = Bitrate(start=1_000_000, min=500_000, max=3_000_000)
 Camera = Callable[[], MediaStreamTrack]
+ID_MODULO = 1 << ID_BITS
+
+
+class CaptureTimes:
+    """A camera's clock for its stamps that remembers when it stamped each frame: the n-th call
+    is frame n's capture time (a synthetic source asks its clock once per stamped frame).
+
+    A stamp carries whole milliseconds, so an age read from it alone is off by up to 1 ms
+    either way; with every path's camera and final receiver in this one process, the receiver
+    looks the frame's exact capture time up instead (stamp frame ids are the index mod 2**16)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self.times: list[float] = []
+
+    def __call__(self) -> float:
+        now = self._clock()
+        self.times.append(now)
+        return now
+
+    def of(self, frame_id: int) -> float | None:
+        """The capture time of the latest frame with ``frame_id`` (None: not one of ours)."""
+        if frame_id >= len(self.times):
+            return None
+        last = len(self.times) - 1
+        return self.times[frame_id + (last - frame_id) // ID_MODULO * ID_MODULO]
 
 
 class StampLog:
     """Each decoded frame the final receiver hands over while recording: its stamp's frame id
     and age, or counted as unstamped (an unreadable stamp, or a composite made on the
-    compositor's fallback clock while the camera stalled: both carry no readable stamp)."""
+    compositor's fallback clock while the camera stalled: both carry no readable stamp).
+
+    The age is to the exact capture time when the camera kept them (``captures``, a test card:
+    counted in ``exact``), else the stamp's whole milliseconds (a real camera)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.rows: list[tuple[float, int, float]] = []  # (seconds into the recording, frame id, ms)
         self.unstamped = 0
+        self.exact = 0
+        self.captures: CaptureTimes | None = None
         self._start: float | None = None
+
+    def camera(self, make: Camera) -> MediaStreamTrack:
+        """A camera from ``make``, whose capture times (if it keeps them) this log reads."""
+        track = make()
+        self.captures = getattr(track, "captures", None)
+        return track
 
     def begin(self) -> None:
         self._start = time.monotonic()
@@ -54,11 +91,18 @@ class StampLog:
     def record(self, frame: Any) -> None:
         if self._start is None:
             return
+        now = time.time()
         stamp = read_stamp(frame)
         if stamp is None:
             self.unstamped += 1
             return
-        self.rows.append((time.monotonic() - self._start, stamp.frame_id, float(stamp.age_ms())))
+        captured = self.captures.of(stamp.frame_id) if self.captures is not None else None
+        if captured is not None and abs((now - captured) * 1000 - stamp.age_ms(now)) <= 1:
+            ms = (now - captured) * 1000
+            self.exact += 1
+        else:  # a real camera's, or a frame from before its captures were kept
+            ms = float(stamp.age_ms(now))
+        self.rows.append((time.monotonic() - self._start, stamp.frame_id, ms))
 
     @property
     def latencies(self) -> list[float]:
@@ -67,10 +111,10 @@ class StampLog:
     def counts(self) -> dict[str, int]:
         """``expected``: the camera frames sent between the first and the last one read (frame
         ids run on by one a frame); ``measured``: those read with a stamp. The difference is
-        frames lost, dropped in a slot or unreadable."""
+        frames lost, dropped in a slot or unreadable. ``exact``: ages read to the exact capture time."""
         ids = sorted({frame_id for _, frame_id, _ in self.rows})
         expected = ids[-1] - ids[0] + 1 if ids else 0
-        return {"expected": expected, "measured": len(ids), "unstamped": self.unstamped}
+        return {"expected": expected, "measured": len(ids), "unstamped": self.unstamped, "exact": self.exact}
 
 
 class _RecordingSlot(FrameSlot):
@@ -132,7 +176,9 @@ async def _record(log: StampLog, seconds: float, desc: str) -> None:
 async def direct(name: str, camera: Camera, codec: str, seconds: float, warmup: float) -> PathResult:
     """The agent's camera straight to the customer's receiver: two aiortc peers, no server."""
     log = StampLog(name)
-    call = LoopbackCall([camera()], codec=codec, bitrate=BITRATE, into=[_RecordingSlot(log)], label=name)
+    call = LoopbackCall(
+        [log.camera(camera)], codec=codec, bitrate=BITRATE, into=[_RecordingSlot(log)], label=name
+    )
     async with call:
         await call.wait_frames(1, timeout=15)
         await asyncio.sleep(warmup)
@@ -151,7 +197,7 @@ async def relay(name: str, camera: Camera, seconds: float, warmup: float) -> Pat
     """Through a plain one-hop relay: it decodes the camera and encodes it again, its receiver and
     encoder configured as the final ones (marker-bit completion; the server's encoder and range)."""
     log = StampLog(name)
-    into_relay = LoopbackCall([camera()], bitrate=BITRATE, drain=False, label=f"{name}-in")
+    into_relay = LoopbackCall([log.camera(camera)], bitrate=BITRATE, drain=False, label=f"{name}-in")
     async with into_relay:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
@@ -195,7 +241,7 @@ async def server(
     room = Room(label=name, agent_name="Agent", size="720p", codec=codec, bitrate=BITRATE)
     room.set_layout(layout)
     room.passthrough.eligible = lambda: False  # compose and encode every frame, as the floor does
-    agent = BrowserPeer.agent(camera=camera(), screen=screen)
+    agent = BrowserPeer.agent(camera=log.camera(camera), screen=screen)
     senders = [
         t.sender for t in agent.pc.getTransceivers() if t.kind == "video" and t.sender.track is not None
     ]
@@ -212,10 +258,17 @@ async def server(
             await asyncio.sleep(warmup)
             await _record(log, seconds, name)
             videos = [t for t in customer.pc.getTransceivers() if t.kind == "video"]
+            server_encoder, agent_encoder = room.encoders.get(codec.upper()), internals.encoder(camera_sender)
             config = {
                 **describe_receiver(videos[0].receiver, customer.codec(0)),
-                **describe_encoder(room.encoders.get(codec.upper())),
-                "agent_encoder": describe_encoder(internals.encoder(camera_sender)),
+                **describe_encoder(server_encoder),
+                "agent_encoder": describe_encoder(agent_encoder),
+                # Where the estimates (REMB) had taken both encoders by the end: the floor encodes
+                # at these, so its work is the path's.
+                "target_bps": {
+                    "agent": getattr(agent_encoder, "target_bitrate", None),
+                    "server": getattr(server_encoder, "target_bitrate", None),
+                },
                 "layout": layout,
                 "hops": 2,
             }

@@ -26,6 +26,9 @@ REQUIRED = {
     "ffmpeg_bicubic_p95_ms",
     "samples_expected",
     "samples_measured",
+    "ratio_area_cpu",
+    "compose_cpu_p95_ms",
+    "ffmpeg_area_cpu_p95_ms",
 }
 
 
@@ -39,6 +42,10 @@ def test_a_tiny_run_reports_every_figure_and_restores_opencv_threads():
     assert summary["ffmpeg_threads"] == {flags: 1 for flags in compose.SCALERS}
     assert cv2.getNumThreads() == threads  # pinned for the run only
     assert summary["ratio_area"] == round(summary["compose_p95_ms"] / summary["ffmpeg_area_p95_ms"], 3)
+    cpu = summary["compose_cpu_p95_ms"] / summary["ffmpeg_area_cpu_p95_ms"]
+    assert summary["ratio_area_cpu"] == round(cpu, 3)
+    # A thread's CPU time never exceeds the wall clock over the same span (both ran on this thread).
+    assert summary["compose_cpu_p50_ms"] <= summary["compose_p50_ms"] * 1.05 + 0.02
     assert set(summary["targets"]) == {"ratio_area"}
 
 

@@ -14,6 +14,7 @@ import pytest
 from benchmarks import __main__ as runner
 from benchmarks import latency, latency_paths
 from media.camera import CameraUnavailable
+from media.stamp import Stamp, write_stamp
 
 REQUIRED = {
     "direct_p50_ms",
@@ -65,6 +66,10 @@ def test_a_tiny_run_measures_every_path_built_alike():
                 config,
             )
     assert paths["relay"]["middle_receiver"] == "MarkerJitterBuffer"
+    # The floor encodes at the bitrates the server path's encoders had reached.
+    for codec, path in (("vp8", "server"), ("h264", "server_h264")):
+        for side, bps in paths[path]["target_bps"].items():
+            assert bps is None or summary["floor_target_bps"][codec][side] == latency_paths.BITRATE.clamp(bps)
     # Each hop's pair measured back to back, the two pairs in opposite orders; not first (cold).
     order = summary["path_order"]
     assert order.index("server") == order.index("direct") + 1 > 1
@@ -73,6 +78,8 @@ def test_a_tiny_run_measures_every_path_built_alike():
     # Every path measured frames; what it did not measure is counted, not dropped.
     for name, counts in summary["samples_by_path"].items():
         assert 0 < counts["measured"] <= counts["expected"], (name, counts)
+        if not name.startswith("floor"):  # a test card: every age to its exact capture time
+            assert counts["exact"] >= counts["measured"], (name, counts)
     assert summary["samples_expected"] == sum(c["expected"] for c in summary["samples_by_path"].values())
     assert summary["samples_measured"] == sum(c["measured"] for c in summary["samples_by_path"].values())
     assert {name: len(values) for name, values in samples.items()} == {
@@ -90,6 +97,29 @@ def test_a_tiny_run_measures_every_path_built_alike():
     assert growth["cpu_load_s"] > 0  # ... with another process burning CPU meanwhile
     assert growth["first"]["n"] > 0 and growth["last"]["n"] > 0
     assert set(summary["targets"]) == {"hop_vs_floor", "growth_ms", "growth_p95_ms", "samples"}
+
+
+def test_ages_are_read_to_the_exact_capture_time_not_the_stamps_whole_ms():
+    captures = latency_paths.CaptureTimes()
+    log = latency_paths.StampLog("exact")
+    log.captures = captures
+    log.begin()
+    for frame_id in range(20):
+        frame = av.VideoFrame(1280, 720, "yuv420p")
+        write_stamp(frame, Stamp.now(frame_id, captures()))
+        log.record(frame)
+    stranger = av.VideoFrame(1280, 720, "yuv420p")  # a frame id this camera never stamped
+    write_stamp(stranger, Stamp.now(500))
+    log.record(stranger)
+    assert log.exact == 20 and len(log.rows) == 21
+    ages = log.latencies
+    assert all(0 <= ms < 1000 for ms in ages)
+    assert any(ms != int(ms) for ms in ages[:20])  # fractions of a ms, not the stamp's whole ms
+    assert ages[20] == int(ages[20])  # the stranger: the stamp's own age
+    # Frame ids wrap at 2**16: the latest frame with the id is the one meant.
+    captures.times = [float(i) for i in range(70_000)]
+    assert captures.of(5) == 65_541.0 and captures.of(4_463) == 69_999.0 and captures.of(4_464) == 4_464.0
+    assert latency_paths.CaptureTimes().of(0) is None
 
 
 def _clip(path: Path, frames: int = 30) -> Path:
