@@ -26,7 +26,7 @@ import sys
 import time
 from typing import Any
 
-from benchmarks.netlab.impair import try_realtime
+from benchmarks.netlab.forwarder import try_realtime
 
 PING = struct.Struct("!Id")  # seq, monotonic send time
 

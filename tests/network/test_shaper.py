@@ -7,7 +7,8 @@ import statistics
 
 import pytest
 
-from benchmarks.netlab.impair import PROFILES, Link, Profile, Shaper, profile_of
+from benchmarks.netlab.impair import PROFILES, Link, Profile, profile_of
+from benchmarks.netlab.shaper import Shaper
 
 
 def releases(shaper: Shaper, count: int, spacing_s: float, size: int = 1000) -> list[float | None]:
