@@ -14,6 +14,7 @@ import {
   save,
   savedProfile,
 } from "./customer-store.js";
+import { showCallState, showConnection, showEndReason, showPeerStatus, showScreenShare, showStartError } from "./customer-status.js";
 import { hideChoice, showChoice, showQueueStatus, showRequeued, wireWaitingView } from "./customer-waiting.js";
 import { CLOSE, ProtocolClient, closedFor } from "./protocol.js";
 import { useIceServers } from "./session.js";
@@ -24,7 +25,6 @@ import {
   clearNotice,
   notice,
   renderChat,
-  setCallState,
   showView,
   wireChatForm,
 } from "./ui.js";
@@ -49,58 +49,21 @@ const chatInput = $("chat-input");
 
 // ------------------------------------------------------------------ state
 
-function renderState() {
-  if (page.connection === "reconnecting" && page.mode !== "idle" && page.mode !== "ended") {
-    setCallState("reconnecting", "Reconnecting…");
-    return;
-  }
-  switch (page.mode) {
-    case "joining":
-      setCallState("joining", "Joining the queue…");
-      break;
-    case "waiting":
-      if (page.queueState === "offered") setCallState("offered", "An agent is about to join…");
-      else if (page.queueState === "choosing") setCallState("choosing", "Waiting for your choice");
-      else if (page.queueState === "waiting_for_agent") setCallState("waiting_for_agent", `Waiting for ${page.chosenAgent || "your agent"}`);
-      else setCallState("waiting", "Waiting in the queue");
-      break;
-    case "call":
-      setCallState("in_call", page.agentName ? `Talking with ${page.agentName}` : "In a call");
-      break;
-    case "ended":
-      setCallState("ended", "Call ended");
-      break;
-    default:
-      setCallState("idle", "Not connected");
-  }
-}
-
 function setMode(mode, view = mode) {
   page.mode = mode;
   if (view === "idle") view = "start";
   if (view === "joining") view = "waiting";
   showView(view);
   chatSection.hidden = !(mode === "waiting" || mode === "call" || mode === "joining");
-  renderState();
+  showCallState(page);
 }
 
 function setConnection(state, code) {
   // A reloaded tab's first connection is a reconnection, as far as its user can tell.
   if (state === "connecting" && load("session", TICKET_STORE)) state = "reconnecting";
   page.connection = state;
-  const banner = $("connection-banner");
-  const reconnecting = state === "reconnecting" && page.mode !== "idle" && page.mode !== "ended";
-  banner.hidden = !reconnecting;
-  $("chat-send").disabled = state !== "open";
   if (state === "reconnecting" && (code === CLOSE.GOING_AWAY || code === CLOSE.RESTART)) page.sawRestart = true;
-  if (reconnecting) {
-    const restarting = page.sawRestart;
-    $("connection-text").textContent = restarting
-      ? "The server is restarting. Reconnecting… your place is kept."
-      : page.mode === "call"
-        ? "Connection lost. Reconnecting to your call…"
-        : "Connection lost. Reconnecting… your place is kept.";
-  }
+  showConnection(page);
   const closed = closedFor(state, code);
   if (closed === "replaced") {
     page.client = null;
@@ -111,7 +74,7 @@ function setConnection(state, code) {
     setMode("idle");
     notice("The server closed the connection. Please try again.", "error");
   }
-  renderState();
+  showCallState(page);
 }
 
 // ------------------------------------------------------------------ connection
@@ -146,8 +109,8 @@ function start() {
   client.on("left", onLeft);
   client.on("webrtc_answer", onAnswer);
   client.on("layout", (m) => ($("media").dataset.layout = m.layout));
-  client.on("screen_share", onScreenShare);
-  client.on("peer_status", onPeerStatus);
+  client.on("screen_share", showScreenShare);
+  client.on("peer_status", (m) => showPeerStatus(m, page.agentName));
   client.on("error", onError);
   client.connect();
 }
@@ -203,7 +166,7 @@ function onQueueStatus(message) {
   page.queueState = message.state;
   showQueueStatus(message, { chosenAgent: page.chosenAgent, previousPosition: page.position });
   page.position = message.position;
-  renderState();
+  showCallState(page);
   if (page.greetAfresh) greet();
 }
 
@@ -235,27 +198,6 @@ function onCallStarted(message) {
   });
 }
 
-function onScreenShare(message) {
-  // The agent's screen arrives inside the composite; the layout message does the rest.
-  if (message.from === "agent") announce(message.active ? "The agent is sharing their screen." : "The agent stopped sharing their screen.");
-}
-
-function onPeerStatus(message) {
-  const text =
-    message.status === "reconnecting"
-      ? `${page.agentName || "Your agent"}'s connection dropped. Please wait a moment…`
-      : `${page.agentName || "Your agent"} is back.`;
-  notice(text, message.status === "reconnecting" ? "error" : "info");
-  announce(text);
-}
-
-const END_REASONS = {
-  agent_hung_up: "The agent ended the call.",
-  customer_hung_up: "You ended the call.",
-  customer_left: "The call ended because this page was away too long.",
-  media_failed: "The call ended because the video connection failed.",
-};
-
 function onCallEnded(message) {
   if (message.requeued) {
     // The agent dropped: back to the head of the queue, keeping the place and the chat.
@@ -274,7 +216,7 @@ function onCallEnded(message) {
   forgetTicket();
   stop();
   stopMedia({ release: true });
-  $("ended-reason").textContent = END_REASONS[message.reason] || "Thank you for talking to us.";
+  showEndReason(message.reason);
   setMode("ended");
   announce("The call has ended.");
 }
@@ -331,12 +273,6 @@ function onError(message) {
       break;
   }
   notice(message.message || "Something went wrong.", "error");
-}
-
-function showStartError(text) {
-  const error = document.getElementById("start-error");
-  error.textContent = text;
-  error.hidden = !text;
 }
 
 // ------------------------------------------------------------------ controls
