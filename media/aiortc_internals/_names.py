@@ -45,6 +45,13 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("RTCRtpSender", "_RTCRtpSender__rtp_timestamp"),
     ("RTCRtpSender", "_RTCRtpSender__octet_count"),
     ("RTCRtpSender", "_RTCRtpSender__packet_count"),
+    # ... and its send_now: the DTLS transport's state, SRTP session and stats, the ICE pair in use.
+    ("RTCDtlsTransport", "_state"),
+    ("RTCDtlsTransport", "_tx_srtp"),
+    ("RTCDtlsTransport", "_RTCDtlsTransport__tx_bytes"),
+    ("RTCDtlsTransport", "_RTCDtlsTransport__tx_packets"),
+    ("RTCIceTransport", "_connection"),
+    ("Connection", "_nominated"),
     ("RTCRtpTransceiver", "_codecs"),
     ("RTCRtpTransceiver", "_headerExtensions"),
     ("RTCDtlsTransport", "_rtp_router"),

@@ -6,9 +6,10 @@ per packet Python that, with the packetising before it, was most of what a WHEP 
 the host cost the server (benchmarks/README.md, fanout). This loop packs the extension block
 once a frame (abs-send-time is the frame's send time; mid never changes), stamps sequence
 number, marker, timestamp and SSRC with one ``struct.pack`` a packet, and keeps the datagram
-itself as the retransmission history, parsed back into a packet only when a NACK asks for it.
-The rest stays aiortc's: the (wrapped) ``_next_encoded_frame`` chain, RTX, the RTCP sender
-reports (fed the same counters), ``stop()``.
+itself as the retransmission history, parsed back into a packet only when a NACK asks for it;
+a frame's datagrams are protected and sent in one synchronous go (:func:`send_now`) where the
+ICE pair is a plain UDP socket. The rest stays aiortc's: the (wrapped) ``_next_encoded_frame``
+chain, RTX, the RTCP sender reports (fed the same counters), ``stop()``.
 
 A sender whose packets something watches or extends (media.capture_clock: abs-capture-time
 on each frame's first packet) keeps aiortc's own loop: such hooks are installed before the
@@ -25,8 +26,10 @@ from struct import pack
 from typing import Any
 
 import aiortc.rtcrtpsender
-from aiortc import RTCRtpSender, clock
+from aioice.ice import StunProtocol
+from aiortc import RTCDtlsTransport, RTCRtpSender, clock
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, RtpPacket
 
@@ -92,6 +95,33 @@ class _SentDatagrams(dict):
         return default if data is None else RtpPacket.parse(data, self.extensions)
 
 
+def send_now(dtls: RTCDtlsTransport, datagrams: list[bytes]) -> bool:
+    """Protect (SRTP) and send ``datagrams`` on the nominated pair's UDP socket at once, in one
+    go; False, sending nothing, where that pair is not a plain UDP socket (a TURN relay wraps
+    what it sends): then aiortc's ``_send_rtp`` must send them. Raises ConnectionError when the
+    transport is not connected, as ``_send_rtp`` does.
+
+    aiortc's path awaits five coroutines a packet (DTLS transport, ICE transport, aioice's
+    connection twice, its protocol) before the same ``sendto``.
+    """
+    if dtls._state != DtlsState.CONNECTED:  # type: ignore[attr-defined]
+        raise ConnectionError("Cannot send encrypted RTP, not connected")
+    pair = dtls.transport._connection._nominated.get(1)  # type: ignore[attr-defined]
+    if pair is None:
+        raise ConnectionError("Cannot send data, not connected")
+    if type(pair.protocol).send_data is not StunProtocol.send_data:
+        return False
+    protect, sendto, address = dtls._tx_srtp.protect, pair.protocol.transport.sendto, pair.remote_addr  # type: ignore[attr-defined]
+    sent = 0
+    for datagram in datagrams:
+        data = protect(datagram)
+        sendto(data, address)
+        sent += len(data)
+    dtls._RTCDtlsTransport__tx_bytes += sent  # type: ignore[attr-defined]  # its transport stats
+    dtls._RTCDtlsTransport__tx_packets += len(datagrams)  # type: ignore[attr-defined]
+    return True
+
+
 def send_stamped_payloads(sender: RTCRtpSender) -> None:
     """Run ``sender``'s RTP with :class:`RtpStamper` instead of aiortc's loop, from when it starts
     (call before; a sender whose packets are watched or extended keeps aiortc's loop)."""
@@ -132,11 +162,13 @@ async def _run_rtp(sender: Any, codec: RTCRtpCodecParameters, stock_loop: Any) -
             timestamp = (origin + frame.timestamp) & 0xFFFFFFFF
             ntp = clock.current_ntp_time()
             size = aiortc.rtcrtpsender.RTP_HISTORY_SIZE  # read at each use (keep_retransmission_history)
-            send = sender.transport._send_rtp
-            for datagram in stamper.datagrams(frame.payloads, sequence, timestamp, ntp):
+            datagrams = stamper.datagrams(frame.payloads, sequence, timestamp, ntp)
+            for datagram in datagrams:
                 history[sequence % size] = datagram
-                await send(datagram)
                 sequence = (sequence + 1) & 0xFFFF
+            if not send_now(sender.transport, datagrams):
+                for datagram in datagrams:
+                    await sender.transport._send_rtp(datagram)  # aiortc's path (a TURN relay's, say)
             # What the sender reports (RTCP SR) pairs the last packet's timestamp with its send time.
             sender._RTCRtpSender__ntp_timestamp = ntp
             sender._RTCRtpSender__rtp_timestamp = timestamp

@@ -32,6 +32,7 @@ async def _instances() -> dict[str, object]:
             "RTCRtpSender": transceiver.sender,
             "RTCRtpTransceiver": transceiver,
             "RTCDtlsTransport": transceiver.receiver.transport,
+            "RTCIceTransport": transceiver.receiver.transport.transport,
             "RTCIceGatherer": transceiver.receiver.transport.transport.iceGatherer,
             "Connection": transceiver.receiver.transport.transport.iceGatherer._connection,
             "JitterBuffer": JitterBuffer(capacity=16, is_video=True),
