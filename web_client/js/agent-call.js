@@ -3,8 +3,9 @@
 // and voice, screen sharing, the layout and the live latency receipt.
 // agent.js owns the protocol flow and calls in here.
 
+import { QUALITY_WORDS } from "./call-quality.js";
 import { attach, canShareScreen, openDevices, screenSharing } from "./media.js";
-import { MediaSession, QUALITY_WORDS } from "./session.js";
+import { MediaSession } from "./session.js";
 import { $, announce, el, notice } from "./ui.js";
 
 const CAMERA = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };

@@ -6,8 +6,9 @@
 // customer.js owns the protocol flow and calls in here; this file knows the page's
 // elements, `media.js` (devices) and `session.js` (the connection).
 
+import { QUALITY_WORDS } from "./call-quality.js";
 import { attach, canShareScreen, openDevices, screenSharing } from "./media.js";
-import { MediaSession, QUALITY_WORDS } from "./session.js";
+import { MediaSession } from "./session.js";
 import { $, announce, notice } from "./ui.js";
 
 const CAMERA = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 30 } };

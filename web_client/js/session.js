@@ -12,6 +12,7 @@
 //   that side's connection.
 
 import SECTIONS from "./sections.json" with { type: "json" };
+import { median, reported, summarise } from "./call-quality.js";
 import { canShareScreen } from "./media.js";
 
 const LOST_AFTER_MS = 3000; // "disconnected" this long (a network change): connect afresh
@@ -19,7 +20,6 @@ const RECONNECT_MS = 1000; // the pause before the page connects afresh (the new
 const ICE_GATHER_MS = 2500; // send what we have after this: a STUN/TURN server that never answers costs no more
 const STATS_MS = 2000; // quality indicator refresh
 const REPORT_EVERY = 3; // media_stats every third stats round (6 s)
-const REPORTED = ["jitter_buffer_ms", "decode_ms", "frames_dropped", "freeze_count", "fps", "packets_lost", "jitter_ms", "rtt_ms", "glass_to_glass_ms"];
 // Each frame's capture time also rides in this RTP header extension (getSynchronizationSources'
 // captureTimestamp). requestVideoFrameCallback's `captureTime` comes from the sender's reports
 // and the round trip (RTCP XR), which the server answers: a true glass-to-glass figure.
@@ -301,11 +301,7 @@ export class MediaSession {
     this.onStats(figures);
     this._rounds += 1;
     if (this._rounds % REPORT_EVERY === 0 && figures.frames > 0) {
-      const stats = {};
-      for (const name of REPORTED) {
-        const value = figures[name];
-        if (Number.isFinite(value) && value >= 0) stats[name] = Math.round(value * 10) / 10;
-      }
+      const stats = reported(figures);
       if (Object.keys(stats).length) this.send("media_stats", { stats });
     }
   }
@@ -323,12 +319,6 @@ function askForCaptureTime(transceiver) {
   } catch (error) {
     console.warn("abs-capture-time could not be offered", error);
   }
-}
-
-function median(values) {
-  if (!values.length) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
 }
 
 /**
@@ -358,45 +348,3 @@ function gathered(pc, config) {
     pc.addEventListener("icecandidate", onCandidate);
   });
 }
-
-/** getStats -> the figures the page shows and the server's receipt folds in. */
-function summarise(now, before, rtt) {
-  if (!now) return { frames: 0, quality: "connecting" };
-  const delta = (name) => (now[name] ?? 0) - (before?.[name] ?? 0);
-  const seconds = before ? (now.timestamp - before.timestamp) / 1000 : 0;
-  const decoded = delta("framesDecoded");
-  const emitted = delta("jitterBufferEmittedCount");
-  const received = delta("packetsReceived");
-  const lost = Math.max(0, delta("packetsLost"));
-  const figures = {
-    frames: now.framesDecoded ?? 0,
-    fps: now.framesPerSecond ?? (seconds > 0 ? decoded / seconds : 0),
-    width: now.frameWidth ?? 0,
-    height: now.frameHeight ?? 0,
-    jitter_buffer_ms: emitted > 0 ? (delta("jitterBufferDelay") / emitted) * 1000 : NaN,
-    decode_ms: decoded > 0 ? (delta("totalDecodeTime") / decoded) * 1000 : NaN,
-    frames_dropped: now.framesDropped ?? 0,
-    freeze_count: now.freezeCount ?? 0,
-    packets_lost: Math.max(0, now.packetsLost ?? 0),
-    jitter_ms: (now.jitter ?? 0) * 1000,
-    rtt_ms: rtt === null ? NaN : rtt * 1000,
-    loss: received + lost > 0 ? lost / (received + lost) : 0,
-    new_freezes: before ? delta("freezeCount") : 0,
-  };
-  figures.quality = rate(figures, seconds > 0 && decoded === 0);
-  return figures;
-}
-
-function rate(f, stalled) {
-  if (f.frames === 0) return "connecting";
-  if (stalled || f.fps < 5 || f.loss > 0.1 || f.rtt_ms > 600) return "poor";
-  if (f.fps < 15 || f.loss > 0.02 || f.rtt_ms > 250 || f.new_freezes > 0) return "fair";
-  return "good";
-}
-
-export const QUALITY_WORDS = {
-  connecting: "Connecting video…",
-  good: "Good connection",
-  fair: "Fair connection",
-  poor: "Poor connection",
-};
