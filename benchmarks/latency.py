@@ -138,7 +138,7 @@ def _cameras(camera: str | None) -> tuple[Callable[[], MediaStreamTrack], list[M
     def make() -> MediaStreamTrack:
         track: MediaStreamTrack
         if camera is None:
-            captures = paths.CaptureTimes()
+            captures = paths.StampClock()
             track = TestCardTrack(1280, 720, fps=30, stamp=True, label="agent", clock=captures)
             track.captures = captures  # type: ignore[attr-defined]  # read by the path's StampLog
         else:

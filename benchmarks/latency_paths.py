@@ -35,7 +35,7 @@ Camera = Callable[[], MediaStreamTrack]
 ID_MODULO = 1 << ID_BITS
 
 
-class CaptureTimes:
+class StampClock:
     """A camera's clock for its stamps that remembers when it stamped each frame: the n-th call
     is frame n's capture time (a synthetic source asks its clock once per stamped frame).
 
@@ -73,7 +73,7 @@ class StampLog:
         self.rows: list[tuple[float, int, float]] = []  # (seconds into the recording, frame id, ms)
         self.unstamped = 0
         self.exact = 0
-        self.captures: CaptureTimes | None = None
+        self.captures: StampClock | None = None
         self._start: float | None = None
 
     def camera(self, make: Camera) -> MediaStreamTrack:

@@ -100,7 +100,7 @@ def test_a_tiny_run_measures_every_path_built_alike():
 
 
 def test_ages_are_read_to_the_exact_capture_time_not_the_stamps_whole_ms():
-    captures = latency_paths.CaptureTimes()
+    captures = latency_paths.StampClock()
     log = latency_paths.StampLog("exact")
     log.captures = captures
     log.begin()
@@ -119,7 +119,7 @@ def test_ages_are_read_to_the_exact_capture_time_not_the_stamps_whole_ms():
     # Frame ids wrap at 2**16: the latest frame with the id is the one meant.
     captures.times = [float(i) for i in range(70_000)]
     assert captures.of(5) == 65_541.0 and captures.of(4_463) == 69_999.0 and captures.of(4_464) == 4_464.0
-    assert latency_paths.CaptureTimes().of(0) is None
+    assert latency_paths.StampClock().of(0) is None
 
 
 def _clip(path: Path, frames: int = 30) -> Path:
