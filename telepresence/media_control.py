@@ -11,6 +11,9 @@ runs, as the host is rendered here); both are a
 :class:`~telepresence.room_handle.RoomHandle`, so nothing else cares where. A worker
 that dies ends its calls as an agent drop does: the customer goes back to their place
 in the queue.
+
+The avatar in calls (a live host or a waiting customer's greeter, and its hand-over) is
+:mod:`telepresence.media_avatars`'s; the latency receipts are :mod:`telepresence.media_receipts`'s.
 """
 
 from __future__ import annotations
@@ -23,18 +26,18 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCIceServer
-from aiortc.mediastreams import MediaStreamTrack
 
 from media.answer import IceGathering
-from media.layout import AVATAR
 from media.peers import Bitrate
 from media.room import MediaError, Role
 from telepresence import protocol as p
 from telepresence.calls import Call, CallState
 from telepresence.config import Settings, ice_addresses
 from telepresence.host_janus import JanusTarget
-from telepresence.hosts import HostDesk, resolve_look
+from telepresence.hosts import HostDesk
+from telepresence.media_avatars import CallAvatars
 from telepresence.media_load import MediaLoad
+from telepresence.media_receipts import MediaReceipts
 from telepresence.media_reconnects import ReconnectWaits
 from telepresence.metrics import Metrics
 from telepresence.protocol import ProtocolError
@@ -87,13 +90,12 @@ class MediaControl:
             janus=JanusTarget.parse(settings.host_janus_rtp) if settings.host_janus_rtp else None,
             video_codec=settings.video_codec,
         )
-        # Resolved once, at start-up: a bad look is a configuration error, not a customer's.
-        self._greeter_spec = resolve_look(settings.greeter_look) if settings.greeter_look else None
+        self.avatars = CallAvatars(self.hosts, settings.greeter_look, self._tell_both)
         self._tasks: set[asyncio.Task[None]] = set()
         self._reconnects = ReconnectWaits(settings.media_reconnect_s)
-        self._next_receipt = 0.0
         self.pool: WorkerPool | None = None
         self.load = MediaLoad(metrics)  # every live room, and what each costs
+        self.receipts = MediaReceipts(settings.receipt_interval_s, metrics, self.load, send)
         self.shedding: ShedStep = SHED_STEPS[0]  # the step in force: every room's screen is held to it
         self.agent_cameras: AgentCameras | None = None  # agents' WHIP cameras (telepresence.door_registry)
         self.call_taps: CallTaps | None = None  # supervisors' taps on calls (telepresence.door_registry)
@@ -146,13 +148,13 @@ class MediaControl:
     @property
     def greets(self) -> bool:
         """Whether a waiting customer gets media: a live host runs, or a greeter look is set."""
-        return self.hosts.host is not None or self._greeter_spec is not None
+        return self.avatars.greets
 
     async def _answer(self, call: Call, role: Role, sdp: str) -> None:
         new_room = call.room is None
         room = self._room(call)
         if new_room and self.greets:
-            await self._greet(call, room)
+            await self.avatars.greet(call, room)
         if call.state is CallState.CONNECTED or call.state is CallState.LIVE:
             call.move(CallState.NEGOTIATING)
         try:
@@ -197,7 +199,7 @@ class MediaControl:
                 self._reconnects.connected(call.id, role)
             if role == "agent" and state == "connected" and call.hand_over_on_agent_media:
                 call.hand_over_on_agent_media = False
-                self.handover([call])
+                self.avatars.handover([call])
 
         return on_peer_state
 
@@ -253,36 +255,9 @@ class MediaControl:
         minted for ``server-<label>`` now (valid ``turn_ttl_s``), and the ice_servers setting."""
         return self._ice.ice_servers(f"server-{label}", self._wall_clock(), browser=False)
 
-    async def _greet(self, call: Call, room: RoomHandle) -> None:
-        """The call (or the wait) opens on the avatar; a layout change hands over to the agent.
-
-        The brand's live host if one runs; otherwise, for a waiting customer, a scripted
-        greeter of their own that reads them their place and expected wait.
-        """
-        if self.hosts.host is not None and isinstance(room, LocalRoom):
-            track: MediaStreamTrack = self.hosts.host.viewer_track()
-            await room.compositor.attach(AVATAR, track, label=call.id)
-            room.set_layout("avatar")
-        elif call.agent_id == "" and self._greeter_spec is not None:
-            try:
-                await room.greet(self.settings.greeter_look)
-            except MediaError as exc:
-                raise ProtocolError(exc.code, exc.message) from None
-        else:
-            return
-        self._tell_both(call, {"type": "layout", "call_id": call.id, "layout": "avatar"})
-
     def announce(self, lobby: Call, position: int | None, wait_s: float | None) -> None:
         """A waiting customer's own greeter says their place and expected wait."""
-        if lobby.room is None or not lobby.room.greeting or position is None:
-            return
-        if wait_s is None:
-            wait = "Everyone is busy right now, and you keep your place"
-        elif wait_s < 60:
-            wait = "It should be less than a minute"
-        else:
-            wait = f"It should be about {round(wait_s / 60)} minute{'s' if round(wait_s / 60) > 1 else ''}"
-        lobby.room.say(f"You are number {position} in line. {wait}.")
+        self.avatars.announce(lobby, position, wait_s)
 
     def adopt(self, lobby: Call, call: Call) -> None:
         """A waiting customer's media becomes the call's: no renegotiation for the customer.
@@ -305,18 +280,11 @@ class MediaControl:
 
     def handover(self, calls: list[Call]) -> None:
         """The host hands over: calls showing the avatar switch to their human agent."""
-        for call in calls:
-            room = call.room
-            if room is not None and call.active and room.layout.startswith("avatar"):
-                room.set_layout("screen" if room.layout == "avatar_screen" else "agent")
-                self._tell_both(call, {"type": "layout", "call_id": call.id, "layout": room.layout})
+        self.avatars.handover(calls)
 
     async def host_stopped(self, calls: list[Call]) -> None:
         """The host is going: hand over, then take its picture out of every call."""
-        self.handover(calls)
-        for call in calls:
-            if isinstance(call.room, LocalRoom):  # avatars are only ever in rooms of this process
-                await call.room.compositor.detach(AVATAR)
+        await self.avatars.host_stopped(calls)
 
     def shed(self, step: ShedStep) -> None:
         """Hold every live room's screen tile to ``step`` on the server too, whatever the agent's
@@ -332,17 +300,8 @@ class MediaControl:
         self._send(call, "customer", message)
 
     def receipt(self, call: Call) -> Message | None:
-        """The call's latency receipt so far: per stage p50/p95 in milliseconds, and what a browser lacks."""
-        if call.room is None:
-            return None
-        self.load.sample()
-        return {
-            "type": "receipt",
-            "call_id": call.id,
-            "stages": call.room.receipt_summary(),
-            "missing": call.room.missing,
-            "cpu_pct": call.room.cpu_pct,
-        }
+        """The call's latency receipt so far (telepresence.media_receipts)."""
+        return self.receipts.receipt(call)
 
     def refresh_gauges(self) -> None:
         """Per media process and per live call CPU for /metrics (ended calls drop out)."""
@@ -351,16 +310,11 @@ class MediaControl:
     @property
     def next_receipt_at(self) -> float:
         """When live receipts are due next (monotonic seconds)."""
-        return self._next_receipt
+        return self.receipts.next_receipt_at
 
     def push_receipts(self, calls: list[Call], now: float) -> None:
         """Send live calls' receipts to their agents when due."""
-        if now < self._next_receipt:
-            return
-        for call in calls:
-            if call.state is CallState.LIVE and (receipt := self.receipt(call)) is not None:
-                self._send(call, "agent", receipt)
-        self._next_receipt = now + self.settings.receipt_interval_s
+        self.receipts.push_receipts(calls, now)
 
     # --------------------------------------------------------------- closing
 
@@ -373,10 +327,7 @@ class MediaControl:
         self._reconnects.call_closed(call.id)
         if room is None:
             return
-        summary = room.receipt_summary()
-        for stage, figures in summary.items():
-            self.metrics.observe_call_stage(stage, figures["p95"])
-        logger.info("%s: latency receipt %s", call.id, _format(summary))
+        self.receipts.closed(call, room)
         self._spawn(self._close_room(room, call.id), f"{call.id} close media")
 
     async def _close_room(self, room: RoomHandle, label: str) -> None:
@@ -405,10 +356,3 @@ class MediaControl:
                 await asyncio.wait(pending)
         if self.pool is not None:
             await self.pool.stop()
-
-
-def _format(summary: dict[str, dict[str, float]]) -> str:
-    return (
-        ", ".join(f"{stage} p50 {f['p50']:.1f} p95 {f['p95']:.1f} ms" for stage, f in sorted(summary.items()))
-        or "no frames"
-    )
