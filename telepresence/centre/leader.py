@@ -7,8 +7,8 @@ offers expiring, grace periods ending; and doors found gone) to a real
 the lease still ours, the step's record (:class:`~telepresence.centre.replay.StepRecord`)
 and every message caused, on the outbox stream of the door that holds each socket. A
 leader that dies before a commit leaves no trace: its successor applies the same entries
-again. Every few seconds the leader also writes a snapshot of the whole state (pickled
-in a forked child while the steps go on: :mod:`~telepresence.centre.snapshot_writer`); a
+again. Every few seconds the leader also writes a snapshot of the whole state
+(:mod:`~telepresence.centre.snapshot_writer`); a
 new term restores the latest and replays the steps recorded since, silently (their
 messages were sent), so no decision is lost or taken twice. The store's writes are outside
 the commit: an entry applied again after a leader died mid-step may append its chat line
@@ -139,7 +139,6 @@ class Leader:
             for task in (renewing, stepping):
                 task.cancel()
             await asyncio.gather(renewing, stepping, return_exceptions=True)
-            self._snapshots.close()
 
     async def _resume_and_step(self) -> None:
         await self._resume()
@@ -202,7 +201,6 @@ class Leader:
             wait_s = 1.0 if deadline is None else min(1.0, max(0.0, deadline - time.time()))
             if self._status_stale:
                 wait_s = min(wait_s, max(0.0, self._status_at + STATUS_EVERY_S - time.time()))
-            wait_s = min(wait_s, self._snapshots.poll_s())
             found = await self._redis.xread(
                 {keys.INBOX: self._applied}, count=BATCH, block=max(1, int(wait_s * 1000))
             )
