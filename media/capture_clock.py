@@ -140,6 +140,37 @@ class CompositeTimes:
         if fresh is not None and arrival is not None and (arrived := arrival(fresh)) is not None:
             self.arrival_times.note(pts, arrived)
 
+    def follow_receiver(self, name: str, receiver: RTCRtpReceiver) -> tuple[CaptureClock, CaptureTimes]:
+        """Know when each of input ``name``'s frames was captured (by its sender's reports) and
+        when its first packet arrived (for the receipt's server share), from ``receiver``."""
+        clock = CaptureClock(90000)
+        follow_sender_reports(receiver, clock)
+        arrivals = CaptureTimes()
+
+        def on_packet(packet: RtpPacket) -> None:
+            if arrivals(packet.timestamp) is None:
+                arrivals.note(packet.timestamp, time.monotonic())
+
+        internals.tap_received_rtp(receiver, on_packet)
+        own = weakref.ref(receiver)  # the compositor keeps these functions; the peer goes at its close
+
+        def rtp_timestamp(frame: av.VideoFrame) -> int | None:
+            receiver = own()
+            first = internals.first_rtp_timestamp(receiver) if receiver is not None else None
+            return None if first is None or frame.pts is None else (frame.pts + first) % RTP_MODULO
+
+        def capture_time(frame: av.VideoFrame) -> float | None:
+            timestamp = rtp_timestamp(frame)
+            return None if timestamp is None else clock.capture_time(timestamp)
+
+        def arrival_time(frame: av.VideoFrame) -> float | None:
+            timestamp = rtp_timestamp(frame)
+            return None if timestamp is None else arrivals(timestamp)
+
+        self.capture_clocks[name] = capture_time
+        self.arrival_clocks[name] = arrival_time
+        return clock, arrivals
+
     def was_forwarded(self, pts: int) -> bool:
         """Whether the frame ``pts`` is the agent's camera as it came (media.passthrough)."""
         return self.forwarded(pts) is not None

@@ -21,15 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
-import av
-from aiortc import RTCIceServer, RTCPeerConnection, RTCRtpReceiver, RTCRtpTransceiver
+from aiortc import RTCIceServer, RTCPeerConnection, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.rtp import RtpPacket
 
 from media import aiortc_internals as internals
 from media.answer import (
@@ -42,13 +38,7 @@ from media.answer import (
     receive_offer,
     with_receiver_rtt,
 )
-from media.capture_clock import (
-    RTP_MODULO,
-    CaptureClock,
-    CaptureTimes,
-    align_sender_reports,
-    follow_sender_reports,
-)
+from media.capture_clock import align_sender_reports
 from media.compositor import CompositorTrack
 from media.congestion import FeedbackSender
 from media.forward import EncodedForward, SlotTrack
@@ -277,7 +267,7 @@ class Room(CameraFromElsewhere, CallMonitor):
         forwards, from its next keyframe (a new source must not follow the old one's frames)."""
         assert camera.receiver.track is not None
         await self.compositor.attach(AGENT, camera.receiver.track, label=self.label)
-        clock, arrivals = self._follow_agent_camera(camera.receiver)
+        clock, arrivals = self.compositor.times.follow_receiver(AGENT, camera.receiver)
         self.passthrough.follow(camera.receiver, negotiated_codec(camera) or "", clock, arrivals)
         if self.passthrough.wanted:
             self.passthrough.wanted = False  # what it queued came from the other source
@@ -301,37 +291,6 @@ class Room(CameraFromElsewhere, CallMonitor):
                 internals.stop_decoding(transceiver.receiver)
         self._send(transceiver, hearing.output(), role)
         align_sender_reports(transceiver.sender, OPUS_RATE, hearing.capture_times)
-
-    def _follow_agent_camera(self, receiver: RTCRtpReceiver) -> tuple[CaptureClock, CaptureTimes]:
-        """Tell the compositor when each camera frame was captured (by the agent's sender reports)
-        and when its first packet arrived (for the receipt's server share)."""
-        clock = CaptureClock(90000)
-        follow_sender_reports(receiver, clock)
-        arrivals = CaptureTimes()
-
-        def on_packet(packet: RtpPacket) -> None:
-            if arrivals(packet.timestamp) is None:
-                arrivals.note(packet.timestamp, time.monotonic())
-
-        internals.tap_received_rtp(receiver, on_packet)
-        own = weakref.ref(receiver)  # the compositor keeps these functions; the peer goes at its close
-
-        def rtp_timestamp(frame: av.VideoFrame) -> int | None:
-            receiver = own()
-            first = internals.first_rtp_timestamp(receiver) if receiver is not None else None
-            return None if first is None or frame.pts is None else (frame.pts + first) % RTP_MODULO
-
-        def capture_time(frame: av.VideoFrame) -> float | None:
-            timestamp = rtp_timestamp(frame)
-            return None if timestamp is None else clock.capture_time(timestamp)
-
-        def arrival_time(frame: av.VideoFrame) -> float | None:
-            timestamp = rtp_timestamp(frame)
-            return None if timestamp is None else arrivals(timestamp)
-
-        self.compositor.times.capture_clocks[AGENT] = capture_time
-        self.compositor.times.arrival_clocks[AGENT] = arrival_time
-        return clock, arrivals
 
     def _send_program(self, transceiver: RTCRtpTransceiver, role: Role) -> None:
         """Send what the customer sees (the customer's picture; the agent's preview of it)."""
