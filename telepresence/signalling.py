@@ -7,7 +7,7 @@ it backs up), and validation of every message before the switchboard sees it.
 
 A message to a socket with nothing queued is written at once, in the caller's turn
 (:func:`start_eagerly`): a head of the queue leaving sends thousands of positions, and
-waking a writer task for each cost about a third of a door's time per socket. Only a
+waking a writer task for each cost about a quarter of a door's time per socket. Only a
 send that must wait (the peer reads slowly) is left to the writer, with what follows it.
 """
 
