@@ -42,6 +42,21 @@ def test_the_transport_sequence_number_is_read_from_the_clear_header():
         assert internals.transport_sequence_number(junk, EXTENSION_ID) is None
 
 
+async def stamps_are_live(sender: socket.socket, address: tuple[str, int], stamps) -> None:
+    """Until the kernel stamps datagrams as they come: the first socket on a machine to ask for
+    timestamps turns them on for every packet through a kernel work item, which a busy machine
+    runs late; meanwhile a datagram's stamp is the moment it was read."""
+    for sequence in range(1000, 1040):
+        sender.sendto(rtp_with_sequence(sequence), address)
+        time.sleep(0.02)  # noqa: ASYNC251 (the datagram waits in the socket)
+        await asyncio.sleep(0.01)
+        arrival_ms = stamps.take(sequence)
+        if arrival_ms is not None and time.monotonic() * 1000 - arrival_ms >= 20:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the kernel never stamped a datagram with its arrival")
+
+
 async def test_a_packet_read_late_by_a_busy_loop_keeps_the_time_it_reached_the_machine():
     pc = RTCPeerConnection()
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -53,6 +68,8 @@ async def test_a_packet_read_late_by_a_busy_loop_keeps_the_time_it_reached_the_m
         undo = internals.stamp_arrivals(transport, stamps)
         candidates = transport.transport.iceGatherer.getLocalCandidates()
         host = next(c for c in candidates if c.type == "host" and ":" not in c.ip)
+
+        await stamps_are_live(sender, (host.ip, host.port), stamps)
 
         sent_ms = time.monotonic() * 1000
         sender.sendto(rtp_with_sequence(41), (host.ip, host.port))
@@ -67,7 +84,7 @@ async def test_a_packet_read_late_by_a_busy_loop_keeps_the_time_it_reached_the_m
         undo()
         sender.sendto(rtp_with_sequence(42), (host.ip, host.port))
         await asyncio.sleep(0.05)
-        assert stamps.take(42) is None and stamps.stamped == 1
+        assert stamps.take(42) is None
     finally:
         sender.close()
         await pc.close()
