@@ -154,3 +154,23 @@ async def test_a_viewer_that_falls_behind_skips_to_a_keyframe():
             assert frame.payloads[0][4] & 0x01 == 0  # VP8's frame tag, past the 4-byte descriptor: key
         finally:
             await idle.close()
+
+
+async def test_a_frame_that_cannot_be_packetized_is_skipped_and_the_picture_goes_on(monkeypatch, caplog):
+    # aiortc's H.264 packetizer raises on an empty NAL unit, which a forwarded camera frame can
+    # carry (a STAP-A with a zero-length unit); once, the program's pump died and every viewer froze.
+    failures = iter([IndexError("list index out of range")])
+
+    def sometimes_failing(self, packet, original=Vp8Encoder.pack):
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return original(self, packet)
+
+    async with watched(2, "VP8") as (program, viewers):
+        await wait_for(lambda: all(v.slot.received > 5 for v in viewers))
+        monkeypatch.setattr(Vp8Encoder, "pack", sometimes_failing)
+        seen = [v.slot.received for v in viewers]
+        await wait_for(lambda: all(v.slot.received > s + 20 for v, s in zip(viewers, seen, strict=True)))
+        assert next(failures, None) is None  # the failing frame came and went
+        assert "could not be packetized" in caplog.text
