@@ -31,7 +31,7 @@ from media.aiortc_internals._transports import _unpack_extensions
 SIOCGSTAMPNS = 0x8907  # linux/sockios.h: the last received datagram's timestamp, a timespec
 _TIMESPEC = struct.Struct("qq")
 _NO_TIMESPEC = bytes(_TIMESPEC.size)
-MAX_PENDING = 1024  # stamps never taken (a datagram SRTP refused) are dropped past this
+MAX_PENDING = 1024  # stamps never taken (a datagram SRTP refused) are dropped past this, oldest first
 
 
 def transport_sequence_number(data: bytes, extension_id: int) -> int | None:
@@ -44,7 +44,11 @@ def transport_sequence_number(data: bytes, extension_id: int) -> int | None:
         return None
     profile, words = struct.unpack_from("!HH", data, start)
     block = data[start + 4 : start + 4 + 4 * words]
-    for ident, value in _unpack_extensions(profile, block):
+    try:  # not yet authenticated (SRTP comes later): anyone may have sent it
+        elements = _unpack_extensions(profile, block)
+    except IndexError:  # an element longer than the block
+        return None
+    for ident, value in elements:
         if ident == extension_id and len(value) >= 2:
             return (value[0] << 8) | value[1]
     return None
@@ -77,7 +81,7 @@ class ArrivalStamps:
         if age_ms is None:
             return
         if len(self._pending) >= MAX_PENDING:
-            self._pending.clear()
+            del self._pending[next(iter(self._pending))]  # the oldest
         self._pending[sequence] = time.monotonic() * 1000 - age_ms
         self.stamped += 1
 

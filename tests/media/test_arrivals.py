@@ -40,6 +40,9 @@ def test_the_transport_sequence_number_is_read_from_the_clear_header():
     assert internals.transport_sequence_number(rtcp, EXTENSION_ID) is None
     for junk in (b"", b"\x90", rtp_with_sequence(1)[:14], b"\x16\xfe\xfd" + bytes(20)):  # short, DTLS
         assert internals.transport_sequence_number(junk, EXTENSION_ID) is None
+    # Unauthenticated bytes from anyone: a two-byte-header element running past its block.
+    overlong = bytes([0x90, 96, 0, 1]) + bytes(8) + bytes([0x10, 0x00, 0, 1]) + bytes([EXTENSION_ID])
+    assert internals.transport_sequence_number(overlong, EXTENSION_ID) is None
 
 
 async def stamps_are_live(sender: socket.socket, address: tuple[str, int], stamps) -> None:
@@ -103,4 +106,5 @@ def test_stamps_never_taken_are_bounded():
             receiver.recv(2048)
             stamps.stamp(data, receiver.fileno())
     assert len(stamps._pending) <= 1024
-    assert stamps.take(2999) is not None
+    assert stamps.take(2999) is not None and stamps.take(2000) is not None  # the newest kept
+    assert stamps.take(0) is None
