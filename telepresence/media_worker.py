@@ -39,12 +39,20 @@ REQUESTS = (
 
 
 def run(
-    sock: socket.socket, name: str, log_level: str, stats_interval_s: float, close_timeout_s: float
+    sock: socket.socket,
+    name: str,
+    log_level: str,
+    stats_interval_s: float,
+    close_timeout_s: float,
+    startup_note: str | None = None,
 ) -> None:
-    """The worker process's main (after telepresence.worker_main has set its signals)."""
+    """The worker process's main (after telepresence.worker_main has set its signals and priority;
+    ``startup_note``: what went wrong there, logged once logging is set up)."""
     logging.basicConfig(
         level=log_level.upper(), format=f"%(asctime)s %(levelname)s {name} %(name)s: %(message)s"
     )
+    if startup_note is not None:
+        logger.warning("%s", startup_note)
     map_large_blocks()  # calls' frames must not fragment the heap (media/heap.py)
     asyncio.run(MediaWorker(name, stats_interval_s, close_timeout_s).run(sock))
 

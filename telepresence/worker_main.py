@@ -20,8 +20,10 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import time
 
 AUTOGROUP_SWITCH = "/proc/sys/kernel/sched_autogroup_enabled"
+AUTOGROUP_TRIES, AUTOGROUP_RETRY_S = 30, 0.11
 
 
 def main(
@@ -34,10 +36,11 @@ def main(
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    own_scheduling_group(nice)  # what stands in its way (no CAP_SYS_NICE) the pool has logged
+    problem = own_scheduling_group(nice)
     from telepresence import media_worker  # the slow imports
 
-    media_worker.run(sock, name, log_level, stats_interval_s, close_timeout_s)
+    note = None if problem is None else f"its CPU group keeps niceness 0 ({problem})"
+    media_worker.run(sock, name, log_level, stats_interval_s, close_timeout_s, startup_note=note)
 
 
 def own_scheduling_group(nice: int) -> str | None:
@@ -53,8 +56,17 @@ def own_scheduling_group(nice: int) -> str | None:
         return None  # a kernel without autogroup: niceness works across the machine
     try:
         os.setsid()
-        with open("/proc/self/autogroup", "w") as group:
-            group.write(str(nice))
-    except OSError as exc:  # no CAP_SYS_NICE: the group keeps niceness 0
+    except OSError as exc:
         return str(exc)
-    return None
+    # Without CAP_SYS_ADMIN the kernel takes one such write a tenth of a second, machine-wide
+    # (EAGAIN meanwhile): workers started together take turns.
+    for _ in range(AUTOGROUP_TRIES):
+        try:
+            with open("/proc/self/autogroup", "w") as group:
+                group.write(str(nice))
+            return None
+        except BlockingIOError:
+            time.sleep(AUTOGROUP_RETRY_S)
+        except OSError as exc:  # no CAP_SYS_NICE
+            return str(exc)
+    return f"the kernel kept refusing to set it for {AUTOGROUP_TRIES * AUTOGROUP_RETRY_S:.0f} s"

@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -177,6 +178,21 @@ async def test_workers_run_at_the_priority_set_and_a_replacement_too():
         assert os.getpriority(os.PRIO_PROCESS, pool.workers["media-0"].pid) == -3
     finally:
         await pool.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
+def test_a_worker_that_may_not_raise_its_groups_priority_says_why():
+    if not autogroups_on():
+        pytest.skip("this kernel does not group CPU time by session")
+    script = (
+        "import os; from telepresence.worker_main import own_scheduling_group; "
+        "print(own_scheduling_group(-5)); print(os.getsid(0) == os.getpid())"
+    )
+    without_nice = ["setpriv", "--bounding-set", "-sys_nice,-sys_admin", "--inh-caps", "-sys_nice,-sys_admin"]
+    command = [*without_nice, sys.executable, "-c", script]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    problem, own_session = done.stdout.splitlines()
+    assert "not permitted" in problem and own_session == "True"
 
 
 def autogroups_on() -> bool:
