@@ -155,7 +155,7 @@ async def send_remb(receiver: RTCRtpReceiver, bps: int, ssrcs: list[int]) -> Non
     """Tell the sender of ``ssrcs`` the most it may send (RTCP REMB, which browsers take as a cap)."""
     packet = RtcpPsfbPacket(
         fmt=RTCP_PSFB_APP,
-        ssrc=receiver._RTCRtpReceiver__rtcp_ssrc or 0,
+        ssrc=receiver._RTCRtpReceiver__rtcp_ssrc or 0,  # type: ignore[attr-defined]
         media_ssrc=0,
         fci=pack_remb_fci(bps, ssrcs),
     )  # type: ignore[attr-defined]

@@ -23,7 +23,7 @@ import logging
 import random
 import weakref
 from struct import pack
-from typing import Any
+from typing import Any, cast
 
 import aiortc.rtcrtpsender
 from aioice.ice import StunProtocol
@@ -109,8 +109,8 @@ def send_now(dtls: RTCDtlsTransport, datagrams: list[bytes]) -> bool:
     pair = dtls.transport._connection._nominated.get(1)  # type: ignore[attr-defined]
     if pair is None:
         raise ConnectionError("Cannot send data, not connected")
-    if type(pair.protocol).send_data is not StunProtocol.send_data:
-        return False
+    if type(pair.protocol).send_data is not StunProtocol.send_data or pair.local_candidate.type == "relay":
+        return False  # a relayed pair's protocol is a StunProtocol too, over a TurnTransport
     protect, sendto, address = dtls._tx_srtp.protect, pair.protocol.transport.sendto, pair.remote_addr  # type: ignore[attr-defined]
     sent = 0
     for datagram in datagrams:
@@ -147,11 +147,12 @@ async def _run_rtp(sender: Any, codec: RTCRtpCodecParameters, stock_loop: Any) -
         await stock_loop(codec)  # hooked: aiortc's packets are watched or its map extended
         return
     sender._RTCRtpSender__rtp_started.set()
-    stamper = RtpStamper(codec.payloadType, sender._ssrc, extensions, sender._RTCRtpSender__mid)
-    history = sender._RTCRtpSender__rtp_history = _SentDatagrams(extensions)
-    sequence = aiortc.rtcrtpsender.random_sequence_number()
-    origin = random.getrandbits(32)
-    try:
+    try:  # everything after started is set: stop() waits for exited, set at the end whatever happens
+        payload_type = cast(int, codec.payloadType)  # set by the time a sender runs
+        stamper = RtpStamper(payload_type, sender._ssrc, extensions, sender._RTCRtpSender__mid)
+        history = sender._RTCRtpSender__rtp_history = _SentDatagrams(extensions)
+        sequence = aiortc.rtcrtpsender.random_sequence_number()
+        origin = random.getrandbits(32)
         while True:
             if not sender.track:
                 await asyncio.sleep(0.02)  # as aiortc's loop: no track yet (replaceTrack)

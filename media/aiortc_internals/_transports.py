@@ -163,7 +163,7 @@ def read_abs_capture_time(transport: RTCDtlsTransport, ident: int) -> None:
     it receives: ``packet.extensions.abs_capture_time`` (aiortc does not parse it)."""
     current = transport._rtp_header_extensions_map  # type: ignore[attr-defined]
     if not isinstance(current, _AbsCaptureTimeReader):
-        transport._rtp_header_extensions_map = _AbsCaptureTimeReader(current, ident)  # type: ignore[attr-defined]
+        transport._rtp_header_extensions_map = _AbsCaptureTimeReader(current, ident)  # type: ignore[attr-defined,assignment]
 
 
 def _unpack_extensions(profile: int, data: bytes) -> list[tuple[int, bytes]]:

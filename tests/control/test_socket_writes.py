@@ -1,4 +1,5 @@
-"""Writes to a signalling socket: at once when nothing waits, in order always, 1013 for a reader that stops."""
+"""Writes to a signalling socket: at once when nothing waits, in order always, 1013 for a reader
+that stops."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ async def test_a_message_to_an_idle_socket_is_written_before_the_sender_yields(s
     try:
         assert await asyncio.to_thread(quiet.wait, 10), "the client never settled"
         conn_of(server, "Ada").send({"type": "probe"})
-        time.sleep(0.5)  # this loop is blocked: no task of the server can write meanwhile
+        time.sleep(0.5)  # noqa: ASYNC251 (the point: this loop is blocked, no server task can write)
         blocked_until = time.monotonic()
     finally:
         finished.set()
