@@ -99,6 +99,10 @@ class _Started:
         self._coro = coro
         self._waiting_on = waiting_on
 
+    def close(self) -> None:
+        """Never to be awaited: end the coroutine where it waits (its finally clauses run)."""
+        self._coro.close()
+
     def __await__(self) -> Generator[Any, Any, Any]:
         # What ``yield from coro`` does, from the wait the coroutine is already in.
         waiting_on = self._waiting_on
@@ -175,7 +179,9 @@ class SocketConnection:
 
     def _drain_and_close(self, code: int, reason: str) -> None:
         while not self._outbox.empty():
-            self._outbox.get_nowait()
+            item = self._outbox.get_nowait()
+            if isinstance(item, _Started):
+                item.close()  # a send stopped at its first wait: let it release what it holds
         self._outbox.put_nowait((_CLOSE, code, reason))
 
     async def run_writer(self) -> None:
