@@ -18,6 +18,7 @@ cancels out of the sync.
 
 from __future__ import annotations
 
+import logging
 import time
 import weakref
 from collections import OrderedDict
@@ -32,7 +33,14 @@ from media.receipt import LatencyReceipt
 
 NTP_TO_UNIX = 2_208_988_800
 RTP_MODULO = 1 << 32
+logger = logging.getLogger(__name__)
+
 KEEP = 128  # capture times remembered per stream: a few seconds of frames or packets
+# Live media leaves within this long of its capture, and never before it, on one clock. Outside,
+# either the source's clock is off the server's (an agent's machine not synchronised: its
+# reports still pair audio and video alike, so they are sent) or the capture times are wrong
+# (seen once in Chromium: captureTime 6.7 s off, both its buffers ~0.5 s): logged, to tell which.
+PLAUSIBLE_AGE_S = (-0.1, 2.0)
 
 CaptureTimeOf = Callable[[int], float | None]
 
@@ -206,6 +214,7 @@ class _SenderTimeline:
         self.encoded_timestamp: int | None = None
         self.aligned = 0
         self.withheld = 0
+        self.implausible = 0  # reports whose capture time was no live frame's on this clock
         # Sent timestamp -> the track's own (they differ when frames are stamped as they leave).
         self._track_timestamps: OrderedDict[int, int] = OrderedDict()
         self._epoch: float | None = None
@@ -265,6 +274,16 @@ class _SenderTimeline:
         # The report pairs the last packet's timestamp with the moment it was sent; shift the
         # timestamp by the time since its media was captured, so the pair reads "captured at".
         since_capture = ntp_seconds(info.ntp_timestamp) - captured
+        if not PLAUSIBLE_AGE_S[0] <= since_capture <= PLAUSIBLE_AGE_S[1]:
+            self.implausible += 1
+            if self.implausible == 1 or self.implausible % 100 == 0:
+                logger.warning(
+                    "ssrc %s: a report says its media was captured %.3f s before it was sent "
+                    "(%d such; a source's clock off the server's, or wrong capture times)",
+                    self.ssrc,
+                    since_capture,
+                    self.implausible,
+                )
         info.rtp_timestamp = (info.rtp_timestamp + round(since_capture * self.clock_rate)) % RTP_MODULO
         return True
 

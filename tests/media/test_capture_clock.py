@@ -127,3 +127,31 @@ def test_frames_stamped_as_they_leave_keep_their_capture_times_and_never_go_back
     assert sent[1] - sent[0] == 4050  # 45 ms after the first, whatever the pts said
     assert sent[3] > sent[2]  # two frames leaving at once still get increasing timestamps
     assert [times(timeline.track_timestamp(t)) for t in sent] == [100.0, 101.0, 102.0, 103.0]
+
+
+async def test_a_report_whose_capture_time_is_no_live_frames_is_sent_and_logged(caplog):
+    # An agent's clock seconds off the server's still pairs its audio and video alike: the reports
+    # go out (lip sync needs them), and the log says so (seen once: captureTime 6.7 s off).
+    sender_pc, receiver_pc = RTCPeerConnection(), RTCPeerConnection()
+    reports: list[RtcpSrPacket] = []
+    try:
+        transceiver = sender_pc.addTransceiver(TestCardTrack(160, 90, fps=30, label=""), direction="sendonly")
+        timeline = align_sender_reports(transceiver.sender, 90000, lambda timestamp: time.time() - 6.7)
+        await sender_pc.setLocalDescription(await sender_pc.createOffer())
+        await receiver_pc.setRemoteDescription(sender_pc.localDescription)
+        receiver = receiver_pc.getTransceivers()[0].receiver
+        internals.watch_received_rtcp(receiver, lambda p: isinstance(p, RtcpSrPacket) and reports.append(p))
+        await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
+        await sender_pc.setRemoteDescription(
+            RTCSessionDescription(sdp=receiver_pc.localDescription.sdp, type="answer")
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not reports:
+            assert loop.time() < deadline, "the sender sent no report"
+            await asyncio.sleep(0.05)
+        assert timeline.implausible >= 1 and timeline.aligned >= 1
+        assert "media was captured 6." in caplog.text  # ~6.7 s, less the time since that frame left
+    finally:
+        await sender_pc.close()
+        await receiver_pc.close()
