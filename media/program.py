@@ -189,16 +189,16 @@ class Program:
                 await asyncio.sleep(PAUSE_AFTER_ERROR_S)
                 continue
             for codec, packet in packets.items():
+                taking = [v for v in viewers if v.codec == codec]
                 try:
-                    self._offer(codec, packet, [v for v in viewers if v.codec == codec])
+                    self._offer(codec, packet, taking)
                 except Exception:
                     # A frame that cannot be cut into payloads (a forwarded camera's malformed
                     # frame: aiortc's H.264 packetizer raises on an empty NAL unit) is skipped;
                     # the viewers go on from the next keyframe.
                     logger.exception("%s: a %s frame could not be packetized; skipped", self.label, codec)
-                    for viewer in viewers:
-                        if viewer.codec == codec:
-                            viewer.queue.restart()
+                    for viewer in taking:
+                        viewer.queue.restart()
                     self.request_keyframe()
             if self.forwarding:
                 # A repaired loss releases the camera's held frames at once: let the viewers'

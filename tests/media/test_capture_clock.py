@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import time
 
@@ -88,12 +89,15 @@ async def test_the_senders_reports_say_when_each_frame_was_captured_not_when_it_
         await receiver_pc.close()
 
 
-async def test_a_report_is_withheld_while_the_capture_time_is_unknown():
+@contextlib.asynccontextmanager
+async def aligned_sender(capture_time):
+    """A test card sent to a loopback peer, its reports aligned on ``capture_time``; yields the
+    timeline, the reports the peer received, and a wait for a condition (10 s at most)."""
     sender_pc, receiver_pc = RTCPeerConnection(), RTCPeerConnection()
     reports: list[RtcpSrPacket] = []
     try:
         transceiver = sender_pc.addTransceiver(TestCardTrack(160, 90, fps=30, label=""), direction="sendonly")
-        timeline = align_sender_reports(transceiver.sender, 90000, lambda timestamp: None)
+        timeline = align_sender_reports(transceiver.sender, 90000, capture_time)
         await sender_pc.setLocalDescription(await sender_pc.createOffer())
         await receiver_pc.setRemoteDescription(sender_pc.localDescription)
         receiver = receiver_pc.getTransceivers()[0].receiver
@@ -102,15 +106,24 @@ async def test_a_report_is_withheld_while_the_capture_time_is_unknown():
         await sender_pc.setRemoteDescription(
             RTCSessionDescription(sdp=receiver_pc.localDescription.sdp, type="answer")
         )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while timeline.withheld < 2:
-            assert loop.time() < deadline, "the sender sent no report"
-            await asyncio.sleep(0.05)
-        assert reports == [] and timeline.aligned == 0
+
+        async def until(condition) -> None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while not condition():
+                assert loop.time() < deadline, "the sender sent no report"
+                await asyncio.sleep(0.05)
+
+        yield timeline, reports, until
     finally:
         await sender_pc.close()
         await receiver_pc.close()
+
+
+async def test_a_report_is_withheld_while_the_capture_time_is_unknown():
+    async with aligned_sender(lambda timestamp: None) as (timeline, reports, until):
+        await until(lambda: timeline.withheld >= 2)
+        assert reports == [] and timeline.aligned == 0
 
 
 def test_frames_stamped_as_they_leave_keep_their_capture_times_and_never_go_back():
@@ -132,26 +145,7 @@ def test_frames_stamped_as_they_leave_keep_their_capture_times_and_never_go_back
 async def test_a_report_whose_capture_time_is_no_live_frames_is_sent_and_logged(caplog):
     # An agent's clock seconds off the server's still pairs its audio and video alike: the reports
     # go out (lip sync needs them), and the log says so (seen once: captureTime 6.7 s off).
-    sender_pc, receiver_pc = RTCPeerConnection(), RTCPeerConnection()
-    reports: list[RtcpSrPacket] = []
-    try:
-        transceiver = sender_pc.addTransceiver(TestCardTrack(160, 90, fps=30, label=""), direction="sendonly")
-        timeline = align_sender_reports(transceiver.sender, 90000, lambda timestamp: time.time() - 6.7)
-        await sender_pc.setLocalDescription(await sender_pc.createOffer())
-        await receiver_pc.setRemoteDescription(sender_pc.localDescription)
-        receiver = receiver_pc.getTransceivers()[0].receiver
-        internals.watch_received_rtcp(receiver, lambda p: isinstance(p, RtcpSrPacket) and reports.append(p))
-        await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
-        await sender_pc.setRemoteDescription(
-            RTCSessionDescription(sdp=receiver_pc.localDescription.sdp, type="answer")
-        )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while not reports:
-            assert loop.time() < deadline, "the sender sent no report"
-            await asyncio.sleep(0.05)
+    async with aligned_sender(lambda timestamp: time.time() - 6.7) as (timeline, reports, until):
+        await until(lambda: bool(reports))
         assert timeline.implausible >= 1 and timeline.aligned >= 1
         assert "media was captured 6." in caplog.text  # ~6.7 s, less the time since that frame left
-    finally:
-        await sender_pc.close()
-        await receiver_pc.close()
