@@ -10,7 +10,7 @@ The frame path, in the order it runs (see DESIGN "Frame path and latency budget"
   uses (media.frame_pool). Each buffer remembers what it shows: a tile is repainted
   only when its input has a new frame since that buffer went out, its geometry
   changed, or a tile beneath it was repainted; a resized picture is cached per input
-  frame; a frame in another pixel format is converted once.
+  frame; a frame in another pixel format is converted once (media.tile_painter).
 - Every output is a FRESH ``av.VideoFrame`` over its own buffer, with no picture
   type: aiortc's VP8 encoder never resets ``pict_type``, so a reused or I-tagged
   frame would force a keyframe each time.
@@ -33,33 +33,19 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media.capture_clock import CompositeTimes
-from media.frame_pool import Canvas, FramePool
+from media.frame_pool import FramePool, split_yuv420
 from media.layout import AGENT, AVATAR, LAYOUTS, SCREEN, Rect, Size, Tile, compute_layout, parse_size
-from media.placeholder import render_placeholder
-from media.planes import Planes, frame_planes
 from media.receipt import LatencyReceipt
-from media.screen_limits import ScreenLimits, fit_planes
+from media.screen_limits import ScreenLimits
 from media.stamp import read_stamp, strip_height, write_stamp
+from media.tile_painter import TilePainter
 from media.tracks import FrameSlot, TrackDrain
 
 logger = logging.getLogger(__name__)
 
 VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
-BACKGROUND_YUV = (28, 136, 124)  # a dark slate, not black: letterbox bars and empty areas
 STALL_INTERVALS = 2.0  # the primary is stalled after this many frame intervals without a frame
 MAX_PATIENCE_S = 0.25  # ... or after twice its own recent interval, but never longer than this
-PLACEHOLDER_VERSION = -1
-
-
-def _overlaps(a: Rect, b: Rect) -> bool:
-    return a.x < b.right and b.x < a.right and a.y < b.bottom and b.y < a.bottom
-
-
-def _fill(planes: Planes, rect: Rect) -> None:
-    y, u, v = planes
-    y[rect.y : rect.bottom, rect.x : rect.right] = BACKGROUND_YUV[0]
-    u[rect.y // 2 : rect.bottom // 2, rect.x // 2 : rect.right // 2] = BACKGROUND_YUV[1]
-    v[rect.y // 2 : rect.bottom // 2, rect.x // 2 : rect.right // 2] = BACKGROUND_YUV[2]
 
 
 class CompositorTrack(MediaStreamTrack):
@@ -109,16 +95,13 @@ class CompositorTrack(MediaStreamTrack):
         w, h = self.size.width, self.size.height
         self._layout_key: tuple | None = None
         self._tiles: list[Tile] = []
-        self._cache: dict[str, tuple[int, int, int, Planes]] = {}  # name -> (version, w, h, planes)
-        self._converted: dict[str, tuple[int, av.VideoFrame]] = {}
-        self._scratch: dict[str, tuple[dict, dict, dict]] = {}  # resized pictures' buffers, per input
-        self._work: dict = {}  # the resizes' temporaries, one set for every input (media.planes)
-        self._placeholders: dict[tuple[str, int, int], Planes] = {}
+        self.painter = TilePainter(self.slots, self.screen_limits)  # media.tile_painter
+        self.painter.agent_name = agent_name
         # Output buffers, each painted in place with only what changed since it last went out; one
         # contiguous yuv420p array each, the layout av.VideoFrame.from_numpy_buffer expects.
         # A function of the size, not a bound method: the pool must hold no reference back to
         # the compositor, or an ended call's compositor waits for the cycle collector.
-        self._outputs = FramePool((h * 3 // 2, w), functools.partial(_split_yuv420, w, h))
+        self._outputs = FramePool((h * 3 // 2, w), functools.partial(split_yuv420, w, h))
         self._fade_from: np.ndarray | None = None
         self._fade_start = 0.0
         self._primary_seen = 0
@@ -169,8 +152,7 @@ class CompositorTrack(MediaStreamTrack):
         # 720p) now, not when the last reference to the track goes.
         for slot in self.slots.values():
             slot.clear()
-        for cache in (self._cache, self._converted, self._scratch, self._work, self._placeholders):
-            cache.clear()
+        self.painter.clear()
         self._outputs.clear()
         self.times.clear()
         self._fade_from = None
@@ -182,7 +164,7 @@ class CompositorTrack(MediaStreamTrack):
 
     @agent_name.setter
     def agent_name(self, name: str | None) -> None:
-        self._agent_name = name
+        self._agent_name = self.painter.agent_name = name
         self._outputs.forget()  # repaint everything with the new placeholder
 
     @property
@@ -285,7 +267,7 @@ class CompositorTrack(MediaStreamTrack):
         if key != self._layout_key:  # the tiles follow from the key alone: computed when it changes
             self._layout_key, self._tiles = key, self._layout_tiles(shapes)
         canvas = self._outputs.take()
-        self._paint(canvas, self._tiles, key)
+        self.painter.paint(canvas, self._tiles, key)
         output = canvas.array
 
         if self._fade_from is not None:
@@ -339,73 +321,3 @@ class CompositorTrack(MediaStreamTrack):
             # An avatar layout with no avatar yet: show the agent (or placeholder), never an empty frame.
             tiles = compute_layout(self.size, "agent", present, sources)
         return tiles
-
-    def _paint(self, canvas: Canvas, tiles: list[Tile], key: tuple) -> None:
-        """Bring ``canvas`` up to date: the tiles whose picture changed since it went out last,
-        and those above a repainted one; everything when the layout is not the one it shows."""
-        if key != canvas.key:
-            canvas.key = key
-            canvas.painted.clear()
-            for plane, value in zip(canvas.planes, BACKGROUND_YUV, strict=True):
-                plane.fill(value)
-        dirty: list[Rect] = []
-        for tile in tiles:
-            version = self._version(tile.name)
-            painted = canvas.painted.get(tile.name)
-            if painted == (version, tile.content) and not any(_overlaps(tile.cell, d) for d in dirty):
-                continue
-            self._paint_tile(canvas.planes, tile, version)
-            canvas.painted[tile.name] = (version, tile.content)
-            dirty.append(tile.cell)
-
-    def _version(self, name: str) -> int:
-        slot = self.slots.get(name)
-        if slot is None or not slot.present or slot.latest is None:
-            return PLACEHOLDER_VERSION
-        return slot.latest.version
-
-    def _paint_tile(self, target: Planes, tile: Tile, version: int) -> None:
-        cell, content = tile.cell, tile.content
-        if content != cell:
-            _fill(target, cell)
-        planes = self._source_planes(tile.name, version, content.width, content.height)
-        x, y, w, h = content.x, content.y, content.width, content.height
-        cy, cu, cv = target
-        cy[y : y + h, x : x + w] = planes[0]
-        cu[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = planes[1]
-        cv[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = planes[2]
-        slot = self.slots.get(tile.name)
-        if slot is not None and version != PLACEHOLDER_VERSION:
-            slot.mark_read(version)
-
-    def _source_planes(self, name: str, version: int, width: int, height: int) -> Planes:
-        """The input's picture at ``width`` x ``height``, resized at most once per input frame."""
-        if version == PLACEHOLDER_VERSION:
-            key = (self.agent_name or "", width, height)
-            if key not in self._placeholders:
-                self._placeholders[key] = render_placeholder(self.agent_name or "", width, height)
-            return self._placeholders[key]
-        cached = self._cache.get(name)
-        if cached is not None and cached[:3] == (version, width, height):
-            return cached[3]
-        frame = self.slots[name].latest.frame  # type: ignore[union-attr]
-        if frame.format.name != "yuv420p":
-            converted = self._converted.get(name)
-            if converted is None or converted[0] != version:
-                # The one colour conversion this input frame gets.
-                converted = (version, frame.reformat(format="yuv420p", threads=1))
-                self._converted[name] = converted
-            frame = converted[1]
-        scratch, scale = self._scratch.setdefault(name, ({}, {}, {})), self.screen_limits.scale_of(name)
-        planes = fit_planes(frame_planes(frame), width, height, scratch, scale, self._work)
-        self._cache[name] = (version, width, height, planes)
-        return planes
-
-
-def _split_yuv420(w: int, h: int, buffer: np.ndarray) -> Planes:
-    """The Y, U and V views of one yuv420p frame stored as one ``(h * 3 // 2, w)`` array."""
-    flat = buffer.reshape(-1)
-    y = flat[: w * h].reshape(h, w)
-    u = flat[w * h : w * h * 5 // 4].reshape(h // 2, w // 2)
-    v = flat[w * h * 5 // 4 :].reshape(h // 2, w // 2)
-    return y, u, v

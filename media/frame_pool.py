@@ -103,3 +103,12 @@ class FramePool:
             self._pool.append(canvas)
         canvas.free_refs = sys.getrefcount(canvas.array)
         return canvas
+
+
+def split_yuv420(w: int, h: int, buffer: np.ndarray) -> Planes:
+    """The Y, U and V views of one yuv420p frame stored as one ``(h * 3 // 2, w)`` array."""
+    flat = buffer.reshape(-1)
+    y = flat[: w * h].reshape(h, w)
+    u = flat[w * h : w * h * 5 // 4].reshape(h // 2, w // 2)
+    v = flat[w * h * 5 // 4 :].reshape(h // 2, w // 2)
+    return y, u, v

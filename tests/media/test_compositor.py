@@ -8,10 +8,11 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 
 import media.screen_limits as screen_limits_module
-from media.compositor import BACKGROUND_YUV, CompositorTrack
+from media.compositor import CompositorTrack
 from media.layout import AGENT, AVATAR, SCREEN, SIZES, compute_layout
 from media.planes import frame_planes
 from media.stamp import Stamp, read_stamp, write_stamp
+from media.tile_painter import BACKGROUND_YUV
 
 AGENT_YUV = (81, 90, 240)  # red
 SCREEN_YUV = (210, 16, 146)  # yellow
@@ -155,12 +156,12 @@ def test_non_yuv420p_input_is_converted_once():
     comp.slot(AGENT).put(rgb)
     y, u, v = yuv_at(comp.compose(), 320, 180)
     assert v > 200 and y < 100  # red
-    converted = comp._converted[AGENT][1]
+    converted = comp.painter._converted[AGENT][1]
     # A new geometry repaints the same input frame at another size: resized, not converted again.
     comp.slot(SCREEN).put(flat(SCREEN_YUV, 640, 360))
     comp.set_layout("screen")
     out = comp.compose()
-    assert comp._converted[AGENT][1] is converted
+    assert comp.painter._converted[AGENT][1] is converted
     pip = compute_layout(SIZES["360p"], "screen", {AGENT, SCREEN})[1].content
     y, u, v = yuv_at(out, *centre(pip))
     assert v > 200 and y < 100  # still red, in the picture-in-picture
