@@ -13,6 +13,7 @@ the package, never from its modules.
 from __future__ import annotations
 
 from media.aiortc_internals._arrivals import ArrivalStamps, stamp_arrivals, transport_sequence_number
+from media.aiortc_internals._decoding import decode_with_direct_hand_back
 from media.aiortc_internals._names import (
     ABS_CAPTURE_TIME_URI,
     PRIVATE_ATTRIBUTES,
@@ -90,6 +91,7 @@ __all__ = [
     "answer_header_extension",
     "answer_transport_cc",
     "codecs",
+    "decode_with_direct_hand_back",
     "decoder_thread_id",
     "drop_received_rtp",
     "encoder",
