@@ -170,7 +170,9 @@ class Program:
 
     async def _run(self) -> None:
         while True:
-            viewers = [v for v in self._viewers if v.readyState == "live"]
+            # Steering viewers (the customer) first: their senders wake and send first, and the
+            # agent's preview waits its turn (by a set's order, it went first in half the calls).
+            viewers = sorted((v for v in self._viewers if v.readyState == "live"), key=lambda v: not v.steers)
             if not viewers:
                 self._wake.clear()
                 await self._wake.wait()
