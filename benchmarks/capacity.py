@@ -6,9 +6,12 @@ serve`` runs on loopback (default settings otherwise), and a few client processe
 call is an agent (token, sign-in, auto-answer) and a customer (joins the queue) negotiating as
 the web client does. The agent sends a 30 fps camera at the composite's size, pre-encoded
 ONCE at start-up (H.264, ~2 Mbps at 720p, ~0.7 Mbps at 360p; VP8 if the server answers VP8)
-from a stamped, noisy test card, looped through aiortc's packet path, and a pre-encoded Opus
-tone; the customer sends the tone. Nothing the clients receive is decoded: the customer
-completes the composite's frames on the RTP marker bit and counts them.
+from a stamped, noisy test card, looped as ``av.Packet``s, and a pre-encoded Opus tone; the
+customer sends the tone. Every client sender runs the stamped RTP loop (media.aiortc_internals:
+one ``struct.pack`` a packet, a frame's datagrams sent in one go). Nothing the clients receive
+is decoded, nor parsed by aiortc: each peer's RTP is taken off its socket after SRTP
+(benchmarks.capacity_wire), the customer completes the composite's frames on the RTP marker
+bit, reads abs-capture-time from the bytes and counts them; the rest is counted.
 
 **Glass-to-glass**, per frame: the moment the customer holds the complete frame minus the
 frame's capture time, which the server writes on its first packet (``abs-capture-time``,

@@ -16,6 +16,15 @@ The agent sends the pre-encoded loops (:mod:`benchmarks.capacity_media`) as its 
 microphone; the customer sends the tone as its microphone and counts the composite's frames
 without decoding them (a ``check`` call also decodes, to read the stamps). Nothing received
 is decoded otherwise: the agent's preview and both voices are only counted.
+
+Both are cheap where aiortc is not: every sender runs the stamped RTP loop (one
+``struct.pack`` a packet, a frame's datagrams protected and sent in one go; its sender reports
+still on the capture clock), and what a peer receives is taken off the socket as plain RTP
+(media.aiortc_internals.take_received_rtp) and read from the bytes (benchmarks.capacity_wire):
+frames completed on the marker bit, abs-capture-time read from each frame's first packet,
+packets counted. The clients' receivers then send no receiver reports and no REMB of their own
+(no NACK, no PLI: loopback loses nothing): each customer tells the server once a second that
+its link takes :data:`CLEAN_LINK_BPS`, as a browser on a clean link would.
 """
 
 from __future__ import annotations
@@ -31,25 +40,32 @@ from pathlib import Path
 from typing import Any
 
 import websockets
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamTrack
 
 from benchmarks.capacity_media import (
     ABS_CAPTURE_TIME_ID,
-    CountingBuffer,
     EncodedLoop,
     FrameProbe,
     LoopTrack,
-    PacketCounter,
     encode_video_loop,
     offer_abs_capture_time,
 )
+from benchmarks.capacity_wire import FrameAssembler, PacketTally, WireReceiver
 from media import aiortc_internals as internals
 from media.capture_clock import align_sender_reports
 from media.peers import negotiated_codec
 from media.sections import sections_of
 
 logger = logging.getLogger("benchmarks.capacity_clients")
+CLEAN_LINK_BPS = 5_000_000  # what each customer's REMB says its link takes (the server caps at its own max)
+REMB_EVERY_S = 1.0
 
 
 class Signal:
@@ -98,7 +114,7 @@ class Signal:
 
 
 def _peer(role: str, tracks: dict[str, MediaStreamTrack]) -> tuple[RTCPeerConnection, dict[str, Any]]:
-    """A peer laid out as the web client's (media.sections), every receiver counting, none decoding."""
+    """A peer laid out as the web client's (media.sections), its senders on the stamped RTP loop."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
     sections = {}
     for section in sections_of(role):
@@ -107,17 +123,28 @@ def _peer(role: str, tracks: dict[str, MediaStreamTrack]) -> tuple[RTCPeerConnec
         transceiver = pc.addTransceiver(
             track if track and direction != "recvonly" else section.kind, direction=direction
         )
-        internals.replace_jitter_buffer(transceiver.receiver, PacketCounter(section.kind == "video"))
+        internals.send_stamped_payloads(transceiver.sender)
         sections[section.name] = transceiver
     return pc, sections
 
 
-async def _negotiate(pc: RTCPeerConnection, signal: Signal, abs_capture_time: bool = False) -> None:
+async def _negotiate(
+    pc: RTCPeerConnection,
+    signal: Signal,
+    receiving: WireReceiver,
+    voice: RTCRtpTransceiver,
+    abs_capture_time: bool = False,
+) -> None:
+    """Offer, take the answer, and from then on hand what the peer receives to ``receiving``
+    (``voice``: the section whose payload types are the voice's)."""
     await pc.setLocalDescription(await pc.createOffer())
     sdp = pc.localDescription.sdp
     await signal.send("webrtc_offer", sdp=offer_abs_capture_time(sdp) if abs_capture_time else sdp)
     answer = (await signal.expect("webrtc_answer", timeout=30))["sdp"]
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    # In the same turn: the transport connects (and media flows) only after this returns.
+    receiving.audio_types = frozenset(c.payloadType for c in internals.codecs(voice))
+    internals.take_received_rtp(voice.receiver.transport, receiving)
 
 
 class Call:
@@ -136,7 +163,11 @@ class Call:
         self.customer_ws: Signal | None = None
         self.agent_pc, self.agent = _peer("agent", {"mic": self.agent_mic, "camera": self.camera})
         self.customer_pc, self.customer = _peer("customer", {"mic": self.customer_mic})
-        internals.replace_jitter_buffer(self.customer["camera"].receiver, CountingBuffer(self.probe))
+        self.composite = FrameAssembler(self.probe.on_wire_frame, ABS_CAPTURE_TIME_ID)
+        self.voice_to_customer, self.voice_to_agent = PacketTally(), PacketTally()
+        self.preview = PacketTally()
+        self.customer_receives = WireReceiver(self.composite, self.voice_to_customer, ())
+        self.agent_receives = WireReceiver(self.preview, self.voice_to_agent, ())
         self._send_like_a_browser()
 
     def _send_like_a_browser(self) -> None:
@@ -170,18 +201,16 @@ class Call:
         await customer.send("join", name=self.name)
         await customer.expect("call_started", timeout=20)
         await agent.expect("call_started", timeout=20)
-        await _negotiate(self.agent_pc, agent)
+        await _negotiate(self.agent_pc, agent, self.agent_receives, self.agent["mic"])
         codec = negotiated_codec(self.agent["camera"]) or "?"
         if codec not in self.loops:  # the server answered another codec: encode its loop once
             logger.warning("%s: the server answered %s; encoding a %s loop", self.name, codec, codec)
             first = next(iter(self.loops.values()))
             self.loops[codec] = await encode_video_loop(codec, first.width, first.height)
         self.camera.play(self.loops[codec])
-        await _negotiate(self.customer_pc, customer, abs_capture_time=True)
-        for transport in {
-            id(t.receiver.transport): t.receiver.transport for t in self.customer.values()
-        }.values():
-            internals.read_abs_capture_time(transport, ABS_CAPTURE_TIME_ID)
+        await _negotiate(
+            self.customer_pc, customer, self.customer_receives, self.customer["mic"], abs_capture_time=True
+        )
         self.composite_codec = composite_codec = negotiated_codec(self.customer["camera"]) or codec
         self.probe.knows(composite_codec, self.loops[codec])
         if self.check:
@@ -210,9 +239,10 @@ class Call:
             "stamped": [[round(s, 1), round(a, 1)] for s, a in window["stamped"]],
             "agent_fps": round(len(sent) / span, 2),
             "slips": self.camera.slips,
-            "voice_to_customer_pps": round(_counter(self.customer["mic"]).rate(t0, t1), 1),
-            "voice_to_agent_pps": round(_counter(self.agent["mic"]).rate(t0, t1), 1),
-            "preview_pps": round(_counter(self.agent["camera"]).rate(t0, t1), 1),
+            "voice_to_customer_pps": round(self.voice_to_customer.rate(t0, t1), 1),
+            "voice_to_agent_pps": round(self.voice_to_agent.rate(t0, t1), 1),
+            "preview_pps": round(self.preview.rate(t0, t1), 1),
+            "incomplete_frames": self.composite.incomplete,
             "ended": bool(self.customer_ws and self.customer_ws.saw("call_ended")),
             "state": self.customer_pc.connectionState,
             "agent_state": self.agent_pc.connectionState,
@@ -220,9 +250,14 @@ class Call:
         before = t1 - 90
         self.probe.prune(before)
         self.camera.prune(before)
-        for transceiver in (self.customer["mic"], self.agent["mic"], self.agent["camera"]):
-            _counter(transceiver).prune(before)
+        for tally in (self.voice_to_customer, self.voice_to_agent, self.preview):
+            tally.prune(before)
         return stats
+
+    async def tell_link(self) -> None:
+        """The customer's REMB for the composite: a clean link (a browser's receiver says so)."""
+        if self.composite.ssrc is not None and self.customer_pc.connectionState == "connected":
+            await internals.send_remb(self.customer["camera"].receiver, CLEAN_LINK_BPS, [self.composite.ssrc])
 
     async def close(self) -> None:
         if self.agent_ws is not None:
@@ -238,8 +273,13 @@ class Call:
                 await signal.close()
 
 
-def _counter(transceiver) -> PacketCounter:
-    return internals.jitter_buffer(transceiver.receiver)  # type: ignore[return-value]
+async def _tell_links(calls: list[Call]) -> None:
+    """Every customer's REMB, once a second, for as long as the process runs."""
+    while True:
+        await asyncio.sleep(REMB_EVERY_S)
+        for call in list(calls):
+            with contextlib.suppress(Exception):  # a call closing meanwhile
+                await call.tell_link()
 
 
 async def main(video_path: str, opus_path: str) -> None:
@@ -251,6 +291,7 @@ async def main(video_path: str, opus_path: str) -> None:
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     calls: list[Call] = []
+    links = loop.create_task(_tell_links(calls), name="customers' REMB")
     try:
         while line := await reader.readline():
             command = json.loads(line)
@@ -276,6 +317,8 @@ async def main(video_path: str, opus_path: str) -> None:
                 reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
             print(json.dumps(reply), flush=True)
     finally:
+        links.cancel()
+        await asyncio.gather(links, return_exceptions=True)
         await asyncio.gather(*(c.close() for c in calls), return_exceptions=True)
     print(json.dumps({"ok": True, "closed": len(calls)}), flush=True)
 

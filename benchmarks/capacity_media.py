@@ -6,8 +6,9 @@
 - :class:`LoopTrack` hands those packets to aiortc as ``av.Packet`` (aiortc then only
   packetises), paced in real time and looped; it notes the wall time at which each frame
   left it (its *capture* time) and, on a keyframe request, jumps to the next keyframe of the loop.
-- :class:`FrameProbe` sits in a receiver as its jitter buffer (:class:`CountingBuffer`): it
-  completes frames on the marker bit, counts them and never hands them to aiortc's decoder.
+- :class:`FrameProbe` is given each frame the customer completes: off the wire, as RTP payloads
+  (benchmarks.capacity_wire, the capacity clients), or in a receiver as its jitter buffer
+  (:class:`CountingBuffer`, the fanout viewers); either way it counts them and never decodes.
   Each frame's glass-to-glass time is its completion minus the ``abs-capture-time`` the server
   put on its first packet (the agent's capture time, from the agent's sender reports).
   A probe made with a decoder also decodes every frame and reads its stamp: the frame id
@@ -34,8 +35,11 @@ from pathlib import Path
 
 import av
 import numpy as np
+from aiortc.codecs import depayload
+from aiortc.codecs.h264 import H264Encoder
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from media.capture_clock import CaptureTimes, ntp_seconds
@@ -139,6 +143,32 @@ def frame_key(codec: str, data: bytes) -> int:
 
 
 _START_CODE = re.compile(b"\x00\x00\x00?\x01")
+_DEPAYLOADERS = {
+    "H264": RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000),
+    "VP8": RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000),
+}
+
+
+def payloads_key(codec: str, payloads: list[bytes]) -> int:
+    """A frame's identity by its RTP payloads: H.264's as cut (the server and the agent cut the
+    same NAL units with the same packetizer), VP8's past the payload descriptor (its picture id
+    is each sender's own)."""
+    if codec == "H264":
+        return hash(b"".join(payloads))
+    return hash(b"".join(depayload(_DEPAYLOADERS[codec], p) for p in payloads))
+
+
+def loop_payloads_keys(loop: EncodedLoop) -> set[int]:
+    """:func:`payloads_key` of each frame of ``loop`` as aiortc's packetizer cuts it."""
+    if loop.codec != "H264":
+        return {hash(data) for data in loop.frames}
+    packer = H264Encoder()
+    keys = set()
+    for data in loop.frames:
+        packet = av.Packet(data)
+        packet.pts, packet.time_base = 0, fractions.Fraction(1, 90000)
+        keys.add(hash(b"".join(packer.pack(packet)[0])))
+    return keys
 
 
 class LoopTrack(MediaStreamTrack):
@@ -229,6 +259,7 @@ class FrameProbe:
         self._decode_left = 0
         self.forwarded: list[float] = []  # arrivals of frames that are the agent's own, as sent
         self.known: set[int] = set()  # frame_key of every loop frame
+        self.known_payloads: set[int] = set()  # payloads_key of every loop frame
         self.codec = ""
         self._captured: OrderedDict[int, int] = OrderedDict()
         self._sent_at = sent_at
@@ -239,7 +270,9 @@ class FrameProbe:
     def knows(self, codec: str, loop: EncodedLoop) -> None:
         """Count the frames that are ``loop``'s own, arriving as ``codec``."""
         self.codec = codec
-        self.known = {frame_key(loop.codec, data) for data in loop.frames} if codec == loop.codec else set()
+        same = codec == loop.codec
+        self.known = {frame_key(loop.codec, data) for data in loop.frames} if same else set()
+        self.known_payloads = loop_payloads_keys(loop) if same else set()
 
     def decode_as(self, codec: str, frames: int = CHECK_FRAMES) -> None:
         """Decode the next ``frames`` frames to read their stamps (a fresh decoder: from a keyframe)."""
@@ -264,6 +297,18 @@ class FrameProbe:
             self.forwarded.append(now)
         if self._decoder is not None and self._sent_at is not None:
             self._check_stamp(frame.data, now, latency)
+
+    def on_wire_frame(self, timestamp: int, payloads: list[bytes], captured: int | None, now: float) -> None:
+        """A frame completed off the wire (benchmarks.capacity_wire.FrameAssembler)."""
+        self.arrivals.append(now)
+        latency = (now - ntp_seconds(captured)) * 1000 if captured is not None else None
+        if latency is not None:
+            self.latencies.append((now, latency))
+        if self.known_payloads and payloads_key(self.codec, payloads) in self.known_payloads:
+            self.forwarded.append(now)
+        if self._decoder is not None and self._sent_at is not None and self.codec in _DEPAYLOADERS:
+            codec = _DEPAYLOADERS[self.codec]
+            self._check_stamp(b"".join(depayload(codec, p) for p in payloads), now, latency)
 
     def _check_stamp(self, data: bytes, now: float, latency: float | None) -> None:
         try:

@@ -41,6 +41,7 @@ from media.aiortc_internals._receivers import (
     watch_received_rtcp,
 )
 from media.aiortc_internals._rtp_loop import RtpStamper, runs_stamped, send_stamped_payloads
+from media.aiortc_internals._rtp_receive import take_received_rtp
 from media.aiortc_internals._senders import (
     NextEncodedFrame,
     RtcpSend,
@@ -128,6 +129,7 @@ __all__ = [
     "stop_decoding",
     "stamp_arrivals",
     "stop_remb",
+    "take_received_rtp",
     "tap_received_rtp",
     "transport_sequence_number",
     "vp8_bitrate",

@@ -50,6 +50,7 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("RTCDtlsTransport", "_tx_srtp"),
     ("RTCDtlsTransport", "_RTCDtlsTransport__tx_bytes"),
     ("RTCDtlsTransport", "_RTCDtlsTransport__tx_packets"),
+    ("RTCDtlsTransport", "_rx_srtp"),  # take_received_rtp: the SRTP session that unprotects
     ("RTCIceTransport", "_connection"),
     ("Connection", "_nominated"),
     ("RTCRtpTransceiver", "_codecs"),

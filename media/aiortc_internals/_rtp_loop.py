@@ -11,9 +11,13 @@ a frame's datagrams are protected and sent in one synchronous go (:func:`send_no
 ICE pair is a plain UDP socket. The rest stays aiortc's: the (wrapped) ``_next_encoded_frame``
 chain, RTX, the RTCP sender reports (fed the same counters), ``stop()``.
 
-A sender whose packets something watches or extends (media.capture_clock: abs-capture-time
-on each frame's first packet) keeps aiortc's own loop: such hooks are installed before the
-sender starts, which is when this loop chooses.
+A sender whose packets something watches (``watch_sent_rtp``: media.capture_clock learns the
+sender's timestamp origin and puts abs-capture-time on each frame's first packet) runs this loop
+too: the watcher is handed each packet as aiortc's loop would hand it (an ``RtpPacket`` with mid
+and abs-send-time, before it is serialised), and a packet to which it added an extension gets a
+block of its own, packed by the sender's map; the rest keep the frame's block. Any other hook
+(another history, another map) keeps aiortc's loop: hooks are installed before the sender
+starts, which is when this loop chooses.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import asyncio
 import logging
 import random
 import weakref
-from struct import pack
+from struct import pack, unpack_from
 from typing import Any, cast
 
 import aiortc.rtcrtpsender
@@ -34,6 +38,8 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, RtpPacket
 
 from media.aiortc_internals._names import _wrap_method
+from media.aiortc_internals._senders import _WatchedHistory
+from media.aiortc_internals._transports import _ExtensionsMap, _unpack_extensions
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +69,17 @@ class RtpStamper:
         self._extension = bytearray(pack("!HH", profile, len(block) // 4) + block) if block else None
         self._first_byte = 0x90 if block else 0x80  # version 2, the X bit where there are extensions
 
-    def datagrams(self, payloads: list[bytes], sequence: int, timestamp: int, ntp: int) -> list[bytes]:
+    def datagrams(
+        self,
+        payloads: list[bytes],
+        sequence: int,
+        timestamp: int,
+        ntp: int,
+        own_blocks: dict[int, bytes] | None = None,
+    ) -> list[bytes]:
         """``payloads`` as datagrams numbered from ``sequence``, the last marked (a frame's end);
-        ``ntp``: the send time (64-bit NTP), for abs-send-time."""
+        ``ntp``: the send time (64-bit NTP), for abs-send-time. ``own_blocks``: payload index ->
+        that packet's packed extension header (profile, length, block), where it is not the frame's."""
         extension = b""
         if self._extension is not None:
             at = self._abs_send_time_at
@@ -74,12 +88,27 @@ class RtpStamper:
             extension = bytes(self._extension)
         first, last, ssrc = self._first_byte, len(payloads) - 1, self.ssrc
         plain, marked = self.payload_type, self.payload_type | 0x80  # the marker bit: the frame's end
-        return [
+        datagrams = [
             pack(HEADER, first, marked if i == last else plain, (sequence + i) & 0xFFFF, timestamp, ssrc)
             + extension
             + payload
             for i, payload in enumerate(payloads)
         ]
+        for i, block in (own_blocks or {}).items():
+            header = 0x90 if block else 0x80
+            datagrams[i] = (
+                pack(HEADER, header, marked if i == last else plain, (sequence + i) & 0xFFFF, timestamp, ssrc)
+                + block
+                + payloads[i]
+            )
+        return datagrams
+
+
+def packed_extensions(extensions: HeaderExtensionsMap, values: HeaderExtensions) -> bytes:
+    """A packet's extension header (profile, length in words, block) as ``RtpPacket.serialize``
+    packs it; empty when there is nothing to carry."""
+    profile, block = extensions.set(values)
+    return pack("!HH", profile, len(block) >> 2) + block if block else b""
 
 
 class _SentDatagrams(dict):
@@ -92,7 +121,25 @@ class _SentDatagrams(dict):
 
     def get(self, key: int, default: Any = None) -> Any:
         data = super().get(key)
-        return default if data is None else RtpPacket.parse(data, self.extensions)
+        if data is None:
+            return default
+        packet = RtpPacket.parse(data, self.extensions)
+        ident = getattr(self.extensions, "abs_capture_time_id", None)
+        if ident is not None:
+            # aiortc's map does not read abs-capture-time back: a retransmission keeps it.
+            profile, block = _extension_block(data)
+            for x_id, value in _unpack_extensions(profile, block):
+                if x_id == ident and len(value) >= 8:
+                    packet.extensions.abs_capture_time = int.from_bytes(value[:8], "big")  # type: ignore[attr-defined]
+        return packet
+
+
+def _extension_block(datagram: bytes) -> tuple[int, bytes]:
+    """(profile, block) of an RTP datagram's header extension (no CSRC: none is sent)."""
+    if not datagram[0] & 0x10:
+        return 0, b""
+    profile, words = unpack_from("!HH", datagram, 12)
+    return profile, datagram[16 : 16 + 4 * words]
 
 
 def send_now(dtls: RTCDtlsTransport, datagrams: list[bytes]) -> bool:
@@ -124,7 +171,8 @@ def send_now(dtls: RTCDtlsTransport, datagrams: list[bytes]) -> bool:
 
 def send_stamped_payloads(sender: RTCRtpSender) -> None:
     """Run ``sender``'s RTP with :class:`RtpStamper` instead of aiortc's loop, from when it starts
-    (call before; a sender whose packets are watched or extended keeps aiortc's loop)."""
+    (call before; a sender whose history or extension map another hook replaced keeps aiortc's
+    loop; one watched with ``watch_sent_rtp`` or carrying abs-capture-time runs this one)."""
     own = weakref.ref(sender)
 
     def wrap(stock_loop):
@@ -143,13 +191,17 @@ def runs_stamped(sender: RTCRtpSender) -> bool:
 
 async def _run_rtp(sender: Any, codec: RTCRtpCodecParameters, stock_loop: Any) -> None:
     extensions = sender._RTCRtpSender__rtp_header_extensions_map
-    if type(sender._RTCRtpSender__rtp_history) is not dict or type(extensions) is not HeaderExtensionsMap:
-        await stock_loop(codec)  # hooked: aiortc's packets are watched or its map extended
+    stock = sender._RTCRtpSender__rtp_history
+    plain_map = type(extensions) in (HeaderExtensionsMap, _ExtensionsMap)
+    if type(stock) not in (dict, _WatchedHistory) or not plain_map:
+        await stock_loop(codec)  # hooked some other way: aiortc's packets as they are
         return
+    watch = stock.watch if isinstance(stock, _WatchedHistory) else None
     sender._RTCRtpSender__rtp_started.set()
     try:  # everything after started is set: stop() waits for exited, set at the end whatever happens
         payload_type = cast(int, codec.payloadType)  # set by the time a sender runs
-        stamper = RtpStamper(payload_type, sender._ssrc, extensions, sender._RTCRtpSender__mid)
+        mid = sender._RTCRtpSender__mid
+        stamper = RtpStamper(payload_type, sender._ssrc, extensions, mid)
         history = sender._RTCRtpSender__rtp_history = _SentDatagrams(extensions)
         sequence = aiortc.rtcrtpsender.random_sequence_number()
         origin = random.getrandbits(32)
@@ -163,7 +215,10 @@ async def _run_rtp(sender: Any, codec: RTCRtpCodecParameters, stock_loop: Any) -
             timestamp = (origin + frame.timestamp) & 0xFFFFFFFF
             ntp = clock.current_ntp_time()
             size = aiortc.rtcrtpsender.RTP_HISTORY_SIZE  # read at each use (keep_retransmission_history)
-            datagrams = stamper.datagrams(frame.payloads, sequence, timestamp, ntp)
+            own_blocks = None
+            if watch is not None or frame.audio_level is not None:
+                own_blocks = _show_packets(watch, stamper, extensions, mid, frame, sequence, timestamp, ntp)
+            datagrams = stamper.datagrams(frame.payloads, sequence, timestamp, ntp, own_blocks)
             for datagram in datagrams:
                 history[sequence % size] = datagram
                 sequence = (sequence + 1) & 0xFFFF
@@ -186,3 +241,39 @@ async def _run_rtp(sender: Any, codec: RTCRtpCodecParameters, stock_loop: Any) -
         sender._RTCRtpSender__track = None
     sender._RTCRtpSender__encoder = None
     sender._RTCRtpSender__rtp_exited.set()
+
+
+def _show_packets(
+    watch: Any,
+    stamper: RtpStamper,
+    extensions: HeaderExtensionsMap,
+    mid: str | None,
+    frame: Any,
+    sequence: int,
+    timestamp: int,
+    ntp: int,
+) -> dict[int, bytes]:
+    """Hand ``watch`` each of the frame's packets as aiortc's loop builds it (it may add header
+    extensions); the packed extension header of each packet that now carries more than mid and
+    abs-send-time (abs-capture-time, an audio level), by payload index."""
+    own: dict[int, bytes] = {}
+    last = len(frame.payloads) - 1
+    for i, payload in enumerate(frame.payloads):
+        packet = RtpPacket(
+            payload_type=stamper.payload_type,
+            marker=int(i == last),
+            sequence_number=(sequence + i) & 0xFFFF,
+            timestamp=timestamp,
+            ssrc=stamper.ssrc,
+            payload=payload,
+        )
+        values = packet.extensions
+        values.abs_send_time = (ntp >> 14) & ABS_SEND_TIME_MASK
+        values.mid = mid
+        if frame.audio_level is not None:
+            values.audio_level = (False, -frame.audio_level)
+        if watch is not None:
+            watch(packet)
+        if values.audio_level is not None or getattr(values, "abs_capture_time", None) is not None:
+            own[i] = packed_extensions(extensions, values)
+    return own

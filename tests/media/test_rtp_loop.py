@@ -1,18 +1,25 @@
 """media.aiortc_internals' stamped RTP loop: the same datagrams as aiortc's, without its objects.
 
 Pure tests compare :class:`RtpStamper` with aiortc's own serialisation byte for byte; real
-loopback peers check that a sender running the loop is decoded, reported (RTCP SR) and that a
-sender whose packets are watched keeps aiortc's loop."""
+loopback peers check that a sender running the loop is decoded, reported (RTCP SR), and that a
+sender watched by the capture clock runs it too, its frames carrying abs-capture-time and its
+reports on the capture clock."""
 
 from __future__ import annotations
 
+import re
+import time
+
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtcpSrPacket, RtpPacket
+from aiortc.sdp import SessionDescription
 
 from media import aiortc_internals as internals
-from media.aiortc_internals._rtp_loop import _SentDatagrams
+from media.aiortc_internals._rtp_loop import _SentDatagrams, packed_extensions
+from media.aiortc_internals._transports import _ExtensionsMap
+from media.capture_clock import CaptureClock, CaptureTimes, align_sender_reports, ntp_seconds
 from media.peers import enable_low_latency_receive, prefer_codec, tune_video_sender
 from media.sources import TestCardTrack
 from media.tracks import FrameSlot, TrackDrain
@@ -22,8 +29,8 @@ MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 
 
-def extension_map(*extensions: tuple[int, str]) -> HeaderExtensionsMap:
-    extensions_map = HeaderExtensionsMap()
+def extension_map(*extensions: tuple[int, str], kind: type = HeaderExtensionsMap) -> HeaderExtensionsMap:
+    extensions_map = kind()
     extensions_map.configure(
         RTCRtpParameters(
             headerExtensions=[RTCRtpHeaderExtensionParameters(id=i, uri=u) for i, u in extensions]
@@ -123,7 +130,8 @@ async def test_a_sender_on_the_stamped_loop_is_decoded_and_reported():
         await wait_for(lambda: slot.received > 20)
         assert internals.runs_stamped(sender)
         assert slot.latest.frame.width == 320  # decoded
-        await wait_for(lambda: bool(reports), timeout=5)  # aiortc's RTCP loop, fed our counters
+        # aiortc's RTCP loop, fed our counters (an earlier report may have come before 20 packets went).
+        await wait_for(lambda: bool(reports) and reports[-1].sender_info.packet_count > 20, timeout=5)
         info = reports[-1].sender_info
         assert info.packet_count > 20 and info.octet_count > 1000 and info.ntp_timestamp > 0
         stats = {s.type: s for s in (await sender.getStats()).values()}
@@ -137,12 +145,91 @@ async def test_a_sender_on_the_stamped_loop_is_decoded_and_reported():
     assert sender.track is None and internals.encoder(sender) is None
 
 
-async def test_a_sender_whose_packets_are_watched_keeps_aiortcs_loop():
-    seen: list[RtpPacket] = []
-    sender, _, slot, close = await _pair(lambda s: internals.watch_sent_rtp(s, seen.append))
+def test_a_watched_packets_own_extensions_are_packed_as_aiortc_would():
+    """The capture clock's watch adds abs-capture-time to a frame's first packet: that datagram
+    gets the map's own block, byte for byte what aiortc's serialise makes of the packet."""
+    extensions_map = extension_map(
+        (1, MID), (3, ABS_SEND_TIME), (14, internals.ABS_CAPTURE_TIME_URI), kind=_ExtensionsMap
+    )
+    stamper = internals.RtpStamper(97, 0x11223344, extensions_map, "0")
+    payloads = [bytes([i]) * (900 + i) for i in range(3)]
+    ntp = 0xE0000000_12345678
+    expected = aiortcs(extensions_map, payloads, 500, 9000, ntp, "0")
+    first = RtpPacket.parse(expected[0], extensions_map)
+    internals.set_abs_capture_time(first, 0x0123456789ABCDEF)
+    expected[0] = first.serialize(extensions_map)
+    own = {0: packed_extensions(extensions_map, first.extensions)}
+    assert stamper.datagrams(payloads, 500, 9000, ntp, own) == expected
+    history = _SentDatagrams(extensions_map)
+    history[500] = expected[0]
+    # A retransmission of that packet carries the capture time again.
+    assert history.get(500).serialize(extensions_map) == expected[0]
+
+
+async def test_a_watched_sender_runs_the_stamped_loop_with_capture_times_and_aligned_reports():
+    """What the call's customer sender does (media.room): the capture clock watches its packets
+    and stamps abs-capture-time on each frame's first one; it runs the stamped loop all the same."""
+    times = CaptureTimes()
+    captured: dict[int, int] = {}  # RTP timestamp -> abs-capture-time as received
+    reports: list[RtcpSrPacket] = []
+    first_timestamp: list[int] = []
+
+    class Captured(TestCardTrack):
+        async def recv(self):
+            frame = await super().recv()
+            # Captured 200 ms before it is handed over; noted by its RTP-clock timestamp.
+            times.note(round(frame.pts * frame.time_base * 90000), time.time() - 0.2)
+            return frame
+
+    out, into = (
+        RTCPeerConnection(RTCConfiguration(iceServers=[])),
+        RTCPeerConnection(RTCConfiguration(iceServers=[])),
+    )
     try:
-        await wait_for(lambda: slot.received > 5)
-        assert not internals.runs_stamped(sender)
-        assert seen and all(isinstance(p, RtpPacket) for p in seen)
+        receiver = into.addTransceiver("video", direction="recvonly").receiver
+        internals.watch_received_rtcp(receiver, lambda p: isinstance(p, RtcpSrPacket) and reports.append(p))
+
+        def on_packet(packet: RtpPacket) -> None:
+            first_timestamp or first_timestamp.append(packet.timestamp)
+            stamp = getattr(packet.extensions, "abs_capture_time", None)
+            if stamp is not None:
+                captured.setdefault(packet.timestamp, stamp)
+
+        internals.tap_received_rtp(receiver, on_packet)
+        await into.setLocalDescription(await into.createOffer())
+        offer = re.sub(
+            r"(a=extmap:\d+ http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n)",
+            rf"\1a=extmap:14 {internals.ABS_CAPTURE_TIME_URI}\r\n",
+            into.localDescription.sdp,
+        )
+        assert internals.ABS_CAPTURE_TIME_URI in offer
+        await out.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        (transceiver,) = out.getTransceivers()
+        prefer_codec(transceiver, "VP8")
+        internals.answer_header_extension(
+            transceiver, SessionDescription.parse(offer).media[0], internals.ABS_CAPTURE_TIME_URI
+        )
+        transceiver.sender.replaceTrack(Captured(160, 90))
+        transceiver.direction = "sendonly"
+        sender = transceiver.sender
+        internals.send_stamped_payloads(sender)
+        timeline = align_sender_reports(sender, 90000, times)
+        await out.setLocalDescription(await out.createAnswer())
+        internals.read_abs_capture_time(receiver.transport, 14)
+        await into.setRemoteDescription(out.localDescription)
+        await wait_for(lambda: len(captured) > 10 and len(reports) >= 2, timeout=10)
+        assert internals.runs_stamped(sender)
+        assert timeline.aligned >= 2
+        for timestamp, stamp in list(captured.items())[1:]:
+            pts = (timestamp - first_timestamp[0]) % 2**32
+            assert times(pts) is not None and abs(ntp_seconds(stamp) - times(pts)) < 0.001
+        report = reports[-1].sender_info
+        mapping = CaptureClock(90000)
+        mapping.on_sender_report(report.ntp_timestamp, report.rtp_timestamp)
+        pts = (report.rtp_timestamp - first_timestamp[0]) % 2**32
+        frame = [p for p in range(pts - 45000, pts + 1) if times(p) is not None][-1]
+        # Unaligned, the report would say the send time, 200 ms after the capture.
+        assert abs(mapping.capture_time((first_timestamp[0] + frame) % 2**32) - times(frame)) < 0.1
     finally:
-        await close()
+        await out.close()
+        await into.close()
