@@ -21,7 +21,9 @@ Timed, one at a time, in this process:
   agent's, until the ``offer`` arrives at the agent; the agent accepts, until
   ``call_started`` arrives at the customer (then the call ends, untimed);
 - **fan-out**: the head of the watched queue leaves, until every watching socket on all
-  three processes has read its new ``queue_status``.
+  three processes has read its new ``queue_status`` (``distributed_fanout_*``); also until
+  the last of them had its bytes in its kernel (``distributed_fanout_delivered_*``: the
+  server side's share, without the readers' own turn on the two cores they share).
 
 Targets (issue 12): decision to socket p95 < 50 ms, fan-out p95 < 150 ms.
 """
@@ -236,20 +238,23 @@ class _Run:
 
     # --------------------------------------------------------------- fan-out
 
-    async def fanout(self) -> tuple[list[float], list[float]]:
+    async def fanout(self) -> dict[str, list[float]]:
+        """Per event: the last and the first socket's read, and the last socket's delivery
+        (the kernel's receive stamp: the server side's fan-out, without the readers' turn)."""
         assert self.watchers is not None
-        totals: list[float] = []
-        firsts: list[float] = []
+        samples: dict[str, list[float]] = {"last": [], "first": [], "delivered": []}
         for index in progress(range(self.heads), desc="fan-out", total=self.heads):
             await self.watchers.arm()
-            sent = time.perf_counter()
+            sent, sent_wall = time.perf_counter(), time.time()
             await self.head_sockets[index].send("leave")
-            first, last = await self.watchers.arrivals()
+            arrivals = await self.watchers.arrivals()
             if index >= WARM_UP:
-                totals.append(last - sent)
-                firsts.append(first - sent)
+                samples["last"].append(arrivals.last_read - sent)
+                samples["first"].append(arrivals.first_read - sent)
+                if arrivals.last_delivered:
+                    samples["delivered"].append(arrivals.last_delivered - sent_wall)
             await asyncio.sleep(0.1)
-        return totals, firsts
+        return samples
 
     async def snapshot_kb(self) -> float | None:
         from redis.asyncio import Redis
@@ -294,15 +299,18 @@ async def bench_distributed(size: Size) -> dict[str, Any]:
             before = [cpu_seconds(pid) for pid in pids]
             samples = await run.decisions()
             decision_cpu = _cpu_ms(pids, before, size.cycles)
-            before = [cpu_seconds(pid) for pid in pids]
-            totals, firsts = await run.fanout()
-            fanout_cpu = _cpu_ms(pids, before, run.heads)
+            assert run.watchers is not None
+            readers = run.watchers.pids
+            before = [cpu_seconds(pid) for pid in pids + readers]
+            fanout = await run.fanout()
+            fanout_cpu = _cpu_ms(pids + readers, before, run.heads)
             snapshot_kb = await run.snapshot_kb()
         except Exception as exc:
             raise RuntimeError(f"the distributed run failed: {exc}\n{run.procs.logs()}") from exc
         finally:
             await run.close()
     everything = [s for values in samples.values() for s in values]
+    totals, delivered = fanout["last"], fanout["delivered"]
     return {
         "distributed_size": size.label,
         "distributed_processes": PROCESSES,
@@ -320,12 +328,18 @@ async def bench_distributed(size: Size) -> dict[str, Any]:
         "distributed_fanout_p50_ms": _ms(totals, 0.50),
         "distributed_fanout_p95_ms": _ms(totals, 0.95),
         "distributed_fanout_max_ms": round(max(totals) * 1000, 2),
-        "distributed_fanout_first_socket_p50_ms": _ms(firsts, 0.50),
+        "distributed_fanout_first_socket_p50_ms": _ms(fanout["first"], 0.50),
+        # The last socket's bytes in its kernel (no reader's turn on the cores): n, p50, p95.
+        "distributed_fanout_delivered_events": len(delivered),
+        "distributed_fanout_delivered_p50_ms": _ms(delivered, 0.50) if delivered else None,
+        "distributed_fanout_delivered_p95_ms": _ms(delivered, 0.95) if delivered else None,
         # Where the time goes: CPU of each serve process per decision cycle / fan-out event;
         # the leader's index is distributed_leader.
         "distributed_leader": leader,
         "distributed_cpu_ms_per_decision_cycle": decision_cpu,
-        "distributed_cpu_ms_per_fanout_event": fanout_cpu,
+        "distributed_cpu_ms_per_fanout_event": fanout_cpu[:PROCESSES],
+        # The benchmark's three reader processes (the customers' side), per fan-out event.
+        "distributed_reader_cpu_ms_per_fanout_event": fanout_cpu[PROCESSES:],
         "distributed_snapshot_kb": snapshot_kb,
         "distributed_fill_s": round(fill_s, 1),
         "distributed_run_s": round(time.perf_counter() - started, 1),

@@ -30,3 +30,7 @@ async def test_a_tiny_distributed_run_times_decisions_and_fan_out_across_three_p
     assert 0 < first <= last, summary
     assert summary["distributed_leader"] in (0, 1, 2), summary
     assert len(summary["distributed_cpu_ms_per_fanout_event"]) == 3, summary
+    # The last socket's bytes reached its kernel no later than its reader decoded them.
+    assert summary["distributed_fanout_delivered_events"] == TINY.events, summary
+    assert 0 < summary["distributed_fanout_delivered_p50_ms"] <= last, summary
+    assert len(summary["distributed_reader_cpu_ms_per_fanout_event"]) == 3, summary
