@@ -108,6 +108,7 @@ class CompositorTrack(MediaStreamTrack):
         self._stalled = False
         self._last_emit: float | None = None
         self._last_fresh: float | None = None  # when a frame with a new primary picture went out
+        self._fresh_before: float | None = None  # ... and the one before it
         self._primary_interval = 1 / fps  # the primary's recent frame interval, smoothed
         self._last_pts = -1
         self.frames = 0
@@ -218,10 +219,13 @@ class CompositorTrack(MediaStreamTrack):
         interval = 1 / self.fps
         loop = asyncio.get_running_loop()
         now = loop.time()
-        if self._last_fresh is not None:
-            # Never faster than twice the nominal rate, whatever an input sends. Only after a
-            # fresh frame: a camera frame that comes just after a repeat goes out at once.
-            early = self._last_fresh + interval / 2 - now
+        if self._fresh_before is not None:
+            # Never faster than twice the nominal rate, whatever an input sends: at most two fresh
+            # frames an interval. Not half an interval after the last one: a camera frame that
+            # comes soon after a late one (bunched by the network or a busy sender) goes out at
+            # once, where that rule held it up to half an interval (17 ms at 30 fps). Counted in
+            # fresh frames only: one that comes just after a repeat goes out at once.
+            early = self._fresh_before + interval - now
             if early > 0:
                 await asyncio.sleep(early)
         # Stalled: the primary sent nothing for STALL_INTERVALS frame intervals, or for twice
@@ -249,7 +253,7 @@ class CompositorTrack(MediaStreamTrack):
             if self._last_fresh is not None:
                 gap = min(self._last_emit - self._last_fresh, MAX_PATIENCE_S)
                 self._primary_interval += (gap - self._primary_interval) / 8  # a smoothed cadence
-            self._last_fresh = self._last_emit
+            self._fresh_before, self._last_fresh = self._last_fresh, self._last_emit
         return frame
 
     # -- composing ---------------------------------------------------------

@@ -276,3 +276,18 @@ async def test_a_slow_camera_is_followed_not_padded_with_repeats():
         feeding.cancel()
         await asyncio.wait({feeding})
         comp.stop()
+
+
+async def test_a_frame_soon_after_a_late_one_goes_out_at_once_and_the_rate_stays_capped():
+    comp = CompositorTrack(size="360p", layout="agent", fps=2)  # an interval of 0.5 s
+    agent, loop = comp.slot(AGENT), asyncio.get_running_loop()
+    agent.put(flat((60, 128, 128), 640, 360))
+    await comp.recv()
+    agent.put(flat((70, 128, 128), 640, 360))  # the next frame right behind a late one
+    started = loop.time()
+    assert yuv_at(await asyncio.wait_for(comp.recv(), 1), 320, 180)[0] == 70
+    assert loop.time() - started < 0.15  # not held half an interval (0.25 s) after the last one
+    agent.put(flat((80, 128, 128), 640, 360))  # a third within one interval: held to two an interval
+    assert yuv_at(await asyncio.wait_for(comp.recv(), 2), 320, 180)[0] == 80
+    assert loop.time() - started > 0.35
+    comp.stop()
