@@ -7,12 +7,11 @@ offers expiring, grace periods ending; and doors found gone) to a real
 the lease still ours, the step's record (:class:`~telepresence.centre.replay.StepRecord`)
 and every message caused, on the outbox stream of the door that holds each socket. A
 leader that dies before a commit leaves no trace: its successor applies the same entries
-again. Every few seconds the leader also writes a snapshot of the whole state
-(:mod:`~telepresence.centre.snapshot_writer`); a
-new term restores the latest and replays the steps recorded since, silently (their
-messages were sent), so no decision is lost or taken twice. The store's writes are outside
-the commit: an entry applied again after a leader died mid-step may append its chat line
-or history twice (docs/scale-out.md).
+again. Once replaying the steps since would cost about a second, the leader also writes a
+snapshot of the whole state (:mod:`~telepresence.centre.snapshot_writer`); a new term
+restores the latest and replays the steps recorded since, silently (their messages were sent),
+so no decision is lost or taken twice. The store's writes are outside the commit: an entry
+applied again after a leader died mid-step may append its chat line or history twice (docs/scale-out.md).
 
 The leader also watches the doors' heartbeats: the sockets of a door that is gone are
 closed as a socket close is (customers keep their place for ``rejoin_grace_s``), and the
@@ -207,9 +206,12 @@ class Leader:
             entries = found[0][1] if found else []
             self._now = now = time.time()
             for entry_id, fields in entries:
+                cpu = time.thread_time()
                 await self._apply(json.loads(fields[b"e"]))
+                self._snapshots.replay_s += time.thread_time() - cpu
                 self._applied = entry_id.decode()
                 await asyncio.sleep(0)  # the lease's renewal must never wait for a whole batch
+            cpu = time.thread_time()
             due = deadline is not None and deadline <= now
             if due:
                 await switchboard.run_due()
@@ -219,6 +221,7 @@ class Leader:
                 gone = await self._gone_doors(now)
                 if gone:
                     await self._doors_gone(gone)
+            self._snapshots.replay_s += time.thread_time() - cpu  # what a replay of this step redoes
             if entries or due or gone or self._effects.by_node:
                 await self._commit(StepRecord(self._applied, now, due, sorted(gone)))
             since = now - self._status_at

@@ -1,10 +1,16 @@
-"""When the leader writes a snapshot: every few seconds, or every so many steps.
+"""When the leader writes a snapshot: once replaying the steps since the last would cost a second.
 
-Every few seconds (or steps) the centre's state is pickled (:mod:`~telepresence.centre.snapshot`)
-so that a new leader replays only the steps since; the streams are trimmed to what it holds.
-It is pickled in the leader's loop, between two steps: at 10,000 waiting that is 4 MB and
-~160 ms of CPU (1.5 s of wall time at load 9 on the two shared cores here), during which no
-message is applied.
+The centre's state is pickled (:mod:`~telepresence.centre.snapshot`) so that a new leader
+replays only the steps since; the streams are trimmed to what it holds. It is pickled in the
+leader's loop, between two steps: at 10,000 waiting that is 4 MB and 90-200 ms of CPU (1.5 s
+of wall time at load 9 on the two shared cores here), during which no message is applied.
+
+A successor's replay applies the same entries again, so it costs about the CPU the leader
+spent applying them: a snapshot is due when that reaches ``REPLAY_BUDGET_S`` (or after
+``SNAPSHOT_EVERY_STEPS`` steps, or ``SNAPSHOT_AT_LEAST_EVERY_S``). A new leader within 5 s
+is the lease's 3 s, loading the snapshot (0.4-0.9 s at 10,000 waiting) and that replay.
+Until session 9 it was every 10 s whatever the steps were: a quiet centre re-pickled 4 MB
+for a replay of milliseconds, and a saturated one left up to 10 s of work to replay.
 
 Tried and taken out (benchmarks/README.md, matchmaker, session 8): pickling in a forked
 child (copy-on-write) while the steps went on. The leader then stalled only for the fork
@@ -25,9 +31,11 @@ from redis.asyncio import Redis
 from telepresence.centre import keys
 from telepresence.centre.lease import LeaseLost
 
-# Bounds a successor's replay.
-SNAPSHOT_EVERY_S = 10.0
+# Bound a successor's replay (CPU seconds of applying, counted on the leader's thread).
+REPLAY_BUDGET_S = 1.0
 SNAPSHOT_EVERY_STEPS = 2000
+# With a trickle of steps the streams (their entries' bodies) are still trimmed this often.
+SNAPSHOT_AT_LEAST_EVERY_S = 300.0
 
 _COMMIT_SNAPSHOT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -41,18 +49,29 @@ Capture = Callable[[str, str], bytes]  # (applied, step) -> the pickled state
 
 
 class SnapshotWriter:
-    """One leader term's snapshots. ``steps`` counts the steps committed since the last one."""
+    """One leader term's snapshots. ``steps`` counts the steps committed since the last one,
+    ``replay_s`` the CPU seconds their applying took (what a successor would replay)."""
 
     def __init__(self, redis: Redis, holder: str, capture: Capture) -> None:
         self._holder = holder
         self._capture = capture
         self._commit = redis.register_script(_COMMIT_SNAPSHOT)
         self.steps = 0
+        self.replay_s = 0.0
         self._taken_at = 0.0
+
+    def due(self, now: float) -> bool:
+        if not self.steps:
+            return False  # nothing to replay: the last snapshot is the state
+        return (
+            self.replay_s >= REPLAY_BUDGET_S
+            or self.steps >= SNAPSHOT_EVERY_STEPS
+            or now - self._taken_at >= SNAPSHOT_AT_LEAST_EVERY_S
+        )
 
     async def when_due(self, now: float, *, applied: str, step: str) -> None:
         """At the end of a step: a snapshot if one is due."""
-        if self.steps and (now - self._taken_at >= SNAPSHOT_EVERY_S or self.steps >= SNAPSHOT_EVERY_STEPS):
+        if self.due(now):
             await self.write_now(applied=applied, step=step)
 
     async def write_now(self, *, applied: str, step: str) -> None:
@@ -66,3 +85,4 @@ class SnapshotWriter:
             raise LeaseLost("the lease was lost before a snapshot")
         self._taken_at = time.time()
         self.steps = 0
+        self.replay_s = 0.0

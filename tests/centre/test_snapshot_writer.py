@@ -10,7 +10,12 @@ from redis.asyncio import Redis
 
 from telepresence.centre import keys
 from telepresence.centre.lease import LeaseLost
-from telepresence.centre.snapshot_writer import SNAPSHOT_EVERY_S, SnapshotWriter
+from telepresence.centre.snapshot_writer import (
+    REPLAY_BUDGET_S,
+    SNAPSHOT_AT_LEAST_EVERY_S,
+    SNAPSHOT_EVERY_STEPS,
+    SnapshotWriter,
+)
 from tests.redis_server import RedisServer
 
 
@@ -25,17 +30,38 @@ async def test_a_due_snapshot_holds_the_last_step_and_trims_only_what_it_holds(r
         writer = SnapshotWriter(redis, "me#1", capture)
         await writer.write_now(applied="0-0", step="0-0")  # a term's start
         steps = [(await redis.xadd(keys.STEPS, {"r": "{}"})).decode() for _ in range(3)]
-        writer.steps = 3
+        writer.steps, writer.replay_s = 3, REPLAY_BUDGET_S / 2
         soon = time.time() + 1
         await writer.when_due(soon, applied="5-0", step=steps[1])  # not due yet: nothing written
         assert pickle.loads(await redis.get(keys.SNAPSHOT)) == {"applied": "0-0", "step": "0-0"}
-        await writer.when_due(soon + SNAPSHOT_EVERY_S, applied="5-0", step=steps[1])
+        writer.replay_s += REPLAY_BUDGET_S / 2  # replaying the steps since would now cost the budget
+        await writer.when_due(soon, applied="5-0", step=steps[1])
         assert pickle.loads(await redis.get(keys.SNAPSHOT)) == {"applied": "5-0", "step": steps[1]}
         remaining = [entry_id.decode() for entry_id, _ in await redis.xrange(keys.STEPS)]
         assert remaining == steps[1:]  # the step after the snapshot stays for a successor to replay
-        assert writer.steps == 0
-        await writer.when_due(soon + 3 * SNAPSHOT_EVERY_S, applied="6-0", step=steps[2])  # no step since
+        assert (writer.steps, writer.replay_s) == (0, 0.0)
+        later = soon + 3 * SNAPSHOT_AT_LEAST_EVERY_S
+        await writer.when_due(later, applied="6-0", step=steps[2])  # no step since: nothing to replay
         assert pickle.loads(await redis.get(keys.SNAPSHOT))["step"] == steps[1]
+    finally:
+        await redis.aclose()
+
+
+async def test_cheap_steps_wait_for_the_step_count_or_the_longest_interval(redis_server: RedisServer):
+    redis = Redis.from_url(redis_server.url)
+    try:
+        await redis.set(keys.LEADER, "me#1")
+        writer = SnapshotWriter(redis, "me#1", capture)
+        await writer.write_now(applied="0-0", step="0-0")
+        now = time.time()
+        writer.steps, writer.replay_s = SNAPSHOT_EVERY_STEPS - 1, 0.001
+        assert not writer.due(now + SNAPSHOT_AT_LEAST_EVERY_S / 2)  # a quiet centre: no 4 MB re-pickled
+        writer.steps += 1
+        assert writer.due(now)
+        writer.steps = 1
+        assert writer.due(now + SNAPSHOT_AT_LEAST_EVERY_S + 1)  # the streams are still trimmed
+        await writer.when_due(now + SNAPSHOT_AT_LEAST_EVERY_S + 1, applied="7-0", step="7-0")
+        assert pickle.loads(await redis.get(keys.SNAPSHOT))["step"] == "7-0"
     finally:
         await redis.aclose()
 
