@@ -32,7 +32,7 @@ from typing import Any
 from benchmarks import browser_summary as summary
 from benchmarks.browser_probes import init_script
 from benchmarks.capacity_procs import tree_ticks
-from benchmarks.chrome import agent_takes_the_call, chromium, customer_joins, new_page, state
+from benchmarks.chrome import agent_takes_the_call, browser_pid, chromium, customer_joins, new_page, state
 from benchmarks.progress import progress
 from telepresence.auth import Claims, TokenAuthority, load_or_create_secret
 
@@ -139,6 +139,24 @@ def _now_ms() -> float:
     return time.time() * 1000
 
 
+SIDES = ("agent", "customer")  # each side's Chromium is launched with this label
+
+
+def _browser_ticks() -> dict[str, dict[int, int]]:
+    """CPU ticks of each side's Chromium, by process (renderers come and go with the calls)."""
+    pids = {side: browser_pid(side) for side in SIDES}
+    return {side: tree_ticks(pid) if pid is not None else {} for side, pid in pids.items()}
+
+
+def _browser_cpu_pct(before: dict[str, dict[int, int]], seconds: float) -> dict[str, float]:
+    """Each side's Chromium CPU since ``before``, % of one core: the same two browsers serve both
+    paths, so this shows what each path costs them (the agent's also decodes its preview)."""
+    after = _browser_ticks()
+    hz = os.sysconf("SC_CLK_TCK")
+    used = {side: sum(t - before[side].get(pid, 0) for pid, t in after[side].items()) for side in SIDES}
+    return {side: round(ticks / hz / seconds * 100, 1) for side, ticks in used.items()}
+
+
 @dataclass
 class Server:
     url: str
@@ -227,16 +245,19 @@ async def _windows(sender, receiver, plan: Plan, label: str, server: Server | No
     await asyncio.sleep(max(0.0, (start - _now_ms()) / 1000))
     marks: dict[str, float] = {}
     cpu: dict[str, float] = {}
+    browsers_cpu: dict[str, dict[str, float]] = {}
     receipts: dict[str, Any] = {}
 
     async def window(name: str) -> None:
         marks[f"{name}_t0"] = _now_ms()
         cpu_before = server.cpu_s() if server else 0.0
+        browsers_before = _browser_ticks()
         for _ in progress(range(int(plan.window_s * 4)), desc=f"{label} {name}"):
             await asyncio.sleep(0.25)
         marks[f"{name}_t1"] = _now_ms()
+        seconds = (marks[f"{name}_t1"] - marks[f"{name}_t0"]) / 1000
+        browsers_cpu[name] = _browser_cpu_pct(browsers_before, seconds)
         if server:
-            seconds = (marks[f"{name}_t1"] - marks[f"{name}_t0"]) / 1000
             cpu[name] = (server.cpu_s() - cpu_before) / seconds * 100
             receipts[name] = await sender.evaluate(RECEIPT)
 
@@ -253,6 +274,7 @@ async def _windows(sender, receiver, plan: Plan, label: str, server: Server | No
         "received": received,
         "marks": marks,
         "server_cpu_pct": cpu,
+        "browser_cpu_pct": browsers_cpu,
         "load_avg": load_avg,
         "receipt": receipts,
     }
@@ -305,7 +327,7 @@ async def direct_call(agents, customers, plan: Plan, codec: str | None) -> dict[
 async def _run(plan: Plan) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     codec: str | None = None
-    async with chromium() as agents, chromium() as customers:
+    async with chromium(label="agent") as agents, chromium(label="customer") as customers:
         for index in range(plan.rounds):
             # Alternate which path goes first, so a change in the machine's load hits both alike;
             # the direct call prefers the video codec the server's call negotiated (round 0 learns it).

@@ -133,6 +133,7 @@ def analyse(call: dict[str, Any]) -> dict[str, Any]:
         "received_size": m.value_at(rx, q1, lambda s: _size(s.get("vin"))),
         "timeline": _timeline(tx, connected, l1),
         "server_cpu_pct": {k: round(v, 1) for k, v in call.get("server_cpu_pct", {}).items()},
+        "browser_cpu_pct": call.get("browser_cpu_pct", {}),
         "errors": sorted(set(received["errors"] + sent["errors"] + call.get("page_errors", []))),
         "load_avg": call.get("load_avg"),
         "receipt": (call.get("receipt") or {}).get("quiet"),
@@ -190,6 +191,11 @@ def summarise(runs: Sequence[dict[str, dict[str, Any]]], window_s: float) -> dic
     out["server_codec"] = server[0]["codec"] if server else None
     out["direct_codec"] = direct[0]["codec"] if direct else None
     out["server_cpu_pct"] = _round(m.median(r["server_cpu_pct"].get("quiet") for r in server))
+    # What each path costs the two browsers, quiet window (the same Chromiums serve both paths).
+    for prefix, rows in (("", server), ("direct_", direct)):
+        for side in ("agent", "customer"):
+            cpu = (r.get("browser_cpu_pct", {}).get("quiet", {}).get(side) for r in rows)
+            out[f"{prefix}{side}_browser_cpu_pct"] = _round(m.median(cpu))
     out["targets"] = targets(out)
     out["runs"] = [{"server": _brief(r["server"]), "direct": _brief(r["direct"])} for r in runs]
     return out

@@ -29,6 +29,23 @@ SCREENSHOTS = Path(os.environ.get("TELEPRESENCE_SCREENSHOTS") or tempfile.mkdtem
 TIMEOUT_MS = 10_000
 
 RED = (200, 20, 20)
+LABEL_SWITCH = "--telepresence-bench"
+
+
+def browser_pid(label: str) -> int | None:
+    """The browser process of the Chromium launched with ``label`` (its renderers are its descendants)."""
+    wanted = f"{LABEL_SWITCH}={label}".encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                argv = cmdline.read().split(b"\0")
+        except OSError:
+            continue
+        if wanted in argv and not any(arg.startswith(b"--type=") for arg in argv):
+            return int(entry)
+    return None
 
 
 def write_card(
@@ -56,8 +73,13 @@ def write_card(
 
 
 @contextlib.asynccontextmanager
-async def chromium(*, fake_ui: bool = True, camera_clip: Path | None = None) -> AsyncIterator[Browser]:
+async def chromium(
+    *, fake_ui: bool = True, camera_clip: Path | None = None, label: str | None = None
+) -> AsyncIterator[Browser]:
+    """Debian's Chromium; ``label`` marks its browser process's command line (see :func:`browser_pid`)."""
     args = [*BASE_ARGS]
+    if label is not None:
+        args.append(f"{LABEL_SWITCH}={label}")  # Chromium ignores a switch it does not know
     if fake_ui:
         args.append(FAKE_UI)
     if camera_clip is not None:
