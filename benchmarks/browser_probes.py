@@ -276,47 +276,66 @@ SOURCE = r"""
   const bench = window.__bench;
   if (!bench || bench.source !== undefined) return;
   bench.source = null;
-  const W = CFG.width, H = CFG.height, FPS = CFG.fps;
-
-  // Soft moving blobs: a camera-like picture (not flat, not noise), cheap to draw.
-  const texture = new OffscreenCanvas(160, 90);
-  const tg = texture.getContext("2d");
-  const image = tg.createImageData(160, 90);
-  let seed = 12345;
-  const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
-  for (let i = 0; i < image.data.length; i += 4) {
-    const v = 40 + random() * 70;
-    image.data[i] = v; image.data[i + 1] = v * 0.9; image.data[i + 2] = v * 0.8; image.data[i + 3] = 255;
-  }
-  tg.putImageData(image, 0, 0);
-
-  function draw(g, id) {
-    if (id % CFG.flashEvery < CFG.flashFrames) {
-      g.fillStyle = "#fff";
-      g.fillRect(0, 0, W, H);
-    } else {
-      const shift = (id * 3) % W;
-      g.imageSmoothingEnabled = true;
-      g.drawImage(texture, -shift, 0, W, H);
-      g.drawImage(texture, W - shift, 0, W, H);
-      g.fillStyle = "#c86428";
-      g.beginPath();
-      g.arc(640 + 400 * Math.sin(id / 40), 420 + 150 * Math.cos(id / 25), 90, 0, 2 * Math.PI);
-      g.fill();
+  // The camera is drawn in a worker, as a real camera is captured off the page's main thread: the
+  // agent console's own work (two <video>s, its UI) must not slow the source it is measured by.
+  function camera() {
+    const W = CFG.width, H = CFG.height, FPS = CFG.fps;
+    // Soft moving blobs: a camera-like picture (not flat, not noise), cheap to draw.
+    const texture = new OffscreenCanvas(160, 90);
+    const tg = texture.getContext("2d");
+    const image = tg.createImageData(160, 90);
+    let seed = 12345;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    for (let i = 0; i < image.data.length; i += 4) {
+      const v = 40 + random() * 70;
+      image.data[i] = v; image.data[i + 1] = v * 0.9; image.data[i + 2] = v * 0.8; image.data[i + 3] = 255;
     }
-    stampBits(id).forEach((on, bit) => {
-      g.fillStyle = on ? "#fff" : "#000";
-      g.fillRect((bit % CFG.cols) * CFG.block, Math.floor(bit / CFG.cols) * CFG.block, CFG.block, CFG.block);
-    });
+    tg.putImageData(image, 0, 0);
+
+    function draw(g, id) {
+      if (id % CFG.flashEvery < CFG.flashFrames) {
+        g.fillStyle = "#fff";
+        g.fillRect(0, 0, W, H);
+      } else {
+        const shift = (id * 3) % W;
+        g.imageSmoothingEnabled = true;
+        g.drawImage(texture, -shift, 0, W, H);
+        g.drawImage(texture, W - shift, 0, W, H);
+        g.fillStyle = "#c86428";
+        g.beginPath();
+        g.arc(640 + 400 * Math.sin(id / 40), 420 + 150 * Math.cos(id / 25), 90, 0, 2 * Math.PI);
+        g.fill();
+      }
+      const block = CFG.block;
+      stampBits(id).forEach((on, bit) => {
+        g.fillStyle = on ? "#fff" : "#000";
+        g.fillRect((bit % CFG.cols) * block, Math.floor(bit / CFG.cols) * block, block, block);
+      });
+    }
+
+    self.onmessage = ({ data: { writable } }) => {
+      const writer = writable.getWriter();
+      const canvas = new OffscreenCanvas(W, H);
+      const g = canvas.getContext("2d", { alpha: false });
+      let n = 0;
+      const origin = performance.now();
+      const tick = () => {
+        const id = n++;
+        draw(g, id);
+        const frame = new VideoFrame(canvas, { timestamp: Math.round(performance.now() * 1000) });
+        // Drawn = captured: the wall clock the pages share (see bench.wall).
+        self.postMessage([id, performance.timeOrigin + performance.now()]);
+        writer.write(frame).catch(() => frame.close());
+        setTimeout(tick, Math.max(0, origin + (n * 1000) / FPS - performance.now()));
+      };
+      tick();
+    };
   }
 
   async function start() {
-    const canvas = document.createElement("canvas");
-    canvas.width = W;
-    canvas.height = H;
-    const g = canvas.getContext("2d", { alpha: false });
-    draw(g, 0);
-    const video = canvas.captureStream().getVideoTracks()[0];
+    const generator = new MediaStreamTrackGenerator({ kind: "video" });
+    const code = `const CFG = ${JSON.stringify(CFG)};\n${stampBits}\n(${camera})();`;
+    const worker = new Worker(URL.createObjectURL(new Blob([code], { type: "text/javascript" })));
     const context = new AudioContext({ latencyHint: "interactive" });
     const tone = new OscillatorNode(context, { frequency: 1000 });
     const gain = new GainNode(context, { gain: 0 });
@@ -324,23 +343,19 @@ SOURCE = r"""
     tone.connect(gain).connect(microphone);
     tone.start();
     await bench.onsets_of(context, gain, bench.beeps);
-    let n = 0;
-    const origin = performance.now();
-    const tick = () => {
-      const id = n++;
-      draw(g, id);
-      const t = bench.wall();
+    worker.onmessage = ({ data: [id, t] }) => {
       bench.frames.push([id, t]);
       if (id % CFG.flashEvery === 0) {
+        // The beep starts as the page hears of the flash; each is timed at its own source
+        // (draw; the worklet's onset), so a late start moves neither latency.
         const at = context.currentTime;
         gain.gain.setValueAtTime(CFG.amplitude, at);
         gain.gain.setValueAtTime(0, at + CFG.beep);
         bench.flashes.push([id, t]);
       }
-      setTimeout(tick, Math.max(0, origin + (n * 1000) / FPS - performance.now()));
     };
-    tick();
-    bench.source = { video, audio: microphone.stream.getAudioTracks()[0], context, canvas };
+    worker.postMessage({ writable: generator.writable }, [generator.writable]);
+    bench.source = { video: generator, audio: microphone.stream.getAudioTracks()[0], context, worker };
     return bench.source;
   }
 
