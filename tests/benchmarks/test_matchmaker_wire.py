@@ -7,7 +7,7 @@ import json
 
 import pytest
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
-from websockets.frames import Frame, Opcode
+from websockets.frames import Opcode
 from websockets.server import ServerProtocol
 
 from benchmarks.matchmaker_wire import (
@@ -73,12 +73,13 @@ def test_compression_with_a_fresh_stream_per_message():
 def test_the_server_reads_the_clients_masked_frames():
     server, _ = _open(deflate=False)
     body = json.dumps({"type": "join", "name": "x" * 300}).encode()
-    server.receive_data(client_frame(TEXT, body) + client_frame(PONG, b"") + client_frame(TEXT, b"x" * 70_000))
+    long = b"x" * 70_000
+    server.receive_data(client_frame(TEXT, body) + client_frame(PONG, b"") + client_frame(TEXT, long))
     frames = server.events_received()
     assert [(f.opcode, f.data) for f in frames] == [
         (Opcode.TEXT, body),
         (Opcode.PONG, b""),
-        (Opcode.TEXT, b"x" * 70_000),
+        (Opcode.TEXT, long),
     ]
 
 
