@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -74,6 +75,10 @@ class Room(CameraFromElsewhere, CallMonitor):
         ice_transport_policy: "all", or "relay" for TURN relay candidates only.
         gathering: which interfaces, and how long STUN and TURN servers are waited for.
         on_peer_state: called with (role, connection state) on every change.
+
+    ``on_preview(own_camera)`` (set by the owner) says what the agent's preview should show:
+    True while the customer's picture is the agent's camera as it came (the preview stream is
+    then held: media.program), False when it is the program again.
     """
 
     def __init__(
@@ -110,6 +115,10 @@ class Room(CameraFromElsewhere, CallMonitor):
             receipt=compositor.receipt,
             label=f"{label} program",
         )
+        self.on_preview: Callable[[bool], None] | None = None
+        own = weakref.ref(self)  # the program keeps these: no cycle through the room
+        self.program.may_hold_mirrors = lambda: (room := own()) is not None and room.camera_peer is None
+        self.program.on_mirror = lambda held: (room := own()) is not None and room._preview_changed(held)
         # The customer's camera and screen reach the agent as they came (media.forward).
         self.customer_camera = EncodedForward("customer_camera", f"{label} customer_camera")
         self.customer_screen = EncodedForward("customer_screen", f"{label} customer_screen")
@@ -129,6 +138,10 @@ class Room(CameraFromElsewhere, CallMonitor):
         self._closed: asyncio.Future[None] | None = None
 
     # ---------------------------------------------------------------- control
+
+    def _preview_changed(self, own_camera: bool) -> None:
+        if self.on_preview is not None:
+            self.on_preview(own_camera)
 
     @property
     def layout(self) -> str:
@@ -296,8 +309,10 @@ class Room(CameraFromElsewhere, CallMonitor):
         """Send what the customer sees (the customer's picture; the agent's preview of it)."""
         answer_with_codec_first(transceiver, self.codec)
         codec = negotiated_codec(transceiver) or self.codec.upper()
-        # The customer's browser steers the bitrate; the agent's preview takes what it gets.
-        viewer = self.program.viewer(transceiver.sender, codec, steers=role == "customer")
+        # The customer's browser steers the bitrate; the agent's preview takes what it gets, and
+        # mirrors: it is held while the picture is the agent's own camera (media.program).
+        customer = role == "customer"
+        viewer = self.program.viewer(transceiver.sender, codec, steers=customer, mirror=not customer)
         self._send(transceiver, viewer, role)
 
     def _send(self, transceiver: RTCRtpTransceiver, track: MediaStreamTrack, role: Role) -> None:

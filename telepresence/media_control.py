@@ -203,6 +203,14 @@ class MediaControl:
 
         return on_peer_state
 
+    def _preview_handler(self, call: Call) -> Callable[[bool], None]:
+        def on_preview(own_camera: bool) -> None:
+            # Only the agent's console has a preview (docs/protocol.md "preview").
+            source = "own_camera" if own_camera else "program"
+            self._send(call, "agent", {"type": "preview", "call_id": call.id, "source": source})
+
+        return on_preview
+
     def _give_up_handler(self, call: Call, role: Role) -> Callable[[], None]:
         """What ends the call when ``role``'s failed media does not come back in time."""
 
@@ -244,6 +252,7 @@ class MediaControl:
                 gathering=self.gathering,
             )
         room.on_peer_state = self._peer_state_handler(call)
+        room.on_preview = self._preview_handler(call)
         room.on_lost = self._lost_handler(call)
         if self.shedding.screen_fps is not None or self.shedding.screen_scale < 1:
             room.set_screen_limits(self.shedding.screen_fps, self.shedding.screen_scale)
@@ -271,6 +280,7 @@ class MediaControl:
         call.hand_over_on_agent_media = True
         room.set_agent_name(call.agent_id)
         room.on_peer_state = self._peer_state_handler(call)
+        room.on_preview = self._preview_handler(call)
         room.on_lost = self._lost_handler(call)
         self.load.rooms[call.id] = self.load.rooms.pop(lobby.id, room)
         if "connected" in call.peer_states.values():

@@ -139,6 +139,11 @@ class MediaWorker:
             on_peer_state=on_peer_state,
         )
 
+        def on_preview(own_camera: bool) -> None:
+            self._send({"event": "preview", "room": room_id, "own_camera": own_camera})
+
+        self.rooms[room_id].on_preview = on_preview
+
     async def _request(self, op: str, room_id: str, room: LocalRoom | None, message: dict[str, Any]) -> None:
         reply: dict[str, Any] = {"id": message["id"], "ok": True}
         try:

@@ -26,6 +26,8 @@ class RoomHandle(Protocol):
 
     label: str
     on_peer_state: PeerStateFn | None
+    # Called with True while the agent's preview should show their own camera (media.room), False after.
+    on_preview: Callable[[bool], None] | None
     # Called once if the room is lost with its process (a worker died): the call cannot go on.
     on_lost: Callable[[], None] | None
     missing: dict[Role, list[str]]

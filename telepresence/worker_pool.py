@@ -275,6 +275,10 @@ class WorkerPool:
             room = self.rooms.get(message.get("room", ""))
             if room is not None and room.on_peer_state is not None:
                 room.on_peer_state(message["role"], message["state"])
+        elif message.get("event") == "preview":
+            room = self.rooms.get(message.get("room", ""))
+            if room is not None and room.on_preview is not None:
+                room.on_preview(bool(message["own_camera"]))
 
     def _on_exit(self, worker: WorkerProcess) -> None:
         if self._stopping:

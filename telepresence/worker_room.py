@@ -55,6 +55,7 @@ class WorkerRoom:
         self.label = label
         self.worker = process.name
         self.on_peer_state: PeerStateFn | None = None
+        self.on_preview: Callable[[bool], None] | None = None
         self.on_lost: Callable[[], None] | None = None
         self.missing: dict[Role, list[str]] = {}
         self.cpu_pct: float | None = None

@@ -15,6 +15,7 @@ reply: sdp, layout, missing),
 name), ``stat`` (room, name, value), ``screen_limits`` (room, max_fps, scale: a shedding
 step, telepresence.admission), ``close`` (room; reply), ``stop``.
 Worker -> control ``event``: ``hello`` (pid), ``peer_state`` (room, role, state),
+``preview`` (room, own_camera: what the agent's preview shows, media.room),
 ``stats`` (cpu_pct, rooms: {room: {cpu_pct, stages, screen_limits: [max_fps, scale]}}).
 """
 

@@ -75,6 +75,9 @@ async def test_a_whole_video_call_between_two_browsers(tmp_path):
         probe = await playing(agent, "preview-video")
         assert at_most(probe, SIZE), probe
         await until_colours(agent, "preview-video", [(centre(full), is_red)])
+        # That picture is the agent's camera as it came: the console shows the camera itself
+        # (the server holds the preview stream rather than have it decoded a second time).
+        await expect(agent.get_by_test_id("preview-video")).to_have_attribute("data-source", "own_camera")
         probe = await playing(agent, "remote-video")
         assert probe["width"] > 0 and probe["height"] > 0
         await expect(agent.locator(".tile", has=agent.get_by_test_id("remote-video"))).to_have_attribute(
@@ -103,6 +106,9 @@ async def test_a_whole_video_call_between_two_browsers(tmp_path):
         await expect(agent.get_by_test_id("share-screen")).to_have_attribute("aria-pressed", "true")
         await expect(customer.get_by_test_id("media")).to_have_attribute("data-layout", "screen")
         await expect(agent.get_by_test_id("layout-select")).to_have_value("screen")
+        # The composite again: the preview shows what the server sends, frames advancing.
+        await expect(agent.get_by_test_id("preview-video")).to_have_attribute("data-source", "program")
+        await playing(agent, "preview-video", frames=5)
         screen = shared[SCREEN]
         await until_colours(
             customer,

@@ -117,6 +117,9 @@ async def test_calls_spread_over_workers_and_a_killed_worker_ends_only_its_call(
             while receipt.get("cpu_pct") is None:
                 receipt = await ann_agent.expect("receipt", timeout=10)
             assert receipt["cpu_pct"] > 0 and receipt["stages"]["compose"]["p50"] > 0
+            # Ann's camera is the picture as it came: her console is told to show it itself (the
+            # worker holds the preview stream), by an event from the worker.
+            assert await ann_agent.expect("preview", timeout=10, call_id=ann_call, source="own_camera")
 
             # Ann's agent steps away (her call carries on); a third customer waits behind her.
             await ann_agent.send("set_status", status="away")

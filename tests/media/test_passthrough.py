@@ -273,3 +273,27 @@ def test_the_forwarded_timeline_follows_the_cameras_stamps_and_is_anchored_again
     # Far behind its arrival after that (a new source's stamps): never back, never one tick.
     ahead = passthrough._pts(6 * step, now=100.5)
     assert later < ahead and ahead - later == step // 2
+
+
+async def test_the_agents_preview_is_held_while_it_is_their_own_camera_and_resumes_on_a_keyframe():
+    # Sent back, the preview would only make the agent's browser decode its own camera again.
+    async with call("H264") as (room, agent, customer):
+        told: list[bool] = []
+        room.on_preview = told.append
+        await wait_for(lambda: room.passthrough.forwarded > 10 and room.program.mirrors_held)
+        preview = agent.video(0)
+        held_at, forwarded = preview.count, room.passthrough.forwarded
+        await wait_for(lambda: room.passthrough.forwarded > forwarded + 20)
+        assert preview.count <= held_at + 1  # at most a frame already on its way
+        assert customer.video(0).count > 0
+        # The composite again: the preview resumes, from a keyframe (it decodes), and the owner is told.
+        room.set_layout("side_by_side")
+        await wait_for(lambda: told[-1:] == [False])  # (True came first unless it came before we listened)
+        await wait_for(lambda: preview.count > held_at + 15)
+        assert preview.darkest_mean > 40  # never a black frame on the way
+        # A preview that arrives while the camera is forwarded (a reloaded console) is told at once.
+        room.set_layout("agent")
+        await wait_for(lambda: told[-2:] == [False, True])
+        heard = len(told)
+        room.program.viewer(None, "H264", steers=False, mirror=True)
+        assert told[heard:] == [True]

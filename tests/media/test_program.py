@@ -72,14 +72,16 @@ async def test_a_viewer_with_another_codec_gets_its_own_encode_of_the_same_frame
         assert not room.passthrough_active
 
 
-async def test_in_passthrough_nothing_is_composed_or_encoded_and_the_preview_gets_the_camera():
+async def test_in_passthrough_nothing_is_composed_or_encoded_and_the_preview_is_held():
     async with call("VP8", layout="agent") as (room, agent, customer):
         await wait_for(lambda: room.passthrough.forwarded > 20)
         composed, encoded = room.compositor.frames, room.program.encodes
-        shown = agent.video(0).count
-        await wait_for(lambda: room.passthrough.forwarded > 50 and agent.video(0).count > shown + 20)
+        shown = customer.video(0).count, agent.video(0).count
+        await wait_for(lambda: room.passthrough.forwarded > 50 and customer.video(0).count > shown[0] + 20)
         assert room.compositor.frames - composed <= 1 and room.program.encodes - encoded <= 1
-        assert read_stamp(await agent.video(0).next_frame()) is not None
+        assert read_stamp(await customer.video(0).next_frame()) is not None
+        # The agent's browser shows its own camera meanwhile (media.program: mirror viewers).
+        assert room.program.mirrors_held and agent.video(0).count <= shown[1] + 1
         # ... nor is the camera decoded, bar its keyframes (for its size): nothing draws it.
         camera = next(t.receiver for t in room.peers["agent"].getTransceivers() if t.kind == "video")
         buffer = internals.jitter_buffer(camera)

@@ -19,6 +19,7 @@ const state = {
   muted: false,
   layout: "agent",
   limits: null, // the server's sender_limits for our screen (its CPU is short), if any
+  ownCamera: false, // the customer's picture is our camera as it came: the preview shows it here
 };
 
 const { toggle: toggleShare, stop: stopShare } = screenSharing(state, renderControls);
@@ -68,7 +69,7 @@ export async function startMedia(send) {
   if (state.mic) state.mic.enabled = !state.muted;
   await media.negotiate({ mic: state.mic, camera: state.camera });
   if (state.media !== media) return;
-  attach($("preview-video"), media.receiver("camera"));
+  showPreview();
   media.watch($("preview-video"));
   attach($("remote-video"), media.receiver("customer_camera"));
   attach($("customer-screen"), media.receiver("customer_screen"));
@@ -130,6 +131,7 @@ export function stopMedia() {
   state.mic = state.camera = null;
   state.muted = false;
   state.layout = "agent";
+  state.ownCamera = false; // the server says it again for the next call's picture
   state.limits = null; // the server says them again at the next call if it still needs them
   delete $("media").dataset.screenLimit;
   $("customer-screen-tile").hidden = true;
@@ -138,6 +140,20 @@ export function stopMedia() {
   $("receipt-total").textContent = "waiting for media…";
   showQuality({ quality: "connecting" });
   renderControls();
+}
+
+/** The preview: what the customer sees as the server sends it back; or, while that picture is
+ * our camera as it came (the server then holds that stream: decoding our own camera a second
+ * time costs this machine CPU and adds nothing), the camera itself. */
+function showPreview() {
+  const own = state.ownCamera && state.camera?.enabled;
+  attach($("preview-video"), own ? state.camera : state.media?.receiver("camera") || null);
+  $("preview-video").dataset.source = own ? "own_camera" : "program";
+}
+
+export function onPreview(message) {
+  state.ownCamera = message.source === "own_camera";
+  if (state.media) showPreview();
 }
 
 export function onLayout(message) {
@@ -263,6 +279,7 @@ $("camera-toggle").addEventListener("click", async () => {
   const on = !state.camera.enabled;
   state.camera.enabled = on;
   await state.media.replace("camera", on ? state.camera : null);
+  showPreview();
   renderControls();
   announce(on ? "Your camera is on." : "Your camera is off.");
 });

@@ -5,6 +5,7 @@ import {
   onAnswer,
   onLayout,
   onMediaStatus,
+  onPreview,
   onReceipt,
   onScreenShare,
   onSenderLimits,
@@ -103,6 +104,9 @@ function start(token) {
   client.on("screen_share", onScreenShare);
   client.on("media_status", onMediaStatus);
   client.on("sender_limits", onSenderLimits);
+  client.on("preview", (m) => {
+    if (page.call && m.call_id === page.call.call_id) onPreview(m); // not a late word on the last call
+  });
   client.on("camera_source", showCameraSource);
   client.on("supervisor", (m) => {
     if (page.call && m.call_id === page.call.call_id) onSupervisor(m); // not a late word on the last call
