@@ -70,7 +70,6 @@ export async function startMedia(send) {
   await media.negotiate({ mic: state.mic, camera: state.camera });
   if (state.media !== media) return;
   showPreview();
-  media.watch($("preview-video"));
   attach($("remote-video"), media.receiver("customer_camera"));
   attach($("customer-screen"), media.receiver("customer_screen"));
   watch(media.receiver("customer_camera"), $("remote-video"));
@@ -149,6 +148,8 @@ function showPreview() {
   const own = state.ownCamera && state.camera?.enabled;
   attach($("preview-video"), own ? state.camera : state.media?.receiver("camera") || null);
   $("preview-video").dataset.source = own ? "own_camera" : "program";
+  // Glass to glass is the server's picture's: our own camera's would read a few ms.
+  state.media?.watch(own ? null : $("preview-video"));
 }
 
 export function onPreview(message) {

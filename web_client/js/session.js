@@ -106,6 +106,7 @@ export class MediaSession {
    * The median since the last stats round goes into the figures as `glass_to_glass_ms`.
    */
   watch(video) {
+    if (this._watched === video) return; // already watched: one loop per element
     this._watched = video;
     if (!video?.requestVideoFrameCallback) return;
     const tick = (_now, metadata) => {
