@@ -6,7 +6,9 @@ import pytest
 
 from media import aiortc_internals as internals
 from media.peers import FastH264Encoder, SafeVp8Encoder
+from media.program import Program
 from media.room import Room
+from media.sources import TestCardTrack
 from media.stamp import read_stamp
 from tests.media.test_passthrough import call as passthrough_call
 from tests.media.test_room import wait_for
@@ -139,3 +141,26 @@ async def test_a_frame_that_fails_to_encode_does_not_end_the_picture(monkeypatch
         shown = customer.video(0).count
         await wait_for(lambda: failed and customer.video(0).count > shown + 20)
         assert customer.video(0).darkest_mean > 40
+
+
+async def test_the_steering_viewer_is_offered_each_frame_before_the_others():
+    program = Program(TestCardTrack(320, 240), label="order")
+    order: list[str] = []
+    tracks = []
+    # Previews first (a set's order would put the customer anywhere among them), the customer last.
+    for name, steers in [(f"preview {n}", False) for n in range(8)] + [("customer", True)]:
+        track = program.viewer(None, "VP8", steers=steers)
+        offer = track.offer
+
+        def recorded(packet, name=name, offer=offer):
+            order.append(name)
+            return offer(packet)
+
+        track.offer = recorded  # type: ignore[method-assign]
+        tracks.append(track)
+    try:
+        await wait_for(lambda: len(order) >= 9 * 3)
+        frames = [order[i : i + 9] for i in range(0, 9 * 3, 9)]
+        assert all(frame[0] == "customer" for frame in frames)
+    finally:
+        await program.close()
