@@ -18,6 +18,8 @@ import struct
 import time
 from collections.abc import Callable, Iterable
 
+from aiortc.rtp import unpack_header_extensions
+
 _HEADER = struct.Struct("!BBHL")  # V/P/X/CC, M/PT, sequence number, timestamp
 _EXTENSION = struct.Struct("!HH")  # profile, length in 32-bit words
 
@@ -44,22 +46,13 @@ def rtp_header(data: bytes) -> RtpHeader | None:
 
 
 def extension_value(profile: int, block: bytes, ident: int) -> bytes | None:
-    """Element ``ident`` of a header-extension block (RFC 8285, one- or two-byte form), or None."""
-    pos = 0
-    while pos < len(block):
-        if block[pos] == 0:
-            pos += 1  # padding
-            continue
-        if profile == 0xBEDE:
-            x_id, length, pos = block[pos] >> 4, (block[pos] & 0x0F) + 1, pos + 1
-        elif pos + 1 < len(block):
-            x_id, length, pos = block[pos], block[pos + 1], pos + 2
-        else:
-            return None
-        if x_id == ident:
-            return block[pos : pos + length] if pos + length <= len(block) else None
-        pos += length
-    return None
+    """Element ``ident`` of a header-extension block (RFC 8285, one- or two-byte form), or None
+    (also for a malformed block)."""
+    try:
+        elements = unpack_header_extensions(profile, block)
+    except ValueError:
+        return None
+    return next((value for x_id, value in elements if x_id == ident), None)
 
 
 FrameSink = Callable[[int, list[bytes], int | None, float], None]  # timestamp, payloads, capture NTP, now

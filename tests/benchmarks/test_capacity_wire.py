@@ -43,6 +43,7 @@ def test_a_header_and_its_abs_capture_time_are_read_from_the_bytes():
     assert extension_value(profile, block, ABS_CAPTURE_TIME_ID) == bytes.fromhex("0123456789ABCDEF")
     assert extension_value(profile, block, 1) == b"1"
     assert extension_value(profile, block, 5) is None
+    assert extension_value(0xBEDE, bytes([0xE7, 1, 2]), ABS_CAPTURE_TIME_ID) is None  # says 8 bytes, has 2
     assert rtp_header(data[:11]) is None
     assert rtp_header(data[:14]) is None  # says it has an extension block it does not have
 
