@@ -78,6 +78,8 @@ class CentreNode:
         # What start-up made (modules, the app, its routes: ~100,000 objects) lives as long as
         # the process: out of the collector's sight, a full collection walks only the centre's
         # state (0.3-2.6 s each at 10,000 waiting on the shared cores, benchmarks/README.md).
+        # Collected first: garbage frozen would never be freed.
+        gc.collect()
         gc.freeze()
         logger.info("node %s joined the centre at %s", self.node, redact_url(self.url))
 
