@@ -139,22 +139,31 @@ def _now_ms() -> float:
     return time.time() * 1000
 
 
-SIDES = ("agent", "customer")  # each side's Chromium is launched with this label
+SIDES = ("agent", "customer")
+# Each side's Chromium is launched with a label of this run's own (another run may be going on).
+LABELS = {side: f"{side}-{os.getpid()}" for side in SIDES}
 
 
-def _browser_ticks() -> dict[str, dict[int, int]]:
+def _browser_ticks() -> dict[str, dict[int, int] | None]:
     """CPU ticks of each side's Chromium, by process (renderers come and go with the calls)."""
-    pids = {side: browser_pid(side) for side in SIDES}
-    return {side: tree_ticks(pid) if pid is not None else {} for side, pid in pids.items()}
+    pids = {side: browser_pid(LABELS[side]) for side in SIDES}
+    return {side: tree_ticks(pid, reaped=False) if pid is not None else None for side, pid in pids.items()}
 
 
-def _browser_cpu_pct(before: dict[str, dict[int, int]], seconds: float) -> dict[str, float]:
-    """Each side's Chromium CPU since ``before``, % of one core: the same two browsers serve both
-    paths, so this shows what each path costs them (the agent's also decodes its preview)."""
+def _browser_cpu_pct(before: dict[str, dict[int, int] | None], seconds: float) -> dict[str, float | None]:
+    """Each side's Chromium CPU since ``before``, % of one core (None: not found): the same two
+    browsers serve both paths, so this shows what each path costs them."""
     after = _browser_ticks()
     hz = os.sysconf("SC_CLK_TCK")
-    used = {side: sum(t - before[side].get(pid, 0) for pid, t in after[side].items()) for side in SIDES}
-    return {side: round(ticks / hz / seconds * 100, 1) for side, ticks in used.items()}
+    cpu: dict[str, float | None] = {}
+    for side in SIDES:
+        then, now = before[side], after[side]
+        if then is None or now is None:
+            cpu[side] = None
+            continue
+        ticks = sum(t - then.get(pid, 0) for pid, t in now.items())
+        cpu[side] = round(ticks / hz / seconds * 100, 1)
+    return cpu
 
 
 @dataclass
@@ -327,7 +336,7 @@ async def direct_call(agents, customers, plan: Plan, codec: str | None) -> dict[
 async def _run(plan: Plan) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     codec: str | None = None
-    async with chromium(label="agent") as agents, chromium(label="customer") as customers:
+    async with chromium(label=LABELS["agent"]) as agents, chromium(label=LABELS["customer"]) as customers:
         for index in range(plan.rounds):
             # Alternate which path goes first, so a change in the machine's load hits both alike;
             # the direct call prefers the video codec the server's call negotiated (round 0 learns it).

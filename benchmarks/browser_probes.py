@@ -322,10 +322,12 @@ SOURCE = r"""
       const tick = () => {
         const id = n++;
         draw(g, id);
-        const frame = new VideoFrame(canvas, { timestamp: Math.round(performance.now() * 1000) });
         // Drawn = captured: the wall clock the pages share (see bench.wall).
         self.postMessage([id, performance.timeOrigin + performance.now()]);
-        writer.write(frame).catch(() => frame.close());
+        if (writer.desiredSize > 0) {
+          const frame = new VideoFrame(canvas, { timestamp: Math.round(performance.now() * 1000) });
+          writer.write(frame).catch(() => frame.close());
+        } // else the track is behind: this frame is dropped, as a camera drops one (never sent, never shown)
         setTimeout(tick, Math.max(0, origin + (n * 1000) / FPS - performance.now()));
       };
       tick();

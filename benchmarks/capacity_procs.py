@@ -26,22 +26,24 @@ from typing import Any
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, CPU ticks including reaped children) of a process, or None if it is gone."""
+def _stat(pid: int, reaped: bool = True) -> tuple[int, int] | None:
+    """(parent pid, CPU ticks, with its reaped children's unless not ``reaped``) of a process,
+    or None if it is gone."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = text[text.rindex(")") + 2 :].split()  # the command name may hold spaces
-    return int(fields[1]), sum(int(f) for f in fields[11:15])
+    return int(fields[1]), sum(int(f) for f in fields[11 : 15 if reaped else 13])
 
 
-def tree_ticks(root: int) -> dict[int, int]:
-    """CPU ticks of ``root`` and each of its live descendants, by pid."""
+def tree_ticks(root: int, reaped: bool = True) -> dict[int, int]:
+    """CPU ticks of ``root`` and each of its live descendants, by pid (per-pid deltas over a
+    window want ``reaped=False``: a child reaped in it would add its whole life at once)."""
     parents: dict[int, int] = {}
     ticks: dict[int, int] = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and (stat := _stat(int(entry))) is not None:
+        if entry.isdigit() and (stat := _stat(int(entry), reaped)) is not None:
             parents[int(entry)], ticks[int(entry)] = stat
     tree = {root} if root in ticks else set()
     grew = True

@@ -18,11 +18,9 @@ receive (the agent's preview does not steer); while the camera is forwarded, tha
 caps the agent's sender (REMB) once the customer is also losing packets, and the cap rises in
 steps, never above the estimate (media.camera_cap).
 
-While the picture IS the agent's camera as it came, sending it back to the agent's own browser
-only makes it decode its camera a second time (measured in Chromium: ~20 % of a core more for
-the agent's browser than a direct call's sender): a ``mirror`` viewer (the agent's preview) is
-held meanwhile, its browser shows its own camera (``on_mirror(held)`` says when), and it
-resumes on the composite's keyframe.
+While the picture IS the agent's camera as it came, a ``mirror`` viewer (the agent's preview)
+is held: its browser shows the camera itself (``on_mirror(held)`` says when) rather than decode
+it a second time, and it resumes on the composite's keyframe.
 """
 
 from __future__ import annotations
@@ -126,8 +124,7 @@ class Program:
         self._checked_at = 0.0
         self._pump: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        # Whether mirror viewers may be held while forwarding (not while the camera comes from
-        # another peer than the agent's browser: the browser has no picture of its own then).
+        # Not while the camera comes from another peer (WHIP): the browser has no picture of it.
         self.may_hold_mirrors: Callable[[], bool] = lambda: True
         self.on_mirror: Callable[[bool], None] | None = None  # mirror viewers held (True) or fed
         self.mirrors_held = False
@@ -151,8 +148,8 @@ class Program:
             # The sender packetises nothing (the pump did, once): it stamps and sends.
             internals.set_encoder(sender, PayloadHandover(self.bitrate))
             internals.send_stamped_payloads(sender)
-        if mirror and self.mirrors_held and self.on_mirror is not None:
-            self.on_mirror(True)  # a new preview (a reloaded console): it shows its own camera too
+        if mirror and self.mirrors_held:
+            self._tell_mirror(True)  # a new preview (a reloaded console): it shows its own camera too
         if self._pump is None or self._pump.done():
             self._pump = asyncio.get_running_loop().create_task(self._run(), name=f"{self.label} program")
         self._wake.set()
@@ -235,8 +232,15 @@ class Program:
             for viewer in self._viewers:
                 if viewer.mirror:
                     viewer.queue.restart()  # what it decodes next must not need what it missed
-        if self.on_mirror is not None:
+        self._tell_mirror(held)
+
+    def _tell_mirror(self, held: bool) -> None:
+        if self.on_mirror is None:
+            return
+        try:
             self.on_mirror(held)
+        except Exception:  # the owner's word must not end the picture (this runs in the pump)
+            logger.exception("%s: telling the preview's owner failed", self.label)
 
     def _offer(self, codec: str, packet: av.Packet, viewers: list[_ViewerTrack]) -> None:
         """``packet`` to each viewer: cut into payloads once for all those with a sender."""

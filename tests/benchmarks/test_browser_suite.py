@@ -383,3 +383,23 @@ def test_the_quick_suite_runs_both_calls():
         for path in ("server", "direct"):
             assert run[path].get("flash_misreads", 0) <= 2, run[path]
     json.dumps(result)
+
+
+@pytest.mark.browser
+async def test_each_sides_chromium_is_found_by_its_label_and_its_cpu_counted():
+    from benchmarks.browser import _browser_cpu_pct, _browser_ticks
+    from benchmarks.chrome import CHROMIUM, chromium, new_page
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"needs Debian's Chromium at {CHROMIUM}")
+    from benchmarks.browser import LABELS
+
+    async with chromium(label=LABELS["agent"]) as agents:
+        page = await new_page(agents)
+        before = _browser_ticks()
+        assert before["agent"] is not None and len(before["agent"]) >= 2  # the browser and its helpers
+        assert before["customer"] is None  # not launched: unknown, not 0 %
+        await page.evaluate("() => { const end = performance.now() + 400; while (performance.now() < end); }")
+        cpu = _browser_cpu_pct(before, 0.5)
+    assert cpu["agent"] is not None and cpu["agent"] > 20  # the busy page, counted in its renderer
+    assert cpu["customer"] is None

@@ -150,8 +150,9 @@ function showPreview() {
   const own = state.ownCamera && state.camera?.enabled;
   attach($("preview-video"), own ? selfView() : state.media?.receiver("camera") || null);
   $("preview-video").dataset.source = own ? "own_camera" : "program";
-  // Glass to glass is the server's picture's: our own camera's would read a few ms.
+  // Glass to glass and the call's quality are the server's picture's, not our own camera's.
   state.media?.watch(own ? null : $("preview-video"));
+  state.media?.rateVideo(!own);
 }
 
 /** A copy of the camera for the preview tile, scaled to the tile where the camera can be (a real

@@ -48,6 +48,14 @@ export function summarise(now, before, rtt) {
   return figures;
 }
 
+/** The figures while no incoming video is ours to rate (the agent's preview held: it shows their
+ * own camera): the link's round trip alone. */
+export function rateLink(rtt) {
+  const rtt_ms = rtt === null ? NaN : rtt * 1000;
+  const quality = rtt === null ? "connecting" : rtt_ms > 600 ? "poor" : rtt_ms > 250 ? "fair" : "good";
+  return { frames: 0, rtt_ms, quality };
+}
+
 function rate(f, stalled) {
   if (f.frames === 0) return "connecting";
   if (stalled || f.fps < 5 || f.loss > 0.1 || f.rtt_ms > 600) return "poor";

@@ -12,7 +12,7 @@
 //   that side's connection.
 
 import SECTIONS from "./sections.json" with { type: "json" };
-import { median, reported, summarise } from "./call-quality.js";
+import { median, rateLink, reported, summarise } from "./call-quality.js";
 import { canShareScreen } from "./media.js";
 
 const LOST_AFTER_MS = 3000; // "disconnected" this long (a network change): connect afresh
@@ -96,6 +96,8 @@ export class MediaSession {
     this._previous = null;
     this._rounds = 0;
     this._watched = null;
+    this._watchLoop = 0; // the current frame loop's number: an older loop stops at its next frame
+    this._ratesVideo = true; // false while the main incoming video is held (see ratesVideo)
     this._glass = [];
     this.limits = {}; // section name -> sender limits kept across negotiations (see limit())
   }
@@ -108,9 +110,10 @@ export class MediaSession {
   watch(video) {
     if (this._watched === video) return; // already watched: one loop per element
     this._watched = video;
+    const loop = ++this._watchLoop;
     if (!video?.requestVideoFrameCallback) return;
     const tick = (_now, metadata) => {
-      if (this._watched !== video) return; // another element (or none) is watched now
+      if (this._watchLoop !== loop) return; // another element (or none, or this one anew) is watched now
       if (Number.isFinite(metadata.captureTime) && this._glass.length < GLASS_SAMPLES) {
         this._glass.push(metadata.expectedDisplayTime - metadata.captureTime);
       }
@@ -276,6 +279,16 @@ export class MediaSession {
     this._statsTimer = setInterval(() => this._collect().catch(() => {}), STATS_MS);
   }
 
+  /**
+   * Whether the main incoming video is rated (the call's quality, the figures sent to the
+   * server). Not while the server holds it (the agent's preview, while the customer's picture
+   * is their own camera): its stalled figures would read "poor"; the round trip rates the link.
+   */
+  rateVideo(on) {
+    if (on !== this._ratesVideo) this._previous = null; // the next round must not span the hold
+    this._ratesVideo = on;
+  }
+
   /** Figures of the main incoming video: the first video section that receives (the composite, or its preview). */
   async _collect() {
     const pc = this.pc;
@@ -291,6 +304,11 @@ export class MediaSession {
         rtt = entry.currentRoundTripTime;
       }
     });
+    if (!this._ratesVideo) {
+      this._glass.length = 0;
+      this.onStats(rateLink(rtt));
+      return;
+    }
     if (!inbound) {
       report.forEach((entry) => {
         if (!inbound && entry.type === "inbound-rtp" && entry.kind === "video") inbound = entry;
