@@ -78,6 +78,9 @@ async def test_a_whole_video_call_between_two_browsers(tmp_path):
         # That picture is the agent's camera as it came: the console shows the camera itself
         # (the server holds the preview stream rather than have it decoded a second time).
         await expect(agent.get_by_test_id("preview-video")).to_have_attribute("data-source", "own_camera")
+        # ... and the held preview stream does not read as a poor connection.
+        quality = agent.get_by_test_id("call-quality")
+        await expect(quality).to_have_attribute("data-quality", "good", timeout=15_000)
         probe = await playing(agent, "remote-video")
         assert probe["width"] > 0 and probe["height"] > 0
         await expect(agent.locator(".tile", has=agent.get_by_test_id("remote-video"))).to_have_attribute(
