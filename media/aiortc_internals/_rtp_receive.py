@@ -26,6 +26,8 @@ def take_received_rtp(dtls: RTCDtlsTransport, take: Callable[[bytes], None]) -> 
     SRTP) to ``take`` instead of aiortc's receivers; one that fails SRTP is dropped, as aiortc
     drops it. Call once the peer has gathered (its sockets exist), before media flows."""
     protocols = dtls.transport._connection._protocols  # type: ignore[attr-defined]
+    if not protocols:
+        raise RuntimeError("take_received_rtp before the peer gathered: it has no socket to take from")
     for protocol in protocols:
         _wrap_method(protocol, "datagram_received", lambda received: _taking(dtls, take, received))
 
