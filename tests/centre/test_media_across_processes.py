@@ -348,11 +348,16 @@ async def test_the_agent_opening_the_console_on_another_process_mid_call_keeps_t
             assert [c["call_id"] for c in logged_in["calls"]] == [call_id]
             async with agent_peer() as again:  # its page offers afresh; the room stays where it is
                 await again.negotiate(signalling(console))
-                await again.video(0).wait(15)  # the preview of the composite
+                # Layout "agent": the picture is the agent's camera as it came, so the new console
+                # is told to show its own camera and its preview stream is held (media.program).
+                preview = await console.expect("preview", timeout=15, source="own_camera")
+                assert preview["call_id"] == call_id
                 await wait_for(lambda: again.audio.loudness() > 500, what="the customer's voice")
                 await console.send("set_layout", layout="side_by_side")
                 assert (await customer_ws.expect("layout", timeout=10))["layout"] == "side_by_side"
                 assert (await console.expect("layout", timeout=10))["layout"] == "side_by_side"
+                await again.video(0).wait(15)  # the preview of the composite, resumed
+                assert (await console.expect("preview", timeout=10, source="program"))["call_id"] == call_id
                 assert (await console.expect("receipt", timeout=10))["call_id"] == call_id
                 assert rooms_on(sides.agent_side) == 1 and rooms_on(sides.leader) == 0
                 seen = customer.video(0).count
