@@ -16,6 +16,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 import media.receive  # noqa: F401 - installs the worker, as the server does
 from media import aiortc_internals as internals
+from media.aiortc_internals import _decoding
 from media.peers import SafeVp8Encoder
 from media.testing import LoopbackCall, TestCardTrack
 
@@ -74,3 +75,6 @@ async def test_a_real_receiver_decodes_through_it() -> None:
         await call.wait_frames(3)
         # Its receiver started after media.receive was imported: its decoder thread runs this worker.
         assert aiortc.rtcrtpreceiver.decoder_worker.__module__ == "media.aiortc_internals._decoding"
+        # ... and a decoder thread of this call's is running it (not only the module's name swapped).
+        running = [getattr(thread, "_target", None) for thread in threading.enumerate()]
+        assert _decoding.decoder_worker in running
