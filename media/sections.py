@@ -61,7 +61,10 @@ SECTIONS: Mapping[str, tuple[Section, ...]] = {
             "video",
             "sendrecv",
             sends="the agent's camera",
-            receives="a preview of exactly what the customer sees",
+            receives=(
+                "a preview of exactly what the customer sees"
+                " (held while that is the agent's own camera as it came: `preview` says so)"
+            ),
         ),
         # From the start, so that sharing is a replaceTrack, never a renegotiation.
         Section(
