@@ -302,12 +302,14 @@ class Switchboard:
         while True:
             deadline = self.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
-            self._wake.clear()
             try:
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
             except TimeoutError:
                 pass
+            # Cleared before the step, not before the wait: a wake set while the step runs
+            # (a CPU sample, a call ending) gets a step of its own.
+            self._wake.clear()
             try:
                 await self.run_due()
             except Exception:
