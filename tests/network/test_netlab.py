@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -116,6 +117,11 @@ def test_mobile_profile_delay_jitter_and_loss_are_what_was_asked(lab: Lab) -> No
     assert stats["up"]["dropped"] + stats["down"]["dropped"] == 500 - summary["received"]
 
 
+# The clean path is a user-space relay: on a loaded 2-core machine one ping in a few hundred
+# can take 20+ ms (21.4 was seen), still far from the bad profile's 200 ms.
+CLEAN_MAX_MS = 100
+
+
 def test_switching_profile_at_run_time_takes_effect_within_a_second(lab: Lab) -> None:
     impairment = lab.impair("customer", "clean")
     with ProbeServer(lab) as server:
@@ -138,15 +144,15 @@ def test_switching_profile_at_run_time_takes_effect_within_a_second(lab: Lab) ->
     # A ping sent less than a round trip before the switch back meets the clean setting on its way.
     to_bad_s = settled(to_bad, to_clean - 0.3, lambda rtt: rtt >= 195)
     # Packets already held keep their 100 ms: the clean path is back ~0.1 s later.
-    to_clean_s = settled(to_clean, float("inf"), lambda rtt: rtt < 20)
+    to_clean_s = settled(to_clean, float("inf"), lambda rtt: rtt < CLEAN_MAX_MS)
     print(f"settled after {to_bad_s:.3f} s (clean -> bad), {to_clean_s:.3f} s (bad -> clean)")
     assert to_bad_s < 1.0 and to_clean_s < 1.0
     before = [r["rtt_ms"] for r in replies if r["sent"] < to_bad - 0.02]
     during = [r["rtt_ms"] for r in replies if to_bad + 0.01 < r["sent"] < to_clean - 0.3]
     after = [r["rtt_ms"] for r in replies if r["sent"] > to_clean + 0.3]
-    assert before and max(before) < 20
+    assert before and max(before) < CLEAN_MAX_MS and statistics.median(before) < 20
     assert during and min(during) >= 195
-    assert after and max(after) < 20  # the switch back took
+    assert after and max(after) < CLEAN_MAX_MS and statistics.median(after) < 20  # the switch back took
 
 
 def test_closing_an_impairment_puts_the_plain_link_back(lab: Lab) -> None:
