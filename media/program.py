@@ -21,6 +21,8 @@ steps, never above the estimate (media.camera_cap).
 While the picture IS the agent's camera as it came, a ``mirror`` viewer (the agent's preview)
 is held: its browser shows the camera itself (``on_mirror(held)`` says when) rather than decode
 it a second time, and it resumes on the composite's keyframe.
+
+Each viewer's queue and what its browser says back live in media.program_viewer.
 """
 
 from __future__ import annotations
@@ -43,19 +45,18 @@ from media.encoded import (
     KEYFRAME_ASK_S,
     UNCAPPED_BPS,
     VIDEO_TIME_BASE,
-    PacketQueueTrack,
     is_keyframe,
     keyframe_requests_to,
 )
 from media.packetized import PacketizedFrame, Packetizer, PayloadHandover
 from media.passthrough import STALL_S, CameraPassthrough
 from media.peers import FastH264Encoder, SafeVp8Encoder
+from media.program_viewer import ProgramViewer, steering_estimate
 from media.receipt import LatencyReceipt
 from media.repair import KEYFRAME_RETRY_MAX_S
 
 logger = logging.getLogger(__name__)
 
-VIEWER_QUEUE = 2  # encoded frames a viewer may have waiting before it skips to a keyframe
 CHECK_EVERY_S = 0.5  # the customer's figures for the camera's cap (media.camera_cap), read this often
 PAUSE_AFTER_ERROR_S = 0.1  # a source that keeps failing is not retried in a tight loop
 
@@ -115,7 +116,7 @@ class Program:
         self.composed = 0  # pictures taken from the composite
         self.encodes = 0  # frames encoded (once per codec, whatever the number of viewers)
         self.forwarding = False  # the agent's camera is the source
-        self._viewers: weakref.WeakSet[_ViewerTrack] = weakref.WeakSet()
+        self._viewers: weakref.WeakSet[ProgramViewer] = weakref.WeakSet()
         self._keyframe_due = True
         self._asked = 0.0
         self._ask_every = KEYFRAME_ASK_S  # doubles while asks follow each other (media.repair's back-off)
@@ -141,7 +142,7 @@ class Program:
         of the packets of its own (media.rtp_push), which never steers."""
         if codec not in ("VP8", "H264"):
             raise ValueError(f"no encoder for video codec {codec!r}")
-        track = _ViewerTrack(self, sender, codec, steers, mirror)
+        track = ProgramViewer(self, sender, codec, steers, mirror)
         self._viewers.add(track)
         if sender is not None:
             keyframe_requests_to(sender, self.request_keyframe)
@@ -159,6 +160,11 @@ class Program:
     def watched(self) -> int:
         """Viewers whose track is live."""
         return sum(1 for v in self._viewers if v.readyState == "live")
+
+    @property
+    def keyframe_due(self) -> bool:
+        """A keyframe is already asked of the live source (a viewer need not ask again)."""
+        return self._keyframe_due
 
     def request_keyframe(self) -> None:
         """The next frame from the live source is a keyframe (forwarding: the agent's browser is asked)."""
@@ -242,7 +248,7 @@ class Program:
         except Exception:  # the owner's word must not end the picture (this runs in the pump)
             logger.exception("%s: telling the preview's owner failed", self.label)
 
-    def _offer(self, codec: str, packet: av.Packet, viewers: list[_ViewerTrack]) -> None:
+    def _offer(self, codec: str, packet: av.Packet, viewers: list[ProgramViewer]) -> None:
         """``packet`` to each viewer: cut into payloads once for all those with a sender."""
         frame: PacketizedFrame | None = None
         for viewer in viewers:
@@ -256,7 +262,7 @@ class Program:
                 frame = packetizer(packet)
             viewer.offer(frame)
 
-    async def _next_packets(self, viewers: list[_ViewerTrack]) -> dict[str, av.Packet]:
+    async def _next_packets(self, viewers: list[ProgramViewer]) -> dict[str, av.Packet]:
         """The live source's next frame, encoded once for each codec the viewers take."""
         p = self.passthrough
         if self.forwarding:
@@ -290,11 +296,11 @@ class Program:
             p.wanted = False
         return await self._encode_composite(viewers)
 
-    def _may_forward(self, viewers: list[_ViewerTrack]) -> bool:
+    def _may_forward(self, viewers: list[ProgramViewer]) -> bool:
         p = self.passthrough
         return p is not None and all(v.codec == p.codec for v in viewers) and p.fresh() and p.eligible()
 
-    async def _encode_composite(self, viewers: list[_ViewerTrack]) -> dict[str, av.Packet]:
+    async def _encode_composite(self, viewers: list[ProgramViewer]) -> dict[str, av.Packet]:
         frame = await self.composite.recv()
         self.composed += 1
         force, self._keyframe_due = self._keyframe_due, False
@@ -304,7 +310,7 @@ class Program:
             encoder = self.encoders.get(codec)
             if encoder is None:
                 encoder = self.encoders[codec] = _frame_encoder(codec, self.bitrate, self.receipt)
-            estimate = self._viewers_estimate([v for v in viewers if v.codec == codec])
+            estimate = steering_estimate([v for v in viewers if v.codec == codec])
             if estimate is not None:
                 encoder.target_bitrate = int(estimate)
             payloads, _ = await loop.run_in_executor(None, encoder.encode, frame, force)
@@ -317,7 +323,7 @@ class Program:
                 packets[codec] = packet
         return packets
 
-    async def _forwarding_chores(self, viewers: list[_ViewerTrack]) -> None:
+    async def _forwarding_chores(self, viewers: list[ProgramViewer]) -> None:
         """Keyframe requests and the viewers' estimate go upstream to the agent's browser."""
         p = self.passthrough
         assert p is not None
@@ -334,14 +340,14 @@ class Program:
             self._checked_at = now
             await self._cap_if_congested(viewers, now)
 
-    async def _cap_if_congested(self, viewers: list[_ViewerTrack], now: float) -> None:
+    async def _cap_if_congested(self, viewers: list[ProgramViewer], now: float) -> None:
         """Cap the agent's camera while the customer's link cannot take it (media.camera_cap)."""
         p = self.passthrough
         assert p is not None
         steering = [v for v in viewers if v.steers]
         losses = [loss for loss in [await v.loss() for v in steering] if loss is not None]
         remb = self.camera_cap.update(
-            now, self._viewers_estimate(steering), self._forwarded_rate.bps(now), max(losses, default=None)
+            now, steering_estimate(steering), self._forwarded_rate.bps(now), max(losses, default=None)
         )
         if remb is not None:
             await p.cap_upstream(remb)
@@ -358,51 +364,3 @@ class Program:
                 self.camera_cap.lift()
                 await p.cap_upstream(UNCAPPED_BPS)  # the composite needs no cap on the camera
         logger.info("%s: back to the composite", self.label)
-
-    @staticmethod
-    def _viewers_estimate(viewers: list[_ViewerTrack]) -> float | None:
-        """The lowest of what the steering viewers' browsers say they can receive (their REMB)."""
-        estimates = [e for e in (v.estimate() for v in viewers if v.steers) if e is not None]
-        return min(estimates) if estimates else None
-
-
-class _ViewerTrack(PacketQueueTrack):
-    """One viewer's share of a :class:`Program`: its packets, skipping to a keyframe when behind."""
-
-    def __init__(
-        self, program: Program, sender: RTCRtpSender | None, codec: str, steers: bool, mirror: bool = False
-    ) -> None:
-        super().__init__(VIEWER_QUEUE)
-        self.codec = codec
-        self.steers = steers
-        self.mirror = mirror
-        self._program = weakref.ref(program)  # the program's pump holds the viewers, not back
-        self._sender: Callable[[], RTCRtpSender | None] = (
-            weakref.ref(sender) if sender is not None else lambda: None
-        )
-        self.has_sender = sender is not None
-        self._report_at: object = None
-
-    def offer(self, packet: av.Packet | PacketizedFrame) -> bool:  # type: ignore[override]
-        needs_keyframe = super().offer(packet)  # type: ignore[arg-type]  # it reads is_keyframe
-        if needs_keyframe and (program := self._program()) is not None and not program._keyframe_due:
-            program.request_keyframe()
-        return needs_keyframe
-
-    async def loss(self) -> float | None:
-        """The share of packets lost in the viewer's browser's receiver report, if a new one came
-        since the last call (None: none came)."""
-        sender = self._sender()
-        if sender is None:
-            return None
-        for stats in (await sender.getStats()).values():
-            if stats.type == "remote-inbound-rtp" and stats.timestamp != self._report_at:
-                self._report_at = stats.timestamp  # aiortc's: when the report came
-                lost = getattr(stats, "fractionLost", None)  # aiortc's is the report's: 0-255
-                return lost / 256 if lost is not None else None
-        return None
-
-    def estimate(self) -> float | None:
-        sender = self._sender()
-        governor = getattr(internals.encoder(sender), "governor", None) if sender is not None else None
-        return getattr(governor, "last_estimate", None)
