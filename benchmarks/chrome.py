@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -25,6 +26,8 @@ BASE_ARGS = [
 # Accept every media prompt, getDisplayMedia's included: with the fake device, Chromium then
 # shares a fake "screen" (1280x720, green with moving shapes), no test hook needed.
 FAKE_UI = "--use-fake-ui-for-media-stream"
+# More switches for every Chromium a suite or test starts (e.g. to try a renderer setting).
+EXTRA_ARGS_ENV = "TELEPRESENCE_CHROMIUM_ARGS"
 SCREENSHOTS = Path(os.environ.get("TELEPRESENCE_SCREENSHOTS") or tempfile.mkdtemp(prefix="screens-"))
 TIMEOUT_MS = 10_000
 
@@ -77,7 +80,7 @@ async def chromium(
     *, fake_ui: bool = True, camera_clip: Path | None = None, label: str | None = None
 ) -> AsyncIterator[Browser]:
     """Debian's Chromium; ``label`` marks its browser process's command line (see :func:`browser_pid`)."""
-    args = [*BASE_ARGS]
+    args = [*BASE_ARGS, *shlex.split(os.environ.get(EXTRA_ARGS_ENV, ""))]
     if label is not None:
         args.append(f"{LABEL_SWITCH}={label}")  # Chromium ignores a switch it does not know
     if fake_ui:
