@@ -350,6 +350,7 @@ def _summary(
         "compose_p95_ms": results["server"].receipt.get("compose", {}).get("p95"),
         "slot_dropped": results["growth"].slot_dropped,
         "frames": {name: len(values) for name, values in lat.items()},
+        "close_spaced_pct": {name: r.log.close_spaced_pct() for name, r in results.items()},
         "camera": source,
         "paths": {name: r.config for name, r in results.items()},
         "path_order": list(results),

@@ -31,6 +31,7 @@ from media.tracks import FrameSlot
 
 # aiortc's own VP8 clamp and our start: the server's range, now every path's.
 BITRATE = Bitrate(start=1_000_000, min=500_000, max=3_000_000)
+REFRESH_TICKS = 90000 // 60  # one 60 Hz display refresh on the 90 kHz RTP clock
 Camera = Callable[[], MediaStreamTrack]
 ID_MODULO = 1 << ID_BITS
 
@@ -75,6 +76,11 @@ class StampLog:
         self.exact = 0
         self.captures: StampClock | None = None
         self._start: float | None = None
+        # RTP timestamp steps between frames received in turn, and those under one 60 Hz display
+        # refresh: a browser shows one frame a refresh, so it decodes such a pair and shows one.
+        self.steps = 0
+        self.close_steps = 0
+        self._last_pts: int | None = None
 
     def camera(self, make: Camera) -> MediaStreamTrack:
         """A camera from ``make``, whose capture times (if it keeps them) this log reads."""
@@ -87,11 +93,21 @@ class StampLog:
 
     def end(self) -> None:
         self._start = None
+        self._last_pts = None
+
+    def close_spaced_pct(self) -> float | None:
+        """Percent of frames stamped less than one 60 Hz refresh after the one before them."""
+        return round(100 * self.close_steps / self.steps, 2) if self.steps else None
 
     def record(self, frame: Any) -> None:
         if self._start is None:
             return
         now = time.time()
+        if frame.pts is not None:
+            if self._last_pts is not None:
+                self.steps += 1
+                self.close_steps += frame.pts - self._last_pts < REFRESH_TICKS
+            self._last_pts = frame.pts
         stamp = read_stamp(frame)
         if stamp is None:
             self.unstamped += 1

@@ -37,6 +37,7 @@ from media.frame_pool import FramePool, split_yuv420
 from media.layout import AGENT, AVATAR, LAYOUTS, SCREEN, Rect, Size, Tile, compute_layout, parse_size
 from media.receipt import LatencyReceipt
 from media.screen_limits import ScreenLimits
+from media.source_spacing import SourceSpacedClock
 from media.stamp import read_stamp, strip_height, write_stamp
 from media.tile_painter import TilePainter
 from media.tracks import FrameSlot, TrackDrain
@@ -110,7 +111,11 @@ class CompositorTrack(MediaStreamTrack):
         self._last_fresh: float | None = None  # when a frame with a new primary picture went out
         self._fresh_before: float | None = None  # ... and the one before it
         self._primary_interval = 1 / fps  # the primary's recent frame interval, smoothed
-        self._last_pts = -1
+        # On the monotonic clock itself, not from the first frame: a call's video switches between
+        # the composite and the agent's camera forwarded as it came (media.passthrough stamps its
+        # packets the same way), and the customer's RTP timestamps must not jump back at a switch.
+        # A fresh primary frame is spaced as its source captured it (media.source_spacing).
+        self._timeline = SourceSpacedClock(90000)
         self.frames = 0
         self.clock_frames = 0
         # When each composite's picture was captured, and its first packet came (media.capture_clock).
@@ -204,6 +209,7 @@ class CompositorTrack(MediaStreamTrack):
         self._layout = name
         self._primary_seen = 0  # a different primary: its current frame is new to us
         self._primary_interval = 1 / self.fps  # ... and its cadence is yet to be learnt
+        self._timeline.reset()  # ... and its own capture clock
         last = self._outputs.last()
         if self.fade_s > 0 and last is not None:
             # A copy: the buffer goes out again with the next frame.
@@ -298,7 +304,9 @@ class CompositorTrack(MediaStreamTrack):
                     canvas.save(Rect(0, 0, frame.width, strip_height(frame.width)))
                     write_stamp(frame, stamp)
 
-        frame.pts = self._next_pts(now)
+        frame.pts = self._timeline.stamp(
+            now, _source_time(latest.frame) if fresh and latest is not None else None
+        )
         frame.time_base = VIDEO_TIME_BASE
         self.times.note(frame.pts, self.primary, latest.frame if fresh and latest is not None else None, now)
         self.frames += 1
@@ -306,14 +314,6 @@ class CompositorTrack(MediaStreamTrack):
             self.clock_frames += 1
         self.receipt.record("compose", (time.perf_counter() - started) * 1000)
         return frame
-
-    def _next_pts(self, now: float) -> int:
-        # On the clock itself, not from the first frame: a call's video switches between the
-        # composite and the agent's camera forwarded as it came (media.passthrough stamps its
-        # packets the same way), and the customer's RTP timestamps must not jump back at a switch.
-        pts = max(self._last_pts + 1, round(now * 90000))
-        self._last_pts = pts
-        return pts
 
     def _layout_tiles(self, shapes: tuple[tuple[str, int, int], ...]) -> list[Tile]:
         sources = {name: Size(width, height) for name, width, height in shapes}
@@ -325,3 +325,11 @@ class CompositorTrack(MediaStreamTrack):
             # An avatar layout with no avatar yet: show the agent (or placeholder), never an empty frame.
             tiles = compute_layout(self.size, "agent", present, sources)
         return tiles
+
+
+def _source_time(frame: av.VideoFrame) -> float | None:
+    """When the source captured ``frame``, in seconds of its own clock (a decoded frame's pts
+    is its RTP timestamp), if it says."""
+    if frame.pts is None or frame.time_base is None:
+        return None
+    return float(frame.pts * frame.time_base)

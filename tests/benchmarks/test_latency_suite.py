@@ -37,6 +37,7 @@ REQUIRED = {
     "vs_direct",
     "samples_expected",
     "samples_measured",
+    "close_spaced_pct",
 }
 VP8_PATHS = ("direct", "relay", "server", "server_screen")
 H264_PATHS = ("direct_h264", "server_h264", "growth")
@@ -150,6 +151,20 @@ async def test_a_video_file_is_the_agents_camera_on_a_path(tmp_path: Path):
     # camera's picture the sender had no time for is counted lost, as a live camera's would be).
     assert counts["measured"] >= 3 and counts["expected"] >= counts["measured"], counts
     assert result.config["receiver"] == "MarkerJitterBuffer"
+
+
+def test_frames_stamped_closer_than_a_display_refresh_are_counted():
+    log = latency_paths.StampLog("path")
+    frame = av.VideoFrame(64, 48, "yuv420p")
+    frame.pts = 0
+    log.record(frame)  # not recording yet: not counted
+    assert log.close_spaced_pct() is None
+    log.begin()
+    for pts in (1_000, 4_000, 4_300, 7_000, 8_499):  # 33 ms, 3.3 ms, 30 ms, 16.66 ms apart
+        frame.pts = pts
+        log.record(frame)
+    assert (log.steps, log.close_steps) == (4, 2)
+    assert log.close_spaced_pct() == 50.0
 
 
 def test_a_missing_camera_is_a_clear_error(capsys: pytest.CaptureFixture[str], tmp_path: Path):

@@ -1,6 +1,7 @@
 """CompositorTrack: pixels where the layout puts them, work done once, fresh frames, pacing by the primary."""
 
 import asyncio
+import fractions
 
 import av
 import numpy as np
@@ -148,6 +149,46 @@ def test_pts_increase_strictly():
         pts.append(comp.compose().pts)
     assert pts == sorted(set(pts))
     assert pts[1] - pts[0] == round(0.033 * 90000)  # 90 kHz, on the clock
+
+
+def camera_frame(rtp_timestamp: int) -> av.VideoFrame:
+    """A decoded camera frame: its pts is its RTP timestamp (90 kHz), as aiortc's decoders set it."""
+    frame = flat(AGENT_YUV, 640, 360)
+    frame.pts, frame.time_base = rtp_timestamp, fractions.Fraction(1, 90000)
+    return frame
+
+
+def test_fresh_composites_are_spaced_as_the_camera_captured_them_not_as_they_came():
+    clock = FakeClock()
+    comp = CompositorTrack(size="360p", layout="agent", clock=clock)
+    agent, step = comp.slot(AGENT), 3000  # the camera's 33.3 ms at 90 kHz
+    pts = []
+    # On time, then one 50 ms late and the next right behind it (bunched), then on time again.
+    for captured, arrives in ((0, 0.0), (1, 0.0333), (2, 0.1167), (3, 0.1200), (4, 0.1333)):
+        clock.now = 100.0 + arrives
+        agent.put(camera_frame(7_000 + captured * step))
+        pts.append(comp.compose().pts)
+    assert pts[0] == round(100.0 * 90000)  # anchored to the clock
+    # Composed 3 ms apart, stamped 33 ms apart: a browser showing one frame a refresh shows both.
+    assert [b - a for a, b in zip(pts, pts[1:], strict=False)] == [step] * 4
+    # A repeat (no new camera frame) is stamped on the clock, after the last.
+    clock.now += 0.1
+    assert comp.compose().pts == round(clock.now * 90000)
+
+
+def test_a_camera_whose_timestamps_jump_is_anchored_again_to_the_clock():
+    clock = FakeClock()
+    comp = CompositorTrack(size="360p", layout="agent", clock=clock)
+    agent = comp.slot(AGENT)
+    agent.put(camera_frame(1_000))
+    first = comp.compose().pts
+    clock.now += 0.033
+    agent.put(camera_frame(900_000_000))  # another camera (a swapped track): its own clock
+    second = comp.compose().pts
+    assert second == round(clock.now * 90000) and second > first
+    clock.now += 0.010
+    agent.put(camera_frame(1_000))  # and back to an older timestamp: the timeline never goes back
+    assert comp.compose().pts > second
 
 
 def test_non_yuv420p_input_is_converted_once():
