@@ -101,12 +101,15 @@ class Presented:
     # metadata.presentedFrames: frames the compositor showed so far, whether or not the page's
     # callback ran for each (a busy main thread gets one callback for several).
     presented_count: int | None = None
+    media_s: float | None = None  # metadata.mediaTime: the frame's timestamp as the renderer sees it
+    rtp_timestamp: int | None = None  # metadata.rtpTimestamp (90 kHz)
 
     @classmethod
     def from_record(cls, record: Sequence[Any]) -> Presented:
-        """From the page's ``[cells, luma, display, width, height, receive, same, capture, count]`` row."""
+        """From the page's ``[cells, luma, display, width, height, receive, same, capture, count,
+        media time, rtp timestamp]`` row (the last three may be missing)."""
         cells, luma, display, width, height, receive, same, capture = record[:8]
-        count = record[8] if len(record) > 8 else None
+        count, media, rtp = (*record[8:11], None, None, None)[:3]
         frame_id = decode_cells(cells)
         return cls(
             frame_id,
@@ -118,7 +121,36 @@ class Presented:
             bool(same),
             capture,
             count,
+            None if media is None else float(media),
+            None if rtp is None else int(rtp),
         )
+
+
+def spacing_error_ms(
+    captured: dict[int, float], frames: Sequence[Presented], t0: float, t1: float, clock: str
+) -> list[float]:
+    """For each new frame shown in ``[t0, t1)`` right after the one captured before it: how far its
+    spacing from that frame on ``clock`` ("rtp": RTP timestamps; "media": the renderer's media
+    time) strays from their spacing at capture, in ms. A renderer that paces frames by these
+    timestamps (Chromium's does) shows frames spaced wrongly late, or not at all."""
+    errors: list[float] = []
+    previous: Presented | None = None
+    for frame in frames:
+        if not (t0 <= frame.display_ms < t1 and frame.same and frame.frame_id in captured):
+            continue
+        if previous is not None and frame.frame_id == previous.frame_id + 1:  # type: ignore[operator]
+            at_capture = captured[frame.frame_id] - captured[previous.frame_id]  # type: ignore[index]
+            if clock == "rtp" and frame.rtp_timestamp is not None and previous.rtp_timestamp is not None:
+                spaced = ((frame.rtp_timestamp - previous.rtp_timestamp) % 2**32) / 90
+            elif clock == "media" and frame.media_s is not None and previous.media_s is not None:
+                spaced = (frame.media_s - previous.media_s) * 1000
+            else:
+                spaced = None
+            if spaced is not None:
+                errors.append(abs(spaced - at_capture))
+        if previous is None or frame.frame_id != previous.frame_id:
+            previous = frame
+    return errors
 
 
 def bunched_share(frames: Sequence[Presented], t0: float, t1: float, under_ms: float = 10.0) -> float | None:

@@ -179,6 +179,7 @@ COMMON = r"""
           cells, flash, origin + meta.expectedDisplayTime, meta.width, meta.height,
           meta.receiveTime === undefined ? null : origin + meta.receiveTime, same,
           meta.captureTime === undefined ? null : origin + meta.captureTime, meta.presentedFrames,
+          meta.mediaTime, meta.rtpTimestamp ?? null,
         ]);
       } catch (error) {
         if (bench.errors.length < 20) bench.errors.push(String(error));

@@ -87,6 +87,13 @@ def analyse(call: dict[str, Any]) -> dict[str, Any]:
         "loaded_bunched_share": _round(m.bunched_share(frames, l0, l1), 3),
         "fps_decoded": _round(m.rate(rx, q0, q1, lambda s: (s.get("vin") or {}).get("frames"))),
         "receive_p50_ms": _round(m.percentile(quiet.received, 50)),
+        # Consecutive frames' spacing on the wire and in the renderer against their capture spacing.
+        "rtp_spacing_error_p95_ms": _round(
+            m.percentile(m.spacing_error_ms(captured, frames, q0, q1, "rtp"), 95)
+        ),
+        "media_spacing_error_p95_ms": _round(
+            m.percentile(m.spacing_error_ms(captured, frames, q0, q1, "media"), 95)
+        ),
         "capture_time_p50_ms": _round(m.percentile(quiet.by_capture_time, 50)),
         "presented": quiet.presented,
         "repeated_frames": quiet.repeated,

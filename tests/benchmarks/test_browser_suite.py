@@ -403,3 +403,21 @@ async def test_each_sides_chromium_is_found_by_its_label_and_its_cpu_counted():
         cpu = _browser_cpu_pct(before, 0.5)
     assert cpu["agent"] is not None and cpu["agent"] > 20  # the busy page, counted in its renderer
     assert cpu["customer"] is None
+
+
+def test_spacing_error_compares_each_frame_with_the_one_captured_before_it() -> None:
+    captured = {1: 1000.0, 2: 1033.0, 3: 1066.0, 5: 1132.0}
+
+    def shown(frame_id: int, display: float, rtp: int, media: float) -> m.Presented:
+        return m.Presented(frame_id, 0.0, display, 640, 360, media_s=media, rtp_timestamp=rtp)
+
+    frames = [
+        shown(1, 1100, 2**32 - 1485, 0.0),  # wraps: the next is 33 ms later on the RTP clock
+        shown(1, 1117, 2**32 - 1485, 0.0),  # a repeat is not a new frame
+        shown(2, 1133, 1485, 0.033),
+        shown(3, 1166, 1485 + 3870, 0.076),  # 43 ms after frame 2 on both clocks: 10 ms off
+        shown(5, 1232, 9000, 0.140),  # frame 4 was never shown: no pair
+    ]
+    assert m.spacing_error_ms(captured, frames, 1000, 2000, "rtp") == pytest.approx([0.0, 10.0])
+    assert m.spacing_error_ms(captured, frames, 1000, 2000, "media") == pytest.approx([0.0, 10.0])
+    assert m.spacing_error_ms(captured, frames, 1150, 2000, "rtp") == []  # frame 2 is outside
