@@ -76,8 +76,9 @@ class StampLog:
         self.exact = 0
         self.captures: StampClock | None = None
         self._start: float | None = None
-        # RTP timestamp steps between frames received in turn, and those under one 60 Hz display
-        # refresh: a browser shows one frame a refresh, so it decodes such a pair and shows one.
+        # RTP timestamp steps from one new camera picture (a stamped frame) to the next, and those
+        # under one 60 Hz display refresh: a browser shows one frame a refresh, so it decodes such
+        # a pair and shows one. A repeat between them (the compositor's clock) is not one.
         self.steps = 0
         self.close_steps = 0
         self._last_pts: int | None = None
@@ -96,22 +97,22 @@ class StampLog:
         self._last_pts = None
 
     def close_spaced_pct(self) -> float | None:
-        """Percent of frames stamped less than one 60 Hz refresh after the one before them."""
+        """Percent of new camera pictures stamped less than one 60 Hz refresh after the one before."""
         return round(100 * self.close_steps / self.steps, 2) if self.steps else None
 
     def record(self, frame: Any) -> None:
         if self._start is None:
             return
         now = time.time()
+        stamp = read_stamp(frame)
+        if stamp is None:
+            self.unstamped += 1
+            return
         if frame.pts is not None:
             if self._last_pts is not None:
                 self.steps += 1
                 self.close_steps += frame.pts - self._last_pts < REFRESH_TICKS
             self._last_pts = frame.pts
-        stamp = read_stamp(frame)
-        if stamp is None:
-            self.unstamped += 1
-            return
         captured = self.captures.of(stamp.frame_id) if self.captures is not None else None
         if captured is not None and abs((now - captured) * 1000 - stamp.age_ms(now)) <= 1:
             ms = (now - captured) * 1000

@@ -12,6 +12,7 @@ timeline is anchored again to the arrival clock when it strays from it by more t
 from __future__ import annotations
 
 REANCHOR_S = 0.2  # a source-spaced pts may stray this far from its arrival
+REFRESH_HZ = 60  # a display's refresh rate: a browser shows at most one frame each
 
 
 class SourceSpacedClock:
@@ -20,6 +21,7 @@ class SourceSpacedClock:
     def __init__(self, rate: int, reanchor_s: float = REANCHOR_S) -> None:
         self.rate = rate
         self._reanchor = round(reanchor_s * rate)
+        self._refresh = rate // REFRESH_HZ
         self._anchor: tuple[float, int] | None = None  # (the source's time in seconds, its pts)
         self.last = -1
 
@@ -37,11 +39,14 @@ class SourceSpacedClock:
             if abs(pts - arrived) <= self._reanchor and pts > self.last:
                 self.last = pts
                 return pts
-            # The timeline ran ahead of arrival (its anchor frame came late): close the lead at
-            # half the source's own step, frames still apart, rather than all at once.
+            # The timeline ran ahead of arrival (its anchor frame came late, or a burst followed a
+            # stall): close the lead at half the source's own step, rather than all at once, and
+            # frames still a display refresh apart where the source's were.
             step = pts - self.last
             if arrived <= self.last and 0 < step <= self._reanchor:
-                arrived = self.last + max(1, step // 2)
+                arrived = self.last + (
+                    max(step // 2, self._refresh) if step > self._refresh else max(1, step // 2)
+                )
         pts = max(arrived, self.last + 1)
         self.last = pts
         if source_s is not None:

@@ -153,16 +153,30 @@ async def test_a_video_file_is_the_agents_camera_on_a_path(tmp_path: Path):
     assert result.config["receiver"] == "MarkerJitterBuffer"
 
 
-def test_frames_stamped_closer_than_a_display_refresh_are_counted():
+def test_new_pictures_stamped_closer_than_a_display_refresh_are_counted():
     log = latency_paths.StampLog("path")
-    frame = av.VideoFrame(64, 48, "yuv420p")
-    frame.pts = 0
-    log.record(frame)  # not recording yet: not counted
+    stamped = av.VideoFrame.from_ndarray(np.full((360, 640, 3), 128, np.uint8), format="rgb24").reformat(
+        format="yuv420p"
+    )
+    write_stamp(stamped, Stamp.now(1))
+    # No stamp: the compositor's clock repeating a picture.
+    repeat = av.VideoFrame.from_ndarray(np.zeros((540, 640), np.uint8), format="yuv420p")
+    stamped.pts = 0
+    log.record(stamped)  # not recording yet: not counted
     assert log.close_spaced_pct() is None
     log.begin()
-    for pts in (1_000, 4_000, 4_300, 7_000, 8_499):  # 33 ms, 3.3 ms, 30 ms, 16.66 ms apart
+    # 33 ms, 3.3 ms, 30 ms, 16.66 ms apart; a repeat 1 ms after a picture is not a new picture.
+    for frame, pts in (
+        (stamped, 1_000),
+        (stamped, 4_000),
+        (stamped, 4_300),
+        (repeat, 4_400),
+        (stamped, 7_000),
+    ):
         frame.pts = pts
         log.record(frame)
+    stamped.pts = 8_499
+    log.record(stamped)
     assert (log.steps, log.close_steps) == (4, 2)
     assert log.close_spaced_pct() == 50.0
 
