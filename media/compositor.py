@@ -14,6 +14,8 @@ The frame path, in the order it runs (see DESIGN "Frame path and latency budget"
 - Every output is a FRESH ``av.VideoFrame`` over its own buffer, with no picture
   type: aiortc's VP8 encoder never resets ``pict_type``, so a reused or I-tagged
   frame would force a keyframe each time.
+- Its pts run on the monotonic clock (90 kHz), a fresh picture's spaced as its camera captured
+  it (media.source_spacing): frames bunched on the way in are not shown as one by a browser.
 - ``set_layout`` changes geometry in place (no renegotiation) and cross-fades
   from the last output picture, so a switch never shows a black frame.
 """
