@@ -3,26 +3,48 @@
 :meth:`Reports.publish` runs after every change and pushes a customer's position and
 expected wait only when it changed, reading only the customers the matchmaker says may have
 moved (:meth:`~telepresence.routing.Matchmaker.take_status_changes`); the gauges and the
-status report are computed when they are read.
+status report are computed when they are read. A waiting customer's status is
+:func:`waiting_status` of their place and their queue's seats and handle time, which is all
+a centre's door needs to make it again (:attr:`Reports.line_sink`).
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from telepresence.admission import Admission
 from telepresence.directory import Directory
 from telepresence.media_control import MediaControl
 from telepresence.metrics import Metrics
-from telepresence.routing import CustomerState, Matchmaker
-from telepresence.sessions import Message
+from telepresence.routing import CustomerState, CustomerStatus, LineMove, Matchmaker
+from telepresence.routing.estimate import expected_wait
+from telepresence.sessions import Connection, CustomerSession, Message
+
+# A queue's (free seats, all seats, mean handle time): with a customer's index in the line,
+# everything their status is made of (no CPU budget: see LineMove.capacity).
+LineParams = tuple[int, int, float]
+# Takes a line's changed statuses as (socket, index in line) instead of sending each message.
+LineSink = Callable[[LineParams, list[tuple[Connection, int]]], None]
 
 
 def round_wait(seconds: float | None) -> float | None:
     """A wait as clients are told it: whole seconds, or None for "unknown"."""
     return None if seconds is None else round(seconds)
+
+
+def waiting_status(ahead: int, free: int, seats: int, mean_handle_s: float) -> dict[str, Any]:
+    """The ``queue_status`` of a customer waiting in line with ``ahead`` customers before them
+    (no CPU budget), as :meth:`Reports.publish` sends it: key for key, value for value."""
+    wait = expected_wait(ahead, free, seats, mean_handle_s)
+    return {
+        "type": "queue_status",
+        "state": "waiting",
+        "position": ahead + 1,
+        "expected_wait_s": None if wait is None else round(wait),
+        "capacity": False,
+    }
 
 
 @dataclass(kw_only=True, eq=False)  # a part of the switchboard, equal only to itself
@@ -37,6 +59,10 @@ class Reports:
     clock: Callable[[], float]
     # Customers to tell their status at the next publish even if their queue did not change.
     status_owed: set[str] = field(default_factory=set, init=False)
+    # A centre's leader sets this: a line's changed statuses then travel as (socket, index)
+    # with the line's parameters, and each door makes its own sockets' messages
+    # (telepresence/centre/remote.py); None: each message is sent as made.
+    line_sink: LineSink | None = field(default=None, init=False)
 
     def owe_status(self, customer_id: str) -> None:
         """Tell this customer their status at the next publish (a tab that rejoined)."""
@@ -53,29 +79,61 @@ class Reports:
         now = self.clock()
         changes = self.matchmaker.take_status_changes(now)
         owed, self.status_owed = self.status_owed, set()
-        owed_statuses = [
-            self.matchmaker.status(customer_id, now)
-            for customer_id in owed
-            if self.matchmaker.customer_state(customer_id) is not None
-        ]
-        for status in itertools.chain(owed_statuses, changes):
-            session = self.directory.customers.get(status.customer_id)
-            if session is None or session.conn is None or status.state is CustomerState.IN_CALL:
+        for customer_id in owed:
+            if self.matchmaker.customer_state(customer_id) is not None:
+                self._push(self.matchmaker.status(customer_id, now))
+        for line in changes.lines:
+            if line.capacity is None:
+                self._push_line(line)
+            else:  # a CPU budget: every wait also depends on the whole centre's places
+                for status in line.statuses():
+                    self._push(status)
+        for status in changes.others.values():
+            self._push(status)
+
+    def _push(self, status: CustomerStatus) -> None:
+        session = self.directory.customers.get(status.customer_id)
+        if session is None or session.conn is None or status.state is CustomerState.IN_CALL:
+            return
+        message = {
+            "type": "queue_status",
+            "state": status.state.value,
+            "position": status.position,
+            "expected_wait_s": round_wait(status.expected_wait_s),
+            "capacity": status.at_capacity,
+        }
+        if status.at_capacity and not (session.last_status or {}).get("capacity"):
+            self.metrics.admission_refusals.inc()
+        if message != session.last_status:
+            self._told(session, message)
+            session.conn.send(message)
+
+    def _push_line(self, line: LineMove) -> None:
+        """:meth:`_push` of every status of a line with no CPU budget, made straight from the
+        line (thousands when the head of a long queue leaves: this loop is the leader's cost
+        per socket on a centre, so it makes only the message each customer is compared by)."""
+        customers = self.directory.customers
+        params: LineParams = (line.free, line.seats, line.mean_handle_s)
+        sink = self.line_sink
+        sunk: list[tuple[Connection, int]] = []
+        for ahead, (_, customer_id) in enumerate(line.line, line.start):
+            session = customers.get(customer_id)
+            if session is None or session.conn is None:
                 continue
-            message = {
-                "type": "queue_status",
-                "state": status.state.value,
-                "position": status.position,
-                "expected_wait_s": round_wait(status.expected_wait_s),
-                "capacity": status.at_capacity,
-            }
-            if status.at_capacity and not (session.last_status or {}).get("capacity"):
-                self.metrics.admission_refusals.inc()
+            message = waiting_status(ahead, *params)
             if message != session.last_status:
-                session.last_status = message
-                session.conn.send(message)
-                if session.lobby is not None:
-                    self.media.announce(session.lobby, status.position, message["expected_wait_s"])
+                self._told(session, message)
+                if sink is None:
+                    session.conn.send(message)
+                else:
+                    sunk.append((session.conn, ahead))
+        if sunk and sink is not None:
+            sink(params, sunk)
+
+    def _told(self, session: CustomerSession, message: Message) -> None:
+        session.last_status = message
+        if session.lobby is not None:
+            self.media.announce(session.lobby, message["position"], message["expected_wait_s"])
 
     def refresh_gauges(self) -> None:
         """Queue, agent and admission gauges for /metrics."""

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from telepresence import protocol as p
 from telepresence.centre import keys
 from telepresence.centre.media_host import MediaHost
-from telepresence.centre.remote import SocketAddress, status_message
+from telepresence.centre.remote import SocketAddress, deliveries
 from telepresence.config import Settings
 from telepresence.metrics import Metrics
 from telepresence.protocol import ProtocolError
@@ -157,21 +157,19 @@ class Door:
         if "media" in entry:
             self.media_host.take(entry)
             return
-        if "statuses" in entry:  # a run of queue_status rows (remote.Effects.add_status)
-            if entry["incarnation"] == self.incarnation:
-                for row in entry["statuses"]:
-                    conn = self.sockets.get(row[0])
-                    if conn is not None:
-                        conn.send(status_message(row))
+        if entry["incarnation"] != self.incarnation:
+            return  # for the sockets of an earlier life of this door
+        if "close" in entry:
+            conn = self.sockets.get(entry["conn"])
+            if conn is not None:
+                code, reason = entry["close"]
+                conn.close(code, reason)
             return
-        conn = self.sockets.get(entry["conn"]) if entry["incarnation"] == self.incarnation else None
-        if conn is None:
-            return  # closed since, or a socket of an earlier life of this door
-        if "send" in entry:
-            conn.send(entry["send"])
-        else:
-            code, reason = entry["close"]
-            conn.close(code, reason)
+        sockets = self.sockets
+        for local_id, message in deliveries(entry):  # one message, or a queue's run of statuses
+            conn = sockets.get(local_id)
+            if conn is not None:  # None: closed since
+                conn.send(message)
 
     # ----------------------------------------------------------- liveness
 

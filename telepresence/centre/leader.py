@@ -5,10 +5,12 @@ offers expiring, grace periods ending; and doors found gone) to a real
 :class:`~telepresence.switchboard.Switchboard` whose sockets are
 :class:`~telepresence.centre.remote.RemoteConnection` s, then commits in ONE Lua script:
 the lease still ours, the step's record (:class:`~telepresence.centre.replay.StepRecord`)
-and every message caused, on the outbox stream of the door that holds each socket. A
-leader that dies before a commit leaves no trace: its successor applies the same entries
-again. Once replaying the steps since would cost about a second, the leader also writes a
-snapshot of the whole state (:mod:`~telepresence.centre.snapshot_writer`); a new term
+and every message caused, on the outbox stream of the door that holds each socket (a
+queue's moved line as its sockets and their places with the line's figures: the door makes
+the messages, :meth:`~telepresence.centre.remote.Effects.add_line`). A leader that dies
+before a commit leaves no trace: its successor applies the same entries again. Once
+replaying the steps since would cost about a second, the leader also writes a snapshot of
+the whole state (:mod:`~telepresence.centre.snapshot_writer`); a new term
 restores the latest and replays the steps recorded since, silently (their messages were sent),
 so no decision is lost or taken twice. The store's writes are outside the commit: an entry
 applied again after a leader died mid-step may append its chat line or history twice (docs/scale-out.md).
@@ -113,6 +115,9 @@ class Leader:
             ids=DerivedIds(secret),
         )
         self._router.bind(self.switchboard.directory)
+        # A line's statuses travel as (socket, place) with the line's figures: each door makes
+        # its own sockets' messages (the head of a long queue leaving moves thousands).
+        self.switchboard.reports.line_sink = self._effects.add_line
         self._commit_step = redis.register_script(_COMMIT_STEP)
         self._publish = redis.register_script(_PUBLISH)  # figures only while the lease is ours
         self._conns: dict[str, RemoteConnection] = {}
