@@ -130,6 +130,7 @@ class Room(CameraFromElsewhere, CallMonitor):
         self._outgoing: dict[Role, list[MediaStreamTrack]] = {role: [] for role in ROLES}
         self.feedback: dict[Role, FeedbackSender] = {}
         self._round_trips: dict[Role, ReferenceTimeReplies] = {}
+        self._direct_receive: dict[Role, internals.DirectReceive] = {}
         # What each side's browser did not offer that the call would use (the receipt shows it).
         self.missing: dict[Role, list[str]] = {}
         # The agent browser's sections by name, for its camera and mic to come back to
@@ -208,6 +209,8 @@ class Room(CameraFromElsewhere, CallMonitor):
             else:
                 await self._wire_customer(sections)
             await pc.setLocalDescription(await pc.createAnswer())
+            # SRTP handled as it arrives, not through aiortc's queue and task (CPU a call).
+            self._direct_receive[role] = internals.receive_directly(sections["camera"].receiver.transport)
             self._round_trips[role] = ReferenceTimeReplies(
                 sections["camera"].receiver.transport, internals.ssrc(sections["camera"].sender)
             )
@@ -302,6 +305,7 @@ class Room(CameraFromElsewhere, CallMonitor):
                 speaking.attach(transceiver.receiver)
             else:
                 internals.stop_decoding(transceiver.receiver)
+        internals.send_stamped_payloads(transceiver.sender)  # the video senders' loop, a voice's CPU less
         self._send(transceiver, hearing.output(), role)
         align_sender_reports(transceiver.sender, OPUS_RATE, hearing.capture_times)
 
@@ -342,6 +346,9 @@ class Room(CameraFromElsewhere, CallMonitor):
         round_trips = self._round_trips.pop(role, None)
         if round_trips is not None:
             round_trips.stop()
+        direct = self._direct_receive.pop(role, None)
+        if direct is not None:
+            await direct.stop()
         feedback = self.feedback.pop(role, None)
         if feedback is not None:
             await feedback.stop()

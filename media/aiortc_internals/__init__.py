@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from media.aiortc_internals._arrivals import ArrivalStamps, stamp_arrivals, transport_sequence_number
 from media.aiortc_internals._decoding import decode_with_direct_hand_back
+from media.aiortc_internals._direct_receive import DirectReceive, receive_directly
 from media.aiortc_internals._names import (
     ABS_CAPTURE_TIME_URI,
     PRIVATE_ATTRIBUTES,
@@ -81,6 +82,7 @@ from media.aiortc_internals._transports import (
 __all__ = [
     "ABS_CAPTURE_TIME_URI",
     "ArrivalStamps",
+    "DirectReceive",
     "NextEncodedFrame",
     "PRIVATE_ATTRIBUTES",
     "PRIVATE_METHODS",
@@ -110,6 +112,7 @@ __all__ = [
     "negotiated_extension",
     "negotiated_transport_cc",
     "read_abs_capture_time",
+    "receive_directly",
     "receiver_codec_name",
     "replace_jitter_buffer",
     "replace_nack_generator",

@@ -7,6 +7,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from aioice import Connection
 from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
@@ -51,6 +52,8 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("RTCDtlsTransport", "_RTCDtlsTransport__tx_bytes"),
     ("RTCDtlsTransport", "_RTCDtlsTransport__tx_packets"),
     ("RTCDtlsTransport", "_rx_srtp"),  # take_received_rtp: the SRTP session that unprotects
+    ("RTCDtlsTransport", "_RTCDtlsTransport__rx_bytes"),  # receive_directly: the transport's stats
+    ("RTCDtlsTransport", "_RTCDtlsTransport__rx_packets"),
     ("RTCIceTransport", "_connection"),
     ("Connection", "_nominated"),
     ("RTCRtpTransceiver", "_codecs"),
@@ -79,6 +82,8 @@ PRIVATE_METHODS: tuple[tuple[type, str], ...] = (
     (RTCRtpReceiver, "_handle_rtcp_packet"),
     (RTCDtlsTransport, "_send_rtp"),
     (RTCDtlsTransport, "_handle_rtcp_data"),
+    (RTCDtlsTransport, "_handle_rtp_data"),  # receive_directly
+    (Connection, "data_received"),  # receive_directly: aioice hands on what is not STUN
     (JitterBuffer, "_remove_frame"),
     (RTCDtlsTransport, "_set_role"),  # answer_as_dtls_server (WHIP/WHEP answer a=setup:passive)
     # Overridden by media.peers (the tuned encoders) and media.program (whole-frame output).

@@ -66,6 +66,11 @@ async def test_the_agents_upload_ramps_with_the_servers_feedback(server):
         try:
             assert room.missing["agent"] == []
             assert room.feedback["agent"].packets_sent > 0
+            # Each packet's kernel arrival stamp taken as the feedback records it, with the SRTP
+            # handled in the socket's callback (media.aiortc_internals.receive_directly).
+            stamps = room.feedback["agent"]._stamps
+            assert stamps is not None and stamps.stamped > 20 and len(stamps._pending) < 10
+            assert room._direct_receive["agent"].handled >= stamps.stamped
             assert upload_seen["estimate"] >= RAMPED_BPS, (
                 f"the estimate stayed at {upload_seen['estimate']:.0f} bps"
             )
