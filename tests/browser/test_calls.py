@@ -34,11 +34,12 @@ from benchmarks.chrome import (
     until_colours,
     write_card,
 )
-from media.layout import AGENT, SCREEN, SIZES, compute_layout
+from media.layout import AGENT, SCREEN, SIZES, Size, compute_layout
 from tests import conftest
 from tests.conftest import free_port, run_server
 
 SIZE = SIZES["360p"]
+SELF_VIEW = Size(320, 180)  # the customer's self-view tile (web_client/js/customer-call.js)
 CALL_SETTINGS = {"video_size": "360p", "wrap_up_s": 0, "offer_timeout_s": 30, "rejoin_grace_s": 20}
 BOTH = ["camera", "microphone"]
 
@@ -69,8 +70,10 @@ async def test_a_whole_video_call_between_two_browsers(tmp_path):
         probe = await playing(customer, "remote-video")
         assert at_most(probe, SIZE), probe
         await until_colours(customer, "remote-video", [(centre(full), is_red), ((40, 40), is_red)])
-        # The customer's own camera preview plays too.
-        await playing(customer, "local-video")
+        # The customer's own camera preview plays too: a copy scaled to its tile (a full-size,
+        # full-rate self-view cost the picture of the agent a quarter of its frames).
+        probe = await playing(customer, "local-video")
+        assert 0 < probe["width"] <= SELF_VIEW.width and 0 < probe["height"] <= SELF_VIEW.height, probe
         # The agent sees what the customer sees (the preview) and the customer's camera.
         probe = await playing(agent, "preview-video")
         assert at_most(probe, SIZE), probe

@@ -4,7 +4,7 @@
 // agent.js owns the protocol flow and calls in here.
 
 import { QUALITY_WORDS } from "./call-quality.js";
-import { attach, canShareScreen, openDevices, screenSharing } from "./media.js";
+import { SelfView, attach, canShareScreen, openDevices, screenSharing } from "./media.js";
 import { MediaSession } from "./session.js";
 import { $, announce, el, notice } from "./ui.js";
 
@@ -20,10 +20,12 @@ const state = {
   layout: "agent",
   limits: null, // the server's sender_limits for our screen (its CPU is short), if any
   ownCamera: false, // the customer's picture is our camera as it came: the preview shows it here
-  selfView: null, // {source: the camera, track: its copy for the preview tile}
 };
 
 const { toggle: toggleShare, stop: stopShare } = screenSharing(state, renderControls);
+// Our camera in the preview tile while the customer's picture is that camera as it came: scaled
+// to the tile (a full 1280x720 picture scaled down on every frame costs the machine more).
+const selfView = new SelfView({ width: { max: 640 }, height: { max: 360 } });
 
 const DEVICE_WORDS = {
   denied: "not allowed",
@@ -128,8 +130,8 @@ export function stopMedia() {
   for (const tile of document.querySelectorAll(".agent-media .tile")) tile.dataset.live = "false";
   state.mic?.stop();
   state.camera?.stop();
-  state.selfView?.track.stop();
-  state.mic = state.camera = state.selfView = null;
+  selfView.stop();
+  state.mic = state.camera = null;
   state.muted = false;
   state.layout = "agent";
   state.ownCamera = false; // the server says it again for the next call's picture
@@ -148,24 +150,13 @@ export function stopMedia() {
  * time costs this machine CPU and adds nothing), the camera itself. */
 function showPreview() {
   const own = state.ownCamera && state.camera?.enabled;
-  attach($("preview-video"), own ? selfView() : state.media?.receiver("camera") || null);
+  attach($("preview-video"), own ? selfView.of(state.camera) : state.media?.receiver("camera") || null);
   $("preview-video").dataset.source = own ? "own_camera" : "program";
   // Glass to glass and the call's quality are the server's picture's, not our own camera's.
   state.media?.watch(own ? null : $("preview-video"));
   state.media?.rateVideo(!own);
 }
 
-/** A copy of the camera for the preview tile, scaled to the tile where the camera can be (a real
- * one can): a full 1280x720 picture scaled down on every frame costs the machine more. */
-function selfView() {
-  if (state.selfView?.source !== state.camera || state.selfView.track.readyState === "ended") {
-    state.selfView?.track.stop();
-    const track = state.camera.clone();
-    track.applyConstraints({ width: { max: 640 }, height: { max: 360 } }).catch(() => {}); // else full size
-    state.selfView = { source: state.camera, track };
-  }
-  return state.selfView.track;
-}
 
 export function onPreview(message) {
   state.ownCamera = message.source === "own_camera";

@@ -7,11 +7,13 @@
 // elements, `media.js` (devices) and `session.js` (the connection).
 
 import { QUALITY_WORDS } from "./call-quality.js";
-import { attach, canShareScreen, openDevices, screenSharing } from "./media.js";
+import { SelfView, attach, canShareScreen, openDevices, screenSharing } from "./media.js";
 import { MediaSession } from "./session.js";
 import { $, announce, notice } from "./ui.js";
 
 const CAMERA = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 30 } };
+// The self-view tile is a quarter of the stage's width: this is all it shows.
+const selfView = new SelfView({ width: { max: 320 }, height: { max: 180 }, frameRate: { max: 15 } });
 
 const state = {
   devices: null, // promise of openDevices' result
@@ -169,6 +171,7 @@ export function stopMedia({ release = false } = {}) {
   if (release) {
     state.mic?.stop();
     state.camera?.stop();
+    selfView.stop();
     state.mic = state.camera = null;
     state.devices = null;
     state.muted = false;
@@ -223,7 +226,7 @@ function renderControls() {
   const on = Boolean(state.camera);
   camera.disabled = !inCall;
   camera.textContent = on ? "Turn camera off" : "Turn camera on";
-  attach($("local-video"), state.camera);
+  attach($("local-video"), selfView.of(state.camera));
   $("local-video").hidden = !on;
   const share = $("share-screen");
   share.hidden = !canShareScreen();

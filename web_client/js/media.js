@@ -122,6 +122,43 @@ export function screenSharing(state, render) {
   return { toggle, stop };
 }
 
+/**
+ * A copy of a camera for a self-view tile, scaled to the tile and at most `frameRate` where the
+ * camera can be (a real one can; what is sent keeps its own size and rate). Showing the camera
+ * itself over the other side's picture costs the page's renderer: in headless Chromium a 30 fps
+ * self-view cost the customer's picture of the agent a quarter of its frames (22 of 29 shown a
+ * second; benchmarks/README.md, "browser").
+ *   const selfView = new SelfView({ width: { max: 320 }, height: { max: 180 }, frameRate: { max: 15 } });
+ *   attach(video, selfView.of(camera));   // the same copy while `camera` is the same track
+ */
+export class SelfView {
+  constructor(constraints) {
+    this.constraints = constraints;
+    this.source = null;
+    this.track = null;
+  }
+
+  /** The copy of `source` (null: none, and the last copy is stopped). */
+  of(source) {
+    if (!source || source.readyState === "ended") {
+      this.stop();
+      return null;
+    }
+    if (this.source !== source || this.track.readyState === "ended") {
+      this.track?.stop();
+      this.track = source.clone();
+      this.track.applyConstraints(this.constraints).catch(() => {}); // else as the camera is
+      this.source = source;
+    }
+    return this.track;
+  }
+
+  stop() {
+    this.track?.stop();
+    this.source = this.track = null;
+  }
+}
+
 /** Show `track` (or nothing) in a <video> or <audio> element, and start it playing. */
 export function attach(element, track) {
   const current = element.srcObject?.getTracks?.()[0] || null;
