@@ -212,6 +212,7 @@ class Call:
             self.customer_pc, customer, self.customer_receives, self.customer["mic"], abs_capture_time=True
         )
         self.composite_codec = composite_codec = negotiated_codec(self.customer["camera"]) or codec
+        self.composite.codec = composite_codec  # in the answer's turn: before its first packet
         self.probe.knows(composite_codec, self.loops[codec])
         if self.check:
             self.probe.decode_as(composite_codec)

@@ -4,8 +4,12 @@ counted from the plain RTP datagrams (media.aiortc_internals.take_received_rtp),
 
 - :func:`rtp_header` reads a datagram's header: payload type, marker, sequence number,
   timestamp, where the payload starts, and its header-extension block.
+- :func:`starts_frame` tells a frame's first payload by the codec's own marks (VP8's payload
+  descriptor, H.264's NAL units): sequence numbers alone cannot say whether a frame's first
+  packets were lost (nor, after a whole frame was lost, that the next one is whole).
 - :class:`FrameAssembler` completes a video stream's frames on the marker bit (a frame with a
-  sequence gap is dropped, as a lost frame) and hands each one's payloads and the
+  sequence gap, or whose first packet came without its start, is dropped, as a lost frame) and
+  hands each one's payloads and the
   ``abs-capture-time`` its first packet carried to a sink (benchmarks.capacity_media.FrameProbe).
 - :class:`PacketTally` notes when each packet came (a voice heard, a preview not looked at).
 - :class:`WireReceiver` sorts one peer's datagrams by payload type between them.
@@ -55,6 +59,41 @@ def extension_value(profile: int, block: bytes, ident: int) -> bytes | None:
     return next((value for x_id, value in elements if x_id == ident), None)
 
 
+# H.264 NAL unit types that open an access unit ahead of its first slice: SEI, SPS, PPS, access unit delimiter.
+_AU_PREFIX = frozenset((6, 7, 8, 9))
+
+
+def starts_frame(codec: str, payload: bytes) -> bool:
+    """Whether an RTP payload of ``codec`` ("VP8", "H264") is a frame's first.
+
+    VP8 (RFC 7741): the payload descriptor's S bit with partition index 0. H.264 (RFC 6184): the
+    payload begins a NAL unit (a single one, the first of a STAP-A, or an FU-A with its start bit)
+    that opens an access unit: SEI, SPS, PPS or a delimiter, or a slice whose first macroblock is
+    the picture's first (first_mb_in_slice 0: the slice header's first bit is 1). Another codec:
+    True (nothing to tell by).
+    """
+    if not payload:
+        return False
+    if codec == "VP8":
+        return payload[0] & 0x17 == 0x10  # S set, PID 0
+    if codec != "H264":
+        return True
+    kind, body = payload[0] & 0x1F, 1  # a single NAL unit: its type, where its payload starts
+    if kind == 24:  # STAP-A: its first unit, after a 2-byte size
+        if len(payload) < 4:
+            return False
+        kind, body = payload[3] & 0x1F, 4
+    elif kind == 28:  # FU-A: a unit's first fragment only
+        if len(payload) < 2 or not payload[1] & 0x80:
+            return False
+        kind, body = payload[1] & 0x1F, 2
+    elif not 1 <= kind <= 23:
+        return False  # STAP-B, MTAP, FU-B: not sent by the packetizers here
+    if kind in _AU_PREFIX:
+        return True
+    return kind in (1, 5) and len(payload) > body and bool(payload[body] & 0x80)
+
+
 FrameSink = Callable[[int, list[bytes], int | None, float], None]  # timestamp, payloads, capture NTP, now
 
 
@@ -63,7 +102,12 @@ class FrameAssembler:
 
     Args:
         abs_capture_time_id: the header-extension id of abs-capture-time (None: not read).
+
+    ``codec`` ("VP8", "H264"; settable, known once the answer came): a frame counts as whole only
+    if its first packet is a frame's start (:func:`starts_frame`); None: by sequence numbers alone.
     """
+
+    codec: str | None = None
 
     def __init__(self, sink: FrameSink, abs_capture_time_id: int | None) -> None:
         self.sink = sink
@@ -74,6 +118,7 @@ class FrameAssembler:
         self._first = 0
         self._payloads: list[bytes] = []
         self._captured: int | None = None
+        self._started: bool | None = None  # whether the frame's first packet that came is its start
 
     def add(self, data: bytes, header: RtpHeader) -> None:
         _, marker, sequence, timestamp, start, profile, block = header
@@ -83,15 +128,18 @@ class FrameAssembler:
             if self._payloads:
                 self.incomplete += 1  # the last one's end never came
             self._timestamp, self._first, self._payloads, self._captured = timestamp, sequence, [], None
+            self._started = None
         if self._captured is None and self.ident is not None and block:
             value = extension_value(profile, block, self.ident)
             if value is not None and len(value) >= 8:
                 self._captured = int.from_bytes(value[:8], "big")
         end = len(data) - (data[-1] if data[0] & 0x20 else 0)  # RTP padding
         self._payloads.append(data[start:end])
+        if self._started is None:
+            self._started = self.codec is None or starts_frame(self.codec, data[start:end])
         if marker:
             payloads, self._payloads = self._payloads, []
-            if (sequence - self._first) & 0xFFFF == len(payloads) - 1:
+            if self._started and (sequence - self._first) & 0xFFFF == len(payloads) - 1:
                 self.sink(timestamp, payloads, self._captured, time.time())
             else:
                 self.incomplete += 1

@@ -11,7 +11,14 @@ import struct
 import av
 
 from benchmarks.capacity_media import FrameProbe, encode_video_loop, loop_payloads_keys, payloads_key
-from benchmarks.capacity_wire import FrameAssembler, PacketTally, WireReceiver, extension_value, rtp_header
+from benchmarks.capacity_wire import (
+    FrameAssembler,
+    PacketTally,
+    WireReceiver,
+    extension_value,
+    rtp_header,
+    starts_frame,
+)
 from media.packetized import Packetizer
 
 ABS_CAPTURE_TIME_ID = 14
@@ -64,6 +71,50 @@ def test_frames_complete_on_the_marker_and_a_gap_drops_the_frame():
     assert [(t, p, c) for t, p, c, _ in frames] == [(3000, [b"a", b"b", b"c"], 77), (9000, [b"g"], 99)]
     assert assembler.incomplete == 1
     assert assembler.ssrc == 0xABCD
+
+
+def test_a_frame_whose_first_packets_were_lost_is_not_whole_and_one_after_a_lost_frame_is():
+    frames = []
+    assembler = FrameAssembler(lambda *frame: frames.append(frame), ABS_CAPTURE_TIME_ID)
+    assembler.codec = "VP8"
+    start, more = b"\x90\x80\x01" + b"s", b"\x80\x80\x01" + b"m"  # S bit set / clear, PID 0
+
+    def add(sequence: int, timestamp: int, payload: bytes, marker: bool = False) -> None:
+        data = datagram(sequence, timestamp, payload, marker=marker)
+        assembler.add(data, rtp_header(data))
+
+    add(10, 3000, start)
+    add(11, 3000, more, marker=True)
+    # Frame 6000's first packet (12) is lost: 13 and 14 come, in sequence, up to the marker.
+    add(13, 6000, more)
+    add(14, 6000, more, marker=True)
+    # Frame 9000 is lost whole (15, 16); 12000 comes whole after the gap.
+    add(17, 12000, start)
+    add(18, 12000, more, marker=True)
+    assert [t for t, *_ in frames] == [3000, 12000]
+    assert assembler.incomplete == 1
+
+
+async def test_a_frames_start_is_told_by_the_codec_in_what_the_server_cuts():
+    for codec in ("H264", "VP8"):
+        loop = await encode_video_loop(codec, 640, 360, frames=6)
+        packetizer = Packetizer(codec)  # the server's cut (media.packetized)
+        for index, data in enumerate(loop.frames):
+            packet = av.Packet(data)
+            packet.pts, packet.time_base = index * 3000, fractions.Fraction(1, 90000)
+            packet.is_keyframe = index == 0
+            starts = [starts_frame(codec, payload) for payload in packetizer(packet).payloads]
+            assert starts[0], (codec, index)
+            if codec == "VP8" or index > 0:  # a delta frame: nothing after its first packet starts one
+                assert not any(starts[1:]), (codec, index, starts)
+            assert len(starts) == 1 or not starts[-1]  # a frame's last packet never starts one
+    # Fragments that cannot start a frame, and a slice that is not the picture's first.
+    assert not starts_frame("H264", bytes([0x7C, 0x05]) + b"xx")  # FU-A, IDR, not its start
+    assert starts_frame("H264", bytes([0x7C, 0x85, 0x88]))  # FU-A start, IDR, first_mb_in_slice 0
+    assert not starts_frame("H264", bytes([0x7C, 0x81, 0x40]))  # FU-A start of a later slice
+    assert not starts_frame("H264", bytes([0x78, 0x00]))  # STAP-A too short to read
+    assert not starts_frame("VP8", bytes([0x91]))  # S set, but partition 1
+    assert not starts_frame("VP8", b"")
 
 
 def test_a_peer_s_datagrams_go_by_payload_type():
