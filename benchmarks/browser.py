@@ -66,16 +66,20 @@ DIRECT_OFFER = """async (codec) => {
   return pc.localDescription.sdp;
 }"""
 
-DIRECT_ANSWER = """async (offer) => {
+# The receiving page is laid out as the customer's call view (the product's stylesheet, the same
+# elements): the agent's picture as wide as there, and over it a self-view as the customer page
+# shows one (a copy of the camera, web_client/js/customer-call.js's constraints). Both matter to
+# what Chromium's renderer shows (a full-rate self-view cost the picture a quarter of its frames).
+DIRECT_ANSWER = """async ([offer, selfView]) => {
   const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
   const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", iceServers: [] });
-  const video = document.createElement("video");
-  const audio = document.createElement("audio");
-  video.muted = video.autoplay = video.playsInline = audio.autoplay = true;
-  video.style.width = "640px";
-  video.dataset.testid = "remote-video";
-  audio.dataset.testid = "remote-audio";
-  document.body.append(video, audio);
+  const video = document.querySelector('[data-testid="remote-video"]');
+  const audio = document.querySelector('[data-testid="remote-audio"]');
+  const self = document.querySelector('[data-testid="local-video"]');
+  const copy = stream.getVideoTracks()[0].clone();
+  await copy.applyConstraints(selfView).catch(() => {});
+  self.srcObject = new MediaStream([copy]);
+  self.play().catch(() => {});
   pc.addEventListener("track", ({ track }) => {
     const element = track.kind === "video" ? video : audio;
     element.srcObject = new MediaStream([track]);
@@ -314,16 +318,38 @@ async def _blank(page) -> None:
     await page.goto(DIRECT_PAGE)
 
 
+# The customer page's call view (web_client/index.html), its elements and classes only.
+CALL_VIEW = """<!doctype html><html lang="en"><head><title>direct</title>
+<link rel="stylesheet" href="/static/style.css"></head>
+<body class="customer" data-screen="call"><main class="layout"><section class="card">
+<h2>Connected</h2><div class="media"><div class="stage">
+<video data-testid="remote-video" class="remote" playsinline autoplay muted></video>
+<video data-testid="local-video" class="local" playsinline autoplay muted></video>
+</div><audio data-testid="remote-audio" autoplay></audio></div></section></main></body></html>"""
+STYLESHEET = Path(__file__).resolve().parent.parent / "web_client" / "style.css"
+# web_client/js/customer-call.js's self-view.
+SELF_VIEW = {"width": {"max": 320}, "height": {"max": 180}, "frameRate": {"max": 15}}
+
+
+async def _call_view(page) -> None:
+    origin = DIRECT_PAGE.rsplit("/", 1)[0]
+    await page.route(DIRECT_PAGE, lambda route: route.fulfill(body=CALL_VIEW, content_type="text/html"))
+    await page.route(
+        origin + "/static/style.css", lambda route: route.fulfill(path=STYLESHEET, content_type="text/css")
+    )
+    await page.goto(DIRECT_PAGE)
+
+
 async def direct_call(agents, customers, plan: Plan, codec: str | None) -> dict[str, Any]:
     receiver = await new_page(customers, permissions=BOTH, viewport=VIEWPORT)
     sender = await new_page(agents, permissions=BOTH, viewport=VIEWPORT)
     try:
         await receiver.add_init_script(init_script(source=False))
         await sender.add_init_script(init_script(source=True))
-        await _blank(receiver)
+        await _call_view(receiver)
         await _blank(sender)
         offer = await sender.evaluate(DIRECT_OFFER, codec)
-        answer = await receiver.evaluate(DIRECT_ANSWER, offer)
+        answer = await receiver.evaluate(DIRECT_ANSWER, [offer, SELF_VIEW])
         await sender.evaluate(DIRECT_ACCEPT, answer)
         result = await _windows(sender, receiver, plan, "direct", None)
         result["page_errors"] = receiver.errors + sender.errors  # type: ignore[attr-defined]
