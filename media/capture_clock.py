@@ -41,6 +41,7 @@ KEEP = 128  # capture times remembered per stream: a few seconds of frames or pa
 # reports still pair audio and video alike, so they are sent) or the capture times are wrong
 # (seen once in Chromium: captureTime 6.7 s off, both its buffers ~0.5 s): logged, to tell which.
 PLAUSIBLE_AGE_S = (-0.1, 2.0)
+REFRESH_HZ = 60  # a display's refresh: a browser shows one frame each, so frames go out stamped apart
 
 CaptureTimeOf = Callable[[int], float | None]
 
@@ -218,6 +219,7 @@ class _SenderTimeline:
         # Sent timestamp -> the track's own (they differ when frames are stamped as they leave).
         self._track_timestamps: OrderedDict[int, int] = OrderedDict()
         self._epoch: float | None = None
+        self._last_track: int | None = None  # the last frame's own timestamp (its pts)
         self._stamped: int | None = None  # the last frame that got its capture time
 
     def stamp_leaving(self, track_timestamp: int, now: float, as_captured: bool = False) -> int:
@@ -228,15 +230,23 @@ class _SenderTimeline:
         that spread to what the network adds. A frame that was not encoded here (``as_captured``:
         the agent's camera, forwarded) keeps its own timestamp, spaced as its browser captured
         it: stamped as they left, frames that waited together for a busy sender went out a few
-        ms apart, and the customer's Chromium showed ~22 of every 30 it decoded.
+        ms apart, and the customer's Chromium showed ~22 of every 30 it decoded. For the same
+        reason a composite leaving right behind another is stamped at least one display refresh
+        after it (or its own pts step, if shorter: the compositor spaces fresh pictures as their
+        camera captured them, media.source_spacing).
         """
         if self._epoch is None:
             self._epoch = now - track_timestamp / self.clock_rate
-        last = self.encoded_timestamp
+        last, last_track = self.encoded_timestamp, self._last_track
+        self._last_track = track_timestamp
         if as_captured:
             timestamp = round(track_timestamp - self._epoch * self.clock_rate) % RTP_MODULO  # pts: monotonic
         else:
             timestamp = round((now - self._epoch) * self.clock_rate) % RTP_MODULO
+            if last is not None and last_track is not None:
+                gap = min(rtp_distance(track_timestamp, last_track), self.clock_rate // REFRESH_HZ)
+                if gap > 0 and rtp_distance(timestamp, last) < gap:
+                    timestamp = (last + gap) % RTP_MODULO
         if last is not None and rtp_distance(timestamp, last) <= 0:
             timestamp = (last + 1) % RTP_MODULO  # never repeat or go back
         self._track_timestamps[timestamp] = track_timestamp

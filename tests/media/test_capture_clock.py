@@ -142,6 +142,23 @@ def test_frames_stamped_as_they_leave_keep_their_capture_times_and_never_go_back
     assert [times(timeline.track_timestamp(t)) for t in sent] == [100.0, 101.0, 102.0, 103.0]
 
 
+def test_composites_leaving_together_are_stamped_a_display_refresh_apart():
+    from media.capture_clock import _SenderTimeline
+
+    timeline = _SenderTimeline(ssrc=1, clock_rate=90000, capture_time=CaptureTimes(), on_frame_sent=None)
+    sent = []
+    # Pictures captured 33 ms apart (their pts) leaving 3 ms apart (bunched on the way in or by
+    # a busy encoder), then one on time; and a source faster than a refresh keeps its own step.
+    for pts, leaves in [(0, 10.000), (3000, 10.060), (6000, 10.063), (9000, 10.100), (9600, 10.101)]:
+        timestamp = timeline.stamp_leaving(pts, leaves)
+        timeline.encoded_timestamp = timestamp
+        sent.append(timestamp)
+    steps = [b - a for a, b in zip(sent, sent[1:], strict=False)]
+    # 60 ms as it left; then a refresh (1,500 at 90 kHz) rather than 3 ms; the clock again once it
+    # is past; the faster source's own 600 rather than 1 ms.
+    assert steps == [5400, 1500, 9000 - 6900, 600]
+
+
 async def test_a_report_whose_capture_time_is_no_live_frames_is_sent_and_logged(caplog):
     # An agent's clock seconds off the server's still pairs its audio and video alike: the reports
     # go out (lip sync needs them), and the log says so (seen once: captureTime 6.7 s off).
