@@ -9,7 +9,8 @@ stamps of media.aiortc_internals._arrivals see it first) and does there what ``_
 the transport's counters, the arrival time, SRTP, then aiortc's own ``_handle_rtp_data`` /
 ``_handle_rtcp_data`` (and every hook on them, the routers' and the receivers'), run to completion
 in the callback. Their receivers' statistics, NACKs, PLI, REMB, retransmissions and jitter
-buffers are aiortc's as before. DTLS and STUN still go aiortc's way.
+buffers are aiortc's as before. DTLS and STUN still go aiortc's way; an empty datagram, which
+ended aiortc's transport task (and so the call's media), goes nowhere.
 
 The handlers are coroutines that only rarely wait (an RTCP send through a TURN relay binding its
 channel): one that does is finished in a task, and the datagrams that come meanwhile wait behind
@@ -47,7 +48,7 @@ class DirectReceive:
         self._waiting: deque[bytes] | None = None  # set while a handler waits: what came since
         self._finishing: asyncio.Task[None] | None = None
         self.handled = 0  # datagrams handled here
-        self.dropped = 0  # datagrams dropped while a handler waited (MAX_WAITING)
+        self.dropped = 0  # empty datagrams, and those past MAX_WAITING while a handler waited
         own = weakref.ref(self)
 
         def wrap(queue_it):
@@ -62,8 +63,13 @@ class DirectReceive:
 
     def _take(self, data: bytes) -> bool:
         """Handle ``data`` here if it is SRTP on a connected transport; False: aiortc's way."""
+        if not data:
+            # aiortc's transport reads data[0]: one empty datagram from anyone ended its task, and
+            # with it every packet of the call. Nothing in it to take: dropped.
+            self.dropped += 1
+            return True
         dtls = self._dtls()
-        if dtls is None or not data or not 127 < data[0] < 192:
+        if dtls is None or not 127 < data[0] < 192:
             return False
         if dtls._rx_srtp is None or dtls._state != DtlsState.CONNECTED:  # type: ignore[attr-defined]
             return False

@@ -6,6 +6,7 @@ holds the datagrams behind it, in order, as aiortc's task did."""
 from __future__ import annotations
 
 import asyncio
+import socket
 
 from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add
@@ -66,6 +67,27 @@ async def test_frames_rtcp_and_repairs_still_happen_when_srtp_is_handled_as_it_a
         handled = direct.handled
         await call.wait_frames(call.slots[0].received + 5)
         assert direct.handled == handled
+
+
+async def test_junk_sent_to_the_peers_port_is_dropped_and_media_goes_on() -> None:
+    async with LoopbackCall([TestCardTrack()], codec="VP8") as call:
+        transport = call.receiver.getTransceivers()[0].receiver.transport
+        direct = internals.receive_directly(transport)
+        try:
+            await call.wait_frames(3)
+            candidates = transport.transport.iceGatherer.getLocalCandidates()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as anyone:
+                for candidate in candidates:
+                    if candidate.type == "host" and ":" not in candidate.ip:
+                        address = (candidate.ip, candidate.port)
+                        anyone.sendto(b"", address)  # stock aiortc's transport died of this one
+                        anyone.sendto(b"\x80" + bytes(40), address)  # RTP-like, fails SRTP
+                        anyone.sendto(b"\x81\xc8" + bytes(40), address)  # SRTCP-like, fails SRTP
+            await wait_for(lambda: direct.dropped >= 1)
+            await call.wait_frames(call.slots[0].received + 10)
+            assert transport.state == "connected"
+        finally:
+            await direct.stop()
 
 
 async def test_datagrams_wait_in_order_behind_a_handler_that_waits_and_stop_cancels_it() -> None:
