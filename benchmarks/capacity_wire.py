@@ -59,7 +59,7 @@ def extension_value(profile: int, block: bytes, ident: int) -> bytes | None:
     return next((value for x_id, value in elements if x_id == ident), None)
 
 
-# H.264 NAL unit types that open an access unit ahead of its first slice: SEI, SPS, PPS, access unit delimiter.
+# H.264 NAL unit types that open an access unit ahead of its first slice: SEI, SPS, PPS, delimiter.
 _AU_PREFIX = frozenset((6, 7, 8, 9))
 
 

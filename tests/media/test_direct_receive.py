@@ -8,14 +8,13 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add
 
 from media import aiortc_internals as internals
 from media.browser import BrowserPeer, ToneTrack
 from media.room import Room
 from media.testing import LoopbackCall, TestCardTrack
-from tests.media.test_receive import camera_ends
+from tests.media.test_receive import camera_ends, lose_packets_and_see_them_repaired
 from tests.media.test_room import wait_for
 
 
@@ -30,25 +29,8 @@ async def test_frames_rtcp_and_repairs_still_happen_when_srtp_is_handled_as_it_a
         try:
             await call.wait_frames(5)
             handled = direct.handled
-            _, receiver, buffer = camera_ends(call)
-            dropped: set[int] = set()
-            count = iter(range(1_000_000))
-
-            def drop(packet: RtpPacket) -> bool:
-                if internals.media_ssrc(receiver, packet) is None:
-                    return False  # a retransmission: let it through
-                if next(count) % 15 == 0 and packet.sequence_number not in dropped and len(dropped) < 10:
-                    dropped.add(packet.sequence_number)
-                    return True
-                return False
-
-            internals.drop_received_rtp(receiver, drop)
-            nacks = internals.nack_generator(receiver)
-            assert nacks is not None
-            await wait_for(lambda: len(dropped) == 10 and not nacks.missing)
-            await call.wait_frames(call.slots[0].received + 10)
-            assert nacks.repairs == 10  # every lost packet NACKed and retransmitted
-            assert buffer.gaps_skipped == 0
+            await lose_packets_and_see_them_repaired(call)  # NACKed and retransmitted
+            _, receiver, _ = camera_ends(call)
             # The sender's reports reached the receiver (SRTCP, handled here too).
             for _ in range(100):
                 if await stats_of(receiver, "remote-outbound-rtp"):

@@ -25,30 +25,36 @@ def camera_ends(call: LoopbackCall):
     return sender, receiver, buffer
 
 
+async def lose_packets_and_see_them_repaired(call: LoopbackCall) -> None:
+    """Lose ten of the camera's packets (every 15th, never a retransmission): each one is NACKed
+    and retransmitted, frames go on, and none is given up."""
+    _, receiver, buffer = camera_ends(call)
+    dropped: set[int] = set()
+    count = iter(range(1_000_000))
+
+    def drop(packet: RtpPacket) -> bool:
+        if internals.media_ssrc(receiver, packet) is None:
+            return False  # a retransmission: let it through
+        if next(count) % 15 == 0 and packet.sequence_number not in dropped and len(dropped) < 10:
+            dropped.add(packet.sequence_number)
+            return True
+        return False
+
+    internals.drop_received_rtp(receiver, drop)
+    nacks = internals.nack_generator(receiver)
+    assert nacks is not None
+    await wait_for(lambda: len(dropped) == 10 and not nacks.missing)
+    frames = call.slots[0].received
+    await call.wait_frames(frames + 10)
+    assert nacks.repairs == 10  # every lost packet came back
+    assert buffer.gaps_skipped == 0  # so no frame was given up
+
+
 async def test_lost_packets_are_retransmitted_to_a_receiver_bundled_with_another_video() -> None:
     async with LoopbackCall([TestCardTrack(), TestCardTrack()], codec="VP8") as call:
         await call.wait_frames(5)
         assert len({t.receiver.transport for t in call.receiver.getTransceivers()}) == 1  # bundled
-        _, receiver, buffer = camera_ends(call)
-        dropped: set[int] = set()
-        count = iter(range(1_000_000))
-
-        def drop(packet: RtpPacket) -> bool:
-            if internals.media_ssrc(receiver, packet) is None:
-                return False  # a retransmission: let it through
-            if next(count) % 15 == 0 and packet.sequence_number not in dropped and len(dropped) < 10:
-                dropped.add(packet.sequence_number)
-                return True
-            return False
-
-        internals.drop_received_rtp(receiver, drop)
-        nacks = internals.nack_generator(receiver)
-        assert nacks is not None
-        await wait_for(lambda: len(dropped) == 10 and not nacks.missing)
-        frames = call.slots[0].received
-        await call.wait_frames(frames + 10)
-        assert nacks.repairs == 10  # every lost packet came back
-        assert buffer.gaps_skipped == 0  # so no frame was given up
+        await lose_packets_and_see_them_repaired(call)
 
 
 async def test_a_lost_keyframe_is_recovered_by_a_keyframe_request_and_no_delta_is_decoded_before_it() -> None:
