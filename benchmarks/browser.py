@@ -45,9 +45,24 @@ DIRECT_PAGE = "http://127.0.0.1:9/direct"  # answered by page.route, never by th
 # A direct call, no server: the sending page offers, the receiving page answers (through
 # Python), each sending a microphone and a camera, with the web client's connection settings
 # (max-bundle, no ICE servers, ICE gathered before the description goes out).
-DIRECT_OFFER = """async (codec) => {
+# The sending page is laid out as the agent console's call view: its own camera in the first tile
+# (a copy, web_client/js/agent-call.js's constraints, as the console shows it while the customer's
+# picture is that camera) and the other side's camera in the second; the console's Chromium does
+# that work on the server path, and it competes with its encoder for the same cores.
+DIRECT_OFFER = """async ([codec, selfView]) => {
   const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
   const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", iceServers: [] });
+  const show = (testid, track) => {
+    const element = document.querySelector(`[data-testid="${testid}"]`);
+    element.srcObject = new MediaStream([track]);
+    element.play().catch(() => {});
+  };
+  const copy = stream.getVideoTracks()[0].clone();
+  await copy.applyConstraints(selfView).catch(() => {});
+  show("preview-video", copy);
+  pc.addEventListener("track", ({ track }) => {
+    show(track.kind === "video" ? "remote-video" : "remote-audio", track);
+  });
   // One stream for both, as an app's addTrack(track, stream) does: the receiver syncs them.
   pc.addTransceiver(stream.getAudioTracks()[0], { direction: "sendrecv", streams: [stream] });
   const video = pc.addTransceiver(stream.getVideoTracks()[0], { direction: "sendrecv", streams: [stream] });
@@ -69,7 +84,8 @@ DIRECT_OFFER = """async (codec) => {
 # The receiving page is laid out as the customer's call view (the product's stylesheet, the same
 # elements): the agent's picture as wide as there, and over it a self-view as the customer page
 # shows one (a copy of the camera, web_client/js/customer-call.js's constraints). Both matter to
-# what Chromium's renderer shows (a full-rate self-view cost the picture a quarter of its frames).
+# what Chromium's renderer shows: with a self-view over it, headless Chromium shows ~23 of the
+# picture's 30 frames a second, on either path; with none, 28-29.
 DIRECT_ANSWER = """async ([offer, selfView]) => {
   const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
   const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", iceServers: [] });
@@ -312,28 +328,31 @@ async def server_call(agents, customers, plan: Plan) -> dict[str, Any]:
             await agent.context.close()
 
 
-async def _blank(page) -> None:
-    html = "<!doctype html><html lang='en'><head><title>direct</title></head><body></body></html>"
-    await page.route(DIRECT_PAGE, lambda route: route.fulfill(body=html, content_type="text/html"))
-    await page.goto(DIRECT_PAGE)
-
-
-# The customer page's call view (web_client/index.html), its elements and classes only.
-CALL_VIEW = """<!doctype html><html lang="en"><head><title>direct</title>
+# The two pages' call views (web_client/index.html, web_client/agent.html): elements and classes only.
+CUSTOMER_VIEW = """<!doctype html><html lang="en"><head><title>direct</title>
 <link rel="stylesheet" href="/static/style.css"></head>
 <body class="customer" data-screen="call"><main class="layout"><section class="card">
 <h2>Connected</h2><div class="media"><div class="stage">
 <video data-testid="remote-video" class="remote" playsinline autoplay muted></video>
 <video data-testid="local-video" class="local" playsinline autoplay muted></video>
 </div><audio data-testid="remote-audio" autoplay></audio></div></section></main></body></html>"""
+AGENT_VIEW = """<!doctype html><html lang="en"><head><title>direct</title>
+<link rel="stylesheet" href="/static/style.css"></head>
+<body class="agent" data-screen="call"><main class="layout wide"><section class="card">
+<h2>In a call</h2><div class="media agent-media">
+<figure class="tile"><video data-testid="preview-video" playsinline autoplay muted></video></figure>
+<figure class="tile" data-live="true">
+<video data-testid="remote-video" playsinline autoplay muted></video></figure>
+</div><audio data-testid="remote-audio" autoplay></audio></section></main></body></html>"""
 STYLESHEET = Path(__file__).resolve().parent.parent / "web_client" / "style.css"
-# web_client/js/customer-call.js's self-view.
-SELF_VIEW = {"width": {"max": 320}, "height": {"max": 180}, "frameRate": {"max": 15}}
+# The self-views of web_client/js/customer-call.js and agent-call.js.
+CUSTOMER_SELF_VIEW = {"width": {"max": 320}, "height": {"max": 180}}
+AGENT_SELF_VIEW = {"width": {"max": 640}, "height": {"max": 360}}
 
 
-async def _call_view(page) -> None:
+async def _call_view(page, html: str) -> None:
     origin = DIRECT_PAGE.rsplit("/", 1)[0]
-    await page.route(DIRECT_PAGE, lambda route: route.fulfill(body=CALL_VIEW, content_type="text/html"))
+    await page.route(DIRECT_PAGE, lambda route: route.fulfill(body=html, content_type="text/html"))
     await page.route(
         origin + "/static/style.css", lambda route: route.fulfill(path=STYLESHEET, content_type="text/css")
     )
@@ -346,10 +365,10 @@ async def direct_call(agents, customers, plan: Plan, codec: str | None) -> dict[
     try:
         await receiver.add_init_script(init_script(source=False))
         await sender.add_init_script(init_script(source=True))
-        await _call_view(receiver)
-        await _blank(sender)
-        offer = await sender.evaluate(DIRECT_OFFER, codec)
-        answer = await receiver.evaluate(DIRECT_ANSWER, [offer, SELF_VIEW])
+        await _call_view(receiver, CUSTOMER_VIEW)
+        await _call_view(sender, AGENT_VIEW)
+        offer = await sender.evaluate(DIRECT_OFFER, [codec, AGENT_SELF_VIEW])
+        answer = await receiver.evaluate(DIRECT_ANSWER, [offer, CUSTOMER_SELF_VIEW])
         await sender.evaluate(DIRECT_ACCEPT, answer)
         result = await _windows(sender, receiver, plan, "direct", None)
         result["page_errors"] = receiver.errors + sender.errors  # type: ignore[attr-defined]

@@ -12,8 +12,8 @@ import { MediaSession } from "./session.js";
 import { $, announce, notice } from "./ui.js";
 
 const CAMERA = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 30 } };
-// The self-view tile is a quarter of the stage's width: this is all it shows.
-const selfView = new SelfView({ width: { max: 320 }, height: { max: 180 }, frameRate: { max: 15 } });
+// The self-view tile is about a quarter of the stage's width: this is all it shows.
+const selfView = new SelfView({ width: { max: 320 }, height: { max: 180 } });
 
 const state = {
   devices: null, // promise of openDevices' result

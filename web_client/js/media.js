@@ -123,12 +123,10 @@ export function screenSharing(state, render) {
 }
 
 /**
- * A copy of a camera for a self-view tile, scaled to the tile and at most `frameRate` where the
- * camera can be (a real one can; what is sent keeps its own size and rate). Showing the camera
- * itself over the other side's picture costs the page's renderer: in headless Chromium a 30 fps
- * self-view cost the customer's picture of the agent a quarter of its frames (22 of 29 shown a
- * second; benchmarks/README.md, "browser").
- *   const selfView = new SelfView({ width: { max: 320 }, height: { max: 180 }, frameRate: { max: 15 } });
+ * A copy of a camera for a self-view tile, scaled to the tile where the camera can be (a real one
+ * can; what is sent keeps its own size): a full-size picture scaled down on every frame costs the
+ * page more.
+ *   const selfView = new SelfView({ width: { max: 320 }, height: { max: 180 } });
  *   attach(video, selfView.of(camera));   // the same copy while `camera` is the same track
  */
 export class SelfView {
