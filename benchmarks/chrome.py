@@ -28,6 +28,7 @@ BASE_ARGS = [
 FAKE_UI = "--use-fake-ui-for-media-stream"
 # More switches for every Chromium a suite or test starts (e.g. to try a renderer setting).
 EXTRA_ARGS_ENV = "TELEPRESENCE_CHROMIUM_ARGS"
+HEADED_ENV = "TELEPRESENCE_CHROMIUM_HEADED"  # set (with DISPLAY): headed, not headless
 SCREENSHOTS = Path(os.environ.get("TELEPRESENCE_SCREENSHOTS") or tempfile.mkdtemp(prefix="screens-"))
 TIMEOUT_MS = 10_000
 
@@ -88,7 +89,12 @@ async def chromium(
     if camera_clip is not None:
         args.append(f"--use-file-for-fake-video-capture={camera_clip}")
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        # A headed Chromium (on an X display, e.g. Xvfb's) where asked: its renderer paces video
+        # on the display's refresh, which headless Chromium only imitates.
+        headless = not os.environ.get(HEADED_ENV)
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=args, headless=headless
+        )
         try:
             yield browser
         finally:
