@@ -241,20 +241,39 @@ class _Run:
     async def fanout(self) -> dict[str, list[float]]:
         """Per event: the last and the first socket's read, and the last socket's delivery
         (the kernel's receive stamp: the server side's fan-out, without the readers' turn)."""
+        from redis.asyncio import Redis
+
         assert self.watchers is not None
-        samples: dict[str, list[float]] = {"last": [], "first": [], "delivered": []}
-        for index in progress(range(self.heads), desc="fan-out", total=self.heads):
-            await self.watchers.arm()
-            sent, sent_wall = time.perf_counter(), time.time()
-            await self.head_sockets[index].send("leave")
-            arrivals = await self.watchers.arrivals()
-            if index >= WARM_UP:
-                samples["last"].append(arrivals.last_read - sent)
-                samples["first"].append(arrivals.first_read - sent)
-                if arrivals.last_delivered:
-                    samples["delivered"].append(arrivals.last_delivered - sent_wall)
-            await asyncio.sleep(0.1)
+        samples: dict[str, list[float]] = {"last": [], "first": [], "delivered": [], "snapshot": []}
+        redis = Redis.from_url(self.procs.redis_url)
+        try:
+            first_step = await self._first_step(redis)
+            for index in progress(range(self.heads), desc="fan-out", total=self.heads):
+                await self.watchers.arm()
+                sent, sent_wall = time.perf_counter(), time.time()
+                await self.head_sockets[index].send("leave")
+                arrivals = await self.watchers.arrivals()
+                # A snapshot trims the step log up to its own step: the log's first entry moved.
+                step = await self._first_step(redis)
+                if index >= WARM_UP:
+                    samples["last"].append(arrivals.last_read - sent)
+                    samples["first"].append(arrivals.first_read - sent)
+                    if arrivals.last_delivered:
+                        samples["delivered"].append(arrivals.last_delivered - sent_wall)
+                    if step != first_step:
+                        samples["snapshot"].append(arrivals.last_read - sent)
+                first_step = step
+                await asyncio.sleep(0.1)
+        finally:
+            await redis.aclose()
         return samples
+
+    @staticmethod
+    async def _first_step(redis: Any) -> bytes | None:
+        from telepresence.centre import keys
+
+        first = await redis.xrange(keys.STEPS, count=1)
+        return first[0][0] if first else None
 
     async def snapshot_kb(self) -> float | None:
         from redis.asyncio import Redis
@@ -329,6 +348,9 @@ async def bench_distributed(size: Size) -> dict[str, Any]:
         "distributed_fanout_p95_ms": _ms(totals, 0.95),
         "distributed_fanout_max_ms": round(max(totals) * 1000, 2),
         "distributed_fanout_first_socket_p50_ms": _ms(fanout["first"], 0.50),
+        # Events in which the leader wrote a snapshot (a 4 MB pickle on the step path), and theirs.
+        "distributed_fanout_snapshot_events": len(fanout["snapshot"]),
+        "distributed_fanout_snapshot_event_ms": [round(t * 1000, 1) for t in fanout["snapshot"]],
         # The last socket's bytes in its kernel (no reader's turn on the cores): n, p50, p95.
         "distributed_fanout_delivered_events": len(delivered),
         "distributed_fanout_delivered_p50_ms": _ms(delivered, 0.50) if delivered else None,

@@ -34,3 +34,7 @@ async def test_a_tiny_distributed_run_times_decisions_and_fan_out_across_three_p
     assert summary["distributed_fanout_delivered_events"] == TINY.events, summary
     assert 0 < summary["distributed_fanout_delivered_p50_ms"] <= last, summary
     assert len(summary["distributed_reader_cpu_ms_per_fanout_event"]) == 3, summary
+    # Snapshots written during the fan-out: a count of measured events, each with its time.
+    snapshots = summary["distributed_fanout_snapshot_event_ms"]
+    assert summary["distributed_fanout_snapshot_events"] == len(snapshots) <= TINY.events, summary
+    assert all(0 < ms <= summary["distributed_fanout_max_ms"] for ms in snapshots), summary
