@@ -91,6 +91,7 @@ async def receive_offer(
                     transceiver, offered[transceiver.mid], internals.ABS_CAPTURE_TIME_URI
                 )
         internals.limit_gathering(pc, gathering.addresses, gathering.timeout_s)
+        internals.guard_received_datagrams(pc)  # one stray datagram must not end its media
     except Exception as exc:  # aiortc raises ValueError, OperationError, ... on bad SDP
         await close_peer(pc)
         if "send parameters" in str(exc):

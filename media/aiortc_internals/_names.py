@@ -55,6 +55,7 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("RTCDtlsTransport", "_RTCDtlsTransport__rx_bytes"),  # receive_directly: the transport's stats
     ("RTCDtlsTransport", "_RTCDtlsTransport__rx_packets"),
     ("RTCIceTransport", "_connection"),
+    ("RTCIceTransport", "_recv"),  # guard_received_datagrams: what the DTLS transport reads
     ("Connection", "_nominated"),
     ("RTCRtpTransceiver", "_codecs"),
     ("RTCRtpTransceiver", "_headerExtensions"),
