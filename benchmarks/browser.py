@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import browser_summary as summary
+from benchmarks import chrome
 from benchmarks.browser_probes import init_script
 from benchmarks.capacity_procs import tree_ticks
 from benchmarks.chrome import agent_takes_the_call, browser_pid, chromium, customer_joins, new_page, state
@@ -393,7 +394,7 @@ async def _run(plan: Plan) -> dict[str, Any]:
                 direct = summary.analyse(await direct_call(agents, customers, plan, codec))
                 via_server = summary.analyse(await server_call(agents, customers, plan))
             runs.append({"server": via_server, "direct": direct})
-    return summary.summarise(runs, window_s=plan.window_s)
+    return {**summary.summarise(runs, window_s=plan.window_s), "chromium": chrome.launch_settings()}
 
 
 def run(quick: bool) -> dict[str, Any]:

@@ -76,6 +76,11 @@ def write_card(
     return path
 
 
+def launch_settings() -> dict[str, object]:
+    """What :func:`chromium` is told beyond its defaults: a figure taken so must say so."""
+    return {"args": os.environ.get(EXTRA_ARGS_ENV, ""), "headed": bool(os.environ.get(HEADED_ENV))}
+
+
 @contextlib.asynccontextmanager
 async def chromium(
     *, fake_ui: bool = True, camera_clip: Path | None = None, label: str | None = None

@@ -1,19 +1,14 @@
-"""The browser suite's pure parts: the stamp code, the probes' records -> figures, the summary's
-schema and targets. The page scripts' stamp encoder and onset detector run under Node when it is
-installed. The suite itself (real Chromium, ~70 s even --quick) runs only with --run-slow."""
+"""The browser suite's pure parts: the probes' records -> figures, the summary's schema and targets
+(the stamp code: test_browser_stamp.py). The suite itself (real Chromium, ~70 s even --quick)
+runs only with --run-slow."""
 
 from __future__ import annotations
 
 import json
-import random
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
 from benchmarks import browser_metrics as m
-from benchmarks import browser_probes as probes
 from benchmarks import browser_summary as summary
 
 # What the issue asks the last JSON line to carry, at least.
@@ -48,109 +43,6 @@ TARGETS = {"voice", "av_sync", "latency_ratio", "bwe", "agent_720p", "loaded"}
 
 def cells_of(frame_id: int, black: int = 20, white: int = 230) -> list[int]:
     return [white if bit else black for bit in m.stamp_bits(frame_id)]
-
-
-# ------------------------------------------------------------------------------ stamp
-
-
-def test_the_crc_table_is_the_bitwise_crc():
-    table = m.crc_table()
-    assert table == [m.crc8(b, 8) for b in range(256)]
-    for value in random.Random(1).sample(range(1 << 16), 200):
-        assert table[table[value >> 8] ^ (value & 0xFF)] == m.crc8(value, 16)
-
-
-@pytest.mark.parametrize("frame_id", [0, 1, 29, 30, 1234, 65535])
-def test_a_stamp_reads_back_through_grey_and_noise(frame_id):
-    rng = random.Random(frame_id)
-    cells = [c + rng.randint(-35, 35) for c in cells_of(frame_id, black=40, white=215)]
-    assert m.decode_cells(cells) == frame_id
-    assert m.decode_cells(cells_of(frame_id + (1 << 16))) == frame_id  # ids wrap at 16 bits
-
-
-def test_what_is_not_a_stamp_reads_as_none():
-    assert m.decode_cells([0] * 24) is None  # a dark corner (the mask makes it invalid)
-    assert m.decode_cells([255] * 24) is None
-    blended = cells_of(77)
-    blended[5] = 128  # a cell between black and white: a blend of two frames
-    assert m.decode_cells(blended) is None
-    for bit in range(24):  # any one flipped bit fails the CRC
-        flipped = cells_of(4321)
-        flipped[bit] = 250 - flipped[bit]
-        assert m.decode_cells(flipped) is None
-    assert m.decode_cells(cells_of(1)[:-1]) is None
-
-
-def _node() -> str | None:
-    """Node.js: the one the playwright package ships (so a new machine has it), else the system's."""
-    try:
-        import playwright
-    except ImportError:
-        return shutil.which("node")
-    bundled = Path(playwright.__file__).parent / "driver" / "node"
-    return str(bundled) if bundled.exists() else shutil.which("node")
-
-
-NODE = _node()
-node = pytest.mark.skipif(NODE is None, reason="no Node.js (the playwright package ships one)")
-
-
-def run_node(script: str) -> object:
-    done = subprocess.run([NODE, "-e", script], capture_output=True, text=True, timeout=30, check=True)
-    return json.loads(done.stdout)
-
-
-@node
-def test_the_page_draws_the_bits_python_reads():
-    ids = [0, 1, 30, 255, 256, 4660, 65535, 65536 + 7]
-    config = json.dumps(probes.config())
-    bits = run_node(
-        f"const CFG = {config};\n{probes.STAMP}\nconsole.log(JSON.stringify({ids}.map(stampBits)));"
-    )
-    assert bits == [m.stamp_bits(i) for i in ids]
-
-
-@node
-def test_the_onset_worklet_hears_each_beep_once():
-    script = f"""
-    const sampleRate = 48000;
-    let currentFrame = 0;
-    const messages = [];
-    class AudioWorkletProcessor {{
-      constructor() {{ this.port = {{ postMessage: (m) => messages.push(m) }}; }}
-    }}
-    let Processor = null;
-    const registerProcessor = (name, cls) => {{ Processor = cls; }};
-    {probes.WORKLET}
-    const node = new Processor();
-    // 0.5 s silence, beep 0.1 s, silence, a click 50 ms after the beep, beep at 1.5 s, silence.
-    const beeps = [[24000, 28800], [72000, 76800]];
-    const sample = (n) => {{
-      for (const [a, b] of beeps) {{
-        if (n >= a && n < b) return 0.5 * Math.sin((2 * Math.PI * 1000 * (n - a)) / 48000);
-      }}
-      return n === 31200 ? 0.4 : 0.001 * Math.sin(n);
-    }};
-    for (let block = 0; block < 100000 / 128; block++) {{
-      const channel = new Float32Array(128).map((_, i) => sample(currentFrame + i));
-      node.process([[channel]]);
-      currentFrame += 128;
-    }}
-    console.log(JSON.stringify(messages.map((m) => [m.frame, m.offset])));
-    """
-    onsets = run_node(script)
-    assert [frame for frame, _ in onsets] == [24002, 72002]  # the first sample above 0.1
-    assert all(offset == frame % 128 for frame, offset in onsets)
-
-
-def test_the_page_scripts_carry_the_python_constants():
-    receiving = probes.init_script(source=False)
-    sending = probes.init_script(source=True)
-    assert "getUserMedia" not in receiving and "devices.getUserMedia =" in sending
-    config = json.loads(sending.split("const CFG = ", 1)[1].split(";\n", 1)[0])
-    assert config["cols"] * config["rows"] == m.STAMP_BITS
-    assert config["mask"] == m.STAMP_MASK and config["crc"] == m.crc_table()
-    assert config["flashFrames"] == m.FLASH_FRAMES and config["flashEvery"] == m.FLASH_EVERY
 
 
 # ------------------------------------------------------------------------------ records -> figures
@@ -377,6 +269,7 @@ def test_the_quick_suite_runs_both_calls():
 
     result = browser.run(quick=True)
     assert REQUIRED <= set(result)
+    assert set(result["chromium"]) == {"args", "headed"}
     assert result["n"] == 1 and result["frames"] > 100 and result["direct_frames"] > 100
     assert result["beeps"] >= 5 and result["direct_beeps"] >= 5
     for run in result["runs"]:
@@ -421,3 +314,14 @@ def test_spacing_error_compares_each_frame_with_the_one_captured_before_it() -> 
     assert m.spacing_error_ms(captured, frames, 1000, 2000, "rtp") == pytest.approx([0.0, 10.0])
     assert m.spacing_error_ms(captured, frames, 1000, 2000, "media") == pytest.approx([0.0, 10.0])
     assert m.spacing_error_ms(captured, frames, 1150, 2000, "rtp") == []  # frame 2 is outside
+
+
+def test_a_result_says_which_chromium_switches_it_was_taken_with(monkeypatch) -> None:
+    from benchmarks import chrome
+
+    monkeypatch.delenv(chrome.EXTRA_ARGS_ENV, raising=False)
+    monkeypatch.delenv(chrome.HEADED_ENV, raising=False)
+    assert chrome.launch_settings() == {"args": "", "headed": False}
+    monkeypatch.setenv(chrome.EXTRA_ARGS_ENV, "--disable-rtc-smoothness-algorithm")
+    monkeypatch.setenv(chrome.HEADED_ENV, "1")
+    assert chrome.launch_settings() == {"args": "--disable-rtc-smoothness-algorithm", "headed": True}
