@@ -64,21 +64,22 @@ class Effects:
             entries.append(last)
         last["statuses"].append(row)
 
-    def add_line(self, params: LineParams, members: list[tuple[Connection, int]]) -> None:
+    def add_line(self, params: LineParams, conns: list[Connection], places: list[int]) -> None:
         """The changed statuses of one queue's line (no CPU budget): per door, the line's
-        parameters once and each socket with its index in the line, from which the door makes
+        parameters once, its sockets and their indexes in the line, from which the door makes
         each message (:func:`waiting_status`). The leader's work per socket is then a
-        comparison and an append, and its commit a fraction of the rows' JSON.
+        comparison and two appends, and its commit a fraction of the rows' JSON.
         (:attr:`telepresence.reports.Reports.line_sink` on a leader's switchboard.)"""
-        runs: dict[tuple[str, str], list[tuple[str, int]]] = {}
-        for conn, ahead in members:
+        runs: dict[tuple[str, str], tuple[list[str], list[int]]] = {}
+        for conn, ahead in zip(conns, places, strict=True):
             remote: RemoteConnection = conn  # type: ignore[assignment]  # every socket a leader knows
             run = runs.get(remote.door)
             if run is None:
-                run = runs[remote.door] = []
-            run.append((remote.local_id, ahead))
-        for (node, incarnation), run in runs.items():
-            self.by_node[node].append({"line": params, "incarnation": incarnation, "at": run})
+                run = runs[remote.door] = ([], [])
+            run[0].append(remote.local_id)
+            run[1].append(ahead)
+        for (node, incarnation), (ids, at) in runs.items():
+            self.by_node[node].append({"line": params, "incarnation": incarnation, "ids": ids, "at": at})
 
     def take(self) -> dict[str, list[Message]]:
         taken, self.by_node = dict(self.by_node), defaultdict(list)
@@ -93,7 +94,7 @@ def deliveries(entry: Message) -> Iterator[tuple[str, Message]]:
             yield row[0], status_message(row)
     elif "line" in entry:
         free, seats, mean = entry["line"]
-        for local_id, ahead in entry["at"]:
+        for local_id, ahead in zip(entry["ids"], entry["at"], strict=True):
             yield local_id, waiting_status(ahead, free, seats, mean)
     elif "send" in entry:
         yield entry["conn"], entry["send"]

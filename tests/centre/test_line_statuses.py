@@ -140,9 +140,9 @@ def test_a_line_entry_gives_each_socket_its_place_and_wait():
     a = RemoteConnection(SocketAddress("door1", "life1", "a"), effects)
     b = RemoteConnection(SocketAddress("door2", "life1", "b"), effects)
     c = RemoteConnection(SocketAddress("door1", "life1", "c"), effects)
-    effects.add_line((1, 3, 240.0), [(a, 0), (b, 4), (c, 7)])
+    effects.add_line((1, 3, 240.0), [a, b, c], [0, 4, 7])
     by_node = effects.take()
-    assert [e["at"] for e in by_node["door1"]] == [[("a", 0), ("c", 7)]]
+    assert [(e["ids"], e["at"]) for e in by_node["door1"]] == [(["a", "c"], [0, 7])]
     door1 = list(deliveries(json.loads(json.dumps(by_node["door1"]))[0]))
     assert door1 == [("a", waiting_status(0, 1, 3, 240.0)), ("c", waiting_status(7, 1, 3, 240.0))]
     assert door1[1][1] == {
