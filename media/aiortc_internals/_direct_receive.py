@@ -48,7 +48,7 @@ class DirectReceive:
         self._waiting: deque[bytes] | None = None  # set while a handler waits: what came since
         self._finishing: asyncio.Task[None] | None = None
         self.handled = 0  # datagrams handled here
-        self.dropped = 0  # empty datagrams, and those past MAX_WAITING while a handler waited
+        self.dropped = 0  # empty, failing SRTP, or past MAX_WAITING while a handler waited
         own = weakref.ref(self)
 
         def wrap(queue_it):
@@ -95,8 +95,9 @@ class DirectReceive:
             else:
                 arrival_time_ms = clock.current_ms()
                 handling = dtls._handle_rtp_data(srtp.unprotect(data), arrival_time_ms=arrival_time_ms)  # type: ignore[attr-defined]
-        except pylibsrtp.Error:
-            return  # not authentic, or replayed: dropped, as aiortc drops it
+        except (pylibsrtp.Error, ValueError):  # ValueError: longer than pylibsrtp's 1500-byte buffer
+            self.dropped += 1  # not authentic, replayed or too long: dropped, as aiortc drops the first two
+            return
         self._run(handling)
 
     def _run(self, handling: Coroutine[Any, Any, None]) -> None:
