@@ -121,15 +121,20 @@ class DirectReceive:
             while True:
                 if waits_on is not None:
                     waits_on._asyncio_future_blocking = False  # taken over, as a task takes a future it got
+                thrown: asyncio.CancelledError | None = None
                 try:
                     await (waits_on if waits_on is not None else asyncio.sleep(0))
-                except asyncio.CancelledError:
-                    raise
+                except asyncio.CancelledError as cancelled:
+                    if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                        raise  # stop(): ours
+                    # What it waited on was cancelled by its owner: the handler hears it, as in a
+                    # task, and this goes on (else every later datagram would wait here for good).
+                    thrown = cancelled
                 except Exception:
                     pass  # the handler reads the outcome itself as it resumes
                 try:
-                    waits_on = handling.send(None)
-                except (StopIteration, ConnectionError):
+                    waits_on = handling.send(None) if thrown is None else handling.throw(thrown)
+                except (StopIteration, ConnectionError, asyncio.CancelledError):
                     break
                 except Exception:
                     logger.exception("handling a received datagram failed")

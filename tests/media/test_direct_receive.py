@@ -138,3 +138,32 @@ async def test_a_rooms_peers_receive_directly_and_its_voices_leave_through_the_s
     finally:
         await room.close()
     assert not room._direct_receive
+
+
+async def test_a_wait_its_owner_cancels_ends_that_handler_only_and_media_goes_on() -> None:
+    async with LoopbackCall([TestCardTrack()], codec="VP8") as call:
+        transport = call.receiver.getTransceivers()[0].receiver.transport
+        direct = internals.receive_directly(transport)
+        waited: list[asyncio.Future] = []
+        heard: list[BaseException] = []
+
+        async def wait_once(_transport, _data: bytes) -> None:
+            if not waited:  # e.g. a send waiting on something another task owns
+                waited.append(asyncio.get_running_loop().create_future())
+                try:
+                    await waited[0]
+                except asyncio.CancelledError as exc:
+                    heard.append(exc)
+                    raise
+
+        try:
+            await call.wait_frames(3)
+            undo = internals.watch_received_rtcp_data(transport, wait_once)
+            await wait_for(lambda: bool(waited))
+            waited[0].cancel()  # by its owner, not by stop()
+            await wait_for(lambda: direct._waiting is None)  # the datagrams held behind it went on
+            assert heard, "the handler heard its wait cancelled"
+            await call.wait_frames(call.slots[0].received + 10)
+            undo()
+        finally:
+            await direct.stop()
