@@ -29,6 +29,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
+from media import aiortc_internals as internals
 from media.answer import MediaError, close_peer
 from media.encoded_fanout import EncodedFanout
 from media.peers import negotiated_codec
@@ -67,6 +68,7 @@ class AgentFeed:
             video.sender.replaceTrack(self.video.output(video.sender))
             if self.voice is not None:
                 pc.addTransceiver(self.voice.output(), direction="sendonly")
+            internals.guard_received_datagrams(pc)  # its port is open to anyone from gathering on
             await pc.setLocalDescription(await pc.createOffer())
             answer = await room.answer_camera(pc.localDescription.sdp)
             if self.closed or self.hops.get(call_id, (None,))[0] is not pc:

@@ -132,6 +132,7 @@ class CallTap:
             enable_low_latency_receive(picture.receiver)  # frames complete on the marker, for the fan-out
             voices = [pc.addTransceiver("audio", direction="recvonly") for _ in range(2)]
             pc.addTransceiver(self.whisper.output(), direction="sendonly")
+            internals.guard_received_datagrams(pc)  # its port is open to anyone from gathering on
             await pc.setLocalDescription(await pc.createOffer())
             answer = self._answer = await self.room.answer_monitor(pc.localDescription.sdp)
             if self.closed:

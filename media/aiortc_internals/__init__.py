@@ -13,7 +13,7 @@ the package, never from its modules.
 from __future__ import annotations
 
 from media.aiortc_internals._arrivals import ArrivalStamps, stamp_arrivals, transport_sequence_number
-from media.aiortc_internals._datagram_guard import guard_received_datagrams
+from media.aiortc_internals._datagram_guard import guard_received_datagrams, is_guarded
 from media.aiortc_internals._decoding import decode_with_direct_hand_back
 from media.aiortc_internals._direct_receive import DirectReceive, receive_directly
 from media.aiortc_internals._names import (
@@ -82,6 +82,7 @@ from media.aiortc_internals._transports import (
 
 __all__ = [
     "guard_received_datagrams",
+    "is_guarded",
     "ABS_CAPTURE_TIME_URI",
     "ArrivalStamps",
     "DirectReceive",

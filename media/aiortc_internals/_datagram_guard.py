@@ -25,13 +25,22 @@ def harmful(data: bytes) -> bool:
     return not data or (127 < data[0] < 192 and len(data) > SRTP_BUFFER)
 
 
-def guard_received_datagrams(pc: RTCPeerConnection) -> None:
-    """Drop :func:`harmful` datagrams on every ICE transport the peer has now (call it once its
-    remote description is set, before it gathers: the sockets are open from then on)."""
+def _ice_transports(pc: RTCPeerConnection) -> set:
     transports = {t.receiver.transport.transport for t in pc.getTransceivers() if t.receiver.transport}
     if pc.sctp is not None:
         transports.add(pc.sctp.transport.transport)
-    for ice in transports:
+    return transports
+
+
+def is_guarded(pc: RTCPeerConnection) -> bool:
+    """Whether every ICE transport of ``pc`` drops :func:`harmful` datagrams."""
+    return all(getattr(ice._recv, "guarded", False) for ice in _ice_transports(pc))  # type: ignore[attr-defined]
+
+
+def guard_received_datagrams(pc: RTCPeerConnection) -> None:
+    """Drop :func:`harmful` datagrams on every ICE transport the peer has now (call it once its
+    remote description is set, before it gathers: the sockets are open from then on)."""
+    for ice in _ice_transports(pc):
         recv: Callable[[], Awaitable[bytes]] = ice._recv  # type: ignore[attr-defined]
         if getattr(recv, "guarded", False):
             continue

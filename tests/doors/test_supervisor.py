@@ -14,6 +14,7 @@ import httpx
 import pytest
 import websockets
 
+from media import aiortc_internals as internals
 from media.browser import BrowserPeer, ToneTrack
 from media.layout import AGENT, SIZES, compute_layout
 from media.sources import TestCardTrack
@@ -148,6 +149,7 @@ async def test_a_tap_closes_its_own_peer_even_when_the_rooms_worker_hangs(tmp_pa
             await supervisor.negotiate(door.answer)
             await wait_for(lambda: supervisor.video(0).latest is not None, timeout=20)
             tap = live(server)[call_id]
+            assert internals.is_guarded(tap._pc)  # a stray datagram to its port must not end it
             pid = server.switchboard.media.pool.workers["media-0"].pid
             os.kill(pid, signal.SIGSTOP)  # the room's process answers nobody: no release comes
             try:

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from media import aiortc_internals as internals
 from media.browser import BrowserPeer, ToneTrack
 from media.layout import AGENT, SIZES, compute_layout
 from media.planes import frame_planes
@@ -93,6 +94,7 @@ async def test_a_call_starting_while_the_agent_publishes_shows_whip_until_the_pu
                 await customer.video(0).wait(15)
                 feed = server.switchboard.media.agent_cameras.feeds["agent-Ann"]
                 await wait_for(lambda: call_id in feed.hops)
+                assert internals.is_guarded(feed.hops[call_id][0])  # its port is open to anyone
                 seen = customer.video(0).count
                 await wait_for(lambda: customer.video(0).count > seen + 30)
                 assert not red_band(customer.video(0).latest, FULL)  # the publisher's card

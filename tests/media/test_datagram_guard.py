@@ -50,8 +50,7 @@ async def test_every_answered_peer_is_guarded() -> None:
     await offerer.setLocalDescription(await offerer.createOffer())
     pc, _, _ = await receive_offer(offerer.localDescription.sdp)
     try:
-        for transceiver in pc.getTransceivers():
-            assert getattr(transceiver.receiver.transport.transport._recv, "guarded", False)
+        assert internals.is_guarded(pc)
     finally:
         await close_peer(pc)
         await offerer.close()
