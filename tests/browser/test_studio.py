@@ -103,15 +103,23 @@ def is_caption(rgb) -> bool:
     return rgb[0] < 150 and not is_red(rgb)
 
 
+async def frames_shown(page: Page) -> int:
+    """Frames the customer's picture presented so far (0 where nothing counts them yet)."""
+    return await page.get_by_test_id("remote-video").evaluate("v => v.__frames ? v.__frames.n : 0")
+
+
 async def until_sampled(page: Page, points, good, timeout_s: float) -> list:
     """Sample the customer's picture until ``good(colours)``: the composite takes a frame or two."""
     waited = 0.0
+    shown = await frames_shown(page)
     while True:
         colours = await sample(page, "remote-video", points)
         if good(colours):
             return colours
         if waited > timeout_s:
-            raise AssertionError(f"colours {colours} at {points} never matched")
+            # Whether the picture moved meanwhile tells a stalled stream from a late change.
+            moved = await frames_shown(page) - shown
+            raise AssertionError(f"colours {colours} at {points} never matched ({moved} new frames shown)")
         await page.wait_for_timeout(150)
         waited += 0.15
 
