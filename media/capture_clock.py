@@ -230,7 +230,7 @@ class _SenderTimeline:
         that spread to what the network adds. A frame that was not encoded here (``as_captured``:
         the agent's camera, forwarded) keeps its own timestamp, spaced as its browser captured
         it: stamped as they left, frames that waited together for a busy sender went out a few
-        ms apart, and the customer's Chromium showed ~22 of every 30 it decoded. For the same
+        ms apart, which a browser showing one frame a display refresh can only drop. For the same
         reason a composite leaving right behind another is stamped at least one display refresh
         after it (or its own pts step, if shorter: the compositor spaces fresh pictures as their
         camera captured them, media.source_spacing).
