@@ -19,6 +19,7 @@ is timed twice: wall clock (the headline) and this thread's CPU time (``*_cpu_*`
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import time
 
@@ -100,6 +101,53 @@ def _copies(inputs: list, count: int) -> list[list]:
     return [[tuple(clone(f) for f in row) for row in inputs] for _ in range(count)]
 
 
+def order_cycle(names: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Every order of ``names`` once, arranged so that across the blocks' edges too each name
+    follows each other equally often and never itself (a block's first after the block before's
+    last; the cycle's last block before its first).
+
+    Over one cycle each name then follows each other ``(len(names) - 1)! + (len(names) - 2)!``
+    times (within blocks, then at edges; 6 + 2 for four): which work came just before moves a
+    screen frame's cost by 0.05-0.15 ms (cache state), and a competitor that followed itself
+    would start its block warm.
+    """
+    orders = list(itertools.permutations(names))
+    pairs = len(names) * (len(names) - 1)
+    per_pair = len(orders) // pairs  # edge pairs: as many edges as orders, each pair this often
+    used = [False] * len(orders)
+    edges: collections.Counter[tuple[str, str]] = collections.Counter()
+    cycle: list[tuple[str, ...]] = []
+
+    def fits(before: tuple[str, ...], after: tuple[str, ...]) -> bool:
+        return before[-1] != after[0] and edges[before[-1], after[0]] < per_pair
+
+    def extend() -> bool:  # a depth-first search: for four names it takes ~0.1 ms
+        if len(cycle) == len(orders):
+            return fits(cycle[-1], cycle[0])
+        for i, order in enumerate(orders):
+            if used[i] or (cycle and not fits(cycle[-1], order)):
+                continue
+            edge = (cycle[-1][-1], order[0]) if cycle else None
+            used[i] = True
+            edges[edge] += edge is not None
+            cycle.append(order)
+            if extend():
+                return True
+            cycle.pop()
+            edges[edge] -= edge is not None
+            used[i] = False
+        return False
+
+    if not extend():  # pragma: no cover - holds for 3 or more names (tested for the suite's four)
+        raise ValueError(f"no balanced cycle of orders for {names}")
+    return cycle
+
+
+def default_frames(quick: bool) -> int:
+    """Frames a run composes: whole cycles of :func:`order_cycle`'s 24 blocks (288 quick, 3024 full)."""
+    return BLOCK * len(list(itertools.permutations(("ours", *SCALERS)))) * (2 if quick else 21)
+
+
 def _p(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 3)
 
@@ -107,13 +155,16 @@ def _p(values: list[float], q: float) -> float:
 def run(quick: bool, *, frames: int | None = None) -> dict:
     """Compose ``frames`` frames the compositor's way and through each graph, interleaved.
 
-    ``frames`` overrides the count (300 quick, 3000 full), for a tiny test run.
+    ``frames`` overrides the count (288 quick, 3024 full: whole cycles of every order of
+    the competitors, see :func:`order_cycle`), for a tiny test run.
     """
-    n = frames if frames is not None else (300 if quick else 3000)
+    names = ("ours", *SCALERS)
+    orders = order_cycle(names)
+    n = frames if frames is not None else default_frames(quick)
+    blocks = -(-n // BLOCK)
     # 24 frames of camera and avatar are 66 MB: more than this machine's last-level cache, so
     # inputs come from memory, as a freshly decoded frame from another core would.
     inputs = asyncio.run(_inputs(INPUT_FRAMES))
-    names = ("ours", *SCALERS)
     sets = dict(zip(names, _copies(inputs, len(names)), strict=True))
     compositor = CompositorTrack(size="720p", layout="screen", agent_name="Agent")
     graphs = {flags: Graph(flags) for flags in SCALERS}
@@ -145,14 +196,11 @@ def run(quick: bool, *, frames: int | None = None) -> dict:
     cv2.setNumThreads(1)  # OpenCV's pool would give the compositor's resizes a second core
     pinned = cv2.getNumThreads()  # what the run really had, reported (not the value asked for)
     try:
-        blocks = -(-n // BLOCK)
-        # Every order of the competitors in turn: within a block each follows each other equally
-        # often over 24 blocks. Turning one order round (as before) left each with the same
-        # predecessor in three blocks of four (the compositor after fast_bilinear's graph, the area
-        # graph after the compositor), and which work came just before moves a screen frame's cost
-        # by 0.05-0.15 ms (cache state). Not yet balanced: a block's first competitor follows the
-        # block before's last (over 500 blocks "ours" follows itself 20 times, bicubic never).
-        orders = list(itertools.permutations(names))
+        # Every order of the competitors in turn, the edges between blocks balanced too
+        # (order_cycle): over each 24 blocks each competitor follows each other 8 times, never
+        # itself. Turning one order round (as before) left each with the same predecessor in
+        # three blocks of four, and which work came just before moves a screen frame's cost by
+        # 0.05-0.15 ms (cache state).
         for block in progress(range(blocks), desc="compose", total=blocks):
             # Each competitor composes one screen cycle's frames in a row, then the next.
             for name in orders[block % len(orders)]:
@@ -172,6 +220,7 @@ def run(quick: bool, *, frames: int | None = None) -> dict:
         "compose_p95_ms": _p(ours, 95),
         "opencv_threads": pinned,
         "ffmpeg_threads": {flags: graph.graph.threads for flags, graph in graphs.items()},
+        "order_cycles": round(blocks / len(orders), 3),  # whole numbers: every order equally often
         "samples_expected": n - warm,
         "samples_measured": len(ours) - sum(1 for f in failed[warm:] if f),
     }
