@@ -60,6 +60,9 @@ class Size:
     cycles: int  # decision cycles: two samples each
     events: int  # fan-out events
     label: str
+    # The leader's snapshot_every_steps (None: the default). A tiny run sets 1: each of its
+    # few steps is followed by a snapshot, which the fan-out's snapshot count must see.
+    snapshot_every_steps: int | None = None
 
 
 FULL = Size(waiting=10_000, agents=500, sockets=3_000, cycles=120, events=20, label="full")
@@ -142,7 +145,8 @@ class _Run:
 
     def __init__(self, size: Size, directory: Path) -> None:
         self.size = size
-        self.procs = Processes(PROCESSES, directory)
+        every = size.snapshot_every_steps
+        self.procs = Processes(PROCESSES, directory, **({} if every is None else {"snapshot_every_steps": every}))
         self.heads = size.events + WARM_UP
         self.agents: list[_Client] = []
         self.deciders: list[tuple[int, _Client]] = []  # (process index, socket)
@@ -350,7 +354,7 @@ async def bench_distributed(size: Size) -> dict[str, Any]:
         "distributed_fanout_first_socket_p50_ms": _ms(fanout["first"], 0.50),
         # Events in which the leader wrote a snapshot (a 4 MB pickle on the step path), and theirs.
         "distributed_fanout_snapshot_events": len(fanout["snapshot"]),
-        "distributed_fanout_snapshot_event_ms": [round(t * 1000, 1) for t in fanout["snapshot"]],
+        "distributed_fanout_snapshot_event_ms": [round(t * 1000, 2) for t in fanout["snapshot"]],
         # The last socket's bytes in its kernel (no reader's turn on the cores): n, p50, p95.
         "distributed_fanout_delivered_events": len(delivered),
         "distributed_fanout_delivered_p50_ms": _ms(delivered, 0.50) if delivered else None,

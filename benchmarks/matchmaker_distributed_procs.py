@@ -62,8 +62,9 @@ def _wait(
 class Processes:
     """One Redis (append-only, as docs/scale-out.md recommends) and ``count`` serve processes."""
 
-    def __init__(self, count: int, directory: Path) -> None:
+    def __init__(self, count: int, directory: Path, **settings: object) -> None:
         self.directory = directory
+        self.settings = {**SETTINGS, **settings}  # each a TELEPRESENCE_* variable of every process
         self.redis_port = free_port()
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.ports = [free_port() for _ in range(count)]
@@ -97,7 +98,7 @@ class Processes:
             **os.environ,
             "TELEPRESENCE_SECRET": SECRET,
             "TELEPRESENCE_STATE_DIR": str(self.directory / "state"),
-            **{f"TELEPRESENCE_{k.upper()}": str(v) for k, v in SETTINGS.items()},
+            **{f"TELEPRESENCE_{k.upper()}": str(v) for k, v in self.settings.items()},
         }
         for port in self.ports:
             log = self.directory / f"serve-{port}.log"

@@ -29,6 +29,9 @@ class Settings:
     # and secret is one contact centre, and the store is Redis whatever ``store`` says. None
     # (or an empty TELEPRESENCE_REDIS_URL): this process alone, in memory.
     redis_url: str | None = None
+    # The leader writes a snapshot at least every this many steps (also when a successor's
+    # replay would cost about a second: telepresence/centre/snapshot_writer.py).
+    snapshot_every_steps: int = 2000
     web_root: Path = WEB_ROOT
     # Routing.
     offer_timeout_s: float = 20.0
@@ -174,7 +177,12 @@ class Settings:
             raise ValueError(
                 f"setting ice_gather_timeout_s: {settings.ice_gather_timeout_s!r} is not in (0, 30]"
             )
-        for name in ("media_door_sessions_per_token", "media_door_sessions_max", "media_door_anonymous_max"):
+        for name in (
+            "media_door_sessions_per_token",
+            "media_door_sessions_max",
+            "media_door_anonymous_max",
+            "snapshot_every_steps",
+        ):
             if getattr(settings, name) < 1:
                 raise ValueError(f"setting {name}: {getattr(settings, name)} is below 1")
         if not 2 <= settings.media_door_idle_s <= 600:  # also refuses NaN

@@ -123,7 +123,9 @@ class Leader:
         self._conns: dict[str, RemoteConnection] = {}
         self._applied = "0-0"  # the last inbox entry applied
         self._step = "0-0"  # the last step committed (or replayed)
-        self._snapshots = SnapshotWriter(redis, lease.holder, self._capture)
+        self._snapshots = SnapshotWriter(
+            redis, lease.holder, self._capture, every_steps=settings.snapshot_every_steps
+        )
         self._missing_since: dict[
             str, float
         ] = {}  # "node#incarnation" -> when its heartbeat was first missed

@@ -7,10 +7,11 @@ of wall time at load 9 on the two shared cores here), during which no message is
 
 A successor's replay applies the same entries again, so it costs about the CPU the leader
 spent applying them: a snapshot is due when that reaches ``REPLAY_BUDGET_S`` (or after
-``SNAPSHOT_EVERY_STEPS`` steps, or ``SNAPSHOT_AT_LEAST_EVERY_S``). A new leader within 5 s
-is the lease's 3 s, loading the snapshot (0.4-0.9 s at 10,000 waiting) and that replay.
-Until session 9 it was every 10 s whatever the steps were: a quiet centre re-pickled 4 MB
-for a replay of milliseconds, and a saturated one left up to 10 s of work to replay.
+``SNAPSHOT_EVERY_STEPS`` steps, the ``snapshot_every_steps`` setting, or
+``SNAPSHOT_AT_LEAST_EVERY_S``). A new leader within 5 s is the lease's 3 s, loading the
+snapshot (0.4-0.9 s at 10,000 waiting) and that replay. Until session 9 it was every 10 s
+whatever the steps were: a quiet centre re-pickled 4 MB for a replay of milliseconds, and a
+saturated one left up to 10 s of work to replay.
 
 Tried and taken out (benchmarks/README.md, matchmaker, session 8): pickling in a forked
 child (copy-on-write) while the steps went on. The leader then stalled only for the fork
@@ -55,8 +56,11 @@ class SnapshotWriter:
     """One leader term's snapshots. ``steps`` counts the steps committed since the last one,
     ``replay_s`` the CPU seconds their applying took (what a successor would replay)."""
 
-    def __init__(self, redis: Redis, holder: str, capture: Capture) -> None:
+    def __init__(
+        self, redis: Redis, holder: str, capture: Capture, every_steps: int = SNAPSHOT_EVERY_STEPS
+    ) -> None:
         self._holder = holder
+        self._every_steps = every_steps
         self._capture = capture
         self._commit = redis.register_script(_COMMIT_SNAPSHOT)
         self.steps = 0
@@ -69,7 +73,7 @@ class SnapshotWriter:
         since = now - self._taken_at
         return (
             (self.replay_s >= REPLAY_BUDGET_S and since >= REPLAY_BUDGET_AT_MOST_EVERY_S)
-            or self.steps >= SNAPSHOT_EVERY_STEPS
+            or self.steps >= self._every_steps
             or since >= SNAPSHOT_AT_LEAST_EVERY_S
         )
 

@@ -65,6 +65,14 @@ async def test_cheap_steps_wait_for_the_step_count_or_the_longest_interval(redis
         assert writer.due(now + SNAPSHOT_AT_LEAST_EVERY_S + 1)  # the streams are still trimmed
         await writer.when_due(now + SNAPSHOT_AT_LEAST_EVERY_S + 1, applied="7-0", step="7-0")
         assert pickle.loads(await redis.get(keys.SNAPSHOT))["step"] == "7-0"
+        # The snapshot_every_steps setting (a benchmark's tiny run takes snapshots with it).
+        every_third = SnapshotWriter(redis, "me#1", capture, every_steps=3)
+        await every_third.write_now(applied="7-0", step="7-0")
+        now = time.time()
+        every_third.steps = 2
+        assert not every_third.due(now)
+        every_third.steps = writer.steps = 3
+        assert every_third.due(now) and not writer.due(now)
     finally:
         await redis.aclose()
 

@@ -162,6 +162,8 @@ def test_a_bad_label_in_the_skills_setting_is_a_clear_error(tmp_path):
 
     with pytest.raises(ValueError, match="setting skills: 'a b'"):
         Settings.load(env={"TELEPRESENCE_SKILLS": "billing,a b"}, state_dir=tmp_path)
+    with pytest.raises(ValueError, match="setting snapshot_every_steps: 0 is below 1"):
+        Settings.load(env={"TELEPRESENCE_SNAPSHOT_EVERY_STEPS": "0"}, state_dir=tmp_path)
 
 
 async def test_metrics_stay_bounded_whatever_labels_clients_send(server, connect):
