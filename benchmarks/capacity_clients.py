@@ -125,6 +125,7 @@ def _peer(role: str, tracks: dict[str, MediaStreamTrack]) -> tuple[RTCPeerConnec
         )
         internals.send_stamped_payloads(transceiver.sender)
         sections[section.name] = transceiver
+    internals.read_datagrams_whole_and_cheaply(pc)  # as the server's peers: not 256 KiB a datagram
     return pc, sections
 
 

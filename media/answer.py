@@ -92,6 +92,7 @@ async def receive_offer(
                 )
         internals.limit_gathering(pc, gathering.addresses, gathering.timeout_s)
         internals.guard_received_datagrams(pc)  # one stray datagram must not end its media
+        internals.read_datagrams_whole_and_cheaply(pc)  # not 256 KiB allocated a datagram
     except Exception as exc:  # aiortc raises ValueError, OperationError, ... on bad SDP
         await close_peer(pc)
         if "send parameters" in str(exc):

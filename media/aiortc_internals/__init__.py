@@ -14,6 +14,11 @@ from __future__ import annotations
 
 from media.aiortc_internals._arrivals import ArrivalStamps, stamp_arrivals, transport_sequence_number
 from media.aiortc_internals._datagram_guard import guard_received_datagrams, is_guarded
+from media.aiortc_internals._datagram_reads import (
+    read_buffer_sizes,
+    read_datagrams_whole_and_cheaply,
+    read_whole_and_cheaply,
+)
 from media.aiortc_internals._decoding import decode_with_direct_hand_back
 from media.aiortc_internals._direct_receive import DirectReceive, receive_directly
 from media.aiortc_internals._names import (
@@ -115,6 +120,9 @@ __all__ = [
     "negotiated_extension",
     "negotiated_transport_cc",
     "read_abs_capture_time",
+    "read_buffer_sizes",
+    "read_datagrams_whole_and_cheaply",
+    "read_whole_and_cheaply",
     "receive_directly",
     "receiver_codec_name",
     "replace_jitter_buffer",
