@@ -5,6 +5,7 @@
   :mod:`media.voice`), and at least one video section;
 - transport-cc and abs-capture-time answered where the browser offers them (aiortc
   answers only what it lists itself), the preferred video codec put first;
+- the browser asked to start its upload estimate at :data:`BROWSER_START_KBPS`;
 - :func:`close_peer`, which also unhooks the listeners that would keep a closed peer alive.
 """
 
@@ -54,6 +55,16 @@ class IceGathering:
 
 AIOICE_DEFAULTS = IceGathering()
 
+# Where a browser's upload estimate starts (libwebrtc's x-google-start-bitrate, read from the
+# answer's send codec). Chromium's own start is 300 kbps: it sends a 1280x720 camera at
+# 320x180 at first, and its first probes are capped at twice what that small encoder can use,
+# so measured against the server its estimate sat at ~1.3 Mbps until the encoder stepped up,
+# 8-12 s into the call. From 1 Mbps it probes at 3 and 5 Mbps at once and starts at 960x540.
+# SFUs do the same (Jitsi 800 kbps, mediasoup-client's videoGoogleStartBitrate); an uplink
+# slower than this is found within a second by the delay-based estimator, which backs off.
+BROWSER_START_KBPS = 1000
+START_BITRATE_PARAMETER = "x-google-start-bitrate"
+
 
 async def receive_offer(
     sdp: str,
@@ -90,6 +101,8 @@ async def receive_offer(
                 internals.answer_header_extension(
                     transceiver, offered[transceiver.mid], internals.ABS_CAPTURE_TIME_URI
                 )
+                if transceiver.kind == "video":
+                    ask_start_bitrate(transceiver, BROWSER_START_KBPS)
         internals.limit_gathering(pc, gathering.addresses, gathering.timeout_s)
         internals.guard_received_datagrams(pc)  # one stray datagram must not end its media
         internals.read_datagrams_whole_and_cheaply(pc)  # not 256 KiB allocated a datagram
@@ -216,6 +229,14 @@ def _drop_listeners(pc: RTCPeerConnection) -> None:
                 emitters += [dtls, dtls.transport, dtls.transport.iceGatherer]
     for emitter in emitters:
         emitter.remove_all_listeners()
+
+
+def ask_start_bitrate(transceiver: RTCRtpTransceiver, kbps: int) -> None:
+    """Ask the browser to start its upload estimate at ``kbps``: the parameter on each of the
+    answer's video codecs (one of them will be the browser's send codec; RTX has none)."""
+    for codec in internals.codecs(transceiver):
+        if codec.mimeType.lower() != "video/rtx":
+            codec.parameters[START_BITRATE_PARAMETER] = kbps
 
 
 def answer_with_codec_first(transceiver: RTCRtpTransceiver, name: str) -> None:
