@@ -355,3 +355,12 @@ def align_sender_reports(
     internals.wrap_sent_rtcp(sender, wrap_send)
     sender._media_timeline = timeline  # type: ignore[attr-defined]  # lives as long as the sender
     return timeline
+
+
+def frame_sent_directly(sender: RTCRtpSender, timestamp: int) -> None:
+    """A frame with the track's ``timestamp`` is about to go out on ``sender`` without its task
+    (media.aiortc_internals.DirectSend): what the task's frame chain tells a timeline of
+    :func:`align_sender_reports` (no stamping as it leaves: voice)."""
+    timeline = getattr(sender, "_media_timeline", None)
+    if timeline is not None:
+        timeline.encoded_timestamp = timestamp

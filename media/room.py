@@ -306,7 +306,7 @@ class Room(CameraFromElsewhere, CallMonitor):
             else:
                 internals.stop_decoding(transceiver.receiver)
         internals.send_stamped_payloads(transceiver.sender)  # the video senders' loop, a voice's CPU less
-        self._send(transceiver, hearing.output(), role)
+        self._send(transceiver, hearing.output(transceiver.sender), role)  # sent from the speaker's callback
         align_sender_reports(transceiver.sender, OPUS_RATE, hearing.capture_times)
 
     def _send_program(self, transceiver: RTCRtpTransceiver, role: Role) -> None:

@@ -7,6 +7,11 @@ the server, so nothing needs decoding: :class:`VoiceRelay` takes each RTP packet
 speaker's receiver as it arrives and hands its payload to the listener's sender, and the
 listener's browser does the only jitter buffering (its NetEq adapts; ours could not).
 
+A listener whose output is given its sender (``output(sender)``) gets each packet sent from
+the speaker's receive callback itself (:class:`DirectVoice`): no queue, no wake-up of the
+sender's task, no trip through aiortc's frame chain a packet; its track carries the packets
+only where the sender cannot send them directly (not started yet, or another hook's loop).
+
 A speaker may come, go and come back (a reload is a new peer, a new SSRC, a new RTP
 timeline): the relay keeps the listener's timeline continuous across sources, so the
 listener's sender is set up once and never renegotiates. A packet that arrives after a
@@ -20,15 +25,23 @@ import asyncio
 import fractions
 import logging
 import time
+import weakref
 from collections.abc import Callable
 
 import av
-from aiortc import RTCRtpReceiver, RTCRtpTransceiver
+from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
 from media import aiortc_internals as internals
-from media.capture_clock import RTP_MODULO, CaptureClock, CaptureTimes, follow_sender_reports, rtp_distance
+from media.capture_clock import (
+    RTP_MODULO,
+    CaptureClock,
+    CaptureTimes,
+    follow_sender_reports,
+    frame_sent_directly,
+    rtp_distance,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +80,7 @@ class VoiceRelay:
         self._offset = 0  # listener timeline = speaker's unwrapped timestamp + offset
         self._next_out: int | None = None  # where the listener's timeline goes on
         self._last_out_at = 0.0
+        self._direct: DirectVoice | None = None
 
     def attach(self, receiver: RTCRtpReceiver, *, decode: bool = False) -> None:
         """Forward ``receiver``'s packets from now on (replacing any previous speaker); ``decode``:
@@ -87,8 +101,10 @@ class VoiceRelay:
             undo()
         self._undo = []
 
-    def output(self) -> MediaStreamTrack:
-        """A new outgoing track for the listener's connection (a reload makes a new one)."""
+    def output(self, sender: RTCRtpSender | None = None) -> MediaStreamTrack:
+        """A new outgoing track for the listener's connection (a reload makes a new one); with
+        its ``sender`` (before it starts), packets go out on it as they arrive (DirectVoice)."""
+        self._direct = None if sender is None else DirectVoice(sender)
         return _RelayOutput(self)
 
     def _on_packet(self, packet: RtpPacket) -> None:
@@ -114,7 +130,10 @@ class VoiceRelay:
         self._deliver(out)
 
     def _deliver(self, out: av.Packet) -> None:
-        """Queue one packet for the listener (a fan-out hands it to each of its listeners)."""
+        """Send or queue one packet for the listener (a fan-out hands it to each of its listeners)."""
+        if self._direct is not None and self._direct.send(out):
+            self.relayed += 1
+            return
         if self._queue.full():
             self._queue.get_nowait()
             self.dropped += 1
@@ -134,6 +153,29 @@ class VoiceRelay:
         packet = await self._queue.get()
         self.relayed += 1
         return packet
+
+
+class DirectVoice:
+    """Sends a listener's packets on its sender as the speaker's packets arrive (install before
+    the sender starts): one Opus packet, one RTP packet, in the caller's step."""
+
+    def __init__(self, sender: RTCRtpSender) -> None:
+        self._direct = internals.DirectSend(sender)
+        self._sender = weakref.ref(sender)  # the sender holds the track that holds this
+
+    @property
+    def ready(self) -> bool:
+        return self._direct.ready
+
+    def send(self, packet: av.Packet) -> bool:
+        """Send ``packet`` (its pts on the listener's timeline, in 1/48000 s) now; False where
+        the sender cannot take it directly (the track's queue then carries it)."""
+        sender = self._sender()
+        if sender is None or not self._direct.ready:
+            return False
+        timestamp = int(packet.pts or 0)
+        frame_sent_directly(sender, timestamp)
+        return self._direct.send([bytes(packet)], timestamp)
 
 
 class _RelayOutput(MediaStreamTrack):

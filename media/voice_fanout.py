@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import deque
+from typing import Protocol
 
 import av
+from aiortc import RTCRtpSender
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media.encoded import WAKE_CHECK_S
-from media.voice import QUEUE_PACKETS, VoiceRelay
+from media.voice import QUEUE_PACKETS, DirectVoice, VoiceRelay
 
 
 class VoiceFanout(VoiceRelay):
@@ -28,8 +30,13 @@ class VoiceFanout(VoiceRelay):
         super().__init__(label)
         self._listeners: weakref.WeakSet[_Listener] = weakref.WeakSet()
 
-    def output(self) -> MediaStreamTrack:
+    def output(self, sender: RTCRtpSender | None = None) -> MediaStreamTrack:
+        return self._add_listener(sender)
+
+    def _add_listener(self, sender: RTCRtpSender | None) -> _Listener:
         listener = _Listener()
+        if sender is not None:
+            listener.direct = DirectVoice(sender)
         self._listeners.add(listener)
         return listener
 
@@ -50,6 +57,15 @@ class VoiceFanout(VoiceRelay):
             listener.stop()
 
 
+class PacketSink(Protocol):
+    """Sends a packet on a listener's sender now (media.voice.DirectVoice)."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    def send(self, packet: av.Packet) -> bool: ...
+
+
 class _Listener(MediaStreamTrack):
     """One listener's outgoing voice: the newest :data:`QUEUE_PACKETS` packets."""
 
@@ -59,9 +75,13 @@ class _Listener(MediaStreamTrack):
         super().__init__()
         self._queue: deque[av.Packet] = deque(maxlen=QUEUE_PACKETS)
         self._arrived = asyncio.Event()
+        # Sends a packet on the listener's sender now (False: it could not; the queue carries it).
+        self.direct: PacketSink | None = None
 
     def put(self, packet: av.Packet) -> int:
-        """Queue ``packet``; 1 if the oldest waiting packet was dropped for it, else 0."""
+        """Send or queue ``packet``; 1 if the oldest waiting packet was dropped for it, else 0."""
+        if self.direct is not None and self.direct.send(packet):
+            return 0
         dropped = int(len(self._queue) == self._queue.maxlen)
         self._queue.append(packet)
         self._arrived.set()

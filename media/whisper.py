@@ -14,16 +14,18 @@ the time, silence included); a whisper with no customer packet to ride on is not
 from __future__ import annotations
 
 import time
+import weakref
 from collections import deque
 
 import av
 import numpy as np
+from aiortc import RTCRtpSender
 from aiortc.codecs.opus import OpusDecoder, OpusEncoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media.voice import OPUS_RATE, QUEUE_PACKETS, VoiceRelay
-from media.voice_fanout import VoiceFanout
+from media.voice_fanout import PacketSink, VoiceFanout
 
 WHISPER_FRESH_S = 0.2  # a whisper packet older than this is dropped, not mixed in late
 
@@ -66,8 +68,12 @@ class WhisperedVoice(VoiceFanout):
         self.whisper = _WhisperIn(f"{label} whisper")
         self.mixed = 0  # packets the agent heard with a whisper in them
 
-    def output(self) -> MediaStreamTrack:
-        return _WhisperMix(self, super().output())
+    def output(self, sender: RTCRtpSender | None = None) -> MediaStreamTrack:
+        listener = self._add_listener(sender)
+        mix = _WhisperMix(self, listener)
+        if listener.direct is not None:
+            listener.direct = _MixedDirect(listener.direct, mix)  # the whisper goes in before it leaves
+        return mix
 
     def plain_output(self) -> MediaStreamTrack:
         return super().output()
@@ -93,6 +99,10 @@ class _WhisperMix(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         packet: av.Packet = await self._customer.recv()  # type: ignore[assignment]
+        return self.with_whisper(packet)
+
+    def with_whisper(self, packet: av.Packet) -> av.Packet:
+        """``packet`` with the next fresh whisper packet mixed in, or as it came if there is none."""
         whisper = self._voice.whisper.take()
         if whisper is None:
             return packet
@@ -128,6 +138,24 @@ class _WhisperMix(MediaStreamTrack):
     def stop(self) -> None:
         super().stop()
         self._customer.stop()
+
+
+class _MixedDirect:
+    """The agent's packets sent directly (media.voice.DirectVoice), each mixed first."""
+
+    def __init__(self, direct: PacketSink, mix: _WhisperMix) -> None:
+        self._direct = direct
+        self._mix = weakref.ref(mix)  # the mix holds the listener that holds this
+
+    @property
+    def ready(self) -> bool:
+        return self._direct.ready
+
+    def send(self, packet: av.Packet) -> bool:
+        mix = self._mix()
+        if mix is None or not self._direct.ready:
+            return False  # the track's queue carries it, and its recv mixes it
+        return self._direct.send(mix.with_whisper(packet))
 
 
 def _pcm(decoder: OpusDecoder, packet: av.Packet) -> np.ndarray | None:

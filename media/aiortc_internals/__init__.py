@@ -21,6 +21,7 @@ from media.aiortc_internals._datagram_reads import (
 )
 from media.aiortc_internals._decoding import decode_with_direct_hand_back
 from media.aiortc_internals._direct_receive import DirectReceive, receive_directly
+from media.aiortc_internals._direct_send import DirectSend
 from media.aiortc_internals._names import (
     ABS_CAPTURE_TIME_URI,
     PRIVATE_ATTRIBUTES,
@@ -91,6 +92,7 @@ __all__ = [
     "ABS_CAPTURE_TIME_URI",
     "ArrivalStamps",
     "DirectReceive",
+    "DirectSend",
     "NextEncodedFrame",
     "PRIVATE_ATTRIBUTES",
     "PRIVATE_METHODS",

@@ -24,9 +24,9 @@ def read_datagrams_whole_and_cheaply(pc: RTCPeerConnection) -> None:
         connection = gatherer._connection
         gather = connection.get_component_candidates  # aioice's own, public method
 
-        async def gathered(*args: Any, _gather: Any = gather, _connection: Any = connection, **kwargs: Any) -> Any:
-            candidates = await _gather(*args, **kwargs)
-            for protocol in _connection._protocols:
+        async def gathered(*args: Any, _gather: Any = gather, _on: Any = connection, **kw: Any) -> Any:
+            candidates = await _gather(*args, **kw)
+            for protocol in _on._protocols:
                 read_whole_and_cheaply(getattr(protocol, "transport", None))
             return candidates
 

@@ -46,6 +46,7 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("RTCRtpSender", "_RTCRtpSender__rtp_timestamp"),
     ("RTCRtpSender", "_RTCRtpSender__octet_count"),
     ("RTCRtpSender", "_RTCRtpSender__packet_count"),
+    ("RTCRtpSender", "_enabled"),  # DirectSend: a disabled sender drops its frames, as aiortc's loop
     # ... and its send_now: the DTLS transport's state, SRTP session and stats, the ICE pair in use.
     ("RTCDtlsTransport", "_state"),
     ("RTCDtlsTransport", "_tx_srtp"),

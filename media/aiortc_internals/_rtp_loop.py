@@ -189,22 +189,66 @@ def runs_stamped(sender: RTCRtpSender) -> bool:
     return isinstance(sender._RTCRtpSender__rtp_history, _SentDatagrams)  # type: ignore[attr-defined]
 
 
-async def _run_rtp(sender: Any, codec: RTCRtpCodecParameters, stock_loop: Any) -> None:
+def stamps(sender: Any) -> bool:
+    """Whether ``sender`` can run this module's loop: its history and extension map are aiortc's
+    own or the watched ones (any other hook keeps aiortc's loop)."""
     extensions = sender._RTCRtpSender__rtp_header_extensions_map
-    stock = sender._RTCRtpSender__rtp_history
+    history = sender._RTCRtpSender__rtp_history
     plain_map = type(extensions) in (HeaderExtensionsMap, _ExtensionsMap)
-    if type(stock) not in (dict, _WatchedHistory) or not plain_map:
+    return type(history) in (dict, _WatchedHistory) and plain_map
+
+
+class StampedStream:
+    """One started sender's stream: numbers, stamps, keeps and sends its frames' packets, and
+    counts them for its sender reports (what aiortc's loop does a frame, without a task hop)."""
+
+    def __init__(self, sender: Any, codec: RTCRtpCodecParameters) -> None:
+        self.sender = sender
+        self.extensions = sender._RTCRtpSender__rtp_header_extensions_map
+        stock = sender._RTCRtpSender__rtp_history
+        self.watch = stock.watch if isinstance(stock, _WatchedHistory) else None
+        self.mid = sender._RTCRtpSender__mid
+        payload_type = cast(int, codec.payloadType)  # set by the time a sender runs
+        self.stamper = RtpStamper(payload_type, sender._ssrc, self.extensions, self.mid)
+        self.history = sender._RTCRtpSender__rtp_history = _SentDatagrams(self.extensions)
+        self.sequence = aiortc.rtcrtpsender.random_sequence_number()
+        self.origin = random.getrandbits(32)
+
+    def send(self, frame: Any) -> list[bytes]:
+        """Send ``frame`` (aiortc's encoded frame: payloads, timestamp, audio level); the datagrams
+        left for aiortc's own path to send (a TURN relay's pair), in order, else none. Raises
+        ConnectionError when the transport is not connected, as aiortc's send does."""
+        sender = self.sender
+        timestamp = (self.origin + frame.timestamp) & 0xFFFFFFFF
+        ntp = clock.current_ntp_time()
+        size = aiortc.rtcrtpsender.RTP_HISTORY_SIZE  # read at each use (keep_retransmission_history)
+        own_blocks = None
+        if self.watch is not None or frame.audio_level is not None:
+            own_blocks = _show_packets(
+                self.watch, self.stamper, self.extensions, self.mid, frame, self.sequence, timestamp, ntp
+            )
+        datagrams = self.stamper.datagrams(frame.payloads, self.sequence, timestamp, ntp, own_blocks)
+        history, sequence = self.history, self.sequence
+        for datagram in datagrams:
+            history[sequence % size] = datagram
+            sequence = (sequence + 1) & 0xFFFF
+        self.sequence = sequence
+        left = [] if send_now(sender.transport, datagrams) else datagrams
+        # What the sender reports (RTCP SR) pairs the last packet's timestamp with its send time.
+        sender._RTCRtpSender__ntp_timestamp = ntp
+        sender._RTCRtpSender__rtp_timestamp = timestamp
+        sender._RTCRtpSender__octet_count += sum(map(len, frame.payloads))
+        sender._RTCRtpSender__packet_count += len(frame.payloads)
+        return left
+
+
+async def _run_rtp(sender: Any, codec: RTCRtpCodecParameters, stock_loop: Any) -> None:
+    if not stamps(sender):
         await stock_loop(codec)  # hooked some other way: aiortc's packets as they are
         return
-    watch = stock.watch if isinstance(stock, _WatchedHistory) else None
     sender._RTCRtpSender__rtp_started.set()
     try:  # everything after started is set: stop() waits for exited, set at the end whatever happens
-        payload_type = cast(int, codec.payloadType)  # set by the time a sender runs
-        mid = sender._RTCRtpSender__mid
-        stamper = RtpStamper(payload_type, sender._ssrc, extensions, mid)
-        history = sender._RTCRtpSender__rtp_history = _SentDatagrams(extensions)
-        sequence = aiortc.rtcrtpsender.random_sequence_number()
-        origin = random.getrandbits(32)
+        stream = StampedStream(sender, codec)
         while True:
             if not sender.track:
                 await asyncio.sleep(0.02)  # as aiortc's loop: no track yet (replaceTrack)
@@ -212,29 +256,18 @@ async def _run_rtp(sender: Any, codec: RTCRtpCodecParameters, stock_loop: Any) -
             frame = await sender._next_encoded_frame(codec)
             if frame is None:
                 continue
-            timestamp = (origin + frame.timestamp) & 0xFFFFFFFF
-            ntp = clock.current_ntp_time()
-            size = aiortc.rtcrtpsender.RTP_HISTORY_SIZE  # read at each use (keep_retransmission_history)
-            own_blocks = None
-            if watch is not None or frame.audio_level is not None:
-                own_blocks = _show_packets(watch, stamper, extensions, mid, frame, sequence, timestamp, ntp)
-            datagrams = stamper.datagrams(frame.payloads, sequence, timestamp, ntp, own_blocks)
-            for datagram in datagrams:
-                history[sequence % size] = datagram
-                sequence = (sequence + 1) & 0xFFFF
-            if not send_now(sender.transport, datagrams):
-                for datagram in datagrams:
-                    await sender.transport._send_rtp(datagram)  # aiortc's path (a TURN relay's, say)
-            # What the sender reports (RTCP SR) pairs the last packet's timestamp with its send time.
-            sender._RTCRtpSender__ntp_timestamp = ntp
-            sender._RTCRtpSender__rtp_timestamp = timestamp
-            sender._RTCRtpSender__octet_count += sum(map(len, frame.payloads))
-            sender._RTCRtpSender__packet_count += len(frame.payloads)
+            for datagram in stream.send(frame):
+                await sender.transport._send_rtp(datagram)  # aiortc's path (a TURN relay's, say)
     except (asyncio.CancelledError, ConnectionError, MediaStreamError):
         pass
     except Exception:
         # As aiortc's loop: whatever happened, stop() must not wait for the exit forever.
         logger.exception("RTP loop of sender %s failed", sender._ssrc)
+    finish(sender)
+
+
+def finish(sender: Any) -> None:
+    """What aiortc's loop does as it ends: the track stopped, the sender's exit set."""
     track = sender.track
     if track:
         track.stop()

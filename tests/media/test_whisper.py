@@ -14,6 +14,7 @@ from aiortc.jitterbuffer import JitterFrame
 
 from media.voice import OPUS_FRAME, OPUS_RATE, OPUS_TIME_BASE
 from media.whisper import WhisperedVoice
+from tests.media.voice_loopback import until_received, voice_to_a_peer
 
 
 def tone_packets(frequency: float, count: int, start_pts: int = 0) -> list[av.Packet]:
@@ -70,3 +71,25 @@ async def test_the_agent_hears_the_whisper_mixed_in_and_nobody_else_does():
     agent.stop()
     supervisor.stop()
     voice.close()
+
+
+async def test_sent_from_the_callback_the_agent_still_hears_the_whisper_mixed_in():
+    # The room sends the agent's share on its sender as each customer packet arrives (no queue,
+    # no track): the whisper must be mixed in on that path too.
+    voice = WhisperedVoice("direct")
+    async with voice_to_a_peer(voice.output) as payloads:
+        customer_packets, whisper_packets = tone_packets(500, 30, start_pts=96_000), tone_packets(1000, 20)
+        for i, packet in enumerate(customer_packets):
+            if i < len(whisper_packets):
+                voice.whisper._deliver(whisper_packets[i])
+            voice._deliver(packet)  # as the customer's receiver hands it on, in its callback
+        await until_received(payloads, len(customer_packets))
+    voice.close()
+    ear, heard = OpusDecoder(), []
+    for data in payloads:
+        packet = av.Packet(data)
+        packet.pts = 0
+        heard.append(tones(ear, packet))
+    assert all({500, 1000} <= h for h in heard[5:20]), heard  # past the codecs' start
+    assert payloads[20:] == [bytes(p) for p in customer_packets[20:]]  # the whisper stopped
+    assert voice.mixed == 20
