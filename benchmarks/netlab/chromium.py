@@ -6,7 +6,8 @@ root namespace has no route into the lab), so the whole playwright driver runs t
 process (:data:`DRIVER`, started by :func:`run_customer`) and prints its findings as one JSON
 line: the page joins, waits to be in a call, waits for the agent's video to play, then holds
 ``hold_s`` seconds and reads the inbound video's ``getStats`` before and after, and the picture's
-colours. :func:`inbound_figures` turns that into the figures the network test and the network
+colours; from the call's start it also reads its own upload every half second (``uploads``: its
+bandwidth estimate, the camera's bytes sent and frame width). :func:`inbound_figures` turns that into the figures the network test and the network
 suite report. Used by tests/network/test_chromium_in_lab.py and ``benchmarks.network``.
 """
 
@@ -57,9 +58,34 @@ INBOUND_VIDEO = '''async () => {
 }'''
 
 
+# The page's own upload: its estimate (the nominated pair's availableOutgoingBitrate) and camera.
+OUTBOUND = '''async () => {
+  const pc = window.__pcs[window.__pcs.length - 1];
+  if (!pc) return null;
+  let estimate = null, sent = 0, width = 0;
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === "candidate-pair" && s.nominated && s.availableOutgoingBitrate) estimate = s.availableOutgoingBitrate;
+    if (s.type === "outbound-rtp" && s.kind === "video") {
+      sent += s.bytesSent || 0;
+      width = Math.max(width, s.frameWidth || 0);
+    }
+  });
+  return { estimate, video_bytes_sent: sent, width };
+}'''
+
+
+async def sample_uploads(page, uploads, since):
+    while True:
+        upload = await page.evaluate(OUTBOUND)
+        if upload is not None:
+            uploads.append({"t": round(time.monotonic() - since, 2), **upload})
+        await asyncio.sleep(0.5)
+
+
 async def main(base, hold_s):
     args = [*BASE_ARGS, FAKE_UI, f"--unsafely-treat-insecure-origin-as-secure={base}"]
     out = {}
+    sampler = None
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
         try:
@@ -72,6 +98,8 @@ async def main(base, hold_s):
             await page.get_by_test_id("start-call").click()
             await expect(state(page)).to_have_attribute("data-state", "in_call", timeout=30_000)
             out["in_call_s"] = round(time.monotonic() - started, 3)
+            out["uploads"] = []  # t: seconds since in_call
+            sampler = asyncio.create_task(sample_uploads(page, out["uploads"], time.monotonic()))
             await playing(page, "remote-video", frames=30, timeout_s=20)
             out["playing_s"] = round(time.monotonic() - started, 3)
             video = page.get_by_test_id("remote-video")
@@ -88,6 +116,9 @@ async def main(base, hold_s):
         except Exception as exc:  # reported to the test, which fails with it
             out["error"] = f"{type(exc).__name__}: {exc}"
         finally:
+            if sampler is not None:
+                sampler.cancel()
+                await asyncio.gather(sampler, return_exceptions=True)
             await browser.close()
     print(json.dumps(out), flush=True)
 
