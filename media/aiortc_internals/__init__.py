@@ -19,7 +19,7 @@ from media.aiortc_internals._datagram_reads import (
     read_datagrams_whole_and_cheaply,
     read_whole_and_cheaply,
 )
-from media.aiortc_internals._decoding import decode_with_direct_hand_back
+from media.aiortc_internals._decoding import decode_with_direct_hand_back, take_decoded
 from media.aiortc_internals._direct_receive import DirectReceive, receive_directly
 from media.aiortc_internals._direct_send import DirectSend
 from media.aiortc_internals._names import (
@@ -50,6 +50,7 @@ from media.aiortc_internals._receivers import (
 )
 from media.aiortc_internals._rtp_loop import RtpStamper, runs_stamped, send_stamped_payloads
 from media.aiortc_internals._rtp_receive import take_received_rtp
+from media.aiortc_internals._transport_wide import TransportSequence
 from media.aiortc_internals._senders import (
     NextEncodedFrame,
     RtcpSend,
@@ -100,11 +101,13 @@ __all__ = [
     "RtpStamper",
     "TRANSPORT_CC_FEEDBACK",
     "TRANSPORT_CC_URI",
+    "TransportSequence",
     "answer_as_dtls_server",
     "answer_header_extension",
     "answer_transport_cc",
     "codecs",
     "decode_with_direct_hand_back",
+    "take_decoded",
     "decoder_thread_id",
     "drop_received_rtp",
     "encoder",
