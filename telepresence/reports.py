@@ -48,6 +48,20 @@ def waiting_status(ahead: int, free: int, seats: int, mean_handle_s: float) -> d
     }
 
 
+# json.dumps of waiting_status(), key for key and space for space, made without the dict.
+_WAITING_TEXT = (
+    '{"type": "queue_status", "state": "waiting", "position": %d, "expected_wait_s": %s, "capacity": false}'
+)
+
+
+def waiting_status_text(ahead: int, free: int, seats: int, mean_handle_s: float) -> str:
+    """``json.dumps(waiting_status(...))``, made straight as text: a centre's door makes one per
+    socket of a moved line (thousands when the head of a long queue leaves), and the dict and
+    its encoding cost 2.2-3.3 us a socket against 0.5 (measured here)."""
+    wait = expected_wait(ahead, free, seats, mean_handle_s)
+    return _WAITING_TEXT % (ahead + 1, "null" if wait is None else round(wait))
+
+
 @dataclass(kw_only=True, eq=False)  # a part of the switchboard, equal only to itself
 class Reports:
     """Queue statuses pushed to customers; gauges and aggregates for operations."""

@@ -144,9 +144,13 @@ class SocketConnection:
         self.close_code: int | None = None
 
     def send(self, message: dict[str, Any]) -> None:
+        if not self._closing:
+            self.send_text(json.dumps(message))
+
+    def send_text(self, text: str) -> None:
+        """:meth:`send` of a message already encoded as JSON text."""
         if self._closing:
             return
-        text = json.dumps(message)
         if self._writer_idle and self._outbox.empty():
             try:
                 rest = start_eagerly(self._websocket.send_text(text))

@@ -21,11 +21,12 @@ from redis.exceptions import RedisError
 from telepresence import protocol as p
 from telepresence.centre import keys
 from telepresence.centre.media_host import MediaHost
-from telepresence.centre.remote import SocketAddress, deliveries
+from telepresence.centre.remote import SocketAddress, deliveries, line_texts
 from telepresence.config import Settings
 from telepresence.metrics import Metrics
 from telepresence.protocol import ProtocolError
 from telepresence.sessions import Connection
+from telepresence.signalling import SocketConnection
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,9 @@ class Door:
         self.incarnation = incarnation
         self.me = f"{node}#{incarnation}"
         self._redis = redis
-        self.sockets: dict[str, Connection] = {}  # local socket id -> socket, from its first message
+        # Local socket id -> socket, from its first message (serve_socket's SocketConnection:
+        # a moved line's statuses are sent as text, send_text).
+        self.sockets: dict[str, SocketConnection] = {}
         self._unreported: list[str] = []  # closes not yet told to the leader (Redis was away)
         self._tasks: list[asyncio.Task[None]] = []
         self.media_host = MediaHost(
@@ -86,7 +89,7 @@ class Door:
         if isinstance(message, p.Ping):
             conn.send({"type": "pong"})  # liveness of this door, answered here
             return
-        self.sockets[conn.id] = conn  # before the leader can answer
+        self.sockets[conn.id] = conn  # type: ignore[assignment]  # before the leader can answer
         await self.to_leader(
             {"kind": "message", "conn": self.conn_id(conn), "body": message.model_dump_json()}
         )
@@ -166,7 +169,13 @@ class Door:
                 conn.close(code, reason)
             return
         sockets = self.sockets
-        for local_id, message in deliveries(entry):  # one message, or a queue's run of statuses
+        if "line" in entry:  # a queue's moved line: each status made as text, sent as it is
+            for local_id, text in line_texts(entry):
+                conn = sockets.get(local_id)
+                if conn is not None:  # None: closed since
+                    conn.send_text(text)
+            return
+        for local_id, message in deliveries(entry):  # one message, or a run of status rows
             conn = sockets.get(local_id)
             if conn is not None:  # None: closed since
                 conn.send(message)

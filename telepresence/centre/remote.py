@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from telepresence.reports import LineParams, waiting_status
+from telepresence.reports import LineParams, waiting_status, waiting_status_text
 from telepresence.sessions import Connection
 
 Message = dict[str, Any]
@@ -98,6 +98,14 @@ def deliveries(entry: Message) -> Iterator[tuple[str, Message]]:
             yield local_id, waiting_status(ahead, free, seats, mean)
     elif "send" in entry:
         yield entry["conn"], entry["send"]
+
+
+def line_texts(entry: Message) -> Iterator[tuple[str, str]]:
+    """(local socket id, JSON text) of a line entry's statuses: :func:`deliveries`' messages,
+    already encoded (a door sends them as they are)."""
+    free, seats, mean = entry["line"]
+    for local_id, ahead in zip(entry["ids"], entry["at"], strict=True):
+        yield local_id, waiting_status_text(ahead, free, seats, mean)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from collections import defaultdict
 from typing import Any
 
 from telepresence.centre.ids import DerivedIds
-from telepresence.centre.remote import Effects, RemoteConnection, SocketAddress, deliveries
-from telepresence.reports import waiting_status
+from telepresence.centre.remote import Effects, RemoteConnection, SocketAddress, deliveries, line_texts
+from telepresence.reports import waiting_status, waiting_status_text
 from telepresence.routing.estimate import expected_wait
 from telepresence.signalling import handle_frame
 from telepresence.switchboard import Switchboard
@@ -72,7 +72,12 @@ class LeaderLike:
         for node, entries in self.effects.take().items():
             for entry in json.loads(json.dumps(entries)):
                 self.entry_kinds.update(entry.keys() & {"line", "statuses", "send", "close"})
-                for local_id, message in deliveries(entry):
+                if "line" in entry:  # as the door sends them: made as text (Door._dispatch)
+                    sends = [(local_id, json.loads(text)) for local_id, text in line_texts(entry)]
+                    assert sends == list(deliveries(entry))
+                else:
+                    sends = list(deliveries(entry))
+                for local_id, message in sends:
                     self.delivered[f"{node}/{local_id}"].append(message)
 
     def offers(self, agent: str) -> list[str]:
@@ -154,3 +159,14 @@ def test_a_line_entry_gives_each_socket_its_place_and_wait():
     }
     assert list(deliveries(by_node["door2"][0])) == [("b", waiting_status(4, 1, 3, 240.0))]
     assert waiting_status(3, 0, 0, 240.0)["expected_wait_s"] is None  # nobody to serve them
+
+
+def test_a_waiting_status_made_as_text_is_the_leaders_message_encoded():
+    """The door sends a moved line's statuses as text made without the dict: byte for byte what
+    json.dumps makes of the leader's own message (waits of None, 0 and .5 roundings included)."""
+    for free, seats, mean in ((1, 3, 240.0), (0, 0, 180.0), (2, 5, 33.3), (0, 4, 0.0), (3, 3, 1.5)):
+        for ahead in (*range(40), 999, 10_000):
+            text = waiting_status_text(ahead, free, seats, mean)
+            assert text == json.dumps(waiting_status(ahead, free, seats, mean)), (ahead, free, seats, mean)
+    entry = {"line": [1, 3, 240.0], "ids": ["a", "b"], "at": [0, 7]}
+    assert [(i, json.loads(t)) for i, t in line_texts(entry)] == list(deliveries(entry))
