@@ -22,7 +22,9 @@ Both are cheap where aiortc is not: every sender runs the stamped RTP loop (one
 still on the capture clock), and what a peer receives is taken off the socket as plain RTP
 (media.aiortc_internals.take_received_rtp) and read from the bytes (benchmarks.capacity_wire):
 frames completed on the marker bit, abs-capture-time read from each frame's first packet,
-packets counted. The clients' receivers then send no receiver reports and no REMB of their own
+packets counted. As a browser, each peer offers transport-cc and numbers every packet it sends
+(benchmarks.capacity_offer), so the server does for it the work a browser's call gives it. The
+clients' receivers then send no receiver reports and no REMB of their own
 (no NACK, no PLI: loopback loses nothing): each customer tells the server once a second that
 its link takes :data:`CLEAN_LINK_BPS`, as a browser on a clean link would.
 """
@@ -57,6 +59,7 @@ from benchmarks.capacity_media import (
     encode_video_loop,
     offer_abs_capture_time,
 )
+from benchmarks.capacity_offer import TRANSPORT_CC_ID, offer_transport_cc
 from benchmarks.capacity_wire import FrameAssembler, PacketTally, WireReceiver
 from media import aiortc_internals as internals
 from media.capture_clock import align_sender_reports
@@ -116,6 +119,7 @@ class Signal:
 def _peer(role: str, tracks: dict[str, MediaStreamTrack]) -> tuple[RTCPeerConnection, dict[str, Any]]:
     """A peer laid out as the web client's (media.sections), its senders on the stamped RTP loop."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    numbering = internals.TransportSequence(TRANSPORT_CC_ID)  # one counter a transport, as a browser's
     sections = {}
     for section in sections_of(role):
         track = tracks.get(section.name)
@@ -123,7 +127,7 @@ def _peer(role: str, tracks: dict[str, MediaStreamTrack]) -> tuple[RTCPeerConnec
         transceiver = pc.addTransceiver(
             track if track and direction != "recvonly" else section.kind, direction=direction
         )
-        internals.send_stamped_payloads(transceiver.sender)
+        internals.send_stamped_payloads(transceiver.sender, numbering)
         sections[section.name] = transceiver
     internals.read_datagrams_whole_and_cheaply(pc)  # as the server's peers: not 256 KiB a datagram
     return pc, sections
@@ -139,7 +143,7 @@ async def _negotiate(
     """Offer, take the answer, and from then on hand what the peer receives to ``receiving``
     (``voice``: the section whose payload types are the voice's)."""
     await pc.setLocalDescription(await pc.createOffer())
-    sdp = pc.localDescription.sdp
+    sdp = offer_transport_cc(pc.localDescription.sdp)  # as a browser offers: the server answers it
     await signal.send("webrtc_offer", sdp=offer_abs_capture_time(sdp) if abs_capture_time else sdp)
     answer = (await signal.expect("webrtc_answer", timeout=30))["sdp"]
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))

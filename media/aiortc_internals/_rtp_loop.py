@@ -39,6 +39,7 @@ from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, RtpPacket
 
 from media.aiortc_internals._names import _wrap_method
 from media.aiortc_internals._senders import _WatchedHistory
+from media.aiortc_internals._transport_wide import TransportSequence, packed_with_element, with_element
 from media.aiortc_internals._transports import _ExtensionsMap, _unpack_extensions
 
 logger = logging.getLogger(__name__)
@@ -54,18 +55,32 @@ class RtpStamper:
     Args:
         payload_type, ssrc: the stream's.
         extensions: the sender's negotiated header-extension map; mid: its section's mid.
+        transport_sequence: where each packet takes its transport-wide sequence number from, if
+            it carries one (a browser's does where transport-cc was negotiated; aiortc's never).
     """
 
     def __init__(
-        self, payload_type: int, ssrc: int, extensions: HeaderExtensionsMap, mid: str | None
+        self,
+        payload_type: int,
+        ssrc: int,
+        extensions: HeaderExtensionsMap,
+        mid: str | None,
+        transport_sequence: TransportSequence | None = None,
     ) -> None:
         self.payload_type = payload_type
         self.ssrc = ssrc
-        profile, block = extensions.set(HeaderExtensions(mid=mid, abs_send_time=0))
-        _, marked = extensions.set(HeaderExtensions(mid=mid, abs_send_time=ABS_SEND_TIME_MASK))
-        # Where abs-send-time's 3 bytes sit in the block (None: not negotiated).
-        at = next((i for i, (a, b) in enumerate(zip(block, marked, strict=True)) if a != b), None)
-        self._abs_send_time_at = None if at is None else 4 + at
+        self.transport_sequence = transport_sequence
+
+        def block_of(abs_send_time: int, transport_wide: bytes) -> tuple[int, bytes]:
+            profile, block = extensions.set(HeaderExtensions(mid=mid, abs_send_time=abs_send_time))
+            if transport_sequence is None:
+                return profile, block
+            return with_element(profile, block, transport_sequence.extension_id, transport_wide)
+
+        profile, block = block_of(0, b"\0\0")
+        # Where abs-send-time's 3 bytes and the transport-wide number's 2 sit (None: not sent).
+        self._abs_send_time_at = _changed_at(block, block_of(ABS_SEND_TIME_MASK, b"\0\0")[1])
+        self._sequence_at = _changed_at(block, block_of(0, b"\xff\xff")[1])
         self._extension = bytearray(pack("!HH", profile, len(block) // 4) + block) if block else None
         self._first_byte = 0x90 if block else 0x80  # version 2, the X bit where there are extensions
 
@@ -88,6 +103,8 @@ class RtpStamper:
             extension = bytes(self._extension)
         first, last, ssrc = self._first_byte, len(payloads) - 1, self.ssrc
         plain, marked = self.payload_type, self.payload_type | 0x80  # the marker bit: the frame's end
+        if self.transport_sequence is not None and self._sequence_at is not None:
+            return self._numbered(payloads, sequence, timestamp, own_blocks or {})
         datagrams = [
             pack(HEADER, first, marked if i == last else plain, (sequence + i) & 0xFFFF, timestamp, ssrc)
             + extension
@@ -102,6 +119,31 @@ class RtpStamper:
                 + payloads[i]
             )
         return datagrams
+
+    def _numbered(
+        self, payloads: list[bytes], sequence: int, timestamp: int, own_blocks: dict[int, bytes]
+    ) -> list[bytes]:
+        """:meth:`datagrams` for a stream that numbers each packet transport-wide too."""
+        assert self.transport_sequence is not None and self._extension is not None
+        ident, number = self.transport_sequence.extension_id, self.transport_sequence.take(len(payloads))
+        extension, at, last, out = self._extension, cast(int, self._sequence_at), len(payloads) - 1, []
+        for i, payload in enumerate(payloads):
+            wide = ((number + i) & 0xFFFF).to_bytes(2, "big")
+            if i in own_blocks:
+                block = packed_with_element(own_blocks[i], ident, wide)
+            else:
+                extension[at : at + 2] = wide
+                block = bytes(extension)
+            marker = self.payload_type | (0x80 if i == last else 0)
+            header = pack(HEADER, 0x90, marker, (sequence + i) & 0xFFFF, timestamp, self.ssrc)  # X bit set
+            out.append(header + block + payload)
+        return out
+
+
+def _changed_at(block: bytes, changed: bytes) -> int | None:
+    """The offset, in a packet's extension header, of the first byte where two blocks differ."""
+    at = next((i for i, (a, b) in enumerate(zip(block, changed, strict=True)) if a != b), None)
+    return None if at is None else 4 + at
 
 
 def packed_extensions(extensions: HeaderExtensionsMap, values: HeaderExtensions) -> bytes:
@@ -169,11 +211,15 @@ def send_now(dtls: RTCDtlsTransport, datagrams: list[bytes]) -> bool:
     return True
 
 
-def send_stamped_payloads(sender: RTCRtpSender) -> None:
+def send_stamped_payloads(
+    sender: RTCRtpSender, transport_sequence: TransportSequence | None = None
+) -> None:
     """Run ``sender``'s RTP with :class:`RtpStamper` instead of aiortc's loop, from when it starts
     (call before; a sender whose history or extension map another hook replaced keeps aiortc's
-    loop; one watched with ``watch_sent_rtp`` or carrying abs-capture-time runs this one)."""
+    loop; one watched with ``watch_sent_rtp`` or carrying abs-capture-time runs this one).
+    ``transport_sequence``: number each packet transport-wide from it, as a browser does."""
     own = weakref.ref(sender)
+    sender._transport_sequence = transport_sequence  # type: ignore[attr-defined]  # StampedStream's
 
     def wrap(stock_loop):
         def run_rtp(codec: RTCRtpCodecParameters):
@@ -209,7 +255,8 @@ class StampedStream:
         self.watch = stock.watch if isinstance(stock, _WatchedHistory) else None
         self.mid = sender._RTCRtpSender__mid
         payload_type = cast(int, codec.payloadType)  # set by the time a sender runs
-        self.stamper = RtpStamper(payload_type, sender._ssrc, self.extensions, self.mid)
+        numbering = getattr(sender, "_transport_sequence", None)  # send_stamped_payloads'
+        self.stamper = RtpStamper(payload_type, sender._ssrc, self.extensions, self.mid, numbering)
         self.history = sender._RTCRtpSender__rtp_history = _SentDatagrams(self.extensions)
         self.sequence = aiortc.rtcrtpsender.random_sequence_number()
         self.origin = random.getrandbits(32)
