@@ -33,8 +33,9 @@ from benchmarks import browser_summary as summary
 from benchmarks import chrome
 from benchmarks.browser_probes import init_script
 from benchmarks.capacity_procs import tree_ticks
-from benchmarks.chrome import agent_takes_the_call, browser_pid, chromium, customer_joins, new_page, state
+from benchmarks.chrome import agent_takes_the_call, chromium, customer_joins, new_page, state
 from benchmarks.progress import progress
+from media.answer import BROWSER_START_KBPS as START_KBPS
 from telepresence.auth import Claims, TokenAuthority, load_or_create_secret
 
 SECRET = "bench-browser-secret-0123456789abcdef"
@@ -43,9 +44,9 @@ BOTH = ["camera", "microphone"]
 DIRECT_PAGE = "http://127.0.0.1:9/direct"  # answered by page.route, never by the network
 
 
-# A direct call, no server: the sending page offers, the receiving page answers (through
-# Python), each sending a microphone and a camera, with the web client's connection settings
-# (max-bundle, no ICE servers, ICE gathered before the description goes out).
+# A direct call, no server: the sending page offers, the receiving page answers (through Python),
+# each sending a microphone and a camera, with the web client's connection settings (max-bundle,
+# no ICE servers, ICE gathered before the description goes out) and the server's start bitrate.
 # The sending page is laid out as the agent console's call view: its own camera in the first tile
 # (a copy, web_client/js/agent-call.js's constraints, as the console shows it while the customer's
 # picture is that camera) and the other side's camera in the second; the console's Chromium does
@@ -160,31 +161,8 @@ def _now_ms() -> float:
     return time.time() * 1000
 
 
-SIDES = ("agent", "customer")
 # Each side's Chromium is launched with a label of this run's own (another run may be going on).
-LABELS = {side: f"{side}-{os.getpid()}" for side in SIDES}
-
-
-def _browser_ticks() -> dict[str, dict[int, int] | None]:
-    """CPU ticks of each side's Chromium, by process (renderers come and go with the calls)."""
-    pids = {side: browser_pid(LABELS[side]) for side in SIDES}
-    return {side: tree_ticks(pid, reaped=False) if pid is not None else None for side, pid in pids.items()}
-
-
-def _browser_cpu_pct(before: dict[str, dict[int, int] | None], seconds: float) -> dict[str, float | None]:
-    """Each side's Chromium CPU since ``before``, % of one core (None: not found): the same two
-    browsers serve both paths, so this shows what each path costs them."""
-    after = _browser_ticks()
-    hz = os.sysconf("SC_CLK_TCK")
-    cpu: dict[str, float | None] = {}
-    for side in SIDES:
-        then, now = before[side], after[side]
-        if then is None or now is None:
-            cpu[side] = None
-            continue
-        ticks = sum(t - then.get(pid, 0) for pid, t in now.items())
-        cpu[side] = round(ticks / hz / seconds * 100, 1)
-    return cpu
+LABELS = {side: f"{side}-{os.getpid()}" for side in ("agent", "customer")}
 
 
 @dataclass
@@ -281,12 +259,12 @@ async def _windows(sender, receiver, plan: Plan, label: str, server: Server | No
     async def window(name: str) -> None:
         marks[f"{name}_t0"] = _now_ms()
         cpu_before = server.cpu_s() if server else 0.0
-        browsers_before = _browser_ticks()
+        browsers_before = chrome.browser_ticks(LABELS)
         for _ in progress(range(int(plan.window_s * 4)), desc=f"{label} {name}"):
             await asyncio.sleep(0.25)
         marks[f"{name}_t1"] = _now_ms()
         seconds = (marks[f"{name}_t1"] - marks[f"{name}_t0"]) / 1000
-        browsers_cpu[name] = _browser_cpu_pct(browsers_before, seconds)
+        browsers_cpu[name] = chrome.browser_cpu_pct(LABELS, browsers_before, seconds)
         if server:
             cpu[name] = (server.cpu_s() - cpu_before) / seconds * 100
             receipts[name] = await sender.evaluate(RECEIPT)
@@ -368,9 +346,11 @@ async def direct_call(agents, customers, plan: Plan, codec: str | None) -> dict[
         await sender.add_init_script(init_script(source=True))
         await _call_view(receiver, CUSTOMER_VIEW)
         await _call_view(sender, AGENT_VIEW)
+        # Both uploads start their estimates where the server's call starts them: like for like.
         offer = await sender.evaluate(DIRECT_OFFER, [codec, AGENT_SELF_VIEW])
+        offer = chrome.with_start_bitrate(offer, START_KBPS)
         answer = await receiver.evaluate(DIRECT_ANSWER, [offer, CUSTOMER_SELF_VIEW])
-        await sender.evaluate(DIRECT_ACCEPT, answer)
+        await sender.evaluate(DIRECT_ACCEPT, chrome.with_start_bitrate(answer, START_KBPS))
         result = await _windows(sender, receiver, plan, "direct", None)
         result["page_errors"] = receiver.errors + sender.errors  # type: ignore[attr-defined]
         return result
@@ -394,7 +374,8 @@ async def _run(plan: Plan) -> dict[str, Any]:
                 direct = summary.analyse(await direct_call(agents, customers, plan, codec))
                 via_server = summary.analyse(await server_call(agents, customers, plan))
             runs.append({"server": via_server, "direct": direct})
-    return {**summary.summarise(runs, window_s=plan.window_s), "chromium": chrome.launch_settings()}
+    launched = {"chromium": chrome.launch_settings(), "start_kbps": START_KBPS}
+    return {**summary.summarise(runs, window_s=plan.window_s), **launched}
 
 
 def run(quick: bool) -> dict[str, Any]:

@@ -1,11 +1,13 @@
 """Chromium for the media browser tests and the benchmarks (browser, network): Debian's Chromium with fake
-devices, fake camera clips, JavaScript probes that prove a <video> element really plays, and the
-two pages' way into a call (a customer joins on `/`, an agent accepts on `/agent`)."""
+devices, fake camera clips, JavaScript probes that prove a <video> element really plays, the
+two pages' way into a call (a customer joins on `/`, an agent accepts on `/agent`), each labelled
+browser's CPU, and the server's start bitrate for a direct call's descriptions."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import tempfile
 from collections.abc import AsyncIterator, Sequence
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+
+from benchmarks.capacity_procs import tree_ticks
 
 CHROMIUM = Path("/usr/bin/chromium")
 BASE_ARGS = [
@@ -34,6 +38,8 @@ TIMEOUT_MS = 10_000
 
 RED = (200, 20, 20)
 LABEL_SWITCH = "--telepresence-bench"
+START_BITRATE = "x-google-start-bitrate"
+NOT_CODECS = ("rtx", "red", "ulpfec", "flexfec-03")  # video payload types that carry no picture of their own
 
 
 def browser_pid(label: str) -> int | None:
@@ -50,6 +56,31 @@ def browser_pid(label: str) -> int | None:
         if wanted in argv and not any(arg.startswith(b"--type=") for arg in argv):
             return int(entry)
     return None
+
+
+def browser_ticks(labels: dict[str, str]) -> dict[str, dict[int, int] | None]:
+    """CPU ticks of each labelled Chromium (``label`` of :func:`chromium`), by process (renderers
+    come and go with the calls); None for one not running."""
+    pids = {side: browser_pid(label) for side, label in labels.items()}
+    return {side: tree_ticks(pid, reaped=False) if pid is not None else None for side, pid in pids.items()}
+
+
+def browser_cpu_pct(
+    labels: dict[str, str], before: dict[str, dict[int, int] | None], seconds: float
+) -> dict[str, float | None]:
+    """Each labelled Chromium's CPU since ``before`` (:func:`browser_ticks`), % of one core (None:
+    not found)."""
+    after = browser_ticks(labels)
+    hz = os.sysconf("SC_CLK_TCK")
+    cpu: dict[str, float | None] = {}
+    for side in labels:
+        then, now = before[side], after[side]
+        if then is None or now is None:
+            cpu[side] = None
+            continue
+        ticks = sum(t - then.get(pid, 0) for pid, t in now.items())
+        cpu[side] = round(ticks / hz / seconds * 100, 1)
+    return cpu
 
 
 def write_card(
@@ -79,6 +110,24 @@ def write_card(
 def launch_settings() -> dict[str, object]:
     """What :func:`chromium` is told beyond its defaults: a figure taken so must say so."""
     return {"args": os.environ.get(EXTRA_ARGS_ENV, ""), "headed": bool(os.environ.get(HEADED_ENV))}
+
+
+def with_start_bitrate(sdp: str, kbps: int) -> str:
+    """``sdp`` with libwebrtc's ``x-google-start-bitrate`` on every video codec but RTX/FEC/RED, as
+    the server's answers carry it (media.answer.BROWSER_START_KBPS): given to a direct call's remote
+    descriptions, its browsers start their upload estimates where the server's call starts them."""
+    rtpmap = re.compile(r"a=rtpmap:(\d+) ([\w-]+)/90000")
+    video = {m.group(1) for m in rtpmap.finditer(sdp) if m.group(2).lower() not in NOT_CODECS}
+    lines = sdp.split("\r\n")
+    with_fmtp = {line.split()[0][len("a=fmtp:") :] for line in lines if line.startswith("a=fmtp:")}
+    out = []
+    for line in lines:
+        fmtp = line.startswith("a=fmtp:") and line.split()[0][len("a=fmtp:") :]
+        out.append(f"{line};{START_BITRATE}={kbps}" if fmtp in video else line)
+        found = rtpmap.match(line)
+        if found and found.group(1) in video and found.group(1) not in with_fmtp:
+            out.append(f"a=fmtp:{found.group(1)} {START_BITRATE}={kbps}")
+    return "\r\n".join(out)
 
 
 @contextlib.asynccontextmanager

@@ -280,8 +280,7 @@ def test_the_quick_suite_runs_both_calls():
 
 @pytest.mark.browser
 async def test_each_sides_chromium_is_found_by_its_label_and_its_cpu_counted():
-    from benchmarks.browser import _browser_cpu_pct, _browser_ticks
-    from benchmarks.chrome import CHROMIUM, chromium, new_page
+    from benchmarks.chrome import CHROMIUM, browser_cpu_pct, browser_ticks, chromium, new_page
 
     if not CHROMIUM.exists():
         pytest.skip(f"needs Debian's Chromium at {CHROMIUM}")
@@ -289,11 +288,11 @@ async def test_each_sides_chromium_is_found_by_its_label_and_its_cpu_counted():
 
     async with chromium(label=LABELS["agent"]) as agents:
         page = await new_page(agents)
-        before = _browser_ticks()
+        before = browser_ticks(LABELS)
         assert before["agent"] is not None and len(before["agent"]) >= 2  # the browser and its helpers
         assert before["customer"] is None  # not launched: unknown, not 0 %
         await page.evaluate("() => { const end = performance.now() + 400; while (performance.now() < end); }")
-        cpu = _browser_cpu_pct(before, 0.5)
+        cpu = browser_cpu_pct(LABELS, before, 0.5)
     assert cpu["agent"] is not None and cpu["agent"] > 20  # the busy page, counted in its renderer
     assert cpu["customer"] is None
 
@@ -325,3 +324,20 @@ def test_a_result_says_which_chromium_switches_it_was_taken_with(monkeypatch) ->
     monkeypatch.setenv(chrome.EXTRA_ARGS_ENV, "--disable-rtc-smoothness-algorithm")
     monkeypatch.setenv(chrome.HEADED_ENV, "1")
     assert chrome.launch_settings() == {"args": "--disable-rtc-smoothness-algorithm", "headed": True}
+
+
+def test_a_direct_calls_descriptions_carry_the_servers_start_bitrate() -> None:
+    from benchmarks.chrome import with_start_bitrate
+
+    sdp = "\r\n".join([
+        "v=0", "m=audio 9 UDP/TLS/RTP/SAVPF 111", "a=rtpmap:111 opus/48000/2", "a=fmtp:111 minptime=10",
+        "m=video 9 UDP/TLS/RTP/SAVPF 96 97 103 104 116", "a=rtpmap:96 VP8/90000", "a=rtcp-fb:96 nack",
+        "a=rtpmap:97 rtx/90000", "a=fmtp:97 apt=96", "a=rtpmap:103 H264/90000",
+        "a=fmtp:103 packetization-mode=1", "a=rtpmap:104 rtx/90000", "a=fmtp:104 apt=103",
+        "a=rtpmap:116 red/90000", "",
+    ])
+    lines = with_start_bitrate(sdp, 1000).split("\r\n")
+    assert "a=fmtp:96 x-google-start-bitrate=1000" in lines  # VP8 had no fmtp line
+    assert "a=fmtp:103 packetization-mode=1;x-google-start-bitrate=1000" in lines
+    assert "a=fmtp:97 apt=96" in lines and "a=fmtp:111 minptime=10" in lines  # RTX and audio untouched
+    assert sum("x-google" in line for line in lines) == 2  # not on RED either
