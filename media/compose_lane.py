@@ -10,7 +10,8 @@ so the decoder's thread can do both itself and hand back the encoded frame: one 
 :class:`ComposeLane` is the meeting point. The pump :meth:`~ComposeLane.arm`\\ s it with the work
 for the next frame (media.compositor ``recv_through``: put into the slot, compose, encode); the
 decoder's thread :meth:`~ComposeLane.offer`\\ s each frame it decodes (media.aiortc_internals
-``take_decoded``). An armed lane takes the frame and runs the work there; a lane not armed (the
+``take_decoded``) while it keeps up (a decoder with frames waiting offers none: it must not fall
+further behind). An armed lane takes the frame and runs the work there; a lane not armed (the
 pump busy with a frame, the fallback clock composing, the camera forwarded as it came, another
 input the primary) lets it go the usual way: the track, its drain, the slot. Arming and taking
 are one lock's exchange, so a frame is taken at most once and only while the pump waits.

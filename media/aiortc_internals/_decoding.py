@@ -38,9 +38,10 @@ _TAKERS: weakref.WeakKeyDictionary[asyncio.Queue, Taker] = weakref.WeakKeyDictio
 
 def take_decoded(track: Any, taker: Taker | None) -> bool:
     """From now on, ``taker(frame)`` is called on ``track``'s decoder thread with each frame it
-    decodes, before it goes to the track; a frame it takes (returns True) does not go on (the track
-    never gives it). ``None`` removes the taker. False (nothing installed) when ``track`` is not a
-    receiver's or its frames do not go through :func:`decoder_worker`."""
+    decodes while no other frame waits to be decoded, before it goes to the track; a frame it takes
+    (returns True) does not go on (the track never gives it). ``None`` removes the taker. False
+    (nothing installed) when ``track`` is not a receiver's or its frames do not go through
+    :func:`decoder_worker`."""
     output_q = getattr(track, "_queue", None)
     if not isinstance(output_q, asyncio.Queue) or aiortc.rtcrtpreceiver.decoder_worker is not decoder_worker:
         return False
@@ -97,7 +98,11 @@ def decoder_worker(
             decode_error.set()
             continue
         for frame in frames:
-            if _taken(output_q, frame):
+            # Only a decoder keeping up offers its frame: one that is behind (more frames waiting)
+            # hands it back as ever, keeps decoding while the loop composes and an executor
+            # encodes, and the slot keeps the newest. Taking frames then would run each frame's
+            # compose and encode after its decode on this one thread, and the wait would grow.
+            if input_q.empty() and _taken(output_q, frame):
                 continue
             if not _hand_back(loop, output_q, frame):
                 return

@@ -4,11 +4,15 @@ CompositorTrack.recv_through, and a real room call whose composites are encoded 
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
+import time
 
+import aiortc.rtcrtpreceiver
 import numpy as np
 import pytest
 
+from media import aiortc_internals as internals
 from media.browser import BrowserPeer
 from media.compose_lane import ComposeLane
 from media.compositor import CompositorTrack
@@ -16,6 +20,7 @@ from media.layout import AGENT, SCREEN, SIZES, compute_layout
 from media.planes import frame_planes
 from media.room import Room
 from media.sources import ScreenTrack, TestCardTrack
+from tests.media.test_decoding import VP8, encoded_frames
 from tests.media.test_room import chroma_v, wait_for
 
 
@@ -171,3 +176,34 @@ async def test_a_detached_inputs_lane_takes_nothing_more_and_its_waiter_goes_on(
     composite, result = await asyncio.wait_for(waiting, 2)  # the clock's frame: the placeholder
     assert result is None and compositor.slot(AGENT).latest is None
     await compositor.close()
+
+
+async def test_a_decoder_that_is_behind_hands_its_frames_back_and_offers_only_when_it_caught_up():
+    """Composing and encoding on the decoder's thread must not make the decoder fall further behind:
+    with frames waiting to be decoded, each goes back to the loop (the slot keeps the newest)."""
+    frames = await encoded_frames(4)
+    loop = asyncio.get_running_loop()
+    inputs: queue.Queue = queue.Queue()
+    outputs: asyncio.Queue = asyncio.Queue()
+    for frame in frames:  # all four wait before the decoder starts: it is three behind
+        inputs.put((VP8, frame))
+    taken = []
+    assert internals.take_decoded(_Track(outputs), lambda frame: taken.append(frame.pts) is None)
+    worker = threading.Thread(
+        target=aiortc.rtcrtpreceiver.decoder_worker, args=(loop, inputs, outputs, threading.Event())
+    )
+    worker.start()
+    back = [(await asyncio.wait_for(outputs.get(), 10)).pts for _ in range(3)]
+    await asyncio.to_thread(lambda: [time.sleep(0.01) for _ in range(500) if not taken])
+    inputs.put(None)
+    assert await asyncio.wait_for(outputs.get(), 10) is None  # the end, after the taken frame
+    worker.join(5)
+    assert back == [f.timestamp for f in frames[:3]]  # behind: handed back, in order
+    assert taken == [frames[3].timestamp]  # caught up: offered, and taken
+
+
+class _Track:
+    """A receiver's track as aiortc makes it, for take_decoded: its decoder's output queue."""
+
+    def __init__(self, queue: asyncio.Queue) -> None:
+        self._queue = queue
