@@ -69,7 +69,7 @@ class Reception:
                 await self._rejoin(conn, existing.ticket)  # a crashed tab joining again keeps its place
                 return
             raise ProtocolError("already_queued", "you are already in the queue in another tab")
-        key = QueueKey(message.skill.lower(), message.language.lower())
+        key = self.matchmaker.queues.key(QueueKey(message.skill.lower(), message.language.lower()))
         self._check_queue(key)
         customer_id = customer_id or self.ids.new_id("cust")
         now = self.clock()

@@ -24,6 +24,9 @@ async def test_a_snapshot_restores_every_socket_from_its_id_alone():
     # A socket is pickled as its id (a reference to its key in the socket table): no address
     # object and state dict each, which were ~15 % of a capture at 10,000 waiting.
     assert b"SocketAddress" not in data
+    # One key object per queue, shared by its customers: pickled once, not once each.
+    waiting = list(side.switchboard.directory.customers.values())
+    assert len(waiting) == 6 and all(session.key is waiting[0].key for session in waiting)
     target = LeaderLike(lines=True)
     effects = Effects()
     restored = snapshot.restore(data, target.switchboard, MediaRouter(effects), effects)
@@ -33,6 +36,7 @@ async def test_a_snapshot_restores_every_socket_from_its_id_alone():
     for conn_id, conn in restored.conns.items():
         assert directory.by_conn[conn_id].conn is conn  # one object, shared as before
         assert conn.address == SocketAddress.parse(conn_id)
+    assert len({id(session.key) for session in directory.customers.values()}) == 1
     customer = next(s for s in directory.customers.values() if s.name == "c2")
     customer.conn.send({"type": "pong"})  # bound to the restoring leader's effects
     assert effects.take()[customer.conn.address.node][0]["send"] == {"type": "pong"}
