@@ -40,6 +40,7 @@ class DirectSend:
 
     def __init__(self, sender: RTCRtpSender) -> None:
         self.sent = 0
+        self.failed = 0
         self._stream: StampedStream | None = None
         self._sender = weakref.ref(sender)  # the sender holds the track that holds this
         self._left: deque[bytes] = deque(maxlen=LEFT_DATAGRAMS)
@@ -71,6 +72,12 @@ class DirectSend:
         try:
             left = stream.send(RTCEncodedFrame(payloads, timestamp, None))
         except ConnectionError:
+            return False
+        except Exception:
+            # Called from a speaker's receive path: whatever went wrong here must not end it.
+            self.failed += 1
+            if self.failed == 1:
+                logger.exception("direct RTP of sender %s failed", stream.stamper.ssrc)
             return False
         if left:
             self._left.extend(left)
