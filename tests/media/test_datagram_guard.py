@@ -4,7 +4,9 @@ every peer the server answers (WHIP/WHEP doors, hosts, monitors, taps) is guarde
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from collections.abc import AsyncIterator
 
 from aiortc import RTCPeerConnection
 
@@ -43,14 +45,21 @@ def test_what_is_harmful() -> None:
     assert not harmful(b"\x00")  # STUN never gets here; anything else is dropped by aiortc
 
 
-async def test_every_answered_peer_is_guarded() -> None:
+@contextlib.asynccontextmanager
+async def answered_peer() -> AsyncIterator[tuple[RTCPeerConnection, RTCPeerConnection]]:
+    """A peer as media.answer answers an audio and video offer, and the offerer."""
     offerer = RTCPeerConnection()
     offerer.addTransceiver("audio")
     offerer.addTransceiver("video")
     await offerer.setLocalDescription(await offerer.createOffer())
     pc, _, _ = await receive_offer(offerer.localDescription.sdp)
     try:
-        assert internals.is_guarded(pc)
+        yield pc, offerer
     finally:
         await close_peer(pc)
         await offerer.close()
+
+
+async def test_every_answered_peer_is_guarded() -> None:
+    async with answered_peer() as (pc, _):
+        assert internals.is_guarded(pc)

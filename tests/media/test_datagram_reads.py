@@ -7,10 +7,8 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from aiortc import RTCPeerConnection
-
 from media import aiortc_internals as internals
-from media.answer import close_peer, receive_offer
+from tests.media.test_datagram_guard import answered_peer
 
 LARGEST_UDP_PAYLOAD = 65507  # IPv4: 65,535 less the IP and UDP headers
 
@@ -45,16 +43,8 @@ async def test_a_capped_socket_still_reads_the_largest_datagram_whole() -> None:
 
 
 async def test_every_answered_peer_reads_its_datagrams_into_64_kib() -> None:
-    offerer = RTCPeerConnection()
-    offerer.addTransceiver("audio")
-    offerer.addTransceiver("video")
-    await offerer.setLocalDescription(await offerer.createOffer())
-    pc, _, _ = await receive_offer(offerer.localDescription.sdp)
-    try:
+    async with answered_peer() as (pc, offerer):
         await pc.setLocalDescription(await pc.createAnswer())  # gathers: the sockets open
         sizes = internals.read_buffer_sizes(pc)
         assert sizes and all(size == 65536 for size in sizes), sizes
         assert all(size == 256 * 1024 for size in internals.read_buffer_sizes(offerer)), "asyncio's own"
-    finally:
-        await close_peer(pc)
-        await offerer.close()
