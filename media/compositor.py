@@ -18,9 +18,6 @@ The frame path, in the order it runs (see DESIGN "Frame path and latency budget"
   it (media.source_spacing): frames bunched on the way in are not shown as one by a browser.
 - ``set_layout`` changes geometry in place (no renegotiation) and cross-fades
   from the last output picture, so a switch never shows a black frame.
-- ``recv_through`` is ``recv`` for the program's pump: the primary's next fresh frame may be
-  composed, and encoded, on its decoder's thread (media.compose_lane); composing holds a lock
-  that layout changes and new inputs take too.
 """
 
 from __future__ import annotations
@@ -29,19 +26,15 @@ import asyncio
 import fractions
 import functools
 import logging
-import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import av
 import cv2
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from media import aiortc_internals as internals
 from media.capture_clock import CompositeTimes
-from media.compose_lane import ComposeLane
 from media.frame_pool import FramePool, split_yuv420
 from media.layout import AGENT, AVATAR, LAYOUTS, SCREEN, Rect, Size, Tile, compute_layout, parse_size
 from media.receipt import LatencyReceipt
@@ -99,13 +92,9 @@ class CompositorTrack(MediaStreamTrack):
         self.receipt = receipt if receipt is not None else LatencyReceipt()
         self._clock = clock
         self._layout = layout
-        # compose() may run on a decoder's thread (recv_through): what it reads and the loop
-        # changes (the layout, the slots, the output buffers) changes under this lock.
-        self._lock = threading.Lock()
         self.screen_limits = ScreenLimits(clock)  # the screen's rate and detail (media.screen_limits)
         self.slots: dict[str, FrameSlot] = {}
         self.drains: dict[str, TrackDrain] = {}
-        self.lanes: dict[str, ComposeLane] = {}  # inputs decoded here: their decoder threads
         w, h = self.size.width, self.size.height
         self._layout_key: tuple | None = None
         self._tiles: list[Tile] = []
@@ -140,8 +129,7 @@ class CompositorTrack(MediaStreamTrack):
         """The slot for input ``name``, created on first use (a screen hides when it ends, others freeze)."""
         slot = self.slots.get(name)
         if slot is None:
-            with self._lock:
-                slot = self.slots[name] = self.screen_limits.slot(name) if name == SCREEN else FrameSlot(name)
+            slot = self.slots[name] = self.screen_limits.slot(name) if name == SCREEN else FrameSlot(name)
         return slot
 
     async def attach(self, name: str, track: MediaStreamTrack, *, label: str = "") -> TrackDrain:
@@ -153,18 +141,11 @@ class CompositorTrack(MediaStreamTrack):
         await self.detach(name, clear=False)
         drain = TrackDrain(track, self.slot(name), label=f"{label} {name}".strip())
         self.drains[name] = drain
-        lane = ComposeLane(name)
-        if internals.take_decoded(track, lane.offer):  # a receiver's track: recv_through may use it
-            self.lanes[name] = lane
         return drain
 
     async def detach(self, name: str, *, clear: bool = True) -> None:
         """Stop feeding input ``name``; with ``clear`` its tile goes (placeholder for the agent)."""
         drain = self.drains.pop(name, None)
-        lane = self.lanes.pop(name, None)
-        if lane is not None:
-            internals.take_decoded(drain.track if drain is not None else None, None)
-            await lane.close()  # before the slot is cleared: no frame of the old track after it
         if drain is not None:
             await drain.stop()
         if clear and name in self.slots:
@@ -177,13 +158,12 @@ class CompositorTrack(MediaStreamTrack):
         self.stop()
         # An ended track composes nothing more: let go of its frames and buffers (~13 MB at
         # 720p) now, not when the last reference to the track goes.
-        with self._lock:
-            for slot in self.slots.values():
-                slot.clear()
-            self.painter.clear()
-            self._outputs.clear()
-            self.times.clear()
-            self._fade_from = None
+        for slot in self.slots.values():
+            slot.clear()
+        self.painter.clear()
+        self._outputs.clear()
+        self.times.clear()
+        self._fade_from = None
 
     @property
     def agent_name(self) -> str | None:
@@ -192,9 +172,8 @@ class CompositorTrack(MediaStreamTrack):
 
     @agent_name.setter
     def agent_name(self, name: str | None) -> None:
-        with self._lock:
-            self._agent_name = self.painter.agent_name = name
-            self._outputs.forget()  # repaint everything with the new placeholder
+        self._agent_name = self.painter.agent_name = name
+        self._outputs.forget()  # repaint everything with the new placeholder
 
     @property
     def layout(self) -> str:
@@ -229,30 +208,20 @@ class CompositorTrack(MediaStreamTrack):
         if name == self._layout:
             return
         logger.info("layout %s -> %s", self._layout, name)
-        with self._lock:
-            self._layout = name
-            self._primary_seen = 0  # a different primary: its current frame is new to us
-            self._primary_interval = 1 / self.fps  # ... and its cadence is yet to be learnt
-            self._timeline.reset()  # ... and its own capture clock
-            last = self._outputs.last()
-            if self.fade_s > 0 and last is not None:
-                # A copy: the buffer goes out again with the next frame.
-                self._fade_from = last.copy()
-                self._fade_start = self._clock()
+        self._layout = name
+        self._primary_seen = 0  # a different primary: its current frame is new to us
+        self._primary_interval = 1 / self.fps  # ... and its cadence is yet to be learnt
+        self._timeline.reset()  # ... and its own capture clock
+        last = self._outputs.last()
+        if self.fade_s > 0 and last is not None:
+            # A copy: the buffer goes out again with the next frame.
+            self._fade_from = last.copy()
+            self._fade_start = self._clock()
 
     # -- the track ---------------------------------------------------------
 
     async def recv(self) -> av.VideoFrame:
         """The next composite: as soon as the primary has a new frame, else on the fallback clock."""
-        frame, _ = await self.recv_through(None)
-        return frame
-
-    async def recv_through(self, work: Callable[[av.VideoFrame], Any] | None) -> tuple[av.VideoFrame, Any]:
-        """:meth:`recv`, the primary's next fresh frame composed on its decoder's thread where it
-        has one (a receiver's track, media.compose_lane): the composite is made there and
-        ``work(composite)`` runs there too (the program's encode): ``(composite, its result)``.
-        Otherwise (a frame that came the usual way, the fallback clock, no ``work``)
-        ``(composite, None)``: composed here, ``work`` not run. ``work`` raising there raises here."""
         if self.readyState != "live":
             raise MediaStreamError
         interval = 1 / self.fps
@@ -274,58 +243,31 @@ class CompositorTrack(MediaStreamTrack):
         wait = interval if self._stalled else patience
         deadline = (self._last_emit if self._last_emit is not None else now) + wait
         primary = self.slots.get(self.primary)
-        lane = self.lanes.get(self.primary) if work is not None else None
-        if primary is not None and lane is not None and work is not None:
-
-            def made_there() -> tuple[av.VideoFrame, Any, float]:  # the frame is in the slot
-                self._mark(True)
-                frame = self.compose()
-                return frame, work(frame), time.monotonic()
-
-            timeout = max(0.0, deadline - loop.time())
-            taken = await lane.take_next(primary, self._primary_seen, timeout, made_there)
-            if taken is not None:
-                frame, result, composed_at = taken
-                self._emitted(True, loop.time() - (time.monotonic() - composed_at))
-                return frame, result
-            fresh = primary.version > self._primary_seen  # came the usual way (or none: the clock's)
-        elif primary is not None:
+        if primary is not None:
             fresh = await primary.wait_newer(self._primary_seen, max(0.0, deadline - loop.time()))
         else:
             await asyncio.sleep(max(0.0, deadline - loop.time()))
             fresh = False
         if self.readyState != "live":
             raise MediaStreamError
-        self._mark(fresh)
-        frame = self.compose()
-        self._emitted(fresh, loop.time())
-        return frame, None
-
-    def _mark(self, fresh: bool) -> None:
-        """The composite about to be made has a new primary frame (fresh) or is the clock's."""
         if fresh == self._stalled:
-            state = "is back" if fresh else "stalled: clock takes over"
-            logger.info("primary input %s %s", self.primary, state)
+            logger.info(
+                "primary input %s %s", self.primary, "is back" if fresh else "stalled: clock takes over"
+            )
         self._stalled = not fresh
-
-    def _emitted(self, fresh: bool, at: float) -> None:
-        """A composite went out at loop time ``at``: the pacing's record (fresh: a new primary frame)."""
-        self._last_emit = at
+        frame = self.compose()
+        self._last_emit = loop.time()
         if fresh:
             if self._last_fresh is not None:
-                gap = min(at - self._last_fresh, MAX_PATIENCE_S)
+                gap = min(self._last_emit - self._last_fresh, MAX_PATIENCE_S)
                 self._primary_interval += (gap - self._primary_interval) / 8  # a smoothed cadence
-            self._fresh_before, self._last_fresh = self._last_fresh, at
+            self._fresh_before, self._last_fresh = self._last_fresh, self._last_emit
+        return frame
 
     # -- composing ---------------------------------------------------------
 
     def compose(self) -> av.VideoFrame:
-        """Compose one output frame from the slots' current pictures (synchronous, no waiting;
-        from any thread: see :meth:`recv_through`)."""
-        with self._lock:
-            return self._compose()
-
-    def _compose(self) -> av.VideoFrame:
+        """Compose one output frame from the slots' current pictures (synchronous, no waiting)."""
         started = time.perf_counter()
         now = self._clock()
         shapes = tuple(

@@ -22,9 +22,7 @@ While the picture IS the agent's camera as it came, a ``mirror`` viewer (the age
 is held: its browser shows the camera itself (``on_mirror(held)`` says when) rather than decode
 it a second time, and it resumes on the composite's keyframe.
 
-Each viewer's queue and what its browser says back live in media.program_viewer. A fresh
-frame of the composite's primary input, when that input is decoded here, is composed and encoded
-on its decoder's thread (media.compose_lane), not on the loop and an executor's.
+Each viewer's queue and what its browser says back live in media.program_viewer.
 """
 
 from __future__ import annotations
@@ -86,17 +84,6 @@ def _frame_encoder(codec: str, bitrate: Bitrate | None, receipt: LatencyReceipt 
     return encoder
 
 
-def _packet(codec: str, encoder, frame: av.VideoFrame, force: bool) -> av.Packet | None:
-    payloads, _ = encoder.encode(frame, force)
-    if not payloads:
-        return None
-    packet = av.Packet(payloads[0])
-    packet.pts = frame.pts
-    packet.time_base = frame.time_base or VIDEO_TIME_BASE
-    packet.is_keyframe = is_keyframe(codec, payloads[0])
-    return packet
-
-
 class Program:
     """One encoded stream of the customer's picture for any number of viewers (senders).
 
@@ -131,7 +118,6 @@ class Program:
         self.forwarding = False  # the agent's camera is the source
         self._viewers: weakref.WeakSet[ProgramViewer] = weakref.WeakSet()
         self._keyframe_due = True
-        self._keyframe_asks = 0  # requests so far: one that came during an encode is not lost
         self._asked = 0.0
         self._ask_every = KEYFRAME_ASK_S  # doubles while asks follow each other (media.repair's back-off)
         self.camera_cap = CameraCap((bitrate or Bitrate()).max)
@@ -143,7 +129,6 @@ class Program:
         self.may_hold_mirrors: Callable[[], bool] = lambda: True
         self.on_mirror: Callable[[bool], None] | None = None  # mirror viewers held (True) or fed
         self.mirrors_held = False
-        self.lane_encodes = 0  # frames encoded on the primary's decoder thread (media.compose_lane)
 
     # ------------------------------------------------------------- viewers
 
@@ -184,7 +169,6 @@ class Program:
     def request_keyframe(self) -> None:
         """The next frame from the live source is a keyframe (forwarding: the agent's browser is asked)."""
         self._keyframe_due = True
-        self._keyframe_asks += 1
         if not self.forwarding:
             self._asked = 0.0  # ask at once (forwarding, asks back off: _forwarding_chores)
 
@@ -317,36 +301,26 @@ class Program:
         return p is not None and all(v.codec == p.codec for v in viewers) and p.fresh() and p.eligible()
 
     async def _encode_composite(self, viewers: list[ProgramViewer]) -> dict[str, av.Packet]:
-        codecs = sorted({v.codec for v in viewers})
-        encoders = {}
-        for codec in codecs:
+        frame = await self.composite.recv()
+        self.composed += 1
+        force, self._keyframe_due = self._keyframe_due, False
+        loop = asyncio.get_running_loop()
+        packets = {}
+        for codec in sorted({v.codec for v in viewers}):
             encoder = self.encoders.get(codec)
             if encoder is None:
                 encoder = self.encoders[codec] = _frame_encoder(codec, self.bitrate, self.receipt)
             estimate = steering_estimate([v for v in viewers if v.codec == codec])
             if estimate is not None:
                 encoder.target_bitrate = int(estimate)
-            encoders[codec] = encoder
-
-        def encode(frame: av.VideoFrame) -> tuple[int, bool, dict[str, av.Packet]]:  # any thread
-            asks, force = self._keyframe_asks, self._keyframe_due
-            packets = {codec: _packet(codec, e, frame, force) for codec, e in encoders.items()}
-            return asks, force, {codec: packet for codec, packet in packets.items() if packet is not None}
-
-        recv_through = getattr(self.composite, "recv_through", None)  # a compositor's
-        if recv_through is not None:
-            frame, encoded = await recv_through(encode)
-        else:
-            frame, encoded = await self.composite.recv(), None
-        self.composed += 1
-        if encoded is None:
-            encoded = await asyncio.get_running_loop().run_in_executor(None, encode, frame)
-        else:
-            self.lane_encodes += 1
-        asks, forced, packets = encoded
-        if forced and asks == self._keyframe_asks:
-            self._keyframe_due = False  # answered (a request made meanwhile is still due)
-        self.encodes += len(encoders)
+            payloads, _ = await loop.run_in_executor(None, encoder.encode, frame, force)
+            self.encodes += 1
+            if payloads:
+                packet = av.Packet(payloads[0])
+                packet.pts = frame.pts
+                packet.time_base = frame.time_base or VIDEO_TIME_BASE
+                packet.is_keyframe = is_keyframe(codec, payloads[0])
+                packets[codec] = packet
         return packets
 
     async def _forwarding_chores(self, viewers: list[ProgramViewer]) -> None:

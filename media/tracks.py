@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,7 +56,6 @@ class FrameSlot:
         self._read_version = 0
         self._version = 0
         self._changed = asyncio.Event()
-        self._lock = threading.Lock()  # put from a decoder's thread too (put_from_thread)
         self.dropped = 0
         self.ended = False
 
@@ -83,22 +81,12 @@ class FrameSlot:
 
     def put(self, frame: av.VideoFrame) -> None:
         """Offer a new frame; the previous one is dropped if it was never read."""
-        self._store(frame)
+        if self._latest is not None and self._read_version < self._version:
+            self.dropped += 1
+        self._version += 1
+        self._latest = SlotFrame(frame, self._version, self._clock())
+        self.ended = False
         self._notify()
-
-    def put_from_thread(self, frame: av.VideoFrame, loop: asyncio.AbstractEventLoop) -> None:
-        """:meth:`put` from another thread than ``loop``'s (a decoder's, media.compose_lane): the
-        frame is the slot's at once; waiters on ``loop`` are woken through it."""
-        self._store(frame)
-        loop.call_soon_threadsafe(self._notify)
-
-    def _store(self, frame: av.VideoFrame) -> None:
-        with self._lock:
-            if self._latest is not None and self._read_version < self._version:
-                self.dropped += 1
-            self._version += 1
-            self._latest = SlotFrame(frame, self._version, self._clock())
-            self.ended = False
 
     def _notify(self) -> None:
         # A fresh event per change: every waiter holds the event it started on, so any

@@ -19,7 +19,7 @@ from media.aiortc_internals._datagram_reads import (
     read_datagrams_whole_and_cheaply,
     read_whole_and_cheaply,
 )
-from media.aiortc_internals._decoding import decode_with_direct_hand_back, take_decoded
+from media.aiortc_internals._decoding import decode_with_direct_hand_back
 from media.aiortc_internals._direct_receive import DirectReceive, receive_directly
 from media.aiortc_internals._direct_send import DirectSend
 from media.aiortc_internals._names import (
@@ -107,7 +107,6 @@ __all__ = [
     "answer_transport_cc",
     "codecs",
     "decode_with_direct_hand_back",
-    "take_decoded",
     "decoder_thread_id",
     "drop_received_rtp",
     "encoder",

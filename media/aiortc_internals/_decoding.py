@@ -7,9 +7,6 @@ track's ``recv()`` see the frame. :func:`decode_with_direct_hand_back` installs 
 with ``loop.call_soon_threadsafe(output_q.put_nowait, frame)``: the queue is aiortc's unbounded
 ``asyncio.Queue``, so ``put_nowait`` does what ``put`` did, in order, one loop pass sooner and
 without a Task a frame (the server's probe: decoded -> the compositor's slot 0.35-0.48 ms).
-
-:func:`take_decoded` lets a consumer take a track's frames on the decoder's thread itself
-(media.compose_lane: the compositor's primary composed and encoded there, no crossing before).
 """
 
 from __future__ import annotations
@@ -19,8 +16,6 @@ import inspect
 import logging
 import queue
 import threading
-import weakref
-from collections.abc import Callable
 from typing import Any
 
 import aiortc.rtcrtpreceiver
@@ -30,37 +25,6 @@ logger = logging.getLogger(__name__)
 
 _STOCK_WORKER = aiortc.rtcrtpreceiver.decoder_worker
 _PARAMETERS = ["loop", "input_q", "output_q", "decode_error"]  # aiortc 1.16's worker
-# Who takes a track's decoded frames on its decoder's thread, by the track's queue (the worker's
-# ``output_q``; weak: a track gone takes its taker with it).
-Taker = Callable[[av.VideoFrame], bool]
-_TAKERS: weakref.WeakKeyDictionary[asyncio.Queue, Taker] = weakref.WeakKeyDictionary()
-
-
-def take_decoded(track: Any, taker: Taker | None) -> bool:
-    """From now on, ``taker(frame)`` is called on ``track``'s decoder thread with each frame it
-    decodes while no other frame waits to be decoded, before it goes to the track; a frame it takes
-    (returns True) does not go on (the track never gives it). ``None`` removes the taker. False
-    (nothing installed) when ``track`` is not a receiver's or its frames do not go through
-    :func:`decoder_worker`."""
-    output_q = getattr(track, "_queue", None)
-    if not isinstance(output_q, asyncio.Queue) or aiortc.rtcrtpreceiver.decoder_worker is not decoder_worker:
-        return False
-    if taker is None:
-        _TAKERS.pop(output_q, None)
-    else:
-        _TAKERS[output_q] = taker
-    return True
-
-
-def _taken(output_q: asyncio.Queue, frame: av.VideoFrame) -> bool:
-    taker = _TAKERS.get(output_q)
-    if taker is None:
-        return False
-    try:
-        return taker(frame)
-    except Exception:  # the taker's bug must not end the decoder: the frame goes on as usual
-        logger.exception("a decoded frame's taker failed")
-        return False
 
 
 def _hand_back(loop: asyncio.AbstractEventLoop, output_q: asyncio.Queue, item: Any) -> bool:
@@ -98,12 +62,6 @@ def decoder_worker(
             decode_error.set()
             continue
         for frame in frames:
-            # Only a decoder keeping up offers its frame: one that is behind (more frames waiting)
-            # hands it back as ever, keeps decoding while the loop composes and an executor
-            # encodes, and the slot keeps the newest. Taking frames then would run each frame's
-            # compose and encode after its decode on this one thread, and the wait would grow.
-            if input_q.empty() and _taken(output_q, frame):
-                continue
             if not _hand_back(loop, output_q, frame):
                 return
 
