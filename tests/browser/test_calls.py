@@ -132,22 +132,31 @@ async def test_a_whole_video_call_between_two_browsers(tmp_path):
         await expect(browsers.locator('[data-stage="customer_fps"]')).to_have_text(
             re.compile(r"\d"), timeout=20_000
         )
-        # True glass-to-glass: the server's sender reports put the composite on the agent's
-        # capture clock and it answers the browser's round-trip reports, so the customer's page
-        # gets each frame's captureTime; it shows the delay and reports it. After the switch to
-        # the screen the composite's reports wait for the agent's first screen report, Chromium
-        # needs two of them to map the clock again, and the page reads it every 2 s: on a slow
-        # machine that took longer than expect's default 5 s (CI, stop 18).
-        await expect(customer.get_by_test_id("call-quality")).to_contain_text(
-            re.compile(r"\d+ ms delay"), timeout=20_000
-        )
-        await expect(browsers.locator('[data-stage="customer_glass_to_glass_ms"]')).to_have_text(
-            re.compile(r"\d"), timeout=20_000
-        )
         total = agent.get_by_test_id("receipt-total")
-        await expect(total).to_contain_text(re.compile(r"camera to customer's screen p50 \d+ ms"))
         await expect(total).to_contain_text(re.compile(r"server p50 [\d.]+ ms"))
-        await expect(total).not_to_contain_text("missing")  # Chromium offers all the call uses
+        # Chromium offers all the call uses, bar RTCP XR receiver reference times in Debian's
+        # Chromium 150 (its offer has no a=rtcp-xr:rcvr-rtt=all, which earlier ones had): the
+        # receipt says so, and without a round trip on a section it only receives the customer's
+        # Chromium cannot time each frame's capture.
+        missing = re.findall(r"customer: no ([\w-]+)|agent: no ([\w-]+)", await total.text_content() or "")
+        assert [name for pair in missing for name in pair if name] in ([], ["rcvr-rtt"]), missing
+        if not missing:
+            # True glass-to-glass: the server's sender reports put the composite on the agent's
+            # capture clock and it answers the browser's round-trip reports, so the customer's page
+            # gets each frame's captureTime; it shows the delay and reports it. After the switch to
+            # the screen the composite's reports wait for the agent's first screen report, Chromium
+            # needs two of them to map the clock again, and the page reads it every 2 s: on a slow
+            # machine that took longer than expect's default 5 s (CI, stop 18).
+            await expect(customer.get_by_test_id("call-quality")).to_contain_text(
+                re.compile(r"\d+ ms delay"), timeout=20_000
+            )
+            await expect(browsers.locator('[data-stage="customer_glass_to_glass_ms"]')).to_have_text(
+                re.compile(r"\d"), timeout=20_000
+            )
+            await expect(total).to_contain_text(re.compile(r"camera to customer's screen p50 \d+ ms"))
+        else:  # the picture's quality is still shown, without a delay it cannot know
+            await expect(customer.get_by_test_id("call-quality")).to_contain_text(re.compile(r"\d+ fps"))
+            await expect(customer.get_by_test_id("call-quality")).not_to_contain_text("delay")
         await agent.screenshot(path=str(SCREENSHOTS / "agent-call.png"), full_page=True)
 
         # The customer shares their (fake) screen: the agent sees it in its own tile.
